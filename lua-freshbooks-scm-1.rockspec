@@ -20,15 +20,22 @@ build = {
   type = "builtin",
   modules = {
     ["freshbooks.core"] = {
-      sources = { "src/core.c", "src/http.c", "src/codec.c", "src/crypto.c", "src/secret.c" },
+      sources = { "src/clock.c", "src/codec.c", "src/core.c", "src/crypto.c", "src/http.c", "src/lockfile.c", "src/secret.c" },
       libraries = { "curl", "crypto" },
       incdirs = { "$(CURL_INCDIR)", "$(OPENSSL_INCDIR)" },
     },
-    ["freshbooks"] = "lua/freshbooks/init.lua",
+    ["freshbooks.catalogue"] = "lua/freshbooks/catalogue.lua",
     ["freshbooks.errors"] = "lua/freshbooks/errors.lua",
-    ["freshbooks.transport"] = "lua/freshbooks/transport.lua",
-    ["freshbooks.retry"] = "lua/freshbooks/retry.lua",
+    ["freshbooks.identity"] = "lua/freshbooks/identity.lua",
+    ["freshbooks"] = "lua/freshbooks/init.lua",
+    ["freshbooks.oauth"] = "lua/freshbooks/oauth.lua",
+    ["freshbooks.query"] = "lua/freshbooks/query.lua",
     ["freshbooks.resource"] = "lua/freshbooks/resource.lua",
+    ["freshbooks.retry"] = "lua/freshbooks/retry.lua",
+    ["freshbooks.session"] = "lua/freshbooks/session.lua",
+    ["freshbooks.store.file"] = "lua/freshbooks/store/file.lua",
+    ["freshbooks.transport"] = "lua/freshbooks/transport.lua",
+    ["freshbooks.webhook"] = "lua/freshbooks/webhook.lua",
   },
 }
 test = { type = "command", command = "make check" }

@@ -1,12 +1,418 @@
--- Resources built from the catalogue (completed by the API-surface work).
+-- Resources built from the catalogue: list/get/create/update/delete/archive/each/all and the extras.
+--   local acct = fb:account(account_id)      -- accounting, webhook callbacks, uploads, reports
+--   local biz  = fb:business(business_id)    -- projects, time entries, services
+-- Request bodies are wrapped in the resource's singular key and results unwrapped: verbs return the
+-- record (or records and the paging meta), or nil, err.
+local catalogue = require "freshbooks.catalogue"
+local query = require "freshbooks.query"
+local errors = require "freshbooks.errors"
+
 local resource = {}
 
-function resource.account(_session, _account_id)
-  error("freshbooks: resources are not implemented yet", 2)
+local Resource = {}
+Resource.__index = Resource
+
+local core
+local function C()
+  core = core or require "freshbooks.core"
+  return core
 end
 
-function resource.business(_session, _business_id)
-  error("freshbooks: resources are not implemented yet", 2)
+local function check_id(id, where)
+  local t = type(id)
+  if (t == "number" and id == math.floor(id)) or (t == "string" and id ~= "") then
+    return C().urlencode(t == "number" and string.format("%d", id) or id)
+  end
+  error(("freshbooks: %s: id must be a whole number or a non-empty string, got %s"):format(where, t), 3)
 end
 
+local function check_fields(fields, where)
+  if type(fields) ~= "table" then error(("freshbooks: %s: fields must be a table"):format(where), 3) end
+end
+
+local function bad_response(what)
+  return errors.new{ code = "bad_response", message = "unexpected response shape: " .. what }
+end
+
+function Resource:__tostring()
+  return ("freshbooks.resource(%s, %s %s)"):format(self.name, self.entry.family, self.owner_id)
+end
+
+local function verb(self, v)
+  if not self.entry.verbs[v] then
+    error(("freshbooks: %s: FreshBooks has no %s for this resource"):format(self.name, v), 3)
+  end
+end
+
+-- Paths -----------------------------------------------------------------------------------------
+
+local function paths(entry, owner)
+  local f, p = entry.family, entry.path
+  if f == "accounting" then
+    local base = "/accounting/account/" .. owner .. "/" .. p
+    return base, base
+  elseif f == "events" then
+    local base = "/events/account/" .. owner .. "/" .. p
+    return base, base
+  elseif f == "uploads" then
+    return "/uploads/account/" .. owner .. "/" .. p, "/uploads/" .. p
+  end
+  local prefix = "/" .. p[1] .. "/business/" .. owner .. "/"
+  return prefix .. p[2], prefix .. p[3]
+end
+
+function resource.new(session, entry, owner_id)
+  local list_path, item_path = paths(entry, check_id(owner_id, entry.name))
+  return setmetatable({ session = session, entry = entry, name = entry.name, owner_id = owner_id,
+                        list_path = list_path, item_path = item_path }, Resource)
+end
+
+-- Requests and unwrapping ------------------------------------------------------------------------
+
+function Resource:render(q)
+  if q ~= nil and type(q) ~= "table" and type(q) ~= "string" then
+    error(("freshbooks: %s: query must be a table or a string"):format(self.name), 3)
+  end
+  return query.render(self.entry.family == "project" and "project" or "accounting", q)
+end
+
+function Resource:request(method, path, q, json)
+  local res, err = self.session:request{ method = method, path = path, query = self:render(q), json = json }
+  if not res then return nil, err end
+  return res
+end
+
+-- The payload under FreshBooks' envelope: response.result (accounting, events) or the body itself.
+local function payload(data)
+  if type(data) ~= "table" then return nil end
+  local r = data.response
+  if type(r) == "table" then return type(r.result) == "table" and r.result or r end
+  return data
+end
+
+function Resource:unwrap_one(res)
+  local p = payload(res.data)
+  local v = p and p[self.entry.single]
+  if type(v) ~= "table" then return nil, bad_response("no '" .. self.entry.single .. "' in the response") end
+  return v
+end
+
+-- -> items, meta {page, pages, per_page, total}
+function Resource:unwrap_list(res)
+  local p = payload(res.data)
+  local items = p and p[self.entry.plural]
+  if type(items) ~= "table" then return nil, bad_response("no '" .. self.entry.plural .. "' list in the response") end
+  local m = type(p.meta) == "table" and p.meta or p
+  return items, { page = tonumber(m.page), pages = tonumber(m.pages), per_page = tonumber(m.per_page),
+                  total = tonumber(m.total) }
+end
+
+local function wrap(self, fields)
+  return { [self.entry.single] = fields }
+end
+
+-- Verbs ----------------------------------------------------------------------------------------
+
+-- list(query) -> records, meta | nil, err
+function Resource:list(q)
+  verb(self, "list")
+  local res, err = self:request("GET", self.list_path, q)
+  if not res then return nil, err end
+  return self:unwrap_list(res)
+end
+
+function Resource:get(id, q)
+  verb(self, "get")
+  local res, err = self:request("GET", self.item_path .. "/" .. check_id(id, self.name .. ":get"), q)
+  if not res then return nil, err end
+  return self:unwrap_one(res)
+end
+
+-- The project family creates at the item path (`project`, `service`), the others at the list path.
+function Resource:create(fields, q)
+  verb(self, "create")
+  check_fields(fields, self.name .. ":create")
+  local path = self.entry.family == "project" and self.item_path or self.list_path
+  local res, err = self:request("POST", path, q, wrap(self, fields))
+  if not res then return nil, err end
+  return self:unwrap_one(res)
+end
+
+local function put(self, id, fields, where, q)
+  local res, err = self:request("PUT", self.item_path .. "/" .. check_id(id, where), q, wrap(self, fields))
+  if not res then return nil, err end
+  return self:unwrap_one(res)
+end
+
+-- FreshBooks ignores every other field of a PUT that carries vis_state: refuse the silent loss.
+function Resource:update(id, fields, q)
+  verb(self, "update")
+  check_fields(fields, self.name .. ":update")
+  if fields.vis_state ~= nil and next(fields, nil) ~= nil then
+    for k in pairs(fields) do
+      if k ~= "vis_state" then
+        error(("freshbooks: %s:update: FreshBooks ignores other fields in a PUT that carries vis_state;"
+          .. " use delete/archive, or send vis_state on its own"):format(self.name), 2)
+      end
+    end
+  end
+  return put(self, id, fields, self.name .. ":update", q)
+end
+
+-- delete(id) -> true | nil, err. vis_state = 1 or HTTP DELETE, whichever this resource wants.
+function Resource:delete(id)
+  verb(self, "delete")
+  if self.entry.delete == "vis_state" then
+    local rec, err = put(self, id, { vis_state = 1 }, self.name .. ":delete")
+    if not rec then return nil, err end
+    return true
+  end
+  local res, err = self:request("DELETE", self.item_path .. "/" .. check_id(id, self.name .. ":delete"))
+  if not res then return nil, err end
+  return true
+end
+
+function Resource:archive(id)
+  verb(self, "archive")
+  return put(self, id, { vis_state = 2 }, self.name .. ":archive")
+end
+
+-- Paging ---------------------------------------------------------------------------------------
+
+local function paging(q)
+  if type(q) == "string" then
+    error("freshbooks: each/all need a query table (they set page and per_page)", 3)
+  end
+  q = q or {}
+  local per_page = q.per_page or 100
+  return q, tonumber(q.page) or 1, per_page
+end
+
+-- for record, err in res:each(query) do ... end
+-- One page in memory at a time. On failure the loop gets (false, err) once and then ends.
+function Resource:each(q)
+  verb(self, "list")
+  local page, per_page
+  q, page, per_page = paging(q)
+  local items, pages, i, done = nil, nil, 0, false
+  return function()
+    while not done do
+      if items then
+        i = i + 1
+        if items[i] ~= nil then return items[i] end
+        if #items == 0 or (pages and page >= pages) then break end
+        page = page + 1
+      end
+      local list, meta = self:list(query.with(q, { page = page, per_page = per_page }))
+      if not list then done = true; return false, meta end
+      items, i, pages = list, 0, meta.pages
+      if #items == 0 then break end
+    end
+    done, items = true, nil
+    return nil
+  end
+end
+
+-- all(query, {parallel = n, progress = fn(pages_done, pages, records_so_far)}) -> records, meta | nil, err
+-- Page 1 tells how many pages there are; the rest are fetched `parallel` at a time through fb:batch
+-- and appended in page order.
+function Resource:all(q, opts)
+  verb(self, "list")
+  opts = opts or {}
+  if type(opts) ~= "table" then error("freshbooks: all: options must be a table", 2) end
+  local parallel = opts.parallel or 1
+  if type(parallel) ~= "number" or parallel < 1 then error("freshbooks: all: parallel must be a number >= 1", 2) end
+  local progress = opts.progress
+  local first, per_page
+  q, first, per_page = paging(q)
+  local out, meta = self:list(query.with(q, { page = first, per_page = per_page }))
+  if not out then return nil, meta end
+  local pages = meta.pages
+  if progress then progress(1, pages or 1, #out) end
+  if #out == 0 then return out, meta end
+  if not pages then -- no paging meta: walk until an empty page
+    for rec, err in self:each(query.with(q, { page = first + 1, per_page = per_page })) do
+      if not rec then return nil, err end
+      out[#out + 1] = rec
+    end
+    return out, meta
+  end
+  local chunk = opts.chunk or math.max(16, parallel * 8)
+  local p = first + 1
+  while p <= pages do
+    local reqs, last = {}, math.min(pages, p + chunk - 1)
+    for n = p, last do
+      reqs[#reqs + 1] = { method = "GET", path = self.list_path,
+                          query = self:render(query.with(q, { page = n, per_page = per_page })) }
+    end
+    local results = self.session:batch(reqs, { concurrency = parallel })
+    for k = 1, #reqs do
+      local r = results[k]
+      if not r or not r.res then return nil, r and r.err or errors.new{ code = "internal", message = "batch lost a page" } end
+      local list, err = self:unwrap_list(r.res)
+      if not list then return nil, err end
+      for _, rec in ipairs(list) do out[#out + 1] = rec end
+    end
+    if progress then progress(last - first + 1, pages - first + 1, #out) end
+    p = last + 1
+  end
+  return out, meta
+end
+
+-- Extras ---------------------------------------------------------------------------------------
+
+local function extra(self, name)
+  for _, e in ipairs(self.entry.extras) do if e == name then return end end
+  error(("freshbooks: %s: FreshBooks has no %s for this resource"):format(self.name, name), 3)
+end
+
+-- Invoice share link -> the link string, and the whole record.
+function Resource:share_link(id)
+  extra(self, "share_link")
+  local res, err = self:request("GET", self.item_path .. "/" .. check_id(id, self.name .. ":share_link") .. "/share_link",
+    { share_method = "share_link" })
+  if not res then return nil, err end
+  local p = payload(res.data)
+  local rec = p and p.share_link
+  local link = type(rec) == "table" and rec.share_link or rec
+  if type(link) ~= "string" then return nil, bad_response("no share_link in the response") end
+  return link, rec
+end
+
+-- send_by_email(id, {recipients = {...}, subject =, body =, include_pdf = bool}) -> record
+function Resource:send_by_email(id, opts)
+  extra(self, "send_by_email")
+  opts = opts or {}
+  if type(opts.recipients) ~= "table" or opts.recipients[1] == nil then
+    error(("freshbooks: %s:send_by_email: recipients must be a non-empty array of e-mail addresses"):format(self.name), 2)
+  end
+  local fields = { action_email = true, email_recipients = opts.recipients, email_include_pdf = opts.include_pdf == true }
+  if opts.subject or opts.body then
+    fields[self.entry.single .. "_customized_email"] = { subject = opts.subject, body = opts.body }
+  end
+  return put(self, id, fields, self.name .. ":send_by_email")
+end
+
+function Resource:mark_as_sent(id)
+  extra(self, "mark_as_sent")
+  return put(self, id, { action_mark_as_sent = true }, self.name .. ":mark_as_sent")
+end
+
+-- Webhook callbacks: confirm with the verifier of the verification delivery, or ask for a new one.
+function Resource:verify(id, verifier)
+  extra(self, "verify")
+  if type(verifier) ~= "string" or verifier == "" then error("freshbooks: callbacks:verify: verifier must be a string", 2) end
+  return put(self, id, { verifier = verifier }, "callbacks:verify")
+end
+
+function Resource:resend(id)
+  extra(self, "resend")
+  return put(self, id, { resend = true }, "callbacks:resend")
+end
+
+-- Service rates: /comments/business/{bid}/service/{id}/rate
+local function rate(self, method, id, fields, where)
+  local path = self.item_path .. "/" .. check_id(id, where) .. "/rate"
+  local res, err = self:request(method, path, nil, fields and { service_rate = fields })
+  if not res then return nil, err end
+  local p = payload(res.data)
+  local v = p and p.service_rate
+  if type(v) ~= "table" then return nil, bad_response("no service_rate in the response") end
+  return v
+end
+function Resource:rate(id) extra(self, "rate") return rate(self, "GET", id, nil, "services:rate") end
+function Resource:create_rate(id, fields)
+  extra(self, "create_rate"); check_fields(fields, "services:create_rate")
+  return rate(self, "POST", id, fields, "services:create_rate")
+end
+function Resource:update_rate(id, fields)
+  extra(self, "update_rate"); check_fields(fields, "services:update_rate")
+  return rate(self, "PUT", id, fields, "services:update_rate")
+end
+
+-- Reports: acct.reports.profit_and_loss:get{ start_date = "2024-01-01", end_date = "2024-12-31" }
+local Report = setmetatable({}, { __index = Resource })
+Report.__index = Report
+Report.__tostring = Resource.__tostring
+
+function Report:get(q)
+  local res, err = self:request("GET", self.list_path, q)
+  if not res then return nil, err end
+  local p = payload(res.data)
+  if type(p) ~= "table" then return nil, bad_response("no report in the response") end
+  return type(p[self.entry.single]) == "table" and p[self.entry.single] or p
+end
+
+-- Uploads: acct.attachments:upload(bytes, {filename =, content_type =}) -> {jwt, ...}, link
+--          acct.images:get(jwt) -> bytes, content_type
+local Upload = setmetatable({}, { __index = Resource })
+Upload.__index = Upload
+Upload.__tostring = Resource.__tostring
+
+local function multipart(content, filename, ctype)
+  local boundary = "lua-freshbooks-" .. C().hex(C().random_bytes(12))
+  local safe = filename:gsub('[\r\n"]', "_")
+  local body = table.concat({
+    "--" .. boundary,
+    'Content-Disposition: form-data; name="content"; filename="' .. safe .. '"',
+    "Content-Type: " .. ctype, "", content, "--" .. boundary .. "--", "" }, "\r\n")
+  return body, "multipart/form-data; boundary=" .. boundary
+end
+
+function Upload:upload(content, opts)
+  opts = opts or {}
+  if type(content) ~= "string" then error("freshbooks: " .. self.name .. ":upload: content must be a string", 2) end
+  local filename = opts.filename or (self.name == "images" and "image" or "attachment")
+  local body, ctype = multipart(content, filename, opts.content_type or "application/octet-stream")
+  local res, err = self.session:request{ method = "POST", path = self.list_path, body = body,
+                                         headers = { ["Content-Type"] = ctype } }
+  if not res then return nil, err end
+  local p = payload(res.data)
+  local rec = p and p[self.entry.single]
+  if type(rec) ~= "table" then return nil, bad_response("no " .. self.entry.single .. " in the response") end
+  return rec, p.link
+end
+
+function Upload:get(jwt)
+  local res, err = self.session:request{ method = "GET", path = self.item_path .. "/" .. check_id(jwt, self.name .. ":get") }
+  if not res then return nil, err end
+  local ct = res.headers and res.headers["content-type"]
+  return res.body, type(ct) == "table" and ct[1] or ct
+end
+
+-- Account and business objects ------------------------------------------------------------------
+
+local function owner(session, id, families, kind)
+  if type(session) ~= "table" or type(session.request) ~= "function" then
+    error("freshbooks: " .. kind .. ": a session is required", 3)
+  end
+  check_id(id, kind)
+  local obj = { [kind .. "_id"] = id }
+  for _, e in ipairs(catalogue.entries) do
+    if families[e.family] then
+      local r = resource.new(session, e, id)
+      if e.verbs.report then setmetatable(r, Report) elseif e.verbs.upload then setmetatable(r, Upload) end
+      if e.group then
+        obj[e.group] = obj[e.group] or {}
+        obj[e.group][e.name] = r
+      else
+        obj[e.name] = r
+      end
+    end
+  end
+  -- A misspelt resource name is a bug in the caller: say so instead of returning nil.
+  return setmetatable(obj, { __index = function(_, k)
+    error(("freshbooks: %s %s has no resource %q"):format(kind, tostring(id), tostring(k)), 2)
+  end })
+end
+
+function resource.account(session, account_id)
+  return owner(session, account_id, catalogue.account_families, "account")
+end
+
+function resource.business(session, business_id)
+  return owner(session, business_id, catalogue.business_families, "business")
+end
+
+resource.Resource = Resource
 return resource

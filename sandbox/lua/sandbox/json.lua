@@ -15,7 +15,9 @@ function json.decode(s)
   return cjson.decode(s)
 end
 
-local encode_string = cjson.encode
+local cjson_encode = cjson.encode
+-- cjson writes "/" as "\/"; FreshBooks does not.
+local function encode_string(s) return (cjson_encode(s):gsub("\\/", "/")) end
 local concat, sort, type, pairs, tostring = table.concat, table.sort, type, pairs, tostring
 local floor, huge = math.floor, math.huge
 

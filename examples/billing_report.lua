@@ -1,0 +1,370 @@
+-- The billing report: for every business the user belongs to, outstanding invoices by client with
+-- totals per currency and aging buckets (days past due relative to --as-of).
+--
+--   FB_CLIENT_ID=... FB_CLIENT_SECRET=... FB_REDIRECT_URI=... \
+--   lua5.4 examples/billing_report.lua --tokens tokens.json [--as-of 2025-06-30] [--csv] [--business NAME|ID]
+--                                      [--api-url URL] [--auth-url URL] [--ca-file FILE] [--parallel N] [--quiet]
+--
+-- Money is added exactly: amounts are parsed from FreshBooks' decimal strings into integer minor units,
+-- never floats. Exit status: 0 ok, 1 failure, 2 bad usage, 3 not authorized.
+local report = {}
+
+local USAGE = [[
+usage: billing_report.lua --tokens FILE [options]
+  --tokens FILE       token file written by the authorization (freshbooks.store.file)
+  --as-of YYYY-MM-DD  aging reference date (default: today)
+  --csv               CSV on stdout instead of the table
+  --business NAME|ID  only this business (name, business_id or account_id)
+  --api-url URL       API base URL (default https://api.freshbooks.com; a sandbox URL for development)
+  --auth-url URL      authorization base URL (default https://auth.freshbooks.com)
+  --ca-file FILE      CA bundle for TLS (e.g. the sandbox's)
+  --parallel N        invoice pages fetched at once (default 4)
+  --quiet             no progress on stderr
+environment: FB_CLIENT_ID, FB_CLIENT_SECRET, FB_REDIRECT_URI (the app's credentials)]]
+
+-- Money ----------------------------------------------------------------------------------------
+
+-- "123.45" -> { units = 12345, scale = 2 }; nil for anything that is not a plain decimal.
+function report.parse_money(s)
+  if type(s) == "number" then error("billing_report: money must come as a string, got a number", 2) end
+  if type(s) ~= "string" then return nil end
+  local sign, int, frac = s:match("^%s*([%-+]?)(%d*)%.?(%d*)%s*$")
+  if not sign or (int == "" and frac == "") or #int + #frac > 15 then return nil end
+  local units = tonumber((int == "" and "0" or int) .. frac)
+  return { units = sign == "-" and -units or units, scale = #frac }
+end
+
+local function rescale(m, scale)
+  local u = m.units
+  for _ = m.scale + 1, scale do u = u * 10 end
+  return u
+end
+
+function report.add_money(a, b)
+  if not a then return { units = b.units, scale = b.scale } end
+  local scale = math.max(a.scale, b.scale)
+  return { units = rescale(a, scale) + rescale(b, scale), scale = scale }
+end
+
+function report.format_money(m, scale)
+  if not m then m = { units = 0, scale = 0 } end
+  scale = math.max(scale or 2, m.scale)
+  local u = rescale(m, scale)
+  local neg = u < 0
+  if neg then u = -u end
+  local p = 1
+  for _ = 1, scale do p = p * 10 end
+  local frac = u % p
+  local int = (u - frac) / p
+  local s = string.format("%d", int)
+  if scale > 0 then s = s .. "." .. string.format("%0" .. scale .. "d", frac) end
+  return (neg and "-" or "") .. s
+end
+
+local function money_less(a, b)
+  local scale = math.max(a.scale, b.scale)
+  return rescale(a, scale) < rescale(b, scale)
+end
+
+-- Dates and aging ------------------------------------------------------------------------------
+
+-- Days since 1970-01-01 for a YYYY-MM-DD date (civil calendar, integer arithmetic only).
+function report.day_number(s)
+  local y, m, d = tostring(s or ""):match("^(%d%d%d%d)%-(%d%d)%-(%d%d)")
+  if not y then return nil end
+  y, m, d = tonumber(y), tonumber(m), tonumber(d)
+  if m < 1 or m > 12 or d < 1 or d > 31 then return nil end
+  if m <= 2 then y = y - 1 end
+  local era = math.floor(y / 400)
+  local yoe = y - era * 400
+  local doy = math.floor((153 * ((m + 9) % 12) + 2) / 5) + d - 1
+  return era * 146097 + yoe * 365 + math.floor(yoe / 4) - math.floor(yoe / 100) + doy - 719468
+end
+
+report.BUCKETS = { "current", "1-30", "31-60", "61-90", "90+" }
+
+function report.bucket(days_past_due)
+  if days_past_due <= 0 then return "current" end
+  if days_past_due <= 30 then return "1-30" end
+  if days_past_due <= 60 then return "31-60" end
+  if days_past_due <= 90 then return "61-90" end
+  return "90+"
+end
+
+-- Aggregation ----------------------------------------------------------------------------------
+
+local function client_name(inv)
+  local org = type(inv.organization) == "string" and inv.organization or ""
+  if org ~= "" then return org end
+  local name = ((type(inv.fname) == "string" and inv.fname or "") .. " "
+    .. (type(inv.lname) == "string" and inv.lname or "")):match("^%s*(.-)%s*$")
+  if name ~= "" then return name end
+  return "Client " .. tostring(inv.customerid or "?")
+end
+
+-- Is the invoice owed? Sent (not draft), not deleted, with something outstanding.
+local function outstanding(inv)
+  if inv.vis_state == 1 or inv.v3_status == "draft" or inv.status == 1 then return nil end
+  local o = inv.outstanding
+  local m = report.parse_money(type(o) == "table" and o.amount or o)
+  if not m or m.units <= 0 then return nil end
+  local code = (type(o) == "table" and o.code) or inv.currency_code or "?"
+  return m, code
+end
+
+local function due_day(inv)
+  local d = report.day_number(inv.due_date)
+  if d then return d end
+  local created = report.day_number(inv.create_date)
+  if created then return created + (tonumber(inv.due_offset_days) or 0) end
+end
+
+-- A fresh per-business accumulator; add(inv) folds one invoice in; rows() and totals() read it out.
+function report.accumulator(as_of_day)
+  local acc = { clients = {}, totals = {}, count = 0 }
+  local function fold(t, m, bucket)
+    t.invoices = t.invoices + 1
+    t.outstanding = report.add_money(t.outstanding, m)
+    t[bucket] = report.add_money(t[bucket], m)
+  end
+  local function slot(tbl, key, extra)
+    local t = tbl[key]
+    if not t then
+      t = { invoices = 0 }
+      for k, v in pairs(extra) do t[k] = v end
+      tbl[key] = t
+    end
+    return t
+  end
+  function acc.add(inv)
+    local m, code = outstanding(inv)
+    if not m then return false end
+    local due = due_day(inv)
+    local bucket = due and report.bucket(as_of_day - due) or "current"
+    local key = tostring(inv.customerid) .. "\0" .. code
+    fold(slot(acc.clients, key, { client_id = inv.customerid, client = client_name(inv), currency = code }), m, bucket)
+    fold(slot(acc.totals, code, { currency = code }), m, bucket)
+    acc.count = acc.count + 1
+    return true
+  end
+  function acc.rows()
+    local rows = {}
+    for _, r in pairs(acc.clients) do rows[#rows + 1] = r end
+    table.sort(rows, function(a, b)
+      if a.currency ~= b.currency then return a.currency < b.currency end
+      if money_less(b.outstanding, a.outstanding) then return true end
+      if money_less(a.outstanding, b.outstanding) then return false end
+      return a.client < b.client
+    end)
+    return rows
+  end
+  function acc.currency_totals()
+    local rows = {}
+    for _, r in pairs(acc.totals) do rows[#rows + 1] = r end
+    table.sort(rows, function(a, b) return a.currency < b.currency end)
+    return rows
+  end
+  return acc
+end
+
+-- Output ---------------------------------------------------------------------------------------
+
+local COLS = { "invoices", "outstanding", "current", "1-30", "31-60", "61-90", "90+" }
+
+local function cells(r)
+  local out = { string.format("%d", r.invoices) }
+  for i = 2, #COLS do out[i] = report.format_money(r[COLS[i]]) end
+  return out
+end
+
+local function pad(s, w, right)
+  local len = #s:gsub("[\128-\191]", "") -- count UTF-8 characters, not bytes
+  if len >= w then return s end
+  return right and (string.rep(" ", w - len) .. s) or (s .. string.rep(" ", w - len))
+end
+
+local function truncate(s, w)
+  if #s:gsub("[\128-\191]", "") <= w then return s end
+  local out, n = {}, 0
+  for ch in s:gmatch("[%z\1-\127\194-\244][\128-\191]*") do
+    if n >= w - 1 then break end
+    out[#out + 1] = ch
+    n = n + 1
+  end
+  return table.concat(out) .. "…"
+end
+
+function report.table(out, biz, acc, as_of)
+  out:write(("%s (account %s, business %s): outstanding as of %s\n"):format(biz.name or "?", tostring(biz.account_id),
+    tostring(biz.business_id), as_of))
+  local rows = acc.rows()
+  if #rows == 0 then out:write("  nothing outstanding\n\n") return end
+  local head = { "Client", "Cur", "Inv", "Outstanding", "Current", "1-30", "31-60", "61-90", "90+" }
+  local widths = { 28, 4, 5, 13, 12, 12, 12, 12, 12 }
+  local function line(t)
+    local parts = {}
+    for i, v in ipairs(t) do parts[i] = pad(i == 1 and truncate(v, widths[i]) or v, widths[i], i > 2) end
+    out:write("  ", table.concat(parts, " "), "\n")
+  end
+  line(head)
+  local rule = {}
+  for i, w in ipairs(widths) do rule[i] = string.rep("-", w) end
+  line(rule)
+  for _, r in ipairs(rows) do
+    local c = cells(r)
+    line{ r.client, r.currency, c[1], c[2], c[3], c[4], c[5], c[6], c[7] }
+  end
+  line(rule)
+  for _, t in ipairs(acc.currency_totals()) do
+    local c = cells(t)
+    line{ "Total", t.currency, c[1], c[2], c[3], c[4], c[5], c[6], c[7] }
+  end
+  out:write("\n")
+end
+
+local function csv_field(v)
+  v = tostring(v)
+  if v:find('[,"\r\n]') then return '"' .. v:gsub('"', '""') .. '"' end
+  return v
+end
+
+report.CSV_HEADER = "business,account_id,business_id,client_id,client,currency,invoices,outstanding,current,"
+  .. "days_1_30,days_31_60,days_61_90,days_90_plus"
+
+function report.csv(out, biz, acc)
+  for _, r in ipairs(acc.rows()) do
+    local c = cells(r)
+    local fields = { biz.name or "", biz.account_id or "", biz.business_id or "", r.client_id or "", r.client,
+                     r.currency, c[1], c[2], c[3], c[4], c[5], c[6], c[7] }
+    for i, v in ipairs(fields) do fields[i] = csv_field(v) end
+    out:write(table.concat(fields, ","), "\n")
+  end
+end
+
+-- Running --------------------------------------------------------------------------------------
+
+local AUTH_CODES = { reauth_required = true, unauthorized = true, invalid_grant = true, refresh_uncertain = true }
+
+local function explain(err)
+  if AUTH_CODES[err.code] then
+    return "not authorized: " .. tostring(err.message) .. "\n"
+      .. "Authorize the application again (e.g. `make demo` does it against the sandbox) and retry."
+  elseif err.code == "forbidden" then
+    return "access denied: " .. tostring(err.message) .. " (the grant may lack the user:invoices:read scope)"
+  end
+  return tostring(err)
+end
+report.explain = explain
+
+-- report.run(fb, {as_of = "YYYY-MM-DD", csv = bool, business = key, parallel = n, quiet = bool}, out, log)
+-- -> exit status (0 ok, 1 failure, 3 not authorized). `log` receives progress and error lines.
+function report.run(fb, opts, out, log)
+  local as_of = opts.as_of or os.date("%Y-%m-%d")
+  local as_of_day = report.day_number(as_of)
+  if not as_of_day then error("billing_report: --as-of must be YYYY-MM-DD", 2) end
+  local list, err = fb:memberships()
+  if not list then
+    log(explain(err))
+    return AUTH_CODES[err.code] and 3 or 1
+  end
+  if opts.business then
+    local want, kept = tostring(opts.business), {}
+    for _, m in ipairs(list) do
+      if m.name == want or tostring(m.business_id) == want or tostring(m.account_id) == want then kept[#kept + 1] = m end
+    end
+    if #kept == 0 then log("no business matches '" .. want .. "'") return 1 end
+    list = kept
+  end
+  if #list == 0 then log("this user belongs to no business: nothing to report") end
+  if opts.csv then out:write(report.CSV_HEADER, "\n") end
+  local status = 0
+  for i, biz in ipairs(list) do
+    local acc = report.accumulator(as_of_day)
+    local last = -1
+    local invoices, ierr = fb:account(biz.account_id).invoices:all({ per_page = 100 }, {
+      parallel = opts.parallel or 4,
+      progress = function(done, pages, n)
+        local pct = math.floor(done * 100 / math.max(pages, 1))
+        if not opts.quiet and pages > 1 and (pct >= last + 10 or done == pages) then
+          last = pct
+          log(("[%d/%d] %s: %d/%d pages, %d invoices"):format(i, #list, biz.name or "?", done, pages, n))
+        end
+      end })
+    if not invoices then
+      log(("%s: %s"):format(biz.name or "?", explain(ierr)))
+      if AUTH_CODES[ierr.code] then return 3 end
+      status = 1
+    else
+      for _, inv in ipairs(invoices) do acc.add(inv) end
+      invoices = nil -- luacheck: ignore (let the page data go before the next business)
+      if opts.csv then report.csv(out, biz, acc) else report.table(out, biz, acc, as_of) end
+    end
+  end
+  return status
+end
+
+local function parse_args(argv)
+  local o = {}
+  local flags = { csv = true, quiet = true, help = true }
+  local i = 1
+  while i <= #argv do
+    local a = argv[i]
+    local name = a:match("^%-%-([%w%-]+)$")
+    if not name then return nil, "unexpected argument " .. a end
+    local key = name:gsub("%-", "_")
+    if flags[key] then
+      o[key] = true
+    else
+      local v = argv[i + 1]
+      if v == nil then return nil, "--" .. name .. " needs a value" end
+      o[key] = v
+      i = i + 1
+    end
+    i = i + 1
+  end
+  local known = { tokens = 1, as_of = 1, csv = 1, business = 1, api_url = 1, auth_url = 1, ca_file = 1, parallel = 1,
+                  quiet = 1, help = 1 }
+  for k in pairs(o) do if not known[k] then return nil, "unknown option --" .. k:gsub("_", "-") end end
+  if o.parallel then
+    o.parallel = tonumber(o.parallel)
+    if not o.parallel or o.parallel < 1 then return nil, "--parallel must be a number >= 1" end
+  end
+  if o.as_of and not report.day_number(o.as_of) then return nil, "--as-of must be YYYY-MM-DD" end
+  return o
+end
+
+function report.main(argv)
+  local o, why = parse_args(argv)
+  if not o or o.help then
+    io.stderr:write(why and ("billing_report: " .. why .. "\n") or "", USAGE, "\n")
+    return o and 0 or 2
+  end
+  local id, secret = os.getenv("FB_CLIENT_ID"), os.getenv("FB_CLIENT_SECRET")
+  local redirect = os.getenv("FB_REDIRECT_URI")
+  if not (id and secret and redirect) or not o.tokens then
+    io.stderr:write("billing_report: set FB_CLIENT_ID, FB_CLIENT_SECRET and FB_REDIRECT_URI, and give --tokens FILE\n",
+      USAGE, "\n")
+    return 2
+  end
+  local f = io.open(o.tokens, "rb")
+  if not f then
+    io.stderr:write("billing_report: not authorized: no token file at ", o.tokens,
+      "\nAuthorize the application first (see examples/demo.lua for the flow) and retry.\n")
+    return 3
+  end
+  f:close()
+  local freshbooks = require "freshbooks"
+  local fb = freshbooks.new{
+    client_id = id, client_secret = secret, redirect_uri = redirect,
+    store = freshbooks.store.file(o.tokens),
+    api_url = o.api_url, auth_url = o.auth_url, cainfo = o.ca_file,
+  }
+  return report.run(fb, o, io.stdout, function(line) io.stderr:write(line, "\n") end)
+end
+
+-- Run as a script (`lua examples/billing_report.lua ...`), or return the module to `require`.
+local modname = ...
+if arg and arg[0] and arg[0]:match("billing_report%.lua$") and not (modname or ""):match("billing_report$") then
+  os.exit(report.main(arg))
+end
+return report

@@ -1,0 +1,97 @@
+-- The FreshBooks resource catalogue: one row per resource. resource.lua builds every object from it.
+--   name     field on the account/business object (`acct.invoices`, `biz.time_entries`)
+--   family   accounting (by account_id), events (by account_id), uploads (by account_id),
+--            project (by business_id)
+--   path     accounting/events/uploads: path after the family's base;
+--            project: { base, list path, item path }
+--   single / plural   the body wrapper and list keys
+--   verbs    what FreshBooks allows: list get create update delete archive
+--   delete   "vis_state" (PUT {single = {vis_state = 1}}) or "http" (DELETE)
+--   extras   extra verbs resource.lua implements (invoice share link, send by email, ...)
+--   group    a sub-table of the account object (reports)
+local catalogue = {}
+
+local rows = {
+  -- Accounting family: /accounting/account/{account_id}/{path}[/{id}]
+  { "clients",            "accounting", "users/clients",                   "client",            "clients",
+    "list get create update delete archive", "vis_state" },
+  { "invoices",           "accounting", "invoices/invoices",               "invoice",           "invoices",
+    "list get create update delete archive", "vis_state",
+    extras = { "share_link", "send_by_email", "mark_as_sent" } },
+  { "estimates",          "accounting", "estimates/estimates",             "estimate",          "estimates",
+    "list get create update delete archive", "vis_state", extras = { "send_by_email", "mark_as_sent" } },
+  { "expenses",           "accounting", "expenses/expenses",               "expense",           "expenses",
+    "list get create update delete archive", "vis_state" },
+  { "expense_categories", "accounting", "expenses/categories",             "category",          "categories",
+    "list get" },
+  { "items",              "accounting", "items/items",                     "item",              "items",
+    "list get create update delete archive", "vis_state" },
+  { "payments",           "accounting", "payments/payments",               "payment",           "payments",
+    "list get create update delete", "vis_state" },
+  { "taxes",              "accounting", "taxes/taxes",                     "tax",               "taxes",
+    "list get create update delete", "http" },
+  { "credit_notes",       "accounting", "credit_notes/credit_notes",       "credit_note",       "credit_notes",
+    "list get create update delete archive", "vis_state" },
+  { "other_incomes",      "accounting", "other_incomes/other_incomes",     "other_income",      "other_income",
+    "list get create update delete", "vis_state" },
+  { "bills",              "accounting", "bills/bills",                     "bill",              "bills",
+    "list get create update delete archive", "vis_state" },
+  { "bill_payments",      "accounting", "bill_payments/bill_payments",     "bill_payment",      "bill_payments",
+    "list get create update delete", "vis_state" },
+  { "bill_vendors",       "accounting", "bill_vendors/bill_vendors",       "bill_vendor",       "bill_vendors",
+    "list get create update delete archive", "vis_state" },
+  { "staff",              "accounting", "users/staffs",                    "staff",             "staffs",
+    "list get update delete", "vis_state" },
+  { "gateways",           "accounting", "systems/gateways",                "gateway",           "gateways",
+    "list delete", "http" },
+  { "invoice_profiles",   "accounting", "invoice_profiles/invoice_profiles", "invoice_profile", "invoice_profiles",
+    "list get create update delete archive", "vis_state" },
+  { "tasks",              "accounting", "projects/tasks",                  "task",              "tasks",
+    "list get create update delete archive", "vis_state" },
+  { "journal_entries",    "accounting", "journal_entries/journal_entries", "journal_entry",     "journal_entries",
+    "list create" },
+  { "journal_entry_details", "accounting", "journal_entries/journal_entry_details", "journal_entry_detail",
+    "journal_entry_details", "list" },
+  { "journal_entry_accounts", "accounting", "journal_entry_accounts/journal_entry_accounts",
+    "journal_entry_account", "journal_entry_accounts", "list" },
+  -- Reports: GET with start_date/end_date/currency_code; the result is unwrapped from its one key.
+  { "profit_and_loss",    "accounting", "reports/accounting/profitloss_entity", "profitloss", nil, "report",
+    group = "reports" },
+  { "tax_summary",        "accounting", "reports/accounting/taxsummary",   "taxsummary",        nil, "report",
+    group = "reports" },
+  { "payments_collected", "accounting", "reports/accounting/payments_collected", "payments_collected", nil,
+    "report", group = "reports" },
+
+  -- Webhook callbacks: /events/account/{account_id}/events/callbacks[/{id}]
+  { "callbacks",          "events",     "events/callbacks",                "callback",          "callbacks",
+    "list get create update delete", "http", extras = { "verify", "resend" } },
+
+  -- Uploads: POST /uploads/account/{account_id}/{path} (multipart), GET /uploads/{path}/{jwt}
+  { "attachments",        "uploads",    "attachments",                     "attachment",        nil, "upload" },
+  { "images",             "uploads",    "images",                          "image",             nil, "upload" },
+
+  -- Project family: /{base}/business/{business_id}/{list path} and /{item path}[/{id}]
+  { "projects",           "project",    { "projects", "projects", "project" }, "project",       "projects",
+    "list get create update delete", "http" },
+  { "time_entries",       "project",    { "timetracking", "time_entries", "time_entries" }, "time_entry",
+    "time_entries", "list get create update delete", "http" },
+  { "services",           "project",    { "comments", "services", "service" }, "service",       "services",
+    "list get create update", extras = { "rate", "create_rate", "update_rate" } },
+}
+
+catalogue.entries = {}
+catalogue.by_name = {}
+
+for _, r in ipairs(rows) do
+  local e = { name = r[1], family = r[2], path = r[3], single = r[4], plural = r[5], delete = r[7],
+              extras = r.extras or {}, group = r.group, verbs = {} }
+  for v in r[6]:gmatch("%S+") do e.verbs[v] = true end
+  catalogue.entries[#catalogue.entries + 1] = e
+  catalogue.by_name[e.name] = e
+end
+
+-- Which entries an account object (by account_id) and a business object (by business_id) carry.
+catalogue.account_families = { accounting = true, events = true, uploads = true }
+catalogue.business_families = { project = true }
+
+return catalogue

@@ -1,0 +1,103 @@
+-- Who the user is and which businesses they belong to: GET /auth/api/v1/users/me, cached per session.
+-- In a membership, business.id is the business_id (project family) and business.account_id the
+-- account_id (accounting family); the membership's own id is neither.
+local errors = require "freshbooks.errors"
+
+local identity = { methods = {} }
+local M = identity.methods
+
+local function state(fb) return require("freshbooks.session").private(fb) end
+
+-- fb:me(refresh?) -> the identity table (the response's `response` object) | nil, err
+function M:me(refresh)
+  local p = state(self)
+  if p.me and not refresh then return p.me end
+  local res, err = self:request{ method = "GET", path = "/auth/api/v1/users/me" }
+  if not res then return nil, err end
+  local me = type(res.data) == "table" and res.data.response
+  if type(me) ~= "table" then
+    return nil, errors.new{ code = "bad_response", status = res.status,
+      message = "users/me answered without a response object" }
+  end
+  p.me = me
+  return me
+end
+
+local function membership(m)
+  local b = type(m.business) == "table" and m.business or {}
+  return {
+    account_id = b.account_id,
+    business_id = b.id,
+    business_uuid = b.business_uuid,
+    name = b.name,
+    role = m.role,
+    membership_id = m.id,
+    business = b,
+  }
+end
+
+-- fb:memberships(refresh?) -> array of memberships | nil, err
+function M:memberships(refresh)
+  local me, err = self:me(refresh)
+  if not me then return nil, err end
+  local out = {}
+  local list = type(me.business_memberships) == "table" and me.business_memberships or {}
+  for _, m in ipairs(list) do
+    if type(m) == "table" then out[#out + 1] = membership(m) end
+  end
+  return out
+end
+
+-- for m in fb:businesses() do ... end. A failure to read the identity is raised as the error object
+-- (a `for` loop has no other way to report it); use fb:memberships() for nil, err instead.
+function M:businesses(refresh)
+  local list, err = self:memberships(refresh)
+  if not list then error(err, 2) end
+  local i = 0
+  return function()
+    i = i + 1
+    return list[i]
+  end
+end
+
+-- Ids compare as strings; JSON numbers may decode as floats (12345.0) under Lua 5.4.
+local function idstr(v)
+  if type(v) == "number" and v == math.floor(v) then return string.format("%d", v) end
+  if v == nil then return nil end
+  return tostring(v)
+end
+
+-- fb:find_business(name_or_id) -> membership | nil, err. Matches business_id, account_id or
+-- business_uuid exactly, else the name (exact first, then case-insensitive).
+function M:find_business(key)
+  if type(key) ~= "string" and type(key) ~= "number" then
+    error("freshbooks: find_business: expected a business name or id", 2)
+  end
+  local list, err = self:memberships()
+  if not list then return nil, err end
+  local s = idstr(key)
+  for _, m in ipairs(list) do
+    if idstr(m.business_id) == s or idstr(m.account_id) == s or m.business_uuid == s then
+      return m
+    end
+  end
+  local function by_name(eq)
+    local hit
+    for _, m in ipairs(list) do
+      if type(m.name) == "string" and eq(m.name) then
+        if hit then
+          return nil, errors.new{ code = "ambiguous", message = "several businesses are named '" .. s .. "'" }
+        end
+        hit = m
+      end
+    end
+    return hit
+  end
+  local m, aerr = by_name(function(n) return n == s end)
+  if m or aerr then return m, aerr end
+  m, aerr = by_name(function(n) return n:lower() == s:lower() end)
+  if m or aerr then return m, aerr end
+  return nil, errors.new{ code = "not_found", message = "no business matches '" .. s .. "'" }
+end
+
+return identity

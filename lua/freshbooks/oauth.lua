@@ -1,0 +1,207 @@
+-- FreshBooks' OAuth 2.0 authorization-code flow: the authorize URL, the callback check, and the token
+-- endpoint (exchange, refresh, revoke). These functions hold no state; session.lua owns the tokens.
+-- `cfg` is the session's private config: client_id, client_secret, redirect_uri, auth_url, api_url,
+-- clock, timeout and send (the transport, already wrapped for retries).
+local cjson = require "cjson.safe"
+local errors = require "freshbooks.errors"
+
+local oauth = {}
+
+local function core() return require "freshbooks.core" end
+
+-- FreshBooks' rules: https (plain http only for a local development host), no query string (state
+-- carries data instead), no fragment (RFC 6749 §3.1.2). Raises: a bad URI is a configuration error.
+function oauth.check_redirect_uri(uri, where)
+  where = where or "redirect_uri"
+  if type(uri) ~= "string" or uri == "" then
+    error("freshbooks.new: " .. where .. " must be a non-empty string", 3)
+  end
+  local scheme, host = uri:match("^(%a[%w+.-]*)://([^/?#]*)")
+  if not scheme then error("freshbooks.new: " .. where .. " must be an absolute URL", 3) end
+  scheme = scheme:lower()
+  host = host:gsub("^.*@", ""):gsub(":%d*$", ""):lower()
+  if host == "" then error("freshbooks.new: " .. where .. " has no host", 3) end
+  if scheme == "http" then
+    if host ~= "localhost" and host ~= "127.0.0.1" then
+      error("freshbooks.new: " .. where .. " must use https (plain http is allowed for localhost only)", 3)
+    end
+  elseif scheme ~= "https" then
+    error("freshbooks.new: " .. where .. " must use https", 3)
+  end
+  if uri:find("?", 1, true) then
+    error("freshbooks.new: " .. where .. " cannot contain a query string (use state to carry data)", 3)
+  end
+  if uri:find("#", 1, true) then error("freshbooks.new: " .. where .. " cannot contain a fragment", 3) end
+  return uri
+end
+
+-- A fresh state: 16 CSPRNG bytes as hex, unguessable and URL-safe.
+function oauth.new_state()
+  local c = core()
+  return c.hex(c.random_bytes(16))
+end
+
+-- authorize_url(cfg, {scopes =, state =}) -> url, state
+function oauth.authorize_url(cfg, opts)
+  opts = opts or {}
+  if type(opts) ~= "table" then error("freshbooks: authorize_url takes a table", 3) end
+  local scopes = opts.scopes or cfg.scopes
+  if type(scopes) == "table" then
+    for i, s in ipairs(scopes) do
+      if type(s) ~= "string" or s == "" or s:find("%s") then
+        error("freshbooks: authorize_url: scopes[" .. i .. "] must be a scope name", 3)
+      end
+    end
+    scopes = table.concat(scopes, " ")
+  elseif scopes ~= nil and type(scopes) ~= "string" then
+    error("freshbooks: authorize_url: scopes must be an array of strings or a space-separated string", 3)
+  end
+  local state = opts.state
+  if state == nil then
+    state = oauth.new_state()
+  elseif type(state) ~= "string" or state == "" then
+    error("freshbooks: authorize_url: state must be a non-empty string", 3)
+  end
+  local c = core()
+  local q = {
+    "client_id=" .. c.urlencode(cfg.client_id),
+    "response_type=code",
+    "redirect_uri=" .. c.urlencode(cfg.redirect_uri),
+  }
+  if scopes and scopes ~= "" then q[#q + 1] = "scope=" .. c.urlencode(scopes) end
+  q[#q + 1] = "state=" .. c.urlencode(state)
+  -- auth_url is the host (https://auth.freshbooks.com) or, as some configs give it, the page itself.
+  local page = cfg.auth_url:find("/oauth/authorize$") and cfg.auth_url .. "/" or cfg.auth_url .. "/oauth/authorize/"
+  return page .. "?" .. table.concat(q, "&"), state
+end
+
+-- The callback's query (string, with or without the leading "?" or a whole URL, or a table) -> fields.
+function oauth.parse_callback(query)
+  if type(query) == "table" then return query end
+  if type(query) ~= "string" then
+    error("freshbooks: authorize_callback: query must be a string or a table", 3)
+  end
+  query = query:gsub("#.*$", "")
+  if query:find("?", 1, true) then query = query:match("%?(.*)$") end
+  local fields = {}
+  for _, pair in ipairs(core().form_decode(query)) do
+    if fields[pair[1]] == nil then fields[pair[1]] = pair[2] end
+  end
+  return fields
+end
+
+-- Check the callback fields against the state the caller kept; return the code or nil, err.
+function oauth.check_callback(fields, expected_state)
+  if type(expected_state) ~= "string" or expected_state == "" then
+    error("freshbooks: authorize_callback: the expected state (from authorize_url) is required", 3)
+  end
+  local got = fields.state
+  if type(got) ~= "string" or not core().equals(got, expected_state) then
+    return nil, errors.new{ code = "state_mismatch", message = "the callback's state does not match the one issued" }
+  end
+  if fields.error then
+    local code = tostring(fields.error):lower():gsub("[^%w_]", "")
+    return nil, errors.new{ code = code ~= "" and code or "authorization_failed",
+      message = fields.error_description or "the user did not authorize the application" }
+  end
+  if type(fields.code) ~= "string" or fields.code == "" then
+    return nil, errors.new{ code = "invalid_callback", message = "the callback carries no authorization code" }
+  end
+  return fields.code
+end
+
+-- A token response -> tokens, or nil, err. Error codes are RFC 6749's (`invalid_grant`, ...) when the
+-- server says so, else `bad_token_response`; `err.ambiguous` marks a failure after which the server may
+-- have issued (and so rotated) tokens that we did not read.
+function oauth.parse_token_response(res, clock)
+  local data = cjson.decode(res.body or "")
+  if type(data) ~= "table" then data = nil end
+  local ok = res.status >= 200 and res.status < 300
+  if ok and data and type(data.access_token) == "string" and data.access_token ~= ""
+    and type(data.refresh_token) == "string" and data.refresh_token ~= "" then
+    local t = {
+      access_token = data.access_token,
+      refresh_token = data.refresh_token,
+      token_type = type(data.token_type) == "string" and data.token_type or "Bearer",
+      expires_in = tonumber(data.expires_in),
+      scope = type(data.scope) == "string" and data.scope or nil,
+      created_at = tonumber(data.created_at),
+    }
+    if t.expires_in then t.expires_at = (t.created_at or clock()) + t.expires_in end
+    return t
+  end
+  if data and type(data.error) == "string" then
+    local code = data.error:lower():gsub("[^%w_]", "")
+    return nil, errors.new{
+      code = code ~= "" and code or "oauth_error", oauth_error = data.error, status = res.status,
+      message = type(data.error_description) == "string" and data.error_description or data.error,
+      -- 5xx with an error body: the server failed, but we cannot know at which step.
+      ambiguous = res.status >= 500 or nil,
+    }
+  end
+  return nil, errors.new{
+    code = "bad_token_response", status = res.status,
+    message = "the token endpoint answered HTTP " .. res.status .. " without a token response",
+    -- A 2xx/5xx we cannot read may still have rotated the refresh token server-side; 4xx did not.
+    ambiguous = (ok or res.status >= 500) or nil,
+  }
+end
+
+-- Transport failures that prove the request never reached the server.
+local NOT_SENT = { connect = true, resolve = true, tls = true }
+
+local function token_call(cfg, fields, path)
+  local res, err = cfg.send{
+    method = "POST",
+    url = cfg.api_url .. path,
+    headers = { ["Content-Type"] = "application/json", Accept = "application/json" },
+    body = assert(cjson.encode(fields)),
+    timeout = cfg.timeout,
+  }
+  if cfg.log then
+    cfg.log{ type = "request", method = "POST", url = cfg.api_url .. path,
+      status = res and res.status, error = err and err.code,
+      line = "POST " .. cfg.api_url .. path .. " -> " .. (res and res.status or (err and err.code) or "?") }
+  end
+  if not res then
+    if not errors.is(err) then err = errors.from_core(err) end
+    if not NOT_SENT[err.code] then err.ambiguous = true end
+    return nil, err
+  end
+  return res
+end
+
+local function grant(cfg, fields)
+  local res, err = token_call(cfg, fields, "/auth/oauth/token")
+  if not res then return nil, err end
+  return oauth.parse_token_response(res, cfg.clock)
+end
+
+-- Exchange an authorization code for tokens.
+function oauth.exchange(cfg, code)
+  return grant(cfg, {
+    grant_type = "authorization_code", client_id = cfg.client_id, client_secret = cfg.client_secret,
+    redirect_uri = cfg.redirect_uri, code = code,
+  })
+end
+
+-- Spend a refresh token (single use) for a new token pair. FreshBooks wants redirect_uri here too.
+function oauth.refresh(cfg, refresh_token)
+  return grant(cfg, {
+    grant_type = "refresh_token", client_id = cfg.client_id, client_secret = cfg.client_secret,
+    redirect_uri = cfg.redirect_uri, refresh_token = refresh_token,
+  })
+end
+
+-- Revoke a token (access or refresh). true or nil, err.
+function oauth.revoke(cfg, token)
+  local res, err = token_call(cfg, { client_id = cfg.client_id, client_secret = cfg.client_secret, token = token },
+    "/auth/oauth/revoke")
+  if not res then return nil, err end
+  if res.status >= 200 and res.status < 300 then return true end
+  local _, perr = oauth.parse_token_response(res, cfg.clock)
+  perr.ambiguous = nil
+  return nil, perr
+end
+
+return oauth

@@ -1,0 +1,633 @@
+-- The session: configuration, tokens, automatic refresh, and fb:request / fb:batch.
+--
+-- Refresh tokens are single use and only the newest is alive, so every rule here protects the newest:
+--   * every token response goes to save(new, previous) before its access token is used (rotation);
+--   * one refresh at a time per session (coroutines join the running one), and across processes the
+--     refresh runs inside lock(), after reloading the store: tokens another process already rotated are
+--     adopted instead of refreshed;
+--   * invalid_grant reloads once; a failure that may have reached the server is never retried with the
+--     same refresh token; stored credentials are never wiped.
+local cjson = require "cjson.safe"
+local errors = require "freshbooks.errors"
+local oauth = require "freshbooks.oauth"
+local transport = require "freshbooks.transport"
+
+local session = {}
+local Session = {}
+Session.__index = Session
+
+-- Secrets and mutable state live here, keyed by session, so that no table dump of a session object
+-- can show a client secret or a token.
+local private = setmetatable({}, { __mode = "k" })
+
+local TOKEN_FIELDS = {
+  "access_token", "refresh_token", "token_type", "expires_in", "scope", "created_at", "expires_at",
+}
+
+local OPTIONS = {
+  client_id = true, client_secret = true, redirect_uri = true, redirect_uris = true, tokens = true,
+  load = true, save = true, lock = true, store = true, auth_url = true, api_url = true, timeout = true,
+  leeway = true, transport = true, scopes = true, log = true, clock = true, retry = true, sleep = true,
+  connect_timeout = true, cainfo = true, capath = true, proxy = true, insecure_no_verify_tls = true,
+  user_agent = true, max_body = true,
+}
+
+local function copy_tokens(t)
+  if not t then return nil end
+  local c = {}
+  for _, k in ipairs(TOKEN_FIELDS) do c[k] = t[k] end
+  return c
+end
+
+local function is_callable(f)
+  if type(f) == "function" then return true end
+  local mt = getmetatable(f)
+  return type(mt) == "table" and mt.__call ~= nil
+end
+
+local function check_base_url(u, name)
+  if type(u) ~= "string" or not u:match("^https?://[^/]+") then
+    error("freshbooks.new: " .. name .. " must be an http(s) URL", 3)
+  end
+  return (u:gsub("/+$", ""))
+end
+
+-- Normalise a token table (user-supplied or loaded): expires_at from created_at + expires_in when
+-- missing. nil when it holds no usable token.
+local function normalise(t, clock)
+  if type(t) ~= "table" then return nil end
+  local c = copy_tokens(t)
+  if type(c.access_token) ~= "string" or c.access_token == "" then c.access_token = nil end
+  if type(c.refresh_token) ~= "string" or c.refresh_token == "" then c.refresh_token = nil end
+  if not c.access_token and not c.refresh_token then return nil end
+  c.expires_at = tonumber(c.expires_at)
+  c.expires_in, c.created_at = tonumber(c.expires_in), tonumber(c.created_at)
+  if not c.expires_at and c.expires_in then c.expires_at = (c.created_at or clock()) + c.expires_in end
+  return c
+end
+
+-- Decoded JSON made friendly: object nulls dropped (so `if inv.notes then` means what it says; nulls
+-- inside arrays stay cjson.null so indexes do not shift), and whole numbers as integers on Lua 5.3+
+-- (cjson decodes 1000001 as 1000001.0 there, which would leak into URLs as "1000001.0").
+local tointeger = math.tointeger
+local function tidy(v)
+  if type(v) ~= "table" then return v end
+  local n = #v
+  for k, x in pairs(v) do
+    if x == cjson.null then
+      if not (type(k) == "number" and k >= 1 and k <= n) then v[k] = nil end
+    elseif type(x) == "table" then
+      tidy(x)
+    elseif tointeger and type(x) == "number" then
+      local i = tointeger(x)
+      if i then v[k] = i end
+    end
+  end
+  return v
+end
+
+local function decode_body(res)
+  local body = res.body
+  if type(body) ~= "string" or body == "" then return nil end
+  local ct = res.headers and res.headers["content-type"]
+  if type(ct) == "table" then ct = ct[1] end
+  local first = body:match("^%s*(.)")
+  if (ct and ct:lower():find("json", 1, true)) or first == "{" or first == "[" then
+    return tidy(cjson.decode(body))
+  end
+  return nil
+end
+
+---------------------------------------------------------------------------------------------------
+-- Construction
+
+function session.new(opts)
+  if type(opts) ~= "table" then error("freshbooks.new: expected a table of options", 2) end
+  for k in pairs(opts) do
+    if not OPTIONS[k] then error("freshbooks.new: unknown option '" .. tostring(k) .. "'", 2) end
+  end
+  if type(opts.client_id) ~= "string" or opts.client_id == "" then
+    error("freshbooks.new: client_id must be a non-empty string", 2)
+  end
+  if type(opts.client_secret) ~= "string" or opts.client_secret == "" then
+    error("freshbooks.new: client_secret must be a non-empty string", 2)
+  end
+
+  -- Exactly one redirect URI is used, and it must be one of those configured.
+  local redirect_uri = opts.redirect_uri
+  if opts.redirect_uris ~= nil then
+    local list = opts.redirect_uris
+    if type(list) ~= "table" or #list == 0 then
+      error("freshbooks.new: redirect_uris must be a non-empty array of strings", 2)
+    end
+    local found = 0
+    for i, u in ipairs(list) do
+      oauth.check_redirect_uri(u, "redirect_uris[" .. i .. "]")
+      if u == redirect_uri then found = found + 1 end
+    end
+    if redirect_uri == nil then
+      if #list > 1 then
+        error("freshbooks.new: several redirect_uris: choose the one to use with redirect_uri", 2)
+      end
+      redirect_uri, found = list[1], 1
+    end
+    if type(redirect_uri) ~= "string" then error("freshbooks.new: redirect_uri must be a string", 2) end
+    if found ~= 1 then
+      error("freshbooks.new: redirect_uri must match exactly one of redirect_uris, character for character", 2)
+    end
+  end
+  if redirect_uri == nil then error("freshbooks.new: redirect_uri is required", 2) end
+  oauth.check_redirect_uri(redirect_uri)
+
+  local store = opts.store
+  if store ~= nil then
+    if type(store) ~= "table" then error("freshbooks.new: store must be a table with load/save/lock", 2) end
+    for _, k in ipairs{ "load", "save", "lock" } do
+      if store[k] ~= nil and not is_callable(store[k]) then
+        error("freshbooks.new: store." .. k .. " must be a function", 2)
+      end
+    end
+  else
+    store = {}
+  end
+  for _, k in ipairs{ "load", "save", "lock", "transport", "log", "clock", "sleep" } do
+    if opts[k] ~= nil and not is_callable(opts[k]) then error("freshbooks.new: " .. k .. " must be a function", 2) end
+  end
+  local function number_opt(k, default, min)
+    local v = opts[k]
+    if v == nil then return default end
+    if type(v) ~= "number" or v < min then error("freshbooks.new: " .. k .. " must be a number >= " .. min, 3) end
+    return v
+  end
+  local timeout = number_opt("timeout", 60, 0)
+  local leeway = number_opt("leeway", 60, 0)
+  local scopes = opts.scopes
+  if scopes ~= nil and type(scopes) ~= "table" and type(scopes) ~= "string" then
+    error("freshbooks.new: scopes must be an array of strings or a space-separated string", 2)
+  end
+  if opts.retry ~= nil and opts.retry ~= false and type(opts.retry) ~= "table" then
+    error("freshbooks.new: retry must be a table of options or false", 2)
+  end
+  local clock = opts.clock or os.time
+  local tokens = nil
+  if opts.tokens ~= nil then
+    tokens = normalise(opts.tokens, clock)
+    if not tokens then
+      error("freshbooks.new: tokens must be a table with an access_token and/or a refresh_token string", 2)
+    end
+  end
+
+  -- The transport: the caller's, or the default (cosockets inside OpenResty, else the C core); then
+  -- the retry decorator around it.
+  local t = opts.transport
+  local own_transport = t == nil
+  if own_transport then
+    t = transport.default{
+      timeout = timeout, connect_timeout = opts.connect_timeout, cainfo = opts.cainfo, capath = opts.capath,
+      proxy = opts.proxy, insecure_no_verify_tls = opts.insecure_no_verify_tls, user_agent = opts.user_agent,
+      max_body = opts.max_body,
+    }
+  end
+  local send = t
+  if opts.retry ~= false then
+    local ropts = {}
+    for k, v in pairs(opts.retry or {}) do ropts[k] = v end
+    if ropts.log == nil then ropts.log = opts.log end
+    send = require("freshbooks.retry").wrap(t, ropts)
+  end
+
+  local self = setmetatable({
+    client_id = opts.client_id,
+    redirect_uri = redirect_uri,
+    api_url = check_base_url(opts.api_url or "https://api.freshbooks.com", "api_url"),
+    auth_url = check_base_url(opts.auth_url or "https://auth.freshbooks.com", "auth_url"),
+    leeway = leeway,
+    timeout = timeout,
+  }, Session)
+  private[self] = {
+    cfg = {
+      client_id = opts.client_id, client_secret = opts.client_secret, redirect_uri = redirect_uri,
+      api_url = self.api_url, auth_url = self.auth_url, scopes = scopes, timeout = timeout,
+      clock = clock, send = send, log = opts.log,
+    },
+    transport = t, send = send, secret_headers = own_transport,
+    tokens = tokens, pending = nil, flight = nil, me = nil,
+    load = opts.load or store.load, save = opts.save or store.save, lock = opts.lock or store.lock,
+    log = opts.log, clock = clock, sleep = opts.sleep,
+  }
+  return self
+end
+
+function Session:__tostring()
+  local p = private[self]
+  local t = p and p.tokens
+  return string.format("freshbooks.session(client_id=%s, authorized=%s%s)", self.client_id, tostring(t ~= nil),
+    t and t.expires_at and (", expires_at=" .. string.format("%d", t.expires_at)) or "")
+end
+
+local function log(p, event)
+  if p.log then pcall(p.log, event) end -- a broken log hook must not break a call
+end
+
+---------------------------------------------------------------------------------------------------
+-- Tokens: adopt, save, reload
+
+local function due(self, p, t)
+  if not t.access_token then return true end
+  return t.expires_at ~= nil and p.clock() >= t.expires_at - self.leeway
+end
+
+-- Call a user hook (lock/load/save) that may raise or return nil, err; -> ok, value, err
+local function call_hook(f, ...)
+  local ok, v, err = pcall(f, ...)
+  if not ok then return false, nil, v end
+  if v == false or (v == nil and err ~= nil) then return false, nil, err end
+  return true, v
+end
+
+local function hook_error(code, what, cause)
+  local detail = errors.is(cause) and (cause.code .. ": " .. cause.message) or nil
+  if not detail and type(cause) == "string" then detail = cause end
+  return errors.new{ code = code, message = what .. (detail and (": " .. detail) or ""), cause = cause }
+end
+
+-- Hand new tokens to save before anything uses them. On failure they wait in `pending` (never used
+-- unsaved, never dropped) and go back to the caller on the error.
+local function commit(p, new, previous)
+  if p.save then
+    local ok, _, err = call_hook(p.save, copy_tokens(new), copy_tokens(previous))
+    if not ok then
+      p.pending = new
+      local e = hook_error("save_failed", "could not save the new tokens (they are attached to this error)", err)
+      e.tokens = copy_tokens(new)
+      return nil, e
+    end
+  end
+  p.tokens, p.pending = new, nil
+  return new
+end
+
+local function flush_pending(p)
+  if not p.pending then return true end
+  local ok, err = commit(p, p.pending, p.tokens)
+  if not ok then return nil, err end
+  log(p, { type = "refresh", outcome = "saved_pending", line = "saved pending tokens" })
+  return true
+end
+
+-- Reload the store; adopt what it holds when it is another token pair at least as new as ours.
+-- -> true when the in-memory tokens changed (false, err when load failed).
+local function reload(p)
+  if not p.load then return false end
+  local ok, stored, err = call_hook(p.load)
+  if not ok then
+    local code = errors.is(err) and err.code or "error"
+    log(p, { type = "load_failed", error = code, line = "token store load failed: " .. code })
+    return false, hook_error(errors.is(err) and err.code ~= "load_failed" and err.code or "load_failed",
+      "could not load the stored tokens", err)
+  end
+  stored = normalise(stored, p.clock)
+  if not stored or not stored.refresh_token then return false end
+  local cur = p.tokens
+  if cur and stored.refresh_token == cur.refresh_token then return false end
+  if cur and cur.expires_at and stored.expires_at and stored.expires_at < cur.expires_at then return false end
+  p.tokens = stored
+  return true
+end
+
+local function reauth(message, cause)
+  return errors.new{ code = "reauth_required", message = message, status = cause and cause.status, cause = cause }
+end
+
+-- The refresh itself, inside the lock. `seen` is the access token the caller judged stale.
+local function refresh_locked(self, p, seen)
+  local ok, err = flush_pending(p)
+  if not ok then return nil, err end
+  local adopted = reload(p)
+  for attempt = 1, 2 do
+    local cur = p.tokens
+    if not cur or not cur.refresh_token then
+      return nil, reauth("no refresh token: the user must authorize the application")
+    end
+    -- Someone (a coroutine, another process) already rotated past what the caller saw.
+    if cur.access_token ~= seen and not due(self, p, cur) then
+      if adopted then log(p, { type = "refresh", outcome = "adopted", line = "adopted tokens rotated elsewhere" }) end
+      return cur
+    end
+    local new, rerr = oauth.refresh(p.cfg, cur.refresh_token)
+    if new then
+      local saved, serr = commit(p, new, cur)
+      log(p, { type = "refresh", outcome = saved and "refreshed" or "save_failed",
+        line = saved and "refreshed tokens" or "refreshed tokens, save failed" })
+      return saved, serr
+    end
+    local stale = rerr.code == "invalid_grant"
+    if not stale and not rerr.ambiguous then return nil, rerr end
+    -- Never spend the same refresh token twice: go round again only with a different stored one.
+    adopted = attempt == 1 and reload(p)
+    if not adopted then
+      log(p, { type = "refresh", outcome = stale and "reauth_required" or "refresh_uncertain",
+        line = "refresh failed: " .. rerr.code })
+      if stale then
+        return nil, reauth("the refresh token was refused (invalid_grant): the user must authorize again", rerr)
+      end
+      return nil, errors.new{ code = "refresh_uncertain", status = rerr.status, cause = rerr,
+        message = "the refresh may have reached FreshBooks (" .. rerr.code .. ") and no newer tokens are stored;"
+          .. " the stored refresh token was kept" }
+    end
+  end
+  return p.tokens
+end
+
+local function refresh_with_lock(self, p, seen)
+  local handle
+  if p.lock then
+    local ok, h, err = call_hook(p.lock)
+    if not ok or not h then return nil, hook_error("lock_failed", "could not take the token lock", err) end
+    handle = h
+  end
+  local ok, t, err = pcall(refresh_locked, self, p, seen)
+  if handle then
+    if type(handle) == "function" then pcall(handle) elseif handle.unlock then pcall(handle.unlock, handle) end
+  end
+  if not ok then error(t, 0) end
+  return t, err
+end
+
+-- Single flight: callers arriving while a refresh runs wait for it and share its outcome.
+local function wait(p)
+  if p.sleep then p.sleep(0.005) return true end
+  if coroutine.isyieldable and coroutine.isyieldable() then coroutine.yield() return true end
+  return false
+end
+
+local function refresh(self, seen)
+  local p = private[self]
+  local f = p.flight
+  if f then
+    while not f.done do
+      if not wait(p) then
+        return nil, errors.new{ code = "refresh_in_progress",
+          message = "a refresh is running in another coroutine and this caller cannot yield to wait for it" }
+      end
+    end
+    if not f.tokens then return nil, f.err end
+    return f.tokens
+  end
+  f = {}
+  p.flight = f
+  local ok, t, err = pcall(refresh_with_lock, self, p, seen)
+  p.flight, f.done = nil, true
+  if not ok then
+    f.err = errors.new{ code = "internal", message = "refresh raised an error" }
+    error(t, 0)
+  end
+  f.tokens, f.err = t, err
+  return t, err
+end
+
+-- Tokens ready to use: pending saved, loaded when absent, refreshed when due.
+local function ensure(self)
+  local p = private[self]
+  if p.pending then
+    local ok, err = flush_pending(p)
+    if not ok then return nil, err end
+  end
+  local _, lerr
+  if not p.tokens then _, lerr = reload(p) end
+  local t = p.tokens
+  if not t then return nil, lerr or reauth("not authorized yet: no tokens (run the authorization flow first)") end
+  if due(self, p, t) then return refresh(self, t.access_token) end
+  return t
+end
+
+---------------------------------------------------------------------------------------------------
+-- Public token API
+
+-- Force a refresh (unless the tokens already changed since the call began). -> true | nil, err
+function Session:refresh()
+  local p = private[self]
+  if not p.tokens then reload(p) end
+  local t, err = refresh(self, p.tokens and p.tokens.access_token)
+  if not t then return nil, err end
+  return true
+end
+
+-- A copy of the current tokens (for callers that persist them their own way), or nil.
+function Session:tokens()
+  return copy_tokens(private[self].tokens)
+end
+
+function Session:authorized()
+  return private[self].tokens ~= nil
+end
+
+-- local url, state = fb:authorize_url{ scopes = {...}, state = optional }
+function Session:authorize_url(opts)
+  return oauth.authorize_url(private[self].cfg, opts)
+end
+
+-- Exchange an authorization code; the tokens go through save like every rotation. -> true | nil, err
+function Session:exchange(code)
+  if type(code) ~= "string" or code == "" then error("freshbooks: exchange: code must be a non-empty string", 2) end
+  local p = private[self]
+  local handle
+  if p.lock then
+    local ok, h, err = call_hook(p.lock)
+    if not ok or not h then return nil, hook_error("lock_failed", "could not take the token lock", err) end
+    handle = h
+  end
+  local new, err = oauth.exchange(p.cfg, code)
+  local saved
+  if new then
+    saved, err = commit(p, new, p.tokens)
+    if saved then p.me = nil end
+  end
+  if handle then
+    if type(handle) == "function" then pcall(handle) elseif handle.unlock then pcall(handle.unlock, handle) end
+  end
+  if not saved then return nil, err end
+  log(p, { type = "exchange", line = "exchanged an authorization code" })
+  return true
+end
+
+-- fb:authorize_callback(query_string_or_table, expected_state) -> true | nil, err
+function Session:authorize_callback(query, expected_state)
+  local code, err = oauth.check_callback(oauth.parse_callback(query), expected_state)
+  if not code then return nil, err end
+  return self:exchange(code)
+end
+
+-- Revoke the grant (the refresh token, else the access token). The store is left as is.
+function Session:revoke()
+  local p = private[self]
+  if not p.tokens then reload(p) end
+  local t = p.tokens
+  if not t then return nil, reauth("no tokens to revoke") end
+  local ok, err = oauth.revoke(p.cfg, t.refresh_token or t.access_token)
+  if not ok then return nil, err end
+  p.tokens, p.me = nil, nil
+  return true
+end
+
+---------------------------------------------------------------------------------------------------
+-- Requests
+
+local function check_request(req, where)
+  local function bad(msg) error("freshbooks: " .. where .. ": " .. msg, 4) end
+  if type(req) ~= "table" then bad("expected a request table") end
+  if type(req.path) ~= "string" or req.path == "" then bad("path must be a string") end
+  if req.method ~= nil and type(req.method) ~= "string" then bad("method must be a string") end
+  if req.query ~= nil and type(req.query) ~= "string" and type(req.query) ~= "table" then
+    bad("query must be a string or a table")
+  end
+  if req.body ~= nil and type(req.body) ~= "string" then bad("body must be a string") end
+  if req.json ~= nil and req.body ~= nil then bad("give json or body, not both") end
+  if req.headers ~= nil and type(req.headers) ~= "table" then bad("headers must be a table") end
+  if req.timeout ~= nil and type(req.timeout) ~= "number" then bad("timeout must be a number") end
+end
+
+local function bearer(p, t)
+  if p.bearer_for ~= t.access_token then
+    local value = "Bearer " .. t.access_token
+    -- With our own curl transport the header travels as an opaque C secret.
+    if p.secret_headers then
+      local ok, core = pcall(require, "freshbooks.core")
+      if ok and core.secret then value = core.secret(value) end
+    end
+    p.bearer, p.bearer_for = value, t.access_token
+  end
+  return p.bearer
+end
+
+-- A user request -> the transport's request, plus a redacted line for the log hook.
+local function build(self, p, req, t)
+  local url = self.api_url .. (req.path:sub(1, 1) == "/" and "" or "/") .. req.path
+  local q = req.query
+  if type(q) == "table" then q = require("freshbooks.core").query(q) end
+  if q and q ~= "" then url = url .. (url:find("?", 1, true) and "&" or "?") .. q end
+  local body = req.body
+  if req.json ~= nil then
+    local err
+    body, err = cjson.encode(req.json)
+    if not body then error("freshbooks: request: json cannot be encoded: " .. tostring(err), 4) end
+  end
+  local headers = { Authorization = bearer(p, t), ["Api-Version"] = "alpha", ["Content-Type"] = "application/json" }
+  for k, v in pairs(req.headers or {}) do
+    -- Caller's headers win, compared case-insensitively (e.g. a multipart Content-Type).
+    for have in pairs(headers) do
+      if have:lower() == tostring(k):lower() then headers[have] = nil end
+    end
+    headers[k] = v
+  end
+  return { method = (req.method or "GET"):upper(), url = url, headers = headers, body = body,
+    timeout = req.timeout or self.timeout }
+end
+
+-- Decode and judge one response: res (with .data) or nil, err.
+local function finish(res)
+  res.data = decode_body(res)
+  local err = errors.from_response(res)
+  if err then return nil, err end
+  return res
+end
+
+-- The log hook sees method, URL and outcome only: never headers or bodies (tokens live there).
+local function log_request(p, treq, res, err)
+  if not p.log then return end
+  local outcome = res and res.status or (err and err.code) or "?"
+  log(p, { type = "request", method = treq.method, url = treq.url, status = res and res.status,
+    error = err and err.code, line = treq.method .. " " .. treq.url .. " -> " .. outcome })
+end
+
+local function send(p, treq)
+  local res, err = p.send(treq)
+  if not res and not errors.is(err) then err = errors.from_core(err) end
+  log_request(p, treq, res, err)
+  return res, err
+end
+
+-- fb:request{method, path, query, json, body, headers, timeout} -> res | nil, err
+function Session:request(req)
+  check_request(req, "request")
+  local p = private[self]
+  local t, err = ensure(self)
+  if not t then return nil, err end
+  local res
+  res, err = send(p, build(self, p, req, t))
+  if res and res.status == 401 then
+    -- The token died early (revoked, server clock): refresh once, retry once.
+    t, err = refresh(self, t.access_token)
+    if not t then return nil, err end
+    res, err = send(p, build(self, p, req, t))
+  end
+  if not res then return nil, err end
+  return finish(res)
+end
+
+local function batch_transport(p)
+  local s = p.send
+  if type(s) == "table" and s.batch then return s end
+  return p.transport
+end
+
+-- fb:batch(reqs, opts) -> { {res =, err =}, ... } in order (opts.concurrency for the transport).
+function Session:batch(reqs, opts)
+  if type(reqs) ~= "table" then error("freshbooks: batch: expected an array of request tables", 2) end
+  for i, req in ipairs(reqs) do check_request(req, "batch[" .. i .. "]") end
+  local p = private[self]
+  local out = {}
+  local t, err = ensure(self)
+  if not t then
+    for i = 1, #reqs do out[i] = { err = err } end
+    return out
+  end
+  local function run(idx, tokens)
+    local treqs = {}
+    for j, i in ipairs(idx) do treqs[j] = build(self, p, reqs[i], tokens) end
+    local results = transport.batch(batch_transport(p), treqs, opts)
+    for j, i in ipairs(idx) do
+      local r = results[j] or {}
+      if r.err and not errors.is(r.err) then r.err = errors.from_core(r.err) end
+      log_request(p, treqs[j], r.res, r.err)
+      out[i] = r
+    end
+  end
+  local all = {}
+  for i = 1, #reqs do all[i] = i end
+  run(all, t)
+  local again = {}
+  for i = 1, #reqs do
+    if out[i].res and out[i].res.status == 401 then again[#again + 1] = i end
+  end
+  if #again > 0 then
+    local t2, rerr = refresh(self, t.access_token)
+    if t2 then
+      run(again, t2)
+    else
+      for _, i in ipairs(again) do out[i] = { err = rerr } end
+    end
+  end
+  for i = 1, #reqs do
+    local r = out[i]
+    if r.res then
+      local res, ferr = finish(r.res)
+      out[i] = { res = res, err = ferr }
+    end
+  end
+  return out
+end
+
+---------------------------------------------------------------------------------------------------
+-- Resources (resource.lua) and identity (identity.lua)
+
+function Session:account(id) return require("freshbooks.resource").account(self, id) end
+function Session:business(id) return require("freshbooks.resource").business(self, id) end
+
+-- identity.lua keeps its cache in the session's private state.
+function session.private(self) return private[self] end
+
+for k, f in pairs(require("freshbooks.identity").methods) do Session[k] = f end
+
+session.Session = Session
+return session

@@ -1,0 +1,67 @@
+-- The built-in token store: one JSON file, replaced atomically (temp file in the same directory, fsync,
+-- rename, fsync of the directory; mode 0600), and a cross-process lock taken with flock(2) on a
+-- companion "<path>.lock" file. The lock lives on its own file because the rename replaces the data
+-- file's inode, and a lock on a replaced inode would protect nothing.
+--
+--   local store = freshbooks.store.file("tokens.json", { lock_timeout = 30 })
+--   store.load()            -> tokens | nil (nothing stored yet) | nil, err
+--   store.save(new, prev)   -> true | nil, err
+--   store.lock()            -> handle with :unlock() | nil, err
+local cjson = require "cjson.safe"
+local errors = require "freshbooks.errors"
+
+-- Only these fields are written: a token response may carry anything, the file keeps what matters.
+local FIELDS = { "access_token", "refresh_token", "token_type", "expires_in", "scope", "created_at", "expires_at" }
+
+local function new(path, opts)
+  if type(path) ~= "string" or path == "" then
+    error("freshbooks.store.file: path must be a non-empty string", 2)
+  end
+  opts = opts or {}
+  if type(opts) ~= "table" then error("freshbooks.store.file: opts must be a table", 2) end
+  local lock_timeout = opts.lock_timeout or 30
+  if type(lock_timeout) ~= "number" or lock_timeout < 0 then
+    error("freshbooks.store.file: lock_timeout must be a number >= 0", 2)
+  end
+  local mode = opts.mode or 384 -- 0600
+  local core = require "freshbooks.core"
+  local store = { path = path }
+
+  function store.load()
+    local f, msg, errno = io.open(path, "rb")
+    if not f then
+      if errno == 2 then return nil end -- ENOENT: nothing stored yet
+      return nil, errors.new{ code = "load_failed", message = msg }
+    end
+    local text = f:read("*a")
+    f:close()
+    local t = cjson.decode(text or "")
+    if type(t) ~= "table" or type(t.refresh_token) ~= "string" then
+      return nil, errors.new{ code = "store_corrupt", message = "token file " .. path .. " is not a token record" }
+    end
+    local tokens = {}
+    for _, k in ipairs(FIELDS) do
+      if t[k] ~= cjson.null then tokens[k] = t[k] end
+    end
+    return tokens
+  end
+
+  function store.save(tokens)
+    if type(tokens) ~= "table" then error("freshbooks.store.file: save needs a token table", 2) end
+    local out = {}
+    for _, k in ipairs(FIELDS) do out[k] = tokens[k] end
+    local ok, err = core.write_file_atomic(path, assert(cjson.encode(out)), mode)
+    if not ok then return nil, errors.new{ code = "save_failed", message = err.message } end
+    return true
+  end
+
+  function store.lock()
+    local handle, err = core.lock_file(path .. ".lock", lock_timeout)
+    if not handle then return nil, errors.new{ code = err.code, message = err.message } end
+    return handle
+  end
+
+  return setmetatable(store, { __tostring = function() return "freshbooks.store.file(" .. path .. ")" end })
+end
+
+return new

@@ -1,0 +1,133 @@
+-- Webhook deliveries: ordered form parsing and FreshBooks' signature check.
+--
+-- FreshBooks signs a delivery with
+--   base64(HMAC-SHA256(key = verifier, msg = json.dumps(form_fields)))
+-- where json.dumps is Python's default: the fields as one object in the order received, values as
+-- strings, ", " between items and ": " after keys, and everything outside printable ASCII escaped as
+-- \uXXXX (lower-case hex; characters beyond the BMP as a UTF-16 surrogate pair).
+local webhook = {}
+
+local core
+local function C()
+  core = core or require "freshbooks.core"
+  return core
+end
+
+-- Python's json escapes: \" \\ \n \r \t \b \f, and \u00XX for every other byte outside 0x20..0x7e.
+local SHORT = { ['"'] = '\\"', ["\\"] = "\\\\", ["\n"] = "\\n", ["\r"] = "\\r", ["\t"] = "\\t",
+                ["\b"] = "\\b", ["\f"] = "\\f" }
+
+local function u(cp) return string.format("\\u%04x", cp) end
+
+local function codepoint_escape(cp)
+  if cp < 0x10000 then return u(cp) end
+  cp = cp - 0x10000
+  return u(0xD800 + math.floor(cp / 0x400)) .. u(0xDC00 + cp % 0x400)
+end
+
+-- UTF-8 -> escaped; a malformed sequence becomes U+FFFD, as Python's decoder with errors="replace".
+local function escape_non_ascii(s, i)
+  local b = s:byte(i)
+  local n, cp
+  if b >= 0xF0 and b <= 0xF4 then n, cp = 3, b - 0xF0
+  elseif b >= 0xE0 then n, cp = 2, b - 0xE0
+  elseif b >= 0xC2 and b <= 0xDF then n, cp = 1, b - 0xC0
+  else return u(0xFFFD), i + 1 end
+  for k = 1, n do
+    local c = s:byte(i + k)
+    if not c or c < 0x80 or c > 0xBF then return u(0xFFFD), i + 1 end
+    cp = cp * 64 + (c - 0x80)
+  end
+  local min = ({ 0x80, 0x800, 0x10000 })[n]
+  if cp < min or cp > 0x10FFFF or (cp >= 0xD800 and cp <= 0xDFFF) then return u(0xFFFD), i + 1 end
+  return codepoint_escape(cp), i + n + 1
+end
+
+local function json_string(s)
+  local out, i, n = { '"' }, 1, #s
+  while i <= n do
+    local j = s:find('[%z\1-\31"\\\127-\255]', i)
+    if not j then out[#out + 1] = s:sub(i); break end
+    if j > i then out[#out + 1] = s:sub(i, j - 1) end
+    local c = s:sub(j, j)
+    local b = c:byte()
+    if SHORT[c] then
+      out[#out + 1] = SHORT[c]; i = j + 1
+    elseif b < 0x80 then
+      out[#out + 1] = u(b); i = j + 1
+    else
+      local esc
+      esc, i = escape_non_ascii(s, j)
+      out[#out + 1] = esc
+    end
+  end
+  out[#out + 1] = '"'
+  return table.concat(out)
+end
+
+local function check_fields(fields)
+  if type(fields) == "string" then return webhook.parse(fields) end
+  if type(fields) ~= "table" then
+    error("freshbooks.webhook: fields must be the raw form body or an array of {name, value} pairs", 3)
+  end
+  for k, pair in pairs(fields) do
+    if type(k) ~= "number" or type(pair) ~= "table" then
+      error("freshbooks.webhook: fields must be an array of {name, value} pairs in received order"
+        .. " (use webhook.parse(raw_body)); a name -> value map has lost the order FreshBooks signed", 3)
+    end
+  end
+  return fields
+end
+
+-- The exact message FreshBooks signs. Repeated names keep their first position and last value, as a
+-- Python dict built from the pairs would.
+function webhook.message(fields)
+  fields = check_fields(fields)
+  local order, value = {}, {}
+  for _, pair in ipairs(fields) do
+    local name, v = tostring(pair[1] or pair.name), pair[2] or pair.value
+    if v == nil then v = "" end
+    if value[name] == nil then order[#order + 1] = name end
+    value[name] = tostring(v)
+  end
+  local items = {}
+  for i, name in ipairs(order) do items[i] = json_string(name) .. ": " .. json_string(value[name]) end
+  return "{" .. table.concat(items, ", ") .. "}"
+end
+
+-- webhook.parse(raw_body) -> array of {name, value} in received order (also .name / .value).
+function webhook.parse(body)
+  if type(body) ~= "string" then error("freshbooks.webhook.parse: the raw body string expected", 2) end
+  local out = C().form_decode(body)
+  for _, pair in ipairs(out) do pair.name, pair.value = pair[1], pair[2] end
+  return out
+end
+
+-- The base64 signature FreshBooks would send for these fields.
+function webhook.sign(verifier, fields)
+  if type(verifier) ~= "string" and type(verifier) ~= "userdata" then
+    error("freshbooks.webhook: verifier must be a string (or a core.secret)", 2)
+  end
+  return C().base64(C().hmac_sha256(verifier, webhook.message(fields)))
+end
+
+-- webhook.verify(verifier, fields_or_raw_body, signature) -> true, or false and a reason code.
+-- Constant-time comparison; a missing signature is a plain false, never an error.
+function webhook.verify(verifier, fields, signature)
+  local expected = webhook.sign(verifier, fields)
+  if type(signature) == "table" then signature = signature[1] end
+  if type(signature) ~= "string" or signature == "" then return false, "missing_signature" end
+  signature = signature:match("^%s*(.-)%s*$")
+  if C().equals(expected, signature) then return true end
+  return false, "bad_signature"
+end
+
+-- For a delivery: the verification POST carries `verifier`; later ones are events.
+function webhook.field(fields, name)
+  for _, pair in ipairs(fields) do
+    if (pair[1] or pair.name) == name then return pair[2] or pair.value end
+  end
+end
+
+webhook._json_string = json_string -- for the specs
+return webhook

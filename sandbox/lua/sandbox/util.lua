@@ -1,0 +1,212 @@
+-- Small helpers: crypto through libcrypto (FFI; nginx already links it), time formats, encodings.
+local ffi = require "ffi"
+
+ffi.cdef [[
+  typedef struct evp_md_st EVP_MD;
+  const EVP_MD *EVP_sha256(void);
+  unsigned char *HMAC(const EVP_MD *evp_md, const void *key, int key_len, const unsigned char *d,
+                      size_t n, unsigned char *md, unsigned int *md_len);
+  unsigned char *SHA256(const unsigned char *d, size_t n, unsigned char *md);
+  int RAND_bytes(unsigned char *buf, int num);
+]]
+
+local crypto
+do
+  local ok = pcall(function() return ffi.C.HMAC end)
+  crypto = ok and ffi.C or ffi.load("crypto")
+end
+
+local util = {}
+
+function util.hex(s)
+  return (s:gsub(".", function(c) return string.format("%02x", c:byte()) end))
+end
+
+function util.hmac_sha256(key, msg)
+  local md = ffi.new("unsigned char[32]")
+  local len = ffi.new("unsigned int[1]")
+  crypto.HMAC(crypto.EVP_sha256(), key, #key, msg, #msg, md, len)
+  return ffi.string(md, len[0])
+end
+
+function util.sha256(s)
+  local md = ffi.new("unsigned char[32]")
+  crypto.SHA256(s, #s, md)
+  return ffi.string(md, 32)
+end
+
+-- A short, non-reversible name for a token in the request log: first 12 hex of its SHA-256.
+function util.token_hash(token)
+  if not token then return nil end
+  return util.hex(util.sha256(token)):sub(1, 12)
+end
+
+-- n random bytes as 2n hex characters (tokens, codes, verifiers).
+function util.random_hex(n)
+  local buf = ffi.new("unsigned char[?]", n)
+  assert(crypto.RAND_bytes(buf, n) == 1, "RAND_bytes failed")
+  return util.hex(ffi.string(buf, n))
+end
+
+-- Python's json.dumps of a flat dict of strings, default settings: ", " and ": " separators,
+-- non-ASCII as \uXXXX (UTF-16 surrogate pairs above the BMP). This is what FreshBooks signs.
+local function py_string(s)
+  local out = { '"' }
+  local i, n = 1, #s
+  while i <= n do
+    local c = s:byte(i)
+    local cp, len
+    if c < 0x80 then cp, len = c, 1
+    elseif c >= 0xF0 then
+      cp = (c % 8) * 262144 + (s:byte(i + 1) % 64) * 4096 + (s:byte(i + 2) % 64) * 64 + s:byte(i + 3) % 64
+      len = 4
+    elseif c >= 0xE0 then
+      cp, len = (c % 16) * 4096 + (s:byte(i + 1) % 64) * 64 + s:byte(i + 2) % 64, 3
+    else
+      cp, len = (c % 32) * 64 + s:byte(i + 1) % 64, 2
+    end
+    if cp == 34 then out[#out + 1] = '\\"'
+    elseif cp == 92 then out[#out + 1] = "\\\\"
+    elseif cp == 10 then out[#out + 1] = "\\n"
+    elseif cp == 13 then out[#out + 1] = "\\r"
+    elseif cp == 9 then out[#out + 1] = "\\t"
+    elseif cp == 8 then out[#out + 1] = "\\b"
+    elseif cp == 12 then out[#out + 1] = "\\f"
+    elseif cp < 0x20 or (cp >= 0x7F and cp < 0x10000) then
+      out[#out + 1] = cp == 0x7F and "\127" or string.format("\\u%04x", cp)
+    elseif cp >= 0x10000 then
+      local v = cp - 0x10000
+      out[#out + 1] = string.format("\\u%04x\\u%04x", 0xD800 + math.floor(v / 1024), 0xDC00 + v % 1024)
+    else
+      out[#out + 1] = string.char(cp)
+    end
+    i = i + len
+  end
+  out[#out + 1] = '"'
+  return table.concat(out)
+end
+
+-- pairs: array of {name, value} in the order sent.
+function util.python_json(pairs_)
+  local items = {}
+  for i, p in ipairs(pairs_) do items[i] = py_string(p[1]) .. ": " .. py_string(p[2]) end
+  return "{" .. table.concat(items, ", ") .. "}"
+end
+
+function util.urlencode(s)
+  return (tostring(s):gsub("[^%w%-%._~]", function(c) return string.format("%%%02X", c:byte()) end))
+end
+
+-- pairs in order -> application/x-www-form-urlencoded
+function util.form(pairs_)
+  local out = {}
+  for i, p in ipairs(pairs_) do out[i] = util.urlencode(p[1]) .. "=" .. util.urlencode(p[2]) end
+  return table.concat(out, "&")
+end
+
+-- Dates. Days are counted from 1970-01-01 (civil-from-days, Howard Hinnant's algorithm).
+local floor = math.floor
+function util.civil(days)
+  local z = days + 719468
+  local era = floor(z / 146097)
+  local doe = z - era * 146097
+  local yoe = floor((doe - floor(doe / 1460) + floor(doe / 36524) - floor(doe / 146096)) / 365)
+  local y = yoe + era * 400
+  local doy = doe - (365 * yoe + floor(yoe / 4) - floor(yoe / 100))
+  local mp = floor((5 * doy + 2) / 153)
+  local d = doy - floor((153 * mp + 2) / 5) + 1
+  local m = mp < 10 and mp + 3 or mp - 9
+  if m <= 2 then y = y + 1 end
+  return y, m, d
+end
+
+function util.days_from_civil(y, m, d)
+  if m <= 2 then y = y - 1 end
+  local era = floor(y / 400)
+  local yoe = y - era * 400
+  local mp = m > 2 and m - 3 or m + 9
+  local doy = floor((153 * mp + 2) / 5) + d - 1
+  local doe = yoe * 365 + floor(yoe / 4) - floor(yoe / 100) + doy
+  return era * 146097 + doe - 719468
+end
+
+function util.date(days)
+  local y, m, d = util.civil(days)
+  return string.format("%04d-%02d-%02d", y, m, d)
+end
+
+function util.parse_date(s)
+  local y, m, d = tostring(s):match("^(%d%d%d%d)%-(%d%d)%-(%d%d)")
+  if not y then return nil end
+  return util.days_from_civil(tonumber(y), tonumber(m), tonumber(d))
+end
+
+-- epoch seconds from "YYYY-MM-DD[ T]HH:MM:SS[Z]" read as UTC (nil if not a timestamp).
+function util.parse_time(s)
+  local days = util.parse_date(s)
+  if not days then return nil end
+  local h, mi, se = tostring(s):match("^.........[%d][ T](%d%d):(%d%d):(%d%d)")
+  return days * 86400 + (tonumber(h) or 0) * 3600 + (tonumber(mi) or 0) * 60 + (tonumber(se) or 0)
+end
+
+local function hms(t)
+  local days = floor(t / 86400)
+  local s = t - days * 86400
+  return days, floor(s / 3600), floor(s % 3600 / 60), floor(s % 60)
+end
+
+-- ISO 8601 UTC without the Z, as the project family writes it.
+function util.iso(t)
+  local days, h, m, s = hms(floor(t))
+  return string.format("%sT%02d:%02d:%02d", util.date(days), h, m, s)
+end
+
+-- US/Eastern wall time, as the accounting family writes "updated" (DST: 2nd Sunday of March 2:00
+-- to 1st Sunday of November 2:00 local).
+local function nth_sunday(y, m, n)
+  local first = util.days_from_civil(y, m, 1)
+  local dow = (first + 4) % 7 -- 1970-01-01 was a Thursday; 0 = Sunday
+  return first + (7 - dow) % 7 + (n - 1) * 7
+end
+
+function util.eastern(t)
+  t = floor(t)
+  local y = util.civil(floor(t / 86400))
+  local start = nth_sunday(y, 3, 2) * 86400 + 7 * 3600   -- 2:00 EST = 07:00 UTC
+  local stop = nth_sunday(y, 11, 1) * 86400 + 6 * 3600   -- 2:00 EDT = 06:00 UTC
+  local offset = (t >= start and t < stop) and -4 or -5
+  local days, h, m, s = hms(t + offset * 3600)
+  return string.format("%s %02d:%02d:%02d", util.date(days), h, m, s)
+end
+
+-- Money: cents (integer) -> {amount = "123.45", code = "USD"}.
+function util.money(cents, code)
+  local neg = cents < 0
+  if neg then cents = -cents end
+  return { amount = string.format("%s%d.%02d", neg and "-" or "", floor(cents / 100), cents % 100),
+           code = code or "USD" }
+end
+
+-- "123.45" / 123.45 -> cents, nil if not a decimal amount.
+function util.cents(v)
+  if type(v) == "table" then v = v.amount end
+  if type(v) == "number" then return floor(v * 100 + 0.5) end
+  if type(v) ~= "string" then return nil end
+  local sign, int, frac = v:match("^%s*(%-?)(%d*)%.?(%d*)%s*$")
+  if not int or (int == "" and frac == "") then return nil end
+  frac = (frac .. "00"):sub(1, 2)
+  local c = (tonumber(int) or 0) * 100 + tonumber(frac)
+  return sign == "-" and -c or c
+end
+
+-- A deterministic PRNG (Park-Miller; exact in doubles, same on every Lua).
+function util.prng(seed)
+  local x = (seed % 2147483646) + 1
+  return function(lo, hi)
+    x = x * 48271 % 2147483647
+    if not lo then return x / 2147483647 end
+    return lo + x % (hi - lo + 1)
+  end
+end
+
+return util

@@ -1,0 +1,455 @@
+-- The C core's HTTP client against a real local nginx (spec/support/testserver.lua).
+local core = require "freshbooks.core"
+local cjson = require "cjson"
+local system = require "system"
+local testserver = require "support.testserver"
+
+local function now() return system.monotime() end
+
+local ts
+setup(function() ts = testserver.start() end)
+teardown(function() if ts then ts.stop() end end)
+
+local function echo(client, req)
+  req.url = req.url or ts.url .. "/echo"
+  local status, headers, body = client:request(req)
+  assert(status, headers and headers.message)
+  return cjson.decode(body), status, headers
+end
+
+describe("freshbooks.core", function()
+  it("has a version and names its libcurl", function()
+    assert.equal("0.1.0", core.version)
+    assert.matches("^libcurl/%d", core.curl_version)
+  end)
+end)
+
+describe("core.client options", function()
+  it("accepts every documented option", function()
+    local c = core.client{
+      connect_timeout = 2, timeout = 5, cainfo = ts.ca_file, capath = "/etc/ssl/certs",
+      insecure_no_verify_tls = false, user_agent = "spec/1", max_body = 1024, share = false,
+    }
+    assert.equal(200, (c:request{ url = ts.url .. "/echo" }))
+    c:close()
+  end)
+
+  it("raises on bad option types and unknown options", function()
+    assert.error_matches(function() core.client{ timeout = "10" } end, "timeout must be a number")
+    assert.error_matches(function() core.client{ connect_timeout = 0 } end, "connect_timeout must be > 0")
+    assert.error_matches(function() core.client{ insecure_no_verify_tls = "yes" } end, "must be a boolean")
+    assert.error_matches(function() core.client{ max_body = -1 } end, "max_body")
+    assert.error_matches(function() core.client{ max_body = 1.5 } end, "max_body")
+    assert.error_matches(function() core.client{ cainfo = 42 } end, "cainfo must be a string")
+    assert.error_matches(function() core.client{ share = 1 } end, "share must be a boolean")
+    assert.error_matches(function() core.client{ insecure = true } end, "unknown option 'insecure'")
+    assert.error_matches(function() core.client("x") end, "table expected")
+  end)
+end)
+
+describe("client:request", function()
+  local client
+  before_each(function() client = core.client{ cainfo = ts.ca_file } end)
+  after_each(function() client:close() end)
+
+  it("GETs with the default user agent and no body", function()
+    local e, status, headers = echo(client, {})
+    assert.equal(200, status)
+    assert.equal("GET", e.method)
+    assert.equal("lua-freshbooks/0.1.0", e.headers["user-agent"])
+    assert.equal("", e.body)
+    assert.equal("application/json", headers["content-type"])
+  end)
+
+  it("sends method, headers (table or array form) and a string body", function()
+    local e = echo(client, {
+      method = "POST", body = "a=1&b=2",
+      headers = { ["Content-Type"] = "application/x-www-form-urlencoded", ["X-Num"] = 42, ["X-Empty"] = "" },
+    })
+    assert.equal("POST", e.method)
+    assert.equal("a=1&b=2", e.body)
+    assert.equal("42", e.headers["x-num"])
+    assert.equal("", e.headers["x-empty"])
+    e = echo(client, { method = "PUT", body = "{}", headers = { "Content-Type: application/json", "X-A:  b c" } })
+    assert.equal("PUT", e.method)
+    assert.equal("application/json", e.headers["content-type"])
+    assert.equal("b c", e.headers["x-a"])
+  end)
+
+  it("joins body parts and secret parts in C", function()
+    local e = echo(client, { method = "POST", body = { "token=", core.secret("s3cr3t"), "&x=1" } })
+    assert.equal("token=s3cr3t&x=1", e.body)
+  end)
+
+  it("sends secrets as header values", function()
+    local e = echo(client, { headers = { Authorization = core.secret("Bearer abc.def") } })
+    assert.equal("Bearer abc.def", e.headers.authorization)
+  end)
+
+  it("supports DELETE, PATCH and HEAD", function()
+    assert.equal("DELETE", echo(client, { method = "DELETE" }).method)
+    assert.equal("PATCH", echo(client, { method = "PATCH", body = "{}" }).method)
+    local status, headers, body = client:request{ method = "HEAD", url = ts.url .. "/echo" }
+    assert.equal(200, status)
+    assert.equal("application/json", headers["content-type"])
+    assert.equal("", body)
+  end)
+
+  it("never sends Expect: 100-continue, even for a large POST", function()
+    local big = string.rep("z", 2 * 1024 * 1024)
+    local e = echo(client, { method = "POST", body = big })
+    assert.is_nil(e.headers.expect)
+    assert.equal(#big, #e.body)
+  end)
+
+  it("lower-cases response header names and keeps repeated headers as arrays", function()
+    local status, headers = client:request{ url = ts.url .. "/headers" }
+    assert.equal(200, status)
+    assert.same({ "a=1; Path=/", "b=2; Path=/" }, headers["set-cookie"])
+    assert.same({ "one", "two", "three" }, headers["x-dup"])
+    assert.equal("solo", headers["x-single"])
+    assert.is_nil(headers["X-Single"])
+  end)
+
+  it("returns HTTP error statuses as responses, not errors", function()
+    local status, _, body = client:request{ url = ts.url .. "/status?code=404" }
+    assert.equal(404, status)
+    assert.equal("status 404\n", body)
+    assert.equal(503, (client:request{ url = ts.url .. "/status?code=503" }))
+  end)
+
+  it("does not follow redirects", function()
+    local status, headers = client:request{ url = ts.url .. "/status?code=302" }
+    assert.equal(302, status)
+    assert.equal("/echo", headers.location)
+  end)
+
+  it("reuses one kept-alive connection for consecutive requests", function()
+    local first = echo(client, {})
+    for i = 2, 6 do
+      local e = echo(client, { method = i % 2 == 0 and "POST" or "GET", body = i % 2 == 0 and "x" or nil })
+      assert.equal(first.connection, e.connection)
+      assert.equal(first.connection_requests + i - 1, e.connection_requests)
+    end
+  end)
+
+  it("shares connections between clients through the process-wide share", function()
+    local first = echo(client, {})
+    local other = core.client()
+    assert.equal(first.connection, echo(other, {}).connection)
+    other:close()
+    local private = core.client{ share = false }
+    assert.are_not.equal(first.connection, echo(private, {}).connection)
+    private:close()
+  end)
+
+  it("times out quickly with code timeout", function()
+    local t0 = now()
+    local status, err = client:request{ url = ts.url .. "/delay?ms=3000", timeout = 0.3 }
+    local elapsed = now() - t0
+    assert.is_nil(status)
+    assert.equal("timeout", err.code)
+    assert.equal(28, err.curl_code)
+    assert.matches("[Tt]imed out", err.message)
+    assert.is_true(elapsed < 2, "took " .. elapsed .. " s")
+    local slow = core.client{ timeout = 0.3 }
+    t0 = now()
+    assert.equal("timeout", select(2, slow:request{ url = ts.url .. "/delay?ms=3000" }).code)
+    assert.is_true(now() - t0 < 2)
+    slow:close()
+  end)
+
+  it("fails TLS verification against the self-signed server without its CA", function()
+    local plain = core.client{ share = false }
+    local status, err = plain:request{ url = ts.tls_url .. "/echo" }
+    assert.is_nil(status)
+    assert.equal("tls", err.code)
+    assert.is_string(err.message)
+    plain:close()
+  end)
+
+  it("verifies the server with cainfo", function()
+    local e = echo(client, { url = ts.tls_url .. "/echo" })
+    assert.equal("https", e.scheme)
+    local by_name = echo(client, { url = "https://localhost:" .. ts.tls_port .. "/echo" })
+    assert.equal("https", by_name.scheme)
+  end)
+
+  it("skips verification only with insecure_no_verify_tls = true", function()
+    local insecure = core.client{ insecure_no_verify_tls = true, share = false }
+    assert.equal("https", echo(insecure, { url = ts.tls_url .. "/echo" }).scheme)
+    insecure:close()
+    local strict = core.client{ insecure_no_verify_tls = false, share = false }
+    assert.equal("tls", select(2, strict:request{ url = ts.tls_url .. "/echo" }).code)
+    strict:close()
+  end)
+
+  it("fails cleanly with too_large past max_body (streamed or announced)", function()
+    local small = core.client{ max_body = 1000 }
+    local status, err = small:request{ url = ts.url .. "/bytes?n=5000" }
+    assert.is_nil(status)
+    assert.equal("too_large", err.code)
+    assert.matches("max_body", err.message)
+    assert.equal(200, err.status)
+    status, err = small:request{ url = ts.url .. "/bytes?n=5000&length=1" }
+    assert.is_nil(status)
+    assert.equal("too_large", err.code)
+    assert.matches("max_body", err.message)
+    local ok, _, body = small:request{ url = ts.url .. "/bytes?n=1000" }
+    assert.equal(200, ok)
+    assert.equal(1000, #body)
+    local head_status, head_headers = small:request{ method = "HEAD", url = ts.url .. "/bytes?n=5000&length=1" }
+    assert.equal(200, head_status)
+    assert.equal("5000", head_headers["content-length"])
+    small:close()
+  end)
+
+  it("enforces the 64 MiB default", function()
+    local status, err = client:request{ url = ts.url .. "/bytes?n=" .. (64 * 1024 * 1024 + 1) }
+    assert.is_nil(status)
+    assert.equal("too_large", err.code)
+  end)
+
+  it("reports a refused connection with code connect", function()
+    local status, err = client:request{ url = "http://127.0.0.1:1/" }
+    assert.is_nil(status)
+    assert.equal("connect", err.code)
+    assert.equal(7, err.curl_code)
+  end)
+
+  it("reports an unresolvable host with code resolve", function()
+    local status, err = client:request{ url = "http://no-such-host.invalid/" }
+    assert.is_nil(status)
+    assert.equal("resolve", err.code)
+    assert.matches("no%-such%-host%.invalid", err.message)
+  end)
+
+  it("raises on bad arguments", function()
+    assert.error_matches(function() client:request() end, "request table expected")
+    assert.error_matches(function() client:request{} end, "url must be a string")
+    assert.error_matches(function() client:request{ url = "ftp://127.0.0.1/" } end, "http:// or https://")
+    assert.error_matches(function() client:request{ url = "http://127.0.0.1/a b" } end, "space or control")
+    assert.error_matches(function() client:request{ url = "http://[::1/" } end, "malformed url")
+    assert.error_matches(function() client:request{ url = ts.url, method = "get" } end, "invalid method")
+    assert.error_matches(function() client:request{ url = ts.url, method = 1 } end, "method must be a string")
+    assert.error_matches(function() client:request{ url = ts.url, headers = "x" } end, "headers must be a table")
+    assert.error_matches(function() client:request{ url = ts.url, headers = { ["X-A"] = "1\r\nX-B: 2" } } end,
+      "CR, LF or NUL")
+    assert.error_matches(function() client:request{ url = ts.url, headers = { ["Bad Name"] = "1" } } end,
+      "invalid header name")
+    assert.error_matches(function() client:request{ url = ts.url, headers = { "no colon" } } end, "Name: value")
+    assert.error_matches(function() client:request{ url = ts.url, headers = { ["X-A"] = true } } end,
+      "string or secret")
+    assert.error_matches(function() client:request{ url = ts.url, body = 42 } end, "body must be a string")
+    assert.error_matches(function() client:request{ url = ts.url, body = { "a", 1 } } end, "body%[2%]")
+    assert.error_matches(function() client:request{ url = ts.url, timeout = -1 } end, "timeout must be > 0")
+    -- The client still works after all that.
+    assert.equal(200, (client:request{ url = ts.url .. "/echo" }))
+  end)
+
+  it("never shows a secret in a bad-argument error", function()
+    local req = { url = ts.url, headers = { ["X-Token"] = core.secret("TOPSECRET\n") } }
+    local ok, msg = pcall(client.request, client, req)
+    assert.is_false(ok)
+    assert.is_nil(tostring(msg):find("TOPSECRET", 1, true))
+  end)
+end)
+
+describe("client:batch", function()
+  local client
+  before_each(function() client = core.client() end)
+  after_each(function() client:close() end)
+
+  local function delays(n, ms)
+    local reqs = {}
+    for i = 1, n do reqs[i] = { url = ts.url .. "/delay?ms=" .. ms .. "&i=" .. i } end
+    return reqs
+  end
+
+  it("runs requests concurrently up to the limit", function()
+    local t0 = now()
+    local out = client:batch(delays(8, 300), { concurrency = 8 })
+    local elapsed = now() - t0
+    assert.equal(8, #out)
+    for i = 1, 8 do assert.equal(200, out[i].status) end
+    assert.is_true(elapsed < 4 * 0.3, "8 x 300 ms with concurrency 8 took " .. elapsed .. " s")
+  end)
+
+  it("runs one at a time with concurrency 1", function()
+    local t0 = now()
+    local out = client:batch(delays(8, 300), { concurrency = 1 })
+    local elapsed = now() - t0
+    assert.equal(8, #out)
+    assert.is_true(elapsed >= 8 * 0.3, "took " .. elapsed .. " s")
+  end)
+
+  it("returns results in input order, errors in place", function()
+    local reqs = {}
+    for i = 1, 12 do
+      -- Later requests finish first: reverse delays.
+      reqs[i] = { url = ts.url .. "/echo?i=" .. i .. "&d=" .. (12 - i), method = "POST", body = "body" .. i }
+    end
+    reqs[5] = { url = "http://127.0.0.1:1/" }
+    reqs[9] = { url = ts.url .. "/delay?ms=2000", timeout = 0.2 }
+    reqs[12] = { url = ts.url .. "/delay?ms=" .. 10 }
+    table.insert(reqs, 1, { url = ts.url .. "/delay?ms=400" })
+    local out = client:batch(reqs, { concurrency = 4 })
+    assert.equal(#reqs, #out)
+    assert.equal("slept 400\n", out[1].body)
+    for i = 2, #reqs do
+      local r = out[i]
+      if i == 6 then
+        assert.equal("connect", r.err.code)
+      elseif i == 10 then
+        assert.equal("timeout", r.err.code)
+      elseif i == 13 then
+        assert.equal("slept 10\n", r.body)
+      else
+        local e = cjson.decode(r.body)
+        assert.equal("body" .. (i - 1), e.body)
+        assert.matches("i=" .. (i - 1) .. "&", e.uri)
+        assert.equal("application/json", r.headers["content-type"])
+      end
+    end
+  end)
+
+  it("reuses connections through the share", function()
+    local first = echo(client, {})
+    local out = client:batch({ { url = ts.url .. "/echo" }, { url = ts.url .. "/echo" } }, { concurrency = 1 })
+    for _, r in ipairs(out) do assert.equal(first.connection, cjson.decode(r.body).connection) end
+    assert.equal(first.connection, echo(client, {}).connection)
+  end)
+
+  it("applies max_body and TLS settings to every transfer", function()
+    local c = core.client{ max_body = 100, cainfo = ts.ca_file }
+    local out = c:batch{ { url = ts.url .. "/bytes?n=1000" }, { url = ts.tls_url .. "/bytes?n=100" } }
+    assert.equal("too_large", out[1].err.code)
+    assert.equal(100, #out[2].body)
+    c:close()
+  end)
+
+  it("accepts an empty batch and raises on bad arguments", function()
+    assert.same({}, client:batch({}))
+    assert.error_matches(function() client:batch() end, "table expected")
+    assert.error_matches(function() client:batch({ "x" }) end, "request 1: request table expected")
+    assert.error_matches(function() client:batch({ { url = ts.url }, { url = 1 } }) end, "request 2: url")
+    assert.error_matches(function() client:batch({}, { concurrency = 0 }) end, "concurrency")
+    assert.error_matches(function() client:batch({}, { concurrency = 2.5 }) end, "concurrency")
+  end)
+end)
+
+describe("curl_global_init opt-out", function()
+  it("loads and works with FRESHBOOKS_NO_CURL_GLOBAL_INIT set", function()
+    local lua = rawget(_G, "jit") and "luajit" or "lua5.4"
+    local script = "local c = require('freshbooks.core').client(); local s = c:request{url = '" .. ts.url ..
+      "/echo'}; io.write('status=', tostring(s)); c:close()"
+    local p = assert(io.popen("FRESHBOOKS_NO_CURL_GLOBAL_INIT=1 " .. lua .. " -e \"" .. script .. "\" 2>&1"))
+    local out = p:read("*a")
+    p:close()
+    assert.equal("status=200", out)
+  end)
+end)
+
+describe("freshbooks.h embedding", function()
+  it("uses the host's CURLSH and skips curl_global_init when the host asks", function()
+    local pc = rawget(_G, "jit") and "luajit" or "lua5.4"
+    local dir = ts.dir
+    local cc = "cc -std=c99 -D_POSIX_C_SOURCE=200809L -Wall -Wextra -Werror -Isrc" ..
+      " $(pkg-config --cflags " .. pc .. " libcurl libcrypto) spec/support/embed_host.c src/*.c" ..
+      " -o " .. dir .. "/embed_host $(pkg-config --libs " .. pc .. " libcurl libcrypto) -lm -ldl 2>&1"
+    local p = assert(io.popen(cc))
+    local out = p:read("*a")
+    p:close()
+    assert.equal("", out)
+    p = assert(io.popen(dir .. "/embed_host " .. ts.url .. "/echo 2>&1"))
+    out = p:read("*a")
+    p:close()
+    local lua_conn, host_conn = out:match("^lua=(%d+) host=(%d+)")
+    assert.is_not_nil(lua_conn, out)
+    assert.equal(lua_conn, host_conn)
+  end)
+end)
+
+describe("client lifetime", function()
+  it("closes idempotently; use after close raises clearly", function()
+    local c = core.client()
+    assert.matches("^freshbooks%.client%(0x%x+%)$", tostring(c))
+    c:close()
+    c:close()
+    assert.equal("freshbooks.client(closed)", tostring(c))
+    assert.error_matches(function() c:request{ url = ts.url } end, "client is closed")
+    assert.error_matches(function() c:batch{} end, "client is closed")
+  end)
+
+  it("__gc and __close are the same idempotent close", function()
+    local c = core.client()
+    local mt = getmetatable(c)
+    mt.__gc(c)
+    assert.equal("freshbooks.client(closed)", tostring(c))
+    mt.__gc(c)
+    mt.__close(c)
+    c:close()
+    assert.error_matches(function() c:request{ url = ts.url } end, "client is closed")
+  end)
+
+  it("is closed by a to-be-closed variable (Lua 5.4)", function()
+    if _VERSION ~= "Lua 5.4" then return end
+    local chunk = assert(load([[
+      local core, url = ...
+      local kept
+      do
+        local c <close> = core.client()
+        kept = c
+        assert(c:request{ url = url })
+      end
+      return kept
+    ]]))
+    assert.equal("freshbooks.client(closed)", tostring(chunk(core, ts.url .. "/echo")))
+  end)
+
+  it("is freed by the garbage collector", function()
+    for _ = 1, 20 do core.client():request{ url = ts.url .. "/echo" } end
+    collectgarbage()
+    collectgarbage()
+    assert.equal(200, (core.client():request{ url = ts.url .. "/echo" }))
+  end)
+
+  it("shows no proxy credentials in tostring", function()
+    local c = core.client{ proxy = "http://user:hunter2@127.0.0.1:1" }
+    assert.is_nil(tostring(c):find("hunter2", 1, true))
+    c:close()
+  end)
+end)
+
+describe("secrets", function()
+  it("never print", function()
+    local s = core.secret("refresh-token-value")
+    assert.equal("freshbooks.secret(***)", tostring(s))
+    assert.equal("freshbooks.secret(***)", string.format("%s", s))
+    assert.equal("freshbooks.secret", getmetatable(s))
+    assert.error_matches(function() return "x" .. s end, "concatenate")
+    assert.error_matches(function() core.hex(s) end, "string expected")
+  end)
+
+  it("reveal, compare and measure without printing", function()
+    local s = core.secret("abc")
+    assert.equal("abc", core.reveal(s))
+    assert.equal(s, core.secret(s))
+    assert.is_true(s == core.secret("abc"))
+    assert.is_false(s == core.secret("abd"))
+    assert.equal(3, #s)
+    assert.is_true(core.is_secret(s))
+    assert.is_false(core.is_secret("abc"))
+    assert.error_matches(function() core.secret(42) end, "string expected")
+    assert.error_matches(function() core.reveal("abc") end, "freshbooks.secret expected")
+  end)
+
+  it("wipes on close, idempotently", function()
+    local s = core.secret("wipe-me")
+    local mt_close = debug.getmetatable(s).__close
+    mt_close(s)
+    mt_close(s)
+    assert.error_matches(function() core.reveal(s) end, "wiped")
+    assert.equal("freshbooks.secret(***)", tostring(s))
+  end)
+end)

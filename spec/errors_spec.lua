@@ -1,0 +1,126 @@
+-- errors.from_response: every FreshBooks error shape, from hand-written bodies (the sandbox-backed
+-- proofs of the same shapes are in resource_spec.lua).
+local errors = require "freshbooks.errors"
+local cjson = require "cjson"
+
+local function res(status, body, headers)
+  headers = headers or {}
+  if type(body) == "table" then body = cjson.encode(body); headers["content-type"] = "application/json" end
+  return { status = status, headers = headers, body = body or "" }
+end
+
+describe("errors.from_response", function()
+  it("returns nil for successes", function()
+    assert.is_nil(errors.from_response(res(200, { response = { result = { invoice = { id = 1 } } } })))
+    assert.is_nil(errors.from_response(res(204, "")))
+    assert.is_nil(errors.from_response(res(200, "\137PNG...", { ["content-type"] = "image/png" })))
+    -- a record may well have a field called `code` or `error`
+    assert.is_nil(errors.from_response(res(200, { project = { id = 1, code = 3, error = "x" } })))
+  end)
+
+  it("reads the legacy accounting errors[] shape", function()
+    local e = errors.from_response(res(404, { response = { errors = { {
+      errno = 1012, field = "userid", message = "Client not found.", object = "client", value = "12345" } } } }))
+    assert.is_true(errors.is(e))
+    assert.same({ "not_found", 404, 1012, "Client not found." }, { e.code, e.status, e.errno, e.message })
+    assert.same({ { errno = 1012, field = "userid", message = "Client not found.", object = "client", value = "12345" } },
+      e.errors)
+    assert.equal("freshbooks: not_found: Client not found. (HTTP 404)", tostring(e))
+  end)
+
+  it("refines a 400 by errno: required field and invalid value are validation errors", function()
+    local e = errors.from_response(res(400, { response = { errors = {
+      { errno = 1001, field = "customerid", message = "Field customerid is required.", object = "invoice" },
+      { errno = 1004, field = "create_date", message = "Invalid date.", object = "invoice", value = "x" } } } }))
+    assert.equal("validation", e.code)
+    assert.equal(2, #e.errors)
+    assert.equal("create_date", e.errors[2].field)
+    assert.equal(1004, e.errors[2].errno)
+  end)
+
+  it("reads the legacy shape sent with HTTP 200", function()
+    local e = errors.from_response(res(200, { response = { errors = { {
+      errno = 1012, field = "taxid", message = "Tax not found.", object = "tax", value = "9" } } } }))
+    assert.equal("not_found", e.code)
+    assert.equal(200, e.status)
+    assert.equal("taxid", e.errors[1].field)
+  end)
+
+  it("reads the google.rpc shape", function()
+    local body = { code = 3, message = "Invalid request", details = { {
+      ["@type"] = "type.googleapis.com/google.rpc.ErrorInfo", reason = "1001", domain = "accounting",
+      metadata = { field = "vendorid", message = "Field vendorid is required.", object = "bill" } } } }
+    local e = errors.from_response(res(400, body))
+    assert.same({ "validation", 400, 1001, "Invalid request" }, { e.code, e.status, e.errno, e.message })
+    assert.same({ field = "vendorid", message = "Field vendorid is required.", object = "bill", errno = 1001 },
+      e.errors[1])
+    -- and with a 200 status, the rpc code decides
+    body.code = 5
+    assert.equal("not_found", errors.from_response(res(200, body)).code)
+  end)
+
+  it("reads the project family shapes", function()
+    local e = errors.from_response(res(422, { errno = 2001, error = { title = "This field is required." } }))
+    assert.same({ "validation", 422, 2001 }, { e.code, e.status, e.errno })
+    assert.same({ field = "title", message = "This field is required.", errno = 2001 }, e.errors[1])
+    assert.equal("title: This field is required.", e.message)
+    e = errors.from_response(res(404, { error = "Requested resource could not be found." }))
+    assert.same({ "not_found", "Requested resource could not be found." }, { e.code, e.message })
+    e = errors.from_response(res(401, { message = "Unauthorized" }))
+    assert.same({ "unauthorized", "Unauthorized" }, { e.code, e.message })
+  end)
+
+  it("reads the events shape", function()
+    local e = errors.from_response(res(404, { errno = 404, message = "Callback not found" }))
+    assert.same({ "not_found", 404, "Callback not found" }, { e.code, e.errno, e.message })
+    e = errors.from_response(res(422, { errno = 422, message = "Invalid callback",
+      details = { { field = "uri", message = "must be https" } } }))
+    assert.same({ "validation", "uri", "must be https" }, { e.code, e.errors[1].field, e.errors[1].message })
+  end)
+
+  it("reads RFC 6749 auth errors, keeping their names as codes", function()
+    local e = errors.from_response(res(400, { error = "invalid_grant", error_description = "The refresh token is invalid." }))
+    assert.same({ "invalid_grant", "invalid_grant", "The refresh token is invalid." }, { e.code, e.oauth_error, e.message })
+    e = errors.from_response(res(401, { error = "unauthenticated", error_description = "The access token expired" }))
+    assert.same({ "unauthorized", "The access token expired" }, { e.code, e.message })
+    e = errors.from_response(res(403, { error = "insufficient_scope", error_description = "needs user:invoices:read" }))
+    assert.equal("forbidden", e.code)
+  end)
+
+  it("maps statuses without a known body", function()
+    local e = errors.from_response(res(503, "<html><head><title>503 Service Unavailable</title></head></html>",
+      { ["content-type"] = "text/html" }))
+    assert.same({ "server_error", 503, "503 Service Unavailable" }, { e.code, e.status, e.message })
+    e = errors.from_response(res(409, ""))
+    assert.same({ "conflict", "HTTP 409" }, { e.code, e.message })
+    e = errors.from_response(res(418, "teapot"))
+    assert.equal("http_error", e.code)
+  end)
+
+  it("reads Retry-After on 429 in seconds or as an HTTP date", function()
+    local e = errors.from_response(res(429, { message = "Too Many Requests" }, { ["retry-after"] = "7" }))
+    assert.same({ "rate_limited", 7 }, { e.code, e.retry_after })
+    assert.equal(30, errors.retry_after("Sun, 06 Nov 1994 08:50:07 GMT", 784111777))
+    assert.equal(0, errors.retry_after("Sun, 06 Nov 1994 08:49:37 GMT", 784111800))
+    assert.is_nil(errors.retry_after("soon"))
+  end)
+
+  it("treats an unreadable JSON body or an HTML page on 200 as a bad response", function()
+    local e = errors.from_response(res(200, '{"response": {"res', { ["content-type"] = "application/json" }))
+    assert.equal("bad_response", e.code)
+    e = errors.from_response(res(200, "<!DOCTYPE html><html></html>", { ["content-type"] = "text/html" }))
+    assert.equal("bad_response", e.code)
+  end)
+
+  it("uses res.data when the caller already decoded the body", function()
+    local r = res(404, "ignored")
+    r.data = { errno = 404, message = "gone" }
+    assert.equal("gone", errors.from_response(r).message)
+  end)
+
+  it("keeps token-like strings out of messages", function()
+    local e = errors.from_response(res(400, { error = "invalid_grant",
+      error_description = "token 9f8e7d6c5b4a39281706f5e4d3c2b1a09f8e7d6c5b4a3928 is not valid" }))
+    assert.is_nil(tostring(e):find("9f8e7d6c5b4a", 1, true))
+  end)
+end)

@@ -1,0 +1,154 @@
+-- lua-freshbooks inside OpenResty: a real nginx (Debian's, lua-nginx-module on LuaJIT) runs the library
+-- with the cosocket transport and talks to the sandbox. Proves the worker is never blocked.
+local cjson = require "cjson"
+local core = require "freshbooks.core"
+local sandbox = require "support.sandbox"
+local testserver = require "support.testserver"
+
+local function cwd()
+  local p = io.popen("pwd"); local d = p:read("*l"); p:close(); return d
+end
+
+-- The app: one worker, our Lua layer and the LuaJIT build of the core on its paths.
+local APP = [[
+    location = /app/get {
+      content_by_lua_block {
+        local transport = require("freshbooks.transport").default{ timeout = 5 }
+        local res, err = transport{ method = "GET", url = ngx.unescape_uri(ngx.var.arg_url) }
+        ngx.say(require("cjson").encode{ kind = res and "ok" or "err", status = res and res.status,
+          body = res and res.body, code = err and err.code, message = err and err.message })
+      }
+    }
+    location = /app/slow {
+      content_by_lua_block {
+        local started = ngx.now()
+        local t = require("freshbooks.transport").cosocket{}
+        local res = t{ method = "GET", url = ngx.unescape_uri(ngx.var.arg_url) }
+        ngx.update_time()
+        ngx.say(require("cjson").encode{ started = started, finished = ngx.now(), status = res and res.status })
+      }
+    }
+    location = /app/ping {
+      content_by_lua_block { ngx.update_time(); ngx.say(require("cjson").encode{ at = ngx.now() }) }
+    }
+    location = /app/batch {
+      content_by_lua_block {
+        local t = require("freshbooks.transport").cosocket{}
+        local reqs = {}
+        local base = ngx.unescape_uri(ngx.var.arg_base)
+        for i = 1, 6 do reqs[i] = { method = "GET", url = base .. "/_sandbox/echo?i=" .. i } end
+        local out = t.batch(reqs, { concurrency = 3 })
+        local seen = {}
+        for i, r in ipairs(out) do
+          seen[i] = r.res and require("cjson").decode(r.res.body).args.i or ("err:" .. tostring(r.err))
+        end
+        ngx.say(require("cjson").encode(seen))
+      }
+    }
+    location = /app/session {
+      content_by_lua_block {
+        local cjson = require "cjson"
+        local freshbooks = require "freshbooks"
+        ngx.req.read_body()
+        local cfg = cjson.decode(ngx.req.get_body_data())  -- POSTed: tokens never sit in a URL or a log
+        cfg.client_secret = "unused-here"
+        local fb = freshbooks.new(cfg)
+        local names = {}
+        for m in fb:businesses() do names[#names + 1] = m.name end
+        ngx.say(cjson.encode(names))
+      }
+    }
+]]
+
+describe("OpenResty (cosocket transport)", function()
+  local sb, app, client
+  setup(function()
+    sb = sandbox.start{ admin = true }
+    local root = cwd()
+    app = testserver.start{
+      http = "lua_package_path '" .. root .. "/lua/?.lua;" .. root .. "/lua/?/init.lua;;';\n" ..
+        "  lua_package_cpath '" .. root .. "/build/luajit/?.so;;';\n" ..
+        "  lua_ssl_trusted_certificate " .. sb.ca_file .. ";\n  lua_ssl_verify_depth 3;",
+      locations = APP,
+    }
+    client = core.client{ timeout = 20 }
+  end)
+  teardown(function()
+    if client then client:close() end
+    if app then app.stop() end
+    if sb then sb:stop() end
+  end)
+
+  local function app_get(path)
+    -- (no secrets in these URLs, so the error log may be shown on failure)
+    local status, _, body = client:request{ method = "GET", url = app.url .. path }
+    assert.are.equal(200, status, tostring(body) .. (app.log and app.log() or ""))
+    return cjson.decode(body)
+  end
+
+  it("the default transport inside a request handler is the cosocket one and reaches the sandbox", function()
+    local r = app_get("/app/get?url=" .. core.urlencode(sb.url .. "/_sandbox/echo?x=1"))
+    assert.are.equal("ok", r.kind)
+    assert.are.equal(200, r.status)
+    assert.are.equal("1", cjson.decode(r.body).args.x)
+  end)
+
+  it("verifies TLS against lua_ssl_trusted_certificate", function()
+    local r = app_get("/app/get?url=" .. core.urlencode(sb.tls_url .. "/_sandbox/echo"))
+    assert.are.equal("ok", r.kind, r.message)
+    assert.are.equal(200, r.status)
+  end)
+
+  it("fails TLS with code tls when the server's certificate is not from a trusted CA", function()
+    -- The app's own HTTPS port has a certificate from another throwaway CA than the sandbox's.
+    local r = app_get("/app/get?url=" .. core.urlencode(app.tls_url .. "/echo"))
+    assert.are.equal("err", r.kind)
+    assert.are.equal("tls", r.code)
+  end)
+
+  it("reports refused connections with code connect", function()
+    local r = app_get("/app/get?url=" .. core.urlencode("http://127.0.0.1:1/"))
+    assert.are.equal("err", r.kind)
+    assert.are.equal("connect", r.code)
+  end)
+
+  it("keeps connections alive in the worker's pool", function()
+    local a = cjson.decode(app_get("/app/get?url=" .. core.urlencode(sb.url .. "/_sandbox/echo")).body)
+    local b = cjson.decode(app_get("/app/get?url=" .. core.urlencode(sb.url .. "/_sandbox/echo")).body)
+    assert.are.equal(a.connection, b.connection)
+    assert.is_true(b.connection_requests > a.connection_requests)
+  end)
+
+  it("runs a batch on light threads and returns results in input order", function()
+    local seen = app_get("/app/batch?base=" .. core.urlencode(sb.url))
+    assert.are.same({ "1", "2", "3", "4", "5", "6" }, seen)
+  end)
+
+  it("never blocks the worker: a ping is answered while a slow upstream call is in flight", function()
+    -- One worker. The slow handler waits 1.5 s on the sandbox; the ping, sent while it waits, must be
+    -- answered before the slow one finishes. Ordering, not a timing threshold.
+    local results = client:batch({
+      { method = "GET", url = app.url .. "/app/slow?url=" .. core.urlencode(sb.url .. "/_sandbox/delay?ms=1500") },
+      { method = "GET", url = app.url .. "/delay?ms=200" },   -- served by the same single worker
+      { method = "GET", url = app.url .. "/app/ping" },
+    }, { concurrency = 3 })
+    assert.is_nil(results[1].err)
+    local slow = cjson.decode(results[1].body)
+    assert.are.equal(200, slow.status)
+    assert.are.equal(200, results[3].status)
+    local ping = cjson.decode(results[3].body)
+    assert.is_true(ping.at >= slow.started and ping.at < slow.finished,
+      ("ping at %.3f, slow call %.3f..%.3f"):format(ping.at, slow.started, slow.finished))
+  end)
+
+  it("runs a whole session (identity and businesses) inside a request handler", function()
+    local tok = sb:token{ user = "alice" }
+    local status, _, body = client:request{ method = "POST", url = app.url .. "/app/session",
+      body = cjson.encode{ api_url = sb.url, client_id = sb.app.client_id, redirect_uri = sb.app.redirect_uri,
+        tokens = { access_token = tok.access_token, refresh_token = tok.refresh_token, expires_in = 43200 } } }
+    assert.are.equal(200, status, "session handler failed")
+    local names = cjson.decode(body)
+    assert.is_true(#names >= 2)
+    assert.are.equal("string", type(names[1]))
+  end)
+end)

@@ -1,0 +1,150 @@
+-- Paging: FreshBooks' edges (empty, exactly one full page, one more, past the end), each() memory over
+-- 100,000 invoices, all() in order with parallel fetching. The sandbox's counters count the requests.
+local sandbox = require "support.sandbox"
+local H = require "support.fbtest"
+local core = require "freshbooks.core"
+
+local LIST = "GET /accounting/account/{account_id}/invoices/invoices"
+
+describe("paging", function()
+  local sb, acct
+
+  setup(function()
+    sb = sandbox.start{ invoices = 100 }
+    acct = H.session(sb):account("aBcD1")
+  end)
+  teardown(function() if sb then sb:stop() end end)
+
+  -- A reset also forgets every token: sign in again.
+  local function reset(n)
+    sb:admin("POST", "/_sandbox/reset", { invoices = n })
+    acct = H.session(sb):account("aBcD1")
+  end
+  local function list_calls()
+    return sb:admin("GET", "/_sandbox/counters").requests[LIST] or 0
+  end
+  local function ids(q)
+    local out = {}
+    for inv, err in acct.invoices:each(q) do
+      assert(inv, tostring(err))
+      out[#out + 1] = inv.id
+    end
+    return out
+  end
+
+  it("an empty result: no records, one request", function()
+    reset(100)
+    local before = list_calls()
+    assert.same({}, ids{ search = { customerid = 1 } })
+    assert.equal(1, list_calls() - before)
+    local list, meta = acct.invoices:list{ search = { customerid = 1 } }
+    assert.same({}, list)
+    assert.equal(0, meta.total)
+    local all = assert(acct.invoices:all({ search = { customerid = 1 } }, { parallel = 4 }))
+    assert.same({}, all)
+  end)
+
+  it("exactly 100: one full page, one request", function()
+    reset(100)
+    local before = list_calls()
+    local got = ids()
+    assert.equal(100, #got)
+    assert.equal(1, list_calls() - before)
+    for i = 1, 100 do assert.equal(i, got[i]) end
+  end)
+
+  it("101: a second page with one record", function()
+    reset(101)
+    local before = list_calls()
+    local got = ids()
+    assert.equal(101, #got)
+    assert.equal(101, got[101])
+    assert.equal(2, list_calls() - before)
+  end)
+
+  it("past the end: an empty page, and each() starting there yields nothing", function()
+    reset(101)
+    local list, meta = acct.invoices:list{ page = 3, per_page = 100 }
+    assert.same({}, list)
+    assert.same({ 3, 2, 101 }, { meta.page, meta.pages, meta.total })
+    assert.same({}, ids{ page = 3 })
+    assert.same({ 101 }, ids{ page = 2 })
+  end)
+
+  it("page 0 is page 1 and per_page is capped at 100", function()
+    reset(250)
+    local _, meta = acct.invoices:list{ page = 0, per_page = 500 }
+    assert.same({ 1, 100, 3 }, { meta.page, meta.per_page, meta.pages })
+    local got = ids{ per_page = 500 }
+    assert.equal(250, #got)
+  end)
+
+  it("each() stops at the first failure with (false, err)", function()
+    reset(250)
+    sb:admin("POST", "/_sandbox/faults", { route = "invoices/invoices$", method = "GET", fault = "500", skip = 1, times = 1 })
+    local n, failure = 0, nil
+    local fb = H.session(sb, { retry = false })
+    for inv, err in fb:account("aBcD1").invoices:each() do
+      if not inv then failure = err; break end
+      n = n + 1
+    end
+    assert.equal(100, n)
+    assert.same({ "server_error", 500 }, { failure.code, failure.status })
+  end)
+
+  it("all() returns every record in page order, fetching pages concurrently", function()
+    reset(250)
+    local calls = {}
+    local all = assert(acct.invoices:all({ per_page = 10 }, { parallel = 4,
+      progress = function(done, pages, n) calls[#calls + 1] = { done, pages, n } end }))
+    assert.equal(250, #all)
+    for i = 1, 250 do assert.equal(i, all[i].id) end
+    assert.same({ 25, 25, 250 }, calls[#calls])
+    for i = 2, #calls do assert.is_true(calls[i][1] > calls[i - 1][1]) end
+
+    -- 16 pages that each take 150 ms at the server: one after another >= 2.4 s; 8 at a time ~0.3 s.
+    sb:admin("POST", "/_sandbox/faults", { route = "invoices/invoices$", method = "GET", fault = "delay", ms = 150, rate = 1 })
+    local t0 = core.now()
+    local some = assert(acct.invoices:all({ per_page = 16, search = { invoiceids = (function()
+      local t = {} for i = 1, 256 do t[i] = i end return t end)() } }, { parallel = 8 }))
+    local took = core.now() - t0
+    sb:admin("DELETE", "/_sandbox/faults")
+    assert.equal(250, #some)
+    assert.is_true(took < 1.2, ("16 delayed pages took %.2fs with parallel = 8"):format(took))
+    for i = 1, 250 do assert.equal(i, some[i].id) end
+  end)
+
+  it("all() reports a failed page as nil, err", function()
+    reset(250)
+    sb:admin("POST", "/_sandbox/faults", { route = "invoices/invoices$", method = "GET", fault = "500", skip = 2, times = 1 })
+    local fb = H.session(sb, { retry = false })
+    local all, err = fb:account("aBcD1").invoices:all({ per_page = 10 }, { parallel = 4 })
+    assert.is_nil(all)
+    assert.equal("server_error", err.code)
+  end)
+end)
+
+describe("each() over 100,000 invoices", function()
+  local sb
+  setup(function() sb = sandbox.start{ invoices = 100000 } end)
+  teardown(function() if sb then sb:stop() end end)
+
+  it("keeps memory flat (one page at a time)", function()
+    local acct = H.session(sb):account("aBcD1")
+    collectgarbage("collect")
+    local samples, n = {}, 0
+    for inv, err in acct.invoices:each() do
+      assert(inv, tostring(err))
+      n = n + 1
+      if n % 2000 == 0 then samples[#samples + 1] = collectgarbage("count") end
+    end
+    assert.equal(100000, n)
+    local lo, hi = math.huge, 0
+    for _, k in ipairs(samples) do lo, hi = math.min(lo, k), math.max(hi, k) end
+    -- 100,000 decoded invoices would need well over 100 MB; one page is about 100 KB.
+    assert.is_true(hi - lo < 4096, ("memory ranged %.0f..%.0f KiB over the walk"):format(lo, hi))
+    local first, last = 0, 0
+    for i = 1, 10 do first, last = first + samples[i], last + samples[#samples - 10 + i] end
+    assert.is_true((last - first) / 10 < 1024, "memory grew during the walk")
+  end)
+end)

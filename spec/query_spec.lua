@@ -1,0 +1,77 @@
+-- Query rendering per family, compared with hand-written query strings.
+local query = require "freshbooks.query"
+
+describe("query rendering", function()
+  local function acc(q) return query.render("accounting", q) end
+  local function proj(q) return query.render("project", q) end
+
+  it("renders nothing for nil or an empty table", function()
+    assert.equal("", acc(nil))
+    assert.equal("", acc({}))
+  end)
+
+  it("renders paging as plain keys in both families", function()
+    assert.equal("page=2&per_page=100", acc{ page = 2, per_page = 100 })
+    assert.equal("page=2&per_page=100", proj{ page = 2, per_page = 100 })
+  end)
+
+  it("renders accounting equals, in-list, like and min/max in FreshBooks' search[] syntax", function()
+    assert.equal("search[customerid]=12", acc{ search = { customerid = 12 } })
+    assert.equal("search[invoiceids][]=1&search[invoiceids][]=22&search[invoiceids][]=333",
+      acc{ search = { invoiceids = { 1, 22, 333 } } })
+    assert.equal("search[organization_like]=Acme", acc{ search = { organization = { like = "Acme" } } })
+    assert.equal("search[amount_max]=99.50&search[amount_min]=10",
+      acc{ search = { amount = { min = "10", max = "99.50" } } })
+    assert.equal("search[date_max]=2024-12-31&search[date_min]=2024-01-01",
+      acc{ search = { date = { min = "2024-01-01", max = "2024-12-31" } } })
+    -- FreshBooks' own key names pass through untouched
+    assert.equal("search[email_like]=a%40b.com&search[updated_min]=2024-01-01%2000%3A00%3A00",
+      acc{ search = { email_like = "a@b.com", updated_min = "2024-01-01 00:00:00" } })
+  end)
+
+  it("percent-encodes every value", function()
+    assert.equal("search[organization_like]=Smith%20%26%20Sons%3D%2B%2F%3F%23", acc{
+      search = { organization = { like = "Smith & Sons=+/?#" } } })
+    assert.equal("search[fname]=Ren%C3%A9e", acc{ search = { fname = "Renée" } })
+    assert.equal("q=a%5Bb%5D", proj{ q = "a[b]" })
+  end)
+
+  it("renders includes and sort for accounting", function()
+    assert.equal("include[]=lines&include[]=allowed_gateways&sort=due_date_desc",
+      acc{ include = { "lines", "allowed_gateways" }, sort = "-due_date" })
+    assert.equal("sort=invoice_number_asc", acc{ sort = "invoice_number" })
+    assert.equal("sort=invoice_number_desc", acc{ sort = "invoice_number_desc" })
+  end)
+
+  it("renders the project family with plain keys and -field sort", function()
+    assert.equal("active=true&client_id=7&complete=false&sort=-updated_at",
+      proj{ search = { client_id = 7, active = true }, complete = false, sort = "-updated_at" })
+    assert.equal("sort=title", proj{ sort = "title" })
+    assert.equal("updated_since=2024-05-01T00%3A00%3A00Z", proj{ updated_since = "2024-05-01T00:00:00Z" })
+    assert.equal("project_ids[]=1&project_ids[]=2", proj{ search = { project_ids = { 1, 2 } } })
+  end)
+
+  it("renders a combined accounting query in sorted key order", function()
+    assert.equal("include[]=lines&page=3&per_page=25&search[customerid]=5&search[v3_status]=unpaid&sort=create_date_asc",
+      acc{ page = 3, per_page = 25, include = { "lines" }, sort = "create_date",
+           search = { customerid = 5, v3_status = "unpaid" } })
+  end)
+
+  it("renders whole numbers without a fraction and booleans as words", function()
+    assert.equal("page=1", acc{ page = 1.0 })
+    assert.equal("search[amount_min]=0.5&search[paid]=true", acc{ search = { amount = { min = 0.5 }, paid = true } })
+  end)
+
+  it("uses a string query as it is", function()
+    assert.equal("search[x]=1", acc("?search[x]=1"))
+  end)
+
+  it("raises on bad input", function()
+    assert.has_error(function() acc(42) end)
+    assert.has_error(function() acc{ search = "x" } end)
+    assert.has_error(function() acc{ search = { x = { between = 1 } } } end)
+    assert.has_error(function() acc{ search = { x = function() end } } end)
+    assert.has_error(function() acc{ sort = "" } end)
+    assert.has_error(function() acc{ [1] = "x" } end)
+  end)
+end)

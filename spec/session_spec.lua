@@ -1,0 +1,462 @@
+-- The session: configuration, requests, rotation through save, automatic refresh, failure handling.
+local cjson = require "cjson"
+local freshbooks = require "freshbooks"
+local sandbox = require "support.sandbox"
+local H = require "support.fbtest"
+
+local ME = "/auth/api/v1/users/me"
+
+describe("freshbooks.new", function()
+  local base = { client_id = "cid", client_secret = "csecret-0123456789", redirect_uri = "https://example.com/cb" }
+  local function opts(extra)
+    local o = {}
+    for k, v in pairs(base) do o[k] = v end
+    for k, v in pairs(extra) do o[k] = v end
+    return o
+  end
+  local function raises(extra, msg)
+    local ok, err = pcall(freshbooks.new, opts(extra))
+    assert.is_false(ok)
+    assert.truthy(tostring(err):find(msg, 1, true), tostring(err))
+  end
+
+  it("raises clearly on missing or malformed configuration", function()
+    assert.has_error(function() freshbooks.new() end, "freshbooks.new: expected a table of options")
+    assert.has_error(function() freshbooks.new("x") end, "freshbooks.new: expected a table of options")
+    raises({ client_id = 42 }, "client_id must be a non-empty string")
+    raises({ client_id = "" }, "client_id must be a non-empty string")
+    raises({ client_secret = false }, "client_secret must be a non-empty string")
+    raises({ cliend_id = "typo" }, "unknown option 'cliend_id'")
+    raises({ api_url = "api.freshbooks.com" }, "api_url must be an http(s) URL")
+    raises({ auth_url = 7 }, "auth_url must be an http(s) URL")
+    raises({ timeout = "10" }, "timeout must be a number")
+    raises({ leeway = -1 }, "leeway must be a number >= 0")
+    raises({ save = "file" }, "save must be a function")
+    raises({ load = {} }, "load must be a function")
+    raises({ transport = 1 }, "transport must be a function")
+    raises({ store = "tokens.json" }, "store must be a table")
+    raises({ store = { load = 1 } }, "store.load must be a function")
+    raises({ tokens = { access_token = 1 } }, "tokens must be a table with an access_token")
+    raises({ tokens = "abc" }, "tokens must be a table")
+    raises({ scopes = 5 }, "scopes must be")
+    raises({ retry = "yes" }, "retry must be a table")
+  end)
+
+  it("never shows secrets in tostring or in a dump of the object", function()
+    local fb = freshbooks.new(opts{ tokens = { access_token = "ACCESS-abc", refresh_token = "REFRESH-xyz",
+      expires_at = 2000000000 } })
+    local s = tostring(fb)
+    assert.truthy(s:find("freshbooks.session(client_id=cid", 1, true))
+    assert.is_false(H.leaks(s, { "ACCESS-abc", "REFRESH-xyz", base.client_secret }))
+    for _, v in pairs(fb) do
+      assert.is_false(H.leaks(v, { "ACCESS-abc", "REFRESH-xyz", base.client_secret }))
+    end
+  end)
+
+  it("reports reauth_required when there are no tokens at all", function()
+    local fb = freshbooks.new(opts{ transport = function() error("must not be called") end })
+    local res, err = fb:request{ path = ME }
+    assert.is_nil(res)
+    assert.equal("reauth_required", err.code)
+    assert.has_error(function() fb:request() end)
+    assert.has_error(function() fb:request{ path = 1 } end)
+    assert.has_error(function() fb:request{ path = "/x", json = {}, body = "" } end)
+    assert.has_error(function() fb:request{ path = "/x", query = 5 } end)
+    assert.has_error(function() fb:batch("x") end)
+  end)
+end)
+
+describe("session against the sandbox", function()
+  local sb, dir
+  setup(function()
+    sb = sandbox.start{ invoices = 5 }
+    dir = H.tmpdir()
+  end)
+  teardown(function()
+    if sb then sb:stop() end
+    H.rmdir(dir)
+  end)
+  before_each(function()
+    sb:admin("DELETE", "/_sandbox/faults")
+    sb:admin("POST", "/_sandbox/clock", { offset = 0 })
+  end)
+
+  describe("requests", function()
+    it("send Bearer, Api-Version and Content-Type, render queries and decode JSON", function()
+      local fb = H.session(sb)
+      local t = fb:tokens()
+      local res = assert(fb:request{ method = "POST", path = "/_sandbox/echo", query = { search = { ids = { 1, 2 } } },
+        json = { invoice = { notes = "hi" } }, headers = { ["X-Extra"] = "1" } })
+      local h = res.data.headers
+      assert.is_true(h.authorization == "Bearer " .. t.access_token) -- compared, never printed
+      assert.equal("alpha", h["api-version"])
+      assert.equal("application/json", h["content-type"])
+      assert.equal("1", h["x-extra"])
+      assert.equal("POST", res.data.method)
+      assert.equal("/_sandbox/echo?search[ids][]=1&search[ids][]=2", res.data.uri)
+      assert.same({ invoice = { notes = "hi" } }, cjson.decode(res.data.body))
+      res = assert(fb:request{ path = "_sandbox/echo", query = "a=1", headers = { ["content-type"] = "text/plain" } })
+      assert.equal("text/plain", res.data.headers["content-type"])
+      assert.equal("/_sandbox/echo?a=1", res.data.uri)
+    end)
+
+    it("decode whole numbers as integers and drop object nulls", function()
+      local fb = H.session(sb)
+      local me = assert(fb:me())
+      local m = me.business_memberships[1]
+      assert.equal("1000001", tostring(m.business.id))
+      local res = assert(fb:request{ method = "POST", path = "/_sandbox/echo", body = "x" })
+      assert.is_nil(res.data.args.nothing)
+      assert.equal(200, res.status)
+    end)
+
+    it("turn error responses into coded errors", function()
+      local fb = H.session(sb)
+      local res, err = fb:request{ path = "/no/such/route" }
+      assert.is_nil(res)
+      assert.equal("not_found", err.code)
+      assert.equal(404, err.status)
+    end)
+  end)
+
+  describe("rotation", function()
+    it("hands every new pair to save(new, previous); the newest stays alive", function()
+      local saves = {}
+      local fb = H.session(sb, { save = function(new, prev) saves[#saves + 1] = { new = new, prev = prev } end })
+      local first = fb:tokens()
+      for _ = 1, 5 do assert.is_true(fb:refresh()) end
+      assert.equal(5, #saves)
+      assert.is_true(saves[1].prev.refresh_token == first.refresh_token)
+      for i = 2, 5 do
+        assert.is_true(saves[i].prev.refresh_token == saves[i - 1].new.refresh_token)
+        assert.is_false(saves[i].new.refresh_token == saves[i - 1].new.refresh_token)
+      end
+      local newest = saves[5].new
+      assert.is_true(fb:tokens().refresh_token == newest.refresh_token)
+      -- The sandbox accepts the newest pair and refuses an older refresh token.
+      local fb2 = H.session(sb, { tokens = newest })
+      assert.equal("alice@example.com", assert(fb2:me()).email)
+      local fb3 = H.session(sb, { tokens = saves[4].new })
+      local ok, err = fb3:refresh()
+      assert.is_nil(ok)
+      assert.equal("reauth_required", err.code)
+      assert.is_true(fb2:refresh())
+    end)
+
+    it("saves before the new access token is used (the sandbox's request log proves the order)", function()
+      local marker = "/_saved_marker"
+      local fb
+      fb = H.session(sb, { save = function(new)
+        -- Announce the saved token to the sandbox: its log records the request with the token's hash.
+        sb:http{ path = marker, headers = { Authorization = "Bearer " .. new.access_token } }
+        return true
+      end })
+      local since = H.last_seq(sb)
+      -- Make the token due so the next call refreshes by itself, then use it.
+      sb:admin("POST", "/_sandbox/clock", { advance = 43200 })
+      assert(fb:request{ path = ME })
+      local log = H.log(sb, since)
+      local issued_at, saved_at, used_at, issued
+      for i, e in ipairs(log) do
+        if H.is_token_post(e) and e.status == 200 then issued_at, issued = i, e.issued_access_token end
+        if issued and e.access_token == issued then
+          if e.path == marker then saved_at = saved_at or i elseif not used_at then used_at = i end
+        end
+      end
+      assert.is_number(issued_at)
+      assert.is_number(saved_at)
+      assert.is_number(used_at)
+      assert.is_true(issued_at < saved_at and saved_at < used_at)
+    end)
+
+    for _, how in ipairs{ "raises", "returns nil, err" } do
+      it("returns save_failed with the tokens when save " .. how .. ", and never uses them unsaved", function()
+        local failing = true
+        local saved
+        local fb = H.session(sb, { save = function(new)
+          if failing then
+            if how == "raises" then error("disk full") end
+            return nil, "disk full"
+          end
+          saved = new
+          return true
+        end })
+        local since = H.last_seq(sb)
+        local ok, err = fb:refresh()
+        assert.is_nil(ok)
+        assert.equal("save_failed", err.code)
+        assert.is_string(err.tokens.refresh_token)
+        assert.is_string(err.tokens.access_token)
+        assert.truthy(tostring(err):find("disk full", 1, true))
+        assert.is_false(H.leaks(tostring(err), { err.tokens.access_token, err.tokens.refresh_token }))
+        local pending = err.tokens
+        -- Still failing: the call fails again before anything is sent with the unsaved token.
+        local res, err2 = fb:request{ path = ME }
+        assert.is_nil(res)
+        assert.equal("save_failed", err2.code)
+        assert.is_true(err2.tokens.refresh_token == pending.refresh_token)
+        -- save works again: the pending pair is saved first, then used (no new refresh needed).
+        failing = false
+        assert(fb:request{ path = ME })
+        assert.is_true(saved.refresh_token == pending.refresh_token)
+        local log = H.log(sb, since)
+        assert.equal(1, H.count(log, H.is_token_post))
+        assert.equal(1, H.count(log, function(e) return e.path == ME end))
+      end)
+    end
+  end)
+
+  describe("expiry", function()
+    it("refreshes before the call when expires_at - leeway has passed (clock advanced 12 h)", function()
+      local offset = 0
+      local fb = H.session(sb, { clock = function() return os.time() + offset end })
+      assert(fb:me())
+      sb:admin("POST", "/_sandbox/clock", { advance = 43200 - 30 })
+      offset = 43200 - 30 -- inside the 60 s leeway
+      local since = H.last_seq(sb)
+      assert(fb:me(true))
+      local log = H.log(sb, since)
+      assert.equal(2, #log)
+      assert.is_true(H.is_token_post(log[1]))
+      assert.equal(200, log[2].status)
+      assert.equal(log[1].issued_access_token, log[2].access_token)
+    end)
+
+    it("refreshes once after a 401 and retries once (sandbox clock moved, local clock not)", function()
+      local fb = H.session(sb)
+      assert(fb:me())
+      sb:admin("POST", "/_sandbox/clock", { advance = 43200 })
+      local since = H.last_seq(sb)
+      assert(fb:me(true))
+      local log = H.log(sb, since)
+      assert.equal(3, #log)
+      assert.equal(401, log[1].status)
+      assert.is_true(H.is_token_post(log[2]))
+      assert.equal(200, log[3].status)
+      assert.equal(log[2].issued_access_token, log[3].access_token)
+    end)
+
+    it("refreshes once after a 401 mid-session (revoked access token)", function()
+      local fb = H.session(sb)
+      local t = fb:tokens()
+      sb:http{ method = "POST", path = "/auth/oauth/revoke", json = { client_id = sb.app.client_id,
+        client_secret = sb.app.client_secret, token = t.access_token } }
+      local since = H.last_seq(sb)
+      assert(fb:request{ path = ME })
+      local log = H.log(sb, since)
+      assert.same({ 401, 200, 200 }, { log[1].status, log[2].status, log[3].status })
+      assert.is_true(H.is_token_post(log[2]))
+    end)
+
+    it("does not loop when the retried request is refused again", function()
+      local real = require("freshbooks.transport").curl{ timeout = 10 }
+      local calls = 0
+      local function t(req)
+        if req.url:find(ME, 1, true) then calls = calls + 1 return { status = 401, headers = {}, body = "" } end
+        return real(req)
+      end
+      local fb = H.session(sb, { transport = t })
+      local since = H.last_seq(sb)
+      local res, err = fb:request{ path = ME }
+      assert.is_nil(res)
+      assert.equal(401, err.status)
+      assert.equal(2, calls)
+      assert.equal(1, H.count(H.log(sb, since), H.is_token_post))
+    end)
+  end)
+
+  describe("failures", function()
+    it("invalid_grant with a changed store: reloads, adopts and succeeds", function()
+      local path = dir .. "/ig1.json"
+      local store = freshbooks.store.file(path)
+      local stale = sb:token{}
+      assert(store.save(stale))
+      local other = H.session(sb, { store = store }) -- another worker rotates the stored pair
+      assert.is_true(other:refresh())
+      -- This worker holds the stale pair; its first load (inside the refresh) still sees the stale
+      -- pair (the other worker's write lands just after it), the second sees the file.
+      local loads = 0
+      local fb = H.session(sb, { tokens = stale, load = function()
+        loads = loads + 1
+        if loads == 1 then return stale end
+        return store.load()
+      end, save = store.save })
+      local since = H.last_seq(sb)
+      assert.is_true(fb:refresh())
+      assert.equal(2, loads)
+      assert.is_true(fb:tokens().refresh_token == store.load().refresh_token)
+      assert.equal(1, H.count(H.log(sb, since), H.is_token_post))
+      assert(fb:me())
+    end)
+
+    it("invalid_grant with nothing newer stored: reauth_required, the store untouched", function()
+      local path = dir .. "/ig2.json"
+      local store = freshbooks.store.file(path)
+      local t = sb:token{}
+      assert(store.save(t))
+      sb:token{} -- a newer pair exists somewhere else: the stored one is dead
+      local before = H.read(path)
+      local fb = H.session(sb, { store = store })
+      local ok, err = fb:refresh()
+      assert.is_nil(ok)
+      assert.equal("reauth_required", err.code)
+      assert.equal(before, H.read(path))
+      assert.is_true(fb:authorized())
+    end)
+
+    for _, fault in ipairs{ "reset_after", "malformed", "503" } do
+      it("an ambiguous failure (" .. fault .. ") is not retried blindly: refresh_uncertain", function()
+        local path = dir .. "/amb-" .. fault .. ".json"
+        local store = freshbooks.store.file(path)
+        assert(store.save(sb:token{}))
+        local before = H.read(path)
+        local fb = H.session(sb, { store = store })
+        sb:admin("POST", "/_sandbox/faults", { route = "/auth/oauth/token", fault = fault, times = 1 })
+        local since = H.last_seq(sb)
+        local ok, err = fb:refresh()
+        assert.is_nil(ok)
+        assert.equal("refresh_uncertain", err.code)
+        assert.equal(1, H.count(H.log(sb, since), H.is_token_post))
+        assert.equal(before, H.read(path))
+      end)
+    end
+
+    it("an ambiguous failure adopts newer stored tokens", function()
+      local path = dir .. "/amb-newer.json"
+      local store = freshbooks.store.file(path)
+      local stale = sb:token{}
+      assert(store.save(stale))
+      -- Our refresh reaches the server (which rotates) but the answer is lost; by the time we reload,
+      -- another worker has stored a newer pair (simulated inside the second load).
+      local loads = 0
+      local fb = H.session(sb, { tokens = stale, load = function()
+        loads = loads + 1
+        if loads == 2 then assert(store.save(sb:token{})) end
+        return store.load()
+      end, save = store.save })
+      sb:admin("POST", "/_sandbox/faults", { route = "/auth/oauth/token", fault = "reset_after", times = 1 })
+      local since = H.last_seq(sb)
+      assert.is_true(fb:refresh())
+      assert.equal(2, loads)
+      assert.equal(1, H.count(H.log(sb, since), H.is_token_post))
+      assert.is_true(fb:tokens().refresh_token == store.load().refresh_token)
+      assert(fb:me())
+    end)
+
+    it("a timeout during the refresh is ambiguous too", function()
+      local fb = H.session(sb, { timeout = 0.3 })
+      sb:admin("POST", "/_sandbox/faults", { route = "/auth/oauth/token", fault = "delay", ms = 1000, times = 1 })
+      local ok, err = fb:refresh()
+      assert.is_nil(ok)
+      assert.equal("refresh_uncertain", err.code)
+      assert.equal("timeout", err.cause.code)
+    end)
+
+    it("a refused connection is not ambiguous", function()
+      local fb = H.session(sb, { api_url = "http://127.0.0.1:1", retry = false })
+      local ok, err = fb:refresh()
+      assert.is_nil(ok)
+      assert.equal("connect", err.code)
+    end)
+
+    it("reports lock failures with a code", function()
+      local fb = H.session(sb, { lock = function() return nil, "busy" end })
+      local ok, err = fb:refresh()
+      assert.is_nil(ok)
+      assert.equal("lock_failed", err.code)
+      fb = H.session(sb, { lock = function() error("boom") end })
+      ok, err = fb:refresh()
+      assert.is_nil(ok)
+      assert.equal("lock_failed", err.code)
+      assert.truthy(tostring(err):find("boom", 1, true))
+    end)
+
+    it("unlocks after every refresh, including failed ones", function()
+      local held = 0
+      local fb = H.session(sb, { lock = function()
+        held = held + 1
+        return function() held = held - 1 end
+      end })
+      assert.is_true(fb:refresh())
+      assert.equal(0, held)
+      sb:admin("POST", "/_sandbox/faults", { route = "/auth/oauth/token", fault = "reset_after", times = 1 })
+      assert.is_nil(fb:refresh())
+      assert.equal(0, held)
+    end)
+  end)
+
+  describe("store", function()
+    it("loads stored tokens lazily, and saves rotations to the file", function()
+      local path = dir .. "/lazy.json"
+      local store = freshbooks.store.file(path)
+      local t = sb:token{}
+      assert(store.save(t))
+      local fb = H.session(sb, { store = store })
+      assert.is_false(fb:authorized())
+      assert(fb:me())
+      assert.is_true(fb:authorized())
+      assert.is_true(fb:refresh())
+      assert.is_true(store.load().refresh_token == fb:tokens().refresh_token)
+      assert.is_false(store.load().refresh_token == t.refresh_token)
+    end)
+    it("reports an unreadable store instead of pretending nothing is stored", function()
+      local path = dir .. "/corrupt.json"
+      local f = assert(io.open(path, "wb"))
+      f:write("{\"refresh_token\": 42")
+      f:close()
+      local fb = H.session(sb, { store = freshbooks.store.file(path) })
+      local res, err = fb:request{ path = ME }
+      assert.is_nil(res)
+      assert.equal("store_corrupt", err.code)
+      fb = H.session(sb, { load = function() error("no disk") end })
+      res, err = fb:request{ path = ME }
+      assert.is_nil(res)
+      assert.equal("load_failed", err.code)
+      assert.truthy(tostring(err):find("no disk", 1, true))
+    end)
+  end)
+
+  describe("batch", function()
+    it("refreshes first when due, and once for all the 401s, keeping order", function()
+      local fb = H.session(sb)
+      local reqs = {}
+      for i = 1, 4 do reqs[i] = { path = "/_sandbox/echo", query = { n = i } } end
+      reqs[5] = { path = ME }
+      reqs[6] = { path = "/no/such/route" }
+      sb:admin("POST", "/_sandbox/clock", { advance = 43200 }) -- every access token now dead at the server
+      local since = H.last_seq(sb)
+      local out = fb:batch(reqs, { concurrency = 3 })
+      assert.equal(6, #out)
+      for i = 1, 4 do assert.equal("/_sandbox/echo?n=" .. i, out[i].res.data.uri) end
+      assert.equal("alice@example.com", out[5].res.data.response.email)
+      assert.equal("not_found", out[6].err.code)
+      local log = H.log(sb, since)
+      assert.equal(1, H.count(log, H.is_token_post))
+      -- 401 first, then the retried one
+      assert.equal(2, H.count(log, function(e) return e.path == ME end))
+    end)
+  end)
+
+  describe("log hook", function()
+    it("receives redacted lines and cannot break calls", function()
+      local events = {}
+      local fb = H.session(sb, { log = function(e) events[#events + 1] = e end })
+      local t = fb:tokens()
+      assert(fb:me())
+      assert.is_true(fb:refresh())
+      local t2 = fb:tokens()
+      local text = {}
+      for _, e in ipairs(events) do
+        text[#text + 1] = e.line
+        for _, v in pairs(e) do text[#text + 1] = tostring(v) end
+      end
+      text = table.concat(text, "\n")
+      assert.truthy(text:find("GET " .. sb.url .. ME .. " -> 200", 1, true))
+      assert.truthy(text:find("refreshed tokens", 1, true))
+      assert.is_false(H.leaks(text, { t.access_token, t.refresh_token, t2.access_token, t2.refresh_token,
+        sb.app.client_secret }))
+      local fb2 = H.session(sb, { log = function() error("broken hook") end })
+      assert(fb2:me())
+    end)
+  end)
+end)

@@ -1,0 +1,88 @@
+-- Shared helpers for the session specs: sessions wired to a sandbox, the authorization dance, the
+-- sandbox's request log, temp dirs. (The sandbox itself is spec/support/sandbox.lua.)
+local freshbooks = require "freshbooks"
+
+local H = {}
+
+-- The interpreter running the specs, for child processes.
+H.lua = (rawget(_G, "jit") and "luajit") or "lua5.4"
+
+function H.opts(sb, extra)
+  local o = {
+    client_id = sb.app.client_id, client_secret = sb.app.client_secret, redirect_uri = sb.app.redirect_uri,
+    api_url = sb.url, auth_url = sb.auth_url or sb.url, timeout = 10,
+  }
+  for k, v in pairs(extra or {}) do o[k] = v end
+  return o
+end
+
+-- A session holding a freshly minted token pair for `user` (default alice).
+function H.session(sb, extra, user)
+  local o = H.opts(sb, extra)
+  if o.tokens == nil and not (extra and (extra.store or extra.load)) then
+    o.tokens = sb:token{ user = user or "alice" }
+  end
+  return freshbooks.new(o)
+end
+
+-- The browser's part: open the authorize URL (auto-consent answers 302 to the redirect URI).
+-- Returns the Location the browser would follow.
+function H.consent(sb, url)
+  local res = sb:http{ url = url }
+  assert(res.status == 302, "authorize answered " .. tostring(res.status) .. ": " .. tostring(res.body))
+  return res.headers.location
+end
+
+function H.authorize(sb, fb, scopes)
+  local url, state = fb:authorize_url{ scopes = scopes }
+  return fb:authorize_callback(H.consent(sb, url), state)
+end
+
+-- Request-log entries after `since` (default all), and the last seq.
+function H.log(sb, since)
+  local t = sb:admin("GET", "/_sandbox/log?since=" .. (since or 0))
+  return t.log
+end
+
+function H.last_seq(sb)
+  local t = sb:admin("GET", "/_sandbox/counters")
+  return t.total
+end
+
+function H.count(entries, pred)
+  local n = 0
+  for _, e in ipairs(entries) do if pred(e) then n = n + 1 end end
+  return n
+end
+
+function H.is_token_post(e) return e.method == "POST" and e.path == "/auth/oauth/token" end
+
+function H.tmpdir()
+  local p = io.popen("mktemp -d /tmp/fb-spec.XXXXXX")
+  local dir = p:read("*l")
+  p:close()
+  return dir
+end
+
+function H.rmdir(dir)
+  if dir and dir:match("^/tmp/fb%-spec%.") then os.execute("rm -rf '" .. dir .. "'") end
+end
+
+function H.read(path)
+  local f = io.open(path, "rb")
+  if not f then return nil end
+  local s = f:read("*a")
+  f:close()
+  return s
+end
+
+-- Does `s` contain any of the secret strings? (Checked without printing them.)
+function H.leaks(s, secrets)
+  s = tostring(s)
+  for _, v in ipairs(secrets) do
+    if type(v) == "string" and #v > 0 and s:find(v, 1, true) then return true end
+  end
+  return false
+end
+
+return H

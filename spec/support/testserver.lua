@@ -1,0 +1,240 @@
+-- A throwaway nginx (Debian's, with lua-nginx-module) for the C-core specs: plain HTTP and HTTPS on
+-- random free 127.0.0.1 ports, a fresh CA and server certificate, and a few test endpoints:
+--   /echo            JSON {method, uri, headers, body, connection, connection_requests, scheme}
+--   /delay?ms=N      answers after N ms
+--   /bytes?n=N       streams N bytes (chunked; &length=1 sends Content-Length instead)
+--   /status?code=N   answers with status N (3xx carry Location: /echo)
+--   /headers         repeated Set-Cookie and X-Dup headers
+--   local ts = require("support.testserver").start()
+--   ts.url, ts.tls_url, ts.ca_file, ts.stop()
+-- The nginx pid is also registered as a file named <pid> in $FB_TEST_PIDS_DIR (when set), so the
+-- test runner can stop leftovers of a crashed run.
+local testserver = {}
+
+local NGINX_MODULES = "/usr/lib/nginx/modules/"
+
+local function q(s) return "'" .. tostring(s):gsub("'", "'\\''") .. "'" end
+
+-- Runs a shell command; returns its output and whether it exited 0 (same on Lua 5.4 and LuaJIT).
+local function run(cmd)
+  local p = assert(io.popen(cmd .. " 2>&1; echo \"__rc=$?\""))
+  local out = p:read("*a")
+  p:close()
+  local rc = tonumber(out:match("__rc=(%d+)%s*$"))
+  return out:gsub("__rc=%d+%s*$", ""), rc == 0
+end
+
+local function sleep(s)
+  local ok, system = pcall(require, "system")
+  if ok and system.sleep then system.sleep(s) else os.execute("sleep " .. s) end
+end
+
+local function read(path)
+  local f = io.open(path, "rb")
+  if not f then return nil end
+  local s = f:read("*a")
+  f:close()
+  return s
+end
+
+local function write(path, s)
+  local f = assert(io.open(path, "wb"))
+  f:write(s)
+  f:close()
+end
+
+local function make_certs(dir)
+  local ec = "-newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes"
+  write(dir .. "/server.ext", "subjectAltName=IP:127.0.0.1,DNS:localhost\n" ..
+    "basicConstraints=critical,CA:FALSE\nkeyUsage=critical,digitalSignature\nextendedKeyUsage=serverAuth\n")
+  local steps = {
+    "openssl req -x509 " .. ec .. " -days 2 -subj /CN=lua-freshbooks-test-ca" ..
+      " -addext basicConstraints=critical,CA:TRUE -addext keyUsage=critical,keyCertSign,cRLSign" ..
+      " -keyout " .. q(dir .. "/ca.key") .. " -out " .. q(dir .. "/ca.crt"),
+    "openssl req " .. ec .. " -subj /CN=127.0.0.1 -keyout " .. q(dir .. "/server.key") ..
+      " -out " .. q(dir .. "/server.csr"),
+    "openssl x509 -req -days 2 -in " .. q(dir .. "/server.csr") .. " -CA " .. q(dir .. "/ca.crt") ..
+      " -CAkey " .. q(dir .. "/ca.key") .. " -CAcreateserial -extfile " .. q(dir .. "/server.ext") ..
+      " -out " .. q(dir .. "/server.crt"),
+  }
+  for _, cmd in ipairs(steps) do
+    local out, ok = run(cmd)
+    if not ok then error("testserver: openssl failed: " .. cmd .. "\n" .. out, 3) end
+  end
+end
+
+local HANDLERS = [[
+    location = /echo {
+      content_by_lua_block {
+        local cjson = require "cjson"
+        ngx.req.read_body()
+        local body = ngx.req.get_body_data()
+        local file = ngx.req.get_body_file()
+        if not body and file then
+          local f = io.open(file, "rb"); body = f:read("*a"); f:close()
+        end
+        ngx.header["Content-Type"] = "application/json"
+        ngx.say(cjson.encode{
+          method = ngx.req.get_method(), uri = ngx.var.request_uri, scheme = ngx.var.scheme,
+          headers = ngx.req.get_headers(200), body = body or "",
+          connection = tonumber(ngx.var.connection),
+          connection_requests = tonumber(ngx.var.connection_requests),
+        })
+      }
+    }
+    location = /delay {
+      content_by_lua_block {
+        local ms = tonumber(ngx.var.arg_ms) or 0
+        ngx.sleep(ms / 1000)
+        ngx.say("slept ", ms)
+      }
+    }
+    location = /bytes {
+      content_by_lua_block {
+        local n = tonumber(ngx.var.arg_n) or 0
+        if ngx.var.arg_length then ngx.header["Content-Length"] = n end
+        local chunk = string.rep("x", 65536)
+        while n > 0 do
+          local k = math.min(n, #chunk)
+          ngx.print(k == #chunk and chunk or chunk:sub(1, k))
+          if not ngx.flush(true) then return end -- the client went away
+          n = n - k
+        end
+      }
+    }
+    location = /status {
+      content_by_lua_block {
+        local code = tonumber(ngx.var.arg_code) or 200
+        ngx.status = code
+        if code >= 300 and code < 400 then ngx.header["Location"] = "/echo" end
+        if code ~= 204 and code ~= 304 then ngx.say("status ", code) end
+        ngx.exit(ngx.OK)
+      }
+    }
+    location = /headers {
+      content_by_lua_block {
+        ngx.header["Set-Cookie"] = { "a=1; Path=/", "b=2; Path=/" }
+        ngx.header["X-Dup"] = { "one", "two", "three" }
+        ngx.header["X-Single"] = "solo"
+        ngx.say("ok")
+      }
+    }
+]]
+
+local function config(dir, port, tls_port, opts)
+  return table.concat({
+    "load_module " .. NGINX_MODULES .. "ndk_http_module.so;",
+    "load_module " .. NGINX_MODULES .. "ngx_http_lua_module.so;",
+    "worker_processes 1;",
+    "error_log " .. dir .. "/error.log warn;",
+    "events { worker_connections 256; }",
+    "http {",
+    "  access_log off;",
+    "  keepalive_timeout 60s;",
+    "  keepalive_requests 10000;",
+    "  client_max_body_size 32m;",
+    "  client_body_buffer_size 1m;",
+    "  client_body_temp_path " .. dir .. "/tmp/body;",
+    "  proxy_temp_path " .. dir .. "/tmp/proxy;",
+    "  fastcgi_temp_path " .. dir .. "/tmp/fastcgi;",
+    "  uwsgi_temp_path " .. dir .. "/tmp/uwsgi;",
+    "  scgi_temp_path " .. dir .. "/tmp/scgi;",
+    "  lua_socket_log_errors off;",
+    opts.http or "",
+    "  server {",
+    "    listen 127.0.0.1:" .. port .. ";",
+    "    listen 127.0.0.1:" .. tls_port .. " ssl;",
+    "    ssl_certificate " .. dir .. "/server.crt;",
+    "    ssl_certificate_key " .. dir .. "/server.key;",
+    HANDLERS,
+    opts.locations or "",
+    "  }",
+    "}",
+  }, "\n")
+end
+
+local seeded = false
+local function random_port()
+  if not seeded then
+    local addr = tonumber(tostring({}):match("0x(%x+)") or "0", 16) or 0
+    math.randomseed(os.time() + addr % 1000003)
+    seeded = true
+  end
+  return math.random(20000, 32000) -- below Linux's ephemeral range
+end
+
+local function register(pid)
+  local dir = os.getenv("FB_TEST_PIDS_DIR")
+  if dir and dir ~= "" then
+    local f = io.open(dir .. "/" .. pid, "w")
+    if f then f:write(pid, "\n"); f:close() end
+  end
+end
+
+local function unregister(pid)
+  local dir = os.getenv("FB_TEST_PIDS_DIR")
+  if dir and dir ~= "" then os.remove(dir .. "/" .. pid) end
+end
+
+local function alive(pid)
+  local _, ok = run("kill -0 " .. pid)
+  return ok
+end
+
+-- opts.http: extra directives for the http block; opts.locations: extra location blocks (used by
+-- the OpenResty specs to run lua-freshbooks inside this nginx).
+function testserver.start(opts)
+  opts = opts or {}
+  local dir = (run("mktemp -d /tmp/fb-testserver.XXXXXX")):match("[^\n]+")
+  assert(dir and dir:match("^/tmp/fb%-testserver%."), "testserver: mktemp failed")
+  run("chmod 755 " .. q(dir) .. " && mkdir -p " .. q(dir .. "/tmp"))
+  make_certs(dir)
+  local pidfile = dir .. "/nginx.pid"
+  local port, tls_port, out, ok
+  for _ = 1, 20 do
+    port, tls_port = random_port(), random_port()
+    if port ~= tls_port then
+      write(dir .. "/nginx.conf", config(dir, port, tls_port, opts))
+      out, ok = run("nginx -p " .. q(dir) .. " -c " .. q(dir .. "/nginx.conf") .. " -e " .. q(dir .. "/error.log") ..
+        " -g " .. q("daemon on; pid " .. pidfile .. ";"))
+      if ok or not out:find("Address already in use", 1, true) then break end
+    end
+  end
+  if not ok then
+    run("rm -rf " .. q(dir))
+    error("testserver: nginx did not start:\n" .. tostring(out), 2)
+  end
+  local pid
+  for _ = 1, 100 do
+    pid = tonumber((read(pidfile) or ""):match("%d+"))
+    if pid then break end
+    sleep(0.02)
+  end
+  assert(pid, "testserver: nginx wrote no pid file")
+  register(pid)
+
+  local ts = {
+    url = "http://127.0.0.1:" .. port,
+    tls_url = "https://127.0.0.1:" .. tls_port,
+    port = port, tls_port = tls_port,
+    ca_file = dir .. "/ca.crt", dir = dir, pid = pid,
+  }
+  local stopped = false
+  function ts.stop()
+    if stopped then return end
+    stopped = true
+    run("kill -TERM " .. pid)
+    for _ = 1, 150 do
+      if not alive(pid) then break end
+      sleep(0.02)
+    end
+    if alive(pid) then run("kill -KILL " .. pid) end
+    unregister(pid)
+    run("rm -rf " .. q(dir))
+  end
+  -- The error log, for assertion messages.
+  function ts.log() return read(dir .. "/error.log") or "" end
+  return ts
+end
+
+return testserver

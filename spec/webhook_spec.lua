@@ -1,0 +1,115 @@
+-- Webhook signatures: FreshBooks' construction (Python json.dumps of the form fields, in order) checked
+-- against hand-computed values, then against real deliveries from the sandbox.
+local webhook = require "freshbooks.webhook"
+
+local VERIFIER = "s3cr3t-verifier"
+
+describe("webhook signature construction", function()
+  local fields = { { "name", "invoice.create" }, { "object_id", "1234567" }, { "account_id", "aBcD1" },
+                   { "business_id", "1000001" }, { "identity_id", "1001" }, { "user_id", "1001" } }
+
+  it("serialises the fields as Python's json.dumps does", function()
+    assert.equal('{"name": "invoice.create", "object_id": "1234567", "account_id": "aBcD1", "business_id": "1000001", '
+      .. '"identity_id": "1001", "user_id": "1001"}', webhook.message(fields))
+  end)
+
+  it("escapes quotes, controls and non-ASCII (surrogate pairs beyond the BMP)", function()
+    local f = { { "name", "client.update" }, { "note", 'Café “best” 😀\n"x"\\' } }
+    assert.equal('{"name": "client.update", "note": "Caf\\u00e9 \\u201cbest\\u201d \\ud83d\\ude00\\n\\"x\\"\\\\"}',
+      webhook.message(f))
+    assert.equal("+RoXgf9SIzm+PbDLmqxQZ8oyFuIfOolx/hyUQybBTxw=", webhook.sign(VERIFIER, f))
+    assert.equal('"\\u0001\\u007f\\ufffd"', webhook._json_string("\1\127\255"))
+  end)
+
+  it("signs with HMAC-SHA256 of the verifier, base64", function()
+    assert.equal("rFfSA6u2iuQZbGs+NShbCGOFO0/eIbpWv7rHOBUU+uU=", webhook.sign(VERIFIER, fields))
+  end)
+
+  it("verifies a good signature and refuses a tampered one", function()
+    assert.is_true(webhook.verify(VERIFIER, fields, "rFfSA6u2iuQZbGs+NShbCGOFO0/eIbpWv7rHOBUU+uU="))
+    assert.is_true(webhook.verify(VERIFIER, fields, " rFfSA6u2iuQZbGs+NShbCGOFO0/eIbpWv7rHOBUU+uU=\r\n"))
+    local ok, why = webhook.verify("other", fields, "rFfSA6u2iuQZbGs+NShbCGOFO0/eIbpWv7rHOBUU+uU=")
+    assert.same({ false, "bad_signature" }, { ok, why })
+    local swapped = { fields[2], fields[1], fields[3], fields[4], fields[5], fields[6] }
+    assert.is_false(webhook.verify(VERIFIER, swapped, "rFfSA6u2iuQZbGs+NShbCGOFO0/eIbpWv7rHOBUU+uU="))
+    assert.same({ false, "missing_signature" }, { webhook.verify(VERIFIER, fields, nil) })
+  end)
+
+  it("parses a raw form body keeping the received order", function()
+    local body = "name=invoice.create&object_id=1234567&account_id=aBcD1&business_id=1000001&identity_id=1001&user_id=1001"
+    local parsed = webhook.parse(body)
+    assert.equal(6, #parsed)
+    assert.same({ "object_id", "1234567" }, { parsed[2].name, parsed[2].value })
+    assert.is_true(webhook.verify(VERIFIER, parsed, "rFfSA6u2iuQZbGs+NShbCGOFO0/eIbpWv7rHOBUU+uU="))
+    assert.is_true(webhook.verify(VERIFIER, body, "rFfSA6u2iuQZbGs+NShbCGOFO0/eIbpWv7rHOBUU+uU="))
+    assert.equal("aBcD1", webhook.field(parsed, "account_id"))
+    assert.equal("a b+c", webhook.parse("x=a+b%2Bc")[1].value)
+  end)
+
+  it("raises on bad arguments", function()
+    assert.has_error(function() webhook.verify(VERIFIER, { name = "x" }, "sig") end)
+    assert.has_error(function() webhook.verify(nil, fields, "sig") end)
+    assert.has_error(function() webhook.parse(nil) end)
+  end)
+end)
+
+describe("webhook deliveries from the sandbox", function()
+  local sandbox = require "support.sandbox"
+  local H = require "support.fbtest"
+  local core = require "freshbooks.core"
+  local sb, acct
+
+  setup(function()
+    sb = sandbox.start{ invoices = 50 }
+    acct = H.session(sb):account("aBcD1")
+  end)
+  teardown(function() if sb then sb:stop() end end)
+
+  -- Wait for the n-th delivery to reach the sandbox's inbox.
+  local function delivery(n)
+    local t0 = core.now()
+    while core.now() - t0 < 5 do
+      local inbox = sb:admin("GET", "/_sandbox/inbox").inbox
+      if inbox[n] then return inbox[n] end
+      core.sleep(0.02)
+    end
+    error("no delivery " .. n)
+  end
+  local function signature(d)
+    local h = d.headers["x-freshbooks-hmac-sha256"]
+    return type(h) == "table" and h[1] or h
+  end
+
+  it("verifies the verification delivery, confirms it, then verifies event deliveries", function()
+    sb:admin("DELETE", "/_sandbox/inbox")
+    local cb = assert(acct.callbacks:create{ event = "invoice", uri = sb.url .. "/_sandbox/inbox/hook" })
+    local first = delivery(1)
+    local fields = webhook.parse(first.body)
+    assert.equal("callback.verify", webhook.field(fields, "name"))
+    local verifier = webhook.field(fields, "verifier")
+    assert.is_string(verifier)
+    assert.is_true(webhook.verify(verifier, fields, signature(first)))
+    assert.is_true(webhook.verify(verifier, first.body, signature(first)))
+    assert.is_false(webhook.verify(verifier, first.body .. "&extra=1", signature(first)))
+
+    assert.is_true(assert(acct.callbacks:verify(cb.callbackid, verifier)).verified)
+    local _, err = acct.callbacks:verify(cb.callbackid, "wrong")
+    assert.equal("validation", err.code)
+
+    local inv = assert(acct.invoices:create{ customerid = 10001, create_date = "2025-06-01" })
+    local event = delivery(2)
+    local ef = webhook.parse(event.body)
+    assert.same({ "invoice.create", tostring(inv.id) }, { webhook.field(ef, "name"), webhook.field(ef, "object_id") })
+    assert.is_true(webhook.verify(verifier, ef, signature(event)))
+    assert.is_false(webhook.verify("not-the-verifier", ef, signature(event)))
+
+    -- resend: a new verifier arrives; the old one no longer matches
+    assert(acct.callbacks:resend(cb.callbackid))
+    local again = delivery(3)
+    local af = webhook.parse(again.body)
+    local v2 = webhook.field(af, "verifier")
+    assert.are_not.equal(verifier, v2)
+    assert.is_true(webhook.verify(v2, af, signature(again)))
+    assert.is_false(webhook.verify(verifier, af, signature(again)))
+  end)
+end)

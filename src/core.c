@@ -1,0 +1,38 @@
+/* luaopen_freshbooks_core: version strings, curl_global_init (once, unless the host opted out), and the
+ * pieces from the other files. */
+#define _GNU_SOURCE /* dladdr, RTLD_NODELETE */
+#include <dlfcn.h>
+#include <curl/curl.h>
+#include "freshbooks.h"
+#include "fb_internal.h"
+
+int fb_curl_global_init(void); /* http.c */
+
+/* Once libcurl is globally initialised it must never be unloaded (there is no matching cleanup: other
+ * Lua states of the process may still use it). Lua 5.4 dlcloses C modules at lua_close, which would
+ * unmap libcurl and OpenSSL under their global state, so this module pins itself (and with it its
+ * libraries) for the life of the process. */
+static void pin_module(void)
+{
+	Dl_info info;
+	if (dladdr((void *)&luaopen_freshbooks_core, &info) && info.dli_fname != NULL)
+		(void)dlopen(info.dli_fname, RTLD_NOW | RTLD_NOLOAD | RTLD_NODELETE); /* never dlclosed */
+}
+
+int luaopen_freshbooks_core(lua_State *L)
+{
+	int rc = fb_curl_global_init();
+	if (rc != 0)
+		return luaL_error(L, "freshbooks.core: curl_global_init failed: %s", curl_easy_strerror((CURLcode)rc));
+	pin_module();
+	lua_newtable(L);
+	lua_pushliteral(L, FB_VERSION);
+	lua_setfield(L, -2, "version");
+	fb_open_secret(L);
+	fb_open_codec(L);
+	fb_open_crypto(L);
+	fb_open_http(L);
+	fb_open_lockfile(L);
+	fb_open_clock(L); /* clock.c (API-surface engineer): now, sleep */
+	return 1;
+}

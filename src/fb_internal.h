@@ -1,0 +1,47 @@
+/* Internal glue between the core's C files. Not installed, not for hosts. */
+#ifndef FB_INTERNAL_H
+#define FB_INTERNAL_H
+
+#include <stddef.h>
+#include "compat.h"
+
+#ifndef FB_VERSION
+#define FB_VERSION "0.1.0"
+#endif
+
+#define FB_SECRET_MT "freshbooks.secret"
+#define FB_CLIENT_MT "freshbooks.client"
+
+/* Each file adds its functions to the module table on the top of the stack. */
+void fb_open_codec(lua_State *L);
+void fb_open_crypto(lua_State *L);
+void fb_open_secret(lua_State *L);
+void fb_open_http(lua_State *L);
+void fb_open_lockfile(lua_State *L); /* lockfile.c: lock_file, write_file_atomic (token store) */
+void fb_open_clock(lua_State *L);    /* clock.c: now, sleep (retries, benchmarks) */
+
+/* The bytes of a string or of a secret at idx (NULL if it is neither). The pointer lives as long as
+ * the value stays reachable from Lua. */
+const char *fb_tobytes(lua_State *L, int idx, size_t *len);
+/* Like fb_tobytes, but raises "<what>: string or secret expected". */
+const char *fb_checkbytes(lua_State *L, int idx, size_t *len, const char *what);
+/* 1 if the value at idx is a secret userdata. */
+int fb_issecret(lua_State *L, int idx);
+/* Pushes a new secret holding a copy of s. */
+void fb_pushsecret(lua_State *L, const char *s, size_t len);
+
+/* Percent-encodes s into the buffer (RFC 3986 unreserved kept). */
+void fb_addencoded(luaL_Buffer *b, const char *s, size_t len);
+/* Encoded length of s, and encoding into dst (dst must hold fb_encoded_len bytes). */
+size_t fb_encoded_len(const char *s, size_t len);
+void fb_encode_into(char *dst, const char *s, size_t len);
+
+/* A growable byte buffer owned by C (never by a luaL_Buffer, so it may live across libcurl calls). */
+typedef struct {
+	char *p;
+	size_t len, cap;
+} fb_buf;
+int fb_buf_add(fb_buf *b, const char *s, size_t n); /* 0 ok, -1 out of memory */
+void fb_buf_free(fb_buf *b, int wipe);
+
+#endif

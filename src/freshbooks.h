@@ -1,0 +1,40 @@
+/* lua-freshbooks: the public C header for hosts that embed Lua and load `freshbooks.core`.
+ *
+ * A host that manages libcurl itself calls these BEFORE luaopen_freshbooks_core (or before the first
+ * `require "freshbooks.core"`):
+ *
+ *   freshbooks_skip_curl_global_init();   // the host already called curl_global_init()
+ *   freshbooks_set_share(my_share);       // clients made with share=true use the host's CURLSH
+ *   luaL_requiref(L, "freshbooks.core", luaopen_freshbooks_core, 0);
+ *
+ * The environment variable FRESHBOOKS_NO_CURL_GLOBAL_INIT (any value) also skips curl_global_init.
+ * A host-supplied share stays the host's: it sets the share's locks if it runs Lua states on several
+ * threads, keeps it alive until every client using it is closed, and frees it itself. */
+#ifndef FRESHBOOKS_H
+#define FRESHBOOKS_H
+
+#include <curl/curl.h>
+#include <lua.h>
+
+#define FRESHBOOKS_VERSION "0.1.0"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* Opens the module: pushes the `freshbooks.core` table. */
+int luaopen_freshbooks_core(lua_State *L);
+
+/* Do not call curl_global_init() when the module opens (the host did it). */
+void freshbooks_skip_curl_global_init(void);
+
+/* Share connections, DNS and TLS sessions through the host's CURLSH (NULL: back to the module's own,
+ * which is created on first use and freed when its last client closes). Affects clients created
+ * afterwards. */
+void freshbooks_set_share(CURLSH *share);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif

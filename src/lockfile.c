@@ -1,0 +1,230 @@
+/* Cross-process file lock (flock(2)) and atomic file replacement, for the token file store.
+ *
+ *   core.lock_file(path [, timeout]) -> lock | nil, {code =, message =}
+ *     Takes an exclusive flock on `path` (created 0600 if missing). Waits up to `timeout` seconds
+ *     (default 30; 0 = try once). The kernel drops the lock when the process dies, so a crashed holder
+ *     never wedges the others. lock:unlock() releases it; __gc and __close do the same (idempotent).
+ *   core.write_file_atomic(path, data [, mode]) -> true | nil, {code =, message =}
+ *     Writes a temp file in the same directory, fsyncs it, renames it over `path` and fsyncs the
+ *     directory, so readers see the old content or the new one, never a torn file. Mode default 0600.
+ *
+ * fb_open_lockfile(L) adds both functions to the table on top of the stack (the module table).
+ */
+#define _DEFAULT_SOURCE
+#include <errno.h>
+#include <fcntl.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/file.h>
+#include <sys/stat.h>
+#include <sys/types.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "fb_internal.h"
+
+#define LOCK_MT "freshbooks.lock"
+
+typedef struct {
+	int fd; /* -1 once released */
+} fb_lock;
+
+
+static int push_error(lua_State *L, const char *code, const char *what, const char *path, int err)
+{
+	lua_pushnil(L);
+	lua_createtable(L, 0, 2);
+	lua_pushstring(L, code);
+	lua_setfield(L, -2, "code");
+	if (err)
+		lua_pushfstring(L, "%s %s: %s", what, path, strerror(err));
+	else
+		lua_pushfstring(L, "%s %s", what, path);
+	lua_setfield(L, -2, "message");
+	return 2;
+}
+
+static double now_monotonic(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+static void sleep_ms(long ms)
+{
+	struct timespec ts;
+	ts.tv_sec = ms / 1000;
+	ts.tv_nsec = (ms % 1000) * 1000000L;
+	while (nanosleep(&ts, &ts) == -1 && errno == EINTR)
+		;
+}
+
+static int lock_file(lua_State *L)
+{
+	const char *path = luaL_checkstring(L, 1);
+	double timeout = luaL_optnumber(L, 2, 30);
+	double deadline;
+	long pause = 1;
+	fb_lock *lk;
+	int fd;
+
+	luaL_argcheck(L, timeout >= 0, 2, "timeout must be >= 0");
+	/* The userdata exists before the fd does, so no error path can leak the descriptor. */
+	lk = (fb_lock *)lua_newuserdata(L, sizeof *lk);
+	lk->fd = -1;
+	luaL_getmetatable(L, LOCK_MT);
+	lua_setmetatable(L, -2);
+
+	do
+		fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+	while (fd == -1 && errno == EINTR);
+	if (fd == -1)
+		return push_error(L, "lock", "cannot open lock file", path, errno);
+	lk->fd = fd;
+
+	deadline = now_monotonic() + timeout;
+	for (;;) {
+		if (flock(fd, LOCK_EX | LOCK_NB) == 0)
+			return 1;
+		if (errno != EWOULDBLOCK && errno != EINTR) {
+			int err = errno;
+			close(fd);
+			lk->fd = -1;
+			return push_error(L, "lock", "cannot lock", path, err);
+		}
+		if (now_monotonic() >= deadline) {
+			close(fd);
+			lk->fd = -1;
+			return push_error(L, "lock_timeout", "timed out waiting for the lock on", path, 0);
+		}
+		/* Polling with a short, growing pause keeps the wait bounded without a blocking flock that
+		 * no timeout could interrupt. */
+		sleep_ms(pause);
+		if (pause < 20)
+			pause *= 2;
+	}
+}
+
+static int lock_unlock(lua_State *L)
+{
+	fb_lock *lk = (fb_lock *)luaL_checkudata(L, 1, LOCK_MT);
+	if (lk->fd != -1) {
+		close(lk->fd); /* closing the only descriptor releases the flock */
+		lk->fd = -1;
+	}
+	lua_pushboolean(L, 1);
+	return 1;
+}
+
+static int lock_held(lua_State *L)
+{
+	fb_lock *lk = (fb_lock *)luaL_checkudata(L, 1, LOCK_MT);
+	lua_pushboolean(L, lk->fd != -1);
+	return 1;
+}
+
+static int lock_tostring(lua_State *L)
+{
+	fb_lock *lk = (fb_lock *)luaL_checkudata(L, 1, LOCK_MT);
+	lua_pushstring(L, lk->fd != -1 ? "freshbooks.lock(held)" : "freshbooks.lock(released)");
+	return 1;
+}
+
+static int write_all(int fd, const char *p, size_t n)
+{
+	while (n > 0) {
+		ssize_t w = write(fd, p, n);
+		if (w < 0) {
+			if (errno == EINTR)
+				continue;
+			return -1;
+		}
+		p += w;
+		n -= (size_t)w;
+	}
+	return 0;
+}
+
+static int write_file_atomic(lua_State *L)
+{
+	size_t len, plen;
+	const char *path = luaL_checklstring(L, 1, &plen);
+	const char *data = luaL_checklstring(L, 2, &len);
+	lua_Number mode = luaL_optnumber(L, 3, 0600);
+	char *tmp, *dir, *slash;
+	int fd, dfd, err;
+
+	luaL_argcheck(L, plen > 0, 1, "empty path");
+	luaL_argcheck(L, mode >= 0 && mode <= 07777, 3, "bad mode");
+	/* Buffers live in userdata so a Lua error cannot leak them. */
+	tmp = (char *)lua_newuserdata(L, plen + 16);
+	memcpy(tmp, path, plen);
+	memcpy(tmp + plen, ".tmp.XXXXXX", sizeof ".tmp.XXXXXX");
+
+	fd = mkstemp(tmp); /* same directory as path, so rename() is atomic */
+	if (fd == -1)
+		return push_error(L, "io", "cannot create a temp file for", path, errno);
+	if (fchmod(fd, (mode_t)mode) != 0 || write_all(fd, data, len) != 0 || fsync(fd) != 0) {
+		err = errno;
+		close(fd);
+		unlink(tmp);
+		return push_error(L, "io", "cannot write", path, err);
+	}
+	if (close(fd) != 0) {
+		err = errno;
+		unlink(tmp);
+		return push_error(L, "io", "cannot write", path, err);
+	}
+	if (rename(tmp, path) != 0) {
+		err = errno;
+		unlink(tmp);
+		return push_error(L, "io", "cannot replace", path, err);
+	}
+
+	/* fsync the directory so the rename itself survives a crash. */
+	dir = (char *)lua_newuserdata(L, plen + 2);
+	memcpy(dir, path, plen + 1);
+	slash = strrchr(dir, '/');
+	if (slash == dir)
+		dir[1] = '\0';
+	else if (slash)
+		*slash = '\0';
+	else
+		strcpy(dir, ".");
+	dfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	if (dfd != -1) {
+		fsync(dfd); /* some file systems refuse fsync on directories; the data is already safe */
+		close(dfd);
+	}
+	lua_pushboolean(L, 1);
+	return 1;
+}
+
+void fb_open_lockfile(lua_State *L)
+{
+	static const luaL_Reg lock_methods[] = {
+		{"unlock", lock_unlock},
+		{"held", lock_held},
+		{NULL, NULL},
+	};
+	static const luaL_Reg funcs[] = {
+		{"lock_file", lock_file},
+		{"write_file_atomic", write_file_atomic},
+		{NULL, NULL},
+	};
+
+	if (luaL_newmetatable(L, LOCK_MT)) {
+		lua_newtable(L);
+		luaL_setfuncs(L, lock_methods, 0);
+		lua_setfield(L, -2, "__index");
+		lua_pushcfunction(L, lock_unlock);
+		lua_setfield(L, -2, "__gc");
+		lua_pushcfunction(L, lock_unlock);
+		lua_setfield(L, -2, "__close");
+		lua_pushcfunction(L, lock_tostring);
+		lua_setfield(L, -2, "__tostring");
+	}
+	lua_pop(L, 1);
+	luaL_setfuncs(L, funcs, 0);
+}
