@@ -19,7 +19,7 @@ SRC      := $(wildcard src/*.c)
 HDR      := $(wildcard src/*.h)
 CORE     := $(BUILD)/freshbooks/core.so
 
-.PHONY: all check test lint valgrind demo sandbox clean install
+.PHONY: all check test lint valgrind demo sandbox crosscheck clean install
 all: $(CORE)
 
 $(CORE): $(SRC) $(HDR) Makefile
@@ -43,5 +43,20 @@ demo: all
 sandbox:
 	./sandbox/run --admin --auto-consent
 
+# The official FreshBooks Node SDK against the sandbox (needs npm; outside `make check`).
+crosscheck:
+	./sandbox/crosscheck/run
+
 clean:
 	rm -rf build
+
+# `make bench`: single-GET round trips through the client vs a raw libcurl loop, and a 10,000-invoice
+# export sequential vs parallel, against a local sandbox (numbers and ratios on stdout).
+BENCH_RAW := build/bench/raw_get
+$(BENCH_RAW): bench/raw_get.c
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) $(WARN) $(shell pkg-config --cflags libcurl) bench/raw_get.c -o $@ $(shell pkg-config --libs libcurl)
+
+.PHONY: bench
+bench: all $(BENCH_RAW)
+	LUA_PATH="lua/?.lua;lua/?/init.lua;spec/?.lua;;" LUA_CPATH="$(BUILD)/?.so;;" $(LUA) bench/run.lua $(BENCH_RAW)

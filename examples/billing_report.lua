@@ -270,7 +270,9 @@ function report.run(fb, opts, out, log)
   if opts.business then
     local want, kept = tostring(opts.business), {}
     for _, m in ipairs(list) do
-      if m.name == want or tostring(m.business_id) == want or tostring(m.account_id) == want then kept[#kept + 1] = m end
+      if m.name == want or tostring(m.business_id) == want or tostring(m.account_id) == want then
+        kept[#kept + 1] = m
+      end
     end
     if #kept == 0 then log("no business matches '" .. want .. "'") return 1 end
     list = kept

@@ -23,7 +23,8 @@ describe("errors.from_response", function()
       errno = 1012, field = "userid", message = "Client not found.", object = "client", value = "12345" } } } }))
     assert.is_true(errors.is(e))
     assert.same({ "not_found", 404, 1012, "Client not found." }, { e.code, e.status, e.errno, e.message })
-    assert.same({ { errno = 1012, field = "userid", message = "Client not found.", object = "client", value = "12345" } },
+    assert.same({ { errno = 1012, field = "userid", message = "Client not found.", object = "client",
+      value = "12345" } },
       e.errors)
     assert.equal("freshbooks: not_found: Client not found. (HTTP 404)", tostring(e))
   end)
@@ -79,8 +80,10 @@ describe("errors.from_response", function()
   end)
 
   it("reads RFC 6749 auth errors, keeping their names as codes", function()
-    local e = errors.from_response(res(400, { error = "invalid_grant", error_description = "The refresh token is invalid." }))
-    assert.same({ "invalid_grant", "invalid_grant", "The refresh token is invalid." }, { e.code, e.oauth_error, e.message })
+    local e = errors.from_response(res(400, { error = "invalid_grant",
+      error_description = "The refresh token is invalid." }))
+    assert.same({ "invalid_grant", "invalid_grant", "The refresh token is invalid." }, { e.code, e.oauth_error,
+      e.message })
     e = errors.from_response(res(401, { error = "unauthenticated", error_description = "The access token expired" }))
     assert.same({ "unauthorized", "The access token expired" }, { e.code, e.message })
     e = errors.from_response(res(403, { error = "insufficient_scope", error_description = "needs user:invoices:read" }))

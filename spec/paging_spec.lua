@@ -81,7 +81,8 @@ describe("paging", function()
 
   it("each() stops at the first failure with (false, err)", function()
     reset(250)
-    sb:admin("POST", "/_sandbox/faults", { route = "invoices/invoices$", method = "GET", fault = "500", skip = 1, times = 1 })
+    sb:admin("POST", "/_sandbox/faults", { route = "invoices/invoices$", method = "GET", fault = "500", skip = 1,
+      times = 1 })
     local n, failure = 0, nil
     local fb = H.session(sb, { retry = false })
     for inv, err in fb:account("aBcD1").invoices:each() do
@@ -103,7 +104,8 @@ describe("paging", function()
     for i = 2, #calls do assert.is_true(calls[i][1] > calls[i - 1][1]) end
 
     -- 16 pages that each take 150 ms at the server: one after another >= 2.4 s; 8 at a time ~0.3 s.
-    sb:admin("POST", "/_sandbox/faults", { route = "invoices/invoices$", method = "GET", fault = "delay", ms = 150, rate = 1 })
+    sb:admin("POST", "/_sandbox/faults", { route = "invoices/invoices$", method = "GET", fault = "delay", ms = 150,
+      rate = 1 })
     local t0 = core.now()
     local some = assert(acct.invoices:all({ per_page = 16, search = { invoiceids = (function()
       local t = {} for i = 1, 256 do t[i] = i end return t end)() } }, { parallel = 8 }))
@@ -116,7 +118,8 @@ describe("paging", function()
 
   it("all() reports a failed page as nil, err", function()
     reset(250)
-    sb:admin("POST", "/_sandbox/faults", { route = "invoices/invoices$", method = "GET", fault = "500", skip = 2, times = 1 })
+    sb:admin("POST", "/_sandbox/faults", { route = "invoices/invoices$", method = "GET", fault = "500", skip = 2,
+      times = 1 })
     local fb = H.session(sb, { retry = false })
     local all, err = fb:account("aBcD1").invoices:all({ per_page = 10 }, { parallel = 4 })
     assert.is_nil(all)

@@ -52,7 +52,8 @@ describe("query rendering", function()
   end)
 
   it("renders a combined accounting query in sorted key order", function()
-    assert.equal("include[]=lines&page=3&per_page=25&search[customerid]=5&search[v3_status]=unpaid&sort=create_date_asc",
+    assert.equal("include[]=lines&page=3&per_page=25&search[customerid]=5&search[v3_status]=unpaid"
+      .. "&sort=create_date_asc",
       acc{ page = 3, per_page = 25, include = { "lines" }, sort = "create_date",
            search = { customerid = 5, v3_status = "unpaid" } })
   end)

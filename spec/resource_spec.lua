@@ -42,8 +42,10 @@ describe("resources against the sandbox", function()
     payments = { { invoiceid = 1, amount = money("1.00"), date = "2025-06-03" }, { note = "cheque" } },
     taxes = { { name = "VAT", amount = "20" }, { number = "VAT-1" } },
     credit_notes = { { clientid = 10001, create_date = "2025-06-01" }, { notes = "refund" } },
-    other_incomes = { { amount = money("50.00"), date = "2025-06-04", category_name = "online_sales" }, { note = "etsy" } },
-    bills = { { vendorid = 301, issue_date = "2025-06-05", lines = { { name = "Paper", qty = 1, unit_cost = money("9.00") } } },
+    other_incomes = { { amount = money("50.00"), date = "2025-06-04", category_name = "online_sales" },
+      { note = "etsy" } },
+    bills = { { vendorid = 301, issue_date = "2025-06-05", lines = { { name = "Paper", qty = 1,
+      unit_cost = money("9.00") } } },
               { bill_number = "B-99" } },
     bill_payments = { { billid = 1, amount = money("1.00"), paid_date = "2025-06-06" }, { note = "wire" } },
     bill_vendors = { { vendor_name = "Spec Vendor" }, { country = "Canada" } },
@@ -93,9 +95,12 @@ describe("resources against the sandbox", function()
     local acme = assert(acct.clients:list{ search = { organization = { like = "acme" } }, per_page = 100 })
     assert.is_true(#acme > 0)
     for _, c in ipairs(acme) do assert.truthy(c.organization:lower():find("acme", 1, true)) end
-    local ranged = assert(acct.invoices:list{ search = { date = { min = "2025-01-01", max = "2025-01-31" } }, per_page = 100 })
+    local ranged = assert(acct.invoices:list{ search = { date = { min = "2025-01-01", max = "2025-01-31" } },
+      per_page = 100 })
     assert.is_true(#ranged > 0)
-    for _, inv in ipairs(ranged) do assert.truthy(inv.create_date >= "2025-01-01" and inv.create_date <= "2025-01-31") end
+    for _, inv in ipairs(ranged) do
+      assert.truthy(inv.create_date >= "2025-01-01" and inv.create_date <= "2025-01-31")
+    end
   end)
 
   it("refuses a PUT that mixes vis_state with other fields (FreshBooks would drop them)", function()
@@ -119,7 +124,8 @@ describe("resources against the sandbox", function()
     local accounts = assert(acct.journal_entry_accounts:list())
     assert.is_true(#accounts >= 4)
     local je, err = acct.journal_entries:create{ name = "Adjust", date = "2025-06-01", currency_code = "USD",
-      details = { { sub_accountid = accounts[1].id, debit = "10.00" }, { sub_accountid = accounts[3].id, credit = "10.00" } } }
+      details = { { sub_accountid = accounts[1].id, debit = "10.00" }, { sub_accountid = accounts[3].id,
+        credit = "10.00" } } }
     assert(je, tostring(err))
     assert.is_table(assert(acct.journal_entry_details:list()))
   end)
@@ -228,6 +234,16 @@ describe("resources against the sandbox", function()
       assert.same({ "forbidden", 403 }, { err.code, err.status })
       _, err = fb:account("QmP57").invoices:list()
       assert.same({ "forbidden", 403 }, { err.code, err.status })
+    end)
+
+    it("a mangled body or an HTML error page from the server", function()
+      local raw = H.session(sb, { retry = false }):account("aBcD1")
+      sb:admin("POST", "/_sandbox/faults", { route = "users/clients/10001$", fault = "malformed", times = 1 })
+      local _, err = raw.clients:get(10001)
+      assert.same({ "bad_response", 200 }, { err.code, err.status })
+      sb:admin("POST", "/_sandbox/faults", { route = "users/clients/10001$", fault = "html", status = 502, times = 1 })
+      _, err = raw.clients:get(10001)
+      assert.same({ "server_error", 502, "502 Bad Gateway" }, { err.code, err.status, err.message })
     end)
 
     it("an unknown token's 401 body", function()

@@ -38,7 +38,8 @@ describe("retry rules", function()
   end)
 
   it("never re-sends a POST after a 5xx or a failure after sending", function()
-    for _, step in ipairs{ { status = 500 }, { status = 503 }, { err = "timeout" }, { err = "recv" }, { err = "send" } } do
+    for _, step in ipairs{ { status = 500 }, { status = 503 }, { err = "timeout" }, { err = "recv" },
+      { err = "send" } } do
       local t = scripted{ step, { status = 200 } }
       local o, slept = clocked()
       local res, err = retry.wrap(t, o){ method = "POST", url = "http://x/a", body = "{}" }
@@ -130,7 +131,8 @@ describe("retry rules", function()
       return out
     end
     local o, slept, events = clocked()
-    local out = retry.wrap(t, o).batch({ { method = "GET", url = "http://x/a" }, { method = "GET", url = "http://x/flaky" },
+    local out = retry.wrap(t, o).batch({ { method = "GET", url = "http://x/a" }, { method = "GET",
+      url = "http://x/flaky" },
                                          { method = "POST", url = "http://x/post" } })
     assert.same({ 200, 200, 500 }, { out[1].res.status, out[2].res.status, out[3].res.status })
     assert.equal("http://x/flaky", out[2].res.body)
@@ -240,7 +242,8 @@ describe("retries under the sandbox's fault injection", function()
     local freshbooks = require "freshbooks"
     local slept = {}
     local dead = freshbooks.new(H.opts(sb, { api_url = "http://127.0.0.1:1", tokens = { access_token = "x",
-      refresh_token = "y", expires_in = 3600 }, retry = { attempts = 3, sleep = function(s) slept[#slept + 1] = s end } }))
+      refresh_token = "y", expires_in = 3600 }, retry = { attempts = 3,
+        sleep = function(s) slept[#slept + 1] = s end } }))
     local c, err = dead:account("aBcD1").clients:create{ organization = "x" }
     assert.is_nil(c)
     assert.equal("connect", err.code)

@@ -36,7 +36,8 @@ describe("webhook signature construction", function()
   end)
 
   it("parses a raw form body keeping the received order", function()
-    local body = "name=invoice.create&object_id=1234567&account_id=aBcD1&business_id=1000001&identity_id=1001&user_id=1001"
+    local body = "name=invoice.create&object_id=1234567&account_id=aBcD1&business_id=1000001&identity_id=1001"
+      .. "&user_id=1001"
     local parsed = webhook.parse(body)
     assert.equal(6, #parsed)
     assert.same({ "object_id", "1234567" }, { parsed[2].name, parsed[2].value })

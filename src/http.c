@@ -713,6 +713,7 @@ static const char *error_code(const fb_xfer *x)
 	case CURLE_RECV_ERROR:
 	case CURLE_GOT_NOTHING:
 	case CURLE_PARTIAL_FILE:
+	case CURLE_SEND_FAIL_REWIND: /* the body went out, the connection died: see on_seek */
 		return "recv";
 	case CURLE_UNSUPPORTED_PROTOCOL:
 	case CURLE_URL_MALFORMAT:

@@ -248,7 +248,8 @@ function Resource:all(q, opts)
     local results = self.session:batch(reqs, { concurrency = parallel })
     for k = 1, #reqs do
       local r = results[k]
-      if not r or not r.res then return nil, r and r.err or errors.new{ code = "internal", message = "batch lost a page" } end
+      if not r or not r.res then return nil, r and r.err or errors.new{ code = "internal",
+        message = "batch lost a page" } end
       local list, err = self:unwrap_list(r.res)
       if not list then return nil, err end
       for _, rec in ipairs(list) do out[#out + 1] = rec end
@@ -269,7 +270,8 @@ end
 -- Invoice share link -> the link string, and the whole record.
 function Resource:share_link(id)
   extra(self, "share_link")
-  local res, err = self:request("GET", self.item_path .. "/" .. check_id(id, self.name .. ":share_link") .. "/share_link",
+  local res, err = self:request("GET", self.item_path .. "/" .. check_id(id,
+    self.name .. ":share_link") .. "/share_link",
     { share_method = "share_link" })
   if not res then return nil, err end
   local p = payload(res.data)
@@ -284,9 +286,11 @@ function Resource:send_by_email(id, opts)
   extra(self, "send_by_email")
   opts = opts or {}
   if type(opts.recipients) ~= "table" or opts.recipients[1] == nil then
-    error(("freshbooks: %s:send_by_email: recipients must be a non-empty array of e-mail addresses"):format(self.name), 2)
+    error(("freshbooks: %s:send_by_email: recipients must be a non-empty array of e-mail addresses")
+      :format(self.name), 2)
   end
-  local fields = { action_email = true, email_recipients = opts.recipients, email_include_pdf = opts.include_pdf == true }
+  local fields = { action_email = true, email_recipients = opts.recipients,
+    email_include_pdf = opts.include_pdf == true }
   if opts.subject or opts.body then
     fields[self.entry.single .. "_customized_email"] = { subject = opts.subject, body = opts.body }
   end
@@ -301,7 +305,9 @@ end
 -- Webhook callbacks: confirm with the verifier of the verification delivery, or ask for a new one.
 function Resource:verify(id, verifier)
   extra(self, "verify")
-  if type(verifier) ~= "string" or verifier == "" then error("freshbooks: callbacks:verify: verifier must be a string", 2) end
+  if type(verifier) ~= "string" or verifier == "" then
+    error("freshbooks: callbacks:verify: verifier must be a string", 2)
+  end
   return put(self, id, { verifier = verifier }, "callbacks:verify")
 end
 
@@ -374,7 +380,8 @@ function Upload:upload(content, opts)
 end
 
 function Upload:get(jwt)
-  local res, err = self.session:request{ method = "GET", path = self.item_path .. "/" .. check_id(jwt, self.name .. ":get") }
+  local res, err = self.session:request{ method = "GET", path = self.item_path .. "/" .. check_id(jwt,
+    self.name .. ":get") }
   if not res then return nil, err end
   local ct = res.headers and res.headers["content-type"]
   return res.body, type(ct) == "table" and ct[1] or ct

@@ -143,7 +143,8 @@ function retry.wrap(send, opts)
       end
       if delay > 0 then cfg.sleep(delay) end
       local again = transport.batch(send, sub, bopts)
-      for j, i in ipairs(idx) do out[i] = again[j] or { err = errors.new{ code = "internal", message = "batch lost a request" } } end
+      for j, i in ipairs(idx) do out[i] = again[j] or { err = errors.new{ code = "internal",
+        message = "batch lost a request" } } end
     end
     return out
   end

@@ -222,7 +222,7 @@ function Session:__tostring()
   local p = private[self]
   local t = p and p.tokens
   return string.format("freshbooks.session(client_id=%s, authorized=%s%s)", self.client_id, tostring(t ~= nil),
-    t and t.expires_at and (", expires_at=" .. string.format("%d", t.expires_at)) or "")
+    t and t.expires_at and (", expires_at=" .. string.format("%.0f", t.expires_at)) or "")
 end
 
 local function log(p, event)
@@ -389,10 +389,8 @@ end
 -- Tokens ready to use: pending saved, loaded when absent, refreshed when due.
 local function ensure(self)
   local p = private[self]
-  if p.pending then
-    local ok, err = flush_pending(p)
-    if not ok then return nil, err end
-  end
+  -- Unsaved tokens are saved through the refresh path, inside the lock, before anything uses them.
+  if p.pending then return refresh(self, p.tokens and p.tokens.access_token) end
   local _, lerr
   if not p.tokens then _, lerr = reload(p) end
   local t = p.tokens

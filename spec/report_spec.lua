@@ -1,0 +1,233 @@
+-- The billing report: exact money, aging buckets, and whole runs against the sandbox (as a module and
+-- as the command a user runs).
+local report = require "examples.billing_report"
+local sandbox = require "support.sandbox"
+local H = require "support.fbtest"
+
+describe("billing report arithmetic", function()
+  local function sum(list)
+    local acc
+    for _, s in ipairs(list) do acc = report.add_money(acc, assert(report.parse_money(s))) end
+    return report.format_money(acc)
+  end
+
+  it("adds decimal strings exactly", function()
+    assert.equal("0.30", sum{ "0.1", "0.2" })
+    assert.equal("3.75", sum{ "1.5", "2.25" })
+    assert.equal("0.00", sum{ "10.01", "-10.01" })
+    assert.equal("-0.50", sum{ "1.00", "-1.50" })
+    assert.equal("1.005", sum{ "1", "0.005" })
+    assert.equal("0.10", sum{ "0.01", "0.01", "0.01", "0.01", "0.01", "0.01", "0.01", "0.01", "0.01", "0.01" })
+    assert.equal("9007199254740.91", sum{ "9007199254740.90", "0.01" }) -- 15 digits: exact in doubles too
+    assert.equal("12", report.format_money(report.parse_money("12"), 0))
+  end)
+
+  it("refuses what is not a decimal string", function()
+    assert.is_nil(report.parse_money("1,000.00"))
+    assert.is_nil(report.parse_money("abc"))
+    assert.is_nil(report.parse_money(""))
+    assert.has_error(function() report.parse_money(1.5) end)
+  end)
+
+  it("buckets days past due", function()
+    local want = { [-5] = "current", [0] = "current", [1] = "1-30", [30] = "1-30", [31] = "31-60", [60] = "31-60",
+                   [61] = "61-90", [90] = "61-90", [91] = "90+", [1000] = "90+" }
+    for days, b in pairs(want) do assert.equal(b, report.bucket(days), tostring(days)) end
+  end)
+
+  it("counts days on the civil calendar", function()
+    assert.equal(0, report.day_number("1970-01-01"))
+    assert.equal(20269, report.day_number("2025-06-30"))
+    assert.equal(60, report.day_number("2024-03-01") - report.day_number("2024-01-01")) -- leap year
+    assert.is_nil(report.day_number("30/06/2025"))
+  end)
+
+  it("folds only owed invoices, by client and currency", function()
+    local acc = report.accumulator(report.day_number("2025-06-30"))
+    local function inv(t)
+      t.vis_state = t.vis_state or 0
+      t.v3_status = t.v3_status or "sent"
+      return t
+    end
+    assert.is_true(acc.add(inv{ customerid = 1, organization = "A", due_date = "2025-06-30",
+      outstanding = { amount = "10.10", code = "USD" } }))
+    assert.is_true(acc.add(inv{ customerid = 1, organization = "A", due_date = "2025-05-01",
+      outstanding = { amount = "0.20", code = "USD" } }))
+    assert.is_true(acc.add(inv{ customerid = 1, organization = "A", due_date = "2025-01-01",
+      outstanding = { amount = "5", code = "EUR" } }))
+    assert.is_true(acc.add(inv{ customerid = 2, fname = "Bo", lname = "B", create_date = "2025-06-01",
+      due_offset_days = 0,
+      outstanding = { amount = "1.00", code = "USD" } }))
+    assert.is_false(acc.add(inv{ customerid = 3, due_date = "2025-01-01", outstanding = { amount = "0.00",
+      code = "USD" } }))
+    assert.is_false(acc.add(inv{ customerid = 3, due_date = "2025-01-01", v3_status = "draft", status = 1,
+      outstanding = { amount = "9.00", code = "USD" } }))
+    assert.is_false(acc.add(inv{ customerid = 3, due_date = "2025-01-01", vis_state = 1,
+      outstanding = { amount = "9.00", code = "USD" } }))
+    local rows = acc.rows()
+    assert.equal(3, #rows)
+    assert.same({ "A", "EUR", 1, "5.00", "5.00" }, { rows[1].client, rows[1].currency, rows[1].invoices,
+      report.format_money(rows[1].outstanding), report.format_money(rows[1]["90+"]) })
+    assert.same({ "A", "USD", 2, "10.30", "10.10", "0.20" }, { rows[2].client, rows[2].currency, rows[2].invoices,
+      report.format_money(rows[2].outstanding), report.format_money(rows[2].current),
+        report.format_money(rows[2]["31-60"]) })
+    assert.same({ "Bo B", "1.00", "1-30" }, { rows[3].client, report.format_money(rows[3].outstanding), "1-30" })
+    assert.equal("1.00", report.format_money(rows[3]["1-30"]))
+    local totals = acc.currency_totals()
+    assert.same({ "EUR", "5.00", "USD", "11.30", 3 }, { totals[1].currency, report.format_money(totals[1].outstanding),
+      totals[2].currency, report.format_money(totals[2].outstanding), totals[2].invoices })
+  end)
+end)
+
+describe("billing report against the sandbox", function()
+  local sb, split_csv
+
+  setup(function() sb = sandbox.start{ invoices = 250 } end)
+  teardown(function() if sb then sb:stop() end end)
+
+  local function cents(s)
+    local sign, int, frac = s:match("^(%-?)(%d+)%.(%d%d)$")
+    assert(int, "not a 2-decimal amount: " .. tostring(s))
+    local c = tonumber(int) * 100 + tonumber(frac)
+    return sign == "-" and -c or c
+  end
+
+  -- Fields of one CSV line ("" quoting, as RFC 4180).
+  function split_csv(line)
+    local f, i = {}, 1
+    while i <= #line + 1 do
+      if line:sub(i, i) == '"' then
+        local j, v = i + 1, {}
+        while true do
+          local c = line:sub(j, j)
+          if c == '"' and line:sub(j + 1, j + 1) == '"' then v[#v + 1] = '"'; j = j + 2
+          elseif c == '"' then j = j + 1; break
+          else v[#v + 1] = c; j = j + 1 end
+        end
+        f[#f + 1] = table.concat(v)
+        i = j + 1
+      else
+        local j = line:find(",", i, true) or #line + 1
+        f[#f + 1] = line:sub(i, j - 1)
+        i = j + 1
+      end
+    end
+    return f
+  end
+
+  local function run(opts)
+    local out, log = {}, {}
+    local sink = { write = function(self, ...) for _, s in ipairs{ ... } do out[#out + 1] = s end return self end }
+    local status = report.run(H.session(sb), opts, sink, function(line) log[#log + 1] = line end)
+    return status, table.concat(out), log
+  end
+
+  it("matches totals computed independently from the invoices, for every business", function()
+    local status, csv, log = run{ as_of = "2025-06-30", csv = true, parallel = 3 }
+    assert.equal(0, status)
+    local lines = {}
+    for line in csv:gmatch("[^\n]+") do lines[#lines + 1] = line end
+    assert.equal(report.CSV_HEADER, lines[1])
+    local by_account, rows = {}, 0
+    for i = 2, #lines do
+      local f = split_csv(lines[i])
+      assert.equal(13, #f, lines[i])
+      local t = by_account[f[2]] or { invoices = 0, outstanding = 0 }
+      by_account[f[2]] = t
+      t.invoices = t.invoices + tonumber(f[7])
+      t.outstanding = t.outstanding + cents(f[8])
+      local buckets = 0
+      for k = 9, 13 do buckets = buckets + cents(f[k]) end
+      assert.equal(cents(f[8]), buckets, "buckets add up to the outstanding amount")
+      rows = rows + 1
+    end
+    assert.is_true(rows > 10)
+    local fb = H.session(sb)
+    for _, aid in ipairs{ "aBcD1", "xYz92" } do
+      local want = { invoices = 0, outstanding = 0 }
+      for inv, err in fb:account(aid).invoices:each() do
+        assert(inv, tostring(err))
+        local c = cents(inv.outstanding.amount)
+        if c > 0 and inv.v3_status ~= "draft" and inv.vis_state ~= 1 then
+          want.invoices, want.outstanding = want.invoices + 1, want.outstanding + c
+        end
+      end
+      assert.same(want, by_account[aid], aid)
+    end
+    assert.is_nil(by_account.QmP57) -- alice is not in carol's business
+    assert.truthy(table.concat(log, "\n"):find("3/3 pages", 1, true))
+  end)
+
+  it("prints a table with per-currency totals", function()
+    local status, text = run{ as_of = "2025-06-30", quiet = true }
+    assert.equal(0, status)
+    assert.truthy(text:find("Sandbox Widgets Inc. (account aBcD1", 1, true))
+    assert.truthy(text:find("Total%s+USD"))
+    assert.truthy(text:find("Total%s+CAD"))
+  end)
+
+  it("reports a user without businesses", function()
+    local out, log = {}, {}
+    local sink = { write = function(self, ...) for _, s in ipairs{ ... } do out[#out + 1] = s end return self end }
+    local status = report.run(H.session(sb, nil, "bob"), { csv = true }, sink, function(l) log[#log + 1] = l end)
+    assert.equal(0, status)
+    assert.truthy(log[1]:find("no business", 1, true))
+  end)
+
+  describe("as a command", function()
+    local dir
+    before_each(function()
+      dir = os.tmpname()
+      os.remove(dir)
+      assert(os.execute("mkdir " .. dir))
+    end)
+    after_each(function() os.execute("rm -rf " .. dir) end)
+
+    local function cli(args)
+      local q = sandbox.shell_quote
+      local cmd = ("cd %s && FB_CLIENT_ID=%s FB_CLIENT_SECRET=%s FB_REDIRECT_URI=%s %s examples/billing_report.lua %s"
+        .. " >%s/out 2>%s/err; echo $?"):format(q(os.getenv("PWD") or "."), q(sb.app.client_id),
+          q(sb.app.client_secret),
+        q(sb.app.redirect_uri), H.lua, args, dir, dir)
+      local p = io.popen(cmd)
+      local code = tonumber(p:read("*a"))
+      p:close()
+      local function slurp(n) local f = io.open(dir .. "/" .. n) local s = f:read("*a") f:close() return s end
+      return code, slurp("out"), slurp("err")
+    end
+
+    local function store_tokens(t)
+      local f = io.open(dir .. "/tokens.json", "w")
+      f:write(require("cjson").encode(t))
+      f:close()
+    end
+
+    it("writes CSV with --csv for one business", function()
+      store_tokens(sb:token{ user = "alice" })
+      local code, out, err = cli("--tokens " .. dir .. "/tokens.json --api-url " .. sb.url .. " --as-of 2025-06-30"
+        .. " --csv --business 'Sandbox Consulting Ltd.' --quiet")
+      assert.equal(0, code, err)
+      assert.truthy(out:find(report.CSV_HEADER, 1, true) == 1)
+      assert.truthy(out:find("\nSandbox Consulting Ltd.,xYz92,1000002,", 1, true))
+      assert.is_nil(out:find("aBcD1", 1, true))
+      assert.equal("", err)
+    end)
+
+    it("says clearly when not authorized", function()
+      local code, _, err = cli("--tokens " .. dir .. "/missing.json --api-url " .. sb.url)
+      assert.equal(3, code)
+      assert.truthy(err:find("not authorized", 1, true))
+      store_tokens{ access_token = "expired-access", refresh_token = "revoked-refresh", expires_at = 1 }
+      code, _, err = cli("--tokens " .. dir .. "/tokens.json --api-url " .. sb.url)
+      assert.equal(3, code)
+      assert.truthy(err:find("not authorized", 1, true))
+      assert.is_nil(err:find("revoked-refresh", 1, true))
+    end)
+
+    it("rejects bad usage", function()
+      local code, _, err = cli("--as-of yesterday --tokens x")
+      assert.equal(2, code)
+      assert.truthy(err:find("YYYY-MM-DD", 1, true))
+    end)
+  end)
+end)
