@@ -26,9 +26,14 @@ $(CORE): $(SRC) $(HDR) Makefile
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) $(WARN) -fPIC -shared -DFB_VERSION='"$(VERSION)"' $(LUA_CFLAGS) $(SRC) -o $@ $(LIBS)
 
+# The embedding example (examples/embed/host.c): a C host running user scripts through freshbooks.guest.
+$(BUILD)/embed-host: examples/embed/host.c
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) $(WARN) $(LUA_CFLAGS) $< -o $@ $(shell pkg-config --libs $(LUA_PC)) -ldl -lm
+
 # Everything CI runs. spec/run prints the final "N passed, N failed" line.
 check:
-	$(MAKE) LUA=lua5.4
+	$(MAKE) LUA=lua5.4 all build/lua5.4/embed-host
 	$(MAKE) LUA=luajit
 	./spec/run
 

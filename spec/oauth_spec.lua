@@ -265,6 +265,24 @@ describe("OAuth against the sandbox", function()
     sb:admin("DELETE", "/_sandbox/faults")
   end)
 
+  it("returns the exchanged tokens on save_failed and saves them before first use", function()
+    local failing, saved = true, nil
+    local fb = freshbooks.new(H.opts(sb, { save = function(new)
+      if failing then return nil, "read-only file system" end
+      saved = new
+      return true
+    end }))
+    local url, state = fb:authorize_url{}
+    local ok, err = fb:authorize_callback(H.consent(sb, url), state)
+    assert.is_nil(ok)
+    assert.equal("save_failed", err.code)
+    assert.is_string(err.tokens.refresh_token)
+    assert.is_false(H.leaks(tostring(err), { err.tokens.access_token, err.tokens.refresh_token }))
+    failing = false
+    assert.equal("alice@example.com", assert(fb:me()).email)
+    assert.is_true(saved.refresh_token == err.tokens.refresh_token)
+  end)
+
   it("revokes the grant", function()
     local fb = H.session(sb)
     local old = fb:tokens()

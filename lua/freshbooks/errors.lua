@@ -7,10 +7,10 @@ Error.__index = Error
 
 -- Nothing secret may ever reach a message: callers build messages from codes, statuses and
 -- server-supplied descriptions only. As a last line of defence, long hex/base64-ish runs that look
--- like tokens are masked.
+-- like tokens are masked. Runs stop at "/" and "." so file paths and URLs stay readable.
 local function scrub(s)
   s = tostring(s or "")
-  return (s:gsub("[%w%-_%.~+/=]+", function(run)
+  return (s:gsub("[%w%-_~+=]+", function(run)
     if #run >= 32 and run:find("%d") and run:find("%a") then return "***" end
   end))
 end
