@@ -26,6 +26,7 @@ build = {
     },
     ["freshbooks.catalogue"] = "lua/freshbooks/catalogue.lua",
     ["freshbooks.errors"] = "lua/freshbooks/errors.lua",
+    ["freshbooks.guest"] = "lua/freshbooks/guest.lua",
     ["freshbooks.identity"] = "lua/freshbooks/identity.lua",
     ["freshbooks"] = "lua/freshbooks/init.lua",
     ["freshbooks.oauth"] = "lua/freshbooks/oauth.lua",

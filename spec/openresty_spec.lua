@@ -58,6 +58,25 @@ local APP = [[
         ngx.say(cjson.encode(names))
       }
     }
+    location = /app/shared {
+      content_by_lua_block {
+        -- One session per worker, shared by concurrent requests (the usual OpenResty pattern).
+        local cjson = require "cjson"
+        ngx.req.read_body()
+        local cfg = cjson.decode(ngx.req.get_body_data())
+        local shared = package.loaded["app.shared"]
+        if not shared then
+          cfg.client_secret = cfg.secret
+          cfg.secret = nil
+          local saved = 0
+          cfg.save = function() saved = saved + 1; return true end
+          shared = { fb = require("freshbooks").new(cfg), saved = function() return saved end }
+          package.loaded["app.shared"] = shared
+        end
+        local me, err = shared.fb:me()
+        ngx.say(cjson.encode{ id = me and me.id, code = err and err.code, saved = shared.saved() })
+      }
+    }
 ]]
 
 describe("OpenResty (cosocket transport)", function()
@@ -139,6 +158,27 @@ describe("OpenResty (cosocket transport)", function()
     local ping = cjson.decode(results[3].body)
     assert.is_true(ping.at >= slow.started and ping.at < slow.finished,
       ("ping at %.3f, slow call %.3f..%.3f"):format(ping.at, slow.started, slow.finished))
+  end)
+
+  it("shares one refresh between concurrent requests of a worker (single flight on ngx.sleep)", function()
+    local H = require "support.fbtest"
+    local tok = sb:token{ user = "alice" }
+    local since = H.last_seq(sb)
+    -- Expired access token: the first calls must refresh; concurrent ones wait for that one refresh.
+    local body = cjson.encode{ api_url = sb.url, client_id = sb.app.client_id, secret = sb.app.client_secret,
+      redirect_uri = sb.app.redirect_uri, tokens = { access_token = tok.access_token,
+        refresh_token = tok.refresh_token, expires_at = os.time() - 10 } }
+    local reqs = {}
+    for i = 1, 6 do reqs[i] = { method = "POST", url = app.url .. "/app/shared", body = body } end
+    local out = client:batch(reqs, { concurrency = 6 })
+    for _, r in ipairs(out) do
+      assert.is_nil(r.err)
+      assert.are.equal(200, r.status)
+      local got = cjson.decode(r.body)
+      assert.are.equal(1001, got.id, tostring(got.code))
+    end
+    local posts = H.count(H.log(sb, since), H.is_token_post)
+    assert.are.equal(1, posts)
   end)
 
   it("runs a whole session (identity and businesses) inside a request handler", function()

@@ -213,7 +213,8 @@ function session.new(opts)
     transport = t, send = send, secret_headers = own_transport,
     tokens = tokens, pending = nil, flight = nil, me = nil,
     load = opts.load or store.load, save = opts.save or store.save, lock = opts.lock or store.lock,
-    log = opts.log, clock = clock, sleep = opts.sleep,
+    -- Inside OpenResty, waiting must be ngx.sleep: an ngx request thread must never coroutine.yield.
+    log = opts.log, clock = clock, sleep = opts.sleep or (rawget(_G, "ngx") and ngx.sleep),
   }
   return self
 end
