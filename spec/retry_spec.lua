@@ -144,6 +144,7 @@ describe("retry rules", function()
     assert.has_error(function() retry.wrap(scripted{}, { attempts = "3" }) end)
     assert.has_error(function() retry.wrap(scripted{}, { sleep = 1 }) end)
     assert.has_error(function() retry.wrap(scripted{}, 5) end)
+    assert.has_error(function() retry.wrap(scripted{}, { attempt = 3 }) end)
   end)
 
   it("is off with false", function()

@@ -46,9 +46,15 @@ function retry.retryable(req, res, err)
   return nil
 end
 
+local OPTIONS = { attempts = true, base_delay = true, max_delay = true, deadline = true, jitter = true, sleep = true,
+                  clock = true, random = true, log = true }
+
 local function check(opts)
   if opts == nil then opts = {} end
   if type(opts) ~= "table" then error("freshbooks.retry: options must be a table", 3) end
+  for k in pairs(opts) do
+    if not OPTIONS[k] then error("freshbooks.retry: unknown option '" .. tostring(k) .. "'", 3) end
+  end
   local function num(k, default, min)
     local v = opts[k]
     if v == nil then return default end
