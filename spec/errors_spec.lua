@@ -127,3 +127,21 @@ describe("errors.from_response", function()
     assert.is_nil(tostring(e):find("9f8e7d6c5b4a", 1, true))
   end)
 end)
+
+describe("errors.scrub", function()
+  it("masks token-like runs and keeps paths, URLs and ordinary words readable", function()
+    local hex = string.rep("a1", 32)
+    local b64url = "eyJhbGciOiJIUzI1NiJ9-abcDEF_0123456789xyz"
+    local s = errors.scrub("token " .. hex .. " and " .. b64url .. " in /tmp/fb-spec.Ab12Cd/tokens.json"
+      .. " at https://api.freshbooks.com/accounting/account/aBcD1/invoices/invoices/1234567")
+    assert.is_nil(s:find(hex, 1, true))
+    assert.is_nil(s:find(b64url, 1, true))
+    assert.truthy(s:find("/tmp/fb-spec.Ab12Cd/tokens.json", 1, true))
+    assert.truthy(s:find("https://api.freshbooks.com/accounting/account/aBcD1/invoices/invoices/1234567", 1, true))
+  end)
+
+  it("is applied to every error message", function()
+    local e = errors.new{ code = "x", message = "refresh " .. string.rep("0f", 20) .. " failed" }
+    assert.are.equal("freshbooks: x: refresh *** failed", tostring(e))
+  end)
+end)
