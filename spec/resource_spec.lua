@@ -264,7 +264,7 @@ describe("resources against the sandbox", function()
   end)
 end)
 
--- The invoice extras, checked at the request level (the sandbox does not model e-mail or share links).
+-- The invoice extras, checked at the request level: the exact paths, queries and bodies sent.
 describe("invoice extras", function()
   local resource = require "freshbooks.resource"
   local sent
@@ -299,3 +299,99 @@ describe("invoice extras", function()
   end)
 end)
 
+
+-- The invoice and estimate extras through the real stack: share links, e-mail (the sandbox's outbox,
+-- /_sandbox/outbox) and mark as sent.
+describe("invoice and estimate extras against the sandbox", function()
+  local sb, acct
+
+  setup(function()
+    sb = sandbox.start{ invoices = 30 }
+    acct = H.session(sb):account("aBcD1")
+  end)
+  teardown(function() if sb then sb:stop() end end)
+  before_each(function() sb:admin("DELETE", "/_sandbox/outbox") end)
+
+  local function outbox() return sb:admin("GET", "/_sandbox/outbox").outbox end
+  local function requests() return sb:admin("GET", "/_sandbox/counters").total end
+  local function draft(name)
+    local rec = assert(acct[name]:create{ customerid = 10001, create_date = "2025-07-01",
+      lines = { { name = "Work", qty = 1, unit_cost = { amount = "40.00", code = "USD" } } } })
+    assert.equal(1, rec.status)
+    return rec
+  end
+
+  it("share_link returns the invoice's link, and not_found for a missing invoice", function()
+    local inv = draft("invoices")
+    local link, rec = acct.invoices:share_link(inv.id)
+    assert(link, tostring(rec))
+    assert.matches("^https://[^/]+/.+", link)
+    assert.equal(inv.id, rec.invoice_id)
+    assert.equal(link, (acct.invoices:share_link(inv.id)))
+    local none, err = acct.invoices:share_link(999999)
+    assert.is_nil(none)
+    assert.same({ "not_found", 404, 1012, "invoice" }, { err.code, err.status, err.errno, err.errors[1].object })
+  end)
+
+  it("send_by_email marks the invoice sent and sends exactly one e-mail", function()
+    local inv = draft("invoices")
+    assert.equal("draft", inv.v3_status)
+    local sent, err = acct.invoices:send_by_email(inv.id, { recipients = { "ap@example.com", "boss@example.org" },
+      subject = "Invoice for June", body = "Thank you" })
+    assert(sent, tostring(err))
+    assert.same({ inv.id, 2, "sent" }, { sent.id, sent.status, sent.v3_status })
+    assert.equal("sent", assert(acct.invoices:get(inv.id)).v3_status)
+    local box = outbox()
+    assert.equal(1, #box)
+    assert.same({ inv.id, { "ap@example.com", "boss@example.org" }, "Invoice for June", "Thank you", false },
+      { box[1].invoice_id, box[1].recipients, box[1].subject, box[1].body, box[1].include_pdf })
+  end)
+
+  it("send_by_email on an estimate", function()
+    local est = draft("estimates")
+    local sent = assert(acct.estimates:send_by_email(est.id, { recipients = { "client@example.com" },
+      include_pdf = true }))
+    assert.same({ 2, "sent" }, { sent.status, sent.ui_status })
+    local box = outbox()
+    assert.equal(1, #box)
+    assert.same({ est.id, { "client@example.com" }, true }, { box[1].estimate_id, box[1].recipients,
+      box[1].include_pdf })
+  end)
+
+  it("mark_as_sent changes the status and sends no e-mail", function()
+    local inv = draft("invoices")
+    local rec = assert(acct.invoices:mark_as_sent(inv.id))
+    assert.same({ 2, "sent" }, { rec.status, rec.v3_status })
+    local est = draft("estimates")
+    assert.equal("sent", assert(acct.estimates:mark_as_sent(est.id)).ui_status)
+    assert.equal(0, #outbox())
+    local none, err = acct.invoices:mark_as_sent(999999)
+    assert.is_nil(none)
+    assert.equal("not_found", err.code)
+  end)
+
+  it("raises on bad recipients before sending anything", function()
+    local inv = draft("invoices")
+    local before = requests()
+    assert.has_error(function() acct.invoices:send_by_email(inv.id) end)
+    assert.has_error(function() acct.invoices:send_by_email(inv.id, { recipients = {} }) end)
+    assert.has_error(function() acct.invoices:send_by_email(inv.id, { recipients = "ap@example.com" }) end)
+    assert.has_error(function() acct.estimates:send_by_email(1, { subject = "no one" }) end)
+    assert.has_error(function() acct.clients:send_by_email(10001, { recipients = { "ap@example.com" } }) end)
+    assert.has_error(function() acct.estimates:share_link(1) end)
+    assert.equal(before, requests()) -- nothing reached the sandbox (admin calls are not counted)
+    assert.equal(0, #outbox())
+    assert.equal("draft", assert(acct.invoices:get(inv.id)).v3_status)
+  end)
+
+  it("returns the sandbox's validation error with its field errors", function()
+    local inv = draft("invoices")
+    local rec, err = acct.invoices:send_by_email(inv.id, { recipients = { "ap@example.com", "not-an-address" } })
+    assert.is_nil(rec)
+    assert.same({ "validation", 422, 1004 }, { err.code, err.status, err.errno })
+    assert.same({ "email_recipients", "invoice", "not-an-address" },
+      { err.errors[1].field, err.errors[1].object, err.errors[1].value })
+    assert.equal("draft", assert(acct.invoices:get(inv.id)).v3_status)
+    assert.equal(0, #outbox())
+  end)
+end)

@@ -195,6 +195,80 @@ describe("sandbox resources", function()
     assert.equals("75.00", r.json.service_rate.rate)
   end)
 
+  it("shares, e-mails and marks invoices and estimates as sent", function()
+    local function outbox() return sb:admin("GET", "/_sandbox/outbox").outbox end
+    sb:admin("DELETE", "/_sandbox/outbox")
+    local inv = result(send("POST", A .. "invoices/invoices", { invoice = { customerid = 10001,
+      create_date = "2025-07-01", lines = { { name = "W", qty = 1, unit_cost = { amount = "10.00" } } } } })).invoice
+    assert.same({ 1, "draft" }, { inv.status, inv.v3_status })
+    local path = A .. "invoices/invoices/" .. inv.id
+    -- share links: one stable link per invoice; strict about share_method and the id
+    local r = get(path .. "/share_link?share_method=share_link")
+    assert.equals(200, r.status)
+    local link = result(r).share_link
+    assert.equals(inv.id, link.invoice_id)
+    assert.matches("^https://127%.0%.0%.1:%d+/#/link/%x+$", link.share_link)
+    assert.equals(link.share_link, result(get(path .. "/share_link?share_method=share_link")).share_link.share_link)
+    r = get(A .. "invoices/invoices/999999/share_link?share_method=share_link")
+    assert.equals(404, r.status)
+    assert.same({ 1012, "invoice", "999999" }, { r.json.response.errors[1].errno, r.json.response.errors[1].object,
+      r.json.response.errors[1].value })
+    for _, q in ipairs { "", "?share_method=email" } do
+      r = get(path .. "/share_link" .. q)
+      assert.equals(400, r.status, q)
+      assert.same({ 1004, "share_method" }, { r.json.response.errors[1].errno, r.json.response.errors[1].field })
+    end
+    -- e-mail validation: nothing changes, nothing is sent
+    for i, bad in ipairs { {}, { email_recipients = {} }, { email_recipients = "a@example.com" },
+                           { email_recipients = { "a@example.com", "not-an-address" } },
+                           { email_recipients = { 7 } } } do
+      bad.action_email = true
+      r = send("PUT", path, { invoice = bad })
+      assert.equals(422, r.status, i)
+      local e = r.json.response.errors[1]
+      assert.same({ i <= 3 and 1001 or 1004, "email_recipients", "invoice" }, { e.errno, e.field, e.object }, i)
+    end
+    r = send("PUT", path, { invoice = { action_mark_as_sent = "yes" } })
+    assert.same({ 422, "action_mark_as_sent" }, { r.status, r.json.response.errors[1].field })
+    -- a PUT carrying vis_state ignores the action fields too
+    r = send("PUT", path, { invoice = { vis_state = 0, action_email = true, email_recipients = { "a@example.com" } } })
+    assert.equals(200, r.status)
+    assert.equals("draft", result(r).invoice.v3_status)
+    assert.equals(0, #outbox())
+    -- sending: draft -> sent, one e-mail in the outbox
+    r = send("PUT", path, { invoice = { action_email = true, email_recipients = { "a@example.com", "b@example.org" },
+      email_include_pdf = false, invoice_customized_email = { subject = "Your invoice", body = "Thanks" } } })
+    assert.equals(200, r.status)
+    assert.same({ 2, "sent" }, { result(r).invoice.status, result(r).invoice.v3_status })
+    assert.equals("sent", result(get(path)).invoice.v3_status)
+    local box = outbox()
+    assert.equals(1, #box)
+    assert.same({ inv.id, "invoice", { "a@example.com", "b@example.org" }, "Your invoice", "Thanks", false, "aBcD1" },
+      { box[1].invoice_id, box[1].object, box[1].recipients, box[1].subject, box[1].body, box[1].include_pdf,
+        box[1].account_id })
+    -- estimates: mark as sent sends nothing; e-mail with FreshBooks' default subject
+    local function estimate()
+      return result(send("POST", A .. "estimates/estimates", { estimate = { customerid = 10001,
+        create_date = "2025-07-01" } })).estimate
+    end
+    local est = estimate()
+    assert.same({ 1, "draft" }, { est.status, est.ui_status })
+    r = send("PUT", A .. "estimates/estimates/" .. est.id, { estimate = { action_mark_as_sent = true } })
+    assert.same({ 200, 2, "sent" }, { r.status, result(r).estimate.status, result(r).estimate.ui_status })
+    assert.equals(1, #outbox())
+    local est2 = estimate()
+    r = send("PUT", A .. "estimates/estimates/" .. est2.id, { estimate = { action_email = true,
+      email_recipients = { "c@example.com" }, estimate_customized_email = { body = "See attached" } } })
+    assert.same({ 200, "sent" }, { r.status, result(r).estimate.ui_status })
+    box = outbox()
+    assert.equals(2, #box)
+    assert.same({ est2.id, { "c@example.com" }, "See attached" },
+      { box[2].estimate_id, box[2].recipients, box[2].body })
+    assert.matches("sent you an estimate", box[2].subject)
+    sb:admin("DELETE", "/_sandbox/outbox")
+    assert.equals(0, #outbox())
+  end)
+
   it("covers the rest of the catalogue and reports", function()
     for _, path in ipairs { "expenses/expenses", "expenses/categories", "items/items", "payments/payments",
       "taxes/taxes", "estimates/estimates", "credit_notes/credit_notes", "other_incomes/other_incomes",

@@ -138,6 +138,12 @@ function handlers.inbox(req)
   return ok(req, { inbox = json.array(state.inbox) })
 end
 
+-- E-mails the sandbox "sent" (invoices and estimates): GET lists, DELETE clears.
+function handlers.outbox(req)
+  if req.method == "DELETE" then state.outbox = {} end
+  return ok(req, { outbox = json.array(state.outbox) })
+end
+
 function handlers.deliveries(req)
   if req.method == "DELETE" then state.deliveries = {} end
   return ok(req, { deliveries = json.array(state.deliveries) })

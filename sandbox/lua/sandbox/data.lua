@@ -8,6 +8,7 @@ local data = {}
 -- Accounting resources: one row each. verbs: l(ist) g(et) c(reate) u(pdate) d(elete, hard).
 -- errors: "legacy" (response.errors[]), "legacy200" (same body, HTTP 200), "rpc" (google.rpc details).
 -- money: fields held as cents. lines: the record has lines (returned only with include[]=lines).
+-- sends: a PUT may carry action_email / action_mark_as_sent. shown: stored fields rendered, not writable.
 data.accounting = {
   { name = "clients", path = "users/clients", plural = "clients", single = "client", scope = "clients",
     verbs = "lgcu", errors = "legacy", id_alias = "userid", object = "client",
@@ -15,15 +16,16 @@ data.accounting = {
     fields = { "fname", "lname", "organization", "email", "currency_code", "home_phone", "mob_phone", "note",
                "p_street", "p_city", "p_province", "p_country", "p_code", "language", "vat_number", "vis_state" } },
   { name = "invoices", path = "invoices/invoices", plural = "invoices", single = "invoice", scope = "invoices",
-    verbs = "lgcu", errors = "legacy", id_alias = "invoiceid", object = "invoice", lines = true,
+    verbs = "lgcu", errors = "legacy", id_alias = "invoiceid", object = "invoice", lines = true, sends = true,
     required = { "customerid", "create_date" }, refs = { customerid = "clients" },
     money = { amount = true, outstanding = true, paid = true, discount_total = true },
     aliases = { date = "create_date" },
     fields = { "customerid", "create_date", "due_offset_days", "invoice_number", "currency_code", "notes", "terms",
                "po_number", "discount_value", "language", "status", "vis_state", "lines" } },
   { name = "estimates", path = "estimates/estimates", plural = "estimates", single = "estimate", scope = "estimates",
-    verbs = "lgcu", errors = "legacy", id_alias = "estimateid", object = "estimate", lines = true,
+    verbs = "lgcu", errors = "legacy", id_alias = "estimateid", object = "estimate", lines = true, sends = true,
     required = { "customerid", "create_date" }, refs = { customerid = "clients" }, money = { amount = true },
+    shown = { "ui_status" },
     aliases = { date = "create_date" },
     fields = { "customerid", "create_date", "estimate_number", "currency_code", "notes", "terms", "po_number",
                "status", "vis_state", "lines" } },

@@ -27,6 +27,7 @@ local function output_fields(R)
   local function push(f) if not seen[f] then seen[f] = true; out[#out + 1] = f end end
   for _, f in ipairs(R.fields) do if f ~= "lines" then push(f) end end
   if R.name == "invoices" then for _, f in ipairs(invoice_extra) do push(f) end end
+  for _, f in ipairs(R.shown or {}) do push(f) end
   for f in pairs(R.money or {}) do push(f) end
   R.out = out
   local filterable = { id = true, updated = true, vis_state = true }
@@ -357,6 +358,7 @@ local function new_record(R, acct)
   if R.name == "invoices" then
     return setmetatable({ col.next_id, 0, data.TODAY, 30, 0, 0, 1, 0, state.now() }, col.mt)
   end
+  if R.name == "estimates" then return { vis_state = 0, status = 1, ui_status = "draft" } end
   return { vis_state = 0 }
 end
 
@@ -402,6 +404,83 @@ local function create(R, req, aid)
   return 200, { response = { result = { [R.single] = render(R, rec, ctx.account, true) } } }
 end
 
+-- Sending invoices and estimates -------------------------------------------------------------------
+local EMAIL = "^[^%s@]+@[^%s@]+%.[^%s@.]+$"
+
+local function set_but_not(v, kind)
+  return v ~= nil and v ~= NULL and type(v) ~= kind
+end
+
+-- A rejected value as the error's `value`: scalars only.
+local function scalar(v)
+  local t = type(v)
+  if t == "string" or t == "number" or t == "boolean" then return v end
+  return NULL
+end
+
+-- The action fields of a PUT, checked before anything changes. Returns the action
+-- ({email = {...}} or {mark_as_sent = true}), false when there is none, or nil, status, body.
+local function send_action(R, src)
+  if not R.sends then return false end
+  for _, f in ipairs { "action_email", "action_mark_as_sent", "email_include_pdf" } do
+    if set_but_not(src[f], "boolean") then return nil, fail(R, 422, 1004, f, "Invalid value for " .. f .. ".",
+      scalar(src[f])) end
+  end
+  if src.action_email ~= true then return src.action_mark_as_sent == true and { mark_as_sent = true } end
+  local to = src.email_recipients
+  if type(to) ~= "table" or to[1] == nil then
+    return nil, fail(R, 422, 1001, "email_recipients", "Field email_recipients is required.", NULL)
+  end
+  local recipients = json.array()
+  for _, a in ipairs(to) do
+    if type(a) ~= "string" or not a:match(EMAIL) then
+      return nil, fail(R, 422, 1004, "email_recipients", "Invalid e-mail address.", scalar(a))
+    end
+    recipients[#recipients + 1] = a
+  end
+  local custom_field = R.single .. "_customized_email"
+  local custom = src[custom_field]
+  if custom == NULL or custom == nil then custom = {} end
+  if type(custom) ~= "table" or set_but_not(custom.subject, "string") or set_but_not(custom.body, "string") then
+    return nil, fail(R, 422, 1004, custom_field, "Invalid value for " .. custom_field .. ".", NULL)
+  end
+  return { email = { recipients = recipients, subject = custom.subject ~= NULL and custom.subject or nil,
+                     body = custom.body ~= NULL and custom.body or nil, include_pdf = src.email_include_pdf == true } }
+end
+
+-- Sending moves a draft to sent (FreshBooks leaves viewed, paid and partial invoices as they are) and
+-- an e-mail lands in the admin-visible outbox.
+local function send(R, ctx, rec, action)
+  if rec.status == 1 or rec.status == nil then
+    rec.status = 2
+    if R.name == "estimates" then rec.ui_status = "sent" end
+  end
+  local mail = action.email
+  if not mail then return end
+  local number = rec[R.object .. "_number"] or tostring(rec.id)
+  state.outbox[#state.outbox + 1] = { seq = #state.outbox + 1, account_id = ctx.account.account_id,
+    object = R.object, [R.object .. "_id"] = rec.id, recipients = mail.recipients,
+    subject = mail.subject or ("%s sent you an %s (%s)"):format(ctx.account.business.name, R.object, number),
+    body = mail.body or "", include_pdf = mail.include_pdf, sent_at = state.now() }
+end
+
+-- GET .../invoices/invoices/{id}/share_link?share_method=share_link: one stable link per invoice.
+local function share_link(R, req, aid, id)
+  local ctx, s, b, h = account_ctx(req, aid, "user:" .. R.scope .. ":read")
+  if not ctx then return s, b, h end
+  local rec, st, body = find(R, ctx, id)
+  if not rec then return st, body end
+  local method = req.args.share_method
+  if method ~= "share_link" then
+    return fail(R, 400, 1004, "share_method", "Invalid share_method.", scalar(method))
+  end
+  if not rec.share_token then rec.share_token = util.random_hex(16) end
+  local host = req.headers.host
+  if type(host) ~= "string" or host == "" then host = "localhost" end
+  return 200, { response = { result = { share_link = { share_link = "https://" .. host .. "/#/link/" .. rec.share_token,
+    invoice_id = rec.id } } } }
+end
+
 local function update(R, req, aid, id)
   local ctx, s, b, h = account_ctx(req, aid, "user:" .. R.scope .. ":write")
   if not ctx then return s, b, h end
@@ -411,7 +490,7 @@ local function update(R, req, aid, id)
   if not body then return fail(R, 400, 1004, NULL, "The request body must be JSON.", NULL) end
   local src = body[R.single]
   if type(src) ~= "table" then src = {} end
-  local event = ".update"
+  local event, action = ".update", false
   if src.vis_state ~= nil then
     -- A PUT that carries vis_state changes only vis_state: every other field is ignored.
     local v = src.vis_state
@@ -420,13 +499,18 @@ local function update(R, req, aid, id)
     rec.vis_state = v
     if v == 1 then event = ".delete" end
   else
+    local st1, eb1
+    action, st1, eb1 = send_action(R, src)
+    if action == nil then return st1, eb1 end
     local old_amount = R.name == "payments" and rec.amount
     local ok, st2, eb2 = apply_fields(R, ctx, rec, src)
     if not ok then return st2, eb2 end
     if old_amount and rec.amount ~= old_amount then after_payment(ctx, rec, rec.amount - old_amount) end
+    if action then send(R, ctx, rec, action) end
   end
   rec.updated_t = state.now()
   emit(aid, R.object .. event, rec.id, ctx.user)
+  if action and action.email then emit(aid, R.object .. ".sendByEmail", rec.id, ctx.user) end
   return 200, { response = { result = { [R.single] = render(R, rec, ctx.account, true) } } }
 end
 
@@ -681,6 +765,12 @@ for _, R in ipairs(data.accounting) do
     local ctx, s, b, h = account_ctx(req, aid, "user:" .. RR.scope .. ":read")
     if not ctx then return s, b, h end
     return fail(RR, 404, 1012, "id", "Not found.", id) end) end
+end
+do
+  local R = data.by_name.invoices
+  routes[#routes + 1] = { method = "GET", path = ACC .. R.path .. "/(%d+)/share_link",
+    name = "/accounting/account/{account_id}/" .. R.path .. "/{id}/share_link",
+    handler = function(req, aid, id) return share_link(R, req, aid, id) end }
 end
 for _, kind in ipairs { "profitloss_entity", "taxsummary", "payments_collected" } do
   routes[#routes + 1] = { method = "GET", path = ACC .. "reports/accounting/" .. kind,

@@ -103,6 +103,7 @@ function state.reset(opts)
   state.faults, state.rate = {}, nil
   state.fault_rand = util.prng(state.opts.seed + 7)
   state.inbox, state.deliveries = {}, {}
+  state.outbox = {} -- invoices and estimates sent by e-mail
   state.clear_counters()
   state.data = require("sandbox.data").seed(state)
 end
