@@ -285,7 +285,11 @@ end
 function Resource:send_by_email(id, opts)
   extra(self, "send_by_email")
   opts = opts or {}
-  if type(opts.recipients) ~= "table" or opts.recipients[1] == nil then
+  local ok = type(opts.recipients) == "table" and opts.recipients[1] ~= nil
+  for _, r in ipairs(ok and opts.recipients or {}) do
+    if type(r) ~= "string" or r == "" then ok = false end -- the address itself FreshBooks validates
+  end
+  if not ok then
     error(("freshbooks: %s:send_by_email: recipients must be a non-empty array of e-mail addresses")
       :format(self.name), 2)
   end
