@@ -77,6 +77,21 @@ local APP = [[
         ngx.say(cjson.encode{ id = me and me.id, code = err and err.code, saved = shared.saved() })
       }
     }
+    location = /app/lock {
+      content_by_lua_block {
+        -- Hold the file store's lock for 300 ms; concurrent requests of this one worker must queue on
+        -- the event loop, not block the worker in flock (the holder could then never release).
+        local store = require("freshbooks").store.file(ngx.unescape_uri(ngx.var.arg_path), { lock_timeout = 5 })
+        ngx.update_time()
+        local asked = ngx.now()
+        local handle, err = store.lock()
+        ngx.update_time()
+        local got = ngx.now()
+        if handle then ngx.sleep(0.3); ngx.update_time(); handle:unlock() end
+        ngx.say(require("cjson").encode{ asked = asked, got = got, released = ngx.now(),
+          code = err and err.code })
+      }
+    }
 ]]
 
 describe("OpenResty (cosocket transport)", function()
@@ -179,6 +194,28 @@ describe("OpenResty (cosocket transport)", function()
     end
     local posts = H.count(H.log(sb, since), H.is_token_post)
     assert.are.equal(1, posts)
+  end)
+
+  it("queues file-store locks of one worker on the event loop instead of blocking it", function()
+    local path = os.tmpname()
+    local url = app.url .. "/app/lock?path=" .. core.urlencode(path)
+    local out = client:batch({
+      { method = "GET", url = url }, { method = "GET", url = url }, { method = "GET", url = url },
+    }, { concurrency = 3 })
+    os.remove(path)
+    os.remove(path .. ".lock")
+    local spans = {}
+    for i, r in ipairs(out) do
+      assert.is_nil(r.err)
+      local t = cjson.decode(r.body)
+      assert.is_nil(t.code, "request " .. i .. " failed to lock: " .. tostring(t.code))
+      spans[i] = t
+    end
+    table.sort(spans, function(a, b) return a.got < b.got end)
+    for i = 2, #spans do -- one holder at a time, each after the previous released
+      assert.is_true(spans[i].got >= spans[i - 1].released, "lock holders overlapped")
+    end
+    assert.is_true(spans[3].asked < spans[1].released, "the requests did not run concurrently")
   end)
 
   it("runs a whole session (identity and businesses) inside a request handler", function()

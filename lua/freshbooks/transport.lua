@@ -213,16 +213,20 @@ function transport.cosocket(opts)
   return setmetatable(t, { __call = request })
 end
 
+-- ngx when running in an OpenResty phase where cosockets and ngx.sleep work (so nothing may block);
+-- nil elsewhere (plain Lua, or init phases where blocking is allowed).
+local YIELDING_PHASES = { rewrite = true, access = true, content = true, timer = true, ssl_cert = true,
+  ssl_session_fetch = true }
+function transport.openresty()
+  local ngx = rawget(_G, "ngx")
+  if ngx and ngx.get_phase and YIELDING_PHASES[ngx.get_phase()] then return ngx end
+  return nil
+end
+
 -- The transport a session gets when none is given: cosockets inside OpenResty's request phases
 -- (where blocking libcurl would stall the worker), the C core everywhere else.
 function transport.default(opts)
-  local ngx = rawget(_G, "ngx")
-  if ngx and ngx.get_phase then
-    local phase = ngx.get_phase()
-    if phase == "rewrite" or phase == "access" or phase == "content" or phase == "timer" or phase == "ssl_cert" then
-      return transport.cosocket(opts)
-    end
-  end
+  if transport.openresty() then return transport.cosocket(opts) end
   return transport.curl(opts)
 end
 

@@ -56,9 +56,23 @@ local function new(path, opts)
   end
 
   function store.lock()
-    local handle, err = core.lock_file(path .. ".lock", lock_timeout)
-    if not handle then return nil, errors.new{ code = err.code, message = err.message } end
-    return handle
+    local ngx = require("freshbooks.transport").openresty()
+    if not ngx then
+      local handle, err = core.lock_file(path .. ".lock", lock_timeout)
+      if not handle then return nil, errors.new{ code = err.code, message = err.message } end
+      return handle
+    end
+    -- OpenResty: flock must never wait inside the worker (the holder may be another request of this
+    -- very worker, which could then never finish): try, and sleep on the event loop between tries.
+    local deadline = ngx.now() + lock_timeout
+    while true do
+      local handle, err = core.lock_file(path .. ".lock", 0)
+      if handle then return handle end
+      if err.code ~= "lock_timeout" or ngx.now() >= deadline then
+        return nil, errors.new{ code = err.code, message = err.message }
+      end
+      ngx.sleep(0.005)
+    end
   end
 
   return setmetatable(store, { __tostring = function() return "freshbooks.store.file(" .. path .. ")" end })
