@@ -321,6 +321,24 @@ describe("invoice and estimate extras against the sandbox", function()
     return rec
   end
 
+  it("never sends an e-mail twice: send_by_email is a PUT that is not retried when its answer is lost", function()
+    local a = H.session(sb, { retry = { attempts = 3, base_delay = 0.01 } }):account("aBcD1")
+    local inv = draft("invoices")
+    local lose_answer = { route = "invoices/invoices/" .. inv.id .. "$", method = "PUT", fault = "reset_after",
+      times = 1 }
+    sb:admin("POST", "/_sandbox/faults", lose_answer)
+    local rec, err = a.invoices:send_by_email(inv.id, { recipients = { "ap@example.com" } })
+    assert.is_nil(rec)
+    assert.truthy(err and err.code)
+    assert.equal(1, #outbox())
+    -- The control: an ordinary update under the same fault is retried and succeeds.
+    sb:admin("POST", "/_sandbox/faults", lose_answer)
+    local upd, uerr = a.invoices:update(inv.id, { notes = "retried" })
+    assert(upd, tostring(uerr))
+    assert.equal("retried", upd.notes)
+    assert.equal(1, #outbox())
+  end)
+
   it("share_link returns the invoice's link, and not_found for a missing invoice", function()
     local inv = draft("invoices")
     local link, rec = acct.invoices:share_link(inv.id)

@@ -76,8 +76,9 @@ function Resource:render(q)
   return query.render(self.entry.family == "project" and "project" or "accounting", q)
 end
 
-function Resource:request(method, path, q, json)
-  local res, err = self.session:request{ method = method, path = path, query = self:render(q), json = json }
+function Resource:request(method, path, q, json, idempotent)
+  local res, err = self.session:request{ method = method, path = path, query = self:render(q), json = json,
+    idempotent = idempotent }
   if not res then return nil, err end
   return res
 end
@@ -138,8 +139,9 @@ function Resource:create(fields, q)
   return self:unwrap_one(res)
 end
 
-local function put(self, id, fields, where, q)
-  local res, err = self:request("PUT", self.item_path .. "/" .. check_id(id, where), q, wrap(self, fields))
+local function put(self, id, fields, where, q, idempotent)
+  local res, err = self:request("PUT", self.item_path .. "/" .. check_id(id, where), q, wrap(self, fields),
+    idempotent)
   if not res then return nil, err end
   return self:unwrap_one(res)
 end
@@ -298,7 +300,8 @@ function Resource:send_by_email(id, opts)
   if opts.subject or opts.body then
     fields[self.entry.single .. "_customized_email"] = { subject = opts.subject, body = opts.body }
   end
-  return put(self, id, fields, self.name .. ":send_by_email")
+  -- A PUT, but not idempotent: sent twice, the client gets two e-mails. Never retried after a 5xx.
+  return put(self, id, fields, self.name .. ":send_by_email", nil, false)
 end
 
 function Resource:mark_as_sent(id)

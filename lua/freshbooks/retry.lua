@@ -18,31 +18,36 @@ local NOT_SENT = { connect = true, resolve = true }
 local NEVER = { tls = true, too_large = true, aborted = true } -- retrying cannot help
 
 local function default_clock()
-  if rawget(_G, "ngx") and ngx.now then ngx.update_time(); return ngx.now() end
+  local ngx = require("freshbooks.transport").openresty()
+  if ngx then ngx.update_time(); return ngx.now() end
   local ok, core = pcall(require, "freshbooks.core")
   if ok and core.now then return core.now() end
   return os.time()
 end
 
 local function default_sleep(s)
-  if rawget(_G, "ngx") and ngx.sleep then return ngx.sleep(s) end
+  local ngx = require("freshbooks.transport").openresty()
+  if ngx then return ngx.sleep(s) end
   return require("freshbooks.core").sleep(s)
 end
 
 -- -> reason string when (req, res, err) may be retried, and the server's wait (Retry-After) if any.
 function retry.retryable(req, res, err)
   local method = (req.method or "GET"):upper()
+  -- A request may say it is not idempotent although its method is (a PUT that sends an e-mail).
+  local idempotent = req.idempotent
+  if idempotent == nil then idempotent = IDEMPOTENT[method] end
   if res then
     if res.status == 429 then
       local ra = res.headers and res.headers["retry-after"]
       return "rate_limited", errors.retry_after(ra)
     end
-    if RETRY_STATUS[res.status] and IDEMPOTENT[method] then return "http_" .. res.status end
+    if RETRY_STATUS[res.status] and idempotent then return "http_" .. res.status end
     return nil
   end
   local code = type(err) == "table" and err.code or "transport"
   if NOT_SENT[code] then return code end
-  if IDEMPOTENT[method] and not NEVER[code] then return code end
+  if idempotent and not NEVER[code] then return code end
   return nil
 end
 

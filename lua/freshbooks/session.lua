@@ -520,7 +520,7 @@ local function build(self, p, req, t)
     headers[k] = v
   end
   return { method = (req.method or "GET"):upper(), url = url, headers = headers, body = body,
-    timeout = req.timeout or self.timeout }
+    timeout = req.timeout or self.timeout, idempotent = req.idempotent }
 end
 
 -- Decode and judge one response: res (with .data) or nil, err.
