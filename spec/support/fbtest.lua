@@ -85,4 +85,22 @@ function H.leaks(s, secrets)
   return false
 end
 
+-- The most intervals {start, finish} in progress at one instant: concurrency as the server saw it,
+-- so a spec can prove parallelism without timing the client.
+function H.max_overlap(intervals)
+  local events = {}
+  for _, iv in ipairs(intervals) do
+    events[#events + 1] = { iv[1], 1 }
+    events[#events + 1] = { iv[2], -1 }
+  end
+  -- At equal times, a finish sorts before a start: touching intervals do not overlap.
+  table.sort(events, function(a, b) if a[1] ~= b[1] then return a[1] < b[1] end return a[2] < b[2] end)
+  local now, most = 0, 0
+  for _, e in ipairs(events) do
+    now = now + e[2]
+    if now > most then most = now end
+  end
+  return most
+end
+
 return H

@@ -1,7 +1,7 @@
 -- A throwaway nginx (Debian's, with lua-nginx-module) for the C-core specs: plain HTTP and HTTPS on
 -- random free 127.0.0.1 ports, a fresh CA and server certificate, and a few test endpoints:
 --   /echo            JSON {method, uri, headers, body, connection, connection_requests, scheme}
---   /delay?ms=N      answers after N ms
+--   /delay?ms=N      answers after N ms (X-Started / X-Finished: the server's clock around the wait)
 --   /bytes?n=N       streams N bytes (chunked; &length=1 sends Content-Length instead)
 --   /status?code=N   answers with status N (3xx carry Location: /echo)
 --   /headers         repeated Set-Cookie and X-Dup headers
@@ -85,7 +85,11 @@ local HANDLERS = [[
     location = /delay {
       content_by_lua_block {
         local ms = tonumber(ngx.var.arg_ms) or 0
+        ngx.update_time()
+        ngx.header["X-Started"] = string.format("%.3f", ngx.now())
         ngx.sleep(ms / 1000)
+        ngx.update_time()
+        ngx.header["X-Finished"] = string.format("%.3f", ngx.now())
         ngx.say("slept ", ms)
       }
     }

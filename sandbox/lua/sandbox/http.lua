@@ -147,7 +147,10 @@ function http.send(req, status, body, headers, fault)
     data = ""
   end
   headers = headers or {}
-  if req.log then req.log.status = status end
+  if req.log then -- when the answer leaves: [time, done] shows specs how many requests were in flight
+    ngx.update_time()
+    req.log.status, req.log.done = status, ngx.now()
+  end
   local kind = fault and fault.fault
   if kind == "malformed" then
     data = data:sub(1, math.max(1, math.floor(#data / 2))) .. '",}{not json'
