@@ -283,7 +283,9 @@ function report.run(fb, opts, out, log)
   for i, biz in ipairs(list) do
     local acc = report.accumulator(as_of_day)
     local last = -1
-    local invoices, ierr = fb:account(biz.account_id).invoices:all({ per_page = 100 }, {
+    -- Streamed: one window of `parallel` pages in memory, whatever the number of invoices.
+    local ierr
+    for inv, page_err in fb:account(biz.account_id).invoices:each({ per_page = 100 }, {
       parallel = opts.parallel or 4,
       progress = function(done, pages, n)
         local pct = math.floor(done * 100 / math.max(pages, 1))
@@ -291,15 +293,18 @@ function report.run(fb, opts, out, log)
           last = pct
           log(("[%d/%d] %s: %d/%d pages, %d invoices"):format(i, #list, biz.name or "?", done, pages, n))
         end
-      end })
-    if not invoices then
+      end }) do
+      if not inv then ierr = page_err; break end
+      acc.add(inv)
+    end
+    if ierr then
       log(("%s: %s"):format(biz.name or "?", explain(ierr)))
       if AUTH_CODES[ierr.code] then return 3 end
       status = 1
+    elseif opts.csv then
+      report.csv(out, biz, acc)
     else
-      for _, inv in ipairs(invoices) do acc.add(inv) end
-      invoices = nil -- luacheck: ignore (let the page data go before the next business)
-      if opts.csv then report.csv(out, biz, acc) else report.table(out, biz, acc, as_of) end
+      report.table(out, biz, acc, as_of)
     end
   end
   return status

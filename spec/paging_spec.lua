@@ -120,6 +120,29 @@ describe("paging", function()
     assert.equal(8, H.max_overlap(spans))
   end)
 
+  it("each() with parallel pages yields every record in page order, pages in flight together", function()
+    reset(250)
+    sb:admin("POST", "/_sandbox/faults", { route = "invoices/invoices$", method = "GET", fault = "delay", ms = 100,
+      rate = 1 })
+    local since = H.last_seq(sb)
+    local got, calls = {}, {}
+    for inv, err in acct.invoices:each({ per_page = 25 }, { parallel = 3,
+        progress = function(done, pages) calls[#calls + 1] = { done, pages } end }) do
+      assert(inv, tostring(err))
+      got[#got + 1] = inv.id
+    end
+    sb:admin("DELETE", "/_sandbox/faults")
+    assert.equal(250, #got)
+    for i = 1, 250 do assert.equal(i, got[i]) end
+    assert.same({ { 1, 10 }, { 4, 10 }, { 7, 10 }, { 10, 10 } }, calls)
+    local spans = {}
+    for _, e in ipairs(H.log(sb, since)) do
+      if e.path:find("invoices/invoices$") then spans[#spans + 1] = { e.time, e.done } end
+    end
+    assert.equal(10, #spans)
+    assert.equal(3, H.max_overlap(spans))
+  end)
+
   it("all() reports a failed page as nil, err", function()
     reset(250)
     sb:admin("POST", "/_sandbox/faults", { route = "invoices/invoices$", method = "GET", fault = "500", skip = 2,
@@ -136,13 +159,13 @@ describe("each() over 100,000 invoices", function()
   setup(function() sb = sandbox.start{ invoices = 100000 } end)
   teardown(function() if sb then sb:stop() end end)
 
-  it("keeps memory flat (one page at a time)", function()
+  local function walk(parallel)
     local acct = H.session(sb):account("aBcD1")
     collectgarbage("collect")
     local base = collectgarbage("count")
     -- The live heap (after a full collection) every 5,000 records: what the walk really holds.
     local samples, n = {}, 0
-    for inv, err in acct.invoices:each() do
+    for inv, err in acct.invoices:each(nil, { parallel = parallel }) do
       assert(inv, tostring(err))
       n = n + 1
       if n % 5000 == 0 then
@@ -155,7 +178,18 @@ describe("each() over 100,000 invoices", function()
     local lo, hi = math.huge, 0
     for _, k in ipairs(samples) do lo, hi = math.min(lo, k), math.max(hi, k) end
     -- 100,000 decoded invoices would need well over 100 MB; one page is a few hundred KiB.
+    return base, lo, hi
+  end
+
+  it("keeps memory flat (one page at a time)", function()
+    local base, lo, hi = walk(1)
     assert.is_true(hi - base < 2048, ("live heap %.0f KiB above the start (%.0f..%.0f)"):format(hi - base, lo, hi))
     assert.is_true(hi - lo < 1024, ("live heap ranged %.0f..%.0f KiB during the walk"):format(lo, hi))
+  end)
+
+  it("keeps memory flat with parallel pages too (one window of 4 pages at a time)", function()
+    local base, lo, hi = walk(4)
+    assert.is_true(hi - base < 6144, ("live heap %.0f KiB above the start (%.0f..%.0f)"):format(hi - base, lo, hi))
+    assert.is_true(hi - lo < 4096, ("live heap ranged %.0f..%.0f KiB during the walk"):format(lo, hi))
   end)
 end)

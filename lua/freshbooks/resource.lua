@@ -190,76 +190,113 @@ local function paging(q)
   return q, tonumber(q.page) or 1, per_page
 end
 
--- for record, err in res:each(query) do ... end
--- One page in memory at a time. On failure the loop gets (false, err) once and then ends.
-function Resource:each(q)
-  verb(self, "list")
+local function check_opts(opts, where)
+  opts = opts or {}
+  if type(opts) ~= "table" then error("freshbooks: " .. where .. ": options must be a table", 3) end
+  local parallel = opts.parallel or 1
+  if type(parallel) ~= "number" or parallel < 1 then
+    error("freshbooks: " .. where .. ": parallel must be a number >= 1", 3)
+  end
+  if opts.progress ~= nil and type(opts.progress) ~= "function" then
+    error("freshbooks: " .. where .. ": progress must be a function", 3)
+  end
+  return math.floor(parallel), opts.progress
+end
+
+-- The paging engine behind each() and all(). Page `first` comes alone and tells how many pages there
+-- are; then windows of `parallel` pages go out together through fb:batch (the C core's multi
+-- interface), and their records come back in page order. Only one window is held at a time.
+-- next_window() -> records (possibly empty), or nil at the end, or false, err.
+local function pager(self, q, parallel, progress)
   local page, per_page
   q, page, per_page = paging(q)
-  local items, pages, i, done = nil, nil, 0, false
+  local first, pages, seen, meta = page, nil, 0, nil
+  local function request(n)
+    return { method = "GET", path = self.list_path,
+             query = self:render(query.with(q, { page = n, per_page = per_page })) }
+  end
+  local function report(done)
+    if progress then progress(done - first + 1, math.max(pages or done, done) - first + 1, seen) end
+  end
+  local function next_window()
+    if meta and (pages == nil or page > pages) then
+      -- Without paging meta, walk one page at a time until an empty one.
+      if pages ~= nil then return nil end
+      local list, err = self:list(query.with(q, { page = page, per_page = per_page }))
+      if not list then return false, err end
+      if #list == 0 then return nil end
+      page, seen = page + 1, seen + #list
+      report(page - 1)
+      return list
+    end
+    if not meta then
+      local list, m = self:list(query.with(q, { page = page, per_page = per_page }))
+      if not list then return false, m end
+      meta, pages, page, seen = m, m.pages, page + 1, #list
+      if #list == 0 then pages = first - 1 end -- an empty first page ends the walk
+      report(first)
+      return list
+    end
+    local last = math.min(pages, page + parallel - 1)
+    local reqs = {}
+    for n = page, last do reqs[#reqs + 1] = request(n) end
+    local results = self.session:batch(reqs, { concurrency = parallel })
+    local out = {}
+    for k = 1, #reqs do
+      local r = results[k]
+      if not (r and r.res) then
+        return false, r and r.err or errors.new{ code = "internal", message = "batch lost a page" }
+      end
+      local list, err = self:unwrap_list(r.res)
+      if not list then return false, err end
+      for _, rec in ipairs(list) do out[#out + 1] = rec end
+    end
+    page, seen = last + 1, seen + #out
+    report(last)
+    return out
+  end
+  return next_window, function() return meta end
+end
+
+-- for record, err in res:each(query, {parallel = n, progress = fn}) do ... end
+-- One page in memory at a time (one window of `parallel` pages with parallel > 1). On failure the
+-- loop gets (false, err) once and then ends.
+function Resource:each(q, opts)
+  verb(self, "list")
+  local parallel, progress = check_opts(opts, "each")
+  local next_window = pager(self, q, parallel, progress)
+  local items, i, done = {}, 0, false
   return function()
     while not done do
-      if items then
-        i = i + 1
-        if items[i] ~= nil then return items[i] end
-        if #items == 0 or (pages and page >= pages) then break end
-        page = page + 1
+      i = i + 1
+      local rec = items[i]
+      if rec ~= nil then items[i] = nil; return rec end -- let records go as soon as they are handed out
+      local list, err = next_window()
+      if not list then
+        done = true
+        if list == false then return false, err end
+        return nil
       end
-      local list, meta = self:list(query.with(q, { page = page, per_page = per_page }))
-      if not list then done = true; return false, meta end
-      items, i, pages = list, 0, meta.pages
-      if #items == 0 then break end
+      items, i = list, 0
     end
-    done, items = true, nil
     return nil
   end
 end
 
 -- all(query, {parallel = n, progress = fn(pages_done, pages, records_so_far)}) -> records, meta | nil, err
--- Page 1 tells how many pages there are; the rest are fetched `parallel` at a time through fb:batch
--- and appended in page order.
+-- each() with a window of `parallel` pages, collected in page order.
 function Resource:all(q, opts)
   verb(self, "list")
-  opts = opts or {}
-  if type(opts) ~= "table" then error("freshbooks: all: options must be a table", 2) end
-  local parallel = opts.parallel or 1
-  if type(parallel) ~= "number" or parallel < 1 then error("freshbooks: all: parallel must be a number >= 1", 2) end
-  local progress = opts.progress
-  local first, per_page
-  q, first, per_page = paging(q)
-  local out, meta = self:list(query.with(q, { page = first, per_page = per_page }))
-  if not out then return nil, meta end
-  local pages = meta.pages
-  if progress then progress(1, pages or 1, #out) end
-  if #out == 0 then return out, meta end
-  if not pages then -- no paging meta: walk until an empty page
-    for rec, err in self:each(query.with(q, { page = first + 1, per_page = per_page })) do
-      if not rec then return nil, err end
-      out[#out + 1] = rec
-    end
-    return out, meta
+  local parallel, progress = check_opts(opts, "all")
+  local next_window, meta = pager(self, q, parallel, progress)
+  local out = {}
+  while true do
+    local list, err = next_window()
+    if list == nil then break end
+    if list == false then return nil, err end
+    for _, rec in ipairs(list) do out[#out + 1] = rec end
   end
-  local chunk = opts.chunk or math.max(16, parallel * 8)
-  local p = first + 1
-  while p <= pages do
-    local reqs, last = {}, math.min(pages, p + chunk - 1)
-    for n = p, last do
-      reqs[#reqs + 1] = { method = "GET", path = self.list_path,
-                          query = self:render(query.with(q, { page = n, per_page = per_page })) }
-    end
-    local results = self.session:batch(reqs, { concurrency = parallel })
-    for k = 1, #reqs do
-      local r = results[k]
-      if not r or not r.res then return nil, r and r.err or errors.new{ code = "internal",
-        message = "batch lost a page" } end
-      local list, err = self:unwrap_list(r.res)
-      if not list then return nil, err end
-      for _, rec in ipairs(list) do out[#out + 1] = rec end
-    end
-    if progress then progress(last - first + 1, pages - first + 1, #out) end
-    p = last + 1
-  end
-  return out, meta
+  return out, meta()
 end
 
 -- Extras ---------------------------------------------------------------------------------------
