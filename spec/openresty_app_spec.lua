@@ -1,0 +1,103 @@
+-- examples/openresty: the example application, its location blocks taken from its own nginx.conf, run
+-- in a real nginx against the sandbox: connect -> consent -> callback -> outstanding.
+local cjson = require "cjson"
+local core = require "freshbooks.core"
+local sandbox = require "support.sandbox"
+local testserver = require "support.testserver"
+local H = require "support.fbtest"
+local report = require "billing_report"
+
+local function cwd()
+  local p = io.popen("pwd"); local d = p:read("*l"); p:close(); return d
+end
+
+-- The example's own location blocks, so the spec runs what the example shows.
+local function example_locations()
+  local f = assert(io.open("examples/openresty/nginx.conf"))
+  local conf = f:read("*a")
+  f:close()
+  local out = {}
+  for line in conf:gmatch("[^\n]+") do
+    if line:match("^%s*location ") then out[#out + 1] = line end
+  end
+  assert(#out == 3, "expected the three locations of the example")
+  return table.concat(out, "\n")
+end
+
+describe("the OpenResty example application", function()
+  local sb, app, client, dir
+  setup(function()
+    sb = sandbox.start{ invoices = 120 }
+    dir = H.tmpdir()
+    os.execute("chmod 0777 " .. sandbox.shell_quote(dir)) -- nginx's workers run as another user
+    local root = cwd()
+    local cfg = ("{ client_id = %q, client_secret = %q, redirect_uri = %q, tokens_file = %q, api_url = %q," ..
+      " auth_url = %q, scopes = { 'user:profile:read', 'user:invoices:read' } }"):format(sb.app.client_id,
+      sb.app.client_secret, sb.app.redirect_uri, dir .. "/tokens.json", sb.url, sb.auth_url)
+    app = testserver.start{
+      http = table.concat({
+        ("lua_package_path '%s/lua/?.lua;%s/lua/?/init.lua;%s/examples/?.lua;%s/examples/openresty/?.lua;;';")
+          :format(root, root, root, root),
+        ("lua_package_cpath '%s/build/luajit/?.so;;';"):format(root),
+        "init_by_lua_block { require('app').configure(" .. cfg .. ") }",
+      }, "\n  "),
+      locations = example_locations(),
+    }
+    client = core.client{ timeout = 20 }
+  end)
+  teardown(function()
+    if client then client:close() end
+    if app then app.stop() end
+    if sb then sb:stop() end
+    H.rmdir(dir)
+  end)
+
+  local function get(path, headers)
+    local status, hdrs, body = client:request{ method = "GET", url = app.url .. path, headers = headers }
+    assert(status, tostring(hdrs and hdrs.message))
+    return status, hdrs, body
+  end
+
+  it("refuses a callback whose state does not match the cookie", function()
+    local status, _, body = get("/callback?code=abc&state=forged", { Cookie = "fb_state=mine" })
+    assert.equal(400, status)
+    assert.equal("state_mismatch", cjson.decode(body).error)
+  end)
+
+  it("connects an account and serves its outstanding invoices", function()
+    -- 1. /connect: a redirect to the sandbox's authorize page, the state in a cookie.
+    local status, hdrs = get("/connect")
+    assert.equal(302, status)
+    local state = hdrs["set-cookie"]:match("fb_state=([%x]+)")
+    assert.truthy(state)
+    assert.truthy(hdrs.location:find(sb.url, 1, true) == 1)
+    -- 2. The browser at FreshBooks (auto-consent) comes back to the registered redirect URI; here that
+    --    URI's path and query are delivered to the app.
+    local back = H.consent(sb, hdrs.location)
+    local query = back:match("%?(.*)$")
+    assert.truthy(back:find(sb.app.redirect_uri, 1, true) == 1)
+    local _, cb_body
+    status, _, cb_body = get("/callback?" .. query, { Cookie = "fb_state=" .. state })
+    assert.equal(200, status, cb_body)
+    assert.truthy(H.read(dir .. "/tokens.json"):find("refresh_token", 1, true))
+    -- 3. The report, computed in nginx, equals the same report computed here from the same data.
+    local body
+    status, _, body = get("/outstanding?as_of=2025-06-30")
+    assert.equal(200, status, body)
+    local got = cjson.decode(body)
+    assert.equal(2, #got.businesses)
+    local fb = H.session(sb)
+    for _, b in ipairs(got.businesses) do
+      local acc = report.accumulator(report.day_number("2025-06-30"))
+      for inv in fb:account(b.account_id).invoices:each() do acc.add(inv) end
+      local want = {}
+      for _, t in ipairs(acc.currency_totals()) do
+        want[#want + 1] = { t.currency, t.invoices, report.format_money(t.outstanding) }
+      end
+      local have = {}
+      for _, t in ipairs(b.totals) do have[#have + 1] = { t.currency, t.invoices, t.outstanding } end
+      assert.same(want, have)
+      assert.is_true(#have > 0)
+    end
+  end)
+end)
