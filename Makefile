@@ -19,7 +19,7 @@ SRC      := $(wildcard src/*.c)
 HDR      := $(wildcard src/*.h)
 CORE     := $(BUILD)/freshbooks/core.so
 
-.PHONY: all check test lint valgrind demo sandbox crosscheck clean install
+.PHONY: all deps check test lint valgrind demo sandbox crosscheck clean install
 all: $(CORE)
 
 $(CORE): $(SRC) $(HDR) Makefile
@@ -31,8 +31,12 @@ $(BUILD)/embed-host: examples/embed/host.c
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) $(WARN) $(LUA_CFLAGS) $< -o $@ $(shell pkg-config --libs $(LUA_PC)) -ldl -lm
 
+# The Debian packages everything needs; quick when they are all there (FB_NO_DEPS=1 skips the check).
+deps:
+	@[ -n "$(FB_NO_DEPS)" ] || ./.ci/deps
+
 # Everything CI runs. spec/run prints the final "N passed, N failed" line.
-check:
+check: deps
 	$(MAKE) LUA=lua5.4 all build/lua5.4/embed-host
 	$(MAKE) LUA=luajit
 	./spec/run
@@ -42,7 +46,8 @@ test: check
 lint:
 	luacheck -q lua spec examples bench sandbox
 
-demo: all
+demo: deps
+	$(MAKE) LUA=$(LUA) all
 	./examples/demo
 
 sandbox:
