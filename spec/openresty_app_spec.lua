@@ -20,7 +20,7 @@ local function example_locations()
   for line in conf:gmatch("[^\n]+") do
     if line:match("^%s*location ") then out[#out + 1] = line end
   end
-  assert(#out == 3, "expected the three locations of the example")
+  assert(#out == 6, "expected the six locations of the example")
   return table.concat(out, "\n")
 end
 
@@ -32,13 +32,14 @@ describe("the OpenResty example application", function()
     os.execute("chmod 0777 " .. sandbox.shell_quote(dir)) -- nginx's workers run as another user
     local root = cwd()
     local cfg = ("{ client_id = %q, client_secret = %q, redirect_uri = %q, tokens_file = %q, api_url = %q," ..
-      " auth_url = %q, scopes = { 'user:profile:read', 'user:invoices:read' } }"):format(sb.app.client_id,
+      " auth_url = %q }"):format(sb.app.client_id,
       sb.app.client_secret, sb.app.redirect_uri, dir .. "/tokens.json", sb.url, sb.auth_url)
     app = testserver.start{
       http = table.concat({
         ("lua_package_path '%s/lua/?.lua;%s/lua/?/init.lua;%s/examples/?.lua;%s/examples/openresty/?.lua;;';")
           :format(root, root, root, root),
         ("lua_package_cpath '%s/build/luajit/?.so;;';"):format(root),
+        "lua_shared_dict freshbooks 1m;",
         "init_by_lua_block { require('app').configure(" .. cfg .. ") }",
       }, "\n  "),
       locations = example_locations(),
@@ -99,5 +100,67 @@ describe("the OpenResty example application", function()
       assert.same(want, have)
       assert.is_true(#have > 0)
     end
+  end)
+
+  local function poll(what, f)
+    for _ = 1, 250 do
+      local v = f()
+      if v then return v end
+      os.execute("sleep 0.02")
+    end
+    error("timed out waiting for " .. what)
+  end
+
+  it("subscribes to webhooks, confirms the verifier with FreshBooks, and accepts only signed events", function()
+    -- Runs after the connect test: the app holds tokens. Register the app's /webhook for invoice.create.
+    local status, _, body = client:request{ method = "POST", url = app.url .. "/subscribe?event=invoice.create" }
+    assert.equal(200, status, body)
+    local cb = cjson.decode(body)
+    local cb_id = ("%d"):format(cb.callback_id) -- (cjson under Lua 5.4 decodes numbers as floats)
+    local fb = H.session(sb)
+    local acct = fb:account("aBcD1")
+    -- The sandbox sent the verification delivery; the app confirmed it with FreshBooks.
+    poll("the callback to be verified", function()
+      local rec = assert(acct.callbacks:get(cb_id))
+      return rec.verified
+    end)
+    -- A real event, signed by the sandbox with the verifier, reaches the app's event list.
+    local inv = assert(acct.invoices:create{ customerid = 10001, create_date = "2025-07-01",
+      lines = { { name = "Work", qty = 1, unit_cost = { amount = "10.00", code = "USD" } } } })
+    local seen = poll("the invoice.create event", function()
+      local _, _, ev = client:request{ method = "GET", url = app.url .. "/events" }
+      for _, e in ipairs(cjson.decode(ev).events) do
+        if e.name == "invoice.create" and tonumber(e.object_id) == inv.id then return e end
+      end
+    end)
+    assert.equal("aBcD1", seen.account_id)
+    -- A forged delivery (right fields, wrong signature) is refused and not recorded.
+    local forged = "name=invoice.create&object_id=424242&account_id=aBcD1&business_id=1000001"
+    status = client:request{ method = "POST", url = app.url .. "/webhook", body = forged,
+      headers = { ["Content-Type"] = "application/x-www-form-urlencoded",
+                  ["X-FreshBooks-Hmac-SHA256"] = core.base64(string.rep("x", 32)) } }
+    assert.equal(401, status)
+    local _, _, ev = client:request{ method = "GET", url = app.url .. "/events" }
+    for _, e in ipairs(cjson.decode(ev).events) do assert.are_not.equal("424242", e.object_id) end
+    -- A forged verification is answered (as FreshBooks expects) but never becomes a trusted verifier:
+    -- FreshBooks refuses it, so an event signed with it is still refused.
+    local since = H.last_seq(sb)
+    status = client:request{ method = "POST", url = app.url .. "/webhook",
+      body = "name=callback.verify&object_id=" .. cb_id .. "&account_id=aBcD1&verifier=attacker",
+      headers = { ["Content-Type"] = "application/x-www-form-urlencoded" } }
+    assert.equal(200, status)
+    poll("the app to try the forged verifier with FreshBooks", function()
+      for _, e in ipairs(H.log(sb, since)) do
+        if e.method == "PUT" and e.path:find("callbacks/" .. cb_id .. "$") then
+          assert.equal(422, e.status)
+          return true
+        end
+      end
+    end)
+    local webhook = require "freshbooks.webhook"
+    status = client:request{ method = "POST", url = app.url .. "/webhook", body = forged,
+      headers = { ["Content-Type"] = "application/x-www-form-urlencoded",
+                  ["X-FreshBooks-Hmac-SHA256"] = webhook.sign("attacker", forged) } }
+    assert.equal(401, status)
   end)
 end)

@@ -6,9 +6,14 @@
 --   location = /connect     { content_by_lua_block { require("app").connect() } }
 --   location = /callback    { content_by_lua_block { require("app").callback() } }
 --   location = /outstanding { content_by_lua_block { require("app").outstanding() } }
+--   location = /subscribe   { content_by_lua_block { require("app").subscribe() } }
+--   location = /webhook     { content_by_lua_block { require("app").webhook() } }
+--   location = /events      { content_by_lua_block { require("app").events() } }
+-- Webhook verifiers and received events live in `lua_shared_dict freshbooks 1m;` (all workers).
 local cjson = require "cjson.safe"
 local freshbooks = require "freshbooks"
 local report = require "billing_report" -- examples/billing_report.lua: exact money, aging buckets
+local webhook = require "freshbooks.webhook"
 
 local app = {}
 local config
@@ -83,6 +88,71 @@ function app.outstanding()
     out[#out + 1] = { business = m.name, account_id = m.account_id, totals = totals }
   end
   return reply(200, { as_of = as_of, businesses = out })
+end
+
+-- Webhooks -------------------------------------------------------------------------------------
+
+local function shared() return ngx.shared.freshbooks end
+
+local function verifiers(account_id)
+  return cjson.decode(shared():get("verifiers:" .. account_id) or "[]") or {}
+end
+
+-- POST /subscribe?event=invoice.create: register this app's /webhook for an event of the first business.
+function app.subscribe()
+  local memberships, err = fb():memberships()
+  if not memberships then return fail(502, err) end
+  if not memberships[1] then return reply(409, { error = "no_business", message = "the user has no business" }) end
+  local uri = ngx.var.scheme .. "://" .. ngx.var.http_host .. "/webhook"
+  local cb, cerr = fb():account(memberships[1].account_id).callbacks:create{ event = ngx.var.arg_event, uri = uri }
+  if not cb then return fail(cerr.status == 422 and 422 or 502, cerr) end
+  return reply(200, { callback_id = cb.callbackid, event = cb.event, uri = cb.uri })
+end
+
+-- The verification delivery carries the verifier. Anyone could post one, so it is kept only once
+-- FreshBooks itself accepts it for that callback (a timer, so the delivery is answered at once).
+local function confirm(premature, account_id, callback_id, verifier)
+  if premature then return end
+  local ok, err = fb():account(account_id).callbacks:verify(callback_id, verifier)
+  if not ok then
+    ngx.log(ngx.WARN, "webhook verification refused: ", err.code) -- the code only, never the verifier
+    return
+  end
+  local list = verifiers(account_id)
+  list[#list + 1] = verifier
+  shared():set("verifiers:" .. account_id, cjson.encode(list))
+end
+
+-- POST /webhook: FreshBooks' deliveries (form-encoded, signed with the callback's verifier).
+function app.webhook()
+  ngx.req.read_body()
+  local fields = webhook.parse(ngx.req.get_body_data() or "")
+  local account_id = webhook.field(fields, "account_id") or ""
+  local verifier = webhook.field(fields, "verifier")
+  if verifier then
+    ngx.timer.at(0, confirm, account_id, webhook.field(fields, "object_id"), verifier)
+    return reply(200, { received = "verification" })
+  end
+  local signature = ngx.req.get_headers()["x-freshbooks-hmac-sha256"]
+  for _, v in ipairs(verifiers(account_id)) do
+    if webhook.verify(v, fields, signature) then
+      local n = shared():incr("events", 1, 0) -- atomic across workers: each event gets its own slot
+      shared():set("event:" .. n, cjson.encode{ name = webhook.field(fields, "name"),
+        object_id = webhook.field(fields, "object_id"), account_id = account_id })
+      return reply(200, { received = "event" })
+    end
+  end
+  return reply(401, { error = "bad_signature", message = "not signed by a verified callback" })
+end
+
+-- GET /events: what verified deliveries said, newest first.
+function app.events()
+  local out, n = {}, shared():get("events") or 0
+  for i = n, math.max(1, n - 99), -1 do
+    local e = shared():get("event:" .. i)
+    if e then out[#out + 1] = cjson.decode(e) end
+  end
+  return reply(200, { events = out })
 end
 
 return app
