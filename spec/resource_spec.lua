@@ -18,6 +18,14 @@ describe("resources against the sandbox", function()
 
   local function money(amount) return { amount = amount, code = "USD" } end
 
+  it("gives one account and one business object per id and session", function()
+    assert.equal(fb:account("aBcD1"), fb:account("aBcD1"))
+    assert.equal(fb:business(1000001), fb:business(1000001))
+    assert.are_not.equal(fb:account("aBcD1"), fb:account("xYz92"))
+    assert.are_not.equal(fb:account("aBcD1"), H.session(sb):account("aBcD1"))
+    assert.has_error(function() fb:account({}) end)
+  end)
+
   it("lists every accounting and events resource with paging meta", function()
     for _, e in ipairs(catalogue.entries) do
       if (e.family == "accounting" or e.family == "events") and e.verbs.list then

@@ -211,7 +211,7 @@ function session.new(opts)
       clock = clock, send = send, log = opts.log,
     },
     transport = t, send = send, secret_headers = own_transport,
-    tokens = tokens, pending = nil, flight = nil, me = nil,
+    tokens = tokens, pending = nil, flight = nil, me = nil, owners = {},
     load = opts.load or store.load, save = opts.save or store.save, lock = opts.lock or store.lock,
     -- Inside OpenResty, waiting must be ngx.sleep: an ngx request thread must never coroutine.yield.
     log = opts.log, clock = clock, sleep = opts.sleep or (rawget(_G, "ngx") and ngx.sleep),
@@ -620,8 +620,19 @@ end
 ---------------------------------------------------------------------------------------------------
 -- Resources (resource.lua) and identity (identity.lua)
 
-function Session:account(id) return require("freshbooks.resource").account(self, id) end
-function Session:business(id) return require("freshbooks.resource").business(self, id) end
+-- One object per account/business and session: building one makes an object per catalogue entry.
+local function owner(self, kind, id)
+  local p = private[self]
+  local key = kind .. ":" .. tostring(id)
+  local o = p.owners[key]
+  if not o then
+    o = require("freshbooks.resource")[kind](self, id)
+    p.owners[key] = o
+  end
+  return o
+end
+function Session:account(id) return owner(self, "account", id) end
+function Session:business(id) return owner(self, "business", id) end
 
 -- identity.lua keeps its cache in the session's private state.
 function session.private(self) return private[self] end
