@@ -340,19 +340,24 @@ local function refresh_locked(self, p, seen)
   return p.tokens
 end
 
-local function refresh_with_lock(self, p, seen)
+-- Run f(...) -> value, err inside the user's lock (when there is one), released whatever happens.
+local function with_lock(p, f, ...)
   local handle
   if p.lock then
     local ok, h, err = call_hook(p.lock)
     if not ok or not h then return nil, hook_error("lock_failed", "could not take the token lock", err) end
     handle = h
   end
-  local ok, t, err = pcall(refresh_locked, self, p, seen)
+  local ok, v, err = pcall(f, ...)
   if handle then
     if type(handle) == "function" then pcall(handle) elseif handle.unlock then pcall(handle.unlock, handle) end
   end
-  if not ok then error(t, 0) end
-  return t, err
+  if not ok then error(v, 0) end
+  return v, err
+end
+
+local function refresh_with_lock(self, p, seen)
+  return with_lock(p, refresh_locked, self, p, seen)
 end
 
 -- Single flight: callers arriving while a refresh runs wait for it and share its outcome.
@@ -430,22 +435,13 @@ end
 function Session:exchange(code)
   if type(code) ~= "string" or code == "" then error("freshbooks: exchange: code must be a non-empty string", 2) end
   local p = private[self]
-  local handle
-  if p.lock then
-    local ok, h, err = call_hook(p.lock)
-    if not ok or not h then return nil, hook_error("lock_failed", "could not take the token lock", err) end
-    handle = h
-  end
-  local new, err = oauth.exchange(p.cfg, code)
-  local saved
-  if new then
-    saved, err = commit(p, new, p.tokens)
-    if saved then p.me = nil end
-  end
-  if handle then
-    if type(handle) == "function" then pcall(handle) elseif handle.unlock then pcall(handle.unlock, handle) end
-  end
+  local saved, err = with_lock(p, function()
+    local new, xerr = oauth.exchange(p.cfg, code)
+    if not new then return nil, xerr end
+    return commit(p, new, p.tokens)
+  end)
   if not saved then return nil, err end
+  p.me = nil
   log(p, { type = "exchange", line = "exchanged an authorization code" })
   return true
 end
