@@ -7,10 +7,6 @@ local testserver = require "support.testserver"
 local H = require "support.fbtest"
 local report = require "billing_report"
 
-local function cwd()
-  local p = io.popen("pwd"); local d = p:read("*l"); p:close(); return d
-end
-
 -- The example's own location blocks, so the spec runs what the example shows.
 local function example_locations()
   local f = assert(io.open("examples/openresty/nginx.conf"))
@@ -30,15 +26,12 @@ describe("the OpenResty example application", function()
     sb = sandbox.start{ invoices = 120 }
     dir = H.tmpdir()
     os.execute("chmod 0777 " .. sandbox.shell_quote(dir)) -- nginx's workers run as another user
-    local root = cwd()
     local cfg = ("{ client_id = %q, client_secret = %q, redirect_uri = %q, tokens_file = %q, api_url = %q," ..
       " auth_url = %q }"):format(sb.app.client_id,
       sb.app.client_secret, sb.app.redirect_uri, dir .. "/tokens.json", sb.url, sb.auth_url)
     app = testserver.start{
       http = table.concat({
-        ("lua_package_path '%s/lua/?.lua;%s/lua/?/init.lua;%s/examples/?.lua;%s/examples/openresty/?.lua;;';")
-          :format(root, root, root, root),
-        ("lua_package_cpath '%s/build/luajit/?.so;;';"):format(root),
+        testserver.lua_paths{ "examples", "examples/openresty" },
         "lua_shared_dict freshbooks 1m;",
         "init_by_lua_block { require('app').configure(" .. cfg .. ") }",
       }, "\n  "),

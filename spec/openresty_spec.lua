@@ -5,10 +5,6 @@ local core = require "freshbooks.core"
 local sandbox = require "support.sandbox"
 local testserver = require "support.testserver"
 
-local function cwd()
-  local p = io.popen("pwd"); local d = p:read("*l"); p:close(); return d
-end
-
 -- The app: one worker, our Lua layer and the LuaJIT build of the core on its paths.
 local APP = [[
     location = /app/get {
@@ -98,11 +94,9 @@ describe("OpenResty (cosocket transport)", function()
   local sb, app, client
   setup(function()
     sb = sandbox.start{ admin = true }
-    local root = cwd()
     app = testserver.start{
-      http = "lua_package_path '" .. root .. "/lua/?.lua;" .. root .. "/lua/?/init.lua;;';\n" ..
-        "  lua_package_cpath '" .. root .. "/build/luajit/?.so;;';\n" ..
-        "  lua_ssl_trusted_certificate " .. sb.ca_file .. ";\n  lua_ssl_verify_depth 3;",
+      http = testserver.lua_paths() ..
+        "\n  lua_ssl_trusted_certificate " .. sb.ca_file .. ";\n  lua_ssl_verify_depth 3;",
       locations = APP,
     }
     client = core.client{ timeout = 20 }

@@ -185,6 +185,18 @@ local function alive(pid)
   return ok
 end
 
+-- http-block directives that put this checkout's Lua layer (and `dirs`, relative to the checkout) and
+-- the LuaJIT build of the core on nginx's paths, for specs that run lua-freshbooks inside nginx.
+function testserver.lua_paths(dirs)
+  local p = io.popen("pwd")
+  local root = p:read("*l")
+  p:close()
+  local path = { root .. "/lua/?.lua", root .. "/lua/?/init.lua" }
+  for _, d in ipairs(dirs or {}) do path[#path + 1] = root .. "/" .. d .. "/?.lua" end
+  return ("lua_package_path '%s;;';\n  lua_package_cpath '%s/build/luajit/?.so;;';")
+    :format(table.concat(path, ";"), root)
+end
+
 -- opts.http: extra directives for the http block; opts.locations: extra location blocks (used by
 -- the OpenResty specs to run lua-freshbooks inside this nginx).
 function testserver.start(opts)
