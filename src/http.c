@@ -133,9 +133,13 @@ typedef struct {
 	int own_share, closed;
 	long connect_timeout_ms, timeout_ms;
 	char *cainfo, *capath, *proxy, *user_agent;
+	char *user_agent_line; /* "User-Agent: ...", sent as a request header: cheaper than CURLOPT_USERAGENT */
 	int insecure_no_verify_tls;
 	curl_off_t max_body;
+	CURLcode setup_rc; /* of setup_client on easy: a failure is reported by (and retried on) each request */
 } fb_client;
+
+static CURLcode setup_client(CURL *e, const fb_client *c);
 
 static void client_release(fb_client *c)
 {
@@ -150,7 +154,8 @@ static void client_release(fb_client *c)
 		OPENSSL_cleanse(c->proxy, strlen(c->proxy));
 	free(c->proxy);
 	free(c->user_agent);
-	c->cainfo = c->capath = c->proxy = c->user_agent = NULL;
+	free(c->user_agent_line);
+	c->cainfo = c->capath = c->proxy = c->user_agent = c->user_agent_line = NULL;
 	c->closed = 1;
 }
 
@@ -274,6 +279,16 @@ static int l_client(lua_State *L)
 			return luaL_error(L, "%s: out of memory", fn);
 		memcpy(c->user_agent, ua, sizeof ua);
 	}
+	{ /* an empty agent is sent empty ("Name;" in libcurl's header list) */
+		size_t n = strlen(c->user_agent);
+		c->user_agent_line = (char *)malloc(n + 13);
+		if (c->user_agent_line == NULL)
+			return luaL_error(L, "%s: out of memory", fn);
+		if (n == 0)
+			memcpy(c->user_agent_line, "User-Agent;", 12);
+		else
+			snprintf(c->user_agent_line, n + 13, "User-Agent: %s", c->user_agent);
+	}
 	if (use_share) {
 		c->share = share_acquire(&c->own_share);
 		if (c->share == NULL)
@@ -282,6 +297,7 @@ static int l_client(lua_State *L)
 	c->easy = curl_easy_init();
 	if (c->easy == NULL)
 		return luaL_error(L, "%s: curl_easy_init failed", fn);
+	c->setup_rc = setup_client(c->easy, c);
 	c->closed = 0;
 	return 1;
 }
@@ -289,11 +305,12 @@ static int l_client(lua_State *L)
 /* ---- one transfer: its request copied into C, and its response --------------------------------- */
 
 typedef struct {
-	char *method, *url;
+	char method[33]; /* upper-case letters, 1..32 of them */
+	char *url;
 	struct curl_slist *headers;
 	fb_buf body;
 	size_t body_sent;   /* read offset of the upload callback */
-	int has_body;
+	int has_body, upload; /* upload: the request sends a body (through on_read) */
 	long timeout_ms;    /* 0: the client's */
 	CURL *easy;         /* batch only: owned by this transfer while it runs */
 	curl_off_t max_body;
@@ -323,9 +340,8 @@ static void xfer_free(fb_xfer *x)
 	if (x->easy != NULL)
 		curl_easy_cleanup(x->easy);
 	x->easy = NULL;
-	free(x->method);
 	free(x->url);
-	x->method = x->url = NULL;
+	x->url = NULL;
 	slist_free_wiped(x->headers);
 	x->headers = NULL;
 	fb_buf_free(&x->body, 1);
@@ -419,17 +435,17 @@ static void add_header(lua_State *L, fb_xfer *x, const char *who, const char *na
 }
 
 /* Copies the request table at idx into x. Raises on bad arguments (x is freed by the xfers' __gc). */
-static void collect_request(lua_State *L, int idx, fb_xfer *x, const char *who)
+static void collect_request(lua_State *L, int idx, fb_xfer *x, const char *who, const fb_client *c)
 {
 	size_t len, i;
 	const char *s;
-	int has_expect = 0;
+	int has_expect = 0, has_user_agent = 0;
 	if (lua_type(L, idx) != LUA_TTABLE)
 		luaL_error(L, "%s: request table expected, got %s", who, luaL_typename(L, idx));
 
 	lua_getfield(L, idx, "method");
 	if (lua_isnil(L, -1)) {
-		x->method = dup_or_raise(L, "GET", 3);
+		memcpy(x->method, "GET", 4);
 	} else {
 		if (lua_type(L, -1) != LUA_TSTRING)
 			luaL_error(L, "%s: method must be a string", who);
@@ -439,7 +455,7 @@ static void collect_request(lua_State *L, int idx, fb_xfer *x, const char *who)
 		for (i = 0; i < len; i++)
 			if (!(s[i] >= 'A' && s[i] <= 'Z'))
 				luaL_error(L, "%s: invalid method '%s' (upper-case letters only)", who, s);
-		x->method = dup_or_raise(L, s, len);
+		memcpy(x->method, s, len + 1);
 	}
 	lua_pop(L, 1);
 
@@ -487,6 +503,8 @@ static void collect_request(lua_State *L, int idx, fb_xfer *x, const char *who)
 						   (size_t)(s + len - v));
 					if (strcasecmp(lua_tostring(L, -1), "expect") == 0)
 						has_expect = 1;
+					if (strcasecmp(lua_tostring(L, -1), "user-agent") == 0)
+						has_user_agent = 1;
 					lua_pop(L, 1);
 				}
 				lua_pop(L, 1);
@@ -508,13 +526,15 @@ static void collect_request(lua_State *L, int idx, fb_xfer *x, const char *who)
 				add_header(L, x, who, name, nlen, value, vlen);
 				if (strcasecmp(name, "expect") == 0)
 					has_expect = 1;
+				if (strcasecmp(name, "user-agent") == 0)
+					has_user_agent = 1;
 				lua_pop(L, 1);
 			}
 		}
 	}
 	lua_pop(L, 1);
-	if (!has_expect) { /* "Expect:" removes curl's "Expect: 100-continue" round trip before bodies */
-		struct curl_slist *l = curl_slist_append(x->headers, "Expect:");
+	if (!has_user_agent) { /* the caller's User-Agent header wins, as it would over CURLOPT_USERAGENT */
+		struct curl_slist *l = curl_slist_append(x->headers, c->user_agent_line);
 		if (l == NULL)
 			luaL_error(L, "%s: out of memory", who);
 		x->headers = l;
@@ -551,6 +571,16 @@ static void collect_request(lua_State *L, int idx, fb_xfer *x, const char *who)
 	if (!lua_isnil(L, -1))
 		x->timeout_ms = seconds_ms(L, -1, who, "timeout");
 	lua_pop(L, 1);
+
+	s = x->method; /* a body goes out (maybe empty) unless HEAD, or GET without one */
+	x->upload = strcmp(s, "HEAD") != 0 && (x->has_body || strcmp(s, "POST") == 0 ||
+					       strcmp(s, "PUT") == 0 || strcmp(s, "PATCH") == 0);
+	if (x->upload && !has_expect) { /* "Expect:" removes curl's 100-continue round trip */
+		struct curl_slist *l = curl_slist_append(x->headers, "Expect:");
+		if (l == NULL)
+			luaL_error(L, "%s: out of memory", who);
+		x->headers = l;
+	}
 }
 
 /* ---- libcurl callbacks (pure C) ------------------------------------------------------------------ */
@@ -618,15 +648,12 @@ static int on_seek(void *ud, curl_off_t offset, int origin)
 	return CURL_SEEKFUNC_CANTSEEK;
 }
 
-static CURLcode setup_easy(CURL *e, const fb_client *c, fb_xfer *x)
+/* What stays the same for every request of a client: set once on its handle (and on each batch
+ * handle), since libcurl keeps options across transfers. */
+static CURLcode setup_client(CURL *e, const fb_client *c)
 {
-	const char *m = x->method;
-	x->max_body = c->max_body;
-	x->errbuf[0] = '\0';
-	SET(CURLOPT_ERRORBUFFER, x->errbuf);
 	if (c->share != NULL)
 		SET(CURLOPT_SHARE, c->share);
-	SET(CURLOPT_URL, x->url);
 #if LIBCURL_VERSION_NUM >= 0x075500
 	SET(CURLOPT_PROTOCOLS_STR, "http,https");
 #else
@@ -635,7 +662,6 @@ static CURLcode setup_easy(CURL *e, const fb_client *c, fb_xfer *x)
 	SET(CURLOPT_NOSIGNAL, 1L);
 	SET(CURLOPT_FOLLOWLOCATION, 0L); /* an API client sees the 3xx itself */
 	SET(CURLOPT_CONNECTTIMEOUT_MS, c->connect_timeout_ms);
-	SET(CURLOPT_TIMEOUT_MS, x->timeout_ms > 0 ? x->timeout_ms : c->timeout_ms);
 	SET(CURLOPT_SSL_VERIFYPEER, c->insecure_no_verify_tls ? 0L : 1L);
 	SET(CURLOPT_SSL_VERIFYHOST, c->insecure_no_verify_tls ? 0L : 2L);
 	if (c->cainfo != NULL)
@@ -645,33 +671,56 @@ static CURLcode setup_easy(CURL *e, const fb_client *c, fb_xfer *x)
 	if (c->proxy != NULL)
 		SET(CURLOPT_PROXY, c->proxy);
 	SET(CURLOPT_SUPPRESS_CONNECT_HEADERS, 1L);
-	SET(CURLOPT_USERAGENT, c->user_agent);
-	if (strcmp(m, "HEAD") != 0) /* early refusal when Content-Length says too much (HEAD has no body) */
-		SET(CURLOPT_MAXFILESIZE_LARGE, c->max_body);
-	SET(CURLOPT_HTTPHEADER, x->headers);
+	if (c->proxy != NULL) /* for the CONNECT to the proxy, which does not get the request's headers */
+		SET(CURLOPT_USERAGENT, c->user_agent);
 	SET(CURLOPT_WRITEFUNCTION, on_body);
-	SET(CURLOPT_WRITEDATA, x);
 	SET(CURLOPT_HEADERFUNCTION, on_header);
+	SET(CURLOPT_READFUNCTION, on_read);
+	SET(CURLOPT_SEEKFUNCTION, on_seek);
+	return CURLE_OK;
+}
+
+/* What changes per request. Every method option is set explicitly, so nothing of the previous
+ * request (a POST's body size, a custom method, HEAD's no-body) carries over. */
+static CURLcode setup_request(CURL *e, const fb_client *c, fb_xfer *x)
+{
+	const char *m = x->method;
+	int head = strcmp(m, "HEAD") == 0, post = strcmp(m, "POST") == 0;
+	int plain_get = strcmp(m, "GET") == 0 && !x->has_body;
+	x->max_body = c->max_body;
+	x->errbuf[0] = '\0';
+	SET(CURLOPT_ERRORBUFFER, x->errbuf);
+	SET(CURLOPT_URL, x->url);
+	SET(CURLOPT_TIMEOUT_MS, x->timeout_ms > 0 ? x->timeout_ms : c->timeout_ms);
+	/* early refusal when Content-Length says too much (HEAD has no body; 0 = no limit) */
+	SET(CURLOPT_MAXFILESIZE_LARGE, head ? (curl_off_t)0 : c->max_body);
+	SET(CURLOPT_HTTPHEADER, x->headers);
+	SET(CURLOPT_WRITEDATA, x);
 	SET(CURLOPT_HEADERDATA, x);
 	SET(CURLOPT_PRIVATE, x);
-	if (strcmp(m, "HEAD") == 0) {
-		SET(CURLOPT_NOBODY, 1L);
-	} else if (strcmp(m, "GET") == 0 && !x->has_body) {
-		SET(CURLOPT_HTTPGET, 1L);
-	} else {
-		if (strcmp(m, "POST") != 0)
-			SET(CURLOPT_CUSTOMREQUEST, m);
-		if (x->has_body || strcmp(m, "POST") == 0 || strcmp(m, "PUT") == 0 || strcmp(m, "PATCH") == 0) {
-			x->body_sent = 0;
-			SET(CURLOPT_POST, 1L);
-			SET(CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)x->body.len);
-			SET(CURLOPT_READFUNCTION, on_read);
-			SET(CURLOPT_READDATA, x);
-			SET(CURLOPT_SEEKFUNCTION, on_seek);
-			SET(CURLOPT_SEEKDATA, x);
-		}
+	SET(CURLOPT_HTTPGET, 1L); /* method GET, no upload, NOBODY off: then adjust */
+	SET(CURLOPT_NOBODY, head ? 1L : 0L);
+	SET(CURLOPT_CUSTOMREQUEST, head || plain_get || post ? NULL : m);
+	SET(CURLOPT_POSTFIELDSIZE_LARGE, x->upload ? (curl_off_t)x->body.len : (curl_off_t)-1);
+	if (x->upload) {
+		x->body_sent = 0;
+		SET(CURLOPT_POST, 1L);
+		SET(CURLOPT_READDATA, x);
+		SET(CURLOPT_SEEKDATA, x);
 	}
 	return CURLE_OK;
+}
+
+/* After a transfer (or a failed setup): no option may point into x, which is about to be freed. */
+static void forget_request(CURL *e)
+{
+	curl_easy_setopt(e, CURLOPT_ERRORBUFFER, NULL);
+	curl_easy_setopt(e, CURLOPT_HTTPHEADER, NULL);
+	curl_easy_setopt(e, CURLOPT_WRITEDATA, NULL);
+	curl_easy_setopt(e, CURLOPT_HEADERDATA, NULL);
+	curl_easy_setopt(e, CURLOPT_PRIVATE, NULL);
+	curl_easy_setopt(e, CURLOPT_READDATA, NULL);
+	curl_easy_setopt(e, CURLOPT_SEEKDATA, NULL);
 }
 
 /* ---- results ------------------------------------------------------------------------------------- */
@@ -756,27 +805,29 @@ static void push_error(lua_State *L, const fb_xfer *x)
 	}
 }
 
-/* Pushes the final response's headers: lower-cased names; a repeated header -> array of its values. */
-static void push_headers(lua_State *L, const fb_buf *head)
+/* Pushes the final response's headers: lower-cased names; a repeated header -> array of its values.
+ * The names are lower-cased in place: head is not used afterwards. */
+static void push_headers(lua_State *L, fb_buf *head)
 {
-	const char *p = head->p, *end = head->p + head->len;
-	int t;
-	lua_newtable(L);
+	char *p = head->p, *end = head->p + head->len;
+	const char *q;
+	int t, lines = 0;
+	for (q = p; q != NULL && (q = (const char *)memchr(q, '\n', (size_t)(end - q))) != NULL; q++)
+		lines++;
+	lua_createtable(L, 0, lines); /* sized once: one slot per line is enough */
 	t = lua_gettop(L);
 	while (p != NULL && p < end) {
-		const char *eol = (const char *)memchr(p, '\n', (size_t)(end - p));
-		const char *le = eol ? eol : end, *colon, *v, *ve;
+		char *eol = (char *)memchr(p, '\n', (size_t)(end - p));
+		char *le = eol ? eol : end, *colon, *n;
+		const char *v, *ve;
 		if (le > p && le[-1] == '\r')
 			le--;
-		colon = (const char *)memchr(p, ':', (size_t)(le - p));
+		colon = (char *)memchr(p, ':', (size_t)(le - p));
 		if (colon != NULL && colon > p && *p != ' ' && *p != '\t' &&
 		    !(le - p >= 5 && memcmp(p, "HTTP/", 5) == 0)) { /* skip the status line and folded lines */
-			luaL_Buffer b;
-			const char *q;
-			luaL_buffinit(L, &b);
-			for (q = p; q < colon; q++)
-				luaL_addchar(&b, (char)tolower((unsigned char)*q));
-			luaL_pushresult(&b);
+			for (n = p; n < colon; n++)
+				*n = (char)tolower((unsigned char)*n);
+			lua_pushlstring(L, p, (size_t)(colon - p));
 			for (v = colon + 1; v < le && (*v == ' ' || *v == '\t'); v++)
 				;
 			for (ve = le; ve > v && (ve[-1] == ' ' || ve[-1] == '\t'); ve--)
@@ -816,15 +867,20 @@ static int client_request(lua_State *L)
 	lua_settop(L, 2);
 	xs = new_xfers(L, 1);
 	x = &xs->x[0];
-	collect_request(L, 2, x, fn);
+	collect_request(L, 2, x, fn, c);
 
 	/* From here to the end of curl_easy_perform nothing may raise. */
-	curl_easy_reset(c->easy);
-	x->rc = setup_easy(c->easy, c, x);
+	if (c->setup_rc != CURLE_OK)
+		c->setup_rc = setup_client(c->easy, c);
+	x->rc = c->setup_rc;
 	if (x->rc == CURLE_OK)
+		x->rc = setup_request(c->easy, c, x);
+	if (x->rc == CURLE_OK) {
 		x->rc = curl_easy_perform(c->easy);
-	curl_easy_getinfo(c->easy, CURLINFO_RESPONSE_CODE, &x->status);
-	curl_easy_reset(c->easy); /* drop pointers into x before x is freed; keeps the share */
+		if (x->head.len > 0) /* a response began: the code is this transfer's, not the last one's */
+			curl_easy_getinfo(c->easy, CURLINFO_RESPONSE_CODE, &x->status);
+	}
+	forget_request(c->easy);
 
 	if (x->rc != CURLE_OK || x->too_large || x->headers_too_large || x->oom) {
 		lua_pushnil(L);
@@ -855,7 +911,9 @@ static void run_batch(fb_client *c, fb_xfers *xs, size_t limit)
 		while (active < limit && next < xs->n) {
 			fb_xfer *x = &xs->x[next++];
 			x->easy = curl_easy_init();
-			x->rc = x->easy ? setup_easy(x->easy, c, x) : CURLE_OUT_OF_MEMORY;
+			x->rc = x->easy ? setup_client(x->easy, c) : CURLE_OUT_OF_MEMORY;
+			if (x->rc == CURLE_OK)
+				x->rc = setup_request(x->easy, c, x);
 			if (x->rc == CURLE_OK && curl_multi_add_handle(m, x->easy) != CURLM_OK)
 				x->rc = CURLE_FAILED_INIT;
 			if (x->rc != CURLE_OK) {
@@ -932,7 +990,7 @@ static int client_batch(lua_State *L)
 		char who[80];
 		snprintf(who, sizeof who, "%s: request %d", fn, (int)(i + 1));
 		lua_rawgeti(L, 2, (int)(i + 1));
-		collect_request(L, lua_gettop(L), &xs->x[i], who);
+		collect_request(L, lua_gettop(L), &xs->x[i], who, c);
 		lua_pop(L, 1);
 	}
 
