@@ -76,16 +76,21 @@ local function fail(R, status, errno, field, message, value)
   return status, body
 end
 
--- The caller's account: token, scope and membership checks.
-local function account_ctx(req, aid, scope)
-  local ctx, status, body, headers = auth.bearer(req, "accounting", scope)
+-- The caller: token, scope, and membership of the business that owns the URL's account or business.
+local function member_ctx(req, family, scope, b, what)
+  local ctx, status, body, headers = auth.bearer(req, family, scope)
   if not ctx then return nil, status, body, headers end
-  local b = state.business_by_account(aid)
   if not b or not state.member(ctx.user, b) then
-    return nil, 403, auth.forbidden("accounting", nil, "The user does not have access to this account.")
+    return nil, 403, auth.forbidden(family, nil, "The user does not have access to this " .. what .. ".")
   end
-  ctx.business, ctx.account = b, state.data.accounts[aid]
+  ctx.business = b
   return ctx
+end
+
+local function account_ctx(req, aid, scope)
+  local ctx, status, body, headers = member_ctx(req, "accounting", scope, state.business_by_account(aid), "account")
+  if ctx then ctx.account = state.data.accounts[aid] end
+  return ctx, status, body, headers
 end
 
 -- Pagination as FreshBooks does it: per_page capped at 100, page 0 is 1, past the end is empty.
@@ -589,14 +594,9 @@ end
 
 -- Project family ----------------------------------------------------------------------------------
 local function project_ctx(req, bid, scope)
-  local ctx, status, body, headers = auth.bearer(req, "project", scope)
-  if not ctx then return nil, status, body, headers end
-  local b = state.business_by_id(bid)
-  if not b or not state.member(ctx.user, b) then
-    return nil, 403, auth.forbidden("project", nil, "The user does not have access to this business.")
-  end
-  ctx.business, ctx.data = b, state.data.businesses[b.id]
-  return ctx
+  local ctx, status, body, headers = member_ctx(req, "project", scope, state.business_by_id(bid), "business")
+  if ctx then ctx.data = state.data.businesses[ctx.business.id] end
+  return ctx, status, body, headers
 end
 
 local function project_json(rec, ctx)
