@@ -421,6 +421,22 @@ describe("client lifetime", function()
     assert.equal(200, (core.client():request{ url = ts.url .. "/echo" }))
   end)
 
+  it("sends requests through the configured proxy", function()
+    -- The test nginx plays an HTTP proxy: it answers the absolute-form request for a host that does
+    -- not even resolve, so the answer can only have come through the proxy.
+    local c = core.client{ proxy = ts.url }
+    local status, _, body = c:request{ url = "http://api.freshbooks.invalid/echo?via=proxy" }
+    c:close()
+    assert.equal(200, status)
+    local seen = cjson.decode(body)
+    assert.equal("/echo?via=proxy", seen.uri)
+    assert.equal("api.freshbooks.invalid", seen.headers.host)
+    local direct = core.client()
+    local _, err = direct:request{ url = "http://api.freshbooks.invalid/echo" }
+    direct:close()
+    assert.equal("resolve", err.code)
+  end)
+
   it("shows no proxy credentials in tostring", function()
     local c = core.client{ proxy = "http://user:hunter2@127.0.0.1:1" }
     assert.is_nil(tostring(c):find("hunter2", 1, true))
