@@ -11,25 +11,31 @@ BUILD    := build/$(LUA)
 CC       ?= cc
 CFLAGS   ?= -O2 -g
 WARN     := -Wall -Wextra -Werror -std=c99 -D_POSIX_C_SOURCE=200809L
-PKGS     := $(LUA_PC) libcurl libcrypto
+# pkg-config runs only when something is compiled (`=`, not `:=`): on a fresh machine `make demo` and
+# `make check` install the packages first, and no target prints pkg-config noise before that.
 # The module links against libcurl/libcrypto but not liblua: the interpreter provides Lua's symbols.
-LUA_CFLAGS := $(shell pkg-config --cflags $(PKGS))
-LIBS     := $(shell pkg-config --libs libcurl libcrypto)
+pkg      = $(shell pkg-config $(1) $(2) 2>/dev/null || echo PKG_CONFIG_MISSING)
+LUA_CFLAGS = $(call pkg,--cflags,$(LUA_PC) libcurl libcrypto)
+LIBS     = $(call pkg,--libs,libcurl libcrypto)
+# What a missing -dev package looks like, said plainly.
+need_pkgs = @pkg-config --exists $(1) || { echo "missing development packages for: $(1)"; \
+  echo "run 'make deps' (installs the Debian packages; as root) and try again"; exit 1; }
 SRC      := $(wildcard src/*.c)
 HDR      := $(wildcard src/*.h)
 CORE     := $(BUILD)/freshbooks/core.so
 
-.PHONY: all deps check test lint valgrind demo sandbox crosscheck clean install
+.PHONY: all deps check test lint valgrind demo sandbox crosscheck clean rock rock-install
 all: $(CORE)
 
 $(CORE): $(SRC) $(HDR) Makefile
+	$(call need_pkgs,$(LUA_PC) libcurl libcrypto)
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) $(WARN) -fPIC -shared -DFB_VERSION='"$(VERSION)"' $(LUA_CFLAGS) $(SRC) -o $@ $(LIBS)
 
 # The embedding example (examples/embed/host.c): a C host running user scripts through freshbooks.guest.
 $(BUILD)/embed-host: examples/embed/host.c
 	@mkdir -p $(dir $@)
-	$(CC) $(CFLAGS) $(WARN) $(LUA_CFLAGS) $< -o $@ $(shell pkg-config --libs $(LUA_PC)) -ldl -lm
+	$(CC) $(CFLAGS) $(WARN) $(LUA_CFLAGS) $< -o $@ $(call pkg,--libs,$(LUA_PC)) -ldl -lm
 
 # The Debian packages everything needs; quick when they are all there (FB_NO_DEPS=1 skips the check).
 deps:
@@ -60,12 +66,27 @@ crosscheck:
 clean:
 	rm -rf build
 
+# LuaRocks (`build.type = "make"` in the rockspec) calls these with its own variables: LUA_INCDIR for
+# the interpreter it builds for, LIBFLAG, and INST_LIBDIR. libcurl and libcrypto come from pkg-config,
+# which knows Debian's multiarch directories (LuaRocks' header search does not).
+ROCK_CORE := build/rock/freshbooks/core.so
+LIBFLAG  ?= -shared
+rock:
+	$(call need_pkgs,libcurl libcrypto)
+	@mkdir -p $(dir $(ROCK_CORE))
+	$(CC) $(CFLAGS) $(WARN) -fPIC $(LIBFLAG) -DFB_VERSION='"$(VERSION)"' -I$(LUA_INCDIR) \
+	  $(call pkg,--cflags,libcurl libcrypto) $(SRC) -o $(ROCK_CORE) $(LIBS)
+
+rock-install:
+	install -d $(INST_LIBDIR)/freshbooks
+	install -m 755 $(ROCK_CORE) $(INST_LIBDIR)/freshbooks/core.so
+
 # `make bench`: single-GET round trips through the client vs a raw libcurl loop, and a 10,000-invoice
 # export sequential vs parallel, against a local sandbox (numbers and ratios on stdout).
 BENCH_RAW := build/bench/raw_get
 $(BENCH_RAW): bench/raw_get.c
 	@mkdir -p $(dir $@)
-	$(CC) $(CFLAGS) $(WARN) $(shell pkg-config --cflags libcurl) bench/raw_get.c -o $@ $(shell pkg-config --libs libcurl)
+	$(CC) $(CFLAGS) $(WARN) $(call pkg,--cflags,libcurl) bench/raw_get.c -o $@ $(call pkg,--libs,libcurl)
 
 .PHONY: bench
 bench: all $(BENCH_RAW)

@@ -12,31 +12,30 @@ OpenSSL (HMAC, CSPRNG) that connects programs to the FreshBooks accounting API.
   labels = { "freshbooks", "oauth2", "http", "accounting" },
 }
 dependencies = { "lua >= 5.1", "lua-cjson" }
-external_dependencies = {
-  CURL = { header = "curl/curl.h" },
-  OPENSSL = { header = "openssl/hmac.h" },
-}
+-- libcurl and libcrypto are found by the Makefile through pkg-config (Debian keeps curl.h under the
+-- multiarch include directory, where LuaRocks' own header search does not look).
 build = {
-  type = "builtin",
-  modules = {
-    ["freshbooks.core"] = {
-      sources = { "src/clock.c", "src/codec.c", "src/core.c", "src/crypto.c", "src/http.c", "src/lockfile.c", "src/secret.c" },
-      libraries = { "curl", "crypto" },
-      incdirs = { "$(CURL_INCDIR)", "$(OPENSSL_INCDIR)" },
+  type = "make",
+  build_target = "rock",
+  build_variables = { CFLAGS = "$(CFLAGS)", LIBFLAG = "$(LIBFLAG)", LUA_INCDIR = "$(LUA_INCDIR)" },
+  install_target = "rock-install",
+  install_variables = { INST_LIBDIR = "$(LIBDIR)" },
+  install = {
+    lua = {
+      ["freshbooks.catalogue"] = "lua/freshbooks/catalogue.lua",
+      ["freshbooks.errors"] = "lua/freshbooks/errors.lua",
+      ["freshbooks.guest"] = "lua/freshbooks/guest.lua",
+      ["freshbooks.identity"] = "lua/freshbooks/identity.lua",
+      ["freshbooks"] = "lua/freshbooks/init.lua",
+      ["freshbooks.oauth"] = "lua/freshbooks/oauth.lua",
+      ["freshbooks.query"] = "lua/freshbooks/query.lua",
+      ["freshbooks.resource"] = "lua/freshbooks/resource.lua",
+      ["freshbooks.retry"] = "lua/freshbooks/retry.lua",
+      ["freshbooks.session"] = "lua/freshbooks/session.lua",
+      ["freshbooks.store.file"] = "lua/freshbooks/store/file.lua",
+      ["freshbooks.transport"] = "lua/freshbooks/transport.lua",
+      ["freshbooks.webhook"] = "lua/freshbooks/webhook.lua",
     },
-    ["freshbooks.catalogue"] = "lua/freshbooks/catalogue.lua",
-    ["freshbooks.errors"] = "lua/freshbooks/errors.lua",
-    ["freshbooks.guest"] = "lua/freshbooks/guest.lua",
-    ["freshbooks.identity"] = "lua/freshbooks/identity.lua",
-    ["freshbooks"] = "lua/freshbooks/init.lua",
-    ["freshbooks.oauth"] = "lua/freshbooks/oauth.lua",
-    ["freshbooks.query"] = "lua/freshbooks/query.lua",
-    ["freshbooks.resource"] = "lua/freshbooks/resource.lua",
-    ["freshbooks.retry"] = "lua/freshbooks/retry.lua",
-    ["freshbooks.session"] = "lua/freshbooks/session.lua",
-    ["freshbooks.store.file"] = "lua/freshbooks/store/file.lua",
-    ["freshbooks.transport"] = "lua/freshbooks/transport.lua",
-    ["freshbooks.webhook"] = "lua/freshbooks/webhook.lua",
   },
 }
 test = { type = "command", command = "make check" }

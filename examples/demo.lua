@@ -13,6 +13,10 @@ local q = sandbox.shell_quote
 
 local function step(s) io.stderr:write("demo: ", s, "\n") end
 
+-- Arguments go to the billing report as they are (`./examples/demo --csv`, `--business NAME`).
+local report_args = {}
+for i, a in ipairs(arg or {}) do report_args[i] = q(a) end
+
 local function demo(sb, dir)
   local tokens = dir .. "/tokens.json"
   local api_url = sb.tls_url or sb.url
@@ -35,11 +39,11 @@ local function demo(sb, dir)
     "FB_CLIENT_ID=" .. q(sb.app.client_id), "FB_CLIENT_SECRET=" .. q(sb.app.client_secret),
     "FB_REDIRECT_URI=" .. q(sb.app.redirect_uri), LUA, "examples/billing_report.lua", "--tokens", q(tokens),
     "--api-url", q(api_url), "--auth-url", q(sb.auth_url or sb.url), "--as-of", AS_OF,
-    sb.ca_file and ("--ca-file " .. q(sb.ca_file)) or "" }, " ")
+    sb.ca_file and ("--ca-file " .. q(sb.ca_file)) or "", table.concat(report_args, " ") }, " ")
   step("running the billing report as of " .. AS_OF)
   local ran = os.execute(cmd)
   if ran ~= true and ran ~= 0 then error("the billing report failed") end
-  step("the same as CSV: add --csv")
+  if #report_args == 0 then step("the same as CSV: ./examples/demo --csv") end
 end
 
 local dir = os.tmpname()

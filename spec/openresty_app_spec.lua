@@ -25,7 +25,6 @@ describe("the OpenResty example application", function()
   setup(function()
     sb = sandbox.start{ invoices = 120 }
     dir = H.tmpdir()
-    os.execute("chmod 0777 " .. sandbox.shell_quote(dir)) -- nginx's workers run as another user
     local cfg = ("{ client_id = %q, client_secret = %q, redirect_uri = %q, tokens_file = %q, api_url = %q," ..
       " auth_url = %q }"):format(sb.app.client_id,
       sb.app.client_secret, sb.app.redirect_uri, dir .. "/tokens.json", sb.url, sb.auth_url)

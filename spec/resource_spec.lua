@@ -302,8 +302,24 @@ describe("invoice extras", function()
   end)
 
   it("percent-encodes ids in paths", function()
-    resource.account(fake, "a/b").clients:get("x y")
-    assert.equal("/accounting/account/a%2Fb/users/clients/x%20y", sent.path)
+    resource.account(fake, "a+b").clients:get("x:y@z")
+    assert.equal("/accounting/account/a%2Bb/users/clients/x%3Ay%40z", sent.path)
+    resource.account(fake, "aBcD1").clients:get(7.0)
+    assert.equal("/accounting/account/aBcD1/users/clients/7", sent.path)
+  end)
+
+  it("refuses ids built to leave the resource path, before anything is sent", function()
+    sent = nil
+    local acct = resource.account(fake, "aBcD1")
+    for _, id in ipairs{ "..", ".", "...", "../../../_sandbox/status", "a/b", "a\\b", "%2e%2e", "x y", "7?code=401",
+        "7#x", "a\r\nb", "a\0b", "", 1.5, 2 ^ 60, true } do
+      assert.has_error(function() acct.clients:get(id) end)
+      assert.has_error(function() resource.account(fake, id) end)
+    end
+    assert.is_nil(sent)
+    -- dots inside an id are fine (upload JWTs are a.b.c)
+    acct.images:get("h.p.s")
+    assert.equal("/uploads/images/h.p.s", sent.path)
   end)
 end)
 

@@ -18,12 +18,18 @@ local function C()
   return core
 end
 
+-- An id becomes one path segment, never more: "." and ".." (which servers resolve, also when sent as
+-- %2E) and separators, escapes and controls are refused outright; the rest is percent-encoded.
 local function check_id(id, where)
   local t = type(id)
-  if (t == "number" and id == math.floor(id)) or (t == "string" and id ~= "") then
-    return C().urlencode(t == "number" and string.format("%d", id) or id)
+  if t == "number" and id == math.floor(id) and id > -2 ^ 53 and id < 2 ^ 53 then
+    return string.format("%d", id)
   end
-  error(("freshbooks: %s: id must be a whole number or a non-empty string, got %s"):format(where, t), 3)
+  if t == "string" and id ~= "" and not id:match("^%.+$") and not id:find("[%c%s/\\%%?#]") then
+    return C().urlencode(id)
+  end
+  error(("freshbooks: %s: id must be a whole number or an id string (no '/', '%%', '?', '#', spaces or"
+    .. " controls, not '.' or '..'), got %s"):format(where, t == "string" and ("%q"):format(id) or t), 3)
 end
 
 local function check_fields(fields, where)

@@ -125,11 +125,20 @@ local HANDLERS = [[
     }
 ]]
 
+-- As sandbox/run does: a root master runs its worker as the invoking user, not `nobody`, so a checkout
+-- under a private (0700) directory such as /root stays readable (and its temp files writable).
+local function user_line()
+  local id = (run("id -u")):match("%d+")
+  if id ~= "0" then return "" end
+  return "user " .. (run("id -un")):match("%S+") .. " " .. (run("id -gn")):match("%S+") .. ";"
+end
+
 local function config(dir, port, tls_port, opts)
   return table.concat({
     "load_module " .. NGINX_MODULES .. "ndk_http_module.so;",
     "load_module " .. NGINX_MODULES .. "ngx_http_lua_module.so;",
-    "worker_processes 1;",
+    user_line(),
+    "worker_processes " .. (opts.workers or 1) .. ";",
     "error_log " .. dir .. "/error.log warn;",
     "events { worker_connections 256; }",
     "http {",
@@ -203,7 +212,7 @@ function testserver.start(opts)
   opts = opts or {}
   local dir = (run("mktemp -d /tmp/fb-testserver.XXXXXX")):match("[^\n]+")
   assert(dir and dir:match("^/tmp/fb%-testserver%."), "testserver: mktemp failed")
-  run("chmod 755 " .. q(dir) .. " && mkdir -p " .. q(dir .. "/tmp"))
+  run("mkdir -p " .. q(dir .. "/tmp"))
   make_certs(dir)
   local pidfile = dir .. "/nginx.pid"
   local port, tls_port, out, ok
