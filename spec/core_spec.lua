@@ -125,13 +125,26 @@ describe("client:request", function()
     assert.equal("/echo", headers.location)
   end)
 
-  it("reuses one kept-alive connection for consecutive requests", function()
+  it("reuses one kept-alive connection for consecutive idempotent requests", function()
     local first = echo(client, {})
     for i = 2, 6 do
-      local e = echo(client, { method = i % 2 == 0 and "POST" or "GET", body = i % 2 == 0 and "x" or nil })
+      local e = echo(client, { method = i % 2 == 0 and "PUT" or "GET", body = i % 2 == 0 and "x" or nil })
       assert.equal(first.connection, e.connection)
       assert.equal(first.connection_requests + i - 1, e.connection_requests)
     end
+  end)
+
+  it("sends what must not be sent twice (POST, idempotent = false) on a fresh connection", function()
+    -- A cached connection may have been closed by the server already; a request failing on it would
+    -- be ambiguous, and a refresh token or an invoice must never be.
+    local first = echo(client, {})
+    for _, req in ipairs{ { method = "POST", body = "x" }, { method = "PUT", body = "x", idempotent = false },
+        { method = "PATCH", body = "x" } } do
+      local e = echo(client, req)
+      assert.are_not.equal(first.connection, e.connection, req.method)
+      assert.equal(1, e.connection_requests, req.method)
+    end
+    assert.has_error(function() client:request{ url = ts.url .. "/echo", idempotent = "no" } end)
   end)
 
   it("shares connections between clients through the process-wide share", function()
@@ -235,7 +248,7 @@ describe("client:request", function()
     assert.error_matches(function() client:request{ url = ts.url, method = 1 } end, "method must be a string")
     assert.error_matches(function() client:request{ url = ts.url, headers = "x" } end, "headers must be a table")
     assert.error_matches(function() client:request{ url = ts.url, headers = { ["X-A"] = "1\r\nX-B: 2" } } end,
-      "CR, LF or NUL")
+      "control character")
     assert.error_matches(function() client:request{ url = ts.url, headers = { ["Bad Name"] = "1" } } end,
       "invalid header name")
     assert.error_matches(function() client:request{ url = ts.url, headers = { "no colon" } } end, "Name: value")
@@ -246,6 +259,22 @@ describe("client:request", function()
     assert.error_matches(function() client:request{ url = ts.url, timeout = -1 } end, "timeout must be > 0")
     -- The client still works after all that.
     assert.equal(200, (client:request{ url = ts.url .. "/echo" }))
+  end)
+
+  it("runs no Lua code while it reads a request: metamethods that close the client change nothing", function()
+    local victim = core.client()
+    local closer = { __index = function() victim:close() return ts.url .. "/echo" end }
+    -- The fields behind __index are not seen (raw access), so the request is incomplete, not a crash.
+    assert.error_matches(function() victim:request(setmetatable({}, closer)) end, "url must be a string")
+    local status = victim:request(setmetatable({ url = ts.url .. "/echo" }, closer))
+    assert.equal(200, status)
+    local out = victim:batch(setmetatable({ { url = ts.url .. "/echo" } }, closer),
+      setmetatable({}, closer))
+    assert.equal(200, out[1].status)
+    assert.equal(1, #victim:batch({ setmetatable({ url = ts.url .. "/echo", headers = setmetatable({},
+      closer) }, closer) }))
+    assert.matches("freshbooks.client%(0x", tostring(victim)) -- still open: nothing ran
+    victim:close()
   end)
 
   it("never shows a secret in a bad-argument error", function()

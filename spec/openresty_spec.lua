@@ -90,14 +90,44 @@ local APP = [[
     }
 ]]
 
+-- A session built in init_by_lua, one per worker as OpenResty apps keep it: its requests must still
+-- go over cosockets in the handlers (the transport is chosen per request), and fail loudly in a phase
+-- that cannot yield instead of blocking the worker in libcurl.
+local INIT_APP = [[
+    location = /app/init/slow {
+      content_by_lua_block {
+        local fb = package.loaded["app.init_session"]
+        ngx.update_time()
+        local started = ngx.now()
+        local res, err = fb:request{ path = "/_sandbox/delay?ms=1500" }
+        ngx.update_time()
+        ngx.say(require("cjson").encode{ started = started, finished = ngx.now(), status = res and res.status,
+          code = err and err.code })
+      }
+    }
+    location = /app/init/set {
+      set_by_lua_block $outcome {
+        local res, err = package.loaded["app.init_session"]:request{ path = "/_sandbox/echo" }
+        return res and "sent" or err.code
+      }
+      return 200 $outcome;
+    }
+]]
+
 describe("OpenResty (cosocket transport)", function()
   local sb, app, client
   setup(function()
     sb = sandbox.start{ admin = true }
+    local tok = sb:token{ user = "alice" }
+    local init = ("package.loaded['app.init_session'] = require('freshbooks').new{ api_url = %q, client_id = %q,"
+      .. " client_secret = 'unused', redirect_uri = %q, tokens = { access_token = %q, refresh_token = %q,"
+      .. " expires_in = 43200 } }"):format(sb.url, sb.app.client_id, sb.app.redirect_uri, tok.access_token,
+      tok.refresh_token)
     app = testserver.start{
       http = testserver.lua_paths() ..
-        "\n  lua_ssl_trusted_certificate " .. sb.ca_file .. ";\n  lua_ssl_verify_depth 3;",
-      locations = APP,
+        "\n  lua_ssl_trusted_certificate " .. sb.ca_file .. ";\n  lua_ssl_verify_depth 3;" ..
+        "\n  init_by_lua_block { " .. init .. " }",
+      locations = APP .. INIT_APP,
     }
     client = core.client{ timeout = 20 }
   end)
@@ -121,17 +151,50 @@ describe("OpenResty (cosocket transport)", function()
     assert.are.equal("1", cjson.decode(r.body).args.x)
   end)
 
+  -- nginx verifies a peer by its DNS names only, so TLS goes to https://localhost:<port> here.
+  local function by_name(url) return (url:gsub("^https://127%.0%.0%.1:", "https://localhost:")) end
+
   it("verifies TLS against lua_ssl_trusted_certificate", function()
-    local r = app_get("/app/get?url=" .. core.urlencode(sb.tls_url .. "/_sandbox/echo"))
+    local r = app_get("/app/get?url=" .. core.urlencode(by_name(sb.tls_url) .. "/_sandbox/echo"))
     assert.are.equal("ok", r.kind, r.message)
     assert.are.equal(200, r.status)
   end)
 
-  it("fails TLS with code tls when the server's certificate is not from a trusted CA", function()
-    -- The app's own HTTPS port has a certificate from another throwaway CA than the sandbox's.
-    local r = app_get("/app/get?url=" .. core.urlencode(app.tls_url .. "/echo"))
+  it("refuses to call TLS to an IP address verified, since nginx could not check the name", function()
+    local r = app_get("/app/get?url=" .. core.urlencode(sb.tls_url .. "/_sandbox/echo"))
     assert.are.equal("err", r.kind)
     assert.are.equal("tls", r.code)
+    assert.matches("IP address", r.message)
+  end)
+
+  it("fails TLS with code tls when the server's certificate is not from a trusted CA", function()
+    -- The app's own HTTPS port has a certificate from another throwaway CA than the sandbox's.
+    local r = app_get("/app/get?url=" .. core.urlencode(by_name(app.tls_url) .. "/echo"))
+    assert.are.equal("err", r.kind)
+    assert.are.equal("tls", r.code)
+  end)
+
+  it("a session built in init_by_lua uses cosockets in handlers: the worker answers a ping meanwhile", function()
+    local results = client:batch({
+      { method = "GET", url = app.url .. "/app/init/slow" },
+      { method = "GET", url = app.url .. "/delay?ms=200" },
+      { method = "GET", url = app.url .. "/app/ping" },
+    }, { concurrency = 3 })
+    assert.is_nil(results[1].err)
+    local slow = cjson.decode(results[1].body)
+    assert.are.equal(200, slow.status, tostring(slow.code))
+    local ping = cjson.decode(results[3].body)
+    assert.is_true(ping.at >= slow.started and ping.at < slow.finished,
+      ("ping at %.3f, slow call %.3f..%.3f"):format(ping.at, slow.started, slow.finished))
+  end)
+
+  it("a request from a phase that cannot yield fails with blocking_phase, and nothing is sent", function()
+    local H = require "support.fbtest"
+    local since = H.last_seq(sb)
+    local status, _, body = client:request{ url = app.url .. "/app/init/set" }
+    assert.are.equal(200, status)
+    assert.are.equal("blocking_phase", body)
+    assert.are.equal(0, #H.log(sb, since))
   end)
 
   it("reports refused connections with code connect", function()

@@ -49,6 +49,29 @@ describe("retry rules", function()
     end
   end)
 
+  it("never waits past the deadline for a Retry-After: huge, HTTP-date or negative values", function()
+    for _, case in ipairs{
+      { "86401", 1, 86401 }, { "99999999999999999999", 1, 1e20 },
+      { "Wed, 21 Oct 2099 07:28:00 GMT", 1, nil }, -- a date decades away: seconds until then
+      { "-5", 4, nil }, { "soon", 4, nil }, { "1e9", 4, nil }, -- unreadable: plain backoff, bounded
+    } do
+      local t = scripted{ { status = 429, headers = { ["retry-after"] = case[1] } } }
+      local o, slept = clocked()
+      local res = retry.wrap(t, o){ method = "GET", url = "http://x/a" }
+      assert.equal(429, res.status, case[1])
+      assert.equal(case[2], #t.calls, case[1])
+      local total = 0
+      for _, s in ipairs(slept) do total = total + s end
+      assert.is_true(total <= 60, case[1])
+      local err = errors.from_response{ status = 429, headers = { ["retry-after"] = case[1] }, body = "" }
+      assert.equal("rate_limited", err.code)
+      if case[3] then assert.equal(case[3], err.retry_after) end
+    end
+    -- and no configuration can ask for a sleep libcurl's clock cannot take
+    assert.has_error(function() retry.wrap(scripted{ {} }, { deadline = 1e9 }) end)
+    assert.has_error(function() retry.wrap(scripted{ {} }, { max_delay = math.huge }) end)
+  end)
+
   it("retries a POST that never left: connect and resolve failures", function()
     for _, code in ipairs{ "connect", "resolve" } do
       local t = scripted{ { err = code }, { status = 201 } }

@@ -98,6 +98,12 @@ describe("session against the sandbox", function()
       res = assert(fb:request{ path = "_sandbox/echo", query = "a=1", headers = { ["content-type"] = "text/plain" } })
       assert.equal("text/plain", res.data.headers["content-type"])
       assert.equal("/_sandbox/echo?a=1", res.data.uri)
+      -- No Content-Type without a body (FreshBooks' project pages say to leave it out of GETs).
+      for _, method in ipairs{ "GET", "DELETE" } do
+        res = assert(fb:request{ method = method, path = "/_sandbox/echo" })
+        assert.is_nil(res.data.headers["content-type"], method)
+        assert.equal("alpha", res.data.headers["api-version"], method)
+      end
     end)
 
     it("decode whole numbers as integers and drop object nulls", function()

@@ -36,6 +36,9 @@ static inline void *fb_compat_testudata(lua_State *L, int i, const char *tname)
 #define luaL_testudata fb_compat_testudata
 
 #define lua_rawlen(L, i) lua_objlen(L, (i))
+#ifndef lua_absindex
+#define lua_absindex(L, i) ((i) > 0 || (i) <= LUA_REGISTRYINDEX ? (i) : lua_gettop(L) + (i) + 1)
+#endif
 #ifndef luaL_newlib
 #define luaL_newlib(L, l) (lua_newtable(L), luaL_setfuncs(L, (l), 0))
 #endif

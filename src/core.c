@@ -6,7 +6,7 @@
 #include "freshbooks.h"
 #include "fb_internal.h"
 
-int fb_curl_global_init(void); /* http.c */
+int fb_curl_global_init(void); /* share.c */
 
 /* Once libcurl is globally initialised it must never be unloaded (there is no matching cleanup: other
  * Lua states of the process may still use it). Lua 5.4 dlcloses C modules at lua_close, which would

@@ -3,6 +3,9 @@
 --                     sleep = fn(seconds), clock = fn() -> seconds, random = fn() -> [0,1), log = fn(event)})
 -- What is retried:
 --   429                    any method (FreshBooks refused it before doing anything), after Retry-After
+--                          when it fits in the deadline; a longer one (hours, an HTTP date next year)
+--                          is not waited for: the 429 comes back as a rate_limited error with
+--                          retry_after, for the caller to decide
 --   500/502/503/504        idempotent methods only (GET HEAD PUT DELETE OPTIONS)
 --   network failures       connect/resolve (nothing was sent): any method; others: idempotent only
 -- A POST that may have reached the server is never sent twice: it could create a second invoice or
@@ -15,7 +18,7 @@ local retry = {}
 local IDEMPOTENT = { GET = true, HEAD = true, PUT = true, DELETE = true, OPTIONS = true }
 local RETRY_STATUS = { [500] = true, [502] = true, [503] = true, [504] = true }
 local NOT_SENT = { connect = true, resolve = true }
-local NEVER = { tls = true, too_large = true, aborted = true } -- retrying cannot help
+local NEVER = { tls = true, too_large = true, aborted = true, protocol = true } -- retrying cannot help
 
 local function default_clock()
   local ngx = require("freshbooks.transport").openresty()
@@ -60,10 +63,13 @@ local function check(opts)
   for k in pairs(opts) do
     if not OPTIONS[k] then error("freshbooks.retry: unknown option '" .. tostring(k) .. "'", 3) end
   end
-  local function num(k, default, min)
+  -- Waits are bounded (a day at most), so no Retry-After can make a call sleep without end.
+  local function num(k, default, min, max)
     local v = opts[k]
     if v == nil then return default end
-    if type(v) ~= "number" or v < min then error(("freshbooks.retry: %s must be a number >= %s"):format(k, min), 4) end
+    if type(v) ~= "number" or v ~= v or v < min or (max and v > max) then
+      error(("freshbooks.retry: %s must be a number in %s..%s"):format(k, min, max or "inf"), 4)
+    end
     return v
   end
   local function fn(k, default)
@@ -73,10 +79,10 @@ local function check(opts)
     return v
   end
   return {
-    attempts = math.floor(num("attempts", 4, 1)),
-    base_delay = num("base_delay", 0.5, 0),
-    max_delay = num("max_delay", 30, 0),
-    deadline = num("deadline", 60, 0),
+    attempts = math.floor(num("attempts", 4, 1, 100)),
+    base_delay = num("base_delay", 0.5, 0, 86400),
+    max_delay = num("max_delay", 30, 0, 86400),
+    deadline = num("deadline", 60, 0, 86400),
     jitter = opts.jitter ~= false,
     sleep = fn("sleep", default_sleep),
     clock = fn("clock", default_clock),

@@ -29,7 +29,7 @@ local OPTIONS = {
   load = true, save = true, lock = true, store = true, auth_url = true, api_url = true, timeout = true,
   leeway = true, transport = true, scopes = true, log = true, clock = true, retry = true, sleep = true,
   connect_timeout = true, cainfo = true, capath = true, proxy = true, insecure_no_verify_tls = true,
-  user_agent = true, max_body = true,
+  user_agent = true, max_body = true, pool_size = true, keepalive = true,
 }
 
 local function copy_tokens(t)
@@ -185,7 +185,7 @@ function session.new(opts)
     t = transport.default{
       timeout = timeout, connect_timeout = opts.connect_timeout, cainfo = opts.cainfo, capath = opts.capath,
       proxy = opts.proxy, insecure_no_verify_tls = opts.insecure_no_verify_tls, user_agent = opts.user_agent,
-      max_body = opts.max_body,
+      max_body = opts.max_body, pool_size = opts.pool_size, keepalive = opts.keepalive,
     }
   end
   local send = t
@@ -507,7 +507,9 @@ local function build(self, p, req, t)
     body, err = cjson.encode(req.json)
     if not body then error("freshbooks: request: json cannot be encoded: " .. tostring(err), 4) end
   end
-  local headers = { Authorization = bearer(p, t), ["Api-Version"] = "alpha", ["Content-Type"] = "application/json" }
+  -- Content-Type only with a body: FreshBooks' project pages say to leave it out of GET calls.
+  local headers = { Authorization = bearer(p, t), ["Api-Version"] = "alpha",
+    ["Content-Type"] = body ~= nil and "application/json" or nil }
   for k, v in pairs(req.headers or {}) do
     -- Caller's headers win, compared case-insensitively (e.g. a multipart Content-Type).
     for have in pairs(headers) do

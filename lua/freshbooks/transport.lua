@@ -1,17 +1,28 @@
 -- The transport seam. A transport is `function(req) -> res | nil, err` with
 --   req = { method, url, headers = { Name = value }, body = string?, timeout = seconds? }
 --   res = { status = n, headers = { lowercase = value }, body = string }
--- plus an optional `batch(reqs, opts) -> { {res =, err =}, ... }` (input order). The default is the C
--- core over libcurl; OpenResty users and tests may pass their own.
+-- plus an optional `batch(reqs, opts) -> { {res =, err =}, ... }` (input order). Tests and OpenResty
+-- users may pass their own.
+--
+-- Both built-in transports keep one contract, proven by spec/transport_conformance_spec.lua:
+--   * the request policy is the C core's (src/request.c): methods, URLs, header names and values are
+--     checked the same way, the framing headers belong to the transport, the caller's User-Agent wins;
+--     a bad request raises before a byte is sent;
+--   * one deadline per request (`timeout`, default 60 s) covers connect, send, headers and body;
+--   * responses are read by HTTP/1.1's framing rules, `max_body` applies in every framing, and a
+--     connection goes back to the pool only when its answer was read exactly and completely;
+--   * failures are `nil, err` with the same codes for the same bytes: timeout, connect, resolve, tls,
+--     send, recv, protocol, too_large.
 local errors = require "freshbooks.errors"
 
 local transport = {}
 
+local function core() return require "freshbooks.core" end
+
 -- transport.curl(opts) -> a transport over one C-core client (one connection cache).
 -- opts are passed to core.client (timeouts, cainfo, proxy, max_body, insecure_no_verify_tls, ...).
 function transport.curl(opts)
-  local core = require "freshbooks.core"
-  local client = core.client(opts or {})
+  local client = core().client(opts or {})
   local t = {}
   local function call(_, req)
     local status, headers, body = client:request(req)
@@ -33,175 +44,369 @@ function transport.curl(opts)
   return setmetatable(t, { __call = call })
 end
 
+---------------------------------------------------------------------------------------------------
 -- OpenResty: the same contract over nginx cosockets, so a request never blocks the nginx worker.
--- Connections are kept alive in nginx's per-worker pool; TLS is verified against
--- `lua_ssl_trusted_certificate` (set it in nginx.conf) unless insecure_no_verify_tls is given.
--- opts: connect_timeout, timeout (seconds), max_body (bytes), user_agent, pool_size, keepalive (s),
--- insecure_no_verify_tls.
-local DEFAULT_MAX_BODY = 64 * 1024 * 1024
+-- Connections are kept alive in nginx's per-worker pool, keyed by everything that makes one differ
+-- (scheme, host, port, TLS name, verification); TLS is verified against `lua_ssl_trusted_certificate`.
 
-local function cosocket_error(code, message)
-  return errors.new{ code = code, message = message }
+local DEFAULT_MAX_BODY = 64 * 1024 * 1024
+local MAX_HEADER_BYTES = 256 * 1024 -- the C core's FB_MAX_HEADER_BYTES
+local MAX_1XX = 16
+local READ_SIZE = 65536
+
+-- Options of core.client that have no meaning on cosockets: refused, never silently ignored.
+local UNSUPPORTED = {
+  cainfo = "TLS trust comes from nginx's lua_ssl_trusted_certificate",
+  capath = "TLS trust comes from nginx's lua_ssl_trusted_certificate",
+  proxy = "cosockets connect directly",
+  share = "nginx pools the worker's connections",
+}
+local COSOCKET_OPTIONS = { connect_timeout = true, timeout = true, max_body = true, user_agent = true,
+  insecure_no_verify_tls = true, pool_size = true, keepalive = true }
+
+local function check_cosocket_options(opts, level)
+  for k, v in pairs(opts) do
+    if UNSUPPORTED[k] and v ~= nil then
+      error(("freshbooks.transport: option '%s' is not supported under OpenResty (%s)"):format(k, UNSUPPORTED[k]),
+        level + 1)
+    end
+    if not COSOCKET_OPTIONS[k] then error("freshbooks.transport: unknown option '" .. tostring(k) .. "'", level + 1) end
+  end
+  local function number(k, default, min)
+    local v = opts[k]
+    if v == nil then return default end
+    if type(v) ~= "number" or v ~= v or v < min then
+      error(("freshbooks.transport: %s must be a number >= %s"):format(k, min), level + 2)
+    end
+    return v
+  end
+  if opts.insecure_no_verify_tls ~= nil and type(opts.insecure_no_verify_tls) ~= "boolean" then
+    error("freshbooks.transport: insecure_no_verify_tls must be a boolean", level + 1)
+  end
+  if opts.user_agent ~= nil and type(opts.user_agent) ~= "string" then
+    error("freshbooks.transport: user_agent must be a string", level + 1)
+  end
+  return {
+    connect_ms = number("connect_timeout", 10, 0.001) * 1000,
+    timeout = number("timeout", 60, 0.001),
+    max_body = math.floor(number("max_body", DEFAULT_MAX_BODY, 1)),
+    verify = not opts.insecure_no_verify_tls,
+    user_agent = opts.user_agent,
+    keepalive_ms = number("keepalive", 60, 0) * 1000,
+    pool_size = math.floor(number("pool_size", 16, 1)),
+  }
 end
 
--- ngx's socket error strings to our stable codes.
-local function classify(err, phase)
+local function fail(code, message, status)
+  return nil, errors.new{ code = code, message = message, status = status }
+end
+
+-- ngx's socket error strings -> our codes.
+local function socket_code(err, phase)
   err = tostring(err)
-  if err:find("timeout", 1, true) then return "timeout" end
+  if err == "timeout" then return "timeout" end
   if phase == "connect" then
     if err:find("resolve", 1, true) or err:find("resolver", 1, true) then return "resolve" end
     return "connect"
   end
-  if phase == "tls" then return "tls" end
-  if phase == "send" then return "send" end
-  return "recv"
+  return phase == "send" and "send" or "recv"
 end
 
-local function parse_url(url)
-  local scheme, host, port, path = url:match("^(https?)://([^/:?#]+):?(%d*)([^#]*)$")
-  if not scheme then return nil end
-  if path == "" then path = "/" elseif path:sub(1, 1) == "?" then path = "/" .. path end
-  return scheme, host, tonumber(port) or (scheme == "https" and 443 or 80), path
+-- Buffered reads over receiveany, so the deadline is checked between every arrival: a server that
+-- drips one byte at a time cannot stretch a request past its deadline (a plain receive's timeout is
+-- per read, and restarts with each byte).
+local function reader(ngx, sock, deadline)
+  local buf, pos, received = "", 1, 0
+  local r = {}
+  local function fill()
+    local left = deadline - ngx.now() * 1000
+    if left <= 0 then return nil, "timeout" end
+    left = math.max(1, math.floor(left))
+    sock:settimeouts(left, left, left)
+    local data, err = sock:receiveany(READ_SIZE)
+    if not data then return nil, err end
+    received = received + #data
+    if pos > 1 then buf, pos = buf:sub(pos), 1 end
+    buf = buf .. data
+    return true
+  end
+  -- A line without its CRLF (a bare LF is tolerated, as libcurl does); nil, "too_large" past `limit`.
+  function r.line(limit)
+    while true do
+      local e = buf:find("\n", pos, true)
+      if e then
+        if e - pos > limit then return nil, "too_large" end
+        local line = buf:sub(pos, e - 1)
+        pos = e + 1
+        if line:sub(-1) == "\r" then line = line:sub(1, -2) end
+        return line
+      end
+      if #buf - pos + 1 > limit then return nil, "too_large" end
+      local ok, err = fill()
+      if not ok then return nil, err end
+    end
+  end
+  -- Exactly n bytes.
+  function r.bytes(n)
+    local parts, have = {}, 0
+    while true do
+      local avail = #buf - pos + 1
+      if avail > 0 then
+        local take = math.min(avail, n - have)
+        parts[#parts + 1] = buf:sub(pos, pos + take - 1)
+        pos, have = pos + take, have + take
+      end
+      if have >= n then return table.concat(parts) end
+      local ok, err = fill()
+      if not ok then return nil, err end
+    end
+  end
+  -- Everything until the peer closes, at most `limit` bytes.
+  function r.rest(limit)
+    local parts = { buf:sub(pos) }
+    local have = #parts[1]
+    buf, pos = "", 1
+    while true do
+      if have > limit then return nil, "too_large" end
+      local ok, err = fill()
+      if not ok then
+        if err == "closed" then return table.concat(parts) end
+        return nil, err
+      end
+      parts[#parts + 1], have, buf = buf, have + #buf, ""
+    end
+  end
+  function r.leftover() return #buf - pos + 1 end
+  function r.received() return received end
+  return r
 end
 
-local function header_value(v)
-  if type(v) == "userdata" then return require("freshbooks.core").reveal(v) end
-  return tostring(v)
+local function add_header(headers, name, value)
+  local prev = headers[name]
+  if prev == nil then headers[name] = value
+  elseif type(prev) == "table" then prev[#prev + 1] = value
+  else headers[name] = { prev, value } end
 end
 
-local function read_body(sock, headers, max_body)
+-- One header block (after a status line) -> headers, or nil, code, message.
+local function read_headers(r, budget)
+  local headers = {}
+  while true do
+    local line, err = r.line(budget.left)
+    if not line then
+      if err == "too_large" then return nil, "too_large", "response headers larger than 256 KiB" end
+      return nil, socket_code(err), "the connection closed before the response headers ended (" .. err .. ")"
+    end
+    budget.left = budget.left - #line - 2
+    if budget.left < 0 then return nil, "too_large", "response headers larger than 256 KiB" end
+    if line == "" then return headers end
+    local name, value = line:match("^([!#$%%&'*+%-.^_`|~%w]+):[ \t]*(.-)[ \t]*$")
+    if not name then return nil, "protocol", "a malformed response header line" end
+    add_header(headers, name:lower(), value)
+  end
+end
+
+local function list(v) return type(v) == "table" and v or { v } end
+
+local function too_large(max_body)
+  return nil, "too_large", ("response body larger than max_body (%d bytes)"):format(max_body)
+end
+
+-- The status line and headers of the final answer (1xx skipped) -> status, headers, version.
+local function read_head(r)
+  local budget = { left = MAX_HEADER_BYTES }
+  for _ = 1, MAX_1XX do
+    local line, err = r.line(budget.left)
+    if not line then
+      if err == "too_large" then return nil, "too_large", "response headers larger than 256 KiB" end
+      return nil, socket_code(err), err == "closed" and "empty reply from server" or ("receive: " .. err)
+    end
+    budget.left = budget.left - #line - 2
+    local minor, code, rest = line:match("^HTTP/1%.([01]) (%d%d%d)(.*)$")
+    if not code or not (rest == "" or rest:sub(1, 1) == " ") then
+      return nil, "protocol", "not an HTTP/1.x status line"
+    end
+    code = tonumber(code)
+    if code < 100 then return nil, "protocol", "unsupported response code in HTTP response" end
+    local headers, herr, hmsg = read_headers(r, budget)
+    if not headers then return nil, herr, hmsg end
+    if code == 101 then return nil, "protocol", "the server switched protocols (HTTP 101), which was not asked for" end
+    if code >= 200 then return code, headers, minor end
+  end
+  return nil, "protocol", "too many 1xx responses"
+end
+
+-- The body by HTTP/1.1's rules -> body, reusable (the connection may serve another request), or
+-- nil, code, message.
+local function read_body(r, method, status, headers, max_body)
+  if method == "HEAD" or status == 204 or status == 304 then return "", true end
   local te = headers["transfer-encoding"]
-  if type(te) == "string" and te:lower():find("chunked", 1, true) then
+  if te then
+    local codings = table.concat(list(te), ","):lower()
+    if not codings:match("chunked%s*$") then -- not chunked last: the body runs until the close
+      local body, err = r.rest(max_body)
+      if not body then
+        if err == "too_large" then return too_large(max_body) end
+        return nil, socket_code(err), "receive: " .. err
+      end
+      return body, false
+    end
     local parts, total = {}, 0
     while true do
-      local line, err = sock:receive("*l")
-      if not line then return nil, err end
-      local size = tonumber(line:match("^%s*(%x+)"), 16)
-      if not size then return nil, "bad chunk size" end
+      local line, err = r.line(4096)
+      if not line then
+        if err == "too_large" then return nil, "protocol", "malformed chunk size line" end
+        return nil, socket_code(err), "receive: " .. err
+      end
+      local hex = line:match("^(%x+)[ \t]*$") or line:match("^(%x+)[ \t]*;")
+      if not hex then return nil, "protocol", "illegal or missing hexadecimal chunk size" end
+      if #hex > 15 then return nil, "protocol", "too long hexadecimal chunk size" end
+      local size = tonumber(hex, 16)
       if size == 0 then
-        repeat -- trailers, up to the empty line
-          line, err = sock:receive("*l")
-          if not line then return nil, err end
-        until line == ""
-        return table.concat(parts)
+        local trailers, terr, tmsg = read_headers(r, { left = MAX_HEADER_BYTES })
+        if not trailers then return nil, terr, tmsg end
+        -- A Content-Length beside chunked framing is ignored, and such a connection is not reused.
+        return table.concat(parts), headers["content-length"] == nil
       end
       total = total + size
-      if total > max_body then return nil, "too_large" end
+      if total > max_body then return too_large(max_body) end
       local data
-      data, err = sock:receive(size)
-      if not data then return nil, err end
+      data, err = r.bytes(size)
+      if not data then return nil, socket_code(err), "receive: " .. err end
       parts[#parts + 1] = data
-      sock:receive(2) -- the CRLF after each chunk
+      local crlf
+      crlf, err = r.bytes(2)
+      if not crlf then return nil, socket_code(err), "receive: " .. err end
+      if crlf ~= "\r\n" then return nil, "protocol", "malformed chunked encoding (no CRLF after a chunk)" end
     end
   end
-  local len = tonumber(headers["content-length"])
-  if len then
-    if len > max_body then return nil, "too_large" end
-    if len == 0 then return "" end
-    return sock:receive(len)
+  local cl = headers["content-length"]
+  if cl then
+    local values, len = list(cl), nil
+    for _, v in ipairs(values) do
+      if not v:match("^%d+$") or #v > 15 then return nil, "protocol", "invalid Content-Length value" end
+      if len and tonumber(v) ~= len then
+        return nil, "protocol", "conflicting Content-Length headers in the response"
+      end
+      len = tonumber(v)
+    end
+    if len > max_body then return too_large(max_body) end
+    local body, err = r.bytes(len)
+    if not body then return nil, socket_code(err), "receive: " .. err end
+    return body, true
   end
-  local data, err, partial = sock:receive("*a") -- delimited by close
-  data = data or partial
-  if data and #data > max_body then return nil, "too_large" end
-  return data, data == nil and err or nil
+  local body, err = r.rest(max_body)
+  if not body then
+    if err == "too_large" then return too_large(max_body) end
+    return nil, socket_code(err), "receive: " .. err
+  end
+  return body, false
 end
 
+local function keeps_alive(headers, minor)
+  local conn = headers["connection"]
+  conn = conn and table.concat(list(conn), ","):lower() or ""
+  if minor == "0" then return conn:find("keep-alive", 1, true) ~= nil end
+  return conn:find("close", 1, true) == nil
+end
+
+local function is_ip(host) return host:match("^%d+%.%d+%.%d+%.%d+$") or host:sub(1, 1) == "[" end
+
 function transport.cosocket(opts)
-  opts = opts or {}
   local ngx = rawget(_G, "ngx")
   if not (ngx and ngx.socket and ngx.socket.tcp) then error("freshbooks.transport.cosocket needs OpenResty", 2) end
-  local connect_ms = (opts.connect_timeout or 10) * 1000
-  local max_body = opts.max_body or DEFAULT_MAX_BODY
-  local verify = not opts.insecure_no_verify_tls
-  local user_agent = opts.user_agent or ("lua-freshbooks/" .. (require("freshbooks")._VERSION))
-  local keepalive_ms, pool_size = (opts.keepalive or 60) * 1000, opts.pool_size or 16
+  local cfg = check_cosocket_options(opts or {}, 2)
+  local user_agent = cfg.user_agent or ("lua-freshbooks/" .. core().version)
 
-  local function request(_, req)
-    local scheme, host, port, path = parse_url(req.url or "")
-    if not scheme then error("freshbooks transport: bad url", 2) end
-    local total_ms = (req.timeout or opts.timeout or 60) * 1000
-    local deadline = ngx.now() * 1000 + total_ms
+  -- A connected (and, for https, verified) socket: from the pool unless `fresh`. A fresh connection
+  -- is looked up under a name no pool has, and is closed after its one request.
+  local fresh_names = 0
+  local function open(p, deadline, fresh)
+    local host = p.host:gsub("^%[(.*)%]$", "%1")
+    local https = p.scheme == "https"
+    -- nginx checks a peer's name against its DNS names only: an IP address cannot be verified.
+    local name = https and not is_ip(p.host) and p.host or nil
+    if https and cfg.verify and not name then
+      return fail("tls", "cannot verify TLS for an IP address under OpenResty: use the server's host name")
+    end
     local sock = ngx.socket.tcp()
-    sock:settimeouts(connect_ms, total_ms, total_ms)
-    local ok, err = sock:connect(host, port, { pool = scheme .. ":" .. host .. ":" .. port })
-    if not ok then return nil, cosocket_error(classify(err, "connect"), "connect to " .. host .. ": " .. err) end
-    if scheme == "https" and sock:getreusedtimes() == 0 then
-      -- nginx checks the name against DNS entries only; for an IP literal (the local sandbox) it can
-      -- only verify the chain, and SNI must not carry an IP anyway (RFC 6066).
-      local name = not host:match("^[%d%.]+$") and not host:find(":", 1, true) and host or nil
-      ok, err = sock:sslhandshake(nil, name, verify)
-      if not ok then sock:close(); return nil, cosocket_error(classify(err, "tls"), "TLS: " .. tostring(err)) end
-    end
-    local body = req.body
-    if type(body) == "table" then
-      local parts = {}
-      for i, p in ipairs(body) do parts[i] = header_value(p) end
-      body = table.concat(parts)
-    end
-    local lines = { (req.method or "GET") .. " " .. path .. " HTTP/1.1", "Host: " .. host ..
-      ((port == 80 or port == 443) and "" or ":" .. port), "User-Agent: " .. user_agent }
-    local has_length = false
-    for k, v in pairs(req.headers or {}) do
-      if type(k) == "number" then
-        lines[#lines + 1] = header_value(v)
-      else
-        if k:lower() == "content-length" then has_length = true end
-        lines[#lines + 1] = k .. ": " .. header_value(v)
-      end
-    end
-    if body and not has_length then lines[#lines + 1] = "Content-Length: " .. #body end
-    local _, serr = sock:send(table.concat(lines, "\r\n") .. "\r\n\r\n" .. (body or ""))
-    if serr then sock:close(); return nil, cosocket_error(classify(serr, "send"), "send: " .. serr) end
-
-    -- The read timeout shrinks so the whole exchange stays within `timeout`.
-    sock:settimeouts(connect_ms, total_ms, math.max(1, deadline - ngx.now() * 1000))
-    local status_line, rerr = sock:receive("*l")
-    if not status_line then sock:close(); return nil, cosocket_error(classify(rerr, "recv"), "receive: " .. rerr) end
-    local status = tonumber(status_line:match("^HTTP/%d%.%d (%d%d%d)"))
-    if not status then sock:close(); return nil, cosocket_error("protocol", "not an HTTP response") end
-    local headers = {}
-    while true do
-      local line
-      line, rerr = sock:receive("*l")
-      if not line then sock:close(); return nil, cosocket_error(classify(rerr, "recv"), "receive: " .. rerr) end
-      if line == "" then break end
-      local name, value = line:match("^([^:]+):%s*(.-)%s*$")
-      if name then
-        name = name:lower()
-        local prev = headers[name]
-        if prev == nil then headers[name] = value
-        elseif type(prev) == "table" then prev[#prev + 1] = value
-        else headers[name] = { prev, value } end
-      end
-    end
-    local data = ""
-    if req.method ~= "HEAD" and status ~= 204 and status ~= 304 and not (status >= 100 and status < 200) then
-      data, rerr = read_body(sock, headers, max_body)
-      if not data then
+    local left = math.max(1, math.floor(deadline - ngx.now() * 1000))
+    sock:settimeouts(math.min(cfg.connect_ms, left), left, left)
+    local pool = table.concat({ p.scheme, p.host, p.port, name or "", cfg.verify and "verify" or "noverify" }, ":")
+    if fresh then fresh_names = fresh_names + 1; pool = pool .. ":fresh:" .. fresh_names end
+    local ok, err = sock:connect(host == "localhost" and "127.0.0.1" or host, p.port,
+      { pool = pool, pool_size = cfg.pool_size })
+    if not ok then return fail(socket_code(err, "connect"), "connect to " .. p.host .. ": " .. err) end
+    if https and sock:getreusedtimes() == 0 then
+      -- Ask for the session object (first argument nil, never false): when a handshake completes at
+      -- once, lua-resty-core reports a failed verification only through that lookup, and it raises
+      -- (an assertion) instead of returning the error; with `false` it would return true and the
+      -- unverified connection would be used. Success may come without a session (nil, no error).
+      local done, session, herr = pcall(sock.sslhandshake, sock, nil, name, cfg.verify)
+      if not done or (session == nil and herr ~= nil) then
         sock:close()
-        if rerr == "too_large" then return nil, cosocket_error("too_large", "response larger than max_body") end
-        return nil, cosocket_error(classify(rerr, "recv"), "receive: " .. tostring(rerr))
+        return fail("tls", "TLS: " .. (done and tostring(herr) or "the handshake failed (certificate verification)"))
       end
     end
-    local conn = headers["connection"]
-    if type(conn) == "string" and conn:lower() == "close" or not headers["content-length"]
-        and not headers["transfer-encoding"] and data ~= "" then
-      sock:close()
+    return sock
+  end
+
+  -- One exchange for a request the C core's policy already checked and rendered (`p`). A request
+  -- that must not be sent twice never goes on a pooled connection, which the server may have closed
+  -- already: its failure would be ambiguous. An idempotent one without a body is sent once more, on a
+  -- fresh connection, when a pooled connection turns out dead before a byte of the answer (as
+  -- libcurl does).
+  local function exchange(p, req, deadline, fresh)
+    local sock, err = open(p, deadline, fresh)
+    if not sock then return nil, err end
+    local reused = sock:getreusedtimes() > 0
+    local left = math.max(1, math.floor(deadline - ngx.now() * 1000))
+    sock:settimeouts(left, left, left)
+    local r = reader(ngx, sock, deadline)
+    local _, serr = sock:send(p.body and { p.head, p.body } or p.head)
+    local status, headers, minor
+    if serr then
+      status, headers, minor = nil, socket_code(serr, "send"), "send: " .. serr
     else
-      sock:setkeepalive(keepalive_ms, pool_size)
+      status, headers, minor = read_head(r)
     end
-    return { status = status, headers = headers, body = data }
+    if not status then -- (nil, code, message)
+      sock:close()
+      if reused and not p.body and r.received() == 0 and headers ~= "timeout" then
+        return exchange(p, req, deadline, true)
+      end
+      return fail(headers, minor)
+    end
+    local body, reusable, message = read_body(r, req.method or "GET", status, headers, cfg.max_body)
+    if not body then sock:close(); return fail(reusable, message, status) end -- (nil, code, message)
+    -- Reuse only a connection whose answer was read to its last byte and nothing more.
+    if not fresh and reusable and r.leftover() == 0 and keeps_alive(headers, minor) then
+      sock:setkeepalive(cfg.keepalive_ms, cfg.pool_size)
+    else
+      sock:close()
+    end
+    return { status = status, headers = headers, body = body }
+  end
+
+  local IDEMPOTENT = { GET = true, HEAD = true, PUT = true, DELETE = true, OPTIONS = true }
+  local function send(p, req)
+    local method = req.method or "GET"
+    local once = req.idempotent == false or (req.idempotent == nil and not IDEMPOTENT[method])
+    return exchange(p, req, ngx.now() * 1000 + (req.timeout or cfg.timeout) * 1000, once)
   end
 
   local t = {}
-  -- Light threads, at most `concurrency` at once, results in input order.
+  -- Light threads, at most `concurrency` at once, results in input order. Every request is checked
+  -- before the first one goes out, as the C core's batch does.
   function t.batch(reqs, bopts)
+    local prepared = {}
+    for i, req in ipairs(reqs) do prepared[i] = core().http_request(req, user_agent) end
     local out, next_i = {}, 1
     local function worker()
       while next_i <= #reqs do
         local i = next_i
         next_i = next_i + 1
-        local res, err = request(nil, reqs[i])
+        local res, err = send(prepared[i], reqs[i])
         out[i] = { res = res, err = err }
       end
     end
@@ -210,11 +415,14 @@ function transport.cosocket(opts)
     for _, th in ipairs(threads) do ngx.thread.wait(th) end
     return out
   end
-  return setmetatable(t, { __call = request })
+  return setmetatable(t, { __call = function(_, req) return send(core().http_request(req, user_agent), req) end })
 end
 
+---------------------------------------------------------------------------------------------------
+-- Choosing per request
+
 -- ngx when running in an OpenResty phase where cosockets and ngx.sleep work (so nothing may block);
--- nil elsewhere (plain Lua, or init phases where blocking is allowed).
+-- nil elsewhere (plain Lua, or nginx phases where blocking is allowed).
 local YIELDING_PHASES = { rewrite = true, access = true, content = true, timer = true, ssl_cert = true,
   ssl_session_fetch = true }
 function transport.openresty()
@@ -223,11 +431,52 @@ function transport.openresty()
   return nil
 end
 
--- The transport a session gets when none is given: cosockets inside OpenResty's request phases
--- (where blocking libcurl would stall the worker), the C core everywhere else.
+local function in_nginx()
+  local ngx = rawget(_G, "ngx")
+  return ngx and ngx.get_phase and ngx.socket and ngx.socket.tcp and ngx or nil
+end
+
+-- The transport a session gets when none is given. It decides per request, not once: a session
+-- built in init_by_lua (one per worker, as OpenResty apps do) must use cosockets in the request
+-- handlers later. Inside nginx, a phase that cannot yield gets a coded error instead of a blocking
+-- libcurl call; outside nginx it is the C core.
 function transport.default(opts)
-  if transport.openresty() then return transport.cosocket(opts) end
-  return transport.curl(opts)
+  opts = opts or {}
+  local cos_opts, curl_opts = {}, {}
+  for k, v in pairs(opts) do
+    if k == "pool_size" or k == "keepalive" then cos_opts[k] = v else curl_opts[k] = v; cos_opts[k] = v end
+  end
+  if in_nginx() then check_cosocket_options(cos_opts, 2) end
+  local curl_t, cos_t
+  local function pick()
+    local ngx = in_nginx()
+    if not ngx then
+      curl_t = curl_t or transport.curl(curl_opts)
+      return curl_t
+    end
+    if not YIELDING_PHASES[ngx.get_phase()] then
+      return nil, errors.new{ code = "blocking_phase", message = "no HTTP request in nginx's " .. ngx.get_phase() ..
+        " phase: cosockets cannot run there and libcurl would block the worker (use ngx.timer.at or a handler)" }
+    end
+    cos_t = cos_t or transport.cosocket(cos_opts)
+    return cos_t
+  end
+  local t = {}
+  function t.batch(reqs, bopts)
+    local chosen, err = pick()
+    if not chosen then
+      local out = {}
+      for i = 1, #reqs do out[i] = { err = err } end
+      return out
+    end
+    return chosen.batch(reqs, bopts)
+  end
+  function t.close() if curl_t then curl_t.close() end end
+  return setmetatable(t, { __call = function(_, req)
+    local chosen, err = pick()
+    if not chosen then return nil, err end
+    return chosen(req)
+  end })
 end
 
 -- Run a batch on any transport: its own batch when it has one, else one request after another.

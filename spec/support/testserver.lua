@@ -5,6 +5,9 @@
 --   /bytes?n=N       streams N bytes (chunked; &length=1 sends Content-Length instead)
 --   /status?code=N   answers with status N (3xx carry Location: /echo)
 --   /headers         repeated Set-Cookie and X-Dup headers
+--   /h/<case>        with `hostile = true`: spec/support/hostile.lua's misbehaving answers, plus TLS
+--                    listeners on ts.wrong_name_port (CA-signed, for wrong.example) and
+--                    ts.self_signed_port (self-signed, for localhost)
 --   local ts = require("support.testserver").start()
 --   ts.url, ts.tls_url, ts.ca_file, ts.stop()
 -- The nginx pid is also registered as a file named <pid> in $FB_TEST_PIDS_DIR (when set), so the
@@ -45,8 +48,9 @@ end
 
 local function make_certs(dir)
   local ec = "-newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes"
-  write(dir .. "/server.ext", "subjectAltName=IP:127.0.0.1,DNS:localhost\n" ..
-    "basicConstraints=critical,CA:FALSE\nkeyUsage=critical,digitalSignature\nextendedKeyUsage=serverAuth\n")
+  local ext = "basicConstraints=critical,CA:FALSE\nkeyUsage=critical,digitalSignature\nextendedKeyUsage=serverAuth\n"
+  write(dir .. "/server.ext", "subjectAltName=IP:127.0.0.1,DNS:localhost\n" .. ext)
+  write(dir .. "/wrong.ext", "subjectAltName=DNS:wrong.example\n" .. ext)
   local steps = {
     "openssl req -x509 " .. ec .. " -days 2 -subj /CN=lua-freshbooks-test-ca" ..
       " -addext basicConstraints=critical,CA:TRUE -addext keyUsage=critical,keyCertSign,cRLSign" ..
@@ -56,6 +60,14 @@ local function make_certs(dir)
     "openssl x509 -req -days 2 -in " .. q(dir .. "/server.csr") .. " -CA " .. q(dir .. "/ca.crt") ..
       " -CAkey " .. q(dir .. "/ca.key") .. " -CAcreateserial -extfile " .. q(dir .. "/server.ext") ..
       " -out " .. q(dir .. "/server.crt"),
+    -- For the TLS cases: a certificate from the trusted CA for another name, and one nobody signed.
+    "openssl req " .. ec .. " -subj /CN=wrong.example -keyout " .. q(dir .. "/wrong.key") ..
+      " -out " .. q(dir .. "/wrong.csr"),
+    "openssl x509 -req -days 2 -in " .. q(dir .. "/wrong.csr") .. " -CA " .. q(dir .. "/ca.crt") ..
+      " -CAkey " .. q(dir .. "/ca.key") .. " -CAcreateserial -extfile " .. q(dir .. "/wrong.ext") ..
+      " -out " .. q(dir .. "/wrong.crt"),
+    "openssl req -x509 " .. ec .. " -days 2 -subj /CN=localhost -addext subjectAltName=IP:127.0.0.1,DNS:localhost" ..
+      " -keyout " .. q(dir .. "/self.key") .. " -out " .. q(dir .. "/self.crt"),
   }
   for _, cmd in ipairs(steps) do
     local out, ok = run(cmd)
@@ -133,7 +145,34 @@ local function user_line()
   return "user " .. (run("id -un")):match("%S+") .. " " .. (run("id -gn")):match("%S+") .. ";"
 end
 
-local function config(dir, port, tls_port, opts)
+-- The hostile cases (spec/support/hostile.lua) at /h/<case>, and two more TLS listeners: a
+-- certificate from the trusted CA for wrong.example, and a self-signed one for localhost.
+local function hostile_config(dir, ports)
+  local here = debug.getinfo(1, "S").source:match("^@(.*)/[^/]*$") or "spec/support"
+  if here:sub(1, 1) ~= "/" then
+    local p = io.popen("pwd")
+    here = p:read("*l") .. "/" .. here
+    p:close()
+  end
+  return table.concat({
+    "  lua_package_path '" .. here .. "/?.lua;;';",
+    "  lua_shared_dict hostile 1m;",
+    "  server {",
+    "    listen 127.0.0.1:" .. ports.wrong .. " ssl;",
+    "    ssl_certificate " .. dir .. "/wrong.crt;",
+    "    ssl_certificate_key " .. dir .. "/wrong.key;",
+    "    location / { return 200 'wrong name'; }",
+    "  }",
+    "  server {",
+    "    listen 127.0.0.1:" .. ports.self .. " ssl;",
+    "    ssl_certificate " .. dir .. "/self.crt;",
+    "    ssl_certificate_key " .. dir .. "/self.key;",
+    "    location / { return 200 'self-signed'; }",
+    "  }",
+  }, "\n")
+end
+
+local function config(dir, port, tls_port, opts, ports)
   return table.concat({
     "load_module " .. NGINX_MODULES .. "ndk_http_module.so;",
     "load_module " .. NGINX_MODULES .. "ngx_http_lua_module.so;",
@@ -154,12 +193,14 @@ local function config(dir, port, tls_port, opts)
     "  scgi_temp_path " .. dir .. "/tmp/scgi;",
     "  lua_socket_log_errors off;",
     opts.http or "",
+    opts.hostile and hostile_config(dir, ports) or "",
     "  server {",
     "    listen 127.0.0.1:" .. port .. ";",
     "    listen 127.0.0.1:" .. tls_port .. " ssl;",
     "    ssl_certificate " .. dir .. "/server.crt;",
     "    ssl_certificate_key " .. dir .. "/server.key;",
     HANDLERS,
+    opts.hostile and "    location /h/ { content_by_lua_block { require('hostile').serve() } }" or "",
     opts.locations or "",
     "  }",
     "}",
@@ -216,10 +257,15 @@ function testserver.start(opts)
   make_certs(dir)
   local pidfile = dir .. "/nginx.pid"
   local port, tls_port, out, ok
+  local ports
   for _ = 1, 20 do
     port, tls_port = random_port(), random_port()
-    if port ~= tls_port then
-      write(dir .. "/nginx.conf", config(dir, port, tls_port, opts))
+    ports = { wrong = random_port(), self = random_port() }
+    local all = { [port] = 1, [tls_port] = 1, [ports.wrong] = 1, [ports.self] = 1 }
+    local distinct = 0
+    for _ in pairs(all) do distinct = distinct + 1 end
+    if distinct == 4 then
+      write(dir .. "/nginx.conf", config(dir, port, tls_port, opts, ports))
       out, ok = run("nginx -p " .. q(dir) .. " -c " .. q(dir .. "/nginx.conf") .. " -e " .. q(dir .. "/error.log") ..
         " -g " .. q("daemon on; pid " .. pidfile .. ";"))
       if ok or not out:find("Address already in use", 1, true) then break end
@@ -244,6 +290,9 @@ function testserver.start(opts)
     port = port, tls_port = tls_port,
     ca_file = dir .. "/ca.crt", dir = dir, pid = pid,
   }
+  if opts.hostile then
+    ts.wrong_name_port, ts.self_signed_port = ports.wrong, ports.self
+  end
   local stopped = false
   function ts.stop()
     if stopped then return end
