@@ -71,6 +71,24 @@ describe("errors.from_response", function()
     assert.same({ "unauthorized", "Unauthorized" }, { e.code, e.message })
   end)
 
+  it("reads the accounting-business shape (ledger accounts): the reason, and metadata as field errors", function()
+    local body = { errors = { message = "Bad Request", status = 400, details = { {
+      reason = "Account name is already taken", metadata = { field = "name", message = "must be unique" } } } } }
+    local e = errors.from_response(res(400, body))
+    assert.same({ "bad_request", 400, "Account name is already taken" }, { e.code, e.status, e.message })
+    assert.same({ { field = "name", message = "must be unique" } }, e.errors)
+    -- the same shape sent with 200 is an error too
+    assert.equal("api_error", errors.from_response(res(200, body)).code)
+    -- and a success in that family is not mistaken for one
+    assert.is_nil(errors.from_response(res(200, { data = { uuid = "x", name = "Cash" } })))
+  end)
+
+  it("supports concatenation like tostring", function()
+    local e = errors.new{ code = "timeout", message = "slow" }
+    assert.equal("failed: freshbooks: timeout: slow", "failed: " .. e)
+    assert.equal("freshbooks: timeout: slow!", e .. "!")
+  end)
+
   it("reads the events shape", function()
     local e = errors.from_response(res(404, { errno = 404, message = "Callback not found" }))
     assert.same({ "not_found", 404, "Callback not found" }, { e.code, e.errno, e.message })

@@ -255,12 +255,50 @@ describe("OAuth against the sandbox", function()
   it("gives coded errors for HTML and malformed token responses from the server", function()
     local fb = freshbooks.new(H.opts(sb))
     for _, fault in ipairs{ "html", "malformed" } do
-      sb:admin("POST", "/_sandbox/faults", { route = "/auth/oauth/token", fault = fault, times = 1 })
+      -- (cut before the refresh token: nothing in the answer can be salvaged)
+      sb:admin("POST", "/_sandbox/faults", { route = "/auth/oauth/token", fault = fault, times = 1,
+        cut_before = '"refresh_token"' })
       local url, state = fb:authorize_url{}
       local ok, err = fb:authorize_callback(H.consent(sb, url), state)
       assert.is_nil(ok)
       assert.equal("bad_token_response", err.code)
       assert.is_number(err.status)
+    end
+    sb:admin("DELETE", "/_sandbox/faults")
+  end)
+
+  it("reads a 429 from the token endpoint as rate_limited with retry_after, the token untouched", function()
+    local store = freshbooks.store.file(H.tmpdir() .. "/t.json")
+    assert(store.save(sb:token{}))
+    local before = store.load().refresh_token
+    local fb = freshbooks.new(H.opts(sb, { store = store, retry = false }))
+    sb:admin("POST", "/_sandbox/faults", { route = "/auth/oauth/token", fault = "429", retry_after = 7, times = 1 })
+    local ok, err = fb:refresh()
+    assert.is_nil(ok)
+    assert.equal("rate_limited", err.code)
+    assert.equal(429, err.status)
+    assert.equal(7, err.retry_after)
+    assert.equal(before, store.load().refresh_token)
+    assert.is_true(fb:refresh()) -- nothing was spent: the next try works
+  end)
+
+  it("salvages a new refresh token from a cut-off answer: saved, attached, refresh_uncertain", function()
+    for _, fault in ipairs{ "malformed", "truncate" } do
+      local saved = {}
+      local fb = freshbooks.new(H.opts(sb, { save = function(new) saved[#saved + 1] = new return true end }))
+      local since = H.last_seq(sb)
+      sb:admin("POST", "/_sandbox/faults", { route = "/auth/oauth/token", fault = fault, times = 1,
+        cut_before = '"scope"' })  -- the refresh token is whole, what follows it is lost
+      local url, state = fb:authorize_url{}
+      local ok, err = fb:authorize_callback(H.consent(sb, url), state)
+      assert.is_nil(ok, fault)
+      assert.equal("refresh_uncertain", err.code, fault)
+      assert.equal(1, #saved, fault)
+      assert.equal(saved[1].refresh_token, err.tokens.refresh_token)
+      assert.is_nil(tostring(err):find(saved[1].refresh_token, 1, true))
+      -- It is the one FreshBooks issued, and it works: the session goes on with it.
+      assert.equal(H.newest_issued(sb, since), H.hash(saved[1].refresh_token))
+      assert(fb:me())
     end
     sb:admin("DELETE", "/_sandbox/faults")
   end)

@@ -156,6 +156,77 @@ describe("paging", function()
   end)
 end)
 
+-- Servers that never say "last page": every walk still ends, on its own evidence or at max_pages.
+describe("paging against a server that never ends", function()
+  local freshbooks = require "freshbooks"
+  local cjson = require "cjson"
+  local function session(pages_of)
+    local requests = 0
+    local fb = freshbooks.new{ client_id = "c", client_secret = "s", redirect_uri = "https://e.com/cb",
+      tokens = { access_token = "a", refresh_token = "r", expires_in = 3600 }, retry = false,
+      transport = function(req)
+        requests = requests + 1
+        assert(requests < 5000, "the walk did not stop")
+        local page = tonumber(req.url:match("[?&]page=(%d+)")) or 1
+        return { status = 200, headers = { ["content-type"] = "application/json" },
+          body = cjson.encode{ response = { result = pages_of(page) } } }
+      end }
+    return fb:account("aBcD1").invoices, function() return requests end
+  end
+  local function records(first, n)
+    local t = {}
+    for i = 1, n do t[i] = { id = first + i } end
+    return t
+  end
+  local function walk(invoices, opts)
+    local n, last = 0, nil
+    for inv, err in invoices:each({ per_page = 10 }, opts) do
+      if not inv then last = err break end
+      n = n + 1
+    end
+    return n, last
+  end
+
+  it("the same full page for every page number, no paging fields: stops after the repeat", function()
+    local invoices, requests = session(function() return { invoices = records(0, 10) } end)
+    local n, err = walk(invoices)
+    assert.equal(10, n)
+    assert.is_nil(err)
+    assert.equal(2, requests())
+    local all = assert(invoices:all{ per_page = 10 })
+    assert.equal(10, #all)
+  end)
+
+  it("new full pages forever, no paging fields: too_many_pages at max_pages", function()
+    local invoices, requests = session(function(page) return { invoices = records(page * 10, 10) } end)
+    local n, err = walk(invoices, { max_pages = 50 })
+    assert.equal(500, n)
+    assert.equal("too_many_pages", err.code)
+    assert.equal(50, requests())
+    local list, aerr = invoices:all({ per_page = 10 }, { max_pages = 20, parallel = 4 })
+    assert.is_nil(list)
+    assert.equal("too_many_pages", aerr.code)
+  end)
+
+  it("a short page ends a walk without paging fields", function()
+    local invoices, requests = session(function(page)
+      return { invoices = records(page * 10, page < 3 and 10 or 4) }
+    end)
+    assert.equal(24, (walk(invoices)))
+    assert.equal(3, requests())
+  end)
+
+  it("a server claiming a billion pages is refused before the walk, not followed", function()
+    local invoices, requests = session(function(page)
+      return { invoices = records(page * 10, 10), page = page, pages = 1e9, per_page = 10, total = 1e10 }
+    end)
+    local n, err = walk(invoices, { parallel = 8 })
+    assert.equal(0, n)
+    assert.equal("too_many_pages", err.code)
+    assert.equal(1, requests())
+  end)
+end)
+
 describe("each() over 100,000 invoices", function()
   local sb
   setup(function() sb = sandbox.start{ invoices = 100000 } end)

@@ -6,6 +6,39 @@ local H = require "support.fbtest"
 
 local ME = "/auth/api/v1/users/me"
 
+-- Nothing public hands out a session's private state: walk everything reachable from the library's
+-- modules and a session (tables, fields, metatables) and find no client secret and no token.
+describe("session privacy", function()
+  it("no public table, field or metatable leads to the client secret or a token", function()
+    local secret, access, refresh = "client-secret-Zq9", "access-Tk-4711", "refresh-Tk-4712"
+    local fb = freshbooks.new{ client_id = "c", client_secret = secret, redirect_uri = "https://e.com/cb",
+      tokens = { access_token = access, refresh_token = refresh, expires_in = 3600 } }
+    local acct = fb:account("aBcD1")
+    local roots = { fb, acct, acct.invoices, fb:business(1).projects, freshbooks, require("freshbooks.session"),
+      require("freshbooks.identity"), require("freshbooks.resource"), require("freshbooks.transport") }
+    local seen, found = {}, {}
+    local function walk(v, path, depth)
+      if depth > 12 then return end
+      if type(v) == "string" then
+        if v == secret or v == access or v == refresh then found[#found + 1] = path end
+        return
+      end
+      if type(v) ~= "table" or seen[v] then return end
+      seen[v] = true
+      for k, x in pairs(v) do
+        walk(k, path .. "[key]", depth + 1)
+        walk(x, path .. "." .. tostring(k), depth + 1)
+      end
+      local mt = getmetatable(v)
+      if mt ~= nil then walk(mt, path .. ".<mt>", depth + 1) end
+    end
+    for i, r in ipairs(roots) do walk(r, "root" .. i, 0) end
+    assert.same({}, found)
+    assert.is_nil(require("freshbooks.session").private)
+    assert.is_true(seen[fb] and seen[acct.invoices] and true) -- the walk did reach them
+  end)
+end)
+
 describe("freshbooks.new", function()
   local base = { client_id = "cid", client_secret = "csecret-0123456789", redirect_uri = "https://example.com/cb" }
   local function opts(extra)
@@ -317,11 +350,13 @@ describe("session against the sandbox", function()
         assert(store.save(sb:token{}))
         local before = H.read(path)
         local fb = H.session(sb, { store = store })
-        sb:admin("POST", "/_sandbox/faults", { route = "/auth/oauth/token", fault = fault, times = 1 })
+        sb:admin("POST", "/_sandbox/faults", { route = "/auth/oauth/token", fault = fault, times = 1,
+          cut_before = '"refresh_token"' }) -- nothing to salvage in what arrives
         local since = H.last_seq(sb)
         local ok, err = fb:refresh()
         assert.is_nil(ok)
         assert.equal("refresh_uncertain", err.code)
+        assert.is_nil(err.tokens)
         if fault == "reset_after" then assert.equal("recv", err.cause.code) end
         assert.equal(1, H.count(H.log(sb, since), H.is_token_post)) -- libcurl did not re-send it either
         assert.equal(before, H.read(path))
@@ -399,7 +434,8 @@ describe("session against the sandbox", function()
       local t = sb:token{}
       assert(store.save(t))
       local fb = H.session(sb, { store = store })
-      assert.is_false(fb:authorized())
+      assert.is_true(fb:authorized()) -- the store holds tokens
+      assert.is_false(H.session(sb, { store = freshbooks.store.file(dir .. "/none.json") }):authorized())
       assert(fb:me())
       assert.is_true(fb:authorized())
       assert.is_true(fb:refresh())

@@ -80,38 +80,148 @@ describe("store.file", function()
   end)
 
   it("raises on bad arguments", function()
-    assert.has_error(function() freshbooks.store.file() end, "freshbooks.store.file: path must be a non-empty string")
+    assert.has_error(function() freshbooks.store.file() end,
+      "freshbooks.store.file: path must be a file name (a non-empty string without NUL)")
+    assert.has_error(function() freshbooks.store.file("a\0b") end)
+    assert.has_error(function() core.lock_file("a\0b") end)
+    assert.has_error(function() core.read_file("a\0b") end)
+    assert.has_error(function() core.write_file_atomic("a\0b", "x") end)
     assert.has_error(function() freshbooks.store.file("x", { lock_timeout = -1 }) end)
     assert.has_error(function() store.save("nope") end)
     assert.has_error(function() core.lock_file(path, -1) end)
     assert.has_error(function() core.write_file_atomic(path, {}) end)
   end)
 
+  -- What an outsider can put at the token path. Loads run in a child process with a time limit, so
+  -- a regression (a blocking FIFO, an endless /dev/zero) fails the spec instead of hanging the run.
+  describe("hostile files", function()
+    local function child_load(p)
+      local code = ("local t, err = require('freshbooks').store.file(%q).load()\n"
+        .. "io.write(t and 'loaded' or (err and err.code) or 'nothing')"):format(p)
+      return sh("timeout 10 " .. H.lua .. " -e " .. require("support.sandbox").shell_quote(code) .. "; echo ' rc='$?")
+    end
+
+    it("a FIFO at the token path is refused at once, not read until a writer comes", function()
+      assert(os.execute("mkfifo '" .. path .. "'"))
+      assert.equal("store_insecure rc=0", child_load(path):match("%S+ rc=%d+"))
+    end)
+
+    it("a symlink (to /dev/zero, to another file, dangling) is never followed", function()
+      local other = dir .. "/elsewhere.json"
+      assert(freshbooks.store.file(other).save(tokens))
+      for _, target in ipairs{ "/dev/zero", other, dir .. "/missing" } do
+        os.remove(path)
+        assert(os.execute("ln -s '" .. target .. "' '" .. path .. "'"))
+        assert.equal("store_insecure rc=0", child_load(path):match("%S+ rc=%d+"), target)
+      end
+      -- a save replaces the link itself with our own file; the link's target is untouched
+      local before = H.read(other)
+      assert.is_true(store.save{ access_token = "a9", refresh_token = "r9" })
+      assert.equal("", sh("find '" .. path .. "' -type l"))
+      assert.equal("r9", store.load().refresh_token)
+      assert.equal(before, H.read(other))
+    end)
+
+    it("a device, a directory or an oversized file is refused", function()
+      assert.equal("store_insecure", select(2, freshbooks.store.file(dir).load()).code)
+      assert.equal("store_insecure", select(2, freshbooks.store.file("/dev/null").load()).code)
+      local f = assert(io.open(path, "wb"))
+      f:write(string.rep("x", 70000))
+      f:close()
+      assert.equal("store_corrupt", select(2, store.load()).code)
+    end)
+
+    it("a token file others can read is made 0600 when it is loaded", function()
+      assert.is_true(store.save(tokens))
+      assert(os.execute("chmod 0644 '" .. path .. "'"))
+      assert.equal("r1", store.load().refresh_token)
+      assert.equal("600", sh("stat -c %a '" .. path .. "'"):match("%d+"))
+    end)
+
+    it("a token file of another user is refused", function()
+      if sh("id -u"):match("%d+") ~= "0" then return pending("needs root to give a file away") end
+      assert.is_true(store.save(tokens))
+      assert(os.execute("chown nobody '" .. path .. "'"))
+      local t, err = store.load()
+      assert.is_nil(t)
+      assert.equal("store_insecure", err.code)
+    end)
+
+    it("the lock cannot be defeated by deleting files: it is the directory's", function()
+      local l = assert(store.lock())
+      os.execute("rm -f '" .. dir .. "'/*.lock '" .. dir .. "'/.*.lock")
+      assert.equal("lock_timeout", sh(child_lock(dir .. "/.", 0)))
+      l:unlock()
+      -- and a dangling symlink named like the old lock file is never followed or created
+      assert(os.execute("ln -s '" .. dir .. "/target' '" .. path .. ".lock'"))
+      assert(store.lock()):unlock()
+      assert.is_nil(io.open(dir .. "/target"))
+      assert.equal("store_insecure", select(2, core.lock_file(path .. ".lock", 0)).code)
+    end)
+  end)
+
+  -- A full and a read-only file system (tmpfs, mounted by the spec as root): the save fails with a
+  -- code, the session keeps the tokens for the caller (save_failed), and the old file stays whole.
+  describe("file systems that refuse writes", function()
+    local mnt, mounted
+    setup(function()
+      mnt = H.tmpdir()
+      mounted = sh("id -u"):match("%d+") == "0"
+        and os.execute("mount -t tmpfs -o size=64k,mode=700 tmpfs '" .. mnt .. "' 2>/dev/null") == true
+    end)
+    teardown(function()
+      if mounted then os.execute("umount '" .. mnt .. "'") end
+      H.rmdir(mnt)
+    end)
+
+    it("full, then read-only: save_failed with the tokens attached, nothing torn", function()
+      if not mounted then return pending("cannot mount a tmpfs here (needs root)") end
+      local p = mnt .. "/tokens.json"
+      local s = freshbooks.store.file(p)
+      assert.is_true(s.save(tokens))
+      local before = H.read(p)
+      -- fill the file system: the next temp file cannot be written
+      os.execute("dd if=/dev/zero of='" .. mnt .. "/fill' bs=1k count=80 2>/dev/null")
+      local ok, err = s.save{ access_token = "a2", refresh_token = "r2" }
+      assert.is_nil(ok)
+      assert.equal("save_failed", err.code)
+      assert.equal(before, H.read(p))
+      assert.equal("", sh("ls '" .. mnt .. "' | grep tmp || true"))
+      os.remove(mnt .. "/fill")
+      assert(os.execute("mount -o remount,ro '" .. mnt .. "'"))
+      ok, err = s.save{ access_token = "a3", refresh_token = "r3" }
+      assert(os.execute("mount -o remount,rw '" .. mnt .. "'"))
+      assert.is_nil(ok)
+      assert.equal("save_failed", err.code)
+      assert.equal("r1", s.load().refresh_token)
+    end)
+  end)
+
   describe("lock", function()
     it("excludes another process until released, then lets it in", function()
       local l = assert(store.lock())
-      assert.equal("lock_timeout", sh(child_lock(path .. ".lock", 0)))
-      assert.equal("lock_timeout", sh(child_lock(path .. ".lock", 0.2)))
+      assert.equal("lock_timeout", sh(child_lock(dir .. "/.", 0)))
+      assert.equal("lock_timeout", sh(child_lock(dir .. "/.", 0.2)))
       assert.is_true(l:unlock())
       assert.is_true(l:unlock()) -- idempotent
-      assert.equal("locked", sh(child_lock(path .. ".lock", 0)))
+      assert.equal("locked", sh(child_lock(dir .. "/.", 0)))
     end)
 
     it("is released when the holder dies", function()
       -- The child takes the lock and hangs; we kill it (its pid is in the pid file) and get the lock.
       local pidfile = dir .. "/child.pid"
-      os.execute(child_lock(path .. ".lock", 1, "io.stdout:flush() while true do end")
+      os.execute(child_lock(dir .. "/.", 1, "io.stdout:flush() while true do end")
         .. " >/dev/null 2>&1 & echo $! > '" .. pidfile .. "'")
       local deadline = os.time() + 10
       local l, err
       repeat -- wait until the child holds it
-        l, err = core.lock_file(path .. ".lock", 0)
+        l, err = core.lock_file(dir .. "/.", 0)
         if l then l:unlock() end
       until (not l and err.code == "lock_timeout") or os.time() > deadline
       assert.equal("lock_timeout", err and err.code)
       local pid = H.read(pidfile):match("%d+")
       os.execute("kill -9 " .. pid)
-      l = assert(core.lock_file(path .. ".lock", 5))
+      l = assert(core.lock_file(dir .. "/.", 5))
       l:unlock()
     end)
 
@@ -121,12 +231,12 @@ describe("store.file", function()
       l = nil -- luacheck: ignore 311
       collectgarbage()
       collectgarbage()
-      local l2 = assert(core.lock_file(path .. ".lock", 0))
+      local l2 = assert(core.lock_file(dir .. "/.", 0))
       local mt = getmetatable(l2)
       mt.__close(l2)
       assert.equal("freshbooks.lock(released)", tostring(l2))
       assert.is_false(l2:held())
-      assert.equal("locked", sh(child_lock(path .. ".lock", 0)))
+      assert.equal("locked", sh(child_lock(dir .. "/.", 0)))
     end)
 
     it("times out with a coded error", function()

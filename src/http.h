@@ -42,6 +42,7 @@ typedef struct {
 	size_t body_sent;   /* read offset of the upload callback */
 	int has_body, upload; /* upload: the request sends a body (through on_read), maybe empty */
 	int once;           /* must not be sent twice (POST, PATCH, idempotent = false): a fresh connection */
+	int keep_partial;   /* on a failure after the body began, hand back what arrived (err.partial_body) */
 	long timeout_ms;    /* 0: the client's */
 	CURL *easy;         /* batch only: owned by this transfer while it runs */
 	curl_off_t max_body;

@@ -1,9 +1,12 @@
-/* Cross-process file lock (flock(2)) and atomic file replacement, for the token file store.
+/* Cross-process file lock (flock(2)), a careful read and atomic file replacement, for the token file
+ * store. Paths with a NUL inside raise (C would see a shorter path: another file).
  *
  *   core.lock_file(path [, timeout]) -> lock | nil, {code =, message =}
- *     Takes an exclusive flock on `path` (created 0600 if missing). Waits up to `timeout` seconds
+ *     Takes an exclusive flock on `path`: a directory, or a regular file of ours (created 0600 if
+ *     missing); symlinks, FIFOs and devices are refused (store_insecure). Waits up to `timeout` seconds
  *     (default 30; 0 = try once). The kernel drops the lock when the process dies, so a crashed holder
  *     never wedges the others. lock:unlock() releases it; __gc and __close do the same (idempotent).
+ *   core.read_file(path [, max_bytes]) -> data | nil | nil, {code =, message =}  (see read_file)
  *   core.write_file_atomic(path, data [, mode]) -> true | nil, {code =, message =}
  *     Writes a temp file in the same directory, fsyncs it, renames it over `path` and fsyncs the
  *     directory, so readers see the old content or the new one, never a torn file. Mode default 0600.
@@ -60,9 +63,45 @@ static void sleep_ms(long ms)
 		;
 }
 
+/* A path from Lua with no NUL inside (a C path stops at the first one: another file). */
+static const char *check_path(lua_State *L, int idx)
+{
+	size_t len;
+	const char *path = luaL_checklstring(L, idx, &len);
+	luaL_argcheck(L, len > 0, idx, "empty path");
+	luaL_argcheck(L, strlen(path) == len, idx, "path contains a NUL byte");
+	return path;
+}
+
+/* Opens what a lock is taken on: an existing directory or regular file (never through a symlink, never
+ * a FIFO or a device, which could block or feed us forever), or a new regular file, mode 0600. */
+static int open_lock_target(lua_State *L, const char *path, int *fd)
+{
+	struct stat st;
+	for (;;) {
+		*fd = open(path, O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC | O_NOCTTY);
+		if (*fd == -1 && errno == ENOENT)
+			*fd = open(path, O_RDWR | O_CREAT | O_EXCL | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC, 0600);
+		if (*fd != -1 || errno != EEXIST) /* EEXIST: created meanwhile by another process, open it */
+			break;
+	}
+	if (*fd == -1) {
+		if (errno == ELOOP)
+			return push_error(L, "store_insecure", "the lock path is a symbolic link:", path, 0);
+		return push_error(L, "lock", "cannot open the lock", path, errno);
+	}
+	if (fstat(*fd, &st) != 0 || !(S_ISDIR(st.st_mode) || (S_ISREG(st.st_mode) && st.st_uid == geteuid()))) {
+		close(*fd);
+		*fd = -1;
+		return push_error(L, "store_insecure", "the lock is neither a directory nor our own regular file:",
+				  path, 0);
+	}
+	return 0;
+}
+
 static int lock_file(lua_State *L)
 {
-	const char *path = luaL_checkstring(L, 1);
+	const char *path = check_path(L, 1);
 	double timeout = luaL_optnumber(L, 2, 30);
 	double deadline;
 	long pause = 1;
@@ -76,11 +115,8 @@ static int lock_file(lua_State *L)
 	luaL_getmetatable(L, LOCK_MT);
 	lua_setmetatable(L, -2);
 
-	do
-		fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
-	while (fd == -1 && errno == EINTR);
-	if (fd == -1)
-		return push_error(L, "lock", "cannot open lock file", path, errno);
+	if (open_lock_target(L, path, &fd) != 0)
+		return 2;
 	lk->fd = fd;
 
 	deadline = now_monotonic() + timeout;
@@ -104,6 +140,72 @@ static int lock_file(lua_State *L)
 		if (pause < 20)
 			pause *= 2;
 	}
+}
+
+/* core.read_file(path [, max_bytes = 65536]) -> data | nil (no such file) | nil, {code, message}.
+ * The token file is trusted only as our own regular file of bounded size: a symlink (to /dev/zero, to
+ * another user's file), a FIFO (which would block the reader) or a device is refused with
+ * store_insecure, another owner too; a file that others may read is made 0600 on the spot. */
+static int read_file(lua_State *L)
+{
+	const char *path = check_path(L, 1);
+	lua_Number max = luaL_optnumber(L, 2, 65536);
+	struct stat st;
+	luaL_Buffer b;
+	size_t total = 0;
+	int fd;
+	luaL_argcheck(L, max >= 1 && max <= 64 * 1024 * 1024, 2, "max_bytes must be in 1..64 MiB");
+	do
+		fd = open(path, O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC | O_NOCTTY);
+	while (fd == -1 && errno == EINTR);
+	if (fd == -1) {
+		if (errno == ENOENT)
+			return 0;
+		if (errno == ELOOP)
+			return push_error(L, "store_insecure", "the token file is a symbolic link:", path, 0);
+		return push_error(L, "load_failed", "cannot open", path, errno);
+	}
+	if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
+		close(fd);
+		return push_error(L, "store_insecure", "the token file is not a regular file:", path, 0);
+	}
+	if (st.st_uid != geteuid()) {
+		close(fd);
+		return push_error(L, "store_insecure", "the token file belongs to another user:", path, 0);
+	}
+	if ((st.st_mode & 077) != 0 && fchmod(fd, 0600) != 0) {
+		int err = errno;
+		close(fd);
+		return push_error(L, "store_insecure", "the token file is readable by others and cannot be made 0600:",
+				  path, err);
+	}
+	if ((lua_Number)st.st_size > max) {
+		close(fd);
+		return push_error(L, "store_corrupt", "the token file is too large to be a token record:", path, 0);
+	}
+	luaL_buffinit(L, &b);
+	for (;;) {
+		char *p = luaL_prepbuffer(&b);
+		ssize_t n = read(fd, p, LUAL_BUFFERSIZE);
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0) {
+			int err = errno;
+			close(fd);
+			return push_error(L, "load_failed", "cannot read", path, err);
+		}
+		if (n == 0)
+			break;
+		luaL_addsize(&b, (size_t)n);
+		total += (size_t)n;
+		if ((lua_Number)total > max) { /* it grew while we read */
+			close(fd);
+			return push_error(L, "store_corrupt", "the token file is too large to be a token record:", path, 0);
+		}
+	}
+	close(fd);
+	luaL_pushresult(&b);
+	return 1;
 }
 
 static int lock_unlock(lua_State *L)
@@ -149,13 +251,13 @@ static int write_all(int fd, const char *p, size_t n)
 static int write_file_atomic(lua_State *L)
 {
 	size_t len, plen;
-	const char *path = luaL_checklstring(L, 1, &plen);
+	const char *path = check_path(L, 1);
 	const char *data = luaL_checklstring(L, 2, &len);
 	lua_Number mode = luaL_optnumber(L, 3, 0600);
 	char *tmp, *dir, *slash;
 	int fd, dfd, err;
 
-	luaL_argcheck(L, plen > 0, 1, "empty path");
+	plen = strlen(path);
 	luaL_argcheck(L, mode >= 0 && mode <= 07777, 3, "bad mode");
 	/* Buffers live in userdata so a Lua error cannot leak them. */
 	tmp = (char *)lua_newuserdata(L, plen + 16);
@@ -210,6 +312,7 @@ void fb_open_lockfile(lua_State *L)
 	};
 	static const luaL_Reg funcs[] = {
 		{"lock_file", lock_file},
+		{"read_file", read_file},
 		{"write_file_atomic", write_file_atomic},
 		{NULL, NULL},
 	};

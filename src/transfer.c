@@ -296,6 +296,10 @@ void fb_push_xfer_error(lua_State *L, const fb_xfer *x)
 		lua_pushinteger(L, (lua_Integer)x->status);
 		lua_setfield(L, -2, "status");
 	}
+	if (x->keep_partial && x->resp.len > 0 && !x->too_large) {
+		lua_pushlstring(L, x->resp.p, x->resp.len);
+		lua_setfield(L, -2, "partial_body");
+	}
 }
 
 /* Pushes the final response's headers: lower-cased names; a repeated header -> array of its values.

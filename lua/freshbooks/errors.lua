@@ -16,6 +16,11 @@ local function scrub(s)
 end
 errors.scrub = scrub
 
+-- "failed: " .. err reads like tostring(err).
+function Error.__concat(a, b)
+  return (errors.is(a) and Error.__tostring(a) or tostring(a)) .. (errors.is(b) and Error.__tostring(b) or tostring(b))
+end
+
 function Error.__tostring(e)
   local s = "freshbooks: " .. e.code
   if e.message and e.message ~= "" then s = s .. ": " .. e.message end
@@ -36,10 +41,15 @@ function errors.is(x)
   return getmetatable(x) == Error
 end
 
+-- Transport failures that prove a request never reached the server (so resending cannot repeat it):
+-- the connection was never made. A TLS failure happens before any request byte too.
+errors.NOT_SENT = { connect = true, resolve = true, tls = true }
+
 -- The C core returns plain tables {code =, message =, curl_code =}; give them the type.
 function errors.from_core(t)
   if errors.is(t) then return t end
-  return errors.new{ code = t and t.code or "transport", message = t and t.message, curl_code = t and t.curl_code }
+  return errors.new{ code = t and t.code or "transport", message = t and t.message, curl_code = t and t.curl_code,
+    status = t and t.status, partial_body = t and t.partial_body }
 end
 
 -- Reading FreshBooks' error bodies ------------------------------------------------------------------
@@ -166,14 +176,35 @@ function readers.project(d)
   return { errno = errno, message = message, errors = out }
 end
 
+-- The accounting-business family (ledger accounts): {"errors":{"message":...,"status":400,
+-- "details":[{"reason":...,"metadata":{field, message, ...}}]}}; the reason is the most specific text.
+function readers.business(d)
+  local e = d.errors
+  if type(e) ~= "table" or e[1] ~= nil or (e.message == nil and e.details == nil) then return nil end
+  local out, reason = {}, nil
+  for _, det in ipairs(type(e.details) == "table" and e.details or {}) do
+    if type(det) == "table" then
+      local md = type(det.metadata) == "table" and det.metadata or {}
+      local fe = field_error(md)
+      fe.message = fe.message or str(det.reason)
+      out[#out + 1] = fe
+      reason = reason or str(det.reason)
+    end
+  end
+  return { message = reason or str(e.message), errors = out }
+end
+
 local function read_shape(d)
-  return readers.legacy(d) or readers.rpc(d) or readers.oauth(d) or readers.project(d)
+  return readers.legacy(d) or readers.business(d) or readers.rpc(d) or readers.oauth(d) or readers.project(d)
 end
 
 -- A 2xx body that is an error all the same (FreshBooks answers some failures with 200).
 local function success_body_is_error(d)
   local r = type(d.response) == "table" and d.response
   if r then return type(r.errors) == "table" and r.errors[1] ~= nil end
+  if type(d.errors) == "table" and d.data == nil and (d.errors.message ~= nil or d.errors[1] ~= nil) then
+    return true
+  end
   if type(d.code) == "number" and d.code ~= 0 and type(d.message) == "string" and d.details ~= nil then return true end
   if tonumber(d.errno) and (d.message ~= nil or d.error ~= nil) then return true end
   if type(d.error) == "string" and (d.error_description ~= nil or OAUTH_CODES[d.error]) then return true end

@@ -3,10 +3,16 @@
 -- account_id (accounting family); the membership's own id is neither.
 local errors = require "freshbooks.errors"
 
-local identity = { methods = {} }
-local M = identity.methods
+local identity = {}
+local M = {}
+local state -- session.lua's accessor of a session's private state, given to install
 
-local function state(fb) return require("freshbooks.session").private(fb) end
+-- Called once by session.lua: the methods join the session's, with the accessor kept here.
+function identity.install(Session, private_state)
+  if state then error("freshbooks.identity: already installed", 2) end
+  state = private_state
+  for k, f in pairs(M) do Session[k] = f end
+end
 
 -- fb:me(refresh?) -> the identity table (the response's `response` object) | nil, err
 function M:me(refresh)

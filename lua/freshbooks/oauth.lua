@@ -110,25 +110,49 @@ function oauth.check_callback(fields, expected_state)
   return fields.code
 end
 
+local function token_fields(data, clock)
+  local t = {
+    access_token = type(data.access_token) == "string" and data.access_token ~= "" and data.access_token or nil,
+    refresh_token = data.refresh_token,
+    token_type = type(data.token_type) == "string" and data.token_type or "Bearer",
+    expires_in = tonumber(data.expires_in),
+    scope = type(data.scope) == "string" and data.scope or nil,
+    created_at = tonumber(data.created_at),
+  }
+  if t.expires_in then t.expires_at = (t.created_at or clock()) + t.expires_in end
+  return t
+end
+
+-- A cut-off or mangled token answer may still hold the new refresh token whole: the server has
+-- already rotated, so it is the only live one. Taken only when unambiguous: one complete
+-- "refresh_token":"..." (no escapes), plus the access token and expiry if they are whole too.
+local function salvage(body, clock)
+  if type(body) ~= "string" then return nil end
+  local found = {}
+  for v in body:gmatch('"refresh_token"%s*:%s*"([%w%-%._~+/=]+)"') do found[#found + 1] = v end
+  if #found ~= 1 then return nil end
+  local access = {}
+  for v in body:gmatch('"access_token"%s*:%s*"([%w%-%._~+/=]+)"') do access[#access + 1] = v end
+  return token_fields({ refresh_token = found[1], access_token = #access == 1 and access[1] or nil,
+    expires_in = body:match('"expires_in"%s*:%s*(%d+)%s*[,}]'),
+    created_at = body:match('"created_at"%s*:%s*(%d+)%s*[,}]') }, clock)
+end
+oauth.salvage = salvage
+
 -- A token response -> tokens, or nil, err. Error codes are RFC 6749's (`invalid_grant`, ...) when the
--- server says so, else `bad_token_response`; `err.ambiguous` marks a failure after which the server may
--- have issued (and so rotated) tokens that we did not read.
+-- server says so, `rate_limited` for a 429 (nothing was issued), else `bad_token_response`;
+-- `err.ambiguous` marks a failure after which the server may have issued (and so rotated) tokens that
+-- we did not read; `err.salvaged` holds the tokens read from a cut-off answer.
 function oauth.parse_token_response(res, clock)
   local data = cjson.decode(res.body or "")
   if type(data) ~= "table" then data = nil end
   local ok = res.status >= 200 and res.status < 300
   if ok and data and type(data.access_token) == "string" and data.access_token ~= ""
     and type(data.refresh_token) == "string" and data.refresh_token ~= "" then
-    local t = {
-      access_token = data.access_token,
-      refresh_token = data.refresh_token,
-      token_type = type(data.token_type) == "string" and data.token_type or "Bearer",
-      expires_in = tonumber(data.expires_in),
-      scope = type(data.scope) == "string" and data.scope or nil,
-      created_at = tonumber(data.created_at),
-    }
-    if t.expires_in then t.expires_at = (t.created_at or clock()) + t.expires_in end
-    return t
+    return token_fields(data, clock)
+  end
+  if res.status == 429 then
+    return nil, errors.from_response(res)
   end
   if data and type(data.error) == "string" then
     local code = data.error:lower():gsub("[^%w_]", "")
@@ -144,29 +168,38 @@ function oauth.parse_token_response(res, clock)
     message = "the token endpoint answered HTTP " .. res.status .. " without a token response",
     -- A 2xx/5xx we cannot read may still have rotated the refresh token server-side; 4xx did not.
     ambiguous = (ok or res.status >= 500) or nil,
+    salvaged = ok and salvage(res.body, clock) or nil,
   }
 end
 
 -- Transport failures that prove the request never reached the server.
-local NOT_SENT = { connect = true, resolve = true, tls = true }
+local NOT_SENT = errors.NOT_SENT
 
+-- The token endpoint. Nothing here calls a user hook other than the transport (and the clock, made
+-- safe by the session): the answer must reach save() before any log hook or other code runs.
 local function token_call(cfg, fields, path)
-  local res, err = cfg.send{
+  local done, res, err = pcall(cfg.send, {
     method = "POST",
     url = cfg.api_url .. path,
     headers = { ["Content-Type"] = "application/json", Accept = "application/json" },
     body = assert(cjson.encode(fields)),
     timeout = cfg.timeout,
-  }
-  if cfg.log then
-    cfg.log{ type = "request", method = "POST", url = cfg.api_url .. path,
-      status = res and res.status, error = err and err.code,
-      line = "POST " .. cfg.api_url .. path .. " -> " .. (res and res.status or (err and err.code) or "?") }
+    keep_partial = true,
+  })
+  if not done then -- a transport that raised: we cannot know whether the request left
+    return nil, errors.new{ code = "transport", message = "the transport raised an error", ambiguous = true }
   end
   if not res then
     if not errors.is(err) then err = errors.from_core(err) end
-    if not NOT_SENT[err.code] then err.ambiguous = true end
+    if not NOT_SENT[err.code] then
+      err.ambiguous = true
+      if err.partial_body then err.salvaged = salvage(err.partial_body, cfg.clock) end
+    end
+    err.partial_body = nil
     return nil, err
+  end
+  if type(res) ~= "table" or type(res.status) ~= "number" then
+    return nil, errors.new{ code = "bad_response", message = "the transport returned no HTTP status", ambiguous = true }
   end
   return res
 end

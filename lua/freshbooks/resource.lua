@@ -36,8 +36,9 @@ local function check_fields(fields, where)
   if type(fields) ~= "table" then error(("freshbooks: %s: fields must be a table"):format(where), 3) end
 end
 
-local function bad_response(what)
-  return errors.new{ code = "bad_response", message = "unexpected response shape: " .. what }
+local function bad_response(what, res)
+  return errors.new{ code = "bad_response", status = res and res.status,
+    message = "unexpected response shape: " .. what }
 end
 
 function Resource:__tostring()
@@ -100,7 +101,7 @@ end
 function Resource:unwrap_one(res)
   local p = payload(res.data)
   local v = p and p[self.entry.single]
-  if type(v) ~= "table" then return nil, bad_response("no '" .. self.entry.single .. "' in the response") end
+  if type(v) ~= "table" then return nil, bad_response("no '" .. self.entry.single .. "' in the response", res) end
   return v
 end
 
@@ -108,7 +109,9 @@ end
 function Resource:unwrap_list(res)
   local p = payload(res.data)
   local items = p and p[self.entry.plural]
-  if type(items) ~= "table" then return nil, bad_response("no '" .. self.entry.plural .. "' list in the response") end
+  if type(items) ~= "table" then
+    return nil, bad_response("no '" .. self.entry.plural .. "' list in the response", res)
+  end
   local m = type(p.meta) == "table" and p.meta or p
   return items, { page = tonumber(m.page), pages = tonumber(m.pages), per_page = tonumber(m.per_page),
                   total = tonumber(m.total) }
@@ -196,6 +199,10 @@ local function paging(q)
   return q, tonumber(q.page) or 1, per_page
 end
 
+-- Past this many pages a walk stops with too_many_pages (opts.max_pages): a server that never says
+-- "last page" must not keep a loop running forever.
+local MAX_PAGES = 100000
+
 local function check_opts(opts, where)
   opts = opts or {}
   if type(opts) ~= "table" then error("freshbooks: " .. where .. ": options must be a table", 3) end
@@ -206,17 +213,32 @@ local function check_opts(opts, where)
   if opts.progress ~= nil and type(opts.progress) ~= "function" then
     error("freshbooks: " .. where .. ": progress must be a function", 3)
   end
-  return math.floor(parallel), opts.progress
+  local max_pages = opts.max_pages or MAX_PAGES
+  if type(max_pages) ~= "number" or max_pages < 1 then
+    error("freshbooks: " .. where .. ": max_pages must be a number >= 1", 3)
+  end
+  return math.floor(parallel), opts.progress, math.floor(max_pages)
+end
+
+local function too_many_pages(max_pages)
+  return errors.new{ code = "too_many_pages",
+    message = ("the walk passed %d pages without reaching the last one (max_pages)"):format(max_pages) }
+end
+
+-- A page's identity, to notice a server that answers every page number with the same records.
+local function fingerprint(list)
+  local a, b = list[1], list[#list]
+  return tostring(type(a) == "table" and a.id or a) .. "|" .. tostring(type(b) == "table" and b.id or b) .. "|" .. #list
 end
 
 -- The paging engine behind each() and all(). Page `first` comes alone and tells how many pages there
 -- are; then windows of `parallel` pages go out together through fb:batch (the C core's multi
 -- interface), and their records come back in page order. Only one window is held at a time.
 -- next_window() -> records (possibly empty), or nil at the end, or false, err.
-local function pager(self, q, parallel, progress)
+local function pager(self, q, parallel, progress, max_pages)
   local page, per_page
   q, page, per_page = paging(q)
-  local first, pages, seen, meta = page, nil, 0, nil
+  local first, pages, seen, meta, last_print, ended = page, nil, 0, nil, nil, false
   local function request(n)
     return { method = "GET", path = self.list_path,
              query = self:render(query.with(q, { page = n, per_page = per_page })) }
@@ -224,13 +246,20 @@ local function pager(self, q, parallel, progress)
   local function report(done)
     if progress then progress(done - first + 1, math.max(pages or done, done) - first + 1, seen) end
   end
+  -- Without `pages` the walk goes one page at a time and ends on an empty page, a page shorter than
+  -- the page size, or a page identical to the one before.
+  local function short(list, m)
+    return #list == 0 or #list < ((m and m.per_page) or math.min(per_page, 100))
+  end
   local function next_window()
     if meta and (pages == nil or page > pages) then
-      -- Without paging meta, walk one page at a time until an empty one.
-      if pages ~= nil then return nil end
-      local list, err = self:list(query.with(q, { page = page, per_page = per_page }))
-      if not list then return false, err end
-      if #list == 0 then return nil end
+      if pages ~= nil or ended then return nil end
+      if page - first >= max_pages then return false, too_many_pages(max_pages) end
+      local list, m = self:list(query.with(q, { page = page, per_page = per_page }))
+      if not list then return false, m end
+      local print = fingerprint(list)
+      if #list == 0 or print == last_print then return nil end
+      last_print, ended = print, short(list, m)
       page, seen = page + 1, seen + #list
       report(page - 1)
       return list
@@ -240,6 +269,8 @@ local function pager(self, q, parallel, progress)
       if not list then return false, m end
       meta, pages, page, seen = m, m.pages, page + 1, #list
       if #list == 0 then pages = first - 1 end -- an empty first page ends the walk
+      if pages == nil then last_print, ended = fingerprint(list), short(list, m) end
+      if pages and pages - first + 1 > max_pages then return false, too_many_pages(max_pages) end
       report(first)
       return list
     end
@@ -269,8 +300,8 @@ end
 -- loop gets (false, err) once and then ends.
 function Resource:each(q, opts)
   verb(self, "list")
-  local parallel, progress = check_opts(opts, "each")
-  local next_window = pager(self, q, parallel, progress)
+  local parallel, progress, max_pages = check_opts(opts, "each")
+  local next_window = pager(self, q, parallel, progress, max_pages)
   local items, i, done = {}, 0, false
   return function()
     while not done do
@@ -293,8 +324,8 @@ end
 -- each() with a window of `parallel` pages, collected in page order.
 function Resource:all(q, opts)
   verb(self, "list")
-  local parallel, progress = check_opts(opts, "all")
-  local next_window, meta = pager(self, q, parallel, progress)
+  local parallel, progress, max_pages = check_opts(opts, "all")
+  local next_window, meta = pager(self, q, parallel, progress, max_pages)
   local out = {}
   while true do
     local list, err = next_window()
@@ -322,7 +353,7 @@ function Resource:share_link(id)
   local p = payload(res.data)
   local rec = p and p.share_link
   local link = type(rec) == "table" and rec.share_link or rec
-  if type(link) ~= "string" then return nil, bad_response("no share_link in the response") end
+  if type(link) ~= "string" then return nil, bad_response("no share_link in the response", res) end
   return link, rec
 end
 
@@ -373,7 +404,7 @@ local function rate(self, method, id, fields, where)
   if not res then return nil, err end
   local p = payload(res.data)
   local v = p and p.service_rate
-  if type(v) ~= "table" then return nil, bad_response("no service_rate in the response") end
+  if type(v) ~= "table" then return nil, bad_response("no service_rate in the response", res) end
   return v
 end
 function Resource:rate(id) extra(self, "rate") return rate(self, "GET", id, nil, "services:rate") end
@@ -395,7 +426,7 @@ function Report:get(q)
   local res, err = self:request("GET", self.list_path, q)
   if not res then return nil, err end
   local p = payload(res.data)
-  if type(p) ~= "table" then return nil, bad_response("no report in the response") end
+  if type(p) ~= "table" then return nil, bad_response("no report in the response", res) end
   return type(p[self.entry.single]) == "table" and p[self.entry.single] or p
 end
 
@@ -425,7 +456,7 @@ function Upload:upload(content, opts)
   if not res then return nil, err end
   local p = payload(res.data)
   local rec = p and p[self.entry.single]
-  if type(rec) ~= "table" then return nil, bad_response("no " .. self.entry.single .. " in the response") end
+  if type(rec) ~= "table" then return nil, bad_response("no " .. self.entry.single .. " in the response", res) end
   return rec, p.link
 end
 

@@ -7,7 +7,8 @@
 --                          is not waited for: the 429 comes back as a rate_limited error with
 --                          retry_after, for the caller to decide
 --   500/502/503/504        idempotent methods only (GET HEAD PUT DELETE OPTIONS)
---   network failures       connect/resolve (nothing was sent): any method; others: idempotent only
+--   network failures       errors.NOT_SENT (nothing was sent): any method, except tls (retrying cannot
+--                          help); others: idempotent only
 -- A POST that may have reached the server is never sent twice: it could create a second invoice or
 -- spend a single-use refresh token.
 local errors = require "freshbooks.errors"
@@ -17,7 +18,7 @@ local retry = {}
 
 local IDEMPOTENT = { GET = true, HEAD = true, PUT = true, DELETE = true, OPTIONS = true }
 local RETRY_STATUS = { [500] = true, [502] = true, [503] = true, [504] = true }
-local NOT_SENT = { connect = true, resolve = true }
+local NOT_SENT = errors.NOT_SENT
 local NEVER = { tls = true, too_large = true, aborted = true, protocol = true } -- retrying cannot help
 
 local function default_clock()
@@ -49,8 +50,8 @@ function retry.retryable(req, res, err)
     return nil
   end
   local code = type(err) == "table" and err.code or "transport"
-  if NOT_SENT[code] then return code end
-  if idempotent and not NEVER[code] then return code end
+  if NEVER[code] then return nil end
+  if NOT_SENT[code] or idempotent then return code end
   return nil
 end
 
@@ -131,7 +132,8 @@ function retry.wrap(send, opts)
       local remaining = start + cfg.deadline - cfg.clock() - delay
       if remaining <= 0 then return res, err end
       report(cfg, req, attempt, delay, reason)
-      if delay > 0 then cfg.sleep(delay) end
+      -- A sleep hook that fails ends the retries: the last answer stands.
+      if delay > 0 and not pcall(cfg.sleep, delay) then return res, err end
       attempt, r = attempt + 1, bounded(req, remaining)
     end
   end
@@ -158,7 +160,7 @@ function retry.wrap(send, opts)
         sub[j] = bounded(reqs[i], remaining)
         report(cfg, reqs[i], attempt, delay, reasons[j])
       end
-      if delay > 0 then cfg.sleep(delay) end
+      if delay > 0 and not pcall(cfg.sleep, delay) then break end
       local again = transport.batch(send, sub, bopts)
       for j, i in ipairs(idx) do out[i] = again[j] or { err = errors.new{ code = "internal",
         message = "batch lost a request" } } end

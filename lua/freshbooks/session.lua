@@ -15,6 +15,7 @@ local transport = require "freshbooks.transport"
 local session = {}
 local Session = {}
 Session.__index = Session
+local protected_log, safe_clock, log_token_call, salvaged -- defined below, used before
 
 -- Secrets and mutable state live here, keyed by session, so that no table dump of a session object
 -- can show a client secret or a token.
@@ -99,6 +100,74 @@ local function decode_body(res)
 end
 
 ---------------------------------------------------------------------------------------------------
+-- Secrets, the clock and the log hook
+
+-- Every secret value this session has held: the client secret and the tokens (current, previous,
+-- pending, stored). They are masked by exact value wherever text leaves the library (errors, field
+-- errors, log lines); errors.scrub's look-alike masking stays as the second net.
+local MAX_REMEMBERED = 32
+local function remember(p, t)
+  if type(t) ~= "table" then return end
+  for _, k in ipairs{ "access_token", "refresh_token" } do
+    local v = t[k]
+    if type(v) == "string" and v ~= "" and not p.known[v] then
+      if #p.secrets > MAX_REMEMBERED then p.known[table.remove(p.secrets, 2)] = nil end -- [1] is the client secret
+      p.secrets[#p.secrets + 1], p.known[v] = v, true
+    end
+  end
+end
+
+local function redact_string(p, s)
+  for _, secret in ipairs(p.secrets) do
+    local i = 1
+    while true do
+      local a, b = s:find(secret, i, true)
+      if not a then break end
+      s = s:sub(1, a - 1) .. "***" .. s:sub(b + 1)
+      i = a + 3
+    end
+  end
+  return errors.scrub(s)
+end
+
+-- Strings, and the text fields of an error (its message, field errors and cause), masked.
+local function redact(p, v, depth)
+  if type(v) == "string" then return redact_string(p, v) end
+  if not errors.is(v) or (depth or 0) > 3 then return v end
+  v.message = redact_string(p, v.message or "")
+  for _, fe in ipairs(type(v.errors) == "table" and v.errors or {}) do
+    if type(fe) == "table" then
+      for _, k in ipairs{ "field", "message", "value", "object" } do
+        if type(fe[k]) == "string" then fe[k] = redact_string(p, fe[k]) end
+      end
+    end
+  end
+  if v.cause ~= nil then v.cause = redact(p, v.cause, (depth or 0) + 1) end
+  if type(v.cause) == "table" and not errors.is(v.cause) then v.cause = nil end -- a hook's own value
+  return v
+end
+
+-- The log hook runs on a coroutine of its own: an error, or a yield that would suspend the caller's
+-- refresh forever, ends there. It sees string fields with the session's secrets masked.
+function protected_log(p, hook, event)
+  local clean = {}
+  for k, v in pairs(event) do clean[k] = type(v) == "string" and redact_string(p, v) or v end
+  coroutine.resume(coroutine.create(hook), clean)
+end
+
+-- A user clock that raises, yields or answers something other than a number must not cost a token:
+-- the token answer is parsed with it, before save. It runs on a coroutine of its own; os.time()
+-- stands in for a bad answer.
+function safe_clock(f)
+  if f == nil then return os.time end
+  return function()
+    local ok, v = coroutine.resume(coroutine.create(f))
+    if ok and type(v) == "number" and v == v then return v end
+    return os.time()
+  end
+end
+
+---------------------------------------------------------------------------------------------------
 -- Construction
 
 function session.new(opts)
@@ -168,7 +237,7 @@ function session.new(opts)
   if opts.retry ~= nil and opts.retry ~= false and type(opts.retry) ~= "table" then
     error("freshbooks.new: retry must be a table of options or false", 2)
   end
-  local clock = opts.clock or os.time
+  local clock = safe_clock(opts.clock)
   local tokens = nil
   if opts.tokens ~= nil then
     tokens = normalise(opts.tokens, clock)
@@ -188,11 +257,15 @@ function session.new(opts)
       max_body = opts.max_body, pool_size = opts.pool_size, keepalive = opts.keepalive,
     }
   end
+  -- Every log event of this session, its retries and token calls goes through one protected path.
+  local p = { secrets = { opts.client_secret }, known = { [opts.client_secret] = true } }
+  local user_log = opts.log
+  p.log = user_log and function(event) protected_log(p, user_log, event) end
   local send = t
   if opts.retry ~= false then
     local ropts = {}
     for k, v in pairs(opts.retry or {}) do ropts[k] = v end
-    if ropts.log == nil then ropts.log = opts.log end
+    if ropts.log == nil then ropts.log = p.log end
     send = require("freshbooks.retry").wrap(t, ropts)
   end
 
@@ -204,18 +277,18 @@ function session.new(opts)
     leeway = leeway,
     timeout = timeout,
   }, Session)
-  private[self] = {
-    cfg = {
-      client_id = opts.client_id, client_secret = opts.client_secret, redirect_uri = redirect_uri,
-      api_url = self.api_url, auth_url = self.auth_url, scopes = scopes, timeout = timeout,
-      clock = clock, send = send, log = opts.log,
-    },
-    transport = t, send = send, secret_headers = own_transport,
-    tokens = tokens, pending = nil, flight = nil, me = nil, owners = {},
-    load = opts.load or store.load, save = opts.save or store.save, lock = opts.lock or store.lock,
-    -- Inside OpenResty, waiting must be ngx.sleep: an ngx request thread must never coroutine.yield.
-    log = opts.log, clock = clock, sleep = opts.sleep or (rawget(_G, "ngx") and ngx.sleep),
+  p.cfg = {
+    client_id = opts.client_id, client_secret = opts.client_secret, redirect_uri = redirect_uri,
+    api_url = self.api_url, auth_url = self.auth_url, scopes = scopes, timeout = timeout,
+    clock = clock, send = send,
   }
+  p.transport, p.send, p.secret_headers = t, send, own_transport
+  p.tokens, p.owners = tokens, {}
+  p.load, p.save, p.lock = opts.load or store.load, opts.save or store.save, opts.lock or store.lock
+  -- Inside OpenResty, waiting must be ngx.sleep: an ngx request thread must never coroutine.yield.
+  p.clock, p.sleep = clock, opts.sleep or (rawget(_G, "ngx") and ngx.sleep)
+  remember(p, tokens)
+  private[self] = p
   return self
 end
 
@@ -227,7 +300,7 @@ function Session:__tostring()
 end
 
 local function log(p, event)
-  if p.log then pcall(p.log, event) end -- a broken log hook must not break a call
+  if p.log then p.log(event) end
 end
 
 ---------------------------------------------------------------------------------------------------
@@ -246,6 +319,16 @@ local function call_hook(f, ...)
   return true, v
 end
 
+-- save(new, previous) succeeds with true (or by returning nothing); any other answer is a failure,
+-- so a store that says something unexpected never counts as having kept the only live token.
+local function call_save(f, new, previous)
+  local ok, v, err = call_hook(f, new, previous)
+  if ok and v ~= nil and v ~= true then
+    return false, nil, "save returned " .. type(v) .. ", not true"
+  end
+  return ok, v, err
+end
+
 local function hook_error(code, what, cause)
   local detail = errors.is(cause) and (cause.code .. ": " .. cause.message) or nil
   if not detail and type(cause) == "string" then detail = cause end
@@ -255,8 +338,9 @@ end
 -- Hand new tokens to save before anything uses them. On failure they wait in `pending` (never used
 -- unsaved, never dropped) and go back to the caller on the error.
 local function commit(p, new, previous)
+  remember(p, new)
   if p.save then
-    local ok, _, err = call_hook(p.save, copy_tokens(new), copy_tokens(previous))
+    local ok, _, err = call_save(p.save, copy_tokens(new), copy_tokens(previous))
     if not ok then
       p.pending = new
       local e = hook_error("save_failed", "could not save the new tokens (they are attached to this error)", err)
@@ -289,6 +373,7 @@ local function reload(p)
   end
   stored = normalise(stored, p.clock)
   if not stored or not stored.refresh_token then return false end
+  remember(p, stored)
   local cur = p.tokens
   if cur and stored.refresh_token == cur.refresh_token then return false end
   if cur and cur.expires_at and stored.expires_at and stored.expires_at < cur.expires_at then return false end
@@ -298,6 +383,30 @@ end
 
 local function reauth(message, cause)
   return errors.new{ code = "reauth_required", message = message, status = cause and cause.status, cause = cause }
+end
+
+-- The token endpoint's request line, logged once its answer is saved (never before: a log hook must
+-- not stand between FreshBooks' answer and save).
+function log_token_call(p, what, err)
+  if not p.log then return end
+  local url = p.cfg.api_url .. "/auth/oauth/token"
+  local outcome = err and (err.status or err.code) or "ok"
+  log(p, { type = "request", method = "POST", url = url, status = err and err.status, error = err and err.code,
+    grant = what, line = "POST " .. url .. " (" .. what .. ") -> " .. tostring(outcome) })
+end
+
+-- A token answer cut short that still held the new refresh token: save it like any rotation, and say
+-- the refresh is uncertain, with the tokens attached.
+function salvaged(p, rerr, previous, what)
+  local tokens = rerr.salvaged
+  rerr.salvaged = nil
+  local saved, serr = commit(p, tokens, previous)
+  log_token_call(p, what, rerr)
+  log(p, { type = "refresh", outcome = saved and "salvaged" or "save_failed",
+    line = "a cut-off token answer held the new refresh token" .. (saved and ": saved" or ": save failed") })
+  if not saved then return nil, serr end
+  return nil, errors.new{ code = "refresh_uncertain", status = rerr.status, cause = rerr, tokens = copy_tokens(tokens),
+    message = "the token answer was cut short (" .. rerr.code .. "); the new refresh token it held was saved" }
 end
 
 -- The refresh itself, inside the lock. `seen` is the access token the caller judged stale.
@@ -317,11 +426,14 @@ local function refresh_locked(self, p, seen)
     end
     local new, rerr = oauth.refresh(p.cfg, cur.refresh_token)
     if new then
-      local saved, serr = commit(p, new, cur)
+      local saved, serr = commit(p, new, cur) -- before any log hook: the answer is in save's hands
+      log_token_call(p, "refresh", nil)
       log(p, { type = "refresh", outcome = saved and "refreshed" or "save_failed",
         line = saved and "refreshed tokens" or "refreshed tokens, save failed" })
       return saved, serr
     end
+    if rerr.salvaged then return salvaged(p, rerr, cur, "refresh") end
+    log_token_call(p, "refresh", rerr)
     local stale = rerr.code == "invalid_grant"
     if not stale and not rerr.ambiguous then return nil, rerr end
     -- Never spend the same refresh token twice: go round again only with a different stored one.
@@ -349,8 +461,10 @@ local function with_lock(p, f, ...)
     handle = h
   end
   local ok, v, err = pcall(f, ...)
-  if handle then
-    if type(handle) == "function" then pcall(handle) elseif handle.unlock then pcall(handle.unlock, handle) end
+  if handle then -- whatever the handle is, releasing it cannot cost what f returned
+    pcall(function()
+      if type(handle) == "function" then handle() else handle:unlock() end
+    end)
   end
   if not ok then error(v, 0) end
   return v, err
@@ -362,7 +476,7 @@ end
 
 -- Single flight: callers arriving while a refresh runs wait for it and share its outcome.
 local function wait(p)
-  if p.sleep then p.sleep(0.005) return true end
+  if p.sleep then return (pcall(p.sleep, 0.005)) end
   if coroutine.isyieldable and coroutine.isyieldable() then coroutine.yield() return true end
   return false
 end
@@ -413,7 +527,7 @@ function Session:refresh()
   local p = private[self]
   if not p.tokens then reload(p) end
   local t, err = refresh(self, p.tokens and p.tokens.access_token)
-  if not t then return nil, err end
+  if not t then return nil, redact(p, err) end
   return true
 end
 
@@ -422,8 +536,18 @@ function Session:tokens()
   return copy_tokens(private[self].tokens)
 end
 
+-- Whether the session holds tokens, or its store does.
 function Session:authorized()
-  return private[self].tokens ~= nil
+  local p = private[self]
+  if not p.tokens then reload(p) end
+  return p.tokens ~= nil
+end
+
+-- fb:redact(s) -> s with this session's secrets (client secret, every token it has held) masked, and
+-- anything else that looks like a token: for host applications' own logs and for guest scripts.
+function Session:redact(s)
+  if type(s) ~= "string" then error("freshbooks: redact: string expected, got " .. type(s), 2) end
+  return redact_string(private[self], s)
 end
 
 -- local url, state = fb:authorize_url{ scopes = {...}, state = optional }
@@ -437,10 +561,16 @@ function Session:exchange(code)
   local p = private[self]
   local saved, err = with_lock(p, function()
     local new, xerr = oauth.exchange(p.cfg, code)
-    if not new then return nil, xerr end
-    return commit(p, new, p.tokens)
+    if not new then
+      if xerr.salvaged then return salvaged(p, xerr, p.tokens, "authorization_code") end
+      log_token_call(p, "authorization_code", xerr)
+      return nil, xerr
+    end
+    local ok, serr = commit(p, new, p.tokens)
+    log_token_call(p, "authorization_code", nil)
+    return ok, serr
   end)
-  if not saved then return nil, err end
+  if not saved then return nil, redact(p, err) end
   p.me = nil
   log(p, { type = "exchange", line = "exchanged an authorization code" })
   return true
@@ -449,7 +579,7 @@ end
 -- fb:authorize_callback(query_string_or_table, expected_state) -> true | nil, err
 function Session:authorize_callback(query, expected_state)
   local code, err = oauth.check_callback(oauth.parse_callback(query), expected_state)
-  if not code then return nil, err end
+  if not code then return nil, redact(private[self], err) end
   return self:exchange(code)
 end
 
@@ -460,7 +590,7 @@ function Session:revoke()
   local t = p.tokens
   if not t then return nil, reauth("no tokens to revoke") end
   local ok, err = oauth.revoke(p.cfg, t.refresh_token or t.access_token)
-  if not ok then return nil, err end
+  if not ok then return nil, redact(p, err) end
   p.tokens, p.me = nil, nil
   return true
 end
@@ -545,9 +675,7 @@ local function send(p, treq)
 end
 
 -- fb:request{method, path, query, json, body, headers, timeout} -> res | nil, err
-function Session:request(req)
-  check_request(req, "request")
-  local p = private[self]
+local function request(self, p, req)
   local t, err = ensure(self)
   if not t then return nil, err end
   local res
@@ -560,6 +688,14 @@ function Session:request(req)
   end
   if not res then return nil, err end
   return finish(res)
+end
+
+function Session:request(req)
+  check_request(req, "request")
+  local p = private[self]
+  local res, err = request(self, p, req)
+  if not res then return nil, redact(p, err) end
+  return res
 end
 
 local function batch_transport(p)
@@ -576,6 +712,7 @@ function Session:batch(reqs, opts)
   local out = {}
   local t, err = ensure(self)
   if not t then
+    err = redact(p, err)
     for i = 1, #reqs do out[i] = { err = err } end
     return out
   end
@@ -611,6 +748,7 @@ function Session:batch(reqs, opts)
       local res, ferr = finish(r.res)
       out[i] = { res = res, err = ferr }
     end
+    if out[i].err then out[i].err = redact(p, out[i].err) end
   end
   return out
 end
@@ -632,10 +770,9 @@ end
 function Session:account(id) return owner(self, "account", id) end
 function Session:business(id) return owner(self, "business", id) end
 
--- identity.lua keeps its cache in the session's private state.
-function session.private(self) return private[self] end
-
-for k, f in pairs(require("freshbooks.identity").methods) do Session[k] = f end
+-- identity.lua keeps its cache in the session's private state, reached through this function only
+-- (nothing public hands out the private table: it holds the client secret and the tokens).
+require("freshbooks.identity").install(Session, function(self) return private[self] end)
 
 session.Session = Session
 return session

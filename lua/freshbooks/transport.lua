@@ -1,5 +1,6 @@
 -- The transport seam. A transport is `function(req) -> res | nil, err` with
---   req = { method, url, headers = { Name = value }, body = string?, timeout = seconds? }
+--   req = { method, url, headers = { Name = value }, body = string?, timeout = seconds?,
+--           idempotent = bool?, keep_partial = bool? }
 --   res = { status = n, headers = { lowercase = value }, body = string }
 -- plus an optional `batch(reqs, opts) -> { {res =, err =}, ... }` (input order). Tests and OpenResty
 -- users may pass their own.
@@ -12,7 +13,8 @@
 --   * responses are read by HTTP/1.1's framing rules, `max_body` applies in every framing, and a
 --     connection goes back to the pool only when its answer was read exactly and completely;
 --   * failures are `nil, err` with the same codes for the same bytes: timeout, connect, resolve, tls,
---     send, recv, protocol, too_large.
+--     send, recv, protocol, too_large (with `status` once one arrived, and with `keep_partial` a
+--     cut-off body as `err.partial_body`).
 local errors = require "freshbooks.errors"
 
 local transport = {}
@@ -97,8 +99,9 @@ local function check_cosocket_options(opts, level)
   }
 end
 
-local function fail(code, message, status)
-  return nil, errors.new{ code = code, message = message, status = status }
+local function fail(code, message, status, partial_body)
+  return nil, errors.new{ code = code, message = message, status = status,
+    partial_body = partial_body ~= "" and partial_body or nil }
 end
 
 -- ngx's socket error strings -> our codes.
@@ -158,7 +161,7 @@ local function reader(ngx, sock, deadline)
       end
       if have >= n then return table.concat(parts) end
       local ok, err = fill()
-      if not ok then return nil, err end
+      if not ok then return nil, err, table.concat(parts) end
     end
   end
   -- Everything until the peer closes, at most `limit` bytes.
@@ -291,8 +294,8 @@ local function read_body(r, method, status, headers, max_body)
       len = tonumber(v)
     end
     if len > max_body then return too_large(max_body) end
-    local body, err = r.bytes(len)
-    if not body then return nil, socket_code(err), "receive: " .. err end
+    local body, err, partial = r.bytes(len)
+    if not body then return nil, socket_code(err), "receive: " .. err, partial end
     return body, true
   end
   local body, err = r.rest(max_body)
@@ -377,8 +380,11 @@ function transport.cosocket(opts)
       end
       return fail(headers, minor)
     end
-    local body, reusable, message = read_body(r, req.method or "GET", status, headers, cfg.max_body)
-    if not body then sock:close(); return fail(reusable, message, status) end -- (nil, code, message)
+    local body, reusable, message, partial = read_body(r, req.method or "GET", status, headers, cfg.max_body)
+    if not body then -- (nil, code, message, partial body)
+      sock:close()
+      return fail(reusable, message, status, req.keep_partial and partial or nil)
+    end
     -- Reuse only a connection whose answer was read to its last byte and nothing more.
     if not fresh and reusable and r.leftover() == 0 and keeps_alive(headers, minor) then
       sock:setkeepalive(cfg.keepalive_ms, cfg.pool_size)

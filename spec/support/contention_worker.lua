@@ -4,14 +4,17 @@
 local cjson = require "cjson"
 local freshbooks = require "freshbooks"
 
-local api_url, client_id, redirect_uri, path, n = arg[1], arg[2], arg[3], arg[4], tonumber(arg[5])
+-- A sixth argument "nolock" runs without the store's lock (to show the spec can fail).
+local api_url, client_id, redirect_uri, path, n, mode = arg[1], arg[2], arg[3], arg[4], tonumber(arg[5]), arg[6]
 local outcomes, errors = {}, {}
 local function count(t, k) t[k] = (t[k] or 0) + 1 end
 
 local ok, failure = xpcall(function()
+  local store = freshbooks.store.file(path)
+  if mode == "nolock" then store = { load = store.load, save = store.save } end
   local fb = freshbooks.new{
     client_id = client_id, client_secret = os.getenv("FB_CLIENT_SECRET"), redirect_uri = redirect_uri,
-    api_url = api_url, store = freshbooks.store.file(path), retry = false, timeout = 30,
+    api_url = api_url, store = store, retry = false, timeout = 30,
     log = function(e) if e.type == "refresh" then count(outcomes, e.outcome) end end,
   }
   for i = 1, n do

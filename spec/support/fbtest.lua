@@ -57,6 +57,27 @@ end
 
 function H.is_token_post(e) return e.method == "POST" and e.path == "/auth/oauth/token" end
 
+-- The sandbox's token hash (first 12 hex digits of SHA-256), as its request log shows tokens. The
+-- token goes through a temp file, never a command line.
+function H.hash(token)
+  local name = os.tmpname()
+  local f = assert(io.open(name, "wb"))
+  f:write(token)
+  f:close()
+  local p = assert(io.popen("sha256sum < '" .. name .. "'"))
+  local out = p:read("*a")
+  p:close()
+  os.remove(name)
+  return out:sub(1, 12)
+end
+
+-- The newest refresh token the sandbox issued (its hash) after log entry `since`.
+function H.newest_issued(sb, since)
+  local issued
+  for _, e in ipairs(H.log(sb, since)) do issued = e.issued_refresh_token or issued end
+  return issued
+end
+
 function H.tmpdir()
   local p = io.popen("mktemp -d /tmp/fb-spec.XXXXXX")
   local dir = p:read("*l")

@@ -1,7 +1,11 @@
 -- The built-in token store: one JSON file, replaced atomically (temp file in the same directory, fsync,
--- rename, fsync of the directory; mode 0600), and a cross-process lock taken with flock(2) on a
--- companion "<path>.lock" file. The lock lives on its own file because the rename replaces the data
--- file's inode, and a lock on a replaced inode would protect nothing.
+-- rename, fsync of the directory; mode 0600), and a cross-process lock taken with flock(2) on the
+-- file's directory. The lock is not on the data file (the rename replaces its inode) nor on a
+-- companion file (anyone deleting "<path>.lock" while a holder works would let a second holder in);
+-- the directory stays the same inode as long as the token file lives in it.
+-- The file is trusted only as our own regular file of at most 64 KiB, read without following a
+-- symlink: a FIFO, a device, a symlink or another user's file is refused (store_insecure); a file
+-- others could read is made 0600 when it is loaded.
 --
 --   local store = freshbooks.store.file("tokens.json", { lock_timeout = 30 })
 --   store.load()            -> tokens | nil (nothing stored yet) | nil, err
@@ -14,8 +18,8 @@ local errors = require "freshbooks.errors"
 local FIELDS = { "access_token", "refresh_token", "token_type", "expires_in", "scope", "created_at", "expires_at" }
 
 local function new(path, opts)
-  if type(path) ~= "string" or path == "" then
-    error("freshbooks.store.file: path must be a non-empty string", 2)
+  if type(path) ~= "string" or path == "" or path:find("%z") or path:sub(-1) == "/" then
+    error("freshbooks.store.file: path must be a file name (a non-empty string without NUL)", 2)
   end
   opts = opts or {}
   if type(opts) ~= "table" then error("freshbooks.store.file: opts must be a table", 2) end
@@ -26,16 +30,17 @@ local function new(path, opts)
   local mode = opts.mode or 384 -- 0600
   local core = require "freshbooks.core"
   local store = { path = path }
+  -- "dir/." names the directory itself even when `dir` is a symlink (the lock never follows one).
+  local lock_path = (path:match("^(.*)/[^/]*$") or ".") .. "/."
+  if lock_path == "/." then lock_path = "/" end
 
   function store.load()
-    local f, msg, errno = io.open(path, "rb")
-    if not f then
-      if errno == 2 then return nil end -- ENOENT: nothing stored yet
-      return nil, errors.new{ code = "load_failed", message = msg }
+    local text, err = core.read_file(path, 65536)
+    if not text then
+      if not err then return nil end -- nothing stored yet
+      return nil, errors.new{ code = err.code, message = err.message }
     end
-    local text = f:read("*a")
-    f:close()
-    local t = cjson.decode(text or "")
+    local t = cjson.decode(text)
     if type(t) ~= "table" or type(t.refresh_token) ~= "string" then
       return nil, errors.new{ code = "store_corrupt", message = "token file " .. path .. " is not a token record" }
     end
@@ -58,7 +63,7 @@ local function new(path, opts)
   function store.lock()
     local ngx = require("freshbooks.transport").openresty()
     if not ngx then
-      local handle, err = core.lock_file(path .. ".lock", lock_timeout)
+      local handle, err = core.lock_file(lock_path, lock_timeout)
       if not handle then return nil, errors.new{ code = err.code, message = err.message } end
       return handle
     end
@@ -66,7 +71,7 @@ local function new(path, opts)
     -- very worker, which could then never finish): try, and sleep on the event loop between tries.
     local deadline = ngx.now() + lock_timeout
     while true do
-      local handle, err = core.lock_file(path .. ".lock", 0)
+      local handle, err = core.lock_file(lock_path, 0)
       if handle then return handle end
       if err.code ~= "lock_timeout" or ngx.now() >= deadline then
         return nil, errors.new{ code = err.code, message = err.message }

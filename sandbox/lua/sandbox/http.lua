@@ -152,13 +152,17 @@ function http.send(req, status, body, headers, fault)
     req.log.status, req.log.done = status, ngx.now()
   end
   local kind = fault and fault.fault
+  -- Where truncate/malformed cut the body: half way, or just before `cut_before` (a plain string).
+  local cut = math.max(1, math.floor(#data / 2))
+  local at = fault and type(fault.cut_before) == "string" and data:find(fault.cut_before, 1, true)
+  if at then cut = at - 1 end
   if kind == "malformed" then
-    data = data:sub(1, math.max(1, math.floor(#data / 2))) .. '",}{not json'
+    data = data:sub(1, cut) .. '",}{not json'
   elseif kind == "truncate" or kind == "reset_after" then
     -- Write the response ourselves on the raw socket, promise more bytes than we send, then close.
     local sock = ngx.req.socket(true)
     if sock then
-      local cut = kind == "truncate" and math.floor(#data / 2) or 0
+      if kind == "reset_after" then cut = 0 end
       local lines = { string.format("HTTP/1.1 %d %s", status, "OK"),
                       "Content-Type: " .. (headers["Content-Type"] or ctype or "application/json"),
                       "Content-Length: " .. #data, "Connection: keep-alive", "", "" }
