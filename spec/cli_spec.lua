@@ -270,6 +270,13 @@ describe("freshbooks, the command", function()
       assert.is_nil(H.read(w.tokens))
     end)
 
+    it("says before the browser when the tokens cannot be saved", function()
+      local code, _, err = w:run("login --tokens /nonexistent/dir/tokens.json --no-browser")
+      assert.equal(1, code)
+      assert.truthy(err:find("cannot save tokens at /nonexistent/dir/tokens.json", 1, true))
+      assert.is_nil(err:find("oauth/authorize", 1, true))
+    end)
+
     it("needs credentials: exit 2 with where to put them when nobody can be asked", function()
       local code, _, err = w:run("login", { vars = { FB_CLIENT_ID = false } })
       assert.equal(2, code)
@@ -343,6 +350,19 @@ describe("freshbooks, the command", function()
       local code, _, err = w:run("status", { vars = { FB_CLIENT_ID = false, FB_CLIENT_SECRET = false,
         FB_REDIRECT_URI = false } })
       assert.equal(0, code, err)
+    end)
+
+    it("Ctrl-C at the secret prompt puts the terminal back (echo on)", function()
+      local tty = w.dir .. "/stty"
+      local t = w:tmux("login", { vars = { FB_CLIENT_SECRET = false }, after = "stty -a >" .. q(tty) })
+      finally(function() t:close() end)
+      assert.truthy(t:expect("Client secret %(not shown as you type%): %s*$"), t:screen())
+      os.execute(("tmux -S %s send-keys -t 0 C-c"):format(q(t.sock)))
+      assert.equal(130, t:wait(10), t:screen())
+      assert.truthy(t:screen():find("freshbooks: interrupted", 1, true))
+      assert.truthy(C.until_true(function() return C.read(tty) ~= "" end, 5))
+      assert.truthy(C.read(tty):find("[ ;]echo "), C.read(tty))
+      assert.is_nil(C.read(tty):find("-echo ", 1, true))
     end)
 
     it("--paste: the person pastes the address the browser landed on (https redirect URI)", function()
@@ -499,6 +519,28 @@ describe("freshbooks, the command", function()
       assert.equal(13, #lines(out)) -- header + 12 projects
     end)
 
+    it("holds one window of pages, not the export: peak memory for 6,000 invoices as for 30", function()
+      local big = sandbox.start{ invoices = 6000 }
+      finally(function() big:stop() end)
+      local bw = C.world(big)
+      finally(function() bw:cleanup() end)
+      os.execute("mkdir -p -m 700 " .. q(bw.config_home .. "/freshbooks"))
+      assert(require("freshbooks.store.file")(bw.tokens).save(big:token{ user = "alice" }))
+      local function peak(business)
+        local rss, file = bw.dir .. "/rss", bw.dir .. "/out.jsonl"
+        local code, _, err = bw:run(("export invoices --business %s --parallel 4 -o %s"):format(business, q(file)),
+          { prefix = "/usr/bin/time -f %M -o " .. q(rss), timeout = 60 })
+        assert.equal(0, code, err)
+        return tonumber(C.read(rss):match("(%d+)%s*$")), select(2, C.read(file):gsub("\n", ""))
+      end
+      local small, n_small = peak("xYz92")
+      local large, n_large = peak("aBcD1")
+      assert.equal(30, n_small)
+      assert.equal(6000, n_large)
+      -- Holding 6,000 decoded invoices would take tens of MB; one window of 4 pages takes a few.
+      assert.is_true(large - small < 4096, ("peak RSS %d KB for 30 invoices, %d KB for 6000"):format(small, large))
+    end)
+
     it("-o FILE: replaced only by a complete export", function()
       connect()
       local file = w.dir .. "/invoices.jsonl"
@@ -518,6 +560,27 @@ describe("freshbooks, the command", function()
       assert.equal("", out)
       assert.equal(0, code, err)
       assert.equal(250, #lines(C.read(file)))
+      -- Not a regular file: written in place, never replaced (as root a rename would replace /dev/null).
+      code, out, err = w:run("export invoices --business aBcD1 -o /dev/null")
+      assert.equal(0, code, err)
+      assert.equal("", out)
+      assert.equal("character special file", C.sh("stat -c %F /dev/null"):match("[^\n]+"))
+    end)
+
+    it("Ctrl-C mid-export leaves no partial file behind", function()
+      connect()
+      local file = w.dir .. "/invoices.csv"
+      sb:admin("POST", "/_sandbox/faults", { route = "/invoices/invoices$", fault = "delay", ms = 1500, skip = 1,
+        times = 1 })
+      finally(function() sb:admin("DELETE", "/_sandbox/faults") end)
+      local job = w:spawn("export invoices --business aBcD1 --parallel 1 --format csv -o " .. q(file))
+      assert.truthy(C.until_true(function() return table.concat(C.ls(w.dir), " "):find("%.part") end, 10))
+      job:signal("INT")
+      local code, out, err = job:wait(10)
+      assert.equal(130, code, err)
+      assert.equal("", out)
+      assert.truthy(err:find("freshbooks: interrupted", 1, true))
+      assert.is_nil(table.concat(C.ls(w.dir), " "):find("invoices.csv", 1, true))
     end)
 
     it("refuses unknown resources and bad filters with exit 2, before any request", function()

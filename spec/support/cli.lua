@@ -119,11 +119,12 @@ function World:env(vars)
 end
 
 -- The shell command for `args` (a string of already quoted arguments); `exec` makes the interpreter
--- take the shell's pid (so timeouts and signals reach it).
+-- take the shell's pid (so timeouts and signals reach it). opts: vars, no_flags, prefix (a wrapper
+-- command such as /usr/bin/time), suffix (e.g. "| wc -l").
 function World:line(args, opts, exec)
   opts = opts or {}
-  return ("cd %s && %s%s %s %s %s %s"):format(q(C.root), exec and "exec " or "", self:env(opts.vars), C.command, args,
-    opts.no_flags and "" or self.flags, opts.suffix or "")
+  return ("cd %s && %s%s %s%s %s %s %s"):format(q(C.root), exec and "exec " or "", self:env(opts.vars),
+    opts.prefix and (opts.prefix .. " ") or "", C.command, args, opts.no_flags and "" or self.flags, opts.suffix or "")
 end
 
 function World:files()
@@ -214,7 +215,9 @@ Tmux.__index = Tmux
 function World:tmux(args, opts)
   local _, _, _, rc = self:files()
   local t = setmetatable({ sock = self.dir .. "/tmux.sock", rc = rc }, Tmux)
-  local cmd = ("%s; echo $? >%s; sleep 60"):format(self:line(args, opts), q(rc))
+  -- opts.after runs on the same terminal once the command has ended (e.g. to record `stty -a`).
+  local cmd = ("%s; echo $? >%s; %s sleep 60"):format(self:line(args, opts), q(rc),
+    opts and opts.after and (opts.after .. ";") or "")
   assert(os.execute(("TERM=xterm tmux -S %s new-session -d -x 220 -y 50 %s"):format(q(t.sock), q(cmd))))
   return t
 end

@@ -47,6 +47,7 @@ function config.new(exit, getenv)
   function self.check_private(path, what)
     local perms = lfs.attributes(path, "permissions")
     if not perms then return false end
+    if lfs.attributes(path, "mode") ~= "file" then exit(1, "%s %s is not a regular file", what, path) end
     if perms:sub(4) ~= "------" then
       exit(1, "%s %s can be read or changed by other users (mode %s): it holds secrets; run chmod 600 %s",
         what, path, perms, path)
@@ -97,26 +98,29 @@ end
 
 -- Terminal prompts ------------------------------------------------------------------------------
 
-local function shell(cmd)
-  local p = io.popen(cmd .. " 2>/dev/null")
-  local out = p and p:read("*l")
-  if p then p:close() end
-  return out
-end
+-- On a terminal the shell reads the line: it can turn echo off for a secret and, whatever happens
+-- (Ctrl-C included, which LuaJIT only notices after Enter), put the terminal back as it was.
+local READ = [[IFS= read -r line && printf 'ok:%s' "$line"]]
+local READ_SECRET = [[old=$(stty -g 2>/dev/null); trap 'stty "$old" 2>/dev/null; exit 130' INT TERM HUP
+stty -echo 2>/dev/null; IFS= read -r line && printf 'ok:%s' "$line"; stty "$old" 2>/dev/null]]
 
--- Read one line from the terminal; `secret` turns echo off meanwhile (stty), restored whatever happens.
+local function trim(s) return s and (s:gsub("^%s+", ""):gsub("%s+$", "")) end
+
+-- Read one line (nil at end of input); `secret`: without echo.
 function config.ask(prompt, secret)
   io.stderr:write(prompt)
   io.stderr:flush()
-  local saved = secret and shell("stty -g")
-  if saved and not saved:match("^[%x:]+$") then saved = nil end
-  if saved then os.execute("stty -echo 2>/dev/null") end
-  local ok, line = pcall(io.read, "*l")
-  if saved then os.execute("stty " .. saved .. " 2>/dev/null") end
-  -- The Enter key ended the line on screen, unless echo was off or the line came from elsewhere.
-  if saved or not require("term").isatty(io.stdin) then io.stderr:write("\n") end
-  if not ok then error(line, 0) end
-  return line and (line:gsub("^%s+", ""):gsub("%s+$", ""))
+  if not require("term").isatty(io.stdin) then
+    local line = io.read("*l")
+    io.stderr:write("\n")
+    return trim(line)
+  end
+  local p = io.popen(secret and READ_SECRET or READ, "r")
+  local out = p:read("*a") or ""
+  p:close()
+  local line = out:match("^ok:(.*)$")
+  if secret or not line then io.stderr:write("\n") end -- the Enter the terminal did not show
+  return trim(line)
 end
 
 return config

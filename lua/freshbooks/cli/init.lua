@@ -161,13 +161,19 @@ function Context:output(path)
   local f, name, tmp = io.stdout, "to stdout", nil
   local out = {}
   if path and path ~= "-" then
-    local core = require "freshbooks.core"
-    tmp = path .. "." .. core.hex(core.random_bytes(4)) .. ".part"
+    -- Only a regular file (or a new one) is replaced by renaming: never /dev/null, a FIFO or a symlink.
+    local kind = lfs.symlinkattributes(path, "mode")
     local msg
-    f, msg = io.open(tmp, "wb")
+    if kind == nil or kind == "file" then
+      local core = require "freshbooks.core"
+      tmp = path .. "." .. core.hex(core.random_bytes(4)) .. ".part"
+      f, msg = io.open(tmp, "wb")
+      if f then self.cleanups[#self.cleanups + 1] = function() f:close() os.remove(tmp) end end
+    else
+      f, msg = io.open(path, "wb")
+    end
     if not f then exit(1, "cannot write %s: %s", path, msg) end
     name, out.file = path, path
-    self.cleanups[#self.cleanups + 1] = function() f:close() os.remove(tmp) end
   else
     out.terminal = term.isatty(io.stdout)
     out.pipe = lfs.attributes("/dev/stdout", "mode") == "named pipe"
