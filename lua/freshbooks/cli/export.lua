@@ -71,7 +71,7 @@ local function csv_writer(ctx, out)
     table.sort(columns)
     local cells = {}
     for i, c in ipairs(columns) do cells[i] = report.csv_field(c) end
-    out:write(table.concat(cells, ","), "\n")
+    if #cells > 0 then out:write(table.concat(cells, ","), "\n") end -- no records: no output at all
     for _, flat in ipairs(pending) do row(flat) end
     pending = nil
   end
