@@ -73,16 +73,23 @@ function commands.report(ctx)
   if a.as_of and not report.day_number(a.as_of) then exit(2, "--as-of must be a date YYYY-MM-DD") end
   local fb = ctx:connected()
   local out = ctx:output()
-  local bar
+  local now = require("freshbooks.core").now
+  -- One bar per business; each() reports first after a business's first page, so it starts from the
+  -- end of the previous business.
+  local bar, since = nil, now()
   local ok, err = report.run(fb, { as_of = a.as_of, business = a.business, format = a.format, parallel = a.parallel,
     progress = function(i, n, biz, done, pages, invoices)
-      if done == 1 then
-        if bar then bar.finish() end
-        bar = ctx:progress(out, ("[%d/%d] %s"):format(i, n, biz.name or "?"))
-      end
+      if done == 1 then bar = ctx:progress(out, ("[%d/%d] %s"):format(i, n, biz.name or "?"), since) end
       if bar then bar.update(done, pages, invoices) end
-    end }, out, function(line) ctx:note("%s", line) end)
-  if bar then bar.finish() end
+      if done == pages then
+        if bar then bar.finish() end
+        bar, since = nil, now()
+      end
+    end }, out, function(line)
+      if bar then bar.abort() bar = nil end
+      ctx:note("%s", line)
+    end)
+  if bar then bar.abort() end
   if not ok then cli.fail(err) end
   out:commit()
 end

@@ -197,9 +197,9 @@ function Context:output(path)
 end
 
 -- A progress bar on stderr when it is a terminal and the data goes neither to it nor into a pipe.
-function Context.progress(_, out, label)
+function Context.progress(_, out, label, start)
   if not term.isatty(io.stderr) or out.terminal or out.pipe then return nil end
-  return require("freshbooks.cli.progress").new(io.stderr, label)
+  return require("freshbooks.cli.progress").new(io.stderr, label, start)
 end
 
 ---------------------------------------------------------------------------------------------------

@@ -49,14 +49,16 @@ function loopback.listen(lb)
   end
   for _, addr in ipairs(lb.addresses) do
     local v6 = addr:find(":", 1, true) ~= nil
-    local s = v6 and socket.tcp6() or socket.tcp4()
-    if not s then return fail("listen", "cannot create a socket") end
-    s:setoption("reuseaddr", true) -- a previous login's closed connections (TIME_WAIT) do not block the port
-    if v6 then s:setoption("ipv6-v6only", true) end
-    local ok, err = s:bind(addr, lb.port)
-    if ok then ok, err = s:listen(MAX_CONNS) end
+    local s, err = (v6 and socket.tcp6 or socket.tcp4)()
+    local ok = s ~= nil
+    if s then
+      s:setoption("reuseaddr", true) -- a previous login's closed connections (TIME_WAIT) do not block the port
+      if v6 then s:setoption("ipv6-v6only", true) end
+      ok, err = s:bind(addr, lb.port)
+      if ok then ok, err = s:listen(MAX_CONNS) end
+    end
     if not ok then
-      s:close()
+      if s then s:close() end
       if err == "address already in use" then
         return fail("in_use", ("%s port %d is already in use (another program, or another freshbooks login,"
           .. " listens there)"):format(v6 and "[::1]" or addr, lb.port))

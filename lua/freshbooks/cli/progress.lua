@@ -22,9 +22,11 @@ local function duration(s)
   return ("%dh%02dm"):format(math.floor(s / 3600), math.floor(s / 60) % 60)
 end
 
-function progress.new(stream, label, clock)
-  clock = clock or core.now
-  local start, last_draw, state = clock(), nil, nil
+-- `start`: when the work began (default now), if the first callback comes only after a page arrived.
+function progress.new(stream, label, start)
+  local clock = core.now
+  local last_draw, state = nil, nil
+  start = start or clock()
   local bar = {}
 
   local function draw(final)
