@@ -130,6 +130,18 @@ describe("freshbooks, the command", function()
       assert.equal(3, code, err)
     end)
 
+    it("opens the browser with xdg-open when there is a display and no $BROWSER", function()
+      local bin = w.dir .. "/bin"
+      os.execute("mkdir " .. q(bin))
+      C.write(bin .. "/xdg-open", ("#!/bin/sh\necho \"$1\" >%s\nexec %s \"$1\"\n"):format(q(w.dir .. "/opened"),
+        q(C.root .. "/sandbox/browser")), "755")
+      local code, out, err = w:run("login", { vars = { DISPLAY = ":99", PATH = bin .. ":" .. os.getenv("PATH") } })
+      assert.equal(0, code, err)
+      assert.truthy(err:find("Opened your browser (xdg-open)", 1, true))
+      assert.truthy(C.read(w.dir .. "/opened"):find("/oauth/authorize/?client_id=", 1, true))
+      assert.truthy(out:find("Connected to FreshBooks as Alice", 1, true))
+    end)
+
     it("answers the browser with a page that says it worked, then stops listening", function()
       local job = w:spawn("login --no-browser")
       local url = job:url()

@@ -21,7 +21,10 @@ local function open_browser(url)
     local p = io.popen("uname -s 2>/dev/null")
     local os_name = p and p:read("*l")
     if p then p:close() end
-    local function have(c) return os.execute("command -v " .. c .. " >/dev/null 2>&1") == true end
+    local function have(c)
+      local ran = os.execute("command -v " .. c .. " >/dev/null 2>&1")
+      return ran == true or ran == 0 -- Lua 5.4 / LuaJIT
+    end
     if os_name == "Darwin" and have("open") then cmd = "open"
     elseif (os.getenv("DISPLAY") or os.getenv("WAYLAND_DISPLAY")) and have("xdg-open") then cmd = "xdg-open" end
   end
