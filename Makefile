@@ -1,5 +1,5 @@
-# lua-freshbooks. `make` builds the C core for $(LUA); `make check` runs every test; `make demo` runs
-# the billing report against the sandbox.
+# lua-freshbooks. `make` builds the C core for $(LUA); `make check` runs every test; `make demo` walks
+# the `freshbooks` command through a local sandbox: login, report, export.
 LUA      ?= lua5.4
 VERSION  := 0.1.0
 ifeq ($(LUA),luajit)
@@ -50,7 +50,7 @@ check: deps
 test: check
 
 lint:
-	luacheck -q lua spec examples bench sandbox
+	luacheck -q lua spec examples bench sandbox bin/freshbooks
 
 demo: deps
 	$(MAKE) LUA=$(LUA) all

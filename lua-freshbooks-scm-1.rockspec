@@ -11,7 +11,9 @@ OpenSSL (HMAC, CSPRNG) that connects programs to the FreshBooks accounting API.
   license = "MIT",
   labels = { "freshbooks", "oauth2", "http", "accounting" },
 }
-dependencies = { "lua >= 5.1", "lua-cjson" }
+-- The `freshbooks` command also needs argparse, luasocket (the login's loopback listener), lua-term
+-- (isatty) and luafilesystem; Debian: lua-argparse lua-socket lua-term lua-filesystem.
+dependencies = { "lua >= 5.1", "lua-cjson", "argparse", "luasocket", "lua-term", "luafilesystem" }
 -- libcurl and libcrypto are found by the Makefile through pkg-config (Debian keeps curl.h under the
 -- multiarch include directory, where LuaRocks' own header search does not look).
 build = {
@@ -23,12 +25,20 @@ build = {
   install = {
     lua = {
       ["freshbooks.catalogue"] = "lua/freshbooks/catalogue.lua",
+      ["freshbooks.cli"] = "lua/freshbooks/cli/init.lua",
+      ["freshbooks.cli.commands"] = "lua/freshbooks/cli/commands.lua",
+      ["freshbooks.cli.config"] = "lua/freshbooks/cli/config.lua",
+      ["freshbooks.cli.export"] = "lua/freshbooks/cli/export.lua",
+      ["freshbooks.cli.login"] = "lua/freshbooks/cli/login.lua",
+      ["freshbooks.cli.loopback"] = "lua/freshbooks/cli/loopback.lua",
+      ["freshbooks.cli.progress"] = "lua/freshbooks/cli/progress.lua",
       ["freshbooks.errors"] = "lua/freshbooks/errors.lua",
       ["freshbooks.guest"] = "lua/freshbooks/guest.lua",
       ["freshbooks.identity"] = "lua/freshbooks/identity.lua",
       ["freshbooks"] = "lua/freshbooks/init.lua",
       ["freshbooks.oauth"] = "lua/freshbooks/oauth.lua",
       ["freshbooks.query"] = "lua/freshbooks/query.lua",
+      ["freshbooks.report"] = "lua/freshbooks/report.lua",
       ["freshbooks.resource"] = "lua/freshbooks/resource.lua",
       ["freshbooks.retry"] = "lua/freshbooks/retry.lua",
       ["freshbooks.session"] = "lua/freshbooks/session.lua",
@@ -36,6 +46,7 @@ build = {
       ["freshbooks.transport"] = "lua/freshbooks/transport.lua",
       ["freshbooks.webhook"] = "lua/freshbooks/webhook.lua",
     },
+    bin = { freshbooks = "bin/freshbooks" },
   },
 }
 test = { type = "command", command = "make check" }

@@ -5,7 +5,7 @@ local core = require "freshbooks.core"
 local sandbox = require "support.sandbox"
 local testserver = require "support.testserver"
 local H = require "support.fbtest"
-local report = require "billing_report"
+local report = require "freshbooks.report"
 
 -- The example's own location blocks, so the spec runs what the example shows.
 local function example_locations()
@@ -30,7 +30,7 @@ describe("the OpenResty example application", function()
       sb.app.client_secret, sb.app.redirect_uri, dir .. "/tokens.json", sb.url, sb.auth_url)
     app = testserver.start{
       http = table.concat({
-        testserver.lua_paths{ "examples", "examples/openresty" },
+        testserver.lua_paths{ "examples/openresty" },
         "lua_shared_dict freshbooks 1m;",
         "init_by_lua_block { require('app').configure(" .. cfg .. ") }",
       }, "\n  "),

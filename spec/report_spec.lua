@@ -1,6 +1,6 @@
--- The billing report: exact money, aging buckets, and whole runs against the sandbox (as a module and
--- as the command a user runs).
-local report = require "examples.billing_report"
+-- The billing report (freshbooks.report): exact money, aging buckets, and whole runs against the
+-- sandbox. `freshbooks report`, the command around it, is driven in spec/cli_spec.lua.
+local report = require "freshbooks.report"
 local sandbox = require "support.sandbox"
 local H = require "support.fbtest"
 
@@ -80,7 +80,8 @@ describe("billing report arithmetic", function()
 end)
 
 describe("billing report against the sandbox", function()
-  local sb, split_csv
+  local sb
+  local split_csv = H.split_csv
 
   setup(function() sb = sandbox.start{ invoices = 250 } end)
   teardown(function() if sb then sb:stop() end end)
@@ -92,39 +93,24 @@ describe("billing report against the sandbox", function()
     return sign == "-" and -c or c
   end
 
-  -- Fields of one CSV line ("" quoting, as RFC 4180).
-  function split_csv(line)
-    local f, i = {}, 1
-    while i <= #line + 1 do
-      if line:sub(i, i) == '"' then
-        local j, v = i + 1, {}
-        while true do
-          local c = line:sub(j, j)
-          if c == '"' and line:sub(j + 1, j + 1) == '"' then v[#v + 1] = '"'; j = j + 2
-          elseif c == '"' then j = j + 1; break
-          else v[#v + 1] = c; j = j + 1 end
-        end
-        f[#f + 1] = table.concat(v)
-        i = j + 1
-      else
-        local j = line:find(",", i, true) or #line + 1
-        f[#f + 1] = line:sub(i, j - 1)
-        i = j + 1
-      end
-    end
-    return f
+  local function sink(out)
+    return { write = function(self, ...) for _, s in ipairs{ ... } do out[#out + 1] = s end return self end }
   end
 
-  local function run(opts)
+  local function run(opts, user)
     local out, log = {}, {}
-    local sink = { write = function(self, ...) for _, s in ipairs{ ... } do out[#out + 1] = s end return self end }
-    local status = report.run(H.session(sb), opts, sink, function(line) log[#log + 1] = line end)
-    return status, table.concat(out), log
+    local ok, err = report.run(H.session(sb, nil, user), opts, sink(out), function(line) log[#log + 1] = line end)
+    return ok, err, table.concat(out), log
   end
 
   it("matches totals computed independently from the invoices, for every business", function()
-    local status, csv, log = run{ as_of = "2025-06-30", csv = true, parallel = 3 }
-    assert.equal(0, status)
+    local pages = {}
+    local ok, err, csv = run{ as_of = "2025-06-30", format = "csv", parallel = 3,
+      progress = function(i, n, biz, done, total, invoices)
+        assert.equal(2, n)
+        pages[#pages + 1] = ("%d %s %d/%d %d"):format(i, biz.account_id, done, total, invoices)
+      end }
+    assert.is_true(ok, tostring(err))
     local lines = {}
     for line in csv:gmatch("[^\n]+") do lines[#lines + 1] = line end
     assert.equal(report.CSV_HEADER, lines[1])
@@ -145,8 +131,8 @@ describe("billing report against the sandbox", function()
     local fb = H.session(sb)
     for _, aid in ipairs{ "aBcD1", "xYz92" } do
       local want = { invoices = 0, outstanding = 0 }
-      for inv, err in fb:account(aid).invoices:each() do
-        assert(inv, tostring(err))
+      for inv, ierr in fb:account(aid).invoices:each() do
+        assert(inv, tostring(ierr))
         local c = cents(inv.outstanding.amount)
         if c > 0 and inv.v3_status ~= "draft" and inv.vis_state ~= 1 then
           want.invoices, want.outstanding = want.invoices + 1, want.outstanding + c
@@ -155,79 +141,60 @@ describe("billing report against the sandbox", function()
       assert.same(want, by_account[aid], aid)
     end
     assert.is_nil(by_account.QmP57) -- alice is not in carol's business
-    assert.truthy(table.concat(log, "\n"):find("3/3 pages", 1, true))
+    -- 250 invoices in pages of 100: page 1 alone, then one window of 2; then the 30 of xYz92.
+    assert.same({ "1 aBcD1 1/3 100", "1 aBcD1 3/3 250", "2 xYz92 1/1 30" }, pages)
   end)
 
   it("prints a table with per-currency totals", function()
-    local status, text = run{ as_of = "2025-06-30", quiet = true }
-    assert.equal(0, status)
+    local ok, err, text = run{ as_of = "2025-06-30" }
+    assert.is_true(ok, tostring(err))
     assert.truthy(text:find("Sandbox Widgets Inc. (account aBcD1", 1, true))
     assert.truthy(text:find("Total%s+USD"))
     assert.truthy(text:find("Total%s+CAD"))
   end)
 
+  it("writes one JSON document whose totals agree with the CSV", function()
+    local ok, err, text = run{ as_of = "2025-06-30", format = "json" }
+    assert.is_true(ok, tostring(err))
+    local doc = sandbox.decode(text)
+    assert.equal("2025-06-30", doc.as_of)
+    assert.equal(2, #doc.businesses)
+    local _, _, csv = run{ as_of = "2025-06-30", format = "csv", business = "xYz92" }
+    local want = {}
+    for line in csv:gmatch("[^\n]+") do
+      local f = split_csv(line)
+      if f[2] == "xYz92" then want[#want + 1] = f[8] end
+    end
+    local got = {}
+    for _, c in ipairs(doc.businesses[2].clients) do got[#got + 1] = c.outstanding end
+    assert.equal("xYz92", doc.businesses[2].account_id)
+    assert.is_true(#got > 0)
+    assert.same(want, got)
+    assert.equal("CAD", doc.businesses[2].totals[1].currency)
+  end)
+
+  it("picks one business through fb:find_business, and says when none matches", function()
+    local ok, err, csv = run{ as_of = "2025-06-30", format = "csv", business = "sandbox consulting ltd." }
+    assert.is_true(ok, tostring(err))
+    assert.truthy(csv:find("\nSandbox Consulting Ltd.,xYz92,1000002,", 1, true))
+    assert.is_nil(csv:find("aBcD1", 1, true))
+    ok, err = run{ business = "Nope Inc." }
+    assert.is_nil(ok)
+    assert.equal("not_found", err.code)
+  end)
+
   it("reports a user without businesses", function()
-    local out, log = {}, {}
-    local sink = { write = function(self, ...) for _, s in ipairs{ ... } do out[#out + 1] = s end return self end }
-    local status = report.run(H.session(sb, nil, "bob"), { csv = true }, sink, function(l) log[#log + 1] = l end)
-    assert.equal(0, status)
+    local ok, err, text, log = run({ format = "json" }, "bob")
+    assert.is_true(ok, tostring(err))
+    assert.same({ as_of = os.date("%Y-%m-%d"), businesses = {} }, sandbox.decode(text))
+    assert.truthy(text:find('"businesses":[]', 1, true))
     assert.truthy(log[1]:find("no business", 1, true))
   end)
 
-  describe("as a command", function()
-    local dir
-    before_each(function()
-      dir = os.tmpname()
-      os.remove(dir)
-      assert(os.execute("mkdir " .. dir))
-    end)
-    after_each(function() os.execute("rm -rf " .. dir) end)
-
-    local function cli(args)
-      local q = sandbox.shell_quote
-      local cmd = ("cd %s && FB_CLIENT_ID=%s FB_CLIENT_SECRET=%s FB_REDIRECT_URI=%s %s examples/billing_report.lua %s"
-        .. " >%s/out 2>%s/err; echo $?"):format(q(os.getenv("PWD") or "."), q(sb.app.client_id),
-          q(sb.app.client_secret),
-        q(sb.app.redirect_uri), H.lua, args, dir, dir)
-      local p = io.popen(cmd)
-      local code = tonumber(p:read("*a"))
-      p:close()
-      local function slurp(n) local f = io.open(dir .. "/" .. n) local s = f:read("*a") f:close() return s end
-      return code, slurp("out"), slurp("err")
-    end
-
-    local function store_tokens(t)
-      local f = io.open(dir .. "/tokens.json", "w")
-      f:write(require("cjson").encode(t))
-      f:close()
-    end
-
-    it("writes CSV with --csv for one business", function()
-      store_tokens(sb:token{ user = "alice" })
-      local code, out, err = cli("--tokens " .. dir .. "/tokens.json --api-url " .. sb.url .. " --as-of 2025-06-30"
-        .. " --csv --business 'Sandbox Consulting Ltd.' --quiet")
-      assert.equal(0, code, err)
-      assert.truthy(out:find(report.CSV_HEADER, 1, true) == 1)
-      assert.truthy(out:find("\nSandbox Consulting Ltd.,xYz92,1000002,", 1, true))
-      assert.is_nil(out:find("aBcD1", 1, true))
-      assert.equal("", err)
-    end)
-
-    it("says clearly when not authorized", function()
-      local code, _, err = cli("--tokens " .. dir .. "/missing.json --api-url " .. sb.url)
-      assert.equal(3, code)
-      assert.truthy(err:find("not authorized", 1, true))
-      store_tokens{ access_token = "expired-access", refresh_token = "revoked-refresh", expires_at = 1 }
-      code, _, err = cli("--tokens " .. dir .. "/tokens.json --api-url " .. sb.url)
-      assert.equal(3, code)
-      assert.truthy(err:find("not authorized", 1, true))
-      assert.is_nil(err:find("revoked-refresh", 1, true))
-    end)
-
-    it("rejects bad usage", function()
-      local code, _, err = cli("--as-of yesterday --tokens x")
-      assert.equal(2, code)
-      assert.truthy(err:find("YYYY-MM-DD", 1, true))
-    end)
+  it("stops with the error when the grant is gone", function()
+    local fb = H.session(sb, { tokens = { access_token = "dead", refresh_token = "dead-too", expires_at = 1 } })
+    local ok, err = report.run(fb, {}, sink{}, function() end)
+    assert.is_nil(ok)
+    assert.equal("reauth_required", err.code)
   end)
 end)

@@ -12,7 +12,7 @@
 -- Webhook verifiers and received events live in `lua_shared_dict freshbooks 1m;` (all workers).
 local cjson = require "cjson.safe"
 local freshbooks = require "freshbooks"
-local report = require "billing_report" -- examples/billing_report.lua: exact money, aging buckets
+local report = require "freshbooks.report" -- the billing report: exact money, aging buckets
 local webhook = require "freshbooks.webhook"
 
 local app = {}

@@ -106,6 +106,30 @@ function H.leaks(s, secrets)
   return false
 end
 
+-- Fields of one CSV line ("" quoting, as RFC 4180).
+function H.split_csv(line)
+  local f, i = {}, 1
+  while i <= #line + 1 do
+    if line:sub(i, i) == '"' then
+      local j, v = i + 1, {}
+      while true do
+        local c = line:sub(j, j)
+        if c == '"' and line:sub(j + 1, j + 1) == '"' then v[#v + 1] = '"'; j = j + 2
+        elseif c == '"' then j = j + 1; break
+        elseif c == "" then break
+        else v[#v + 1] = c; j = j + 1 end
+      end
+      f[#f + 1] = table.concat(v)
+      i = j + 1
+    else
+      local j = line:find(",", i, true) or #line + 1
+      f[#f + 1] = line:sub(i, j - 1)
+      i = j + 1
+    end
+  end
+  return f
+end
+
 -- The most intervals {start, finish} in progress at one instant: concurrency as the server saw it,
 -- so a spec can prove parallelism without timing the client.
 function H.max_overlap(intervals)

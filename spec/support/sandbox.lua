@@ -1,6 +1,7 @@
 -- Start and stop local FreshBooks sandboxes from specs (Lua 5.4 and LuaJIT; plain Lua + the curl CLI).
 --   local sandbox = require "support.sandbox"
---   local sb = sandbox.start{ invoices = 250, seed = 1, admin = true, auto_consent = true }
+--   local sb = sandbox.start{ invoices = 250, seed = 1, admin = true, auto_consent = true,
+--                             redirect_uris = { "http://127.0.0.1:PORT/callback" } }
 --   sb.url, sb.tls_url, sb.ca_file, sb.auth_url, sb.app = {client_id, client_secret, redirect_uri}, sb.user
 --   sb:admin("POST", "/_sandbox/clock", { advance = 3600 }) -> decoded JSON, status
 --   sb:http{ method =, path = | url =, headers = {}, body = | json = | form = } -> res {status, headers, body, json}
@@ -58,6 +59,8 @@ function sandbox.start(opts)
   if opts.seed then args[#args + 1] = "--seed " .. math.floor(opts.seed) end
   if opts.admin ~= false then args[#args + 1] = "--admin" end
   if opts.auto_consent ~= false then args[#args + 1] = "--auto-consent" end
+  -- More registered redirect URIs (exact match, as FreshBooks does); the first becomes sb.app.redirect_uri.
+  for _, uri in ipairs(opts.redirect_uris or {}) do args[#args + 1] = "--redirect-uri " .. shell_quote(uri) end
   local out = read_all(table.concat(args, " ") .. " 2>&1")
   local info = {}
   for k, v in out:gmatch("([%w_]+)=([^\n]*)") do info[k] = v end

@@ -75,14 +75,17 @@ function state.configure(opts)
   }
   state.opts = o
   state.default_client_id = opts.client_id or "sandbox-client-id"
-  -- The ready-made app and a second one (tokens never cross apps).
+  -- The ready-made app and a second one (tokens never cross apps). `--redirect-uri` adds registered
+  -- URIs (a test's own loopback port), matched exactly like the others.
+  local uris = { opts.redirect_uri or "http://localhost:8976/callback", "https://localhost/callback",
+                 "http://127.0.0.1:8976/callback", "https://example.com/freshbooks/callback" }
+  for _, u in ipairs(opts.extra_redirect_uris or {}) do uris[#uris + 1] = u end
   state.apps = {
     [opts.client_id or "sandbox-client-id"] = {
       client_id = opts.client_id or "sandbox-client-id",
       client_secret = opts.client_secret or "sandbox-client-secret-0123456789abcdef",
       name = "Sandbox App",
-      redirect_uris = { opts.redirect_uri or "http://localhost:8976/callback", "https://localhost/callback",
-                        "http://127.0.0.1:8976/callback", "https://example.com/freshbooks/callback" },
+      redirect_uris = uris,
     },
     ["other-client-id"] = {
       client_id = "other-client-id", client_secret = "other-client-secret-fedcba9876543210",

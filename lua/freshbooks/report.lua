@@ -1,32 +1,16 @@
--- The billing report: for every business the user belongs to, outstanding invoices by client with
--- totals per currency and aging buckets (days past due relative to --as-of).
---
---   FB_CLIENT_ID=... FB_CLIENT_SECRET=... FB_REDIRECT_URI=... \
---   lua5.4 examples/billing_report.lua --tokens tokens.json [--as-of 2025-06-30] [--csv] [--business NAME|ID]
---                                      [--api-url URL] [--auth-url URL] [--ca-file FILE] [--parallel N] [--quiet]
+-- The billing report: for every business the user belongs to (or one), outstanding invoices by client
+-- with totals per currency and aging buckets (days past due relative to `as_of`). `freshbooks report`
+-- runs it; the OpenResty example serves its totals.
 --
 -- Money is added exactly: amounts are parsed from FreshBooks' decimal strings into integer minor units,
--- never floats. Exit status: 0 ok, 1 failure, 2 bad usage, 3 not authorized.
+-- never floats.
 local report = {}
-
-local USAGE = [[
-usage: billing_report.lua --tokens FILE [options]
-  --tokens FILE       token file written by the authorization (freshbooks.store.file)
-  --as-of YYYY-MM-DD  aging reference date (default: today)
-  --csv               CSV on stdout instead of the table
-  --business NAME|ID  only this business (name, business_id or account_id)
-  --api-url URL       API base URL (default https://api.freshbooks.com; a sandbox URL for development)
-  --auth-url URL      authorization base URL (default https://auth.freshbooks.com)
-  --ca-file FILE      CA bundle for TLS (e.g. the sandbox's)
-  --parallel N        invoice pages fetched at once (default 4)
-  --quiet             no progress on stderr
-environment: FB_CLIENT_ID, FB_CLIENT_SECRET, FB_REDIRECT_URI (the app's credentials)]]
 
 -- Money ----------------------------------------------------------------------------------------
 
 -- "123.45" -> { units = 12345, scale = 2 }; nil for anything that is not a plain decimal.
 function report.parse_money(s)
-  if type(s) == "number" then error("billing_report: money must come as a string, got a number", 2) end
+  if type(s) == "number" then error("freshbooks.report: money must come as a string, got a number", 2) end
   if type(s) ~= "string" then return nil end
   local sign, int, frac = s:match("^%s*([%-+]?)(%d*)%.?(%d*)%s*$")
   if not sign or (int == "" and frac == "") or #int + #frac > 15 then return nil end
@@ -222,7 +206,8 @@ function report.table(out, biz, acc, as_of)
   out:write("\n")
 end
 
-local function csv_field(v)
+-- One CSV field (RFC 4180 quoting); `freshbooks export --format csv` writes its cells with it too.
+function report.csv_field(v)
   v = tostring(v)
   if v:find('[,"\r\n]') then return '"' .. v:gsub('"', '""') .. '"' end
   return v
@@ -236,142 +221,93 @@ function report.csv(out, biz, acc)
     local c = cells(r)
     local fields = { biz.name or "", biz.account_id or "", biz.business_id or "", r.client_id or "", r.client,
                      r.currency, c[1], c[2], c[3], c[4], c[5], c[6], c[7] }
-    for i, v in ipairs(fields) do fields[i] = csv_field(v) end
+    for i, v in ipairs(fields) do fields[i] = report.csv_field(v) end
     out:write(table.concat(fields, ","), "\n")
   end
 end
 
+-- JSON: one document for the whole run (per business: client rows and currency totals, money as
+-- strings). Lists are written by hand: lua-cjson 2.1 writes an empty table as {}, not [].
+local function json_list(list)
+  local cjson = require "cjson"
+  local parts = {}
+  for i, r in ipairs(list) do
+    local c = cells(r)
+    parts[i] = cjson.encode{ client_id = r.client_id, client = r.client, currency = r.currency,
+      invoices = r.invoices, outstanding = c[2], current = c[3], days_1_30 = c[4], days_31_60 = c[5],
+      days_61_90 = c[6], days_90_plus = c[7] }
+  end
+  return "[" .. table.concat(parts, ",") .. "]"
+end
+
+local function json_business(biz, acc)
+  local cjson = require "cjson"
+  return ('{"name":%s,"account_id":%s,"business_id":%s,"clients":%s,"totals":%s}'):format(
+    cjson.encode(biz.name or ""), cjson.encode(biz.account_id or ""), cjson.encode(biz.business_id or ""),
+    json_list(acc.rows()), json_list(acc.currency_totals()))
+end
+
 -- Running --------------------------------------------------------------------------------------
 
-local AUTH_CODES = { reauth_required = true, unauthorized = true, invalid_grant = true, refresh_uncertain = true }
+-- Errors after which no other business can do better: stop at once.
+local FATAL = { reauth_required = true, unauthorized = true, invalid_grant = true, refresh_uncertain = true,
+                save_failed = true, lock_failed = true, rate_limited = true, store_corrupt = true }
 
-local function explain(err)
-  if AUTH_CODES[err.code] then
-    return "not authorized: " .. tostring(err.message) .. "\n"
-      .. "Authorize the application again (e.g. `make demo` does it against the sandbox) and retry."
-  elseif err.code == "forbidden" then
-    return "access denied: " .. tostring(err.message) .. " (the grant may lack the user:invoices:read scope)"
-  end
-  return tostring(err)
-end
-report.explain = explain
-
--- report.run(fb, {as_of = "YYYY-MM-DD", csv = bool, business = key, parallel = n, quiet = bool}, out, log)
--- -> exit status (0 ok, 1 failure, 3 not authorized). `log` receives progress and error lines.
+-- report.run(fb, opts, out, log) -> true | nil, err
+--   opts: as_of = "YYYY-MM-DD" (default today), business = name or id (fb:find_business), format =
+--         "table" | "csv" | "json", parallel = invoice pages fetched at once (default 4),
+--         progress = function(i, n, biz, pages_done, pages, invoices) (each()'s progress, per business)
+--   out:  anything with :write(...); log(line) receives notes (a business that failed, no businesses).
+-- A business whose invoices cannot be read is logged and the others are still reported; the error is
+-- returned at the end. Authorization and rate-limit failures stop the run.
 function report.run(fb, opts, out, log)
+  opts, log = opts or {}, log or function() end
   local as_of = opts.as_of or os.date("%Y-%m-%d")
   local as_of_day = report.day_number(as_of)
-  if not as_of_day then error("billing_report: --as-of must be YYYY-MM-DD", 2) end
-  local list, err = fb:memberships()
-  if not list then
-    log(explain(err))
-    return AUTH_CODES[err.code] and 3 or 1
+  if not as_of_day then error("freshbooks.report: as_of must be YYYY-MM-DD", 2) end
+  local format = opts.format or "table"
+  if format ~= "table" and format ~= "csv" and format ~= "json" then
+    error("freshbooks.report: format must be table, csv or json", 2)
   end
+  local list, err
   if opts.business then
-    local want, kept = tostring(opts.business), {}
-    for _, m in ipairs(list) do
-      if m.name == want or tostring(m.business_id) == want or tostring(m.account_id) == want then
-        kept[#kept + 1] = m
-      end
-    end
-    if #kept == 0 then log("no business matches '" .. want .. "'") return 1 end
-    list = kept
+    local one
+    one, err = fb:find_business(opts.business)
+    list = one and { one }
+  else
+    list, err = fb:memberships()
   end
+  if not list then return nil, err end
   if #list == 0 then log("this user belongs to no business: nothing to report") end
-  if opts.csv then out:write(report.CSV_HEADER, "\n") end
-  local status = 0
+  if format == "csv" then out:write(report.CSV_HEADER, "\n") end
+  local docs, failed = {}, nil
   for i, biz in ipairs(list) do
     local acc = report.accumulator(as_of_day)
-    local last = -1
     -- Streamed: one window of `parallel` pages in memory, whatever the number of invoices.
+    local progress = opts.progress and function(done, pages, n) opts.progress(i, #list, biz, done, pages, n) end
     local ierr
-    for inv, page_err in fb:account(biz.account_id).invoices:each({ per_page = 100 }, {
-      parallel = opts.parallel or 4,
-      progress = function(done, pages, n)
-        local pct = math.floor(done * 100 / math.max(pages, 1))
-        if not opts.quiet and pages > 1 and (pct >= last + 10 or done == pages) then
-          last = pct
-          log(("[%d/%d] %s: %d/%d pages, %d invoices"):format(i, #list, biz.name or "?", done, pages, n))
-        end
-      end }) do
+    for inv, page_err in fb:account(biz.account_id).invoices:each({ per_page = 100 },
+      { parallel = opts.parallel or 4, progress = progress }) do
       if not inv then ierr = page_err; break end
       acc.add(inv)
     end
     if ierr then
-      log(("%s: %s"):format(biz.name or "?", explain(ierr)))
-      if AUTH_CODES[ierr.code] then return 3 end
-      status = 1
-    elseif opts.csv then
+      if FATAL[ierr.code] then return nil, ierr end
+      log(("%s: %s"):format(biz.name or "?", tostring(ierr)))
+      failed = ierr
+    elseif format == "csv" then
       report.csv(out, biz, acc)
+    elseif format == "json" then
+      docs[#docs + 1] = json_business(biz, acc)
     else
       report.table(out, biz, acc, as_of)
     end
   end
-  return status
+  if format == "json" then
+    out:write('{"as_of":', require("cjson").encode(as_of), ',"businesses":[', table.concat(docs, ","), "]}\n")
+  end
+  if failed then return nil, failed end
+  return true
 end
 
-local function parse_args(argv)
-  local o = {}
-  local flags = { csv = true, quiet = true, help = true }
-  local i = 1
-  while i <= #argv do
-    local a = argv[i]
-    local name = a:match("^%-%-([%w%-]+)$")
-    if not name then return nil, "unexpected argument " .. a end
-    local key = name:gsub("%-", "_")
-    if flags[key] then
-      o[key] = true
-    else
-      local v = argv[i + 1]
-      if v == nil then return nil, "--" .. name .. " needs a value" end
-      o[key] = v
-      i = i + 1
-    end
-    i = i + 1
-  end
-  local known = { tokens = 1, as_of = 1, csv = 1, business = 1, api_url = 1, auth_url = 1, ca_file = 1, parallel = 1,
-                  quiet = 1, help = 1 }
-  for k in pairs(o) do if not known[k] then return nil, "unknown option --" .. k:gsub("_", "-") end end
-  if o.parallel then
-    o.parallel = tonumber(o.parallel)
-    if not o.parallel or o.parallel < 1 then return nil, "--parallel must be a number >= 1" end
-  end
-  if o.as_of and not report.day_number(o.as_of) then return nil, "--as-of must be YYYY-MM-DD" end
-  return o
-end
-
-function report.main(argv)
-  local o, why = parse_args(argv)
-  if not o or o.help then
-    io.stderr:write(why and ("billing_report: " .. why .. "\n") or "", USAGE, "\n")
-    return o and 0 or 2
-  end
-  local id, secret = os.getenv("FB_CLIENT_ID"), os.getenv("FB_CLIENT_SECRET")
-  local redirect = os.getenv("FB_REDIRECT_URI")
-  if not (id and secret and redirect) or not o.tokens then
-    io.stderr:write("billing_report: set FB_CLIENT_ID, FB_CLIENT_SECRET and FB_REDIRECT_URI, and give --tokens FILE\n",
-      USAGE, "\n")
-    return 2
-  end
-  local f = io.open(o.tokens, "rb")
-  if not f then
-    io.stderr:write("billing_report: not authorized: no token file at ", o.tokens,
-      "\nAuthorize the application first (see examples/demo.lua for the flow) and retry.\n")
-    return 3
-  end
-  f:close()
-  local freshbooks = require "freshbooks"
-  local fb = freshbooks.new{
-    client_id = id, client_secret = secret, redirect_uri = redirect,
-    store = freshbooks.store.file(o.tokens),
-    api_url = o.api_url, auth_url = o.auth_url, cainfo = o.ca_file,
-  }
-  return report.run(fb, o, io.stdout, function(line) io.stderr:write(line, "\n") end)
-end
-
--- Run as a script (`lua examples/billing_report.lua ...`), or return the module to `require`.
-local modname = ...
-if arg and arg[0] and arg[0]:match("billing_report%.lua$") and not (modname or ""):match("billing_report$") then
-  os.exit(report.main(arg))
-end
 return report

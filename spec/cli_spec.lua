@@ -1,0 +1,716 @@
+-- `freshbooks`, the command: the real bin/freshbooks as a subprocess (under the interpreter running the
+-- specs) against the sandbox. The spec plays the browser, the hostile neighbour on the callback port
+-- and the person at the terminal (tmux, script). Every failure must be one clear message with the
+-- documented exit status, and no secret may ever reach the output.
+local cjson = require "cjson"
+local sandbox = require "support.sandbox"
+local H = require "support.fbtest"
+local C = require "support.cli"
+
+local q = sandbox.shell_quote
+
+describe("freshbooks, the command", function()
+  local sb, port, w
+
+  setup(function()
+    port = C.free_port()
+    sb = sandbox.start{ invoices = 250, redirect_uris = {
+      ("http://127.0.0.1:%d/callback"):format(port), ("http://localhost:%d/callback"):format(port) } }
+  end)
+  teardown(function() if sb then sb:stop() end end)
+  before_each(function() w = C.world(sb, port) end)
+  after_each(function() w:cleanup() end)
+
+  -- Connected without a browser: a token pair minted for `user`, in the default token file.
+  local function connect(user)
+    os.execute("mkdir -p -m 700 " .. q(w.config_home .. "/freshbooks"))
+    assert(require("freshbooks.store.file")(w.tokens).save(sb:token{ user = user or "alice" }))
+  end
+
+  -- Every secret the run could have seen: the client secret, the tokens stored now and `extra`.
+  local function assert_no_secret(text, extra)
+    local list = { sb.app.client_secret }
+    local t = cjson.decode(C.read(w.tokens) ~= "" and C.read(w.tokens) or "{}")
+    list[#list + 1], list[#list + 2] = t.access_token, t.refresh_token
+    for _, s in ipairs(extra or {}) do list[#list + 1] = s end
+    assert.is_false(H.leaks(text, list), "a secret reached the output")
+  end
+
+  local function token_posts(since)
+    return H.count(H.log(sb, since), H.is_token_post)
+  end
+
+  -- The browser's part: the authorize page (auto-consent) -> the Location it sends the browser to.
+  local function consent(url) return H.consent(sb, url) end
+
+  -- What the loopback answers a browser arriving at `url`.
+  local function visit(url) return sb:http{ url = url, timeout = 10 } end
+
+  local function hold_port(host, seconds)
+    local ready = w.dir .. "/ready-" .. host
+    local pid = w:background(("%s listen %s %d %d %s"):format(C.raw, host, port, seconds, q(ready)))
+    assert(C.until_true(function() return H.read(ready) ~= nil end, 10), "no listener")
+    return pid
+  end
+
+  local function port_is_free()
+    local out = C.sh(("%s listen 127.0.0.1 %d 0 %s"):format(C.raw, port, q(w.dir .. "/probe")), 10)
+    return out == ""
+  end
+
+  describe("arguments", function()
+    it("has --help on every command, and usage errors exit 2 with the command's usage", function()
+      local code, out = w:run("--help")
+      assert.equal(0, code)
+      for _, cmd in ipairs{ "login", "status", "logout", "report", "export", "api" } do
+        assert.truthy(out:find("\n   " .. cmd .. " ", 1, true), cmd)
+        local c, o = w:run(cmd .. " --help")
+        assert.equal(0, c, cmd)
+        assert.truthy(o:find("Usage: freshbooks " .. cmd, 1, true), cmd)
+      end
+      assert.truthy(out:find("3 not connected", 1, true))
+      local c, _, err = w:run("")
+      assert.equal(2, c)
+      assert.truthy(err:find("a command is required", 1, true))
+      c, _, err = w:run("exprot invoices")
+      assert.equal(2, c)
+      assert.truthy(err:find("Did you mean 'export'", 1, true))
+      c, _, err = w:run("export invoices --parallel 0")
+      assert.equal(2, c)
+      assert.truthy(err:find("--parallel must be a whole number from 1 to 32", 1, true))
+      assert.truthy(err:find("Usage: freshbooks export", 1, true))
+      c, _, err = w:run("report --frobnicate")
+      assert.equal(2, c)
+      assert.truthy(err:find("unknown option '--frobnicate'", 1, true))
+      assert.is_nil(err:find("traceback", 1, true))
+    end)
+  end)
+
+  describe("login", function()
+    it("connects through the loopback with a scripted browser, then status, logout", function()
+      local since = H.last_seq(sb)
+      local code, out, err = w:run("login", { vars = { BROWSER = C.root .. "/sandbox/browser" } })
+      assert.equal(0, code, err)
+      assert.truthy(out:find("Connected to FreshBooks as Alice Sandbox <alice@example.com> (identity 1001)", 1, true))
+      assert.truthy(out:find("Sandbox Widgets Inc.%s+account_id aBcD1%s+business_id 1000001%s+role owner"))
+      assert.truthy(out:find("Sandbox Consulting Ltd.%s+account_id xYz92%s+business_id 1000002%s+role admin"))
+      assert.truthy(err:find("Opened your browser", 1, true))
+      -- The state is in the printed authorize URL and nowhere else; no secret anywhere.
+      local state = err:match("state=(%x+)")
+      assert.truthy(state)
+      assert.equal(1, select(2, (out .. err):gsub(state, "")))
+      assert_no_secret(out .. err)
+      assert.equal(1, token_posts(since))
+      assert.equal("600", C.mode(w.tokens))
+      assert.equal("700", C.mode(w.config_home .. "/freshbooks"))
+      assert.same({ "tokens.json", "tokens.json.lock" }, C.ls(w.config_home .. "/freshbooks"))
+
+      code, out, err = w:run("status")
+      assert.equal(0, code, err)
+      assert.truthy(out:find("Connected to FreshBooks as Alice Sandbox", 1, true))
+      assert.truthy(out:find("account_id xYz92%s+business_id 1000002%s+role admin"))
+      assert.truthy(out:find("Scopes:%s+user:profile:read"))
+      assert.truthy(out:find("Access token: expires %d%d%d%d%-%d%d%-%d%d %d%d:%d%d %(in 1[12]h"))
+      assert.truthy(out:find("Tokens:       " .. w.tokens .. " (mode 0600)", 1, true))
+      assert_no_secret(out .. err)
+
+      local before = H.last_seq(sb)
+      code, out, err = w:run("logout")
+      assert.equal("", out)
+      assert.equal(0, code, err)
+      assert.truthy(err:find("revoked at FreshBooks", 1, true))
+      assert.equal(1, H.count(H.log(sb, before), function(e) return e.path == "/auth/oauth/revoke" end))
+      assert.is_nil(H.read(w.tokens))
+      code, out, err = w:run("status")
+      assert.equal("", out)
+      assert.equal(3, code)
+      assert.truthy(err:find("not connected: no tokens at " .. w.tokens, 1, true))
+      code, out, err = w:run("logout")
+      assert.equal("", out)
+      assert.equal(3, code, err)
+    end)
+
+    it("opens the browser with xdg-open when there is a display and no $BROWSER", function()
+      local bin = w.dir .. "/bin"
+      os.execute("mkdir " .. q(bin))
+      C.write(bin .. "/xdg-open", ("#!/bin/sh\necho \"$1\" >%s\nexec %s \"$1\"\n"):format(q(w.dir .. "/opened"),
+        q(C.root .. "/sandbox/browser")), "755")
+      local code, out, err = w:run("login", { vars = { DISPLAY = ":99", PATH = bin .. ":" .. os.getenv("PATH") } })
+      assert.equal(0, code, err)
+      assert.truthy(err:find("Opened your browser (xdg-open)", 1, true))
+      assert.truthy(C.read(w.dir .. "/opened"):find("/oauth/authorize/?client_id=", 1, true))
+      assert.truthy(out:find("Connected to FreshBooks as Alice", 1, true))
+    end)
+
+    it("answers the browser with a page that says it worked, then stops listening", function()
+      local job = w:spawn("login --no-browser")
+      local url = job:url()
+      assert.truthy(job:stderr():find("Open this address in your browser", 1, true))
+      local page = visit(consent(url))
+      assert.equal(200, page.status)
+      assert.truthy(page.body:find("Connected to FreshBooks", 1, true))
+      assert.truthy(page.body:find("alice@example.com", 1, true))
+      assert.equal("no-store", page.headers["cache-control"])
+      assert.equal("no-referrer", page.headers["referrer-policy"])
+      local code, out, err = job:wait()
+      assert.equal(0, code, err)
+      assert.truthy(out:find("Tokens saved to " .. w.tokens, 1, true))
+      -- One request, then closed: nothing answers on the port any more.
+      assert.truthy(C.sh(("%s hold 127.0.0.1 %d 1"):format(C.raw, port)):find("CONNECT%-FAILED"))
+    end)
+
+    it("answers strays on the port (wrong path, garbage, other methods and hosts, silence) and still logs in",
+      function()
+        local job = w:spawn("login --no-browser")
+        local url = job:url()
+        -- A silent connection first: it must not hold up anything after it.
+        w:background(("%s hold 127.0.0.1 %d 15 >%s"):format(C.raw, port, q(w.dir .. "/silent")))
+        local stray = visit(("http://127.0.0.1:%d/favicon.ico"):format(port))
+        assert.equal(404, stray.status)
+        assert.truthy(stray.body:find("answer at /callback", 1, true))
+        C.write(w.dir .. "/garbage", "\22\3\1\2\0\1\0\1\252\3\3 not http at all\r\n\r\n")
+        local answer = C.sh(("%s send 127.0.0.1 %d %s"):format(C.raw, port, q(w.dir .. "/garbage")))
+        assert.truthy(answer:find("^HTTP/1.1 400 Bad Request"), answer)
+        local post = sb:http{ method = "POST", url = ("http://127.0.0.1:%d/callback"):format(port), body = "x" }
+        assert.equal(405, post.status)
+        local rebound = sb:http{ url = ("http://127.0.0.1:%d/callback?code=x&state=y"):format(port),
+          headers = { Host = "evil.example:" .. port } }
+        assert.equal(400, rebound.status)
+        local page = visit(consent(url))
+        assert.equal(200, page.status, page.body)
+        local code, _, err = job:wait()
+        assert.equal(0, code, err)
+        assert.truthy(err:find("answered GET /favicon.ico on the callback port with 404", 1, true))
+        assert.truthy(err:find("answered a request that is not HTTP", 1, true))
+        assert.truthy(err:find("answered POST /callback on the callback port with 405", 1, true))
+        assert.equal("600", C.mode(w.tokens))
+      end)
+
+    it("tells a second request that the login has finished", function()
+      local job = w:spawn("login --no-browser")
+      local url = job:url()
+      C.write(w.dir .. "/part1", ("GET /callback?code=replay&state=x HTTP/1.1\r\nHost: 127.0.0.1:%d\r\n"):format(port))
+      C.write(w.dir .. "/part2", "\r\n")
+      w:background(("%s split 127.0.0.1 %d %s %s %s >%s"):format(C.raw, port, q(w.dir .. "/part1"),
+        q(w.dir .. "/go"), q(w.dir .. "/part2"), q(w.dir .. "/second")))
+      assert.equal(200, visit(consent(url)).status)
+      C.write(w.dir .. "/go", "")
+      local code, _, err = job:wait()
+      assert.equal(0, code, err)
+      assert.truthy(C.until_true(function() return C.read(w.dir .. "/second") ~= "" end, 10))
+      local second = C.read(w.dir .. "/second")
+      assert.truthy(second:find("^HTTP/1.1 409 Conflict"), second)
+      assert.truthy(second:find("This login has finished", 1, true))
+      assert.truthy(err:find("answered a second request (GET /callback): this login had already finished", 1, true))
+    end)
+
+    it("refuses a callback whose state does not match, and saves nothing", function()
+      connect("carol") -- an earlier connection: a failed login must leave it exactly as it was
+      local before = C.read(w.tokens)
+      local job = w:spawn("login --no-browser")
+      local url = job:url():gsub("state=%x+", "state=" .. ("0"):rep(32))
+      local page = visit(consent(url))
+      assert.equal(400, page.status)
+      assert.truthy(page.body:find("does not match this login", 1, true))
+      local code, out, err = job:wait()
+      assert.equal(1, code)
+      assert.equal("", out)
+      assert.truthy(err:find("login failed: the answer's state does not match this login", 1, true))
+      assert.equal(before, C.read(w.tokens))
+      assert.equal("600", C.mode(w.tokens))
+      assert_no_secret(out .. err)
+    end)
+
+    it("refuses a callback without a state (the code is never exchanged)", function()
+      local since = H.last_seq(sb)
+      local job = w:spawn("login --no-browser")
+      job:url()
+      local page = visit(("http://127.0.0.1:%d/callback?code=abc"):format(port))
+      assert.equal(400, page.status)
+      local code, _, err = job:wait()
+      assert.equal(1, code)
+      assert.truthy(err:find("state does not match", 1, true))
+      assert.equal(0, token_posts(since))
+      assert.is_nil(H.read(w.tokens))
+    end)
+
+    it("says so when access is not allowed (error=access_denied)", function()
+      local job = w:spawn("login --no-browser")
+      local page = visit(consent(job:url() .. "&user=nobody")) -- the sandbox denies an unknown user
+      assert.equal(400, page.status)
+      assert.truthy(page.body:find("access was not allowed", 1, true))
+      local code, _, err = job:wait()
+      assert.equal(1, code)
+      assert.truthy(err:find("login failed: access was not allowed (access_denied", 1, true))
+      assert.is_nil(H.read(w.tokens))
+    end)
+
+    it("gives up after --timeout when no browser comes back (a slow one holds nothing), frees the port", function()
+      local started = require("freshbooks.core").now()
+      local code, _, err = w:run("login --timeout 1", { vars = { BROWSER = "sleep 4" } })
+      assert.equal(1, code)
+      assert.truthy(err:find("no answer from the browser within 1 s", 1, true))
+      assert.truthy(require("freshbooks.core").now() - started < 6)
+      assert.truthy(port_is_free())
+      assert.is_nil(H.read(w.tokens))
+    end)
+
+    it("says when the port is already in use (also on ::1 for localhost), before any URL", function()
+      local pid = hold_port("127.0.0.1", 20)
+      local code, _, err = w:run("login --no-browser")
+      os.execute("kill " .. pid)
+      assert.equal(1, code)
+      assert.truthy(err:find(("127.0.0.1 port %d is already in use"):format(port), 1, true))
+      assert.is_nil(err:find("oauth/authorize", 1, true))
+      pid = hold_port("::1", 20)
+      code, _, err = w:run("login --no-browser",
+        { vars = { FB_REDIRECT_URI = ("http://localhost:%d/callback"):format(port) } })
+      os.execute("kill " .. pid)
+      assert.equal(1, code)
+      assert.truthy(err:find(("[::1] port %d is already in use"):format(port), 1, true))
+    end)
+
+    it("stops cleanly on Ctrl-C while waiting", function()
+      local job = w:spawn("login --no-browser")
+      job:url()
+      job:signal("INT")
+      local code, _, err = job:wait(10)
+      assert.equal(130, code)
+      assert.truthy(err:find("freshbooks: interrupted", 1, true))
+      assert.is_nil(err:find("traceback", 1, true))
+      assert.truthy(port_is_free())
+      assert.is_nil(H.read(w.tokens))
+    end)
+
+    it("says before the browser when the tokens cannot be saved", function()
+      local code, _, err = w:run("login --tokens /nonexistent/dir/tokens.json --no-browser")
+      assert.equal(1, code)
+      assert.truthy(err:find("cannot save tokens at /nonexistent/dir/tokens.json", 1, true))
+      assert.is_nil(err:find("oauth/authorize", 1, true))
+    end)
+
+    it("needs credentials: exit 2 with where to put them when nobody can be asked", function()
+      local code, _, err = w:run("login", { vars = { FB_CLIENT_ID = false } })
+      assert.equal(2, code)
+      assert.truthy(err:find("no client ID: set FB_CLIENT_ID, or put \"client_id\" in " .. w.config_home
+        .. "/freshbooks/config", 1, true))
+      code, _, err = w:run("login", { vars = { FB_CLIENT_SECRET = false } })
+      assert.equal(2, code)
+      assert.truthy(err:find("no client secret: set FB_CLIENT_SECRET", 1, true))
+      connect()
+      code, _, err = w:run("status", { vars = { FB_CLIENT_ID = false } })
+      assert.equal(2, code)
+      assert.truthy(err:find("no client ID", 1, true))
+    end)
+
+    it("reads the credentials from a private config file, and refuses a loose one", function()
+      local dir = w.config_home .. "/freshbooks"
+      os.execute("mkdir -p " .. q(dir))
+      C.write(dir .. "/config", cjson.encode{ client_id = sb.app.client_id, client_secret = sb.app.client_secret,
+        redirect_uri = w.redirect_uri, api_url = sb.url, auth_url = sb.url }, "600")
+      local none = { FB_CLIENT_ID = false, FB_CLIENT_SECRET = false, FB_REDIRECT_URI = false,
+                     BROWSER = C.root .. "/sandbox/browser" }
+      local code, out, err = w:run("login", { vars = none, no_flags = true })
+      assert.equal(0, code, err)
+      assert.truthy(out:find("Connected to FreshBooks as Alice", 1, true))
+      os.execute("chmod 644 " .. q(dir .. "/config"))
+      code, out, err = w:run("status", { vars = none, no_flags = true })
+      assert.equal(1, code)
+      assert.truthy(err:find("the configuration file " .. dir .. "/config can be read or changed by other users"
+        .. " (mode rw-r--r--)", 1, true))
+      assert_no_secret(out .. err)
+      C.write(dir .. "/config", '{"client_id": "x", "clientsecret": "typo"}', "600")
+      code, out, err = w:run("status", { vars = none, no_flags = true })
+      assert.equal("", out)
+      assert.equal(1, code)
+      assert.truthy(err:find('unknown key "clientsecret"', 1, true))
+    end)
+
+    it("replaces a loose token file with a private one", function()
+      os.execute("mkdir -p -m 700 " .. q(w.config_home .. "/freshbooks"))
+      C.write(w.tokens, '{"refresh_token": "old-and-visible"}', "644")
+      local code, _, err = w:run("status")
+      assert.equal(1, code)
+      assert.truthy(err:find("the token file " .. w.tokens .. " can be read or changed by other users", 1, true))
+      code, _, err = w:run("login", { vars = { BROWSER = C.root .. "/sandbox/browser" } })
+      assert.equal(0, code, err)
+      assert.equal("600", C.mode(w.tokens))
+      assert.truthy(cjson.decode(C.read(w.tokens)).refresh_token:match("^%x+$"))
+      assert.same({ "tokens.json", "tokens.json.lock" }, C.ls(w.config_home .. "/freshbooks"))
+    end)
+
+    it("asks on a terminal for what is missing, the secret without echo, and saves it privately", function()
+      local t = w:tmux("login", { vars = { FB_CLIENT_ID = false, FB_CLIENT_SECRET = false, FB_REDIRECT_URI = false,
+        BROWSER = C.root .. "/sandbox/browser" } })
+      finally(function() t:close() end)
+      assert.truthy(t:expect("Client ID: %s*$"), t:screen())
+      t:type(sb.app.client_id)
+      assert.truthy(t:expect("Client secret %(not shown as you type%): %s*$"), t:screen())
+      t:type(sb.app.client_secret)
+      assert.truthy(t:expect("Redirect URI %[http://localhost:8976/callback%]: %s*$"), t:screen())
+      t:type(w.redirect_uri)
+      assert.equal(0, t:wait(), t:screen())
+      local screen = t:screen()
+      assert.truthy(screen:find("Connected to FreshBooks as Alice Sandbox", 1, true), screen)
+      assert.truthy(screen:find("saved the app's credentials to " .. w.config_home .. "/freshbooks/config", 1, true))
+      assert_no_secret(screen)
+      local saved = cjson.decode(C.read(w.config_home .. "/freshbooks/config"))
+      assert.same({ client_id = sb.app.client_id, client_secret = sb.app.client_secret,
+                    redirect_uri = w.redirect_uri }, saved)
+      assert.equal("600", C.mode(w.config_home .. "/freshbooks/config"))
+      -- Next time nothing is asked.
+      local code, _, err = w:run("status", { vars = { FB_CLIENT_ID = false, FB_CLIENT_SECRET = false,
+        FB_REDIRECT_URI = false } })
+      assert.equal(0, code, err)
+    end)
+
+    it("Ctrl-C at the secret prompt puts the terminal back (echo on)", function()
+      local tty = w.dir .. "/stty"
+      local t = w:tmux("login", { vars = { FB_CLIENT_SECRET = false }, after = "stty -a >" .. q(tty) })
+      finally(function() t:close() end)
+      assert.truthy(t:expect("Client secret %(not shown as you type%): %s*$"), t:screen())
+      os.execute(("tmux -S %s send-keys -t 0 C-c"):format(q(t.sock)))
+      assert.equal(130, t:wait(10), t:screen())
+      assert.truthy(t:screen():find("freshbooks: interrupted", 1, true))
+      assert.truthy(C.until_true(function() return C.read(tty) ~= "" end, 5))
+      assert.truthy(C.read(tty):find("[ ;]echo "), C.read(tty))
+      assert.is_nil(C.read(tty):find("-echo ", 1, true))
+    end)
+
+    it("--paste: the person pastes the address the browser landed on (https redirect URI)", function()
+      local https = "https://example.com/freshbooks/callback"
+      local t = w:tmux("login --paste", { vars = { FB_REDIRECT_URI = https, BROWSER = "true" } })
+      finally(function() t:close() end)
+      local url = t:expect("(http://%S+/oauth/authorize/%?%S+)")
+      assert.truthy(url, t:screen())
+      assert.truthy(t:expect("Paste it here: %s*$"), t:screen())
+      local landed = consent(url)
+      assert.equal(https, landed:sub(1, #https))
+      t:type(landed)
+      assert.equal(0, t:wait(), t:screen())
+      assert.truthy(t:screen():find("Connected to FreshBooks as Alice Sandbox", 1, true))
+      assert.equal("600", C.mode(w.tokens))
+      assert_no_secret(t:screen())
+    end)
+
+    it("--paste checks the state and the address just the same", function()
+      local https = { FB_REDIRECT_URI = "https://example.com/freshbooks/callback", BROWSER = "true" }
+      local code, _, err = w:run("login --paste", { vars = https,
+        stdin = "https://example.com/freshbooks/callback?code=abc&state=0123\n" })
+      assert.equal(1, code)
+      assert.truthy(err:find("state does not match", 1, true))
+      code, _, err = w:run("login --paste", { vars = https, stdin = "https://evil.example/cb?code=abc&state=1\n" })
+      assert.equal(1, code)
+      assert.truthy(err:find("that address is not under the redirect URI https://example.com/freshbooks/callback",
+        1, true))
+      code, _, err = w:run("login --paste", { vars = https, stdin = "" })
+      assert.equal(1, code)
+      assert.truthy(err:find("no address was pasted", 1, true))
+      assert.is_nil(H.read(w.tokens))
+    end)
+
+    it("needs --paste for a redirect URI it cannot listen on, and refuses a bad one", function()
+      local code, _, err = w:run("login", { vars = { FB_REDIRECT_URI = "https://example.com/freshbooks/callback" } })
+      assert.equal(2, code)
+      assert.truthy(err:find("is not a loopback address", 1, true))
+      assert.truthy(err:find("use --paste", 1, true))
+      code, _, err = w:run("login", { vars = { FB_REDIRECT_URI = "http://example.com/cb" } })
+      assert.equal(2, code)
+      assert.truthy(err:find("must use https", 1, true))
+      code, _, err = w:run("login --port 8", { vars = { FB_REDIRECT_URI = "https://example.com/freshbooks/callback" } })
+      assert.equal(2, code)
+      assert.truthy(err:find("--port needs a loopback redirect URI", 1, true))
+    end)
+  end)
+
+  describe("report", function()
+    it("prints the billing report as a table, CSV or JSON", function()
+      connect()
+      local code, out, err = w:run("report --as-of 2025-06-30")
+      assert.equal(0, code, err)
+      assert.truthy(out:find("Sandbox Widgets Inc. (account aBcD1, business 1000001): outstanding as of 2025-06-30",
+        1, true))
+      assert.truthy(out:find("Total%s+CAD"))
+      assert.equal("", err) -- stdout is not a terminal here: no progress
+      code, out = w:run("report --as-of 2025-06-30 --format csv --business 'Sandbox Consulting Ltd.'")
+      assert.equal(0, code)
+      assert.equal(1, out:find(require("freshbooks.report").CSV_HEADER, 1, true))
+      assert.truthy(out:find("\nSandbox Consulting Ltd.,xYz92,1000002,", 1, true))
+      assert.is_nil(out:find("aBcD1", 1, true))
+      code, out = w:run("report --as-of 2025-06-30 --format json --business aBcD1")
+      assert.equal(0, code)
+      local doc = cjson.decode(out)
+      assert.equal("aBcD1", doc.businesses[1].account_id)
+      assert.equal("USD", doc.businesses[1].totals[1].currency)
+    end)
+
+    it("fails clearly: unknown business (1), bad date (2), not connected and dead tokens (3)", function()
+      connect()
+      local code, _, err = w:run("report --business 'Nope Inc.'")
+      assert.equal(1, code)
+      assert.truthy(err:find("no business matches 'Nope Inc.'", 1, true))
+      code, _, err = w:run("report --as-of yesterday")
+      assert.equal(2, code)
+      assert.truthy(err:find("--as-of must be a date YYYY-MM-DD", 1, true))
+      os.remove(w.tokens)
+      code, _, err = w:run("report")
+      assert.equal(3, code)
+      assert.truthy(err:find("not connected", 1, true))
+      assert(require("freshbooks.store.file")(w.tokens).save{ access_token = "expired-access",
+        refresh_token = "revoked-refresh", expires_at = 1 })
+      code, _, err = w:run("report")
+      assert.equal(3, code)
+      assert.truthy(err:find("run `freshbooks login` to connect (again)", 1, true))
+      assert.is_nil(err:find("revoked-refresh", 1, true))
+      code = w:run("status")
+      assert.equal(3, code)
+    end)
+  end)
+
+  describe("export", function()
+    local function lines(s)
+      local t = {}
+      for l in s:gmatch("[^\n]+") do t[#t + 1] = l end
+      return t
+    end
+
+    it("streams every record as JSON lines, in order, once each", function()
+      connect()
+      local code, out, err = w:run("export invoices --business aBcD1 --parallel 3")
+      assert.equal(0, code, err)
+      assert.equal("", err)
+      local ids = {}
+      for i, l in ipairs(lines(out)) do
+        local rec = cjson.decode(l)
+        assert.equal("aBcD1", rec.accountid)
+        ids[i] = rec.id
+        if i > 1 then assert.is_true(ids[i] > ids[i - 1]) end
+      end
+      assert.equal(250, #ids)
+      assert_no_secret(out .. err)
+    end)
+
+    it("writes CSV with a header; --search, --include and --sort reach FreshBooks", function()
+      connect()
+      local fb = H.session(sb)
+      local want = assert(fb:account("aBcD1").invoices:all{ search = { customerid = 10017 } })
+      assert.is_true(#want > 0)
+      local code, out, err = w:run("export invoices --format csv --search customerid=10017 --sort=-id")
+      assert.equal(0, code, err)
+      assert.truthy(err:find("using Sandbox Widgets Inc. (account_id aBcD1, business_id 1000001), the first of 2", 1,
+        true))
+      local rows = lines(out)
+      local cols = H.split_csv(rows[1])
+      local sorted = {}
+      for i, c in ipairs(cols) do sorted[i] = c end
+      table.sort(sorted)
+      assert.same(sorted, cols)
+      local at = {}
+      for i, c in ipairs(cols) do at[c] = i end
+      assert.truthy(at["outstanding.amount"])
+      assert.equal(#want + 1, #rows)
+      local last = math.huge
+      for i = 2, #rows do
+        local f = H.split_csv(rows[i])
+        assert.equal(#cols, #f)
+        assert.equal("10017", f[at.customerid])
+        assert.is_true(tonumber(f[at.id]) < last)
+        last = tonumber(f[at.id])
+      end
+      code, out = w:run("export invoices --business xYz92 --include lines")
+      assert.equal(0, code)
+      local first = cjson.decode(lines(out)[1])
+      assert.is_table(first.lines)
+      assert.truthy(first.lines[1].amount)
+    end)
+
+    it("exports project-family resources by business", function()
+      connect()
+      local code, out, err = w:run("export projects --business 1000001 --format csv")
+      assert.equal(0, code, err)
+      assert.equal(13, #lines(out)) -- header + 12 projects
+    end)
+
+    it("holds one window of pages, not the export: peak memory for 6,000 invoices as for 30", function()
+      local big = sandbox.start{ invoices = 6000 }
+      finally(function() big:stop() end)
+      local bw = C.world(big)
+      finally(function() bw:cleanup() end)
+      os.execute("mkdir -p -m 700 " .. q(bw.config_home .. "/freshbooks"))
+      assert(require("freshbooks.store.file")(bw.tokens).save(big:token{ user = "alice" }))
+      local function peak(business)
+        local rss, file = bw.dir .. "/rss", bw.dir .. "/out.jsonl"
+        local code, _, err = bw:run(("export invoices --business %s --parallel 4 -o %s"):format(business, q(file)),
+          { prefix = "/usr/bin/time -f %M -o " .. q(rss), timeout = 60 })
+        assert.equal(0, code, err)
+        return tonumber(C.read(rss):match("(%d+)%s*$")), select(2, C.read(file):gsub("\n", ""))
+      end
+      local small, n_small = peak("xYz92")
+      local large, n_large = peak("aBcD1")
+      assert.equal(30, n_small)
+      assert.equal(6000, n_large)
+      -- Holding 6,000 decoded invoices would take tens of MB; one window of 4 pages takes a few.
+      assert.is_true(large - small < 4096, ("peak RSS %d KB for 30 invoices, %d KB for 6000"):format(small, large))
+    end)
+
+    it("-o FILE: replaced only by a complete export", function()
+      connect()
+      local file = w.dir .. "/invoices.jsonl"
+      C.write(file, "previous export\n")
+      sb:admin("POST", "/_sandbox/faults", { route = "/invoices/invoices$", fault = "malformed", skip = 1, times = 1 })
+      local code, out, err = w:run("export invoices --business aBcD1 --parallel 1 -o " .. q(file))
+      assert.equal(1, code)
+      assert.equal("", out)
+      assert.truthy(err:find("export of invoices stopped: bad_response", 1, true))
+      assert.equal("previous export\n", C.read(file))
+      assert.same({ "invoices.jsonl" }, (function()
+        local t = {}
+        for _, n in ipairs(C.ls(w.dir)) do if n:find("^invoices") then t[#t + 1] = n end end
+        return t
+      end)())
+      code, out, err = w:run("export invoices --business aBcD1 -o " .. q(file))
+      assert.equal("", out)
+      assert.equal(0, code, err)
+      assert.equal(250, #lines(C.read(file)))
+      -- Not a regular file: written in place, never replaced (as root a rename would replace /dev/null).
+      code, out, err = w:run("export invoices --business aBcD1 -o /dev/null")
+      assert.equal(0, code, err)
+      assert.equal("", out)
+      assert.equal("character special file", C.sh("stat -c %F /dev/null"):match("[^\n]+"))
+    end)
+
+    it("Ctrl-C mid-export leaves no partial file behind", function()
+      connect()
+      local file = w.dir .. "/invoices.csv"
+      sb:admin("POST", "/_sandbox/faults", { route = "/invoices/invoices$", fault = "delay", ms = 1500, skip = 1,
+        times = 1 })
+      finally(function() sb:admin("DELETE", "/_sandbox/faults") end)
+      local job = w:spawn("export invoices --business aBcD1 --parallel 1 --format csv -o " .. q(file))
+      assert.truthy(C.until_true(function() return table.concat(C.ls(w.dir), " "):find("%.part") end, 10))
+      job:signal("INT")
+      local code, out, err = job:wait(10)
+      assert.equal(130, code, err)
+      assert.equal("", out)
+      assert.truthy(err:find("freshbooks: interrupted", 1, true))
+      assert.is_nil(table.concat(C.ls(w.dir), " "):find("invoices.csv", 1, true))
+    end)
+
+    it("refuses unknown resources and bad filters with exit 2, before any request", function()
+      connect()
+      local since = H.last_seq(sb)
+      local cases = {
+        { "export invoicez", "unknown resource 'invoicez': one of clients, invoices," },
+        { "export attachments", "unknown resource 'attachments'" },
+        { "export profit_and_loss", "unknown resource 'profit_and_loss'" },
+        { "export invoices --search customerid", "--search expects key=value, got 'customerid'" },
+        { "export invoices --search =42", "--search expects key=value, got '=42'" },
+        { "export invoices --search 'search[x]=1'", "--search expects key=value, got 'search[x]=1'" },
+        { "export invoices --search 'a b=1'", "--search expects key=value" },
+        { "export invoices --sort 'id;drop'", "--sort expects a field name" },
+        { "export invoices --include 'lines&x=1'", "--include expects a name" },
+        { "export invoices --format xml", "argument for option '--format' must be one of 'jsonl', 'csv'" },
+      }
+      for _, c in ipairs(cases) do
+        local code, out, err = w:run(c[1])
+        assert.equal(2, code, c[1])
+        assert.equal("", out)
+        assert.truthy(err:find(c[2], 1, true), c[1] .. ": " .. err)
+      end
+      assert.equal(0, #H.log(sb, since))
+    end)
+
+    it("exits 4 when FreshBooks keeps answering 429, and 3 when not connected", function()
+      connect()
+      sb:admin("POST", "/_sandbox/faults", { route = "/invoices/invoices$", fault = "429", times = 8, retry_after = 0 })
+      local code, _, err = w:run("export invoices --business aBcD1")
+      sb:admin("DELETE", "/_sandbox/faults")
+      assert.equal(4, code, err)
+      assert.truthy(err:find("rate limit", 1, true))
+      os.remove(w.tokens)
+      code, _, err = w:run("export invoices")
+      assert.equal(3, code)
+      assert.truthy(err:find("run `freshbooks login` first", 1, true))
+    end)
+
+    for _, sig in ipairs{ "default", "ignore" } do
+      it("stops quietly when its reader goes away (SIGPIPE " .. sig .. ")", function()
+        connect()
+        local pipeline = ("env --%s-signal=PIPE sh -c %s | head -n 3; echo \"rc=${PIPESTATUS[0]}\""):format(sig,
+          q(w:line("export invoices --business aBcD1 --format csv --include lines", nil, true) .. " 2>"
+            .. q(w.dir .. "/err")))
+        local out = C.sh("bash -c " .. q(pipeline))
+        local l = lines(out)
+        assert.equal(4, #l, out)
+        assert.truthy(l[1]:find("^accountid,"))
+        assert.equal("rc=141", l[4])
+        assert.equal("", C.read(w.dir .. "/err"))
+      end)
+    end
+
+    it("shows a progress bar on a terminal, and none when piped", function()
+      connect()
+      local file = w.dir .. "/out.jsonl"
+      local code, screen = w:pty("export invoices --business aBcD1 --parallel 1 -o " .. q(file))
+      assert.equal(0, code, screen)
+      assert.equal(250, #lines(C.read(file)))
+      assert.truthy(screen:find("\rinvoices %[######%-+%] 1/3 pages  100 records  [%d,]+/s  ETA %d+s\27%[K"), screen)
+      assert.truthy(screen:find("\rinvoices %[#+%] 3/3 pages  250 records  [%d,]+/s  done in [%d.]+s\27%[K\r?\n"),
+        screen)
+      -- The same terminal, but the records go into a pipe: no bar.
+      code, screen = w:pty("export invoices --business aBcD1", { suffix = "| wc -l" })
+      assert.equal(0, code, screen)
+      assert.truthy(screen:find("^%s*250%s*$"), screen)
+      -- stderr not a terminal: nothing on it.
+      local out, err
+      code, out, err = w:run("export invoices --business aBcD1 -o " .. q(file))
+      assert.equal("", out)
+      assert.equal(0, code)
+      assert.equal("", err)
+    end)
+  end)
+
+  describe("api", function()
+    it("makes one authenticated request and prints FreshBooks' JSON", function()
+      connect()
+      local code, out, err = w:run("api GET /auth/api/v1/users/me")
+      assert.equal(0, code, err)
+      assert.equal("alice@example.com", cjson.decode(out).response.email)
+      code, out, err = w:run("api get '/accounting/account/{account_id}/users/clients' --business xYz92"
+        .. " --query per_page=2 --query page=2")
+      assert.equal(0, code, err)
+      local result = cjson.decode(out).response.result
+      assert.equal(2, #result.clients)
+      assert.equal(2, result.page)
+      assert.equal("xYz92", result.clients[1].accounting_systemid)
+      C.write(w.dir .. "/client.json",
+        cjson.encode{ client = { organization = "CLI Test Co.", email = "cli@example.com" } })
+      code, out, err = w:run("api POST /accounting/account/aBcD1/users/clients --data @" .. q(w.dir .. "/client.json"))
+      assert.equal(0, code, err)
+      assert.equal("CLI Test Co.", cjson.decode(out).response.result.client.organization)
+      assert_no_secret(out .. err)
+    end)
+
+    it("fails clearly: usage (2), FreshBooks' errors (1), not connected (3)", function()
+      connect()
+      local cases = {
+        { "api FETCH /x", 2, "unknown method 'FETCH'" },
+        { "api GET auth/api/v1/users/me", 2, "PATH must start with /" },
+        { "api POST /accounting/account/aBcD1/users/clients --data '{bad'", 2, "--data is not valid JSON" },
+        { "api GET /x --query novalue", 2, "--query expects key=value, got 'novalue'" },
+        { "api POST /x --data @/nonexistent/file", 2, "--data: cannot read" },
+        { "api GET /accounting/account/aBcD1/users/clients/999999", 1, "not_found" },
+        { "api POST /accounting/account/aBcD1/invoices/invoices --data '{\"invoice\": {}}'", 1, "validation" },
+      }
+      for _, c in ipairs(cases) do
+        local code, out, err = w:run(c[1])
+        assert.equal(c[2], code, c[1] .. ": " .. err)
+        assert.equal("", out)
+        assert.truthy(err:find(c[3], 1, true), c[1] .. ": " .. err)
+        assert.is_nil(err:find("traceback", 1, true))
+      end
+      os.remove(w.tokens)
+      local code = w:run("api GET /auth/api/v1/users/me")
+      assert.equal(3, code)
+    end)
+  end)
+end)
