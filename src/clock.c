@@ -13,7 +13,8 @@ static int l_now(lua_State *L)
 	return 1;
 }
 
-/* core.sleep(seconds): blocks the thread; resumes after signals until the time has passed. */
+/* core.sleep(seconds): blocks the thread; resumes after signals until the time has passed (or an
+ * interrupt trapped by core.trap_interrupts arrives). */
 static int l_sleep(lua_State *L)
 {
 	lua_Number s = luaL_checknumber(L, 1);
@@ -22,7 +23,7 @@ static int l_sleep(lua_State *L)
 		return luaL_argerror(L, 1, "seconds between 0 and 86400 expected");
 	ts.tv_sec = (time_t)s; /* truncates: s >= 0 */
 	ts.tv_nsec = (long)((s - (lua_Number)ts.tv_sec) * 1e9);
-	while (nanosleep(&ts, &ts) == -1 && errno == EINTR)
+	while (nanosleep(&ts, &ts) == -1 && errno == EINTR && !fb_interrupted())
 		;
 	return 0;
 }

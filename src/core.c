@@ -33,6 +33,7 @@ int luaopen_freshbooks_core(lua_State *L)
 	fb_open_crypto(L);
 	fb_open_http(L);
 	fb_open_lockfile(L);
-	fb_open_clock(L); /* clock.c (API-surface engineer): now, sleep */
+	fb_open_clock(L);
+	fb_open_interrupt(L);
 	return 1;
 }

@@ -19,6 +19,11 @@ void fb_open_secret(lua_State *L);
 void fb_open_http(lua_State *L);
 void fb_open_lockfile(lua_State *L); /* lockfile.c: lock_file, write_file_atomic (token store) */
 void fb_open_clock(lua_State *L);    /* clock.c: now, sleep (retries, benchmarks) */
+void fb_open_interrupt(lua_State *L); /* interrupt.c: trap_interrupts, interrupted (the command) */
+
+/* interrupt.c: the signal that arrived since core.trap_interrupts() (0: none), and whether it runs. */
+int fb_interrupted(void);
+int fb_trapping_interrupts(void);
 
 /* The bytes of a string or of a secret at idx (NULL if it is neither). The pointer lives as long as
  * the value stays reachable from Lua. */

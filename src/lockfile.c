@@ -134,6 +134,11 @@ static int lock_file(lua_State *L)
 			lk->fd = -1;
 			return push_error(L, "lock_timeout", "timed out waiting for the lock on", path, 0);
 		}
+		if (fb_interrupted()) {
+			close(fd);
+			lk->fd = -1;
+			return push_error(L, "lock", "interrupted while waiting for the lock on", path, 0);
+		}
 		/* Polling with a short, growing pause keeps the wait bounded without a blocking flock that
 		 * no timeout could interrupt. */
 		sleep_ms(pause);

@@ -70,6 +70,14 @@ static size_t on_read(char *buf, size_t size, size_t nitems, void *ud)
 	return n;
 }
 
+/* With core.trap_interrupts, a Ctrl-C aborts the transfer in flight (libcurl calls this at least once
+ * a second, and at once when a signal ends its wait). */
+static int on_progress(void *ud, curl_off_t dltotal, curl_off_t dlnow, curl_off_t ultotal, curl_off_t ulnow)
+{
+	(void)ud, (void)dltotal, (void)dlnow, (void)ultotal, (void)ulnow;
+	return fb_interrupted() != 0;
+}
+
 static int on_seek(void *ud, curl_off_t offset, int origin)
 {
 	fb_xfer *x = (fb_xfer *)ud;
@@ -107,6 +115,7 @@ CURLcode fb_setup_client(CURL *e, const fb_client *c)
 	SET(CURLOPT_HEADERFUNCTION, on_header);
 	SET(CURLOPT_READFUNCTION, on_read);
 	SET(CURLOPT_SEEKFUNCTION, on_seek);
+	SET(CURLOPT_XFERINFOFUNCTION, on_progress);
 	return CURLE_OK;
 }
 
@@ -123,6 +132,7 @@ CURLcode fb_setup_request(CURL *e, const fb_client *c, fb_xfer *x)
 	SET(CURLOPT_CURLU, x->curlu); /* the parse the policy checked */
 	SET(CURLOPT_TIMEOUT_MS, x->timeout_ms > 0 ? x->timeout_ms : c->timeout_ms);
 	SET(CURLOPT_FRESH_CONNECT, x->once ? 1L : 0L);
+	SET(CURLOPT_NOPROGRESS, fb_trapping_interrupts() ? 0L : 1L);
 	/* early refusal when Content-Length says too much (HEAD has no body; 0 = no limit) */
 	SET(CURLOPT_MAXFILESIZE_LARGE, head ? (curl_off_t)0 : c->max_body);
 	SET(CURLOPT_HTTPHEADER, x->headers);
@@ -277,6 +287,8 @@ void fb_push_xfer_error(lua_State *L, const fb_xfer *x)
 		lua_pushliteral(L, "response headers larger than 256 KiB");
 	else if (x->oom)
 		lua_pushliteral(L, "out of memory while receiving the response");
+	else if (x->rc == CURLE_ABORTED_BY_CALLBACK && fb_interrupted())
+		lua_pushliteral(L, "interrupted by a signal");
 	else if (x->switched)
 		lua_pushliteral(L, "the server switched protocols (HTTP 101), which was not asked for");
 	else if (x->rc == CURLE_OUT_OF_MEMORY && x->head.len > 0)

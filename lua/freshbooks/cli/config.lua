@@ -118,6 +118,8 @@ function config.ask(prompt, secret)
   local p = io.popen(secret and READ_SECRET or READ, "r")
   local out = p:read("*a") or ""
   p:close()
+  local core = package.loaded["freshbooks.core"]
+  if core and core.interrupted() then error("interrupted!", 0) end -- Ctrl-C at the prompt
   local line = out:match("^ok:(.*)$")
   if secret or not line then io.stderr:write("\n") end -- the Enter the terminal did not show
   return trim(line)

@@ -122,6 +122,7 @@ function export.export(ctx)
       cli.fail(err, "export of " .. entry.name .. " stopped")
     end
     writer.record(rec, per_page)
+    cli.check_interrupt()
   end
   writer.finish()
   out:commit()

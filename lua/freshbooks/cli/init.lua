@@ -30,7 +30,15 @@ local exit = cli.exit
 -- tostring(err) carries codes, statuses and FreshBooks' own descriptions).
 local NOT_CONNECTED = { reauth_required = true, unauthorized = true, invalid_grant = true, store_corrupt = true }
 
+-- Ctrl-C (and SIGTERM) are trapped by the C core (core.trap_interrupts): they abort a transfer in
+-- flight and are acted on here, where the command can stop cleanly, never inside library code.
+function cli.check_interrupt()
+  local core = package.loaded["freshbooks.core"]
+  if core and core.interrupted() then exit(130, "interrupted") end
+end
+
 function cli.fail(err, what)
+  cli.check_interrupt() -- an aborted transfer or an uncertain refresh after Ctrl-C is the Ctrl-C
   if not errors.is(err) then exit(1, "%s", err) end
   local text = tostring(err):gsub("^freshbooks: ", "")
   for _, f in ipairs(err.errors or {}) do
@@ -292,10 +300,14 @@ local COMMANDS = {
 
 local function run(ctx, argv)
   ctx.args = cli.parser():parse(argv)
-  if not pcall(require, "freshbooks.core") then
+  local loaded, core = pcall(require, "freshbooks.core")
+  if not loaded then
     exit(1, "the C core (freshbooks.core) is not built for %s: run `make`%s in the checkout, or install the rock",
       rawget(_G, "jit") and "LuaJIT" or _VERSION, rawget(_G, "jit") and " LUA=luajit" or "")
   end
+  -- The interpreter's own handler raises "interrupted!" in whatever Lua code runs next, where a pcall
+  -- in a library (lua-cjson's safe decode) may swallow it and leave half a result: trap it instead.
+  core.trap_interrupts()
   ctx.cfg = config.new(exit)
   require(COMMANDS[ctx.args.command])[ctx.args.command](ctx)
   local ok, msg, errno = io.stdout:flush()
@@ -308,6 +320,9 @@ function cli.main(argv)
   local ok, e = xpcall(run, function(e)
     if getmetatable(e) == Exit then return e end
     if type(e) == "string" and e:find("interrupted!$") then return { status = 130, message = "interrupted" } end
+    if package.loaded["freshbooks.core"] and package.loaded["freshbooks.core"].interrupted() then
+      return { status = 130, message = "interrupted" }
+    end
     return { status = 1, message = "internal error: " .. tostring(e), trace = debug.traceback("", 2) }
   end, ctx, argv)
   for i = #ctx.cleanups, 1, -1 do pcall(ctx.cleanups[i]) end

@@ -203,7 +203,9 @@ function Listener:wait(deadline, note)
       status == 404 and ("the callback is " .. self.lb.path) or title:lower()))
     respond(conn, status, title, text)
   end
+  local core = require "freshbooks.core"
   while true do
+    if core.interrupted() then error("interrupted!", 0) end -- Ctrl-C, trapped by the command
     local left = deadline - socket.gettime()
     if left <= 0 then return nil, "timeout" end
     if self:poll(math.min(left, SLICE), on_request, note) then return found end
