@@ -35,5 +35,6 @@ int luaopen_freshbooks_core(lua_State *L)
 	fb_open_lockfile(L);
 	fb_open_clock(L);
 	fb_open_interrupt(L);
+	fb_open_decode(L);
 	return 1;
 }

@@ -54,10 +54,10 @@ end
 
 -- Reading FreshBooks' error bodies ------------------------------------------------------------------
 
-local cjson -- lua-cjson, loaded when a body has to be decoded here
+local json_decode -- the C core's (src/decode.c), loaded when a body has to be decoded here
 local function decode(body)
-  cjson = cjson or require "cjson.safe"
-  local v = cjson.decode(body)
+  json_decode = json_decode or require("freshbooks.core").json_decode
+  local v = json_decode(body)
   if type(v) == "table" then return v end
 end
 

@@ -66,8 +66,9 @@ end
 local function owner_api(obj, write)
   local api = {}
   for _, e in ipairs(catalogue.entries) do
-    local r = e.group and rawget(obj, e.group) and rawget(obj, e.group)[e.name] or rawget(obj, e.name)
-    if r and r.entry and (r.entry.verbs.list or r.entry.verbs.get) then api[e.name] = resource_api(r, write) end
+    -- resources are made on first use; this owner may not carry the entry (another family)
+    local ok, r = pcall(function() return e.group and obj[e.group][e.name] or obj[e.name] end)
+    if ok and r and r.entry and (r.entry.verbs.list or r.entry.verbs.get) then api[e.name] = resource_api(r, write) end
   end
   return api
 end

@@ -144,7 +144,7 @@ oauth.salvage = salvage
 -- `err.ambiguous` marks a failure after which the server may have issued (and so rotated) tokens that
 -- we did not read; `err.salvaged` holds the tokens read from a cut-off answer.
 function oauth.parse_token_response(res, clock)
-  local data = cjson.decode(res.body or "")
+  local data = core().json_decode(res.body or "")
   if type(data) ~= "table" then data = nil end
   local ok = res.status >= 200 and res.status < 300
   if ok and data and type(data.access_token) == "string" and data.access_token ~= ""

@@ -470,36 +470,69 @@ end
 
 -- Account and business objects ------------------------------------------------------------------
 
-local function owner(session, id, families, kind)
+-- The catalogue entries an owner kind carries: name -> entry, and group -> {name -> entry}.
+local function index_entries(families)
+  local names, groups = {}, {}
+  for _, e in ipairs(catalogue.entries) do
+    if families[e.family] then
+      if e.group then
+        groups[e.group] = groups[e.group] or {}
+        groups[e.group][e.name] = e
+      else
+        names[e.name] = e
+      end
+    end
+  end
+  return names, groups
+end
+local ENTRIES = {}
+ENTRIES.account = { index_entries(catalogue.account_families) }
+ENTRIES.business = { index_entries(catalogue.business_families) }
+
+local function make(session, e, id)
+  local r = resource.new(session, e, id)
+  if e.verbs.report then setmetatable(r, Report) elseif e.verbs.upload then setmetatable(r, Upload) end
+  return r
+end
+
+-- Resource objects are made when first used (a session with thousands of accounts stays small). A
+-- misspelt resource name is a bug in the caller: it raises instead of returning nil.
+local function owner(session, id, kind)
   if type(session) ~= "table" or type(session.request) ~= "function" then
     error("freshbooks: " .. kind .. ": a session is required", 3)
   end
   check_id(id, kind)
-  local obj = { [kind .. "_id"] = id }
-  for _, e in ipairs(catalogue.entries) do
-    if families[e.family] then
-      local r = resource.new(session, e, id)
-      if e.verbs.report then setmetatable(r, Report) elseif e.verbs.upload then setmetatable(r, Upload) end
-      if e.group then
-        obj[e.group] = obj[e.group] or {}
-        obj[e.group][e.name] = r
-      else
-        obj[e.name] = r
-      end
-    end
+  local names, groups = ENTRIES[kind][1], ENTRIES[kind][2]
+  local function unknown(k)
+    error(("freshbooks: %s %s has no resource %q"):format(kind, tostring(id), tostring(k)), 3)
   end
-  -- A misspelt resource name is a bug in the caller: say so instead of returning nil.
-  return setmetatable(obj, { __index = function(_, k)
-    error(("freshbooks: %s %s has no resource %q"):format(kind, tostring(id), tostring(k)), 2)
+  return setmetatable({ [kind .. "_id"] = id }, { __index = function(obj, k)
+    local e = names[k]
+    if e then
+      local r = make(session, e, id)
+      rawset(obj, k, r)
+      return r
+    end
+    local group = groups[k]
+    if not group then unknown(k) end
+    local g = setmetatable({}, { __index = function(gt, name)
+      local ge = group[name]
+      if not ge then unknown(k .. "." .. tostring(name)) end
+      local r = make(session, ge, id)
+      rawset(gt, name, r)
+      return r
+    end })
+    rawset(obj, k, g)
+    return g
   end })
 end
 
 function resource.account(session, account_id)
-  return owner(session, account_id, catalogue.account_families, "account")
+  return owner(session, account_id, "account")
 end
 
 function resource.business(session, business_id)
-  return owner(session, business_id, catalogue.business_families, "business")
+  return owner(session, business_id, "business")
 end
 
 resource.Resource = Resource

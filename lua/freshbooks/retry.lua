@@ -37,6 +37,7 @@ end
 
 -- -> reason string when (req, res, err) may be retried, and the server's wait (Retry-After) if any.
 function retry.retryable(req, res, err)
+  if res and res.status < 429 then return nil end -- the common case, decided first
   local method = (req.method or "GET"):upper()
   -- A request may say it is not idempotent although its method is (a PUT that sends an e-mail).
   local idempotent = req.idempotent

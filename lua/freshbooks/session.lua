@@ -67,24 +67,12 @@ local function normalise(t, clock)
   return c
 end
 
--- Decoded JSON made friendly: object nulls dropped (so `if inv.notes then` means what it says; nulls
--- inside arrays stay cjson.null so indexes do not shift), and whole numbers as integers on Lua 5.3+
--- (cjson decodes 1000001 as 1000001.0 there, which would leak into URLs as "1000001.0").
-local tointeger = math.tointeger
-local function tidy(v)
-  if type(v) ~= "table" then return v end
-  local n = #v
-  for k, x in pairs(v) do
-    if x == cjson.null then
-      if not (type(k) == "number" and k >= 1 and k <= n) then v[k] = nil end
-    elseif type(x) == "table" then
-      tidy(x)
-    elseif tointeger and type(x) == "number" then
-      local i = tointeger(x)
-      if i then v[k] = i end
-    end
-  end
-  return v
+-- FreshBooks' JSON goes through core.json_decode: object nulls left out, whole numbers as integers on
+-- Lua 5.3+, in one C pass (src/decode.c).
+local json_decode
+local function decode(body)
+  json_decode = json_decode or require("freshbooks.core").json_decode
+  return json_decode(body)
 end
 
 local function decode_body(res)
@@ -92,9 +80,8 @@ local function decode_body(res)
   if type(body) ~= "string" or body == "" then return nil end
   local ct = res.headers and res.headers["content-type"]
   if type(ct) == "table" then ct = ct[1] end
-  local first = body:match("^%s*(.)")
-  if (ct and ct:lower():find("json", 1, true)) or first == "{" or first == "[" then
-    return tidy(cjson.decode(body))
+  if (ct and ct:find("[Jj][Ss][Oo][Nn]")) or body:find("^%s*[{%[]") then
+    return (decode(body))
   end
   return nil
 end
@@ -165,6 +152,17 @@ function safe_clock(f)
     if ok and type(v) == "number" and v == v then return v end
     return os.time()
   end
+end
+
+-- The retry decorator with default options around a transport, one per transport.
+local retried = setmetatable({}, { __mode = "k" })
+local function default_retry(t)
+  local r = retried[t]
+  if not r then
+    r = require("freshbooks.retry").wrap(t, {})
+    retried[t] = r
+  end
+  return r
 end
 
 ---------------------------------------------------------------------------------------------------
@@ -263,10 +261,14 @@ function session.new(opts)
   p.log = user_log and function(event) protected_log(p, user_log, event) end
   local send = t
   if opts.retry ~= false then
-    local ropts = {}
-    for k, v in pairs(opts.retry or {}) do ropts[k] = v end
-    if ropts.log == nil then ropts.log = p.log end
-    send = require("freshbooks.retry").wrap(t, ropts)
+    if opts.retry == nil and not user_log then
+      send = default_retry(t) -- shared by the sessions of a shared transport: sessions stay small
+    else
+      local ropts = {}
+      for k, v in pairs(opts.retry or {}) do ropts[k] = v end
+      if ropts.log == nil then ropts.log = p.log end
+      send = require("freshbooks.retry").wrap(t, ropts)
+    end
   end
 
   local self = setmetatable({
@@ -627,7 +629,7 @@ end
 
 -- A user request -> the transport's request, plus a redacted line for the log hook.
 local function build(self, p, req, t)
-  local url = self.api_url .. (req.path:sub(1, 1) == "/" and "" or "/") .. req.path
+  local url = self.api_url .. (req.path:byte(1) == 47 and "" or "/") .. req.path -- 47: "/"
   local q = req.query
   if type(q) == "table" then q = require("freshbooks.core").query(q) end
   if q and q ~= "" then url = url .. (url:find("?", 1, true) and "&" or "?") .. q end
@@ -638,16 +640,32 @@ local function build(self, p, req, t)
     if not body then error("freshbooks: request: json cannot be encoded: " .. tostring(err), 4) end
   end
   -- Content-Type only with a body: FreshBooks' project pages say to leave it out of GET calls.
-  local headers = { Authorization = bearer(p, t), ["Api-Version"] = "alpha",
-    ["Content-Type"] = body ~= nil and "application/json" or nil }
-  for k, v in pairs(req.headers or {}) do
-    -- Caller's headers win, compared case-insensitively (e.g. a multipart Content-Type).
-    for have in pairs(headers) do
-      if have:lower() == tostring(k):lower() then headers[have] = nil end
+  -- Without caller headers the two sets are built once per access token (transports only read them).
+  local auth = bearer(p, t)
+  local headers
+  if req.headers == nil then
+    if p.headers_for ~= auth then p.headers_for, p.plain_headers, p.body_headers = auth, nil, nil end
+    if body == nil then
+      headers = p.plain_headers or { Authorization = auth, ["Api-Version"] = "alpha" }
+      p.plain_headers = headers
+    else
+      headers = p.body_headers
+        or { Authorization = auth, ["Api-Version"] = "alpha", ["Content-Type"] = "application/json" }
+      p.body_headers = headers
     end
-    headers[k] = v
+  else
+    headers = { Authorization = auth, ["Api-Version"] = "alpha",
+      ["Content-Type"] = body ~= nil and "application/json" or nil }
+    for k, v in pairs(req.headers) do
+      -- Caller's headers win, compared case-insensitively (e.g. a multipart Content-Type).
+      for have in pairs(headers) do
+        if have:lower() == tostring(k):lower() then headers[have] = nil end
+      end
+      headers[k] = v
+    end
   end
-  return { method = (req.method or "GET"):upper(), url = url, headers = headers, body = body,
+  local method = req.method
+  return { method = method and method:upper() or "GET", url = url, headers = headers, body = body,
     timeout = req.timeout or self.timeout, idempotent = req.idempotent }
 end
 

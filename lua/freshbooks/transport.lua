@@ -18,6 +18,7 @@
 local errors = require "freshbooks.errors"
 
 local transport = {}
+local shared_curl -- below: the default transport's process-wide clients
 
 local function core() return require "freshbooks.core" end
 
@@ -427,6 +428,23 @@ end
 ---------------------------------------------------------------------------------------------------
 -- Choosing per request
 
+local shared = setmetatable({}, { __mode = "v" }) -- options -> transport, while sessions use it
+function shared_curl(opts)
+  local keys = {}
+  for k in pairs(opts) do keys[#keys + 1] = k end
+  table.sort(keys)
+  local parts = {}
+  for i, k in ipairs(keys) do parts[i] = k .. "=" .. tostring(opts[k]) end
+  local key = table.concat(parts, "\0")
+  local t = shared[key]
+  if not t then
+    t = transport.curl(opts)
+    t.close = nil -- others may be using it; it closes when the last session lets it go
+    shared[key] = t
+  end
+  return t
+end
+
 -- ngx when running in an OpenResty phase where cosockets and ngx.sleep work (so nothing may block);
 -- nil elsewhere (plain Lua, or nginx phases where blocking is allowed).
 local YIELDING_PHASES = { rewrite = true, access = true, content = true, timer = true, ssl_cert = true,
@@ -452,7 +470,11 @@ function transport.default(opts)
   for k, v in pairs(opts) do
     if k == "pool_size" or k == "keepalive" then cos_opts[k] = v else curl_opts[k] = v; cos_opts[k] = v end
   end
-  if in_nginx() then check_cosocket_options(cos_opts, 2) end
+  -- Outside nginx no request will ever run inside it: the C core, without a chooser in between, and
+  -- one client (one easy handle) shared by every session with the same options: calls into it never
+  -- interleave (a call returns before the next begins), and a session stays a few KB.
+  if not in_nginx() then return shared_curl(curl_opts) end
+  check_cosocket_options(cos_opts, 2)
   local curl_t, cos_t
   local function pick()
     local ngx = in_nginx()
