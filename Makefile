@@ -81,13 +81,18 @@ rock-install:
 	install -d $(INST_LIBDIR)/freshbooks
 	install -m 755 $(ROCK_CORE) $(INST_LIBDIR)/freshbooks/core.so
 
-# `make bench`: single-GET round trips through the client vs a raw libcurl loop, and a 10,000-invoice
-# export sequential vs parallel, against a local sandbox (numbers and ratios on stdout).
+# `make bench`: lua-freshbooks under lua5.4 and luajit against a raw libcurl loop in C and the official
+# Node SDK (installed into bench/node with npm when npm is there; skipped with a line otherwise), one
+# sandbox, interleaved rounds, medians and min-max (bench/run.lua says what is measured).
 BENCH_RAW := build/bench/raw_get
 $(BENCH_RAW): bench/raw_get.c
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) $(WARN) $(call pkg,--cflags,libcurl) bench/raw_get.c -o $@ $(call pkg,--libs,libcurl)
 
 .PHONY: bench
-bench: all $(BENCH_RAW)
-	LUA_PATH="lua/?.lua;lua/?/init.lua;spec/?.lua;;" LUA_CPATH="$(BUILD)/?.so;;" $(LUA) bench/run.lua $(BENCH_RAW)
+bench: deps $(BENCH_RAW)
+	$(MAKE) LUA=lua5.4 all
+	$(MAKE) LUA=luajit all
+	@if command -v npm >/dev/null; then [ -d bench/node/node_modules/@freshbooks/api ] || \
+	  (cd bench/node && npm ci --no-audit --no-fund --silent) || echo "bench: npm could not install the Node SDK"; fi
+	LUA_PATH="lua/?.lua;lua/?/init.lua;spec/?.lua;;" LUA_CPATH="build/lua5.4/?.so;;" lua5.4 bench/run.lua $(BENCH_RAW)

@@ -1,97 +1,192 @@
--- Benchmarks against one local sandbox holding 10,000 invoices (run through `make bench`):
---   1. single-GET round trips per second: our client (session + retry + C core + JSON decode + error
---      check + unwrap) vs a raw libcurl loop in C over the same URL and token;
---   2. exporting the 10,000 invoices: one page after another vs all{parallel = N}, first as the sandbox
---      answers (a single nginx worker: server-bound), then with 50 ms of latency per page, as a remote
---      API has.
---   usage: lua bench/run.lua build/bench/raw_get [gets] [parallel]
-local core = require "freshbooks.core"
-local freshbooks = require "freshbooks"
+-- `make bench`: lua-freshbooks (under lua5.4 and luajit) against a raw libcurl loop in C and the
+-- official FreshBooks Node SDK, all against one local sandbox holding 10,000 invoices, in one run:
+--   1. single GET of a client record: requests per second and client CPU per request;
+--   2. exporting the 10,000 invoices as the sandbox answers, and with 50 ms of latency per page (as a
+--      remote API has): sequential, 8 pages at once over HTTP/1.1, 8 at once over HTTP/2 (TLS), with the
+--      connections each walk opened (counted by the server);
+--   3. memory per extra live session (1,000 sessions, one GET each).
+-- Contenders run as child processes in interleaved rounds (the sandbox is one nginx worker on the same
+-- cores, so one round alone says little); each figure is the median with the min-max of the rounds.
+--   usage: lua5.4 bench/run.lua build/bench/raw_get [rounds]
 local sandbox = require "support.sandbox"
+local H = require "support.fbtest"
 
 local RAW = arg[1] or "build/bench/raw_get"
-local GETS = tonumber(arg[2]) or 2000
-local PARALLEL = tonumber(arg[3]) or 8
-local INVOICES = 10000
-local ROUNDS = 3
+local ROUNDS = tonumber(arg[2]) or 3
+local GETS, SESSIONS, INVOICES = 2000, 1000, 10000
+local q = sandbox.shell_quote
 
 local function say(fmt, ...) io.write(string.format(fmt, ...), "\n") io.flush() end
 
-local function timed(f)
-  local t0 = core.now()
-  local a, b = f()
-  return core.now() - t0, a, b
+local function run(cmd, env)
+  local p = assert(io.popen(env .. " " .. cmd .. " 2>&1"))
+  local out = p:read("*a")
+  p:close()
+  return out
 end
 
-local function bench(sb)
-  local tokens = sb:token{ user = "alice" }
-  local fb = freshbooks.new{ client_id = sb.app.client_id, client_secret = sb.app.client_secret,
-    redirect_uri = sb.app.redirect_uri, api_url = sb.url, auth_url = sb.auth_url or sb.url, tokens = tokens }
-  local acct = fb:account("aBcD1")
-  local path = "/accounting/account/aBcD1/users/clients/10001"
-  local jit = rawget(_G, "jit")
-  say("lua-freshbooks benchmark (%s; sandbox with %d invoices)", jit and jit.version or _VERSION, INVOICES)
+local function has(cmd) return run("command -v " .. cmd .. " >/dev/null && echo yes", "") == "yes\n" end
 
-  -- 1. single GETs. The sandbox is one nginx worker on the same two cores, so single runs are noisy:
-  -- alternate the two contenders for a few rounds and keep each one's best.
-  assert(acct.clients:get(10001)) -- warm up: connection, JIT
-  local function raw_once()
-    local p = assert(io.popen(("FB_BENCH_TOKEN=%s %s %s %d"):format(sandbox.shell_quote(tokens.access_token),
-      sandbox.shell_quote(RAW), sandbox.shell_quote(sb.url .. path), GETS)))
-    local line = p:read("*a")
-    p:close()
-    local rps, cpu = line:match("([%d%.]+) req/s, ([%d%.]+) us cpu")
-    if not rps then error("raw_get failed: " .. line) end
-    return tonumber(rps), tonumber(cpu)
+-- The contenders: name -> function(mode, url, n) -> the numbers it printed (nil when it cannot run).
+local NODE = has("node") and io.open("bench/node/node_modules/@freshbooks/api/package.json") ~= nil
+local function ours(lua)
+  return function(mode, url, n, env)
+    local paths = ("LUA_PATH='lua/?.lua;lua/?/init.lua;;' LUA_CPATH='build/%s/?.so;;'"):format(lua)
+    return run(("%s bench/client.lua %s %s %s"):format(lua, mode, q(url), tostring(n)), env .. " " .. paths)
   end
-  local ours_rps, raw_rps, ours, ours_cpu, raw_cpu = 0, 0, 0, math.huge, math.huge
-  for _ = 1, ROUNDS do
-    local c0 = os.clock()
-    local took = timed(function()
-      for _ = 1, GETS do assert(acct.clients:get(10001)) end
-    end)
-    ours_cpu = math.min(ours_cpu, (os.clock() - c0) / GETS * 1e6)
-    if GETS / took > ours_rps then ours_rps, ours = GETS / took, took end
-    local rps, cpu = raw_once()
-    raw_rps, raw_cpu = math.max(raw_rps, rps), math.min(raw_cpu, cpu)
+end
+local CONTENDERS = {
+  { name = "lua-freshbooks, lua5.4", key = "lua54", run = ours("lua5.4") },
+  { name = "lua-freshbooks, luajit", key = "luajit", run = ours("luajit") },
+  { name = "raw libcurl loop (C)", key = "raw", modes = { get = true }, parse = "([%d%.]+) req/s, ([%d%.]+) us cpu",
+    run = function(_, url, n, env)
+    return run(("%s %s %d"):format(q(RAW), q(url .. "/accounting/account/aBcD1/users/clients/10001"), n),
+      (env:gsub("FB_TOKEN=", "FB_BENCH_TOKEN=")))
+  end },
+  { name = "Node SDK @freshbooks/api", key = "node", skip = not NODE and "node or bench/node/node_modules missing",
+    run = function(mode, url, n, env)
+      return run(("node --expose-gc bench/node/bench.js %s %s %s"):format(mode, q(url), tostring(n)), env)
+    end },
+}
+
+local function numbers(out)
+  local t = {}
+  for x in out:gmatch("[%d%.]+") do t[#t + 1] = tonumber(x) end
+  return t
+end
+
+local function median(xs)
+  local s = {}
+  for i, x in ipairs(xs) do s[i] = x end
+  table.sort(s)
+  if #s == 0 then return nil end
+  if #s % 2 == 1 then return s[(#s + 1) / 2] end
+  return (s[#s / 2] + s[#s / 2 + 1]) / 2
+end
+local function spread(xs)
+  local lo, hi = math.huge, -math.huge
+  for _, x in ipairs(xs) do lo, hi = math.min(lo, x), math.max(hi, x) end
+  return lo, hi
+end
+local function fmt(xs, f)
+  if not xs or #xs == 0 then return "-" end
+  local lo, hi = spread(xs)
+  return (f .. " (" .. f .. "-" .. f .. ")"):format(median(xs), lo, hi)
+end
+
+-- The sandbox's TLS port by name, as a real API is reached (its certificate names localhost too).
+local function by_name(url) return (url:gsub("^https://127%.0%.0%.1:", "https://localhost:")) end
+
+local function bench(sb)
+  local token = sb:token{ user = "alice" }.access_token
+  local env = "FB_TOKEN=" .. q(token) .. " FB_CA=" .. q(sb.ca_file) .. " NODE_EXTRA_CA_CERTS=" .. q(sb.ca_file)
+  local jit = run("luajit -v", ""):match("LuaJIT [%w%.%-]+") or "luajit"
+  say("lua-freshbooks benchmark: %d rounds, sandbox with %d invoices (%s; %s; libcurl %s)", ROUNDS, INVOICES,
+    _VERSION, jit, require("freshbooks.core").curl_version:match("libcurl/(%S+)"))
+  for _, c in ipairs(CONTENDERS) do if c.skip then say("  (skipped: %s: %s)", c.name, c.skip) end end
+  local results = {}
+  local function record(key, what, value)
+    results[key] = results[key] or {}
+    results[key][what] = results[key][what] or {}
+    table.insert(results[key][what], value)
+  end
+  local clients_url = sb.url -- the paths are built by each contender from the account and client ids
+  local function export_round(label, url)
+    for _, c in ipairs(CONTENDERS) do
+      if not c.skip and (not c.modes or c.modes.export) then
+        for _, par in ipairs(c.key == "node" and { 1 } or { 1, 8 }) do
+          local since = H.last_seq(sb)
+          local out = c.run("export", url, par, env)
+          local secs, count = numbers(out)[1], numbers(out)[2]
+          if count ~= INVOICES then error(c.name .. " export failed: " .. out) end
+          local conns, h2 = {}, 0
+          for _, e in ipairs(H.log(sb, since)) do
+            if e.path:find("invoices/invoices$") then
+              if e.connection then conns[e.connection] = true end
+              if e.http2 then h2 = h2 + 1 end
+            end
+          end
+          local n = 0
+          for _ in pairs(conns) do n = n + 1 end
+          local what = label .. "/p" .. par
+          record(c.key, what, secs)
+          record(c.key, what .. "/conns", n)
+          record(c.key, what .. "/h2", h2)
+        end
+      end
+    end
+  end
+  -- One untimed walk first: the sandbox keeps each record's rendering and each walk's filtered list
+  -- while nothing changes, so no contender pays for the server's first encoding of a page.
+  assert(run(("lua5.4 bench/client.lua export %s 8"):format(q(sb.url)),
+    env .. " LUA_PATH='lua/?.lua;lua/?/init.lua;;' LUA_CPATH='build/lua5.4/?.so;;'"):find("10000"))
+  for round = 1, ROUNDS do
+    io.stderr:write(("round %d/%d\n"):format(round, ROUNDS))
+    for _, c in ipairs(CONTENDERS) do
+      if not c.skip then
+        local out = c.run("get", clients_url, GETS, env)
+        local t = c.parse and { tonumber(out:match(c.parse)), tonumber(select(2, out:match(c.parse))) } or numbers(out)
+        if not t[2] then error(c.name .. " get failed: " .. out) end
+        record(c.key, "get_rps", t[1])
+        record(c.key, "get_cpu", t[2])
+      end
+    end
+    export_round("plain", sb.url)
+    sb:admin("POST", "/_sandbox/faults", { route = "invoices/invoices$", method = "GET", fault = "delay", ms = 50,
+      rate = 1 })
+    export_round("latency", sb.url)
+    export_round("latency_h2", by_name(sb.tls_url))
+    sb:admin("DELETE", "/_sandbox/faults")
+    for _, c in ipairs(CONTENDERS) do
+      if not c.skip and (not c.modes or c.modes.mem) then
+        record(c.key, "mem", numbers(c.run("mem", clients_url, SESSIONS, env))[1])
+      end
+    end
+  end
+
+  local function m(key, what) return results[key] and results[key][what] and median(results[key][what]) end
+  local function ratio(a, b) return (a and b) and ("%.2f"):format(a / b) or "-" end
+  say("")
+  say("1. single GET of a client record (%d per round): requests/s, client CPU per request", GETS)
+  say("   %-28s %-26s %-24s %-9s %s", "", "req/s median (min-max)", "CPU us/req", "vs raw", "vs Node")
+  for _, c in ipairs(CONTENDERS) do
+    if not c.skip then
+      local r = results[c.key]
+      say("   %-28s %-26s %-24s %-9s %s", c.name, fmt(r.get_rps, "%.0f"), fmt(r.get_cpu, "%.1f"),
+        c.key == "raw" and "1" or ratio(m(c.key, "get_rps"), m("raw", "get_rps")) .. "x rate, " ..
+          ratio(m(c.key, "get_cpu"), m("raw", "get_cpu")) .. "x CPU",
+        c.key == "node" and "1" or ratio(m(c.key, "get_rps"), m("node", "get_rps")) .. "x rate")
+    end
   end
   say("")
-  say("single GET %s (best of %d rounds each)", path, ROUNDS)
-  say("  lua-freshbooks  %8.0f req/s  (%d requests in %.2f s)", ours_rps, GETS, ours)
-  say("  raw libcurl C   %8.0f req/s", raw_rps)
-  say("  ratio           %8.2f  (client / raw)", ours_rps / raw_rps)
-  say("  client CPU per request: lua-freshbooks %.0f us, raw libcurl %.0f us (ratio %.2f)",
-    ours_cpu, raw_cpu, ours_cpu / raw_cpu)
-
-  -- 2. export
-  local function export(parallel)
-    return timed(function()
-      local all = assert(acct.invoices:all({ per_page = 100 }, { parallel = parallel }))
-      assert(#all == INVOICES, "exported " .. #all)
-      return #all
-    end)
+  say("2. export of %d invoices (100 pages of 100): seconds median (min-max), connections opened", INVOICES)
+  for _, label in ipairs{ "plain", "latency", "latency_h2" } do
+    say("   %s", ({ plain = "as the sandbox answers (HTTP/1.1)", latency = "50 ms per page, HTTP/1.1",
+      latency_h2 = "50 ms per page, HTTPS (HTTP/2 when negotiated)" })[label])
+    for _, c in ipairs(CONTENDERS) do
+      if not c.skip and (not c.modes or c.modes.export) then
+        for _, par in ipairs(c.key == "node" and { 1 } or { 1, 8 }) do
+          local what = label .. "/p" .. par
+          local r = results[c.key]
+          local speedup = par > 1 and (" speed-up %sx"):format(ratio(m(c.key, label .. "/p1"), m(c.key, what))) or ""
+          local vs_node = c.key ~= "node" and NODE and (" vs Node %sx faster"):format(ratio(m("node", label .. "/p1"),
+            m(c.key, what))) or ""
+          say("     %-28s %-9s %-22s conns %-3s h2 %-4s%s%s", c.name, par > 1 and ("parallel " .. par) or "sequential",
+            fmt(r[what], "%.2f"), ("%d"):format(m(c.key, what .. "/conns") or 0),
+            ("%d"):format(m(c.key, what .. "/h2") or 0), speedup, vs_node)
+        end
+      end
+    end
   end
-  local function each_export()
-    return timed(function()
-      local n = 0
-      for inv, err in acct.invoices:each{ per_page = 100 } do assert(inv, tostring(err)); n = n + 1 end
-      assert(n == INVOICES)
-    end)
+  say("")
+  say("3. memory per extra live session (%d sessions, one GET each): KB RSS median (min-max)", SESSIONS)
+  for _, c in ipairs(CONTENDERS) do
+    if not c.skip and (not c.modes or c.modes.mem) then
+      local vs = c.key ~= "node" and NODE
+        and ("  (Node SDK / this: %sx)"):format(ratio(m("node", "mem"), m(c.key, "mem")))
+      say("   %-28s %-24s%s", c.name, fmt(results[c.key].mem, "%.1f"), vs or "")
+    end
   end
-  local function round(label)
-    local seq = each_export()
-    local par = export(PARALLEL)
-    say("")
-    say("export %d invoices (%d pages of 100), %s", INVOICES, INVOICES / 100, label)
-    say("  sequential (each)        %7.2f s  %8.0f invoices/s", seq, INVOICES / seq)
-    say("  %-24s %7.2f s  %8.0f invoices/s", ("all{parallel = %d}"):format(PARALLEL), par, INVOICES / par)
-    say("  speed-up                 %7.2f x", seq / par)
-  end
-  round("sandbox as is")
-  sb:admin("POST", "/_sandbox/faults", { route = "invoices/invoices$", method = "GET", fault = "delay", ms = 50,
-    rate = 1 })
-  round("50 ms latency per page")
-  sb:admin("DELETE", "/_sandbox/faults")
 end
 
 local sb = sandbox.start{ invoices = INVOICES }

@@ -374,6 +374,67 @@ describe("client:batch", function()
   end)
 end)
 
+describe("client:stream", function()
+  local client
+  before_each(function() client = core.client() end)
+  after_each(function() client:close() end)
+
+  it("keeps `concurrency` transfers in flight and hands results out as they complete", function()
+    local st = client:stream{ concurrency = 3 }
+    local ids = {}
+    -- the first is slow: the others finish (and more start) while it runs
+    ids[#ids + 1] = st:add{ url = ts.url .. "/delay?ms=800&i=slow" }
+    for i = 1, 6 do ids[#ids + 1] = st:add{ url = ts.url .. "/delay?ms=100&i=" .. i } end
+    local order, spans = {}, {}
+    for _ = 1, 7 do
+      local id, status, headers = st:next()
+      assert.equal(200, status)
+      order[#order + 1] = id
+      spans[#spans + 1] = { tonumber(headers["x-started"]), tonumber(headers["x-finished"]) }
+    end
+    assert.is_nil(st:next()) -- nothing left
+    assert.equal(ids[1], order[#order]) -- the slow one came last, the others did not wait for it
+    assert.equal(3, H.max_overlap(spans))
+    -- the handles (and their connections) are reused: 3 connections for the 7 requests
+    local seen = {}
+    for _ = 1, 6 do st:add{ url = ts.url .. "/echo" } end
+    for _ = 1, 6 do
+      local _, status, _, body = st:next()
+      assert.equal(200, status)
+      seen[require("cjson").decode(body).connection] = true
+    end
+    local n = 0
+    for _ in pairs(seen) do n = n + 1 end
+    assert.is_true(n <= 3, n .. " connections")
+    st:close()
+    st:close() -- idempotent
+    assert.error_matches(function() st:add{ url = ts.url } end, "closed")
+  end)
+
+  it("gives each failure its own coded error, checks requests when added, and survives its client", function()
+    local st = client:stream{ concurrency = 2 }
+    assert.error_matches(function() st:add{ url = "ftp://x/" } end, "http:// or https://")
+    assert.error_matches(function() st:add{ url = ts.url, headers = { Host = "x" } } end, "set by the transport")
+    local ok_id = st:add{ url = ts.url .. "/echo" }
+    local bad_id = st:add{ url = "http://127.0.0.1:1/" }
+    local got = {}
+    for _ = 1, 2 do
+      local id, status, err = st:next()
+      got[id] = status or err.code
+    end
+    assert.same({ [ok_id] = 200, [bad_id] = "connect" }, got)
+    -- a stream left open is closed by the collector; a closed client refuses new requests
+    local other = core.client()
+    local orphan = other:stream{}
+    orphan:add{ url = ts.url .. "/delay?ms=2000" }
+    other:close()
+    assert.error_matches(function() orphan:add{ url = ts.url } end, "client is closed")
+    orphan = nil -- luacheck: ignore 311
+    collectgarbage()
+    collectgarbage()
+  end)
+end)
+
 describe("curl_global_init opt-out", function()
   it("loads and works with FRESHBOOKS_NO_CURL_GLOBAL_INIT set", function()
     local lua = rawget(_G, "jit") and "luajit" or "lua5.4"

@@ -139,10 +139,75 @@ describe("paging", function()
     sb:admin("DELETE", "/_sandbox/faults")
     assert.equal(250, #got)
     for i = 1, 250 do assert.equal(i, got[i]) end
-    assert.same({ { 1, 10 }, { 4, 10 }, { 7, 10 }, { 10, 10 } }, calls)
+    -- progress after every page, in order (a sliding window hands pages out one by one)
+    local want = {}
+    for i = 1, 10 do want[i] = { i, 10 } end
+    assert.same(want, calls)
     local spans = list_spans(since)
     assert.equal(10, #spans)
     assert.equal(3, H.max_overlap(spans))
+  end)
+
+  it("keeps a sliding window: a slow page does not stop the others, connections are reused", function()
+    reset(250)
+    -- the third list request (page 3) takes 1.5 s; the others 50 ms
+    sb:admin("POST", "/_sandbox/faults", { rules = {
+      { route = "invoices/invoices$", method = "GET", fault = "delay", ms = 1500, skip = 2, times = 1 },
+      { route = "invoices/invoices$", method = "GET", fault = "delay", ms = 50, rate = 1 } } })
+    local since = H.last_seq(sb)
+    local ids_in_order = {}
+    for inv, err in acct.invoices:each({ per_page = 10 }, { parallel = 4 }) do
+      assert(inv, tostring(err))
+      ids_in_order[#ids_in_order + 1] = inv.id
+    end
+    sb:admin("DELETE", "/_sandbox/faults")
+    assert.equal(250, #ids_in_order)
+    for i = 1, 250 do assert.equal(i, ids_in_order[i]) end
+    local log, slow = {}, nil
+    for _, e in ipairs(H.log(sb, since)) do
+      if e.path:find("invoices/invoices$") then
+        log[#log + 1] = e
+        if e.done - e.time > 1 then slow = e end
+      end
+    end
+    assert.is_table(slow, "no slow page")
+    -- While page 3 was slow, other pages kept starting: a window that waits for its slowest page
+    -- would have started none (and at most `parallel` were ever in flight).
+    local started_meanwhile = 0
+    for _, e in ipairs(log) do
+      if e ~= slow and e.time > slow.time and e.time < slow.done then started_meanwhile = started_meanwhile + 1 end
+    end
+    assert.is_true(started_meanwhile >= 4, "pages started while the slow one ran: " .. started_meanwhile)
+    local spans = {}
+    for i, e in ipairs(log) do spans[i] = { e.time, e.done } end
+    assert.is_true(H.max_overlap(spans) <= 4)
+    -- one walk, plain HTTP/1.1: at most `parallel` connections (plus the first page's, reused)
+    local conns = {}
+    for _, e in ipairs(log) do conns[e.connection] = true end
+    local n = 0
+    for _ in pairs(conns) do n = n + 1 end
+    assert.is_true(n <= 4, n .. " connections")
+  end)
+
+  it("multiplexes the pages of a walk over TLS on one HTTP/2 connection", function()
+    reset(250)
+    local tls = H.session(sb, { api_url = (sb.tls_url:gsub("127%.0%.0%.1", "localhost")), cainfo = sb.ca_file })
+    local since = H.last_seq(sb)
+    local all = assert(tls:account("aBcD1").invoices:all({ per_page = 10 }, { parallel = 8 }))
+    assert.equal(250, #all)
+    local conns, h2, n = {}, 0, 0
+    for _, e in ipairs(H.log(sb, since)) do
+      if e.path:find("invoices/invoices$") then
+        n = n + 1
+        conns[e.connection] = true
+        if e.http2 == "h2" then h2 = h2 + 1 end
+      end
+    end
+    assert.equal(25, n)
+    assert.equal(25, h2) -- HTTP/2 was negotiated for every page
+    local c = 0
+    for _ in pairs(conns) do c = c + 1 end
+    assert.equal(1, c)
   end)
 
   it("all() reports a failed page as nil, err", function()

@@ -141,8 +141,8 @@ describe("billing report against the sandbox", function()
       assert.same(want, by_account[aid], aid)
     end
     assert.is_nil(by_account.QmP57) -- alice is not in carol's business
-    -- 250 invoices in pages of 100: page 1 alone, then one window of 2; then the 30 of xYz92.
-    assert.same({ "1 aBcD1 1/3 100", "1 aBcD1 3/3 250", "2 xYz92 1/1 30" }, pages)
+    -- 250 invoices in pages of 100, reported page by page; then the 30 of xYz92.
+    assert.same({ "1 aBcD1 1/3 100", "1 aBcD1 2/3 200", "1 aBcD1 3/3 250", "2 xYz92 1/1 30" }, pages)
   end)
 
   it("prints a table with per-currency totals", function()

@@ -256,6 +256,9 @@ describe("retries under the sandbox's fault injection", function()
 
   it("retries failed pages of a parallel all() and keeps the order", function()
     fault{ route = "invoices/invoices$", method = "GET", fault = "503", rate = 0.3 }
+    -- 10 attempts: a page failing all of them at a 30% fault rate (6e-6) would be a different bug
+    fb = H.session(sb, { retry = { base_delay = 0.01, max_delay = 0.05, attempts = 10 },
+                         log = function(e) if e.type == "retry" then events[#events + 1] = e end end })
     local all = assert(fb:account("aBcD1").invoices:all({ per_page = 10 }, { parallel = 4 }))
     assert.equal(250, #all)
     for i = 1, 250 do assert.equal(i, all[i].id) end

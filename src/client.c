@@ -192,6 +192,7 @@ void fb_open_http(lua_State *L)
 	static const luaL_Reg methods[] = {
 		{"request", fb_client_request},
 		{"batch", fb_client_batch},
+		{"stream", fb_client_stream},
 		{"close", client_close},
 		{NULL, NULL},
 	};
@@ -202,6 +203,7 @@ void fb_open_http(lua_State *L)
 	lua_setfield(L, -2, "__index");
 	lua_pop(L, 1);
 
+	fb_open_stream(L);
 	luaL_newmetatable(L, FB_XFERS_MT);
 	lua_pushcfunction(L, fb_xfers_gc);
 	lua_setfield(L, -2, "__gc");

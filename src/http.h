@@ -3,7 +3,7 @@
  *   request.c   the request policy: a Lua request table checked and copied into an fb_xfer; also
  *               core.http_request, the same policy rendering an HTTP/1.1 request head (cosockets)
  *   transfer.c  one transfer on an easy handle: options, callbacks, outcome -> Lua
- *   batch.c     many transfers over one CURLM
+ *   batch.c     many transfers over one CURLM: client:batch, client:stream
  *   client.c    the client userdata and its options; registers everything (fb_open_http) */
 #ifndef FB_HTTP_H
 #define FB_HTTP_H
@@ -43,6 +43,7 @@ typedef struct {
 	int has_body, upload; /* upload: the request sends a body (through on_read), maybe empty */
 	int once;           /* must not be sent twice (POST, PATCH, idempotent = false): a fresh connection */
 	int keep_partial;   /* on a failure after the body began, hand back what arrived (err.partial_body) */
+	int https;
 	long timeout_ms;    /* 0: the client's */
 	CURL *easy;         /* batch only: owned by this transfer while it runs */
 	curl_off_t max_body;
@@ -84,6 +85,8 @@ int fb_client_request(lua_State *L);
 
 /* batch.c */
 int fb_client_batch(lua_State *L);
+int fb_client_stream(lua_State *L);
+void fb_open_stream(lua_State *L);
 
 /* client.c */
 fb_client *fb_check_client(lua_State *L, const char *fn);

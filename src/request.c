@@ -209,6 +209,7 @@ static void collect_url(lua_State *L, int idx, fb_xfer *x, const char *who)
 		luaL_error(L, "%s: out of memory", who);
 	if (curl_url_set(x->curlu, CURLUPART_URL, s, 0) != CURLUE_OK)
 		luaL_error(L, "%s: malformed url", who);
+	x->https = strncasecmp(s, "https://", 8) == 0;
 	lua_pop(L, 1);
 }
 

@@ -239,10 +239,12 @@ local function pager(self, q, parallel, progress, max_pages)
   local page, per_page
   q, page, per_page = paging(q)
   local first, pages, seen, meta, last_print, ended = page, nil, 0, nil, nil, false
-  local function request(n)
-    return { method = "GET", path = self.list_path,
-             query = self:render(query.with(q, { page = n, per_page = per_page })) }
-  end
+  -- The query is rendered once per walk; each page only appends its number.
+  local rest = query.with(q, { per_page = per_page })
+  rest.page = nil
+  local base = self:render(rest)
+  local sep = base == "" and "" or "&"
+  local function page_query(n) return base .. sep .. "page=" .. string.format("%d", n) end
   local function report(done)
     if progress then progress(done - first + 1, math.max(pages or done, done) - first + 1, seen) end
   end
@@ -251,11 +253,44 @@ local function pager(self, q, parallel, progress, max_pages)
   local function short(list, m)
     return #list == 0 or #list < ((m and m.per_page) or math.min(per_page, 100))
   end
+  -- With `pages` known, a sliding window: `parallel` pages always in flight on one stream (the C
+  -- core's multi interface, light threads under OpenResty), up to `parallel` more finished and held
+  -- until their turn, records handed out in page order.
+  local stream, submitted, held, page_of = nil, nil, {}, {}
+  local function fill()
+    while submitted <= pages and submitted < page + 2 * parallel do
+      page_of[stream.add{ method = "GET", path = self.list_path, query = page_query(submitted) }] = submitted
+      submitted = submitted + 1
+    end
+  end
+  local function windowed()
+    if not stream then
+      local err
+      stream, err = self.session:stream{ concurrency = parallel }
+      if not stream then return false, err end
+      submitted = page
+      fill()
+    end
+    while not held[page] do
+      local id, res, err = stream.next()
+      if not id then return false, errors.new{ code = "internal", message = "the stream lost a page" } end
+      if not res then stream.close() return false, err end
+      local list, uerr = self:unwrap_list(res)
+      if not list then stream.close() return false, uerr end
+      held[page_of[id]], page_of[id] = list, nil
+    end
+    local list = held[page]
+    held[page] = nil
+    page, seen = page + 1, seen + #list
+    if page <= pages then fill() else stream.close() end
+    report(page - 1)
+    return list
+  end
   local function next_window()
     if meta and (pages == nil or page > pages) then
       if pages ~= nil or ended then return nil end
       if page - first >= max_pages then return false, too_many_pages(max_pages) end
-      local list, m = self:list(query.with(q, { page = page, per_page = per_page }))
+      local list, m = self:list(page_query(page))
       if not list then return false, m end
       local print = fingerprint(list)
       if #list == 0 or print == last_print then return nil end
@@ -265,7 +300,7 @@ local function pager(self, q, parallel, progress, max_pages)
       return list
     end
     if not meta then
-      local list, m = self:list(query.with(q, { page = page, per_page = per_page }))
+      local list, m = self:list(page_query(page))
       if not list then return false, m end
       meta, pages, page, seen = m, m.pages, page + 1, #list
       if #list == 0 then pages = first - 1 end -- an empty first page ends the walk
@@ -274,23 +309,12 @@ local function pager(self, q, parallel, progress, max_pages)
       report(first)
       return list
     end
-    local last = math.min(pages, page + parallel - 1)
-    local reqs = {}
-    for n = page, last do reqs[#reqs + 1] = request(n) end
-    local results = self.session:batch(reqs, { concurrency = parallel })
-    local out = {}
-    for k = 1, #reqs do
-      local r = results[k]
-      if not (r and r.res) then
-        return false, r and r.err or errors.new{ code = "internal", message = "batch lost a page" }
-      end
-      local list, err = self:unwrap_list(r.res)
-      if not list then return false, err end
-      for _, rec in ipairs(list) do out[#out + 1] = rec end
-    end
-    page, seen = last + 1, seen + #out
-    report(last)
-    return out
+    if parallel > 1 then return windowed() end
+    local list, m = self:list(page_query(page))
+    if not list then return false, m end
+    page, seen = page + 1, seen + #list
+    report(page - 1)
+    return list
   end
   return next_window, function() return meta end
 end

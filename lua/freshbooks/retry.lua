@@ -169,6 +169,46 @@ function retry.wrap(send, opts)
     return out
   end
 
+  -- Stream: a retryable result is sent again (after its wait) instead of being handed up, under the
+  -- same attempts and deadline per request as one().
+  function t.stream(sopts)
+    local inner = transport.stream(send, sopts)
+    local reqs, attempts, started, outer_of = {}, {}, {}, {}
+    local ids = 0
+    local s = {}
+    function s.add(req)
+      ids = ids + 1
+      reqs[ids], attempts[ids], started[ids] = req, 1, cfg.clock()
+      outer_of[inner.add(req)] = ids
+      return ids
+    end
+    function s.next()
+      while true do
+        local iid, res, err = inner.next()
+        if not iid then return nil end
+        local id = outer_of[iid]
+        outer_of[iid] = nil
+        local req = reqs[id]
+        local reason, wait = retry.retryable(req, res, err)
+        local delay = reason and (wait or backoff(cfg, attempts[id]))
+        local remaining = reason and started[id] + cfg.deadline - cfg.clock() - delay
+        local again = reason and attempts[id] < cfg.attempts and remaining > 0
+        if again then
+          report(cfg, req, attempts[id], delay, reason)
+          again = delay <= 0 or pcall(cfg.sleep, delay)
+        end
+        if not again then
+          reqs[id], attempts[id], started[id] = nil, nil, nil
+          return id, res, err
+        end
+        attempts[id] = attempts[id] + 1
+        outer_of[inner.add(bounded(req, remaining))] = id
+      end
+    end
+    s.close = inner.close
+    return s
+  end
+
   if type(send) == "table" and send.close then t.close = send.close end
   return setmetatable(t, { __call = function(_, req) return one(req) end })
 end

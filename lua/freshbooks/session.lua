@@ -771,6 +771,60 @@ function Session:batch(reqs, opts)
   return out
 end
 
+-- fb:stream{concurrency = n} -> stream | nil, err: s.add(req) -> id (checked now: a bad request
+-- raises), s.next() -> id, res, err as each completes (nil once nothing is left), s.close().
+-- Requests carry the current tokens; a 401 refreshes once and sends that request again; retries
+-- come from the retry layer's stream. Results are judged like fb:request's.
+function Session:stream(opts)
+  local p = private[self]
+  local inner, serr = transport.stream(p.send, opts)
+  if not inner then return nil, redact(p, serr) end
+  local reqs, seen, built, outer_of, failed, again = {}, {}, {}, {}, {}, {}
+  local ids = 0
+  local s = {}
+  local function forget(id) reqs[id], seen[id], again[id] = nil, nil, nil end
+  local function submit(id, t)
+    local treq = build(self, p, reqs[id], t)
+    local iid = inner.add(treq)
+    outer_of[iid], built[iid], seen[id] = id, treq, t.access_token
+  end
+  function s.add(req)
+    check_request(req, "stream:add")
+    ids = ids + 1
+    reqs[ids] = req
+    local t, err = ensure(self)
+    if t then submit(ids, t) else failed[#failed + 1] = { ids, err } end
+    return ids
+  end
+  function s.next()
+    local f = table.remove(failed, 1)
+    if f then forget(f[1]) return f[1], nil, redact(p, f[2]) end
+    while true do
+      local iid, res, err = inner.next()
+      if not iid then return nil end
+      local id, treq = outer_of[iid], built[iid]
+      outer_of[iid], built[iid] = nil, nil
+      if not res and not errors.is(err) then err = errors.from_core(err) end
+      log_request(p, treq, res, err)
+      if res and res.status == 401 and not again[id] then
+        -- the token died early: refresh once (one refresh for all of them), send this one again
+        again[id] = true
+        local t, rerr = refresh(self, seen[id])
+        if not t then forget(id) return id, nil, redact(p, rerr) end
+        submit(id, t)
+      else
+        forget(id)
+        if not res then return id, nil, redact(p, err) end
+        local ok, ferr = finish(res)
+        if not ok then return id, nil, redact(p, ferr) end
+        return id, ok
+      end
+    end
+  end
+  s.close = inner.close
+  return s
+end
+
 ---------------------------------------------------------------------------------------------------
 -- Resources (resource.lua) and identity (identity.lua)
 

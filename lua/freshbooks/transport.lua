@@ -2,8 +2,9 @@
 --   req = { method, url, headers = { Name = value }, body = string?, timeout = seconds?,
 --           idempotent = bool?, keep_partial = bool? }
 --   res = { status = n, headers = { lowercase = value }, body = string }
--- plus an optional `batch(reqs, opts) -> { {res =, err =}, ... }` (input order). Tests and OpenResty
--- users may pass their own.
+-- plus optional `batch(reqs, opts) -> { {res =, err =}, ... }` (input order) and `stream(opts)` ->
+-- `{add(req) -> id, next() -> id, res, err | nil when nothing is left, close()}` (results as they
+-- complete, `opts.concurrency` in flight). Tests and OpenResty users may pass their own.
 --
 -- Both built-in transports keep one contract, proven by spec/transport_conformance_spec.lua:
 --   * the request policy is the C core's (src/request.c): methods, URLs, header names and values are
@@ -42,6 +43,21 @@ function transport.curl(opts)
       end
     end
     return out
+  end
+  -- A stream: requests added as places free up, results as they complete (the C core keeps
+  -- `concurrency` transfers in flight on handles and connections reused for the whole stream).
+  function t.stream(sopts)
+    local st = client:stream(sopts or {})
+    return {
+      add = function(req) return st:add(req) end,
+      next = function()
+        local id, status, headers, body = st:next()
+        if not id then return nil end
+        if not status then return id, nil, errors.from_core(headers) end
+        return id, { status = status, headers = headers, body = body }
+      end,
+      close = function() st:close() end,
+    }
   end
   function t.close() client:close() end
   return setmetatable(t, { __call = call })
@@ -422,6 +438,42 @@ function transport.cosocket(opts)
     for _, th in ipairs(threads) do ngx.thread.wait(th) end
     return out
   end
+  -- A stream on light threads: one per request in flight, at most `concurrency`; next() waits for
+  -- whichever finishes first.
+  function t.stream(sopts)
+    local limit = (sopts and sopts.concurrency) or 8
+    local running, by_id, queue, ids = {}, {}, {}, 0
+    local function start(id, p, req)
+      local th = ngx.thread.spawn(function()
+        local done, res, err = pcall(send, p, req)
+        if not done then return id, nil, errors.new{ code = "internal", message = tostring(res) } end
+        return id, res, err
+      end)
+      running[#running + 1], by_id[id] = th, th
+    end
+    return {
+      add = function(req)
+        local p = core().http_request(req, user_agent)
+        ids = ids + 1
+        if #running < limit then start(ids, p, req) else queue[#queue + 1] = { ids, p, req } end
+        return ids
+      end,
+      next = function()
+        if #running == 0 then return nil end
+        local _, id, res, err = ngx.thread.wait((table.unpack or unpack)(running)) -- (the thread never raises)
+        local th = by_id[id]
+        by_id[id] = nil
+        for i = #running, 1, -1 do if running[i] == th then table.remove(running, i) break end end
+        local q = table.remove(queue, 1)
+        if q then start(q[1], q[2], q[3]) end
+        return id, res, err
+      end,
+      close = function()
+        for _, th in ipairs(running) do ngx.thread.kill(th) end
+        running, queue = {}, {}
+      end,
+    }
+  end
   return setmetatable(t, { __call = function(_, req) return send(core().http_request(req, user_agent), req) end })
 end
 
@@ -499,12 +551,32 @@ function transport.default(opts)
     end
     return chosen.batch(reqs, bopts)
   end
+  function t.stream(sopts)
+    local chosen, err = pick()
+    if not chosen then return nil, err end
+    return chosen.stream(sopts)
+  end
   function t.close() if curl_t then curl_t.close() end end
   return setmetatable(t, { __call = function(_, req)
     local chosen, err = pick()
     if not chosen then return nil, err end
     return chosen(req)
   end })
+end
+
+-- A stream on any transport: its own when it has one, else requests one at a time as next() asks.
+function transport.stream(t, opts)
+  if type(t) == "table" and t.stream then return t.stream(opts) end
+  local pending, ids = {}, 0
+  return {
+    add = function(req) ids = ids + 1; pending[#pending + 1] = { ids, req }; return ids end,
+    next = function()
+      local q = table.remove(pending, 1)
+      if not q then return nil end
+      return q[1], t(q[2])
+    end,
+    close = function() pending = {} end,
+  }
 end
 
 -- Run a batch on any transport: its own batch when it has one, else one request after another.

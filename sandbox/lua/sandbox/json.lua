@@ -6,6 +6,10 @@ local json = {}
 
 json.null = cjson.null
 local array_mt = { __jsontype = "array" }
+local raw_mt = {}
+
+-- json.raw(text): JSON already encoded, written as it is (a cached rendering of a record).
+function json.raw(text) return setmetatable({ text }, raw_mt) end
 
 -- json.array(t) marks t (default a new table) so it always encodes as a JSON array.
 function json.array(t) return setmetatable(t or {}, array_mt) end
@@ -48,7 +52,9 @@ function encode_value(v, buf)
   elseif t == "boolean" then
     buf[#buf + 1] = v and "true" or "false"
   elseif t == "table" then
-    if is_array(v) then
+    if getmetatable(v) == raw_mt then
+      buf[#buf + 1] = v[1]
+    elseif is_array(v) then
       buf[#buf + 1] = "["
       for i = 1, #v do
         if i > 1 then buf[#buf + 1] = "," end

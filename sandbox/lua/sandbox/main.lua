@@ -43,8 +43,9 @@ function main.handle()
   local req = http.request()
   if req.path:sub(1, 10) == "/_sandbox/" then
     if not state.opts.admin then return http.send(req, 404, { message = "Not Found" }) end
-    return require("sandbox.admin").handle(req)
+    return require("sandbox.admin").handle(req) -- (a reset makes new records: nothing cached fits them)
   end
+  if req.method ~= "GET" and req.method ~= "HEAD" then state.writes = state.writes + 1 end
   local limited = state.rate_limited()
   if limited then
     return http.send(req, 429, { message = "Too Many Requests" }, { ["Retry-After"] = tostring(limited) })

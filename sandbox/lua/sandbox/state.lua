@@ -96,6 +96,10 @@ end
 
 function state.worker_started() end
 
+-- Counts requests that may change data: cached JSON renderings of records (resources.lua) are
+-- valid while it stays the same.
+state.writes = 0
+
 function state.reset(opts)
   if opts then
     if opts.invoices then state.opts.invoices = tonumber(opts.invoices) or state.opts.invoices end
@@ -124,8 +128,11 @@ function state.record(req, route_name)
   local c = state.counters
   c.requests[key] = (c.requests[key] or 0) + 1
   state.log_seq = state.log_seq + 1
+  -- connection: nginx's connection number, and http2 set when the request came over HTTP/2 (the
+  -- benchmarks count the connections a walk opened, and check h2 was negotiated)
   local entry = { seq = state.log_seq, time = now_real(), sandbox_time = state.now(), method = req.method,
-                  path = req.path, route = route_name }
+                  path = req.path, route = route_name, connection = tonumber(ngx.var.connection),
+                  http2 = ngx.var.http2 ~= "" and ngx.var.http2 or nil }
   local auth = req.headers.authorization
   if type(auth) == "string" then
     local token = auth:match("^[Bb]earer%s+(%S+)")
