@@ -34,5 +34,6 @@ int luaopen_freshbooks_core(lua_State *L)
 	fb_open_http(L);
 	fb_open_lockfile(L);
 	fb_open_clock(L); /* clock.c (API-surface engineer): now, sleep */
+	fb_open_guest(L); /* guest.c: guest scripts in a Lua state of their own */
 	return 1;
 }
