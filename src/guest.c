@@ -124,8 +124,8 @@ static fb_guest *guest_of(lua_State *L)
 
 static void on_count(lua_State *L, lua_Debug *ar);
 
-/* Ends the run from inside the script: from now on this thread raises at every instruction (a pcall in
- * the script catches one error, never the stop), and the host sees the budget's code. */
+/* Ends the run from a C function of the guest state: raises (the host sees the budget's code), and
+ * from now on the hook runs at every instruction of this thread, so the script gets no further. */
 static int stop(lua_State *L, fb_guest *g, int why)
 {
 	if (!g->stop)
@@ -134,6 +134,13 @@ static int stop(lua_State *L, fb_guest *g, int why)
 	return luaL_error(L, "freshbooks.guest: %s", STOP_CODE[g->stop]);
 }
 
+/* Once a budget is spent, the hook yields whatever coroutine is running (a hook may yield, with no
+ * values): nothing unwinds, so no pcall, message handler or __close of the script runs again, and the
+ * script's thread comes back to g_step, which ends the run. A coroutine of the script yields to its
+ * resumer, whose own hook fires within HOOK_EVERY instructions. Raising instead would not do: a
+ * message handler then runs with hooks off, and in Lua 5.4 errors caught by nested pcalls in a
+ * coroutine unwind in time quadratic in the work done. Where no yield is possible (inside a C call that
+ * called Lua) the hook raises, until the C call is left. */
 static void on_count(lua_State *L, lua_Debug *ar)
 {
 	fb_guest *g = guest_of(L);
@@ -147,7 +154,16 @@ static void on_count(lua_State *L, lua_Debug *ar)
 		else
 			return;
 	}
-	stop(L, g, g->stop);
+	lua_sethook(L, on_count, LUA_MASKCOUNT, 1);
+#if LUA_VERSION_NUM >= 503
+	if (lua_isyieldable(L)) {
+		lua_yield(L, 0); /* in a hook, returns: the VM yields when the hook is done */
+		return;
+	}
+	luaL_error(L, "freshbooks.guest: %s", STOP_CODE[g->stop]);
+#else
+	lua_yield(L, 0); /* LuaJIT yields from a hook, or raises where it cannot */
+#endif
 }
 
 /* ---- C functions of the guest state ------------------------------------------------------------ */
@@ -173,8 +189,12 @@ static int g_call(lua_State *L)
 	g->msg.len = 0;
 	o.b = &g->msg;
 	o.max = MAX_CALL;
-	if (fb_plain_put_seq(L, 1, lua_gettop(L), &o) != 0)
-		return luaL_error(L, "freshbooks: arguments to the API: %s", o.err);
+	if (fb_plain_put_seq(L, 1, lua_gettop(L), &o) != 0) {
+		luaL_where(L, 2); /* the script's line: level 1 is the prelude's method that called us */
+		lua_pushfstring(L, "freshbooks: arguments to the API: %s", o.err);
+		lua_concat(L, 2);
+		return lua_error(L);
+	}
 	return yield_to_host(L, g, RAN_CALL);
 }
 
@@ -249,6 +269,13 @@ static int g_find(lua_State *L)
 	lua_pushinteger(L, (lua_Integer)(hit - s) + 1);
 	lua_pushinteger(L, (lua_Integer)(hit - s) + (lua_Integer)lp);
 	return 2;
+}
+
+/* stopped() -> whether a budget has ended the run (the prelude refuses coroutine.close then). */
+static int g_stopped(lua_State *L)
+{
+	lua_pushboolean(L, guest_of(L)->stop != STOP_NONE);
+	return 1;
 }
 
 /* charge(steps): the Lua matcher's steps, against the pattern budget. */
@@ -388,14 +415,17 @@ static void wrap_field(lua_State *G, int idx, const char *name, lua_CFunction f)
 
 /* The safe libraries: base without load*, dofile, require, collectgarbage, print (the prelude's goes
  * to the host) and the LuaJIT extras; string without dump; table, math, coroutine, utf8; os time,
- * clock, date and difftime only. No io, package, debug, jit or ffi at all. The pattern functions and
- * table.move (C loops no hook could stop) are removed here and rebuilt in Lua by the prelude. */
+ * clock, date and difftime only. No io, package, debug, jit or ffi at all. Removed here and rebuilt
+ * in Lua by the prelude: the pattern functions and table.move (C loops no hook could stop), and xpcall
+ * and coroutine.close: when the count hook raises, both VMs run a message handler with hooks still
+ * off (Lua 5.4 also the __close handlers of a coroutine that died that way, once it is closed). The
+ * prelude's xpcall calls its handler after pcall returns; its close refuses once the run is stopped. */
 static void open_safe_libs(lua_State *G)
 {
 	static const char *const globals[] = {
 		"assert", "error", "getmetatable", "ipairs", "next", "pairs", "pcall", "rawequal", "rawget", "rawlen",
-		"rawset", "select", "setmetatable", "tonumber", "tostring", "type", "unpack", "xpcall", "_G",
-		"_VERSION", "string", "table", "math", "coroutine", "utf8", "os", NULL,
+		"rawset", "select", "setmetatable", "tonumber", "tostring", "type", "unpack", "_G", "_VERSION",
+		"string", "table", "math", "coroutine", "utf8", "os", NULL,
 	};
 	static const char *const os_keep[] = {"time", "clock", "date", "difftime", NULL};
 	static const char *const string_drop[] = {"dump", "find", "match", "gmatch", "gsub", NULL};
@@ -426,7 +456,12 @@ static void open_safe_libs(lua_State *G)
 	lua_getglobal(G, LUA_TABLIBNAME);
 	lua_pushnil(G);
 	lua_setfield(G, -2, "move");
-	lua_settop(G, globals_idx - 1);
+	lua_getglobal(G, LUA_COLIBNAME);
+	lua_getfield(G, -1, "close");
+	lua_replace(G, globals_idx); /* returned to the caller */
+	lua_pushnil(G);
+	lua_setfield(G, -2, "close");
+	lua_settop(G, globals_idx);
 }
 
 /* One step of the run, protected on the guest state's main thread: the host's answer (in g->msg) goes
@@ -534,11 +569,12 @@ static int g_setup(lua_State *G)
 		{"print", g_print},
 		{"find", g_find},
 		{"charge", g_charge},
+		{"stopped", g_stopped},
 		{"patterns", g_patterns},
 		{NULL, NULL},
 	};
 	lua_settop(G, 0);
-	open_safe_libs(G);
+	open_safe_libs(G); /* leaves the stock coroutine.close (or nil) at 1, for the prelude only */
 	lua_pushlightuserdata(G, g);
 	lua_pushcclosure(G, g_step, 1);
 	g->step_ref = luaL_ref(G, LUA_REGISTRYINDEX);
@@ -546,6 +582,8 @@ static int g_setup(lua_State *G)
 	lua_pushlightuserdata(G, g);
 	lua_newtable(G);
 	luaL_setfuncs(G, bridge, 0);
+	lua_pushvalue(G, 1);
+	lua_setfield(G, -2, "close");
 	fb_plain_get_seq(G, g->msg.p); /* the API's shape */
 	lua_call(G, 3, 1);             /* -> the script's session object */
 	g->msg.len = 0;
@@ -803,13 +841,13 @@ static int l_usage(lua_State *L)
 {
 	fb_guest *g = check_guest(L);
 	lua_createtable(L, 0, 5);
-	lua_pushnumber(L, (lua_Number)g->peak);
+	lua_pushinteger(L, (lua_Integer)g->peak);
 	lua_setfield(L, -2, "memory");
-	lua_pushnumber(L, (lua_Number)g->instructions);
+	lua_pushinteger(L, (lua_Integer)g->instructions);
 	lua_setfield(L, -2, "instructions");
-	lua_pushnumber(L, (lua_Number)g->steps);
+	lua_pushinteger(L, (lua_Integer)g->steps);
 	lua_setfield(L, -2, "patterns");
-	lua_pushnumber(L, (lua_Number)g->output);
+	lua_pushinteger(L, (lua_Integer)g->output);
 	lua_setfield(L, -2, "output");
 	lua_pushnumber(L, (lua_Number)((g->G != NULL ? fb_now() : g->ended) - g->started));
 	lua_setfield(L, -2, "seconds");

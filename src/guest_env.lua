@@ -5,12 +5,13 @@
 -- can call the API, and string patterns written in Lua (guest_patterns.lua) so the budgets cover them.
 -- Arguments: the marker a call to the host yields, the bridge (C functions), the API's shape.
 local MARK, bridge, api = ...
-local call, print_host, find, patterns = bridge.call, bridge.print, bridge.find, bridge.patterns
-local type, tostring, select, error, pairs, ipairs, setmetatable, rawequal =
-  type, tostring, select, error, pairs, ipairs, setmetatable, rawequal
+local call, print_host, find, patterns, stopped = bridge.call, bridge.print, bridge.find, bridge.patterns,
+  bridge.stopped
+local type, tostring, select, error, pcall, pairs, ipairs, setmetatable, rawequal =
+  type, tostring, select, error, pcall, pairs, ipairs, setmetatable, rawequal
 local concat = table.concat
-local co_create, co_resume, co_yield, co_close = coroutine.create, coroutine.resume, coroutine.yield,
-  coroutine.close
+local co_create, co_resume, co_yield, co_close, co_running = coroutine.create, coroutine.resume,
+  coroutine.yield, bridge.close, coroutine.running
 
 -- Coroutines: a call to the host made inside a coroutine of the script yields MARK; each resume passes
 -- it up (to the host) and hands the answer back down, so the script's coroutines never see it.
@@ -23,15 +24,54 @@ function coroutine.resume(co, ...)
   return pass(co, co_resume(co, ...))
 end
 
+-- The script's body runs in a coroutine too, but, as in a main chunk, cannot yield from it.
+local ours = setmetatable({}, { __mode = "k" })
+function coroutine.create(f)
+  local co = co_create(f)
+  ours[co] = true
+  return co
+end
+
+function coroutine.yield(...)
+  if not ours[co_running()] then error("attempt to yield from outside a coroutine", 2) end
+  return co_yield(...)
+end
+
+-- Closing a coroutine runs its pending __close handlers (Lua 5.4). One that died from a budget's stop
+-- would run them with hooks off (the VM unwound from inside the count hook): once the run is stopped,
+-- closing is refused.
+if co_close then
+  function coroutine.close(co)
+    if stopped() then error("freshbooks.guest: the run is stopped", 2) end
+    return co_close(co)
+  end
+end
+
 local function unwrap(co, ok, ...)
   if ok then return ... end
-  if co_close then co_close(co) end -- as Lua 5.4's wrap does: the dead coroutine's <close> variables run
+  if co_close then coroutine.close(co) end -- as Lua 5.4's wrap does: the dead coroutine's <close>s run
   error((...), 2)
 end
 
 function coroutine.wrap(f)
-  local co = co_create(f)
+  local co = coroutine.create(f)
   return function(...) return unwrap(co, pass(co, co_resume(co, ...))) end
+end
+
+-- xpcall on pcall: the handler runs once pcall has returned, under the budgets (Lua's own xpcall calls
+-- it from inside the error, with hooks off when the error came from the count hook).
+local function handled(handler, ok, ...)
+  if ok then return true, ... end
+  local hok, v = pcall(handler, (...))
+  if hok then return false, v end
+  return false, "error in error handling"
+end
+
+function xpcall(f, handler, ...)
+  if type(handler) ~= "function" then
+    error(("bad argument #2 to 'xpcall' (function expected, got %s)"):format(type(handler)), 2)
+  end
+  return handled(handler, pcall(f, ...))
 end
 
 function print(...)
@@ -134,7 +174,7 @@ local function owner(kind, id)
   local key = kind .. ":" .. tostring(id)
   if owners[key] then return owners[key] end
   local how, message = call("owner", kind, id)
-  if how ~= "ok" then error(message, 3) end
+  if how ~= "ok" then error(message, 2) end -- fb:account tail-calls this: level 2 is its caller
   local o = { [kind .. "_id"] = id }
   for _, e in ipairs(api[kind]) do
     local r = resource(kind, id, e)
