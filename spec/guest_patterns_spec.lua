@@ -141,7 +141,7 @@ describe("guest patterns", function()
     math.randomseed(20240611)
     local cases = {}
     for i = 1, 1500 do cases[i] = { rnd(SUBJ, 12), rnd(ALPHA, 6) } end
-    for i = 1, 100 do cases[#cases + 1] = { rnd(SUBJ, 300), rnd(ALPHA, 8) } end
+    for _ = 1, 100 do cases[#cases + 1] = { rnd(SUBJ, 300), rnd(ALPHA, 8) } end
     assert.are.equal(0, compare(with_args(cases, 7)))
   end)
 

@@ -9,6 +9,7 @@ local sandbox = require "support.sandbox"
 local H = require "support.fbtest"
 
 local pack = function(...) return { n = select("#", ...), ... } end
+local unpack = table.unpack or rawget(_G, "unpack")
 local LUA54 = _VERSION == "Lua 5.4"
 
 -- Prints everything a script can reach (every key, value and metatable from _G, every result and
@@ -493,6 +494,14 @@ describe("guest scripts", function()
       assert.truthy(lines[1]:find("^20\talice@example.com\t2\ttrue\tnumber\tb\ta2,b2\tfalse\t"), lines[1])
       assert.truthy(lines[1]:find("yield across", 1, true), lines[1])
       assert.are.equal("yield\tfalse\tattempt to yield from outside a coroutine", lines[2])
+      -- at the top of the script, coroutines answer as in a main chunk (the host's are the reference)
+      local src = [[
+        local co, main = coroutine.running()
+        return type(co), main, coroutine.isyieldable(), (pcall(coroutine.yield))
+      ]]
+      local host = pack(assert((loadstring or load)(src))())
+      r = run(fb, src)
+      assert.are.same(host, pack(unpack(r, 2, r.n)))
       -- a plain yield at the top of the script is refused, whatever it passes
       r = run(fb, "coroutine.yield(1, 2, 3)")
       assert.are.equal("script_error", r[2].code)

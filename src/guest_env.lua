@@ -37,6 +37,22 @@ function coroutine.yield(...)
   return co_yield(...)
 end
 
+-- And it answers as a main chunk does (Lua 5.4: the thread, true; LuaJIT: nil).
+local LUA51, co_isyieldable = rawget(_G, "_VERSION") == "Lua 5.1", coroutine.isyieldable
+function coroutine.running()
+  local co, main = co_running()
+  if ours[co] then return co, main end
+  if LUA51 then return nil end
+  return co, true
+end
+
+if co_isyieldable then
+  function coroutine.isyieldable(...)
+    if select("#", ...) == 0 and not ours[co_running()] then return false end
+    return co_isyieldable(...)
+  end
+end
+
 -- Closing a coroutine runs its pending __close handlers (Lua 5.4). One that died from a budget's stop
 -- would run them with hooks off (the VM unwound from inside the count hook): once the run is stopped,
 -- closing is refused.
