@@ -7,7 +7,7 @@ local guest = require "freshbooks.guest"
 
 -- Runs src in a guest state of its own (no session needed: no API calls) -> kind, payload.
 local function in_guest(src, budget)
-  local b = { api = { account = {}, business = {} } }
+  local b = {}
   for k, v in pairs(guest.budget) do b[k] = v end
   for k, v in pairs(budget or {}) do b[k] = v end
   local g = assert(core.guest(src, "=patterns", b))

@@ -1,7 +1,6 @@
 /* Guest scripts in a Lua state of their own (freshbooks.guest is the Lua side, docs/guest.md the contract).
  *
- *   local g = core.guest(source, chunkname, { memory =, instructions =, time =, patterns =, output =,
- *                                             api = <plain table> })
+ *   local g = core.guest(source, chunkname, { memory =, instructions =, time =, patterns =, output = })
  *   local kind, payload = g:resume(reply)   -- until kind is "done" or "error"
  *
  * Each run gets a new lua_State that holds only safe libraries, a prelude (guest_env.lua) and the
@@ -584,8 +583,7 @@ static int g_setup(lua_State *G)
 	luaL_setfuncs(G, bridge, 0);
 	lua_pushvalue(G, 1);
 	lua_setfield(G, -2, "close");
-	fb_plain_get_seq(G, g->msg.p); /* the API's shape */
-	lua_call(G, 3, 1);             /* -> the script's session object */
+	lua_call(G, 2, 1); /* -> the script's session object */
 	g->msg.len = 0;
 	if (luaL_loadbufferx(G, s->src, s->len, s->name, "t") != 0) {
 		size_t len;
@@ -650,14 +648,13 @@ static void push_error(lua_State *L, const char *code, const char *message, size
 	lua_setfield(L, -2, "message");
 }
 
-/* core.guest(source, chunkname, {memory, instructions, time, patterns, output, api}) -> guest
+/* core.guest(source, chunkname, {memory, instructions, time, patterns, output}) -> guest
  * | nil, {code = "syntax" | "budget_memory", message} */
 static int l_guest(lua_State *L)
 {
 	struct setup s;
 	fb_guest *g;
 	lua_State *G;
-	fb_plain_out o;
 	int status;
 	if (lua_type(L, 1) != LUA_TSTRING)
 		return luaL_error(L, "freshbooks.core.guest: source must be a string");
@@ -676,12 +673,6 @@ static int l_guest(lua_State *L)
 	g->max_output = (size_t)budget(L, "output", 1e15);
 	g->started = fb_now();
 	g->deadline = g->started + budget(L, "time", 1e9);
-	lua_getfield(L, 3, "api");
-	o.b = &g->msg;
-	o.max = MAX_REPLY;
-	if (fb_plain_put_seq(L, lua_gettop(L), 1, &o) != 0)
-		return luaL_error(L, "freshbooks.core.guest: api: %s", o.err);
-	lua_pop(L, 1);
 
 	G = luaL_newstate();
 	if (G == NULL)

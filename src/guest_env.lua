@@ -3,12 +3,12 @@
 -- needs no secrets and guards nothing: it gives scripts the library's shape (fb:me(), fb:businesses(),
 -- fb:account(id).invoices:list{...}, :each{...}, ...), a print that goes to the host, coroutines that
 -- can call the API, and string patterns written in Lua (guest_patterns.lua) so the budgets cover them.
--- Arguments: the marker a call to the host yields, the bridge (C functions), the API's shape.
-local MARK, bridge, api = ...
+-- Arguments: the marker a call to the host yields, and the bridge (C functions).
+local MARK, bridge = ...
 local call, print_host, find, patterns, stopped = bridge.call, bridge.print, bridge.find, bridge.patterns,
   bridge.stopped
-local type, tostring, select, error, pcall, pairs, ipairs, setmetatable, rawequal =
-  type, tostring, select, error, pcall, pairs, ipairs, setmetatable, rawequal
+local type, tostring, select, error, pcall, pairs, setmetatable, rawequal =
+  type, tostring, select, error, pcall, pairs, setmetatable, rawequal
 local concat = table.concat
 local co_create, co_resume, co_yield, co_close, co_running = coroutine.create, coroutine.resume,
   coroutine.yield, bridge.close, coroutine.running
@@ -184,26 +184,48 @@ local function resource(kind, owner_id, e)
   return setmetatable(r, { __tostring = function() return text end })
 end
 
+-- What the host allows on a resource, asked the first time a script names it (most scripts use a few):
+-- {verbs = {verb = allowed}}, {group = true} for a group of resources (reports), or nil.
+local known = { account = {}, business = {} }
+local function about(kind, name, group)
+  local key = (group or "") .. "." .. tostring(name)
+  local info = known[kind][key]
+  if info == nil then
+    local how, a = call("resource", kind, name, group)
+    if how ~= "ok" then error(a, 3) end
+    info = a or false
+    known[kind][key] = info
+  end
+  return info
+end
+
 -- fb:account(id) / fb:business(id): the host checks the id as the library does (it raises on a bad one).
+-- Its fields are built on first use; an unknown one raises, as in the library.
 local owners = {}
 local function owner(kind, id)
   local key = kind .. ":" .. tostring(id)
   if owners[key] then return owners[key] end
   local how, message = call("owner", kind, id)
   if how ~= "ok" then error(message, 2) end -- fb:account tail-calls this: level 2 is its caller
-  local o = { [kind .. "_id"] = id }
-  for _, e in ipairs(api[kind]) do
-    local r = resource(kind, id, e)
-    if e.group then
-      o[e.group] = o[e.group] or {}
-      o[e.group][e.name] = r
+  local o = setmetatable({ [kind .. "_id"] = id }, { __index = function(o, k)
+    local info = about(kind, k)
+    if not info then error(("freshbooks: %s %s has no resource %q"):format(kind, tostring(id), tostring(k)), 2) end
+    local v
+    if info.group then
+      v = setmetatable({}, { __index = function(g, name)
+        local e = about(kind, name, k)
+        if not e then return nil end
+        local r = resource(kind, id, { name = name, verbs = e.verbs })
+        rawset(g, name, r)
+        return r
+      end })
     else
-      o[e.name] = r
+      v = resource(kind, id, { name = k, verbs = info.verbs })
     end
-  end
-  owners[key] = setmetatable(o, { __index = function(_, k)
-    error(("freshbooks: %s %s has no resource %q"):format(kind, tostring(id), tostring(k)), 2)
+    rawset(o, k, v)
+    return v
   end })
+  owners[key] = o
   return o
 end
 

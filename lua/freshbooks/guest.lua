@@ -52,21 +52,22 @@ local function verbs_of(e, write)
   return v
 end
 
--- The API's shape for the guest state (plain data), and the same as a lookup for the checks here.
+-- The verbs guests may call, per owner kind and resource name (write or not), and the groups
+-- (acct.reports): what the guest state asks for the first time a script names a resource.
 local shapes = {}
 local function shape(write)
   if shapes[write] then return shapes[write] end
-  local api, allowed = { account = {}, business = {} }, { account = {}, business = {} }
+  local sh = { verbs = { account = {}, business = {} }, groups = { account = {}, business = {} } }
   for _, e in ipairs(catalogue.entries) do
     local kind = catalogue.account_families[e.family] and "account" or "business"
     local verbs = verbs_of(e, write)
     if next(verbs) then
-      api[kind][#api[kind] + 1] = { name = e.name, group = e.group, verbs = verbs }
-      allowed[kind][e.name] = verbs
+      sh.verbs[kind][e.name] = verbs
+      if e.group then sh.groups[kind][e.group] = true end
     end
   end
-  shapes[write] = { api = api, allowed = allowed }
-  return shapes[write]
+  shapes[write] = sh
+  return sh
 end
 
 -- Text for the guest or for the host's error: no secret (the heuristic, and the session's exact
@@ -173,14 +174,18 @@ local function operations(fb, allowed, budget, deadline)
   }
 
   local owners, iters, handles, live = {}, {}, 0, 0
-  local function owner(kind, id)
+  local function kind_of(kind)
     if kind ~= "account" and kind ~= "business" then bad("no such owner: " .. tostring(kind)) end
+    return kind
+  end
+  local function owner(kind, id)
+    kind_of(kind)
     local key = kind .. ":" .. tostring(id)
     owners[key] = owners[key] or resource[kind](session, id) -- raises on a bad id (resource.lua's rule)
     return owners[key]
   end
   local function target(kind, id, name, verb)
-    local verbs = allowed[kind] and allowed[kind][name]
+    local verbs = allowed.verbs[kind_of(kind)][name]
     local ok = verbs and verbs[verb]
     if ok == nil then bad(("%s: guest scripts have no %s here"):format(tostring(name), tostring(verb))) end
     if not ok then bad(("%s:%s: this script may only read (the host allows no writes)"):format(name, verb)) end
@@ -202,6 +207,13 @@ local function operations(fb, allowed, budget, deadline)
   end
 
   local ops = {}
+  -- -> {verbs = {...}} | {group = true} | nil: what the script may do with `name` (in `group`).
+  function ops.resource(kind, name, group)
+    local verbs = allowed.verbs[kind_of(kind)][name]
+    if verbs and catalogue.by_name[name].group == group then return { verbs = verbs } end
+    if group == nil and allowed.groups[kind][name] then return { group = true } end
+    return nil
+  end
   function ops.owner(kind, id)
     owner(kind, id)
     return true
@@ -294,12 +306,10 @@ function guest.run(fb, source, chunkname, opts)
     budget[k] = v
   end
 
-  local sh = shape(opts.write == true)
   local g, err = core.guest(source, chunkname or "=guest", { memory = budget.memory,
-    instructions = budget.instructions, time = budget.time, patterns = budget.patterns, output = budget.output,
-    api = sh.api })
+    instructions = budget.instructions, time = budget.time, patterns = budget.patterns, output = budget.output })
   if not g then return nil, errors.new{ code = err.code, message = text(fb, err.message) } end
-  local ops, run = operations(fb, sh.allowed, budget, core.now() + budget.time)
+  local ops, run = operations(fb, shape(opts.write == true), budget, core.now() + budget.time)
   local ok, kind, p = pcall(drive, g, fb, ops, run, opts.print or print)
   if opts.usage then
     for k, v in pairs(g:usage()) do opts.usage[k] = v end
