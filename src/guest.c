@@ -13,7 +13,8 @@
  * again): memory (the state's allocator refuses to grow past the cap), instructions (a count hook), time
  * (a monotonic deadline checked in the hook and at every crossing), pattern steps (the Lua matcher in
  * guest_patterns.lua charges them here), output (printed bytes and results). A stop is sticky: once a
- * budget is spent, every later instruction of the script raises again, so no pcall can swallow it.
+ * budget is spent, the hook yields the script at its next instruction (on_count), so no pcall can
+ * swallow it and nothing of the script runs again.
  *
  * Every operation on the guest state that may allocate (and so raise) runs inside a protected call on
  * that state; nothing raised in one state ever unwinds through the other. */
