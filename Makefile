@@ -22,15 +22,24 @@ need_pkgs = @pkg-config --exists $(1) || { echo "missing development packages fo
   echo "run 'make deps' (installs the Debian packages; as root) and try again"; exit 1; }
 SRC      := $(wildcard src/*.c)
 HDR      := $(wildcard src/*.h)
+# The guest state's Lua parts (src/guest.c runs them in every guest state) are compiled into the core.
+GUEST_LUA := src/guest_env.lua src/guest_patterns.lua
 CORE     := $(BUILD)/freshbooks/core.so
 
 .PHONY: all deps check test lint valgrind demo sandbox crosscheck clean rock rock-install
 all: $(CORE)
 
-$(CORE): $(SRC) $(HDR) Makefile
+$(CORE): $(SRC) $(HDR) $(BUILD)/gen/guest_lua.h Makefile
 	$(call need_pkgs,$(LUA_PC) libcurl libcrypto)
 	@mkdir -p $(dir $@)
-	$(CC) $(CFLAGS) $(WARN) -fPIC -shared -DFB_VERSION='"$(VERSION)"' $(LUA_CFLAGS) $(SRC) -o $@ $(LIBS)
+	$(CC) $(CFLAGS) $(WARN) -fPIC -shared -DFB_VERSION='"$(VERSION)"' -I$(BUILD)/gen $(LUA_CFLAGS) $(SRC) -o $@ $(LIBS)
+
+# Each src/guest_<name>.lua becomes `static const char fb_guest_<name>_lua[]` ('?' escaped: no trigraphs).
+build/%/gen/guest_lua.h: $(GUEST_LUA) Makefile
+	@mkdir -p $(dir $@)
+	@for f in $(GUEST_LUA); do echo "static const char fb_$$(basename $$f .lua)_lua[] ="; \
+	  sed -e 's/\\/\\\\/g' -e 's/"/\\"/g' -e 's/?/\\?/g' -e 's/^/"/' -e 's/$$/\\n"/' $$f; echo ";"; \
+	done > $@
 
 # The embedding example (examples/embed/host.c): a C host running user scripts through freshbooks.guest.
 $(BUILD)/embed-host: examples/embed/host.c
@@ -50,7 +59,7 @@ check: deps
 test: check
 
 lint:
-	luacheck -q lua spec examples bench sandbox bin/freshbooks
+	luacheck -q lua src spec examples bench sandbox bin/freshbooks
 
 demo: deps
 	$(MAKE) LUA=$(LUA) all
@@ -71,10 +80,10 @@ clean:
 # which knows Debian's multiarch directories (LuaRocks' header search does not).
 ROCK_CORE := build/rock/freshbooks/core.so
 LIBFLAG  ?= -shared
-rock:
+rock: build/rock/gen/guest_lua.h
 	$(call need_pkgs,libcurl libcrypto)
 	@mkdir -p $(dir $(ROCK_CORE))
-	$(CC) $(CFLAGS) $(WARN) -fPIC $(LIBFLAG) -DFB_VERSION='"$(VERSION)"' -I$(LUA_INCDIR) \
+	$(CC) $(CFLAGS) $(WARN) -fPIC $(LIBFLAG) -DFB_VERSION='"$(VERSION)"' -I$(LUA_INCDIR) -Ibuild/rock/gen \
 	  $(call pkg,--cflags,libcurl libcrypto) $(SRC) -o $(ROCK_CORE) $(LIBS)
 
 rock-install:

@@ -4,12 +4,17 @@
 #include <time.h>
 #include "fb_internal.h"
 
-/* core.now() -> seconds (float) on a monotonic clock: for intervals, not dates. */
-static int l_now(lua_State *L)
+double fb_now(void)
 {
 	struct timespec ts;
 	clock_gettime(CLOCK_MONOTONIC, &ts);
-	lua_pushnumber(L, (lua_Number)ts.tv_sec + (lua_Number)ts.tv_nsec / 1e9);
+	return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+/* core.now() -> seconds (float) on a monotonic clock: for intervals, not dates. */
+static int l_now(lua_State *L)
+{
+	lua_pushnumber(L, (lua_Number)fb_now());
 	return 1;
 }
 

@@ -20,11 +20,15 @@ void fb_open_http(lua_State *L);
 void fb_open_lockfile(lua_State *L); /* lockfile.c: lock_file, write_file_atomic (token store) */
 void fb_open_clock(lua_State *L);    /* clock.c: now, sleep (retries, benchmarks) */
 void fb_open_interrupt(lua_State *L); /* interrupt.c: trap_interrupts, interrupted (the command) */
-void fb_open_decode(lua_State *L);    /* decode.c: tidy (decoded JSON: nulls, integers) */
+void fb_open_decode(lua_State *L);    /* decode.c: json_decode (FreshBooks' answers), null */
+void fb_open_guest(lua_State *L);     /* guest.c: guest (a Lua state of its own per guest script) */
 
 /* interrupt.c: the signal that arrived since core.trap_interrupts() (0: none), and whether it runs. */
 int fb_interrupted(void);
 int fb_trapping_interrupts(void);
+
+/* Seconds on a monotonic clock (core.now). */
+double fb_now(void);
 
 /* The bytes of a string or of a secret at idx (NULL if it is neither). The pointer lives as long as
  * the value stays reachable from Lua. */
@@ -49,5 +53,19 @@ typedef struct {
 } fb_buf;
 int fb_buf_add(fb_buf *b, const char *s, size_t n); /* 0 ok, -1 out of memory */
 void fb_buf_free(fb_buf *b, int wipe);
+
+/* plain.c: plain data copied between two Lua states as bytes (guest scripts). fb_plain_put_seq appends
+ * n values from `first` to o->b, reading raw (no Lua code runs); -1 when one is not plain data, nests
+ * deeper than FB_PLAIN_DEPTH or would make o->b longer than o->max (o->err says which). It pushes at
+ * most 3 values per table level on L. fb_plain_get_seq pushes the values back (raises on memory, so
+ * only in a protected call) and returns their count. */
+#define FB_PLAIN_DEPTH 32
+typedef struct {
+	fb_buf *b;
+	size_t max;
+	const char *err;
+} fb_plain_out;
+int fb_plain_put_seq(lua_State *L, int first, int n, fb_plain_out *o);
+int fb_plain_get_seq(lua_State *L, const char *p);
 
 #endif

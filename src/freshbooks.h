@@ -9,7 +9,20 @@
  *
  * The environment variable FRESHBOOKS_NO_CURL_GLOBAL_INIT (any value) also skips curl_global_init.
  * A host-supplied share stays the host's: it sets the share's locks if it runs Lua states on several
- * threads, keeps it alive until every client using it is closed, and frees it itself. */
+ * threads, keeps it alive until every client using it is closed, and frees it itself.
+ *
+ * Running its users' scripts (docs/guest.md): the host keeps the session in its own Lua state and never
+ * gives user code that state, `freshbooks.core` or the session. It runs each script with
+ *
+ *   require("freshbooks.guest").run(fb, source, "=user.lua", { write = false, print = fn,
+ *     budget = { memory = bytes, instructions = n, time = seconds, patterns = steps, calls = n,
+ *                output = bytes } })                   -> true, results... | nil, err (err.code)
+ *
+ * from its own (trusted) Lua code, as examples/embed/host.c does. The module then makes a new lua_State
+ * per run (with lua_setallocf-capped memory, safe libraries only, nothing of the host's state), copies
+ * only plain data between the two states, never raises across them, and closes the guest state before
+ * run returns, so no user code runs in the host's lua_close. Guest states are independent: threads may
+ * run guests concurrently, each in its own host state. */
 #ifndef FRESHBOOKS_H
 #define FRESHBOOKS_H
 

@@ -1,11 +1,15 @@
 /* An embedding host: a C program that lets its users script FreshBooks without ever handing them a
  * secret. The host owns the credentials (from its environment) and the token store; the user's script
- * runs through freshbooks.guest, which gives it plain functions and copied data only.
+ * runs through freshbooks.guest, in a Lua state of its own with budgets, and reaches the API only
+ * through plain data copied between the two states.
  *
  *   FB_API_URL=... FB_CLIENT_ID=... FB_CLIENT_SECRET=... FB_REDIRECT_URI=... FB_TOKENS=tokens.json \
- *   [FB_CAINFO=ca.pem] [FB_GUEST_WRITE=1] embed-host user-script.lua
+ *   [FB_CAINFO=ca.pem] [FB_GUEST_WRITE=1] [FB_GUEST_<BUDGET>=n ...] embed-host user-script.lua
  *
- * Exit status: 0 when the script ran, 1 when it failed (its error on stderr), 2 on bad usage. */
+ * FB_GUEST_MEMORY, _INSTRUCTIONS, _TIME, _PATTERNS, _CALLS, _OUTPUT override the budgets (see
+ * freshbooks.guest). The script's print goes to stdout; its return values are printed after it.
+ * Exit status: 0 when the script ran, 1 when it failed (its error, with its code, on stderr), 2 on bad
+ * usage. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <lua.h>
@@ -26,18 +30,27 @@ static const char *host_setup =
 	"  store = freshbooks.store.file(need 'FB_TOKENS'), cainfo = os.getenv 'FB_CAINFO',\n"
 	"}\n";
 
-/* Runs the user's script through the guest module with the session as its only way out. */
+/* Runs the user's script as a guest. Its error is turned into text here (tostring of the library's
+ * error object), so what reaches C is always a string. */
 static const char *run_guest =
 	"local fb, path, write = ...\n"
 	"local f = assert(io.open(path, 'rb'))\n"
 	"local source = f:read('*a')\n"
 	"f:close()\n"
-	"local ok, err = require('freshbooks.guest').run(fb, source, '@' .. path, { write = write })\n"
-	"if not ok then error(err, 0) end\n";
+	"local budget = {}\n"
+	"for _, k in ipairs{ 'memory', 'instructions', 'time', 'patterns', 'calls', 'output' } do\n"
+	"  budget[k] = tonumber(os.getenv('FB_GUEST_' .. k:upper()))\n"
+	"end\n"
+	"local function report(ok, ...)\n"
+	"  if not ok then error(tostring((...)), 0) end\n"
+	"  for i = 1, select('#', ...) do print('result: ' .. tostring((select(i, ...)))) end\n"
+	"end\n"
+	"report(require('freshbooks.guest').run(fb, source, '@' .. path, { write = write, budget = budget }))\n";
 
 static int fail(lua_State *L, const char *what)
 {
-	fprintf(stderr, "embed-host: %s: %s\n", what, lua_tostring(L, -1));
+	const char *msg = lua_tostring(L, -1);
+	fprintf(stderr, "embed-host: %s: %s\n", what, msg != NULL ? msg : "(error object is not a string)");
 	lua_close(L);
 	return 1;
 }

@@ -1,135 +1,325 @@
--- Guest scripts: run untrusted Lua (a host application's user scripts) against a session without
--- giving it any way to reach a secret. The guest gets plain functions and plain data only:
---   * the session, its transport and its tokens live in upvalues of these functions, which a guest
---     cannot read without the debug library (not given);
---   * no require/package/io/os.execute/load/getmetatable/string.dump/debug: nothing that loads code
---     or escapes into the host;
---   * results are deep copies of decoded JSON; errors are rebuilt from their public fields only
---     (a save_failed error carries tokens for the host, never for a guest).
+-- Guest scripts: untrusted Lua (an embedding host's user scripts) run against a session, each run in a
+-- Lua state of its own that the C core makes and closes (src/guest.c), under budgets. Nothing of this
+-- state exists in the guest's: no function, table, metatable, token or secret. The script's calls
+-- arrive here as plain data, run against the session, and go back as plain data; errors go back as
+-- plain tables {code, message, status, errno, errors} with secrets masked.
 --   local guest = require "freshbooks.guest"
---   local ok, err = guest.run(fb, source, "=user.lua", { print = host_print, write = false })
+--   local ok, a, b = guest.run(fb, source, "=user.lua", { write = false, print = host_print,
+--                                                          budget = { time = 5 }, usage = {} })
+-- The script sees the library's shape: `local fb = ...` (also the global `fb`), fb:me(),
+-- fb:memberships(), for m in fb:businesses(), fb:find_business(key), fb:account(id).invoices:list{...},
+-- for inv in acct.invoices:each{...}, acct.reports.profit_and_loss:get{...}; with write = true also
+-- create/update/delete/archive/send_by_email. docs/guest.md has the whole contract.
+local core = require "freshbooks.core"
 local errors = require "freshbooks.errors"
 local catalogue = require "freshbooks.catalogue"
+local resource = require "freshbooks.resource"
 
 local guest = {}
 
-local function copy(v, seen)
-  if type(v) ~= "table" then return v end
-  seen = seen or {}
-  if seen[v] then return seen[v] end
-  local c = {}
-  seen[v] = c
-  for k, x in pairs(v) do c[copy(k, seen)] = copy(x, seen) end
-  return c
-end
+-- Budgets per run (a host may change these defaults, or pass its own per run): bytes the guest state
+-- may hold, VM instructions, seconds of wall clock (API calls included), pattern-matching steps, API
+-- requests, bytes printed or returned. Each one, spent, ends the run with code "budget_<name>"
+-- (instructions: "budget_cpu").
+guest.budget = {
+  memory = 32 * 1024 * 1024, instructions = 1e8, time = 30, patterns = 1e6, calls = 1000, output = 1024 * 1024,
+}
 
-local function public_error(err)
-  if type(err) ~= "table" then return errors.new{ code = "error", message = tostring(err) } end
-  return errors.new{ code = tostring(err.code), message = err.message, status = err.status,
-    errno = err.errno, errors = copy(err.errors) }
-end
+local MAX_ITERATORS = 64 -- open each() loops per run (each holds a page in the host)
+local MAX_PARALLEL = 8
 
--- Call a library function; hand the guest copies, or nil and a public error.
-local function call(f, ...)
-  local ok, res, err = pcall(f, ...)
-  if not ok then return nil, public_error{ code = "bad_argument", message = errors.scrub(res) } end
-  if res == nil then return nil, public_error(err) end
-  return copy(res), err and copy(err) or nil
-end
+local unpack = table.unpack or rawget(_G, "unpack")
 
-local READ = { "list", "get", "each", "all" }
-local WRITE = { "create", "update", "delete", "archive" }
+-- What a guest may call on each resource. Queries must be tables (rendered by query.lua): a string
+-- would reach the transport as it is. QUERY says where each verb takes its query.
+local QUERY = { list = 1, each = 1, all = 1, get = 2, create = 2, update = 3 }
+local WRITES = { "create", "update", "delete", "archive" }
 
-local function resource_api(r, write)
-  local api = {}
-  local function add(name)
-    if not (r.entry and r.entry.verbs[name]) and name ~= "each" and name ~= "all" then return end
-    if name == "each" then
-      api.each = function(q)
-        local ok, it = pcall(r.each, r, q)
-        if not ok then error(errors.scrub(it), 2) end
-        return function()
-          local v, err = it()  -- like each(): false, err when a page fails
-          if v == false then return false, public_error(err) end
-          return copy(v)
-        end
-      end
-    else
-      api[name] = function(...) return call(r[name], r, ...) end
+local function verbs_of(e, write)
+  local v = {}
+  if e.verbs.report then
+    v.get = true
+  elseif not e.verbs.upload then
+    if e.verbs.list then v.list, v.each, v.all = true, true, true end
+    if e.verbs.get then v.get = true end
+    for _, w in ipairs(WRITES) do
+      if e.verbs[w] then v[w] = write end
+    end
+    for _, x in ipairs(e.extras) do
+      if x == "send_by_email" then v.send_by_email = write end
     end
   end
-  for _, v in ipairs(READ) do add(v) end
-  if write then for _, v in ipairs(WRITE) do add(v) end end
-  return api
+  return v
 end
 
-local function owner_api(obj, write)
-  local api = {}
+-- The verbs guests may call, per owner kind and resource name (write or not), and the groups
+-- (acct.reports): what the guest state asks for the first time a script names a resource.
+local shapes = {}
+local function shape(write)
+  if shapes[write] then return shapes[write] end
+  local sh = { verbs = { account = {}, business = {} }, groups = { account = {}, business = {} } }
   for _, e in ipairs(catalogue.entries) do
-    -- resources are made on first use; this owner may not carry the entry (another family)
-    local ok, r = pcall(function() return e.group and obj[e.group][e.name] or obj[e.name] end)
-    if ok and r and r.entry and (r.entry.verbs.list or r.entry.verbs.get) then api[e.name] = resource_api(r, write) end
+    local kind = catalogue.account_families[e.family] and "account" or "business"
+    local verbs = verbs_of(e, write)
+    if next(verbs) then
+      sh.verbs[kind][e.name] = verbs
+      if e.group then sh.groups[kind][e.group] = true end
+    end
   end
-  return api
+  shapes[write] = sh
+  return sh
 end
 
--- guest.api(fb, opts) -> the `freshbooks` table a guest sees. opts.write = true allows create/update/
--- delete/archive; reads only by default.
-function guest.api(fb, opts)
-  if type(fb) ~= "table" or type(fb.request) ~= "function" then
-    error("freshbooks.guest.api: a session is required", 2)
+-- Text for the guest or for the host's error: no secret (the heuristic, and the session's exact
+-- values when it can name them).
+local function text(fb, s)
+  s = errors.scrub(s)
+  if type(fb.redact) == "function" then s = fb:redact(s) end
+  return s
+end
+
+-- Data for the guest with the session's exact secrets masked, copied only where something changed.
+-- (No heuristic here: it would mask UUIDs and the like.)
+local function redacted(fb, v)
+  if type(fb.redact) ~= "function" then return v end
+  local function walk(x, depth)
+    if type(x) == "string" then return fb:redact(x) end
+    if type(x) ~= "table" or depth > 40 then return x end
+    local copy
+    for k, y in pairs(x) do
+      local z = walk(y, depth + 1)
+      if z ~= y then
+        if not copy then
+          copy = {}
+          for k2, y2 in pairs(x) do copy[k2] = y2 end
+        end
+        copy[k] = z
+      end
+    end
+    return copy or x
   end
-  local write = opts and opts.write or false
-  return {
-    me = function() return call(fb.me, fb) end,
-    businesses = function()
-      local list = {}
-      local ok, err = pcall(function() for m in fb:businesses() do list[#list + 1] = copy(m) end end)
-      if not ok then return nil, public_error(err) end
-      return list
+  return walk(v, 0)
+end
+
+-- An error as the guest gets it: public fields only (a save_failed error carries tokens for the host).
+local function public_error(fb, err)
+  if type(err) ~= "table" then return { code = "error", message = text(fb, tostring(err)) } end
+  local function clean(v) return type(v) == "string" and text(fb, v) or v end
+  local fields
+  if type(err.errors) == "table" then
+    fields = {}
+    for _, f in ipairs(err.errors) do
+      if type(f) == "table" then
+        fields[#fields + 1] = { field = clean(f.field), message = clean(f.message), errno = tonumber(f.errno),
+          object = clean(f.object), value = clean(f.value) }
+      end
+    end
+  end
+  return { code = tostring(err.code), message = text(fb, err.message), status = tonumber(err.status),
+           errno = tonumber(err.errno), errors = fields }
+end
+
+-- A raised error, as the script will see it raised: the message without our file positions.
+local function raised(fb, e)
+  return text(fb, (tostring(e):gsub("^[^\n]-:%d+: ", "")))
+end
+
+-- The reply to a call: "ok", results... | "fail", nil or false, err | "raise", message.
+local function answer(fb, ok, ...)
+  if not ok then return { n = 2, "raise", raised(fb, (...)) } end
+  local n, a, b = select("#", ...), ...
+  if (a == nil or a == false) and b ~= nil then return { n = 3, "fail", a, public_error(fb, b) } end
+  local out = { n = n + 1, "ok", ... }
+  for i = 2, n + 1 do out[i] = redacted(fb, out[i]) end
+  return out
+end
+
+local function bad(msg) error("freshbooks: " .. msg, 0) end
+
+-- The operations a script can ask for. Resources are built on a stand-in for the session whose every
+-- request counts against the call budget and gets no more time than the run has left.
+local function operations(fb, allowed, budget, deadline)
+  local run = { calls = 0, stop = nil }
+  local function spend(n)
+    if run.stop then return false end
+    if core.now() >= deadline then
+      run.stop = errors.new{ code = "budget_time", message = "the script ran past its deadline" }
+    elseif run.calls + n > budget.calls then
+      run.stop = errors.new{ code = "budget_calls",
+        message = ("the script made more API calls than its budget (%d)"):format(budget.calls) }
+    else
+      run.calls = run.calls + n
+      return true
+    end
+    return false
+  end
+  local function bounded(req)
+    req.timeout = math.max(0.001, math.min(req.timeout or fb.timeout or 60, deadline - core.now()))
+    return req
+  end
+  local session = {
+    request = function(_, req)
+      if not spend(1) then return nil, run.stop end
+      return fb:request(bounded(req))
     end,
-    account = function(id) return owner_api(fb:account(id), write) end,
-    business = function(id) return owner_api(fb:business(id), write) end,
+    batch = function(_, reqs, o)
+      if not spend(#reqs) then
+        local out = {}
+        for i = 1, #reqs do out[i] = { err = run.stop } end
+        return out
+      end
+      for _, req in ipairs(reqs) do bounded(req) end
+      return fb:batch(reqs, o)
+    end,
   }
-end
 
-local function safe_copy(lib, drop)
-  local c = {}
-  for k, v in pairs(lib) do if not (drop and drop[k]) then c[k] = v end end
-  return c
-end
-
--- guest.env(fb, opts) -> a fresh environment for one guest script.
-function guest.env(fb, opts)
-  opts = opts or {}
-  local env = {
-    assert = assert, error = error, ipairs = ipairs, next = next, pairs = pairs, pcall = pcall,
-    select = select, tonumber = tonumber, tostring = tostring, type = type, xpcall = xpcall,
-    unpack = table.unpack or rawget(_G, "unpack"), rawequal = rawequal, rawlen = rawget(_G, "rawlen"),
-    setmetatable = setmetatable,
-    print = opts.print or print,
-    string = safe_copy(string, { dump = true }),
-    table = safe_copy(table), math = safe_copy(math),
-    os = { time = os.time, date = os.date, clock = os.clock, difftime = os.difftime },
-    coroutine = safe_copy(coroutine),
-    freshbooks = guest.api(fb, opts),
-  }
-  env._G = env
-  return env
-end
-
--- guest.run(fb, source, chunkname, opts) -> true, results... | nil, message. Text only: precompiled
--- bytecode could break out of any environment.
-function guest.run(fb, source, chunkname, opts)
-  if type(source) ~= "string" then error("freshbooks.guest.run: source must be a string", 2) end
-  local env = guest.env(fb, opts)
-  local chunk, err = load(source, chunkname or "=guest", "t", env)
-  if not chunk then return nil, errors.scrub(err) end
-  local function pack(ok, ...)
-    if not ok then return nil, errors.scrub(tostring((...))) end
-    return true, ...
+  local owners, iters, handles, live = {}, {}, 0, 0
+  local function kind_of(kind)
+    if kind ~= "account" and kind ~= "business" then bad("no such owner: " .. tostring(kind)) end
+    return kind
   end
-  return pack(pcall(chunk))
+  local function owner(kind, id)
+    kind_of(kind)
+    local key = kind .. ":" .. tostring(id)
+    owners[key] = owners[key] or resource[kind](session, id) -- raises on a bad id (resource.lua's rule)
+    return owners[key]
+  end
+  local function target(kind, id, name, verb)
+    local verbs = allowed.verbs[kind_of(kind)][name]
+    local ok = verbs and verbs[verb]
+    if ok == nil then bad(("%s: guest scripts have no %s here"):format(tostring(name), tostring(verb))) end
+    if not ok then bad(("%s:%s: this script may only read (the host allows no writes)"):format(name, verb)) end
+    local e = catalogue.by_name[name]
+    local o = owner(kind, id)
+    return e.group and o[e.group][e.name] or o[e.name], e
+  end
+  local function check_query(e, verb, ...)
+    local at = e.verbs.report and 1 or QUERY[verb]
+    local q = at and select(at, ...)
+    if q ~= nil and type(q) ~= "table" then
+      bad(("%s:%s: the query must be a table (guest scripts cannot send query strings)"):format(e.name, verb))
+    end
+  end
+  local function paging(o)
+    if o ~= nil and type(o) ~= "table" then bad("each/all: options must be a table") end
+    local parallel = o and tonumber(o.parallel) or 1
+    return { parallel = math.max(1, math.min(MAX_PARALLEL, parallel)) }
+  end
+
+  local ops = {}
+  -- -> {verbs = {...}} | {group = true} | nil: what the script may do with `name` (in `group`).
+  function ops.resource(kind, name, group)
+    local verbs = allowed.verbs[kind_of(kind)][name]
+    if verbs and catalogue.by_name[name].group == group then return { verbs = verbs } end
+    if group == nil and allowed.groups[kind][name] then return { group = true } end
+    return nil
+  end
+  function ops.owner(kind, id)
+    owner(kind, id)
+    return true
+  end
+  function ops.verb(kind, id, name, verb, ...)
+    local r, e = target(kind, id, name, verb)
+    check_query(e, verb, ...)
+    if verb == "all" then
+      local q, o = ...
+      return r:all(q, paging(o))
+    end
+    return r[verb](r, ...)
+  end
+  function ops.each(kind, id, name, q, o)
+    local r, e = target(kind, id, name, "each")
+    check_query(e, "each", q)
+    if live >= MAX_ITERATORS then bad(("each: more than %d loops open at once"):format(MAX_ITERATORS)) end
+    local it = r:each(q, paging(o))
+    handles, live = handles + 1, live + 1
+    iters[handles] = it
+    return handles
+  end
+  ops["next"] = function(h)
+    local it = iters[h]
+    if not it then return nil end
+    local v, err = it()
+    if not v then iters[h], live = nil, live - 1 end
+    return v, err
+  end
+  local function identity(method)
+    return function(...)
+      if not spend(1) then return nil, run.stop end
+      return fb[method](fb, ...)
+    end
+  end
+  ops.me, ops.memberships, ops.find_business = identity("me"), identity("memberships"), identity("find_business")
+  return ops, run
+end
+
+-- Runs the script step by step: each "call" is answered here, each "print" goes to the host.
+local function drive(g, fb, ops, run, out)
+  local kind, p = g:resume()
+  while true do
+    if kind == "call" then
+      local f = ops[p[1]]
+      local reply
+      if type(f) == "function" then
+        reply = answer(fb, pcall(f, unpack(p, 2, p.n)))
+      else
+        reply = { n = 2, "raise", "freshbooks: no such operation" }
+      end
+      if run.stop then return "stopped", run.stop end
+      kind, p = g:resume(reply)
+    elseif kind == "print" then
+      out(p)
+      kind, p = g:resume()
+    else
+      return kind, p
+    end
+  end
+end
+
+local OPTIONS = { print = "function", write = "boolean", budget = "table", usage = "table" }
+
+-- guest.run(fb, source, chunkname, opts) -> true, results... | nil, err. The script is text (bytecode
+-- is refused); its results are copied (plain data only). opts: write (default false), print (where
+-- the script's print goes; default the host's print), budget (see guest.budget), usage (a table to
+-- fill with what the run used). Bad arguments raise; a failed run returns nil, err with err.code one of
+-- syntax, script_error, bad_result, budget_memory, budget_cpu, budget_time, budget_patterns,
+-- budget_calls, budget_output.
+function guest.run(fb, source, chunkname, opts)
+  if type(fb) ~= "table" or type(fb.request) ~= "function" then
+    error("freshbooks.guest.run: a session is required", 2)
+  end
+  if type(source) ~= "string" then error("freshbooks.guest.run: source must be a string", 2) end
+  if chunkname ~= nil and type(chunkname) ~= "string" then
+    error("freshbooks.guest.run: chunkname must be a string", 2)
+  end
+  opts = opts or {}
+  if type(opts) ~= "table" then error("freshbooks.guest.run: opts must be a table", 2) end
+  for k, v in pairs(opts) do
+    if not OPTIONS[k] then error("freshbooks.guest.run: unknown option '" .. tostring(k) .. "'", 2) end
+    if type(v) ~= OPTIONS[k] then error("freshbooks.guest.run: " .. k .. " must be a " .. OPTIONS[k], 2) end
+  end
+  local budget = {}
+  for k, v in pairs(guest.budget) do budget[k] = v end
+  for k, v in pairs(opts.budget or {}) do
+    if guest.budget[k] == nil then error("freshbooks.guest.run: unknown budget '" .. tostring(k) .. "'", 2) end
+    if type(v) ~= "number" or v ~= v or v <= 0 then error("freshbooks.guest.run: budget." .. k .. " must be > 0", 2) end
+    budget[k] = v
+  end
+
+  local g, err = core.guest(source, chunkname or "=guest", { memory = budget.memory,
+    instructions = budget.instructions, time = budget.time, patterns = budget.patterns, output = budget.output })
+  if not g then return nil, errors.new{ code = err.code, message = text(fb, err.message) } end
+  local ops, run = operations(fb, shape(opts.write == true), budget, core.now() + budget.time)
+  local ok, kind, p = pcall(drive, g, fb, ops, run, opts.print or print)
+  if opts.usage then
+    for k, v in pairs(g:usage()) do opts.usage[k] = v end
+    opts.usage.calls = run.calls
+  end
+  g:close()
+  if not ok then error(kind, 0) end -- the host's own print raised: its error, as it was
+  if kind == "done" then return true, unpack(p, 1, p.n) end
+  if kind == "stopped" then return nil, p end
+  return nil, errors.new{ code = p.code, message = text(fb, p.message) }
 end
 
 return guest

@@ -1,0 +1,99 @@
+-- Guest scripts inside OpenResty: a real nginx (lua-nginx-module on LuaJIT) runs freshbooks.guest in a
+-- request handler, with the session on cosockets. The C core never calls the host's Lua across the
+-- guest bridge, so a guest's API call yields the request like any other: the one worker keeps serving.
+local cjson = require "cjson"
+local core = require "freshbooks.core"
+local sandbox = require "support.sandbox"
+local testserver = require "support.testserver"
+
+local APP = [[
+    location = /app/guest {
+      content_by_lua_block {
+        local cjson = require "cjson"
+        ngx.req.read_body()
+        local cfg = cjson.decode(ngx.req.get_body_data())  -- POSTed: tokens never sit in a URL or a log
+        local source, budget = cfg.source, cfg.budget
+        cfg.source, cfg.budget = nil, nil
+        local fb = require("freshbooks").new(cfg)
+        local printed = {}
+        ngx.update_time()
+        local started = ngx.now()
+        local ok, a = require("freshbooks.guest").run(fb, source, "=user", { budget = budget,
+          print = function(s) printed[#printed + 1] = s end })
+        ngx.update_time()
+        ngx.say(cjson.encode{ ok = ok == true, result = ok and a or nil, code = not ok and a.code or nil,
+          message = not ok and a.message or nil, printed = table.concat(printed, "\n"),
+          cosockets = require("freshbooks.transport").openresty() ~= nil, started = started,
+          finished = ngx.now() })
+      }
+    }
+    location = /app/ping {
+      content_by_lua_block { ngx.update_time(); ngx.say(require("cjson").encode{ at = ngx.now() }) }
+    }
+]]
+
+describe("guest scripts in OpenResty", function()
+  local sb, app, client
+  setup(function()
+    sb = sandbox.start{ invoices = 20 }
+    app = testserver.start{ http = testserver.lua_paths(), locations = APP }
+    client = core.client{ timeout = 30 }
+  end)
+  teardown(function()
+    if client then client:close() end
+    if app then app.stop() end
+    if sb then sb:stop() end
+  end)
+
+  local function body(source, budget)
+    return cjson.encode{ api_url = sb.url, client_id = sb.app.client_id, client_secret = sb.app.client_secret,
+      redirect_uri = sb.app.redirect_uri, tokens = sb:token{ user = "alice" }, source = source, budget = budget }
+  end
+
+  it("runs a guest script against the sandbox through cosockets", function()
+    local status, _, res = client:request{ method = "POST", url = app.url .. "/app/guest", body = body([[
+      local fb = ...
+      local n = 0
+      for m in fb:businesses() do
+        for _ in fb:account(m.account_id).invoices:each{ per_page = 7 } do n = n + 1 end
+      end
+      print("invoices", n)
+      return n
+    ]]) }
+    assert.are.equal(200, status, tostring(res) .. (app.log and app.log() or ""))
+    local r = cjson.decode(res)
+    assert.is_true(r.ok, tostring(r.message))
+    assert.are.equal(50, r.result)
+    assert.are.equal("invoices\t50", r.printed)
+    assert.is_true(r.cosockets)
+  end)
+
+  it("never blocks the worker: a ping is answered while a guest's API call is in flight", function()
+    sb:admin("POST", "/_sandbox/faults", { route = "users/me", fault = "delay", ms = 1500, times = 1 })
+    local results = client:batch({
+      { method = "POST", url = app.url .. "/app/guest", body = body("local fb = ... return fb:me().email") },
+      { method = "GET", url = app.url .. "/delay?ms=200" },   -- served by the same single worker
+      { method = "GET", url = app.url .. "/app/ping" },
+    }, { concurrency = 3 })
+    sb:admin("DELETE", "/_sandbox/faults")
+    assert.is_nil(results[1].err)
+    assert.are.equal(200, results[1].status, tostring(results[1].body))
+    local g = cjson.decode(results[1].body)
+    assert.is_true(g.ok, tostring(g.message))
+    assert.are.equal("alice@example.com", g.result)
+    local ping = cjson.decode(results[3].body)
+    assert.is_true(ping.at >= g.started and ping.at < g.finished,
+      ("ping at %.3f, guest run %.3f..%.3f"):format(ping.at, g.started, g.finished))
+  end)
+
+  it("ends a bomb with its budget's code, and the worker serves on", function()
+    local status, _, res = client:request{ method = "POST", url = app.url .. "/app/guest",
+      body = body("while true do end", { instructions = 5e6 }) }
+    assert.are.equal(200, status)
+    local r = cjson.decode(res)
+    assert.is_false(r.ok)
+    assert.are.equal("budget_cpu", r.code)
+    status = client:request{ method = "GET", url = app.url .. "/app/ping" }
+    assert.are.equal(200, status)
+  end)
+end)

@@ -1,0 +1,888 @@
+/* Guest scripts in a Lua state of their own (freshbooks.guest is the Lua side, docs/guest.md the contract).
+ *
+ *   local g = core.guest(source, chunkname, { memory =, instructions =, time =, patterns =, output = })
+ *   local kind, payload = g:resume(reply)   -- until kind is "done" or "error"
+ *
+ * Each run gets a new lua_State that holds only safe libraries, a prelude (guest_env.lua) and the
+ * script; nothing of the host's state exists in it. The script talks to the host through two C
+ * functions that copy plain data (plain.c) and yield: g:resume returns ("call", {n =, op, args...}) or
+ * ("print", text) to the host's Lua, which runs the call against its session and passes the answer to
+ * the next g:resume. No C code here calls the host's Lua, so the host's calls may yield (OpenResty).
+ *
+ * Budgets, each ending the run with its own code (the state is closed at once, nothing of it runs
+ * again): memory (the state's allocator refuses to grow past the cap), instructions (a count hook), time
+ * (a monotonic deadline checked in the hook and at every crossing), pattern steps (the Lua matcher in
+ * guest_patterns.lua charges them here), output (printed bytes and results). A stop is sticky: once a
+ * budget is spent, the hook yields the script at its next instruction (on_count), so no pcall can
+ * swallow it and nothing of the script runs again.
+ *
+ * Every operation on the guest state that may allocate (and so raise) runs inside a protected call on
+ * that state; nothing raised in one state ever unwinds through the other. */
+#define _GNU_SOURCE /* memmem */
+#include <pthread.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+#include <lualib.h>
+#include "fb_internal.h"
+#include "guest_lua.h" /* generated from guest_env.lua and guest_patterns.lua (Makefile) */
+#if LUA_VERSION_NUM < 502
+#include <luajit.h>
+#endif
+
+#define GUEST_MT "freshbooks.guest"
+#define HOOK_EVERY 1000          /* instructions between two budget checks */
+#define MAX_CALL (1u << 20)      /* bytes of arguments in one call to the host */
+#define MAX_REPLY (16u << 20)    /* bytes of one answer from the host */
+#define MAX_MESSAGE 2000         /* bytes of an error message kept */
+#define MIN_MEMORY (256u << 10)  /* a smaller cap could not hold the libraries and the prelude */
+
+enum { STOP_NONE, STOP_MEMORY, STOP_CPU, STOP_TIME, STOP_PATTERNS, STOP_OUTPUT };
+static const char *const STOP_CODE[] = {
+	NULL, "budget_memory", "budget_cpu", "budget_time", "budget_patterns", "budget_output",
+};
+static const char *const STOP_TEXT[] = {
+	NULL, "the script used more memory than its budget", "the script ran more instructions than its budget",
+	"the script ran past its deadline", "the script's patterns took more steps than their budget",
+	"the script printed or returned more than its output budget",
+};
+
+/* What a resume ended with. */
+enum { RAN_CALL = 1, RAN_PRINT, RAN_DONE, RAN_ERROR, RAN_BAD_RESULT };
+
+typedef struct {
+	lua_State *G;       /* the guest state; NULL once closed */
+	lua_State *T;       /* the script's thread (anchored in G's registry) */
+	int step_ref;       /* G's registry: the step function (made once, so a resume allocates nothing) */
+	lua_Alloc alloc;    /* G's own allocator, which capped_alloc wraps */
+	void *alloc_ud;
+	size_t used, peak, memory;
+	int refused;        /* the last growing allocation was refused */
+	unsigned long long instructions, max_instructions, steps, max_steps;
+	size_t output, max_output;
+	double started, deadline, ended;
+	int stop;           /* STOP_*: which budget ran out (sticky) */
+	int pending;        /* RAN_CALL or RAN_PRINT: what the script's last yield asks for */
+	int first;          /* arguments already on the script's thread (its session) */
+	int ran;            /* RAN_*: how the last step ended */
+	int busy;
+	fb_buf msg;         /* the crossing in flight: plain data, or an error message */
+	fb_buf dump;        /* bytecode of a chunk of ours being cached */
+} fb_guest;
+
+/* Our two chunks: compiled once per process, then loaded as bytecode (compiling the prelude costs
+ * several times more than making the state). Only this bytecode is ever loaded: scripts are text. */
+typedef struct {
+	const char *src, *name;
+	size_t len;
+	char *bc; /* kept for the life of the process, like the module itself */
+	size_t bclen;
+} fb_chunk;
+static fb_chunk env_chunk = {fb_guest_env_lua, "=freshbooks.guest", sizeof fb_guest_env_lua - 1, NULL, 0};
+static fb_chunk patterns_chunk = {fb_guest_patterns_lua, "=freshbooks.patterns", sizeof fb_guest_patterns_lua - 1,
+				  NULL, 0};
+static pthread_mutex_t chunk_lock = PTHREAD_MUTEX_INITIALIZER;
+
+/* ---- the guest state's allocator and hook ------------------------------------------------------ */
+
+/* Wraps the state's own allocator (lua_setallocf works on every VM; LuaJIT cannot take a custom
+ * allocator in lua_newstate on x86_64 builds without GC64). */
+static void *capped_alloc(void *ud, void *ptr, size_t osize, size_t nsize)
+{
+	fb_guest *g = (fb_guest *)ud;
+	size_t old = ptr != NULL ? osize : 0; /* for a new block, Lua 5.4 passes the object type in osize */
+	void *p;
+	if (nsize > old && nsize - old > g->memory - g->used) {
+#if LUA_VERSION_NUM >= 502
+		/* Lua 5.4 collects all garbage and asks again; refused twice, the budget is spent. */
+		if (g->refused && !g->stop)
+			g->stop = STOP_MEMORY;
+		g->refused = 1;
+#else
+		if (!g->stop) /* LuaJIT raises at once */
+			g->stop = STOP_MEMORY;
+#endif
+		return NULL;
+	}
+	p = g->alloc(g->alloc_ud, ptr, osize, nsize);
+	if (p != NULL || nsize == 0) {
+		g->used = g->used - old + nsize;
+		if (g->used > g->peak)
+			g->peak = g->used;
+		if (nsize > old)
+			g->refused = 0;
+	}
+	return p;
+}
+
+static fb_guest *guest_of(lua_State *L)
+{
+	void *ud;
+	(void)lua_getallocf(L, &ud);
+	return (fb_guest *)ud;
+}
+
+static void on_count(lua_State *L, lua_Debug *ar);
+
+/* Ends the run from a C function of the guest state: raises (the host sees the budget's code), and
+ * from now on the hook runs at every instruction of this thread, so the script gets no further. */
+static int stop(lua_State *L, fb_guest *g, int why)
+{
+	if (!g->stop)
+		g->stop = why;
+	lua_sethook(L, on_count, LUA_MASKCOUNT, 1);
+	return luaL_error(L, "freshbooks.guest: %s", STOP_CODE[g->stop]);
+}
+
+/* Once a budget is spent, the hook yields whatever coroutine is running (a hook may yield, with no
+ * values): nothing unwinds, so no pcall, message handler or __close of the script runs again, and the
+ * script's thread comes back to g_step, which ends the run. A coroutine of the script yields to its
+ * resumer, whose own hook fires within HOOK_EVERY instructions. Raising instead would not do: a
+ * message handler then runs with hooks off, and in Lua 5.4 errors caught by nested pcalls in a
+ * coroutine unwind in time quadratic in the work done. Where no yield is possible (inside a C call that
+ * called Lua) the hook raises, until the C call is left. */
+static void on_count(lua_State *L, lua_Debug *ar)
+{
+	fb_guest *g = guest_of(L);
+	(void)ar;
+	if (!g->stop) {
+		g->instructions += HOOK_EVERY;
+		if (g->instructions > g->max_instructions)
+			g->stop = STOP_CPU;
+		else if (fb_now() >= g->deadline)
+			g->stop = STOP_TIME;
+		else
+			return;
+	}
+	lua_sethook(L, on_count, LUA_MASKCOUNT, 1);
+#if LUA_VERSION_NUM >= 503
+	if (lua_isyieldable(L)) {
+		lua_yield(L, 0); /* in a hook, returns: the VM yields when the hook is done */
+		return;
+	}
+	luaL_error(L, "freshbooks.guest: %s", STOP_CODE[g->stop]);
+#else
+	lua_yield(L, 0); /* LuaJIT yields from a hook, or raises where it cannot */
+#endif
+}
+
+/* ---- C functions of the guest state ------------------------------------------------------------ */
+
+/* Hands the script's request to the host: yields the marker (the guest's address as light userdata,
+ * which no script can make) through every coroutine of the script (guest_env.lua passes it up). */
+static int yield_to_host(lua_State *L, fb_guest *g, int what)
+{
+	g->pending = what;
+	lua_settop(L, 0);
+	lua_pushlightuserdata(L, g);
+	return lua_yield(L, 1);
+}
+
+/* call(op, ...) -> the host's answer ("ok", values... | "fail", first, err | "raise", message). */
+static int g_call(lua_State *L)
+{
+	fb_guest *g = guest_of(L);
+	fb_plain_out o;
+	if (g->stop || fb_now() >= g->deadline) /* the deadline holds inside the bridge too */
+		return stop(L, g, g->stop ? g->stop : STOP_TIME);
+	g->pending = 0;
+	g->msg.len = 0;
+	o.b = &g->msg;
+	o.max = MAX_CALL;
+	if (fb_plain_put_seq(L, 1, lua_gettop(L), &o) != 0) {
+		luaL_where(L, 2); /* the script's line: level 1 is the prelude's method that called us */
+		lua_pushfstring(L, "freshbooks: arguments to the API: %s", o.err);
+		lua_concat(L, 2);
+		return lua_error(L);
+	}
+	return yield_to_host(L, g, RAN_CALL);
+}
+
+/* print_host(text): the script's print, counted against the output budget. */
+static int g_print(lua_State *L)
+{
+	fb_guest *g = guest_of(L);
+	size_t len;
+	fb_plain_out o;
+	luaL_checklstring(L, 1, &len);
+	lua_settop(L, 1);
+	if (g->stop || len > g->max_output - g->output)
+		return stop(L, g, g->stop ? g->stop : STOP_OUTPUT);
+	g->output += len;
+	g->pending = 0;
+	g->msg.len = 0;
+	o.b = &g->msg;
+	o.max = len + 64;
+	if (fb_plain_put_seq(L, 1, 1, &o) != 0)
+		return luaL_error(L, "freshbooks.guest: print: %s", o.err);
+	return yield_to_host(L, g, RAN_PRINT);
+}
+
+static int has_specials(const char *p, size_t len)
+{
+	size_t i;
+	for (i = 0; i < len; i++)
+		if (strchr("^$*+?.([%-", p[i]) != NULL && p[i] != '\0')
+			return 1;
+	return 0;
+}
+
+/* find(s, p [, init [, plain]]): string.find for literal patterns, in linear time (memmem; Lua's own
+ * plain search is quadratic in the worst case), or `true` when p needs the Lua matcher. The start
+ * position follows this VM's string.find. */
+static int g_find(lua_State *L)
+{
+	size_t ls, lp, start;
+	const char *s = luaL_checklstring(L, 1, &ls);
+	const char *p = luaL_checklstring(L, 2, &lp);
+	lua_Integer init = luaL_optinteger(L, 3, 1);
+	const char *hit;
+	if (!lua_toboolean(L, 4) && has_specials(p, lp)) {
+		lua_pushboolean(L, 1);
+		return 1;
+	}
+#if LUA_VERSION_NUM >= 502
+	if (init > 0)
+		start = (size_t)init - 1;
+	else if (init == 0 || init < -(lua_Integer)ls)
+		start = 0;
+	else
+		start = (size_t)((lua_Integer)ls + init);
+	if (start > ls) { /* Lua 5.4: a start past the end finds nothing */
+		lua_pushnil(L);
+		return 1;
+	}
+#else
+	if (init < 0)
+		init += (lua_Integer)ls + 1;
+	if (init < 1)
+		init = 1;
+	start = (size_t)init - 1;
+	if (start > ls) /* LuaJIT: a start past the end is the end */
+		start = ls;
+#endif
+	hit = lp == 0 ? s + start : (const char *)memmem(s + start, ls - start, p, lp);
+	if (hit == NULL) {
+		lua_pushnil(L);
+		return 1;
+	}
+	lua_pushinteger(L, (lua_Integer)(hit - s) + 1);
+	lua_pushinteger(L, (lua_Integer)(hit - s) + (lua_Integer)lp);
+	return 2;
+}
+
+/* stopped() -> whether a budget has ended the run (the prelude refuses coroutine.close then). */
+static int g_stopped(lua_State *L)
+{
+	lua_pushboolean(L, guest_of(L)->stop != STOP_NONE);
+	return 1;
+}
+
+/* charge(steps): the Lua matcher's steps, against the pattern budget. */
+static int g_charge(lua_State *L)
+{
+	fb_guest *g = guest_of(L);
+	lua_Integer n = luaL_checkinteger(L, 1);
+	if (n > 0)
+		g->steps += (unsigned long long)n;
+	if (g->stop || g->steps > g->max_steps)
+		return stop(L, g, g->stop ? g->stop : STOP_PATTERNS);
+	return 0;
+}
+
+static int dump_writer(lua_State *L, const void *p, size_t sz, void *ud)
+{
+	(void)L;
+	return fb_buf_add((fb_buf *)ud, (const char *)p, sz);
+}
+
+/* Pushes chunk c as a function (raises, so only in a protected call). */
+static void load_chunk(lua_State *L, fb_guest *g, fb_chunk *c)
+{
+	char *bc;
+	size_t len;
+	pthread_mutex_lock(&chunk_lock);
+	bc = c->bc;
+	len = c->bclen;
+	pthread_mutex_unlock(&chunk_lock);
+	if (bc != NULL) {
+		if (luaL_loadbufferx(L, bc, len, c->name, "b") != 0)
+			lua_error(L);
+		return;
+	}
+	if (luaL_loadbufferx(L, c->src, c->len, c->name, "t") != 0)
+		lua_error(L);
+	g->dump.len = 0;
+#if LUA_VERSION_NUM >= 503
+	if (lua_dump(L, dump_writer, &g->dump, 1) != 0)
+#else
+	if (lua_dump(L, dump_writer, &g->dump) != 0)
+#endif
+		return; /* not cached: compiled again next time */
+	pthread_mutex_lock(&chunk_lock);
+	if (c->bc == NULL && (c->bc = (char *)malloc(g->dump.len)) != NULL) {
+		memcpy(c->bc, g->dump.p, g->dump.len);
+		c->bclen = g->dump.len;
+	}
+	pthread_mutex_unlock(&chunk_lock);
+	fb_buf_free(&g->dump, 0);
+}
+
+/* patterns() -> the Lua matcher (guest_patterns.lua), loaded on first use only. */
+static int g_patterns(lua_State *L)
+{
+	load_chunk(L, guest_of(L), &patterns_chunk);
+	lua_pushcfunction(L, g_find);
+	lua_pushcfunction(L, g_charge);
+	lua_pushinteger(L, LUA_VERSION_NUM);
+	lua_call(L, 3, 1);
+	return 1;
+}
+
+/* setmetatable without finalizers: both VMs switch hooks off while a __gc runs, so no budget could
+ * stop one, and it would run after the script (at the state's close). */
+static int g_setmetatable(lua_State *L)
+{
+	if (lua_type(L, 2) == LUA_TTABLE) {
+		lua_pushliteral(L, "__gc");
+		lua_rawget(L, 2);
+		if (!lua_isnil(L, -1))
+			return luaL_error(L, "freshbooks.guest: __gc metamethods are not allowed in guest scripts");
+		lua_pop(L, 1);
+	}
+	lua_pushvalue(L, lua_upvalueindex(1));
+	lua_insert(L, 1);
+	lua_call(L, lua_gettop(L) - 1, LUA_MULTRET);
+	return lua_gettop(L);
+}
+
+/* string.rep: Lua loops n times even when there is nothing to copy ((""):rep(2^60), one C call). */
+static int g_rep(lua_State *L)
+{
+	size_t l, lsep;
+	luaL_checklstring(L, 1, &l);
+	luaL_checkinteger(L, 2);
+	luaL_optlstring(L, 3, "", &lsep);
+	if (l == 0 && lsep == 0) {
+		lua_pushliteral(L, "");
+		return 1;
+	}
+	lua_pushvalue(L, lua_upvalueindex(1));
+	lua_insert(L, 1);
+	lua_call(L, lua_gettop(L) - 1, 1);
+	return 1;
+}
+
+/* ---- building the guest state ------------------------------------------------------------------ */
+
+static void open_lib(lua_State *G, const char *name, lua_CFunction open)
+{
+	lua_pushcfunction(G, open);
+	lua_pushstring(G, name);
+	lua_call(G, 1, 1);
+	lua_setglobal(G, name);
+}
+
+static int listed(const char *const *names, const char *s)
+{
+	for (; *names != NULL; names++)
+		if (strcmp(*names, s) == 0)
+			return 1;
+	return 0;
+}
+
+/* Removes from the table at idx every string key not in keep, and every non-string key. */
+static void keep_only(lua_State *G, int idx, const char *const *keep)
+{
+	lua_pushnil(G);
+	while (lua_next(G, idx)) {
+		lua_pop(G, 1);
+		if (lua_type(G, -1) != LUA_TSTRING || !listed(keep, lua_tostring(G, -1))) {
+			lua_pushvalue(G, -1);
+			lua_pushnil(G);
+			lua_rawset(G, idx); /* clearing a field during the traversal is allowed */
+		}
+	}
+}
+
+/* Replaces t[name] (t at idx) by f with the old value as its upvalue. */
+static void wrap_field(lua_State *G, int idx, const char *name, lua_CFunction f)
+{
+	lua_getfield(G, idx, name);
+	lua_pushcclosure(G, f, 1);
+	lua_setfield(G, idx, name);
+}
+
+/* The safe libraries: base without load*, dofile, require, collectgarbage, print (the prelude's goes
+ * to the host) and the LuaJIT extras; string without dump; table, math, coroutine, utf8; os time,
+ * clock, date and difftime only. No io, package, debug, jit or ffi at all. Removed here and rebuilt
+ * in Lua by the prelude: the pattern functions and table.move (C loops no hook could stop), and xpcall
+ * and coroutine.close: when the count hook raises, both VMs run a message handler with hooks still
+ * off (Lua 5.4 also the __close handlers of a coroutine that died that way, once it is closed). The
+ * prelude's xpcall calls its handler after pcall returns; its close refuses once the run is stopped. */
+static void open_safe_libs(lua_State *G)
+{
+	static const char *const globals[] = {
+		"assert", "error", "getmetatable", "ipairs", "next", "pairs", "pcall", "rawequal", "rawget", "rawlen",
+		"rawset", "select", "setmetatable", "tonumber", "tostring", "type", "unpack", "_G", "_VERSION",
+		"string", "table", "math", "coroutine", "utf8", "os", NULL,
+	};
+	static const char *const os_keep[] = {"time", "clock", "date", "difftime", NULL};
+	static const char *const string_drop[] = {"dump", "find", "match", "gmatch", "gsub", NULL};
+	const char *const *s;
+	int globals_idx;
+
+	open_lib(G, "_G", luaopen_base); /* LuaJIT's base also opens coroutine */
+	open_lib(G, LUA_STRLIBNAME, luaopen_string);
+	open_lib(G, LUA_TABLIBNAME, luaopen_table);
+	open_lib(G, LUA_MATHLIBNAME, luaopen_math);
+	open_lib(G, LUA_OSLIBNAME, luaopen_os);
+#if LUA_VERSION_NUM >= 502
+	open_lib(G, LUA_COLIBNAME, luaopen_coroutine);
+	open_lib(G, LUA_UTF8LIBNAME, luaopen_utf8);
+#endif
+	lua_getglobal(G, "_G");
+	globals_idx = lua_gettop(G);
+	keep_only(G, globals_idx, globals);
+	wrap_field(G, globals_idx, "setmetatable", g_setmetatable);
+	lua_getglobal(G, LUA_OSLIBNAME);
+	keep_only(G, lua_gettop(G), os_keep);
+	lua_getglobal(G, LUA_STRLIBNAME);
+	for (s = string_drop; *s != NULL; s++) {
+		lua_pushnil(G);
+		lua_setfield(G, -2, *s);
+	}
+	wrap_field(G, lua_gettop(G), "rep", g_rep);
+	lua_getglobal(G, LUA_TABLIBNAME);
+	lua_pushnil(G);
+	lua_setfield(G, -2, "move");
+	lua_getglobal(G, LUA_COLIBNAME);
+	lua_getfield(G, -1, "close");
+	lua_replace(G, globals_idx); /* returned to the caller */
+	lua_pushnil(G);
+	lua_setfield(G, -2, "close");
+	lua_settop(G, globals_idx);
+}
+
+/* One step of the run, protected on the guest state's main thread: the host's answer (in g->msg) goes
+ * to the script's thread, which runs until it asks the host for something, returns or fails. */
+static int g_step(lua_State *G)
+{
+	fb_guest *g = (fb_guest *)lua_touserdata(G, lua_upvalueindex(1));
+	lua_State *T = g->T;
+	int k, status, nres;
+	fb_plain_out o;
+	lua_settop(G, 0);
+	k = fb_plain_get_seq(G, g->msg.p);
+	lua_xmove(G, T, k); /* within the LUA_MINSTACK slots a yielded C function keeps */
+	k += g->first;
+	g->first = 0;
+	g->msg.len = 0;
+	g->pending = 0;
+#if LUA_VERSION_NUM >= 504
+	status = lua_resume(T, G, k, &nres);
+#else
+	status = lua_resume(T, k);
+	nres = lua_gettop(T);
+#endif
+	if (status == LUA_YIELD) {
+		int marked = nres == 1 && lua_touserdata(T, -1) == (void *)g && g->pending;
+		lua_pop(T, nres);
+		if (marked) {
+			g->ran = g->pending;
+			return 0;
+		}
+		g->msg.len = 0;
+		fb_buf_add(&g->msg, "attempt to yield from outside a coroutine", 41);
+		g->ran = RAN_ERROR;
+		return 0;
+	}
+	if (status == LUA_OK) {
+		luaL_checkstack(G, nres + 4, "freshbooks.guest: results");
+		lua_xmove(T, G, nres);
+		o.b = &g->msg;
+		o.max = g->max_output - g->output;
+		g->ran = RAN_DONE;
+		if (fb_plain_put_seq(G, 1, nres, &o) != 0) {
+			g->msg.len = 0;
+			fb_buf_add(&g->msg, o.err, strlen(o.err));
+			g->ran = RAN_BAD_RESULT;
+			if (strcmp(o.err, "too large") == 0 && !g->stop)
+				g->stop = STOP_OUTPUT;
+		} else {
+			g->output += g->msg.len;
+		}
+		return 0;
+	}
+	/* The script failed: keep its message (raw fields only: no metamethod of the script runs). */
+	luaL_checkstack(G, 4, "freshbooks.guest: error");
+	lua_xmove(T, G, 1);
+	g->ran = RAN_ERROR;
+	if (status == LUA_ERRMEM && !g->stop)
+		g->stop = STOP_MEMORY;
+	if (lua_type(G, -1) == LUA_TTABLE) { /* {code =, message =}: "code: message" */
+		lua_pushliteral(G, "message");
+		lua_rawget(G, -2);
+		if (lua_type(G, -1) == LUA_TSTRING) {
+			lua_pushliteral(G, "code");
+			lua_rawget(G, -3);
+			if (lua_type(G, -1) == LUA_TSTRING) {
+				lua_pushliteral(G, ": ");
+				lua_pushvalue(G, -3);
+				lua_concat(G, 3);
+				lua_remove(G, -2);
+			} else {
+				lua_pop(G, 1);
+			}
+		} else {
+			lua_pop(G, 1);
+		}
+	}
+	if (lua_type(G, -1) == LUA_TSTRING || lua_type(G, -1) == LUA_TNUMBER) {
+		size_t len;
+		const char *s = lua_tolstring(G, -1, &len);
+		fb_buf_add(&g->msg, s, len < MAX_MESSAGE ? len : MAX_MESSAGE);
+	} else {
+		const char *t = luaL_typename(G, -1);
+		fb_buf_add(&g->msg, "(error object is a ", 19);
+		fb_buf_add(&g->msg, t, strlen(t));
+		fb_buf_add(&g->msg, " value)", 7);
+	}
+	return 0;
+}
+
+struct setup {
+	fb_guest *g;
+	const char *src, *name;
+	size_t len;
+	int syntax; /* the script did not compile (its message in g->msg) */
+};
+
+/* Builds the state, protected: libraries, the prelude (given the bridge and the host's API shape), then
+ * the script, compiled as text only (bytecode could break out of any sandbox). */
+static int g_setup(lua_State *G)
+{
+	struct setup *s = (struct setup *)lua_touserdata(G, 1);
+	fb_guest *g = s->g;
+	static const luaL_Reg bridge[] = {
+		{"call", g_call},
+		{"print", g_print},
+		{"find", g_find},
+		{"charge", g_charge},
+		{"stopped", g_stopped},
+		{"patterns", g_patterns},
+		{NULL, NULL},
+	};
+	lua_settop(G, 0);
+	open_safe_libs(G); /* leaves the stock coroutine.close (or nil) at 1, for the prelude only */
+	lua_pushlightuserdata(G, g);
+	lua_pushcclosure(G, g_step, 1);
+	g->step_ref = luaL_ref(G, LUA_REGISTRYINDEX);
+	load_chunk(G, g, &env_chunk);
+	lua_pushlightuserdata(G, g);
+	lua_newtable(G);
+	luaL_setfuncs(G, bridge, 0);
+	lua_pushvalue(G, 1);
+	lua_setfield(G, -2, "close");
+	lua_call(G, 2, 1); /* -> the script's session object */
+	g->msg.len = 0;
+	if (luaL_loadbufferx(G, s->src, s->len, s->name, "t") != 0) {
+		size_t len;
+		const char *m = lua_tolstring(G, -1, &len);
+		s->syntax = 1;
+		fb_buf_add(&g->msg, m, len < MAX_MESSAGE ? len : MAX_MESSAGE);
+		return 0;
+	}
+	g->T = lua_newthread(G);
+	lua_pushvalue(G, -1);
+	(void)luaL_ref(G, LUA_REGISTRYINDEX);
+	lua_pop(G, 1);
+	lua_insert(G, -2); /* chunk, session */
+	lua_xmove(G, g->T, 2);
+	g->first = 1;
+	lua_sethook(g->T, on_count, LUA_MASKCOUNT, HOOK_EVERY); /* coroutines inherit it (LuaJIT: global) */
+	{
+		uint32_t none = 0; /* the first resume passes nothing */
+		fb_buf_add(&g->msg, (const char *)&none, sizeof none);
+	}
+	return 0;
+}
+
+/* ---- the host's side ----------------------------------------------------------------------------- */
+
+static void close_guest(fb_guest *g)
+{
+	if (g->G != NULL) {
+		lua_setallocf(g->G, g->alloc, g->alloc_ud); /* LuaJIT frees its own arena only with its own allocator */
+		lua_close(g->G);
+		g->G = NULL;
+		g->T = NULL;
+		g->ended = fb_now();
+	}
+	fb_buf_free(&g->msg, 0);
+	fb_buf_free(&g->dump, 0);
+}
+
+static fb_guest *check_guest(lua_State *L)
+{
+	return (fb_guest *)luaL_checkudata(L, 1, GUEST_MT);
+}
+
+static double budget(lua_State *L, const char *name, double max)
+{
+	double v;
+	lua_getfield(L, 3, name);
+	if (lua_type(L, -1) != LUA_TNUMBER || !(lua_tonumber(L, -1) > 0) || lua_tonumber(L, -1) > max)
+		luaL_error(L, "freshbooks.core.guest: %s must be a number > 0 (and <= %g)", name, max);
+	v = (double)lua_tonumber(L, -1);
+	lua_pop(L, 1);
+	return v;
+}
+
+/* Pushes {code =, message =}. */
+static void push_error(lua_State *L, const char *code, const char *message, size_t len)
+{
+	lua_createtable(L, 0, 2);
+	lua_pushstring(L, code);
+	lua_setfield(L, -2, "code");
+	lua_pushlstring(L, message, len);
+	lua_setfield(L, -2, "message");
+}
+
+/* core.guest(source, chunkname, {memory, instructions, time, patterns, output}) -> guest
+ * | nil, {code = "syntax" | "budget_memory", message} */
+static int l_guest(lua_State *L)
+{
+	struct setup s;
+	fb_guest *g;
+	lua_State *G;
+	int status;
+	if (lua_type(L, 1) != LUA_TSTRING)
+		return luaL_error(L, "freshbooks.core.guest: source must be a string");
+	s.src = lua_tolstring(L, 1, &s.len);
+	s.name = luaL_optstring(L, 2, "=guest");
+	luaL_checktype(L, 3, LUA_TTABLE);
+	g = (fb_guest *)lua_newuserdata(L, sizeof *g);
+	memset(g, 0, sizeof *g);
+	luaL_getmetatable(L, GUEST_MT);
+	lua_setmetatable(L, -2);
+	g->memory = (size_t)budget(L, "memory", 1e15);
+	if (g->memory < MIN_MEMORY)
+		g->memory = MIN_MEMORY;
+	g->max_instructions = (unsigned long long)budget(L, "instructions", 1e18);
+	g->max_steps = (unsigned long long)budget(L, "patterns", 1e18);
+	g->max_output = (size_t)budget(L, "output", 1e15);
+	g->started = fb_now();
+	g->deadline = g->started + budget(L, "time", 1e9);
+
+	G = luaL_newstate();
+	if (G == NULL)
+		return luaL_error(L, "freshbooks.core.guest: cannot create a Lua state");
+	g->G = G;
+	g->alloc = lua_getallocf(G, &g->alloc_ud);
+	g->used = g->peak = (size_t)lua_gc(G, LUA_GCCOUNT, 0) * 1024 + (size_t)lua_gc(G, LUA_GCCOUNTB, 0);
+	lua_setallocf(G, capped_alloc, g);
+#if LUA_VERSION_NUM < 502
+	/* The interpreter only: compiled traces do not call the count hook. A shorter GC pause keeps the
+	 * heap near the live data (LuaJIT has no emergency collection when the allocator says no). */
+	luaJIT_setmode(G, 0, LUAJIT_MODE_ENGINE | LUAJIT_MODE_OFF);
+	lua_gc(G, LUA_GCSETPAUSE, 100);
+#endif
+	lua_gc(G, LUA_GCSTOP, 0); /* building it makes no garbage worth collecting */
+	s.g = g;
+	s.syntax = 0;
+#if LUA_VERSION_NUM >= 502
+	lua_pushcfunction(G, g_setup); /* a light C function: allocates nothing */
+	lua_pushlightuserdata(G, &s);
+	status = lua_pcall(G, 1, 0, 0);
+#else
+	status = lua_cpcall(G, g_setup, &s); /* makes the closure inside the protected call */
+#endif
+	if (status != 0 || s.syntax) {
+		lua_pushnil(L);
+		if (g->stop == STOP_MEMORY || status == LUA_ERRMEM) {
+			push_error(L, STOP_CODE[STOP_MEMORY], STOP_TEXT[STOP_MEMORY], strlen(STOP_TEXT[STOP_MEMORY]));
+		} else if (s.syntax) {
+			push_error(L, "syntax", g->msg.p, g->msg.len);
+		} else { /* a broken prelude: a bug of ours */
+			size_t len = 0;
+			const char *m = lua_type(G, -1) == LUA_TSTRING ? lua_tolstring(G, -1, &len) : "";
+			push_error(L, "internal", m, len < MAX_MESSAGE ? len : MAX_MESSAGE);
+		}
+		close_guest(g);
+		return 2;
+	}
+	lua_settop(G, 0);
+	lua_gc(G, LUA_GCRESTART, 0);
+	return 1;
+}
+
+/* Pushes the values in g->msg as a table {n =, ...}. */
+static void push_seq(lua_State *L, fb_guest *g)
+{
+	int n, i;
+	int top = lua_gettop(L);
+	n = fb_plain_get_seq(L, g->msg.p);
+	lua_createtable(L, n, 1);
+	lua_insert(L, top + 1);
+	for (i = n; i >= 1; i--)
+		lua_rawseti(L, top + 1, i);
+	lua_pushinteger(L, n);
+	lua_setfield(L, top + 1, "n");
+}
+
+/* g:resume([reply]) -> "call", {n =, op, args...} | "print", text | "done", {n =, results...}
+ *                    | "error", {code =, message =}. The reply answers the last "call": {n =, ...}. */
+static int l_resume(lua_State *L)
+{
+	fb_guest *g = check_guest(L);
+	fb_plain_out o;
+	int status = LUA_OK, n = 0, i;
+	if (g->G == NULL)
+		return luaL_error(L, "freshbooks.guest: the run has ended");
+	if (g->busy)
+		return luaL_error(L, "freshbooks.guest: resumed from inside its own step");
+	lua_settop(L, 2);
+	if (!lua_isnil(L, 2)) {
+		luaL_checktype(L, 2, LUA_TTABLE);
+		lua_getfield(L, 2, "n");
+		n = lua_type(L, -1) == LUA_TNUMBER ? (int)lua_tointeger(L, -1) : (int)lua_rawlen(L, 2);
+		lua_pop(L, 1);
+		if (n < 0 || n > 8)
+			return luaL_error(L, "freshbooks.guest: a reply holds 0 to 8 values");
+	}
+	luaL_checkstack(L, n + 8, "freshbooks.guest");
+	for (i = 1; i <= n; i++)
+		lua_rawgeti(L, 2, i);
+	g->msg.len = 0;
+	o.b = &g->msg;
+	o.max = MAX_REPLY;
+	if (fb_plain_put_seq(L, 3, n, &o) != 0) {
+		/* The script gets a runtime failure, as for any call that could not be answered. */
+		lua_settop(L, 2);
+		lua_pushliteral(L, "fail");
+		lua_pushnil(L);
+		lua_pushfstring(L, "the answer cannot be handed to the script: %s", o.err);
+		push_error(L, "too_large", lua_tostring(L, -1), lua_rawlen(L, -1));
+		lua_remove(L, -2);
+		g->msg.len = 0;
+		o.max = MAX_REPLY;
+		if (fb_plain_put_seq(L, 3, 3, &o) != 0)
+			return luaL_error(L, "freshbooks.guest: %s", o.err);
+	}
+	lua_settop(L, 1);
+	if (!g->stop && fb_now() >= g->deadline)
+		g->stop = STOP_TIME;
+	if (!g->stop) {
+		g->busy = 1;
+		lua_rawgeti(g->G, LUA_REGISTRYINDEX, g->step_ref);
+		status = lua_pcall(g->G, 0, 0, 0);
+		g->busy = 0;
+		if (status != LUA_OK) {
+			if (status == LUA_ERRMEM && !g->stop)
+				g->stop = STOP_MEMORY;
+			g->ran = RAN_ERROR;
+			g->msg.len = 0;
+			if (lua_type(g->G, -1) == LUA_TSTRING) {
+				size_t len;
+				const char *m = lua_tolstring(g->G, -1, &len);
+				fb_buf_add(&g->msg, m, len < MAX_MESSAGE ? len : MAX_MESSAGE);
+			}
+			lua_settop(g->G, 0);
+		}
+	}
+	if (g->stop) {
+		lua_pushliteral(L, "error");
+		push_error(L, STOP_CODE[g->stop], STOP_TEXT[g->stop], strlen(STOP_TEXT[g->stop]));
+		close_guest(g);
+		return 2;
+	}
+	switch (g->ran) {
+	case RAN_CALL:
+		lua_pushliteral(L, "call");
+		push_seq(L, g);
+		return 2;
+	case RAN_PRINT:
+		lua_pushliteral(L, "print");
+		fb_plain_get_seq(L, g->msg.p);
+		return 2;
+	case RAN_DONE:
+		lua_pushliteral(L, "done");
+		push_seq(L, g);
+		close_guest(g);
+		return 2;
+	default:
+		lua_pushliteral(L, "error");
+		if (g->ran == RAN_BAD_RESULT) {
+			lua_pushliteral(L, "the script's results are not plain data: ");
+			lua_pushlstring(L, g->msg.p, g->msg.len);
+			lua_concat(L, 2);
+			push_error(L, "bad_result", lua_tostring(L, -1), lua_rawlen(L, -1));
+			lua_remove(L, -2);
+		} else {
+			push_error(L, status == LUA_OK ? "script_error" : "internal", g->msg.p ? g->msg.p : "",
+				   g->msg.len);
+		}
+		close_guest(g);
+		return 2;
+	}
+}
+
+/* g:usage() -> {memory = peak bytes, instructions =, patterns =, output = bytes, seconds =} */
+static int l_usage(lua_State *L)
+{
+	fb_guest *g = check_guest(L);
+	lua_createtable(L, 0, 5);
+	lua_pushinteger(L, (lua_Integer)g->peak);
+	lua_setfield(L, -2, "memory");
+	lua_pushinteger(L, (lua_Integer)g->instructions);
+	lua_setfield(L, -2, "instructions");
+	lua_pushinteger(L, (lua_Integer)g->steps);
+	lua_setfield(L, -2, "patterns");
+	lua_pushinteger(L, (lua_Integer)g->output);
+	lua_setfield(L, -2, "output");
+	lua_pushnumber(L, (lua_Number)((g->G != NULL ? fb_now() : g->ended) - g->started));
+	lua_setfield(L, -2, "seconds");
+	return 1;
+}
+
+/* g:close(), __gc and __close: idempotent. */
+static int l_close(lua_State *L)
+{
+	fb_guest *g = check_guest(L);
+	if (g->busy)
+		return luaL_error(L, "freshbooks.guest: closed from inside its own step");
+	close_guest(g);
+	return 0;
+}
+
+static int l_tostring(lua_State *L)
+{
+	fb_guest *g = check_guest(L);
+	lua_pushfstring(L, "freshbooks.guest(%s)", g->G != NULL ? "running" : "ended");
+	return 1;
+}
+
+void fb_open_guest(lua_State *L)
+{
+	static const luaL_Reg methods[] = {
+		{"resume", l_resume},
+		{"usage", l_usage},
+		{"close", l_close},
+		{NULL, NULL},
+	};
+	if (luaL_newmetatable(L, GUEST_MT)) {
+		lua_newtable(L);
+		luaL_setfuncs(L, methods, 0);
+		lua_setfield(L, -2, "__index");
+		lua_pushcfunction(L, l_close);
+		lua_setfield(L, -2, "__gc");
+		lua_pushcfunction(L, l_close);
+		lua_setfield(L, -2, "__close");
+		lua_pushcfunction(L, l_tostring);
+		lua_setfield(L, -2, "__tostring");
+	}
+	lua_pop(L, 1);
+	lua_pushcfunction(L, l_guest);
+	lua_setfield(L, -2, "guest");
+}

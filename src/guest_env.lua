@@ -1,0 +1,251 @@
+-- The guest's own side of freshbooks.guest: src/guest.c runs this chunk in every guest state, before
+-- the script. Nothing here is trusted by the host (only the plain data that C copies out is), so it
+-- needs no secrets and guards nothing: it gives scripts the library's shape (fb:me(), fb:businesses(),
+-- fb:account(id).invoices:list{...}, :each{...}, ...), a print that goes to the host, coroutines that
+-- can call the API, and string patterns written in Lua (guest_patterns.lua) so the budgets cover them.
+-- Arguments: the marker a call to the host yields, and the bridge (C functions).
+local MARK, bridge = ...
+local call, print_host, find, patterns, stopped = bridge.call, bridge.print, bridge.find, bridge.patterns,
+  bridge.stopped
+local type, tostring, select, error, pcall, pairs, setmetatable, rawequal =
+  type, tostring, select, error, pcall, pairs, setmetatable, rawequal
+local concat = table.concat
+local co_create, co_resume, co_yield, co_close, co_running = coroutine.create, coroutine.resume,
+  coroutine.yield, bridge.close, coroutine.running
+
+-- Coroutines: a call to the host made inside a coroutine of the script yields MARK; each resume passes
+-- it up (to the host) and hands the answer back down, so the script's coroutines never see it.
+local function pass(co, ok, ...)
+  if ok and rawequal((...), MARK) then return pass(co, co_resume(co, co_yield(MARK))) end
+  return ok, ...
+end
+
+function coroutine.resume(co, ...)
+  return pass(co, co_resume(co, ...))
+end
+
+-- The script's body runs in a coroutine too, but, as in a main chunk, cannot yield from it.
+local ours = setmetatable({}, { __mode = "k" })
+function coroutine.create(f)
+  local co = co_create(f)
+  ours[co] = true
+  return co
+end
+
+function coroutine.yield(...)
+  if not ours[co_running()] then error("attempt to yield from outside a coroutine", 2) end
+  return co_yield(...)
+end
+
+-- And it answers as a main chunk does (Lua 5.4: the thread, true; LuaJIT: nil).
+local LUA51, co_isyieldable = rawget(_G, "_VERSION") == "Lua 5.1", coroutine.isyieldable
+function coroutine.running()
+  local co, main = co_running()
+  if ours[co] then return co, main end
+  if LUA51 then return nil end
+  return co, true
+end
+
+if co_isyieldable then
+  function coroutine.isyieldable(...)
+    if select("#", ...) == 0 and not ours[co_running()] then return false end
+    return co_isyieldable(...)
+  end
+end
+
+-- Closing a coroutine runs its pending __close handlers (Lua 5.4). One that died from a budget's stop
+-- would run them with hooks off (the VM unwound from inside the count hook): once the run is stopped,
+-- closing is refused.
+if co_close then
+  function coroutine.close(co)
+    if stopped() then error("freshbooks.guest: the run is stopped", 2) end
+    return co_close(co)
+  end
+end
+
+local function unwrap(co, ok, ...)
+  if ok then return ... end
+  if co_close then coroutine.close(co) end -- as Lua 5.4's wrap does: the dead coroutine's <close>s run
+  error((...), 2)
+end
+
+function coroutine.wrap(f)
+  local co = coroutine.create(f)
+  return function(...) return unwrap(co, pass(co, co_resume(co, ...))) end
+end
+
+-- xpcall on pcall: the handler runs once pcall has returned, under the budgets (Lua's own xpcall calls
+-- it from inside the error, with hooks off when the error came from the count hook).
+local function handled(handler, ok, ...)
+  if ok then return true, ... end
+  local hok, v = pcall(handler, (...))
+  if hok then return false, v end
+  return false, "error in error handling"
+end
+
+function xpcall(f, handler, ...)
+  if type(handler) ~= "function" then
+    error(("bad argument #2 to 'xpcall' (function expected, got %s)"):format(type(handler)), 2)
+  end
+  return handled(handler, pcall(f, ...))
+end
+
+function print(...)
+  local n, t = select("#", ...), { ... }
+  for i = 1, n do t[i] = tostring(t[i]) end
+  print_host(concat(t, "\t", 1, n))
+end
+
+-- Patterns: literal ones in C (linear time), the rest through the Lua matcher, loaded on first use.
+local M
+local function matcher()
+  M = M or patterns()
+  return M
+end
+
+local function found(s, p, init, i, ...)
+  if i ~= true then return i, ... end
+  return matcher().find(s, p, init)
+end
+
+function string.find(s, p, init, plain) return found(s, p, init, find(s, p, init, plain)) end
+function string.match(s, p, init) return matcher().match(s, p, init) end
+function string.gmatch(s, p, init) return matcher().gmatch(s, p, init) end
+function string.gsub(s, p, repl, n) return matcher().gsub(s, p, repl, n) end
+
+-- table.move in Lua: Lua's own is a C loop over a range the script chooses, where no hook fires.
+function table.move(a1, f, e, t, a2)
+  local n = { f, e, t }
+  for i = 1, 3 do
+    if type(n[i]) ~= "number" then
+      error(("bad argument #%d to 'move' (number expected, got %s)"):format(i + 1, type(n[i])), 2)
+    end
+  end
+  if a2 == nil then a2 = a1 end
+  if e >= f then
+    if t > e or t <= f or a1 ~= a2 then
+      for i = 0, e - f do a2[t + i] = a1[f + i] end
+    else
+      for i = e - f, 0, -1 do a2[t + i] = a1[f + i] end
+    end
+  end
+  return a2
+end
+
+-- Errors from the API: plain tables {code, message, status, errno, errors}, printed as the library
+-- prints its errors (errors.lua's __tostring).
+local Error = { __metatable = "freshbooks.error" }
+function Error.__tostring(e)
+  local s = "freshbooks: " .. tostring(e.code)
+  if e.message and e.message ~= "" then s = s .. ": " .. tostring(e.message) end
+  if e.status then s = s .. " (HTTP " .. tostring(e.status) .. ")" end
+  return s
+end
+
+-- The host's answer: "ok", values... | "fail", nil or false, err | "raise", message (a bad argument,
+-- raised at `level` above the caller, as the library raises it).
+local function answer(level, how, a, ...)
+  if how == "ok" then return a, ... end
+  if how == "fail" then
+    local err = ...
+    if type(err) == "table" then setmetatable(err, Error) end
+    return a, err
+  end
+  error(a, level + 1)
+end
+
+local function resource(kind, owner_id, e)
+  local r = {}
+  local function check(self, verb)
+    if not rawequal(self, r) then
+      error(("freshbooks: %s:%s: call it with a colon: %s:%s(...)"):format(e.name, verb, e.name, verb), 3)
+    end
+  end
+  for verb, allowed in pairs(e.verbs) do
+    if not allowed then
+      r[verb] = function()
+        error(("freshbooks: %s:%s: this script may only read (the host allows no writes)"):format(e.name, verb), 2)
+      end
+    elseif verb == "each" then
+      r.each = function(self, q, opts)
+        check(self, "each")
+        local how, h = call("each", kind, owner_id, e.name, q, opts)
+        if how ~= "ok" then return answer(1, how, h) end
+        return function() return answer(1, call("next", h)) end
+      end
+    else
+      r[verb] = function(self, ...)
+        check(self, verb)
+        return answer(1, call("verb", kind, owner_id, e.name, verb, ...))
+      end
+    end
+  end
+  local text = ("freshbooks.resource(%s, %s %s)"):format(e.name, kind, tostring(owner_id))
+  return setmetatable(r, { __tostring = function() return text end })
+end
+
+-- What the host allows on a resource, asked the first time a script names it (most scripts use a few):
+-- {verbs = {verb = allowed}}, {group = true} for a group of resources (reports), or nil.
+local known = { account = {}, business = {} }
+local function about(kind, name, group)
+  local key = (group or "") .. "." .. tostring(name)
+  local info = known[kind][key]
+  if info == nil then
+    local how, a = call("resource", kind, name, group)
+    if how ~= "ok" then error(a, 3) end
+    info = a or false
+    known[kind][key] = info
+  end
+  return info
+end
+
+-- fb:account(id) / fb:business(id): the host checks the id as the library does (it raises on a bad one).
+-- Its fields are built on first use; an unknown one raises, as in the library.
+local owners = {}
+local function owner(kind, id)
+  local key = kind .. ":" .. tostring(id)
+  if owners[key] then return owners[key] end
+  local how, message = call("owner", kind, id)
+  if how ~= "ok" then error(message, 2) end -- fb:account tail-calls this: level 2 is its caller
+  local o = setmetatable({ [kind .. "_id"] = id }, { __index = function(o, k)
+    local info = about(kind, k)
+    if not info then error(("freshbooks: %s %s has no resource %q"):format(kind, tostring(id), tostring(k)), 2) end
+    local v
+    if info.group then
+      v = setmetatable({}, { __index = function(g, name)
+        local e = about(kind, name, k)
+        if not e then return nil end
+        local r = resource(kind, id, { name = name, verbs = e.verbs })
+        rawset(g, name, r)
+        return r
+      end })
+    else
+      v = resource(kind, id, { name = k, verbs = info.verbs })
+    end
+    rawset(o, k, v)
+    return v
+  end })
+  owners[key] = o
+  return o
+end
+
+local fb = {}
+function fb.me(_, refresh) return answer(1, call("me", refresh)) end
+function fb.memberships(_, refresh) return answer(1, call("memberships", refresh)) end
+function fb.find_business(_, key) return answer(1, call("find_business", key)) end
+function fb.account(_, id) return owner("account", id) end
+function fb.business(_, id) return owner("business", id) end
+-- As in the library, a failure to read the identity is raised (a for loop has no other way to say it).
+function fb.businesses(_, refresh)
+  local list, err = answer(2, call("memberships", refresh))
+  if not list then error(err, 2) end
+  local i = 0
+  return function()
+    i = i + 1
+    return list[i]
+  end
+end
+setmetatable(fb, { __tostring = function() return "freshbooks.session(guest)" end })
+
+_G.fb = fb
+return fb
