@@ -232,10 +232,10 @@ describe("store.redis", function()
     teardown(function()
       local lines = { "\n    redis store faults (outcome of the call; the newest refresh token was kept in every cell):"
       }
-      lines[#lines + 1] = ("    %-8s" .. string.rep("%-19s", #KINDS)):format("", (table.unpack or unpack)(KINDS))
+      lines[#lines + 1] = ("    %-8s" .. string.rep("%-21s", #KINDS)):format("", (table.unpack or unpack)(KINDS))
       for _, c in ipairs(COMMANDS) do
         local row = { ("    %-8s"):format(c) }
-        for _, kind in ipairs(KINDS) do row[#row + 1] = ("%-19s"):format(matrix[c .. "/" .. kind] or "-") end
+        for _, kind in ipairs(KINDS) do row[#row + 1] = ("%-21s"):format(matrix[c .. "/" .. kind] or "-") end
         lines[#lines + 1] = table.concat(row)
       end
       io.stderr:write(table.concat(lines, "\n"), "\n")
