@@ -296,6 +296,7 @@ describe("store.redis", function()
   end)
 
   describe("scale-out", function()
+    local pids = {} -- out file -> the worker writing it
     local function worker(config, out)
       write(config.file, cjson.encode(config))
       os.execute("chmod 600 " .. q(config.file))
@@ -303,6 +304,8 @@ describe("store.redis", function()
         .. q(out .. ".log") .. " 2>&1 & echo $!")
       local pid = tonumber(p:read("*a"):match("%d+"))
       p:close()
+      R.register(pid, true) -- a holder sleeps for an hour: spec/run ends it if this spec does not
+      pids[out] = pid
       return pid
     end
     local function config(k, extra)
@@ -323,7 +326,9 @@ describe("store.redis", function()
       error("timed out waiting for " .. what)
     end
     local function result(out)
-      return cjson.decode(wait_for("the worker's result (" .. out .. ")", function() return H.read(out) end, 30))
+      local r = cjson.decode(wait_for("the worker's result (" .. out .. ")", function() return H.read(out) end, 30))
+      R.register(pids[out], false)
+      return r
     end
 
     it("a holder killed with the lock: the others proceed once its TTL passes, nothing stored is lost", function()
@@ -338,6 +343,7 @@ describe("store.redis", function()
       wait_for("the holder to hold the lock", function() return H.read(c.go .. ".holding") end, 10)
       local left = tonumber(srv:cli("PTTL", k .. ":lock")) / 1000
       os.execute("kill -KILL " .. pid)
+      R.register(pid, false)
       local killed = core.now()
       -- Another process and this one force refreshes of the connection.
       local other = config(k, { mode = "lock", n = 3, lock_ttl = ttl, lock_timeout = 10 })

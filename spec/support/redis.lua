@@ -4,7 +4,8 @@
 --   local srv = R.start{ aof = true }      -- aof: appendonly with appendfsync always (restart cases)
 --   srv.port, srv:cli("GET", key) -> reply text, srv:kill() (SIGKILL), srv:restart() (same port and data),
 --   srv:pause() / srv:resume() (SIGSTOP/SIGCONT: a Redis that accepts connections and never answers), srv:stop()
---   R.client_module() -> Debian's lua-redis (on Lua 5.4 too), R.factory(srv, timeout) -> a client factory
+--   R.client_module() -> Debian's lua-redis (on Lua 5.4 too), R.factory(srv, timeout) -> a client factory,
+--   R.register(pid, true | false): a background process spec/run stops if the spec does not
 local R = {}
 
 local function q(s) return "'" .. tostring(s):gsub("'", "'\\''") .. "'" end
@@ -43,6 +44,7 @@ function R.factory(srv, timeout)
   return function() return redis.connect{ host = "127.0.0.1", port = srv.port, timeout = timeout or 2 } end
 end
 
+-- spec/run stops whatever is registered in $FB_TEST_PIDS_DIR when it exits (R.register for workers).
 local function register(pid, on)
   local dir = os.getenv("FB_TEST_PIDS_DIR")
   if not dir or dir == "" then return end
@@ -53,6 +55,8 @@ local function register(pid, on)
     os.remove(dir .. "/" .. pid)
   end
 end
+
+R.register = register
 
 local Server = {}
 Server.__index = Server
