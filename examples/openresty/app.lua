@@ -176,7 +176,8 @@ local function verifiers(account_id)
 end
 
 -- POST /subscribe?event=invoice.create: register this app's /webhook for an event of the user's first
--- business. Which user's connection owns the callback is remembered for its verification.
+-- business. Whose connection verifies the account's callbacks is remembered first: FreshBooks may
+-- deliver the verification before the create call has even answered.
 function app.subscribe()
   local name = signed_in()
   local fb = conns():session(name)
@@ -184,9 +185,10 @@ function app.subscribe()
   if not memberships then return session_failure(err) end
   if not memberships[1] then return reply(409, { error = "no_business", message = "the user has no business" }) end
   local uri = ngx.var.scheme .. "://" .. ngx.var.http_host .. "/webhook"
-  local cb, cerr = fb:account(memberships[1].account_id).callbacks:create{ event = ngx.var.arg_event, uri = uri }
+  local account_id = memberships[1].account_id
+  shared():set("subscriber:" .. account_id, name)
+  local cb, cerr = fb:account(account_id).callbacks:create{ event = ngx.var.arg_event, uri = uri }
   if not cb then return fail(cerr.status == 422 and 422 or 502, cerr) end
-  shared():set(("callback:%d"):format(cb.callbackid), name)
   return reply(200, { callback_id = cb.callbackid, event = cb.event, uri = cb.uri })
 end
 
@@ -211,9 +213,8 @@ function app.webhook()
   local account_id = webhook.field(fields, "account_id") or ""
   local verifier = webhook.field(fields, "verifier")
   if verifier then
-    local callback_id = webhook.field(fields, "object_id") or ""
-    local owner = shared():get("callback:" .. callback_id)
-    if owner then ngx.timer.at(0, confirm, owner, account_id, callback_id, verifier) end
+    local owner = shared():get("subscriber:" .. account_id)
+    if owner then ngx.timer.at(0, confirm, owner, account_id, webhook.field(fields, "object_id"), verifier) end
     return reply(200, { received = "verification" })
   end
   local signature = ngx.req.get_headers()["x-freshbooks-hmac-sha256"]
