@@ -21,11 +21,7 @@ Connections.__index = Connections
 -- The token hooks belong to each connection's store.
 local PER_CONNECTION = { store = true, load = true, save = true, lock = true, tokens = true }
 
-local function is_callable(f)
-  if type(f) == "function" then return true end
-  local mt = getmetatable(f)
-  return type(mt) == "table" and mt.__call ~= nil
-end
+local is_callable = session.is_callable
 
 local function check_id(id)
   if type(id) ~= "string" or id == "" then

@@ -118,16 +118,7 @@ local function remember(p, t)
 end
 
 local function redact_string(p, s)
-  for _, secret in ipairs(p.secrets) do
-    local i = 1
-    while true do
-      local a, b = s:find(secret, i, true)
-      if not a then break end
-      s = s:sub(1, a - 1) .. "***" .. s:sub(b + 1)
-      i = a + 3
-    end
-  end
-  return errors.scrub(s)
+  return errors.scrub(errors.mask(s, p.secrets))
 end
 
 -- Strings, and the text fields of an error (its message, field errors and cause), masked.
@@ -789,4 +780,5 @@ function Session:business(id) return owner(self, "business", id) end
 require("freshbooks.identity").install(Session, function(self) return private[self] end)
 
 session.Session = Session
+session.is_callable = is_callable -- the one test of "a function or a callable table" (stores, connections)
 return session

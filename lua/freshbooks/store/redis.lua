@@ -81,11 +81,7 @@ local function whole(v)
   return v and (math.tointeger and math.tointeger(v) or math.floor(v)) or nil
 end
 
-local function is_callable(f)
-  if type(f) == "function" then return true end
-  local mt = getmetatable(f)
-  return type(mt) == "table" and mt.__call ~= nil
-end
+local function is_callable(f) return require("freshbooks.session").is_callable(f) end
 
 local function unavailable(what, cause)
   local detail = type(cause) == "string" and cause or (cause ~= nil and tostring(cause)) or nil
@@ -110,6 +106,19 @@ local function call(client, method, ...)
   local ngx = rawget(_G, "ngx")
   if ngx and v == ngx.null then return nil end
   return v
+end
+
+-- A store used directly (not through a session, which masks its tokens in every error) masks the
+-- tokens handed to save in what Redis or a client answers, by exact value.
+local function hide(err, tokens, previous)
+  local values = {}
+  for _, t in ipairs{ tokens, type(previous) == "table" and previous or {} } do
+    for _, k in ipairs{ "refresh_token", "access_token" } do
+      if type(t[k]) == "string" then values[#values + 1] = t[k] end
+    end
+  end
+  err.message = errors.mask(err.message, values)
+  return err
 end
 
 local function reply_error(msg)
@@ -281,7 +290,7 @@ local function build(o, key, lock_key, state_prefix, script)
     local fence = type(previous) == "table" and type(previous.refresh_token) == "string"
       and previous.refresh_token or ""
     local r, err = script("save", key, fence, tokens.refresh_token, text, MAX_RECORD)
-    if err then return nil, err end
+    if err then return nil, hide(err, tokens, previous) end
     if type(r) ~= "table" or (r[1] ~= 1 and r[1] ~= 0) then
       return nil, unavailable("the save script answered garbage")
     end
