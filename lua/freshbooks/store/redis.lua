@@ -180,7 +180,7 @@ local function runner(conn)
       conn.give(client, kind == nil or kind == "reply")
       if not kind then return reply end
       if kind == "reply" then return nil, reply_error(msg) end
-      if kind == "timeout" or attempt == 2 then return nil, unavailable("Redis did not answer", msg) end
+      if kind == "timeout" or attempt == 2 then return nil, unavailable("no answer from Redis", msg) end
     end
   end
   return function(name, key, ...)
