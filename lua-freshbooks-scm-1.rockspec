@@ -12,7 +12,8 @@ OpenSSL (HMAC, CSPRNG) that connects programs to the FreshBooks accounting API.
   labels = { "freshbooks", "oauth2", "http", "accounting" },
 }
 -- The `freshbooks` command also needs argparse, luasocket (the login's loopback listener), lua-term
--- (isatty) and luafilesystem; Debian: lua-argparse lua-socket lua-term lua-filesystem.
+-- (isatty) and luafilesystem; Debian: lua-argparse lua-socket lua-term lua-filesystem. The Redis store
+-- takes the user's client (lua-redis, resty.redis), so no Redis client is a dependency.
 dependencies = { "lua >= 5.1", "lua-cjson", "argparse", "luasocket", "lua-term", "luafilesystem" }
 -- libcurl and libcrypto are found by the Makefile through pkg-config (Debian keeps curl.h under the
 -- multiarch include directory, where LuaRocks' own header search does not look).
@@ -32,6 +33,7 @@ build = {
       ["freshbooks.cli.login"] = "lua/freshbooks/cli/login.lua",
       ["freshbooks.cli.loopback"] = "lua/freshbooks/cli/loopback.lua",
       ["freshbooks.cli.progress"] = "lua/freshbooks/cli/progress.lua",
+      ["freshbooks.connections"] = "lua/freshbooks/connections.lua",
       ["freshbooks.errors"] = "lua/freshbooks/errors.lua",
       ["freshbooks.guest"] = "lua/freshbooks/guest.lua",
       ["freshbooks.identity"] = "lua/freshbooks/identity.lua",
@@ -43,6 +45,8 @@ build = {
       ["freshbooks.retry"] = "lua/freshbooks/retry.lua",
       ["freshbooks.session"] = "lua/freshbooks/session.lua",
       ["freshbooks.store.file"] = "lua/freshbooks/store/file.lua",
+      ["freshbooks.store.record"] = "lua/freshbooks/store/record.lua",
+      ["freshbooks.store.redis"] = "lua/freshbooks/store/redis.lua",
       ["freshbooks.transport"] = "lua/freshbooks/transport.lua",
       ["freshbooks.webhook"] = "lua/freshbooks/webhook.lua",
     },

@@ -1,7 +1,9 @@
 -- examples/openresty: the example application, its location blocks taken from its own nginx.conf, run
--- in a real nginx against the sandbox: connect -> consent -> callback -> outstanding.
+-- in a real nginx (2 workers) with a real Redis against the sandbox: each signed-in user connects their
+-- own FreshBooks (connect -> consent -> callback -> outstanding), webhooks, disconnect.
 local cjson = require "cjson"
 local core = require "freshbooks.core"
+local R = require "support.redis"
 local sandbox = require "support.sandbox"
 local testserver = require "support.testserver"
 local H = require "support.fbtest"
@@ -16,21 +18,22 @@ local function example_locations()
   for line in conf:gmatch("[^\n]+") do
     if line:match("^%s*location ") then out[#out + 1] = line end
   end
-  assert(#out == 6, "expected the six locations of the example")
+  assert(#out == 9, "expected the nine locations of the example")
   return table.concat(out, "\n")
 end
 
 describe("the OpenResty example application", function()
-  local sb, app, client, dir
+  local sb, app, client, srv
   setup(function()
     sb = sandbox.start{ invoices = 120 }
-    dir = H.tmpdir()
-    local cfg = ("{ client_id = %q, client_secret = %q, redirect_uri = %q, tokens_file = %q, api_url = %q," ..
-      " auth_url = %q }"):format(sb.app.client_id,
-      sb.app.client_secret, sb.app.redirect_uri, dir .. "/tokens.json", sb.url, sb.auth_url)
+    srv = R.start{}
+    local cfg = ("{ client_id = %q, client_secret = %q, redirect_uri = %q, session_secret = %q, redis_port = %d,"
+      .. " api_url = %q, auth_url = %q }"):format(sb.app.client_id, sb.app.client_secret, sb.app.redirect_uri,
+      core.hex(core.random_bytes(32)), srv.port, sb.url, sb.auth_url)
     app = testserver.start{
+      workers = 2, -- /connect and /callback may land on different workers: the state lives in Redis
       http = table.concat({
-        testserver.lua_paths{ "examples/openresty" },
+        testserver.lua_paths{ "examples/openresty", "build/deps/lua" },
         "lua_shared_dict freshbooks 1m;",
         "init_by_lua_block { require('app').configure(" .. cfg .. ") }",
       }, "\n  "),
@@ -42,40 +45,64 @@ describe("the OpenResty example application", function()
     if client then client:close() end
     if app then app.stop() end
     if sb then sb:stop() end
-    H.rmdir(dir)
+    if srv then srv:stop() end
   end)
 
-  local function get(path, headers)
-    local status, hdrs, body = client:request{ method = "GET", url = app.url .. path, headers = headers }
+  local function request(method, path, headers)
+    local status, hdrs, body = client:request{ method = method, url = app.url .. path, headers = headers }
     assert(status, tostring(hdrs and hdrs.message))
     return status, hdrs, body
   end
+  local function get(path, headers) return request("GET", path, headers) end
 
-  it("refuses a callback whose state does not match the cookie", function()
-    local status, _, body = get("/callback?code=abc&state=forged", { Cookie = "fb_state=mine" })
-    assert.equal(400, status)
-    assert.equal("state_mismatch", cjson.decode(body).error)
-  end)
+  -- The app's own sign-in cookie for `name`.
+  local cookies = {}
+  local function signin(name)
+    if not cookies[name] then
+      local status, hdrs = get("/signin?user=" .. name)
+      assert.equal(200, status)
+      cookies[name] = hdrs["set-cookie"]:match("^(app_user=[^;]+)")
+    end
+    return cookies[name]
+  end
 
-  it("connects an account and serves its outstanding invoices", function()
-    -- 1. /connect: a redirect to the sandbox's authorize page, the state in a cookie.
-    local status, hdrs = get("/connect")
+  -- /connect as `name`, the consent of FreshBooks user `fb_user` -> the callback's query and the state cookie.
+  local function connect(name, fb_user)
+    local status, hdrs = get("/connect", { Cookie = signin(name) })
     assert.equal(302, status)
     local state = hdrs["set-cookie"]:match("fb_state=([%x]+)")
     assert.truthy(state)
     assert.truthy(hdrs.location:find(sb.url, 1, true) == 1)
-    -- 2. The browser at FreshBooks (auto-consent) comes back to the registered redirect URI; here that
-    --    URI's path and query are delivered to the app.
-    local back = H.consent(sb, hdrs.location)
-    local query = back:match("%?(.*)$")
+    -- The browser at FreshBooks (auto-consent) comes back to the registered redirect URI; here that
+    -- URI's path and query are delivered to the app.
+    local back = H.consent(sb, hdrs.location .. (fb_user and ("&user=" .. fb_user) or ""))
     assert.truthy(back:find(sb.app.redirect_uri, 1, true) == 1)
-    local _, cb_body
-    status, _, cb_body = get("/callback?" .. query, { Cookie = "fb_state=" .. state })
+    return back:match("%?(.*)$"), "fb_state=" .. state
+  end
+  local function callback(name, query, state_cookie)
+    return get("/callback?" .. query, { Cookie = signin(name) .. "; " .. state_cookie })
+  end
+
+  it("refuses a callback whose state does not match the cookie, and anyone not signed in", function()
+    local status, _, body = get("/callback?code=abc&state=forged", { Cookie = signin("ann") .. "; fb_state=mine" })
+    assert.equal(400, status)
+    assert.equal("state_mismatch", cjson.decode(body).error)
+    local forged = "app_user=" .. signin("ann"):match("=(.*)$"):gsub("^ann", "ben") -- ann's signature, ben's name
+    for _, cookie in ipairs{ "", "app_user=ann.00ff", forged } do
+      status, _, body = get("/outstanding", { Cookie = cookie })
+      assert.equal(401, status)
+      assert.equal("not_signed_in", cjson.decode(body).error)
+    end
+  end)
+
+  it("connects an account and serves its outstanding invoices", function()
+    local query, state_cookie = connect("ann")
+    local status, _, cb_body = callback("ann", query, state_cookie)
     assert.equal(200, status, cb_body)
-    assert.truthy(H.read(dir .. "/tokens.json"):find("refresh_token", 1, true))
-    -- 3. The report, computed in nginx, equals the same report computed here from the same data.
+    assert.truthy(srv:cli("GET", "fb-app:tokens:ann"):find("refresh_token", 1, true))
+    -- The report, computed in nginx, equals the same report computed here from the same data.
     local body
-    status, _, body = get("/outstanding?as_of=2025-06-30")
+    status, _, body = get("/outstanding?as_of=2025-06-30", { Cookie = signin("ann") })
     assert.equal(200, status, body)
     local got = cjson.decode(body)
     assert.equal(2, #got.businesses)
@@ -92,6 +119,47 @@ describe("the OpenResty example application", function()
       assert.same(want, have)
       assert.is_true(#have > 0)
     end
+    status, _, body = get("/connection", { Cookie = signin("ann") })
+    assert.equal(200, status)
+    local st = cjson.decode(body)
+    assert.is_true(st.connected)
+    assert.equal(2, #st.businesses)
+  end)
+
+  it("keeps every signed-in user's connection their own", function()
+    -- ben connects carol's FreshBooks; ann's connection (alice's) is untouched.
+    local query, state_cookie = connect("ben", "carol")
+    -- ann cannot complete ben's connection with ben's state, nor ben with a state of ann's.
+    local status, _, body = callback("ann", query, state_cookie)
+    assert.equal(400, status)
+    assert.equal("state_mismatch", cjson.decode(body).error)
+    local ann_query, ann_cookie = connect("ann")
+    status = callback("ben", ann_query, ann_cookie)
+    assert.equal(400, status)
+    status, _, body = callback("ben", query, state_cookie)
+    assert.equal(200, status, body)
+    local function businesses(name)
+      local s, _, b = get("/outstanding?as_of=2025-06-30", { Cookie = signin(name) })
+      assert.equal(200, s, b)
+      local ids = {}
+      for _, biz in ipairs(cjson.decode(b).businesses) do ids[#ids + 1] = biz.account_id end
+      table.sort(ids)
+      return ids
+    end
+    assert.same({ "QmP57" }, businesses("ben"))
+    assert.same({ "aBcD1", "xYz92" }, businesses("ann"))
+    -- cat is signed in but never connected.
+    status, _, body = get("/outstanding", { Cookie = signin("cat") })
+    assert.equal(401, status)
+    assert.equal("not_connected", cjson.decode(body).error)
+    -- ben disconnects: revoked at FreshBooks, gone from Redis; ann still works.
+    status = request("POST", "/disconnect", { Cookie = signin("ben") })
+    assert.equal(200, status)
+    assert.equal("", srv:cli("GET", "fb-app:tokens:ben"))
+    status, _, body = get("/connection", { Cookie = signin("ben") })
+    assert.equal(200, status)
+    assert.is_false(cjson.decode(body).connected)
+    assert.same({ "aBcD1", "xYz92" }, businesses("ann"))
   end)
 
   local function poll(what, f)
@@ -105,7 +173,7 @@ describe("the OpenResty example application", function()
 
   it("subscribes to webhooks, confirms the verifier with FreshBooks, and accepts only signed events", function()
     -- Runs after the connect test: the app holds tokens. Register the app's /webhook for invoice.create.
-    local status, _, body = client:request{ method = "POST", url = app.url .. "/subscribe?event=invoice.create" }
+    local status, _, body = request("POST", "/subscribe?event=invoice.create", { Cookie = signin("ann") })
     assert.equal(200, status, body)
     local cb = cjson.decode(body)
     local cb_id = ("%d"):format(cb.callback_id) -- (cjson under Lua 5.4 decodes numbers as floats)

@@ -16,6 +16,23 @@ local function scrub(s)
 end
 errors.scrub = scrub
 
+-- errors.mask(s, values) -> s with every occurrence of each value (a secret the caller knows: a token,
+-- the client secret) replaced by "***", by exact value.
+function errors.mask(s, values)
+  for _, secret in ipairs(values) do
+    if type(secret) == "string" and secret ~= "" then
+      local i = 1
+      while true do
+        local a, b = s:find(secret, i, true)
+        if not a then break end
+        s = s:sub(1, a - 1) .. "***" .. s:sub(b + 1)
+        i = a + 3
+      end
+    end
+  end
+  return s
+end
+
 -- "failed: " .. err reads like tostring(err).
 function Error.__concat(a, b)
   return (errors.is(a) and Error.__tostring(a) or tostring(a)) .. (errors.is(b) and Error.__tostring(b) or tostring(b))

@@ -5,7 +5,7 @@ local freshbooks = {
   _VERSION = "0.1.0",
   errors = require "freshbooks.errors",
   transport = require "freshbooks.transport",
-  store = { file = require "freshbooks.store.file" },
+  store = { file = require "freshbooks.store.file", redis = require "freshbooks.store.redis" },
   webhook = require "freshbooks.webhook",
 }
 freshbooks.version = freshbooks._VERSION
@@ -13,6 +13,11 @@ freshbooks.version = freshbooks._VERSION
 -- freshbooks.new{...} -> a session (lua/freshbooks/session.lua). Bad configuration raises.
 function freshbooks.new(opts)
   return require("freshbooks.session").new(opts)
+end
+
+-- freshbooks.connections{app =, store =, ...} -> many connections of one app (lua/freshbooks/connections.lua).
+function freshbooks.connections(opts)
+  return require("freshbooks.connections").new(opts)
 end
 
 return freshbooks

@@ -15,7 +15,7 @@ local transport = require "freshbooks.transport"
 local session = {}
 local Session = {}
 Session.__index = Session
-local protected_log, safe_clock, log_token_call, salvaged -- defined below, used before
+local protected_log, safe_clock, log_token_call, salvaged, reload -- defined below, used before
 
 -- Secrets and mutable state live here, keyed by session, so that no table dump of a session object
 -- can show a client secret or a token.
@@ -105,16 +105,7 @@ local function remember(p, t)
 end
 
 local function redact_string(p, s)
-  for _, secret in ipairs(p.secrets) do
-    local i = 1
-    while true do
-      local a, b = s:find(secret, i, true)
-      if not a then break end
-      s = s:sub(1, a - 1) .. "***" .. s:sub(b + 1)
-      i = a + 3
-    end
-  end
-  return errors.scrub(s)
+  return errors.scrub(errors.mask(s, p.secrets))
 end
 
 -- Strings, and the text fields of an error (its message, field errors and cause), masked.
@@ -338,14 +329,25 @@ local function hook_error(code, what, cause)
 end
 
 -- Hand new tokens to save before anything uses them. On failure they wait in `pending` (never used
--- unsaved, never dropped) and go back to the caller on the error.
+-- unsaved, never dropped) and go back to the caller on the error. A fencing store (store.redis)
+-- answers `conflict` when it holds newer tokens than those `new` was refreshed from (this holder's
+-- lock expired while FreshBooks was slow): those are adopted, and `new` goes back on the error
+-- instead of to `pending`, where it would only be refused again.
 local function commit(p, new, previous)
   remember(p, new)
   if p.save then
     local ok, _, err = call_save(p.save, copy_tokens(new), copy_tokens(previous))
     if not ok then
-      p.pending = new
-      local e = hook_error("save_failed", "could not save the new tokens (they are attached to this error)", err)
+      local e
+      if errors.is(err) and err.code == "conflict" then
+        p.pending = nil
+        reload(p)
+        e = hook_error("conflict", "the store holds newer tokens, now in use; this late pair was not saved"
+          .. " (it is attached to this error)", err)
+      else
+        p.pending = new
+        e = hook_error("save_failed", "could not save the new tokens (they are attached to this error)", err)
+      end
       e.tokens = copy_tokens(new)
       return nil, e
     end
@@ -364,7 +366,7 @@ end
 
 -- Reload the store; adopt what it holds when it is another token pair at least as new as ours.
 -- -> true when the in-memory tokens changed (false, err when load failed).
-local function reload(p)
+function reload(p)
   if not p.load then return false end
   local ok, stored, err = call_hook(p.load)
   if not ok then
@@ -430,8 +432,10 @@ local function refresh_locked(self, p, seen)
     if new then
       local saved, serr = commit(p, new, cur) -- before any log hook: the answer is in save's hands
       log_token_call(p, "refresh", nil)
-      log(p, { type = "refresh", outcome = saved and "refreshed" or "save_failed",
-        line = saved and "refreshed tokens" or "refreshed tokens, save failed" })
+      local conflict = not saved and serr.code == "conflict"
+      log(p, { type = "refresh", outcome = saved and "refreshed" or (conflict and "conflict" or "save_failed"),
+        line = saved and "refreshed tokens" or (conflict and "refreshed tokens, the store held newer ones"
+          or "refreshed tokens, save failed") })
       return saved, serr
     end
     if rerr.salvaged then return salvaged(p, rerr, cur, "refresh") end
@@ -562,13 +566,14 @@ function Session:exchange(code)
   if type(code) ~= "string" or code == "" then error("freshbooks: exchange: code must be a non-empty string", 2) end
   local p = private[self]
   local saved, err = with_lock(p, function()
+    -- A new grant replaces whatever is stored: it has no previous pair to fence against.
     local new, xerr = oauth.exchange(p.cfg, code)
     if not new then
-      if xerr.salvaged then return salvaged(p, xerr, p.tokens, "authorization_code") end
+      if xerr.salvaged then return salvaged(p, xerr, nil, "authorization_code") end
       log_token_call(p, "authorization_code", xerr)
       return nil, xerr
     end
-    local ok, serr = commit(p, new, p.tokens)
+    local ok, serr = commit(p, new, nil)
     log_token_call(p, "authorization_code", nil)
     return ok, serr
   end)
@@ -847,4 +852,5 @@ function Session:business(id) return owner(self, "business", id) end
 require("freshbooks.identity").install(Session, function(self) return private[self] end)
 
 session.Session = Session
+session.is_callable = is_callable -- the one test of "a function or a callable table" (stores, connections)
 return session

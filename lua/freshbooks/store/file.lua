@@ -11,11 +11,8 @@
 --   store.load()            -> tokens | nil (nothing stored yet) | nil, err
 --   store.save(new, prev)   -> true | nil, err
 --   store.lock()            -> handle with :unlock() | nil, err
-local cjson = require "cjson.safe"
 local errors = require "freshbooks.errors"
-
--- Only these fields are written: a token response may carry anything, the file keeps what matters.
-local FIELDS = { "access_token", "refresh_token", "token_type", "expires_in", "scope", "created_at", "expires_at" }
+local record = require "freshbooks.store.record"
 
 local function new(path, opts)
   if type(path) ~= "string" or path == "" or path:find("%z") or path:sub(-1) == "/" then
@@ -40,22 +37,14 @@ local function new(path, opts)
       if not err then return nil end -- nothing stored yet
       return nil, errors.new{ code = err.code, message = err.message }
     end
-    local t = cjson.decode(text)
-    if type(t) ~= "table" or type(t.refresh_token) ~= "string" then
-      return nil, errors.new{ code = "store_corrupt", message = "token file " .. path .. " is not a token record" }
-    end
-    local tokens = {}
-    for _, k in ipairs(FIELDS) do
-      if t[k] ~= cjson.null then tokens[k] = t[k] end
-    end
+    local tokens, err2 = record.decode(text, "token file " .. path)
+    if not tokens then return nil, err2 end
     return tokens
   end
 
   function store.save(tokens)
     if type(tokens) ~= "table" then error("freshbooks.store.file: save needs a token table", 2) end
-    local out = {}
-    for _, k in ipairs(FIELDS) do out[k] = tokens[k] end
-    local ok, err = core.write_file_atomic(path, assert(cjson.encode(out)), mode)
+    local ok, err = core.write_file_atomic(path, record.encode(tokens), mode)
     if not ok then return nil, errors.new{ code = "save_failed", message = err.message } end
     return true
   end

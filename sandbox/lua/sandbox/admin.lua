@@ -92,10 +92,10 @@ end
 
 -- POST a rule (or {rules = [...]}) to add; DELETE clears; GET lists.
 -- Rule: {route = "<Lua pattern on the path>", method = "GET"?, fault = "500"|"502"|"503"|"504"|"429"|
---        "reset"|"reset_after"|"delay"|"truncate"|"html"|"malformed", times = n | rate = 0..1,
---        skip = n, ms = n (delay), retry_after = s (429; false = no header)}
+--        "reset"|"reset_after"|"delay"|"delay_after"|"truncate"|"html"|"malformed", times = n | rate = 0..1,
+--        skip = n, ms = n (delay, delay_after), retry_after = s (429; false = no header)}
 local kinds = { ["500"] = 1, ["502"] = 1, ["503"] = 1, ["504"] = 1, ["429"] = 1, reset = 1, reset_after = 1,
-                delay = 1, truncate = 1, html = 1, malformed = 1 }
+                delay = 1, delay_after = 1, truncate = 1, html = 1, malformed = 1 }
 function handlers.faults(req)
   if req.method == "DELETE" then state.faults = {} end
   if req.method == "POST" then

@@ -133,7 +133,7 @@ function http.apply_fault_before(_, fault)
     ngx.exit(ngx.OK)
     return true
   end
-  return false -- truncate, malformed, reset_after: act on the real answer
+  return false -- truncate, malformed, reset_after, delay_after: act on the real answer
 end
 
 -- Send status + body (table -> JSON, string as is). A fault may mangle the bytes on the wire.
@@ -147,11 +147,13 @@ function http.send(req, status, body, headers, fault)
     data = ""
   end
   headers = headers or {}
+  local kind = fault and fault.fault
+  -- The request was handled (a token call has rotated); its answer is late: a slow network or server.
+  if kind == "delay_after" then ngx.sleep((tonumber(fault.ms) or 1000) / 1000) end
   if req.log then -- when the answer leaves: [time, done] shows specs how many requests were in flight
     ngx.update_time()
     req.log.status, req.log.done = status, ngx.now()
   end
-  local kind = fault and fault.fault
   -- Where truncate/malformed cut the body: half way, or just before `cut_before` (a plain string).
   local cut = math.max(1, math.floor(#data / 2))
   local at = fault and type(fault.cut_before) == "string" and data:find(fault.cut_before, 1, true)
