@@ -451,7 +451,7 @@ describe("freshbooks.h embedding", function()
   it("uses the host's CURLSH and skips curl_global_init when the host asks", function()
     local pc = rawget(_G, "jit") and "luajit" or "lua5.4"
     local dir = ts.dir
-    local cc = "cc -std=c99 -D_POSIX_C_SOURCE=200809L -Wall -Wextra -Werror -Isrc" ..
+    local cc = "cc -std=c99 -D_POSIX_C_SOURCE=200809L -Wall -Wextra -Werror -Isrc -Ibuild/" .. pc .. "/gen" ..
       " $(pkg-config --cflags " .. pc .. " libcurl libcrypto) spec/support/embed_host.c src/*.c" ..
       " -o " .. dir .. "/embed_host $(pkg-config --libs " .. pc .. " libcurl libcrypto) -lm -ldl 2>&1"
     local p = assert(io.popen(cc))
