@@ -19,6 +19,8 @@
 typedef struct {
 	CURLM *m;
 	const fb_client *c;
+	CURLSH *share; /* the client's, held while these handles use it (the client may close first) */
+	int own_share;
 	size_t limit, active, nidle;
 	CURL *idle[FB_MAX_CONCURRENCY];
 	CURLMcode mc; /* a multi failure ends everything in flight */
@@ -32,6 +34,9 @@ static int engine_init(fb_engine *e, const fb_client *c, size_t limit)
 	e->m = curl_multi_init();
 	if (e->m == NULL)
 		return -1;
+	e->share = c->share;
+	e->own_share = c->own_share;
+	fb_share_retain(e->share, e->own_share);
 	/* up to `limit` connections kept, HTTP/2 multiplexed on one when the server speaks it */
 	curl_multi_setopt(e->m, CURLMOPT_MAXCONNECTS, (long)limit);
 	curl_multi_setopt(e->m, CURLMOPT_PIPELINING, CURLPIPE_MULTIPLEX);
@@ -41,7 +46,13 @@ static int engine_init(fb_engine *e, const fb_client *c, size_t limit)
 /* Starts x on an idle handle (or a new one). Never raises: a failure is x->rc. */
 static void engine_start(fb_engine *e, fb_xfer *x)
 {
-	CURL *h = e->nidle > 0 ? e->idle[--e->nidle] : NULL;
+	CURL *h;
+	if (e->c->closed) { /* its options are gone: nothing more starts */
+		x->rc = CURLE_FAILED_INIT;
+		snprintf(x->errbuf, sizeof x->errbuf, "the client is closed");
+		return;
+	}
+	h = e->nidle > 0 ? e->idle[--e->nidle] : NULL;
 	x->rc = CURLE_OK;
 	if (h == NULL) {
 		h = curl_easy_init();
@@ -120,9 +131,12 @@ static void engine_free(fb_engine *e)
 {
 	while (e->nidle > 0)
 		curl_easy_cleanup(e->idle[--e->nidle]);
-	if (e->m != NULL)
+	if (e->m != NULL) {
 		curl_multi_cleanup(e->m);
+		fb_share_release(e->share, e->own_share); /* after every handle using it is gone */
+	}
 	e->m = NULL;
+	e->share = NULL;
 }
 
 /* Pushes one result: status, headers, body | nil, err. -> the number of values pushed. */

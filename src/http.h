@@ -64,6 +64,7 @@ typedef struct {
 /* share.c */
 int fb_curl_global_init(void);
 CURLSH *fb_share_acquire(int *own);
+void fb_share_retain(CURLSH *sh, int own);
 void fb_share_release(CURLSH *sh, int own);
 
 /* request.c */

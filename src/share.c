@@ -91,6 +91,17 @@ CURLSH *fb_share_acquire(int *own)
 	return sh;
 }
 
+/* One more user of a share a client holds (a stream's easy handles outlive their client's close). */
+void fb_share_retain(CURLSH *sh, int own)
+{
+	if (sh == NULL || !own)
+		return;
+	pthread_mutex_lock(&g_mutex);
+	if (sh == g_own_share)
+		g_own_share_refs++;
+	pthread_mutex_unlock(&g_mutex);
+}
+
 void fb_share_release(CURLSH *sh, int own)
 {
 	if (sh == NULL || !own)
