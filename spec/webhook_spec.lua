@@ -18,7 +18,21 @@ describe("webhook signature construction", function()
     assert.equal('{"name": "client.update", "note": "Caf\\u00e9 \\u201cbest\\u201d \\ud83d\\ude00\\n\\"x\\"\\\\"}',
       webhook.message(f))
     assert.equal("+RoXgf9SIzm+PbDLmqxQZ8oyFuIfOolx/hyUQybBTxw=", webhook.sign(VERIFIER, f))
-    assert.equal('"\\u0001\\u007f\\ufffd"', webhook._json_string("\1\127\255"))
+  end)
+
+  -- spec/vectors/webhook_vectors.json was made by Python's own json.dumps (the script beside it): the
+  -- client's signer, and the sandbox's deliveries (which use the same one), must give the same bytes.
+  it("matches Python's json.dumps on every vector: controls, DEL, non-ASCII, invalid UTF-8", function()
+    local f = assert(io.open("spec/vectors/webhook_vectors.json", "rb"))
+    local v = require("cjson").decode(f:read("*a"))
+    f:close()
+    assert.is_true(#v.vectors >= 10)
+    for _, case in ipairs(v.vectors) do
+      local fields = webhook.parse(case.body)
+      assert.equal(case.message, webhook.message(fields), case.case)
+      assert.equal(case.signature, webhook.sign(v.verifier, fields), case.case)
+      assert.is_true(webhook.verify(v.verifier, case.body, case.signature), case.case)
+    end
   end)
 
   it("signs with HMAC-SHA256 of the verifier, base64", function()

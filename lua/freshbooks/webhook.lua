@@ -25,22 +25,31 @@ local function codepoint_escape(cp)
   return u(0xD800 + math.floor(cp / 0x400)) .. u(0xDC00 + cp % 0x400)
 end
 
--- UTF-8 -> escaped; a malformed sequence becomes U+FFFD, as Python's decoder with errors="replace".
+-- The bytes each lead byte may be followed by (Unicode's table of well-formed UTF-8): the first
+-- continuation's range, then how many more (80..BF).
+local LEADS = {}
+for b = 0xC2, 0xDF do LEADS[b] = { 0x80, 0xBF, 0 } end
+LEADS[0xE0] = { 0xA0, 0xBF, 1 }
+for b = 0xE1, 0xEF do LEADS[b] = { 0x80, 0xBF, 1 } end
+LEADS[0xED] = { 0x80, 0x9F, 1 }
+LEADS[0xF0] = { 0x90, 0xBF, 2 }
+for b = 0xF1, 0xF3 do LEADS[b] = { 0x80, 0xBF, 2 } end
+LEADS[0xF4] = { 0x80, 0x8F, 2 }
+
+-- UTF-8 at i -> its escape and the next position. A malformed sequence becomes one U+FFFD for its
+-- longest well-formed start (at least one byte), as Python's decoder with errors="replace" does.
 local function escape_non_ascii(s, i)
-  local b = s:byte(i)
-  local n, cp
-  if b >= 0xF0 and b <= 0xF4 then n, cp = 3, b - 0xF0
-  elseif b >= 0xE0 then n, cp = 2, b - 0xE0
-  elseif b >= 0xC2 and b <= 0xDF then n, cp = 1, b - 0xC0
-  else return u(0xFFFD), i + 1 end
-  for k = 1, n do
-    local c = s:byte(i + k)
-    if not c or c < 0x80 or c > 0xBF then return u(0xFFFD), i + 1 end
-    cp = cp * 64 + (c - 0x80)
+  local lead = LEADS[s:byte(i)]
+  if not lead then return u(0xFFFD), i + 1 end
+  local c = s:byte(i + 1)
+  if not c or c < lead[1] or c > lead[2] then return u(0xFFFD), i + 1 end
+  local cp = s:byte(i) % (lead[3] == 0 and 32 or lead[3] == 1 and 16 or 8) * 64 + c % 64
+  for k = 2, lead[3] + 1 do
+    c = s:byte(i + k)
+    if not c or c < 0x80 or c > 0xBF then return u(0xFFFD), i + k end
+    cp = cp * 64 + c % 64
   end
-  local min = ({ 0x80, 0x800, 0x10000 })[n]
-  if cp < min or cp > 0x10FFFF or (cp >= 0xD800 and cp <= 0xDFFF) then return u(0xFFFD), i + 1 end
-  return codepoint_escape(cp), i + n + 1
+  return codepoint_escape(cp), i + lead[3] + 2
 end
 
 local function json_string(s)
@@ -129,5 +138,4 @@ function webhook.field(fields, name)
   end
 end
 
-webhook._json_string = json_string -- for the specs
 return webhook

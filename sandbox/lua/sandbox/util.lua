@@ -48,49 +48,12 @@ function util.random_hex(n)
   return util.hex(ffi.string(buf, n))
 end
 
--- Python's json.dumps of a flat dict of strings, default settings: ", " and ": " separators,
--- non-ASCII as \uXXXX (UTF-16 surrogate pairs above the BMP). This is what FreshBooks signs.
-local function py_string(s)
-  local out = { '"' }
-  local i, n = 1, #s
-  while i <= n do
-    local c = s:byte(i)
-    local cp, len
-    if c < 0x80 then cp, len = c, 1
-    elseif c >= 0xF0 then
-      cp = (c % 8) * 262144 + (s:byte(i + 1) % 64) * 4096 + (s:byte(i + 2) % 64) * 64 + s:byte(i + 3) % 64
-      len = 4
-    elseif c >= 0xE0 then
-      cp, len = (c % 16) * 4096 + (s:byte(i + 1) % 64) * 64 + s:byte(i + 2) % 64, 3
-    else
-      cp, len = (c % 32) * 64 + s:byte(i + 1) % 64, 2
-    end
-    if cp == 34 then out[#out + 1] = '\\"'
-    elseif cp == 92 then out[#out + 1] = "\\\\"
-    elseif cp == 10 then out[#out + 1] = "\\n"
-    elseif cp == 13 then out[#out + 1] = "\\r"
-    elseif cp == 9 then out[#out + 1] = "\\t"
-    elseif cp == 8 then out[#out + 1] = "\\b"
-    elseif cp == 12 then out[#out + 1] = "\\f"
-    elseif cp < 0x20 or (cp >= 0x7F and cp < 0x10000) then
-      out[#out + 1] = cp == 0x7F and "\127" or string.format("\\u%04x", cp)
-    elseif cp >= 0x10000 then
-      local v = cp - 0x10000
-      out[#out + 1] = string.format("\\u%04x\\u%04x", 0xD800 + math.floor(v / 1024), 0xDC00 + v % 1024)
-    else
-      out[#out + 1] = string.char(cp)
-    end
-    i = i + len
-  end
-  out[#out + 1] = '"'
-  return table.concat(out)
-end
-
+-- What FreshBooks signs: Python's json.dumps of the form fields in order. The sandbox signs with the
+-- client's own serializer (lua/freshbooks/webhook.lua), which spec/webhook_spec.lua checks against
+-- vectors made by Python itself: one implementation, proven against the real thing.
 -- pairs: array of {name, value} in the order sent.
 function util.python_json(pairs_)
-  local items = {}
-  for i, p in ipairs(pairs_) do items[i] = py_string(p[1]) .. ": " .. py_string(p[2]) end
-  return "{" .. table.concat(items, ", ") .. "}"
+  return require("freshbooks.webhook").message(pairs_)
 end
 
 function util.urlencode(s)
