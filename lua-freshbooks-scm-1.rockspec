@@ -34,6 +34,7 @@ build = {
       ["freshbooks.cli.loopback"] = "lua/freshbooks/cli/loopback.lua",
       ["freshbooks.cli.progress"] = "lua/freshbooks/cli/progress.lua",
       ["freshbooks.connections"] = "lua/freshbooks/connections.lua",
+      ["freshbooks.date"] = "lua/freshbooks/date.lua",
       ["freshbooks.errors"] = "lua/freshbooks/errors.lua",
       ["freshbooks.guest"] = "lua/freshbooks/guest.lua",
       ["freshbooks.identity"] = "lua/freshbooks/identity.lua",

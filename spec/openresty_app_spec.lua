@@ -108,7 +108,7 @@ describe("the OpenResty example application", function()
     assert.equal(2, #got.businesses)
     local fb = H.session(sb)
     for _, b in ipairs(got.businesses) do
-      local acc = report.accumulator(report.day_number("2025-06-30"))
+      local acc = report.accumulator(require("freshbooks.date").parse("2025-06-30"))
       for inv in fb:account(b.account_id).invoices:each() do acc.add(inv) end
       local want = {}
       for _, t in ipairs(acc.currency_totals()) do

@@ -234,31 +234,13 @@ local function is_json(res)
 end
 
 -- Seconds to wait from a Retry-After header (delta-seconds or an HTTP date), or nil.
-local MONTHS = { Jan = 1, Feb = 2, Mar = 3, Apr = 4, May = 5, Jun = 6, Jul = 7, Aug = 8, Sep = 9, Oct = 10,
-                 Nov = 11, Dec = 12 }
-local function days_from_civil(y, m, d) -- days since 1970-01-01 (proleptic Gregorian), integers only
-  if m <= 2 then y = y - 1 end
-  local era = math.floor(y / 400)
-  local yoe = y - era * 400
-  local mp = (m + 9) % 12
-  local doy = math.floor((153 * mp + 2) / 5) + d - 1
-  local doe = yoe * 365 + math.floor(yoe / 4) - math.floor(yoe / 100) + doy
-  return era * 146097 + doe - 719468
-end
-errors.days_from_civil = days_from_civil
-
 function errors.retry_after(value, now)
   if type(value) == "table" then value = value[#value] end
   if type(value) ~= "string" then return nil end
   local secs = value:match("^%s*(%d+)%s*$")
   if secs then return tonumber(secs) end
-  -- IMF-fixdate "Sun, 06 Nov 1994 08:49:37 GMT" (RFC 850 and asctime forms are obsolete; read the first)
-  local d, mon, y, hh, mm, ss = value:match("^%s*%a+,%s*(%d+)[%s%-](%a+)[%s%-](%d+)%s+(%d+):(%d+):(%d+)%s*GMT")
-  if not d or not MONTHS[mon] then return nil end
-  y = tonumber(y)
-  if y < 100 then y = y + (y < 70 and 2000 or 1900) end
-  local at = days_from_civil(y, MONTHS[mon], tonumber(d)) * 86400 + tonumber(hh) * 3600 + tonumber(mm) * 60
-    + tonumber(ss)
+  local at = require("freshbooks.date").http(value)
+  if not at then return nil end
   local wait = at - (now or os.time())
   return wait > 0 and wait or 0
 end

@@ -4,6 +4,8 @@
 --
 -- Money is added exactly: amounts are parsed from FreshBooks' decimal strings into integer minor units,
 -- never floats.
+local date = require "freshbooks.date"
+
 local report = {}
 
 -- Money ----------------------------------------------------------------------------------------
@@ -52,18 +54,6 @@ end
 
 -- Dates and aging ------------------------------------------------------------------------------
 
--- Days since 1970-01-01 for a YYYY-MM-DD date (civil calendar, integer arithmetic only).
-function report.day_number(s)
-  local y, m, d = tostring(s or ""):match("^(%d%d%d%d)%-(%d%d)%-(%d%d)")
-  if not y then return nil end
-  y, m, d = tonumber(y), tonumber(m), tonumber(d)
-  if m < 1 or m > 12 or d < 1 or d > 31 then return nil end
-  if m <= 2 then y = y - 1 end
-  local era = math.floor(y / 400)
-  local yoe = y - era * 400
-  local doy = math.floor((153 * ((m + 9) % 12) + 2) / 5) + d - 1
-  return era * 146097 + yoe * 365 + math.floor(yoe / 4) - math.floor(yoe / 100) + doy - 719468
-end
 
 report.BUCKETS = { "current", "1-30", "31-60", "61-90", "90+" }
 
@@ -97,9 +87,9 @@ local function outstanding(inv)
 end
 
 local function due_day(inv)
-  local d = report.day_number(inv.due_date)
+  local d = date.parse(inv.due_date)
   if d then return d end
-  local created = report.day_number(inv.create_date)
+  local created = date.parse(inv.create_date)
   if created then return created + (tonumber(inv.due_offset_days) or 0) end
 end
 
@@ -263,7 +253,7 @@ local FATAL = { reauth_required = true, unauthorized = true, invalid_grant = tru
 function report.run(fb, opts, out, log)
   opts, log = opts or {}, log or function() end
   local as_of = opts.as_of or os.date("%Y-%m-%d")
-  local as_of_day = report.day_number(as_of)
+  local as_of_day = date.parse(as_of)
   if not as_of_day then error("freshbooks.report: as_of must be YYYY-MM-DD", 2) end
   local format = opts.format or "table"
   if format ~= "table" and format ~= "csv" and format ~= "json" then

@@ -67,42 +67,10 @@ function util.form(pairs_)
   return table.concat(out, "&")
 end
 
--- Dates. Days are counted from 1970-01-01 (civil-from-days, Howard Hinnant's algorithm).
+-- Dates: the library's day numbers (lua/freshbooks/date.lua: days since 1970-01-01).
+local date = require "freshbooks.date"
 local floor = math.floor
-function util.civil(days)
-  local z = days + 719468
-  local era = floor(z / 146097)
-  local doe = z - era * 146097
-  local yoe = floor((doe - floor(doe / 1460) + floor(doe / 36524) - floor(doe / 146096)) / 365)
-  local y = yoe + era * 400
-  local doy = doe - (365 * yoe + floor(yoe / 4) - floor(yoe / 100))
-  local mp = floor((5 * doy + 2) / 153)
-  local d = doy - floor((153 * mp + 2) / 5) + 1
-  local m = mp < 10 and mp + 3 or mp - 9
-  if m <= 2 then y = y + 1 end
-  return y, m, d
-end
-
-function util.days_from_civil(y, m, d)
-  if m <= 2 then y = y - 1 end
-  local era = floor(y / 400)
-  local yoe = y - era * 400
-  local mp = m > 2 and m - 3 or m + 9
-  local doy = floor((153 * mp + 2) / 5) + d - 1
-  local doe = yoe * 365 + floor(yoe / 4) - floor(yoe / 100) + doy
-  return era * 146097 + doe - 719468
-end
-
-function util.date(days)
-  local y, m, d = util.civil(days)
-  return string.format("%04d-%02d-%02d", y, m, d)
-end
-
-function util.parse_date(s)
-  local y, m, d = tostring(s):match("^(%d%d%d%d)%-(%d%d)%-(%d%d)")
-  if not y then return nil end
-  return util.days_from_civil(tonumber(y), tonumber(m), tonumber(d))
-end
+util.civil, util.days_from_civil, util.date, util.parse_date = date.civil, date.days, date.format, date.parse
 
 -- epoch seconds from "YYYY-MM-DD[ T]HH:MM:SS[Z]" read as UTC (nil if not a timestamp).
 function util.parse_time(s)
