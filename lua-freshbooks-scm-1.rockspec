@@ -41,6 +41,7 @@ build = {
       ["freshbooks"] = "lua/freshbooks/init.lua",
       ["freshbooks.oauth"] = "lua/freshbooks/oauth.lua",
       ["freshbooks.query"] = "lua/freshbooks/query.lua",
+      ["freshbooks.redact"] = "lua/freshbooks/redact.lua",
       ["freshbooks.report"] = "lua/freshbooks/report.lua",
       ["freshbooks.resource"] = "lua/freshbooks/resource.lua",
       ["freshbooks.retry"] = "lua/freshbooks/retry.lua",

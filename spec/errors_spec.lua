@@ -146,11 +146,12 @@ describe("errors.from_response", function()
   end)
 end)
 
-describe("errors.scrub", function()
+describe("redact.scrub", function()
+  local redact = require "freshbooks.redact"
   it("masks token-like runs and keeps paths, URLs and ordinary words readable", function()
     local hex = string.rep("a1", 32)
     local b64url = "eyJhbGciOiJIUzI1NiJ9-abcDEF_0123456789xyz"
-    local s = errors.scrub("token " .. hex .. " and " .. b64url .. " in /tmp/fb-spec.Ab12Cd/tokens.json"
+    local s = redact.scrub("token " .. hex .. " and " .. b64url .. " in /tmp/fb-spec.Ab12Cd/tokens.json"
       .. " at https://api.freshbooks.com/accounting/account/aBcD1/invoices/invoices/1234567")
     assert.is_nil(s:find(hex, 1, true))
     assert.is_nil(s:find(b64url, 1, true))

@@ -211,7 +211,7 @@ describe("store.redis", function()
     end)
 
     it("Redis errors and connection errors never carry a token into the message", function()
-      local secret = "short-secret-token" -- nothing errors.scrub would mask by its look
+      local secret = "short-secret-token" -- nothing redact.scrub would mask by its look
       local s = freshbooks.store.redis{ redis = function()
         return { script = function() return "x" end, evalsha = function(_, _, _, _, ...)
           error("redis error: ERR echoing " .. table.concat({ ... }, " ")) end, network = {} }

@@ -6,32 +6,8 @@ local Error = {}
 Error.__index = Error
 
 -- Nothing secret may ever reach a message: callers build messages from codes, statuses and
--- server-supplied descriptions only. As a last line of defence, long hex/base64-ish runs that look
--- like tokens are masked. Runs stop at "/" and "." so file paths and URLs stay readable.
-local function scrub(s)
-  s = tostring(s or "")
-  return (s:gsub("[%w%-_~+=]+", function(run)
-    if #run >= 32 and run:find("%d") and run:find("%a") then return "***" end
-  end))
-end
-errors.scrub = scrub
-
--- errors.mask(s, values) -> s with every occurrence of each value (a secret the caller knows: a token,
--- the client secret) replaced by "***", by exact value.
-function errors.mask(s, values)
-  for _, secret in ipairs(values) do
-    if type(secret) == "string" and secret ~= "" then
-      local i = 1
-      while true do
-        local a, b = s:find(secret, i, true)
-        if not a then break end
-        s = s:sub(1, a - 1) .. "***" .. s:sub(b + 1)
-        i = a + 3
-      end
-    end
-  end
-  return s
-end
+-- server-supplied descriptions only, and every message goes through redact.scrub as a last net.
+local scrub = require("freshbooks.redact").scrub
 
 -- "failed: " .. err reads like tostring(err).
 function Error.__concat(a, b)

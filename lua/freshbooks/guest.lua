@@ -12,6 +12,7 @@
 -- create/update/delete/archive/send_by_email. docs/guest.md has the whole contract.
 local core = require "freshbooks.core"
 local errors = require "freshbooks.errors"
+local redact = require "freshbooks.redact"
 local catalogue = require "freshbooks.catalogue"
 local resource = require "freshbooks.resource"
 
@@ -73,7 +74,7 @@ end
 -- Text for the guest or for the host's error: no secret (the heuristic, and the session's exact
 -- values when it can name them).
 local function text(fb, s)
-  s = errors.scrub(s)
+  s = redact.scrub(s)
   if type(fb.redact) == "function" then s = fb:redact(s) end
   return s
 end

@@ -9,6 +9,7 @@
 --     same refresh token; stored credentials are never wiped.
 local cjson = require "cjson.safe"
 local errors = require "freshbooks.errors"
+local redaction = require "freshbooks.redact"
 local oauth = require "freshbooks.oauth"
 local transport = require "freshbooks.transport"
 
@@ -91,7 +92,7 @@ end
 
 -- Every secret value this session has held: the client secret and the tokens (current, previous,
 -- pending, stored). They are masked by exact value wherever text leaves the library (errors, field
--- errors, log lines); errors.scrub's look-alike masking stays as the second net.
+-- errors, log lines); redaction.scrub's look-alike masking stays as the second net.
 local MAX_REMEMBERED = 32
 local function remember(p, t)
   if type(t) ~= "table" then return end
@@ -105,7 +106,7 @@ local function remember(p, t)
 end
 
 local function redact_string(p, s)
-  return errors.scrub(errors.mask(s, p.secrets))
+  return redaction.scrub(redaction.mask(s, p.secrets))
 end
 
 -- Strings, and the text fields of an error (its message, field errors and cause), masked.

@@ -22,6 +22,7 @@
 --   local stores = freshbooks.store.redis.keyspace{ redis = ..., prefix = "freshbooks:" }
 --   stores(connection_id) -> that connection's store;  stores.list() -> ids
 local errors = require "freshbooks.errors"
+local redact = require "freshbooks.redact"
 local record = require "freshbooks.store.record"
 local transport = require "freshbooks.transport"
 
@@ -117,7 +118,7 @@ local function hide(err, tokens, previous)
       if type(t[k]) == "string" then values[#values + 1] = t[k] end
     end
   end
-  err.message = errors.mask(err.message, values)
+  err.message = redact.mask(err.message, values)
   return err
 end
 
