@@ -47,7 +47,9 @@ end
 
 -- Reading FreshBooks' error bodies ------------------------------------------------------------------
 
-local json_decode -- the C core's (src/decode.c), loaded when a body has to be decoded here
+-- The C core's decoder, loaded when a body has to be decoded here: the command loads this module
+-- before it checks that the core is built, to say so clearly.
+local json_decode
 local function decode(body)
   json_decode = json_decode or require("freshbooks.core").json_decode
   local v = json_decode(body)

@@ -7,7 +7,7 @@ local errors = require "freshbooks.errors"
 
 local oauth = {}
 
-local function core() return require "freshbooks.core" end
+local core = require "freshbooks.core"
 
 -- FreshBooks' rules: https (plain http only for a local development host), no query string (state
 -- carries data instead), no fragment (RFC 6749 §3.1.2). Raises: a bad URI is a configuration error.
@@ -37,7 +37,7 @@ end
 
 -- A fresh state: 16 CSPRNG bytes as hex, unguessable and URL-safe.
 function oauth.new_state()
-  local c = core()
+  local c = core
   return c.hex(c.random_bytes(16))
 end
 
@@ -62,7 +62,7 @@ function oauth.authorize_url(cfg, opts)
   elseif type(state) ~= "string" or state == "" then
     error("freshbooks: authorize_url: state must be a non-empty string", 3)
   end
-  local c = core()
+  local c = core
   local q = {
     "client_id=" .. c.urlencode(cfg.client_id),
     "response_type=code",
@@ -84,7 +84,7 @@ function oauth.parse_callback(query)
   query = query:gsub("#.*$", "")
   if query:find("?", 1, true) then query = query:match("%?(.*)$") end
   local fields = {}
-  for _, pair in ipairs(core().form_decode(query)) do
+  for _, pair in ipairs(core.form_decode(query)) do
     if fields[pair[1]] == nil then fields[pair[1]] = pair[2] end
   end
   return fields
@@ -96,7 +96,7 @@ function oauth.check_callback(fields, expected_state)
     error("freshbooks: authorize_callback: the expected state (from authorize_url) is required", 3)
   end
   local got = fields.state
-  if type(got) ~= "string" or not core().equals(got, expected_state) then
+  if type(got) ~= "string" or not core.equals(got, expected_state) then
     return nil, errors.new{ code = "state_mismatch", message = "the callback's state does not match the one issued" }
   end
   if fields.error then
@@ -144,7 +144,7 @@ oauth.salvage = salvage
 -- `err.ambiguous` marks a failure after which the server may have issued (and so rotated) tokens that
 -- we did not read; `err.salvaged` holds the tokens read from a cut-off answer.
 function oauth.parse_token_response(res, clock)
-  local data = core().json_decode(res.body or "")
+  local data = core.json_decode(res.body or "")
   if type(data) ~= "table" then data = nil end
   local ok = res.status >= 200 and res.status < 300
   if ok and data and type(data.access_token) == "string" and data.access_token ~= ""

@@ -13,11 +13,7 @@
 -- Keys come out sorted (the core's order), every value percent-encoded. A string query is used as is.
 local query = {}
 
-local core -- loaded on first use so this module can be required before the C core is built
-local function C()
-  core = core or require "freshbooks.core"
-  return core
-end
+local core = require "freshbooks.core"
 
 -- Numbers that are whole render without a fraction ("2", not "2.0") on Lua 5.4 and LuaJIT.
 local function scalar(v, where)
@@ -105,7 +101,7 @@ function query.render(family, q)
   if q == nil then return "" end
   if type(q) == "string" then return (q:gsub("^%?", "")) end
   if type(q) ~= "table" then error("freshbooks.query: table or string expected, got " .. type(q), 2) end
-  return C().query(query.table(family, q))
+  return core.query(query.table(family, q))
 end
 
 -- Copy of q with paging fields replaced (q may be nil).

@@ -12,11 +12,7 @@ local resource = {}
 local Resource = {}
 Resource.__index = Resource
 
-local core
-local function C()
-  core = core or require "freshbooks.core"
-  return core
-end
+local core = require "freshbooks.core"
 
 -- An id becomes one path segment, never more: "." and ".." (which servers resolve, also when sent as
 -- %2E) and separators, escapes and controls are refused outright; the rest is percent-encoded.
@@ -26,7 +22,7 @@ local function check_id(id, where)
     return string.format("%d", id)
   end
   if t == "string" and id ~= "" and not id:match("^%.+$") and not id:find("[%c%s/\\%%?#]") then
-    return C().urlencode(id)
+    return core.urlencode(id)
   end
   error(("freshbooks: %s: id must be a whole number or an id string (no '/', '%%', '?', '#', spaces or"
     .. " controls, not '.' or '..'), got %s"):format(where, t == "string" and ("%q"):format(id) or t), 3)
@@ -461,7 +457,7 @@ Upload.__index = Upload
 Upload.__tostring = Resource.__tostring
 
 local function multipart(content, filename, ctype)
-  local boundary = "lua-freshbooks-" .. C().hex(C().random_bytes(12))
+  local boundary = "lua-freshbooks-" .. core.hex(core.random_bytes(12))
   local safe = filename:gsub('[\r\n"]', "_")
   local body = table.concat({
     "--" .. boundary,

@@ -11,6 +11,7 @@
 --                          help); others: idempotent only
 -- A POST that may have reached the server is never sent twice: it could create a second invoice or
 -- spend a single-use refresh token.
+local core = require "freshbooks.core"
 local errors = require "freshbooks.errors"
 local transport = require "freshbooks.transport"
 
@@ -24,15 +25,13 @@ local NEVER = { tls = true, too_large = true, aborted = true, protocol = true } 
 local function default_clock()
   local ngx = require("freshbooks.transport").openresty()
   if ngx then ngx.update_time(); return ngx.now() end
-  local ok, core = pcall(require, "freshbooks.core")
-  if ok and core.now then return core.now() end
-  return os.time()
+  return core.now()
 end
 
 local function default_sleep(s)
   local ngx = require("freshbooks.transport").openresty()
   if ngx then return ngx.sleep(s) end
-  return require("freshbooks.core").sleep(s)
+  return core.sleep(s)
 end
 
 -- -> reason string when (req, res, err) may be retried, and the server's wait (Retry-After) if any.

@@ -8,6 +8,7 @@
 --   * invalid_grant reloads once; a failure that may have reached the server is never retried with the
 --     same refresh token; stored credentials are never wiped.
 local cjson = require "cjson.safe"
+local core = require "freshbooks.core"
 local errors = require "freshbooks.errors"
 local redaction = require "freshbooks.redact"
 local oauth = require "freshbooks.oauth"
@@ -70,11 +71,7 @@ end
 
 -- FreshBooks' JSON goes through core.json_decode: object nulls left out, whole numbers as integers on
 -- Lua 5.3+, in one C pass (src/decode.c).
-local json_decode
-local function decode(body)
-  json_decode = json_decode or require("freshbooks.core").json_decode
-  return json_decode(body)
-end
+local function decode(body) return core.json_decode(body) end
 
 local function decode_body(res)
   local body = res.body
@@ -625,8 +622,7 @@ local function bearer(p, t)
     local value = "Bearer " .. t.access_token
     -- With our own curl transport the header travels as an opaque C secret.
     if p.secret_headers then
-      local ok, core = pcall(require, "freshbooks.core")
-      if ok and core.secret then value = core.secret(value) end
+      value = core.secret(value)
     end
     p.bearer, p.bearer_for = value, t.access_token
   end
@@ -637,7 +633,7 @@ end
 local function build(self, p, req, t)
   local url = self.api_url .. (req.path:byte(1) == 47 and "" or "/") .. req.path -- 47: "/"
   local q = req.query
-  if type(q) == "table" then q = require("freshbooks.core").query(q) end
+  if type(q) == "table" then q = core.query(q) end
   if q and q ~= "" then url = url .. (url:find("?", 1, true) and "&" or "?") .. q end
   local body = req.body
   if req.json ~= nil then

@@ -21,12 +21,12 @@ local errors = require "freshbooks.errors"
 local transport = {}
 local shared_curl -- below: the default transport's process-wide clients
 
-local function core() return require "freshbooks.core" end
+local core = require "freshbooks.core"
 
 -- transport.curl(opts) -> a transport over one C-core client (one connection cache).
 -- opts are passed to core.client (timeouts, cainfo, proxy, max_body, insecure_no_verify_tls, ...).
 function transport.curl(opts)
-  local client = core().client(opts or {})
+  local client = core.client(opts or {})
   local t = {}
   local function call(_, req)
     local status, headers, body = client:request(req)
@@ -336,7 +336,7 @@ function transport.cosocket(opts)
   local ngx = rawget(_G, "ngx")
   if not (ngx and ngx.socket and ngx.socket.tcp) then error("freshbooks.transport.cosocket needs OpenResty", 2) end
   local cfg = check_cosocket_options(opts or {}, 2)
-  local user_agent = cfg.user_agent or ("lua-freshbooks/" .. core().version)
+  local user_agent = cfg.user_agent or ("lua-freshbooks/" .. core.version)
 
   -- A connected (and, for https, verified) socket: from the pool unless `fresh`. A fresh connection
   -- is looked up under a name no pool has, and is closed after its one request.
@@ -423,7 +423,7 @@ function transport.cosocket(opts)
   -- before the first one goes out, as the C core's batch does.
   function t.batch(reqs, bopts)
     local prepared = {}
-    for i, req in ipairs(reqs) do prepared[i] = core().http_request(req, user_agent) end
+    for i, req in ipairs(reqs) do prepared[i] = core.http_request(req, user_agent) end
     local out, next_i = {}, 1
     local function worker()
       while next_i <= #reqs do
@@ -453,7 +453,7 @@ function transport.cosocket(opts)
     end
     return {
       add = function(req)
-        local p = core().http_request(req, user_agent)
+        local p = core.http_request(req, user_agent)
         ids = ids + 1
         if #running < limit then start(ids, p, req) else queue[#queue + 1] = { ids, p, req } end
         return ids
@@ -474,7 +474,7 @@ function transport.cosocket(opts)
       end,
     }
   end
-  return setmetatable(t, { __call = function(_, req) return send(core().http_request(req, user_agent), req) end })
+  return setmetatable(t, { __call = function(_, req) return send(core.http_request(req, user_agent), req) end })
 end
 
 ---------------------------------------------------------------------------------------------------

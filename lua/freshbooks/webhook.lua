@@ -7,6 +7,8 @@
 -- \uXXXX (lower-case hex; characters beyond the BMP as a UTF-16 surrogate pair).
 local webhook = {}
 
+-- The C core only where a signature or a form is computed: the sandbox serializes deliveries with
+-- webhook.message and runs without it.
 local core
 local function C()
   core = core or require "freshbooks.core"

@@ -11,6 +11,7 @@
 --   store.load()            -> tokens | nil (nothing stored yet) | nil, err
 --   store.save(new, prev)   -> true | nil, err
 --   store.lock()            -> handle with :unlock() | nil, err
+local core = require "freshbooks.core"
 local errors = require "freshbooks.errors"
 local record = require "freshbooks.store.record"
 
@@ -25,7 +26,6 @@ local function new(path, opts)
     error("freshbooks.store.file: lock_timeout must be a number >= 0", 2)
   end
   local mode = opts.mode or 384 -- 0600
-  local core = require "freshbooks.core"
   local store = { path = path }
   -- "dir/." names the directory itself even when `dir` is a symlink (the lock never follows one).
   local lock_path = (path:match("^(.*)/[^/]*$") or ".") .. "/."

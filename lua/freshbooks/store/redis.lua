@@ -74,7 +74,7 @@ return 0]],
 }
 local shas = {} -- script name -> SHA-1, learned once from SCRIPT LOAD (the same on every server)
 
-local function core() return require "freshbooks.core" end
+local core = require "freshbooks.core"
 
 -- cjson under Lua 5.4 decodes 2 as 2.0: versions and times are whole numbers.
 local function whole(v)
@@ -257,7 +257,7 @@ local function sleeper(o)
   if o.sleep then return function(s) pcall(o.sleep, s) end end
   return function(s)
     local ngx = transport.openresty()
-    if ngx then ngx.sleep(s) else core().sleep(s) end
+    if ngx then ngx.sleep(s) else core.sleep(s) end
   end
 end
 
@@ -304,8 +304,8 @@ local function build(o, key, lock_key, state_prefix, script)
 
   -- -> handle with :unlock() and :extend(seconds) | nil, err (lock_timeout, store_unavailable, ...)
   function store.lock()
-    local owner = core().hex(core().random_bytes(16))
-    local now = core().now
+    local owner = core.hex(core.random_bytes(16))
+    local now = core.now
     local deadline, delay = now() + o.lock_timeout, 0.002
     while true do
       local got, err = script("lock", lock_key, owner, ttl_ms)
@@ -358,7 +358,7 @@ local function build(o, key, lock_key, state_prefix, script)
     if type(state) ~= "string" or state == "" then
       error("freshbooks.store.redis: state must be a non-empty string", 3)
     end
-    return state_prefix .. core().hex(core().hmac_sha256(state, "freshbooks oauth state"))
+    return state_prefix .. core.hex(core.hmac_sha256(state, "freshbooks oauth state"))
   end
   function store.put_state(state, ttl)
     local k = state_key(state)
