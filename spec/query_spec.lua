@@ -75,4 +75,26 @@ describe("query rendering", function()
     assert.has_error(function() acc{ sort = "" } end)
     assert.has_error(function() acc{ [1] = "x" } end)
   end)
+
+  it("is the one query path: fb:request and the resources render a table the same way", function()
+    local urls = {}
+    local fb = require("freshbooks").new{ client_id = "c", client_secret = "s", redirect_uri = "https://e.com/cb",
+      tokens = { access_token = "a", refresh_token = "r", expires_in = 3600 }, retry = false,
+      transport = function(req)
+        urls[#urls + 1] = req.url:match("%?(.*)$") or ""
+        return { status = 200, headers = { ["content-type"] = "application/json" },
+          body = '{"response":{"result":{"invoices":[],"projects":[],"page":1,"pages":1}},"projects":[],"meta":{}}' }
+      end }
+    local q = { search = { amount = { min = "10" }, customerid = 7 }, sort = "-due_date", per_page = 5 }
+    assert(fb:request{ path = "/accounting/account/aBcD1/invoices/invoices", query = q })
+    assert(fb:account("aBcD1").invoices:list(q))
+    assert.equal(urls[1], urls[2])
+    assert.equal("per_page=5&search[amount_min]=10&search[customerid]=7&sort=due_date_desc", urls[1])
+    -- the project family's syntax for its paths
+    local p = { search = { complete = true }, sort = "-updated_at" }
+    assert(fb:request{ path = "/projects/business/1000001/projects", query = p })
+    assert(fb:business(1000001).projects:list(p))
+    assert.equal(urls[3], urls[4])
+    assert.equal("complete=true&sort=-updated_at", urls[3])
+  end)
 end)

@@ -96,6 +96,13 @@ function query.table(family, q)
   return t
 end
 
+-- The family whose query syntax a path speaks: the project family's bases, else accounting (events
+-- and uploads read accounting's).
+local PROJECT_BASES = { projects = true, timetracking = true, comments = true }
+function query.family_of(path)
+  return PROJECT_BASES[tostring(path):match("^/?([%w_]+)/")] and "project" or "accounting"
+end
+
 -- query.render(family, q) -> query string without "?" ("" when empty).
 function query.render(family, q)
   if q == nil then return "" end

@@ -12,6 +12,7 @@ local core = require "freshbooks.core"
 local errors = require "freshbooks.errors"
 local redaction = require "freshbooks.redact"
 local oauth = require "freshbooks.oauth"
+local query = require "freshbooks.query"
 local transport = require "freshbooks.transport"
 
 local session = {}
@@ -633,7 +634,8 @@ end
 local function build(self, p, req, t)
   local url = self.api_url .. (req.path:byte(1) == 47 and "" or "/") .. req.path -- 47: "/"
   local q = req.query
-  if type(q) == "table" then q = core.query(q) end
+  -- One query path: a table is rendered in FreshBooks' vocabulary as resources render it.
+  if type(q) == "table" then q = query.render(query.family_of(req.path), q) end
   if q and q ~= "" then url = url .. (url:find("?", 1, true) and "&" or "?") .. q end
   local body = req.body
   if req.json ~= nil then

@@ -15,15 +15,15 @@ local core = require "freshbooks.core"
 local errors = require "freshbooks.errors"
 local record = require "freshbooks.store.record"
 
-local function new(path, opts)
+local function new(path, opts, level)
   if type(path) ~= "string" or path == "" or path:find("%z") or path:sub(-1) == "/" then
-    error("freshbooks.store.file: path must be a file name (a non-empty string without NUL)", 2)
+    error("freshbooks.store.file: path must be a file name (a non-empty string without NUL)", level)
   end
   opts = opts or {}
-  if type(opts) ~= "table" then error("freshbooks.store.file: opts must be a table", 2) end
+  if type(opts) ~= "table" then error("freshbooks.store.file: opts must be a table", level) end
   local lock_timeout = opts.lock_timeout or 30
   if type(lock_timeout) ~= "number" or lock_timeout < 0 then
-    error("freshbooks.store.file: lock_timeout must be a number >= 0", 2)
+    error("freshbooks.store.file: lock_timeout must be a number >= 0", level)
   end
   local mode = opts.mode or 384 -- 0600
   local store = { path = path }
@@ -72,4 +72,7 @@ local function new(path, opts)
   return setmetatable(store, { __tostring = function() return "freshbooks.store.file(" .. path .. ")" end })
 end
 
-return new
+-- The module: freshbooks.store.file(path, opts), or .new(path, opts).
+local file = {}
+function file.new(path, opts) return new(path, opts, 3) end
+return setmetatable(file, { __call = function(_, path, opts) return new(path, opts, 3) end })
