@@ -152,7 +152,9 @@ describe("core.base64 / core.unbase64", function()
 
   it("returns nil for input that is not padded base64", function()
     for _, bad in ipairs{ "Zg=", "Zg", "Zm9v!A==", "Z===", "=Zg=", "Zg=a", "Zm 9v", "Zg==Zg==", "-_8=" } do
-      assert.is_nil(core.unbase64(bad), bad)
+      local v, err = core.unbase64(bad)
+      assert.is_nil(v, bad)
+      assert.same({ code = "bad_input", message = "invalid base64" }, err)
     end
   end)
 end)

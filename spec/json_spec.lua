@@ -101,19 +101,21 @@ describe("core.json_decode", function()
     for cut = 0, #doc - 1 do
       local v, err = core.json_decode(doc:sub(1, cut))
       assert.is_nil(v, "cut at " .. cut)
-      assert.matches("^invalid JSON at byte %d+: ", err)
+      assert.equal("bad_json", err.code)
+      assert.matches("^invalid JSON at byte %d+: ", err.message)
     end
     for _, bad in ipairs{ "", " ", "nul", "tru", "{,}", "[1,]", "{\"a\"}", "{\"a\":1,}", "01", "1.", ".5", "-", "1e",
         "+1", "0x10", "NaN", "Infinity", "'x'", "\"a\\x\"", "\"\\u12\"", "\"\\uZZZZ\"", "\"raw\ncontrol\"", "{} x",
         "[1] [2]", "\"unterminated", "{\"a\" 1}", "[" .. string.rep("1,", 10) .. "]", "\0" } do
       local v, err = core.json_decode(bad)
       assert.is_nil(v, ("%q"):format(bad))
-      assert.is_string(err)
+      assert.equal("bad_json", err.code)
     end
     -- nesting: 1000 levels are fine, 1001 are refused; a million opening brackets cost nothing
     assert.is_table(core.json_decode(string.rep("[", 1000) .. string.rep("]", 1000)))
-    assert.matches("nested too deep", select(2, core.json_decode(string.rep("[", 1001) .. string.rep("]", 1001))))
-    assert.matches("nested too deep", select(2, core.json_decode(string.rep("[", 1000000))))
+    local _, deep = core.json_decode(string.rep("[", 1001) .. string.rep("]", 1001))
+    assert.matches("nested too deep", deep.message)
+    assert.matches("nested too deep", select(2, core.json_decode(string.rep("[", 1000000))).message)
     -- huge numbers stay numbers; long digit strings are exact as far as doubles go
     assert.equal(1e308, core.json_decode("1e308"))
     assert.equal(math.huge, core.json_decode("1e999"))

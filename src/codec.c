@@ -11,39 +11,6 @@
 
 #define FB_MAX_DEPTH 16
 
-/* ---- growable C buffer ------------------------------------------------------------------------- */
-
-int fb_buf_add(fb_buf *b, const char *s, size_t n)
-{
-	if (n > b->cap - b->len) {
-		size_t cap = b->cap ? b->cap : 256;
-		char *p;
-		while (cap - b->len < n) {
-			if (cap > SIZE_MAX / 2)
-				return -1;
-			cap *= 2;
-		}
-		p = (char *)realloc(b->p, cap);
-		if (p == NULL)
-			return -1;
-		b->p = p;
-		b->cap = cap;
-	}
-	if (n > 0)
-		memcpy(b->p + b->len, s, n);
-	b->len += n;
-	return 0;
-}
-
-void fb_buf_free(fb_buf *b, int wipe)
-{
-	if (b->p != NULL && wipe)
-		OPENSSL_cleanse(b->p, b->cap);
-	free(b->p);
-	b->p = NULL;
-	b->len = b->cap = 0;
-}
-
 /* ---- percent-encoding -------------------------------------------------------------------------- */
 
 static const char HEX[] = "0123456789ABCDEF";
@@ -77,18 +44,15 @@ void fb_encode_into(char *dst, const char *s, size_t len)
 	}
 }
 
+/* The same encoding, into a Lua buffer (in pieces, so a long value needs no large block). */
 void fb_addencoded(luaL_Buffer *b, const char *s, size_t len)
 {
-	size_t i;
-	for (i = 0; i < len; i++) {
-		unsigned char c = (unsigned char)s[i];
-		if (unreserved(c)) {
-			luaL_addchar(b, (char)c);
-		} else {
-			luaL_addchar(b, '%');
-			luaL_addchar(b, HEX[c >> 4]);
-			luaL_addchar(b, HEX[c & 15]);
-		}
+	while (len > 0) {
+		size_t n = len < LUAL_BUFFERSIZE / 3 ? len : LUAL_BUFFERSIZE / 3, out = fb_encoded_len(s, n);
+		fb_encode_into(luaL_prepbuffer(b), s, n);
+		luaL_addsize(b, out);
+		s += n;
+		len -= n;
 	}
 }
 
@@ -530,9 +494,7 @@ static int l_unbase64(lua_State *L)
 	lua_pushlstring(L, (const char *)out, (size_t)n - pad);
 	return 1;
 bad:
-	lua_pushnil(L);
-	lua_pushliteral(L, "invalid base64");
-	return 2;
+	return fb_fail(L, "bad_input", "invalid base64");
 }
 
 void fb_open_codec(lua_State *L)

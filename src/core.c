@@ -2,6 +2,8 @@
  * pieces from the other files. */
 #define _GNU_SOURCE /* dladdr, RTLD_NODELETE */
 #include <dlfcn.h>
+#include <stdarg.h>
+#include <string.h>
 #include <curl/curl.h>
 #include "freshbooks.h"
 #include "fb_internal.h"
@@ -17,6 +19,30 @@ static void pin_module(void)
 	Dl_info info;
 	if (dladdr((void *)&luaopen_freshbooks_core, &info) && info.dli_fname != NULL)
 		(void)dlopen(info.dli_fname, RTLD_NOW | RTLD_NOLOAD | RTLD_NODELETE); /* never dlclosed */
+}
+
+/* Every error the core returns has this shape, {code =, message =} (the Lua layer makes it an errors
+ * object); C functions that fail at run time return `nil, err` through fb_fail. */
+void fb_push_error(lua_State *L, const char *code, const char *message, size_t len)
+{
+	lua_createtable(L, 0, 2);
+	lua_pushstring(L, code);
+	lua_setfield(L, -2, "code");
+	lua_pushlstring(L, message, len);
+	lua_setfield(L, -2, "message");
+}
+
+int fb_fail(lua_State *L, const char *code, const char *fmt, ...)
+{
+	va_list ap;
+	const char *msg;
+	lua_pushnil(L);
+	va_start(ap, fmt);
+	msg = lua_pushvfstring(L, fmt, ap);
+	va_end(ap);
+	fb_push_error(L, code, msg, strlen(msg));
+	lua_remove(L, -2); /* the formatted message */
+	return 2;
 }
 
 int luaopen_freshbooks_core(lua_State *L)

@@ -16,9 +16,7 @@ static int l_hmac_sha256(lua_State *L)
 	const char *key = fb_checkbytes(L, 1, &klen, "freshbooks.core.hmac_sha256: key");
 	const char *msg = fb_checkbytes(L, 2, &mlen, "freshbooks.core.hmac_sha256: message");
 	if (HMAC(EVP_sha256(), key, (int)klen, (const unsigned char *)msg, mlen, out, &outlen) == NULL) {
-		lua_pushnil(L);
-		lua_pushliteral(L, "HMAC-SHA256 failed");
-		return 2;
+		return fb_fail(L, "crypto", "HMAC-SHA256 failed");
 	}
 	lua_pushlstring(L, (const char *)out, outlen);
 	OPENSSL_cleanse(out, sizeof out);
@@ -45,9 +43,7 @@ static int l_random_bytes(lua_State *L)
 	len = (size_t)n;
 	p = (unsigned char *)lua_newuserdata(L, len + 1); /* scratch space the GC owns */
 	if (len > 0 && RAND_bytes(p, (int)len) != 1) {
-		lua_pushnil(L);
-		lua_pushliteral(L, "RAND_bytes failed: no entropy");
-		return 2;
+		return fb_fail(L, "crypto", "RAND_bytes failed: no entropy");
 	}
 	lua_pushlstring(L, (const char *)p, len);
 	return 1;

@@ -1,10 +1,10 @@
 /* JSON decoding for FreshBooks' answers, straight into the values the library hands out:
- *   core.json_decode(s) -> value | nil, message
+ *   core.json_decode(s) -> value | nil, {code = "bad_json", message}
  * - object members that are null are left out (so `if inv.notes then` means what it says); nulls in
  *   arrays stay, as core.null (lua-cjson's cjson.null, the NULL light userdata), so indexes do not shift;
  * - numbers without a fraction or exponent are integers on Lua 5.3+, and so are whole floats up to 2^53
  *   (an id 7.0 must read "/invoices/7" in a URL);
- * - strict RFC 8259 syntax, at most 1000 levels deep; anything else is `nil, message`, never a raise.
+ * - strict RFC 8259 syntax, at most 1000 levels deep; anything else is `nil, err`, never a raise.
  * Why not lua-cjson (which still encodes): under Lua 5.4 Debian's 2.1 decodes every number as a float,
  * so each body needed a second walk in Lua, and its decode alone cost half of a raw libcurl request in
  * instructions; this one writes each value once, where it belongs. */
@@ -342,14 +342,8 @@ static int l_json_decode(lua_State *L)
 			return 1;
 		d.err = "trailing characters";
 	}
-	{
-		char msg[96];
-		snprintf(msg, sizeof msg, "invalid JSON at byte %lu: %s", (unsigned long)(d.p - s), d.err);
-		lua_settop(L, 1);
-		lua_pushnil(L);
-		lua_pushstring(L, msg);
-		return 2;
-	}
+	lua_settop(L, 1);
+	return fb_fail(L, "bad_json", "invalid JSON at byte %d: %s", (int)(d.p - s), d.err);
 }
 
 void fb_open_decode(lua_State *L)

@@ -30,6 +30,11 @@ int fb_trapping_interrupts(void);
 /* Seconds on a monotonic clock (core.now). */
 double fb_now(void);
 
+/* core.c: pushes {code =, message =}, the shape of every error the core returns; and `return
+ * fb_fail(L, code, fmt, ...)` returns `nil, {code, message}` from a C function. */
+void fb_push_error(lua_State *L, const char *code, const char *message, size_t len);
+int fb_fail(lua_State *L, const char *code, const char *fmt, ...);
+
 /* The bytes of a string or of a secret at idx (NULL if it is neither). The pointer lives as long as
  * the value stays reachable from Lua. */
 const char *fb_tobytes(lua_State *L, int idx, size_t *len);

@@ -639,15 +639,7 @@ static double budget(lua_State *L, const char *name, double max)
 	return v;
 }
 
-/* Pushes {code =, message =}. */
-static void push_error(lua_State *L, const char *code, const char *message, size_t len)
-{
-	lua_createtable(L, 0, 2);
-	lua_pushstring(L, code);
-	lua_setfield(L, -2, "code");
-	lua_pushlstring(L, message, len);
-	lua_setfield(L, -2, "message");
-}
+#define push_error fb_push_error
 
 /* core.guest(source, chunkname, {memory, instructions, time, patterns, output}) -> guest
  * | nil, {code = "syntax" | "budget_memory", message} */

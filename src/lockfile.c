@@ -35,16 +35,9 @@ typedef struct {
 
 static int push_error(lua_State *L, const char *code, const char *what, const char *path, int err)
 {
-	lua_pushnil(L);
-	lua_createtable(L, 0, 2);
-	lua_pushstring(L, code);
-	lua_setfield(L, -2, "code");
 	if (err)
-		lua_pushfstring(L, "%s %s: %s", what, path, strerror(err));
-	else
-		lua_pushfstring(L, "%s %s", what, path);
-	lua_setfield(L, -2, "message");
-	return 2;
+		return fb_fail(L, code, "%s %s: %s", what, path, strerror(err));
+	return fb_fail(L, code, "%s %s", what, path);
 }
 
 static double now_monotonic(void)

@@ -273,35 +273,13 @@ static const char *error_code(const fb_xfer *x)
 	}
 }
 
+static const char *error_message(const fb_xfer *x, char *buf, size_t size);
+
 void fb_push_xfer_error(lua_State *L, const fb_xfer *x)
 {
-	lua_createtable(L, 0, 4);
-	lua_pushstring(L, error_code(x));
-	lua_setfield(L, -2, "code");
-	if (x->too_large || x->rc == CURLE_FILESIZE_EXCEEDED) {
-		char msg[96];
-		snprintf(msg, sizeof msg, "response body larger than max_body (%lld bytes)", (long long)x->max_body);
-		lua_pushstring(L, msg);
-	}
-	else if (x->headers_too_large)
-		lua_pushliteral(L, "response headers larger than 256 KiB");
-	else if (x->oom)
-		lua_pushliteral(L, "out of memory while receiving the response");
-	else if (x->rc == CURLE_ABORTED_BY_CALLBACK && fb_interrupted())
-		lua_pushliteral(L, "interrupted by a signal");
-	else if (x->switched)
-		lua_pushliteral(L, "the server switched protocols (HTTP 101), which was not asked for");
-	else if (x->rc == CURLE_OUT_OF_MEMORY && x->head.len > 0)
-		lua_pushliteral(L, "a response header line is larger than libcurl accepts (100 KB)");
-	else if (x->rc == CURLE_OK && !x->head_done)
-		lua_pushliteral(L, "the connection closed before the response headers ended");
-	else if (x->rc == CURLE_OK)
-		lua_pushliteral(L, "conflicting Content-Length headers in the response");
-	else if (x->errbuf[0] != '\0')
-		lua_pushstring(L, x->errbuf);
-	else
-		lua_pushstring(L, curl_easy_strerror(x->rc));
-	lua_setfield(L, -2, "message");
+	char buf[96];
+	const char *msg = error_message(x, buf, sizeof buf);
+	fb_push_error(L, error_code(x), msg, strlen(msg));
 	lua_pushinteger(L, (lua_Integer)x->rc);
 	lua_setfield(L, -2, "curl_code");
 	if (x->status > 0) {
@@ -312,6 +290,33 @@ void fb_push_xfer_error(lua_State *L, const fb_xfer *x)
 		lua_pushlstring(L, x->resp.p, x->resp.len);
 		lua_setfield(L, -2, "partial_body");
 	}
+}
+
+/* What went wrong, in words (libcurl's own where it has them). */
+static const char *error_message(const fb_xfer *x, char *buf, size_t size)
+{
+	if (x->too_large || x->rc == CURLE_FILESIZE_EXCEEDED) {
+		snprintf(buf, size, "response body larger than max_body (%lld bytes)", (long long)x->max_body);
+		return buf;
+	}
+	else if (x->headers_too_large)
+		return "response headers larger than 256 KiB";
+	else if (x->oom)
+		return "out of memory while receiving the response";
+	else if (x->rc == CURLE_ABORTED_BY_CALLBACK && fb_interrupted())
+		return "interrupted by a signal";
+	else if (x->switched)
+		return "the server switched protocols (HTTP 101), which was not asked for";
+	else if (x->rc == CURLE_OUT_OF_MEMORY && x->head.len > 0)
+		return "a response header line is larger than libcurl accepts (100 KB)";
+	else if (x->rc == CURLE_OK && !x->head_done)
+		return "the connection closed before the response headers ended";
+	else if (x->rc == CURLE_OK)
+		return "conflicting Content-Length headers in the response";
+	else if (x->errbuf[0] != '\0')
+		return x->errbuf;
+	else
+		return curl_easy_strerror(x->rc);
 }
 
 /* Pushes the final response's headers: lower-cased names; a repeated header -> array of its values.
