@@ -104,4 +104,4 @@ bench: deps $(BENCH_RAW)
 	$(MAKE) LUA=luajit all
 	@if command -v npm >/dev/null; then [ -d bench/node/node_modules/@freshbooks/api ] || \
 	  (cd bench/node && npm ci --no-audit --no-fund --silent) || echo "bench: npm could not install the Node SDK"; fi
-	LUA_PATH="lua/?.lua;lua/?/init.lua;spec/?.lua;;" LUA_CPATH="build/lua5.4/?.so;;" lua5.4 bench/run.lua $(BENCH_RAW)
+	LUA_PATH="lua/?.lua;lua/?/init.lua;sandbox/?.lua;;" LUA_CPATH="build/lua5.4/?.so;;" lua5.4 bench/run.lua $(BENCH_RAW)

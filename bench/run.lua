@@ -8,8 +8,7 @@
 -- Contenders run as child processes in interleaved rounds (the sandbox is one nginx worker on the same
 -- cores, so one round alone says little); each figure is the median with the min-max of the rounds.
 --   usage: lua5.4 bench/run.lua build/bench/raw_get [rounds]
-local sandbox = require "support.sandbox"
-local H = require "support.fbtest"
+local sandbox = require "launch" -- sandbox/launch.lua
 
 local RAW = arg[1] or "build/bench/raw_get"
 local ROUNDS = tonumber(arg[2]) or 3
@@ -95,12 +94,12 @@ local function bench(sb)
     for _, c in ipairs(CONTENDERS) do
       if not c.skip and (not c.modes or c.modes.export) then
         for _, par in ipairs(c.key == "node" and { 1 } or { 1, 8 }) do
-          local since = H.last_seq(sb)
+          local since = sb:last_seq()
           local out = c.run("export", url, par, env)
           local secs, count = numbers(out)[1], numbers(out)[2]
           if count ~= INVOICES then error(c.name .. " export failed: " .. out) end
           local conns, h2 = {}, 0
-          for _, e in ipairs(H.log(sb, since)) do
+          for _, e in ipairs(sb:log(since)) do
             if e.path:find("invoices/invoices$") then
               if e.connection then conns[e.connection] = true end
               if e.http2 then h2 = h2 + 1 end

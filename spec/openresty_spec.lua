@@ -32,11 +32,11 @@ local APP = [[
         local t = require("freshbooks.transport").cosocket{}
         local reqs = {}
         local base = ngx.unescape_uri(ngx.var.arg_base)
-        for i = 1, 6 do reqs[i] = { method = "GET", url = base .. "/_sandbox/echo?i=" .. i } end
+        for i = 1, 6 do reqs[i] = { method = "GET", url = base .. "/echo?i=" .. i } end
         local out = t.batch(reqs, { concurrency = 3 })
         local seen = {}
         for i, r in ipairs(out) do
-          seen[i] = r.res and require("cjson").decode(r.res.body).args.i or ("err:" .. tostring(r.err))
+          seen[i] = r.res and require("cjson").decode(r.res.body).uri:match("i=(%d+)") or ("err:" .. tostring(r.err))
         end
         ngx.say(require("cjson").encode(seen))
       }
@@ -99,7 +99,7 @@ local INIT_APP = [[
         local fb = package.loaded["app.init_session"]
         ngx.update_time()
         local started = ngx.now()
-        local res, err = fb:request{ path = "/_sandbox/delay?ms=1500" }
+        local res, err = fb:request{ path = "/auth/api/v1/users/me" } -- the sandbox delays it 1.5 s
         ngx.update_time()
         ngx.say(require("cjson").encode{ started = started, finished = ngx.now(), status = res and res.status,
           code = err and err.code })
@@ -107,7 +107,7 @@ local INIT_APP = [[
     }
     location = /app/init/set {
       set_by_lua_block $outcome {
-        local res, err = package.loaded["app.init_session"]:request{ path = "/_sandbox/echo" }
+        local res, err = package.loaded["app.init_session"]:request{ path = "/auth/api/v1/users/me" }
         return res and "sent" or err.code
       }
       return 200 $outcome;
@@ -115,9 +115,10 @@ local INIT_APP = [[
 ]]
 
 describe("OpenResty (cosocket transport)", function()
-  local sb, app, client
+  local sb, app, client, echo
   setup(function()
     sb = sandbox.start{ admin = true }
+    echo = testserver.start() -- /echo and /delay, for what the transport sends and how long it waits
     local tok = sb:token{ user = "alice" }
     local init = ("package.loaded['app.init_session'] = require('freshbooks').new{ api_url = %q, client_id = %q,"
       .. " client_secret = 'unused', redirect_uri = %q, tokens = { access_token = %q, refresh_token = %q,"
@@ -134,6 +135,7 @@ describe("OpenResty (cosocket transport)", function()
   teardown(function()
     if client then client:close() end
     if app then app.stop() end
+    if echo then echo.stop() end
     if sb then sb:stop() end
   end)
 
@@ -144,24 +146,24 @@ describe("OpenResty (cosocket transport)", function()
     return cjson.decode(body)
   end
 
-  it("the default transport inside a request handler is the cosocket one and reaches the sandbox", function()
-    local r = app_get("/app/get?url=" .. core.urlencode(sb.url .. "/_sandbox/echo?x=1"))
+  it("the default transport inside a request handler is the cosocket one", function()
+    local r = app_get("/app/get?url=" .. core.urlencode(echo.url .. "/echo?x=1"))
     assert.are.equal("ok", r.kind)
     assert.are.equal(200, r.status)
-    assert.are.equal("1", cjson.decode(r.body).args.x)
+    assert.are.equal("/echo?x=1", cjson.decode(r.body).uri)
   end)
 
   -- nginx verifies a peer by its DNS names only, so TLS goes to https://localhost:<port> here.
   local function by_name(url) return (url:gsub("^https://127%.0%.0%.1:", "https://localhost:")) end
 
   it("verifies TLS against lua_ssl_trusted_certificate", function()
-    local r = app_get("/app/get?url=" .. core.urlencode(by_name(sb.tls_url) .. "/_sandbox/echo"))
+    local r = app_get("/app/get?url=" .. core.urlencode(by_name(sb.tls_url) .. "/auth/api/v1/users/me"))
     assert.are.equal("ok", r.kind, r.message)
-    assert.are.equal(200, r.status)
+    assert.are.equal(401, r.status) -- verified and answered (no token sent)
   end)
 
   it("refuses to call TLS to an IP address verified, since nginx could not check the name", function()
-    local r = app_get("/app/get?url=" .. core.urlencode(sb.tls_url .. "/_sandbox/echo"))
+    local r = app_get("/app/get?url=" .. core.urlencode(sb.tls_url .. "/auth/api/v1/users/me"))
     assert.are.equal("err", r.kind)
     assert.are.equal("tls", r.code)
     assert.matches("IP address", r.message)
@@ -175,6 +177,7 @@ describe("OpenResty (cosocket transport)", function()
   end)
 
   it("a session built in init_by_lua uses cosockets in handlers: the worker answers a ping meanwhile", function()
+    sb:admin("POST", "/_sandbox/faults", { route = "users/me$", fault = "delay", ms = 1500, times = 1 })
     local results = client:batch({
       { method = "GET", url = app.url .. "/app/init/slow" },
       { method = "GET", url = app.url .. "/delay?ms=200" },
@@ -204,14 +207,14 @@ describe("OpenResty (cosocket transport)", function()
   end)
 
   it("keeps connections alive in the worker's pool", function()
-    local a = cjson.decode(app_get("/app/get?url=" .. core.urlencode(sb.url .. "/_sandbox/echo")).body)
-    local b = cjson.decode(app_get("/app/get?url=" .. core.urlencode(sb.url .. "/_sandbox/echo")).body)
+    local a = cjson.decode(app_get("/app/get?url=" .. core.urlencode(echo.url .. "/echo")).body)
+    local b = cjson.decode(app_get("/app/get?url=" .. core.urlencode(echo.url .. "/echo")).body)
     assert.are.equal(a.connection, b.connection)
     assert.is_true(b.connection_requests > a.connection_requests)
   end)
 
   it("runs a batch on light threads and returns results in input order", function()
-    local seen = app_get("/app/batch?base=" .. core.urlencode(sb.url))
+    local seen = app_get("/app/batch?base=" .. core.urlencode(echo.url))
     assert.are.same({ "1", "2", "3", "4", "5", "6" }, seen)
   end)
 
@@ -219,7 +222,7 @@ describe("OpenResty (cosocket transport)", function()
     -- One worker. The slow handler waits 1.5 s on the sandbox; the ping, sent while it waits, must be
     -- answered before the slow one finishes. Ordering, not a timing threshold.
     local results = client:batch({
-      { method = "GET", url = app.url .. "/app/slow?url=" .. core.urlencode(sb.url .. "/_sandbox/delay?ms=1500") },
+      { method = "GET", url = app.url .. "/app/slow?url=" .. core.urlencode(echo.url .. "/delay?ms=1500") },
       { method = "GET", url = app.url .. "/delay?ms=200" },   -- served by the same single worker
       { method = "GET", url = app.url .. "/app/ping" },
     }, { concurrency = 3 })

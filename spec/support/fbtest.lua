@@ -39,15 +39,8 @@ function H.authorize(sb, fb, scopes)
 end
 
 -- Request-log entries after `since` (default all), and the last seq.
-function H.log(sb, since)
-  local t = sb:admin("GET", "/_sandbox/log?since=" .. (since or 0))
-  return t.log
-end
-
-function H.last_seq(sb)
-  local t = sb:admin("GET", "/_sandbox/counters")
-  return t.total
-end
+function H.log(sb, since) return sb:log(since) end
+function H.last_seq(sb) return sb:last_seq() end
 
 function H.count(entries, pred)
   local n = 0

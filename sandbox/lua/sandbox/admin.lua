@@ -1,5 +1,5 @@
--- /_sandbox/*: test endpoints for the C core specs and the controls for everyone's specs.
--- Exists only when the sandbox runs with --admin.
+-- /_sandbox/*: the controls specs use (reset, clock, counters, the request log, faults, rate limit,
+-- inboxes, tokens). Exists only when the sandbox runs with --admin.
 local json = require "sandbox.json"
 local state = require "sandbox.state"
 local http = require "sandbox.http"
@@ -17,48 +17,6 @@ end
 
 local handlers = {}
 
--- Test endpoints -------------------------------------------------------------------------------
-function handlers.echo(req)
-  local headers = {}
-  for k, v in pairs(req.headers) do headers[k] = v end
-  return ok(req, {
-    method = req.method, uri = ngx.var.request_uri, path = req.path, args = req.args, headers = headers,
-    body = req.body, connection = tonumber(ngx.var.connection),
-    connection_requests = tonumber(ngx.var.connection_requests), scheme = ngx.var.scheme,
-  })
-end
-
-function handlers.delay(req)
-  local ms = tonumber(req.args.ms) or 1000
-  ngx.sleep(ms / 1000)
-  return ok(req, { delayed_ms = ms })
-end
-
-function handlers.bytes(req)
-  local n = math.max(0, math.floor(tonumber(req.args.n) or 0))
-  ngx.status = 200
-  ngx.header["Content-Type"] = "application/octet-stream"
-  ngx.header["Content-Length"] = n
-  local chunk = string.rep("0123456789abcdef", 4096) -- 64 KiB
-  local left = n
-  while left > 0 do
-    local k = math.min(left, #chunk)
-    ngx.print(k == #chunk and chunk or chunk:sub(1, k))
-    left = left - k
-  end
-  return ngx.exit(ngx.OK)
-end
-
-function handlers.status(req)
-  local code = math.floor(tonumber(req.args.code) or 200)
-  if code < 100 or code > 599 then code = 400 end
-  local headers = {}
-  if code == 429 and req.args.retry_after then headers["Retry-After"] = tostring(req.args.retry_after) end
-  if code == 204 or code == 304 then return http.send(req, code, nil, headers) end
-  return http.send(req, code, { status = code }, headers)
-end
-
--- Controls ------------------------------------------------------------------------------------
 function handlers.reset(req)
   local t = body_table(req) or {}
   state.reset(t)
