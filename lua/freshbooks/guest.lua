@@ -79,11 +79,11 @@ local function text(fb, s)
 end
 
 -- Data for the guest with the session's exact secrets masked, copied only where something changed.
--- (No heuristic here: it would mask UUIDs and the like.)
+-- (No heuristic here, fb:redact's `exact`: it would mask UUIDs, such as a membership's business_uuid.)
 local function redacted(fb, v)
   if type(fb.redact) ~= "function" then return v end
   local function walk(x, depth)
-    if type(x) == "string" then return fb:redact(x) end
+    if type(x) == "string" then return fb:redact(x, true) end
     if type(x) ~= "table" or depth > 40 then return x end
     local copy
     for k, y in pairs(x) do

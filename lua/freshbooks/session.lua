@@ -549,10 +549,12 @@ function Session:authorized()
   return p.tokens ~= nil
 end
 
--- fb:redact(s) -> s with this session's secrets (client secret, every token it has held) masked, and
--- anything else that looks like a token: for host applications' own logs and for guest scripts.
-function Session:redact(s)
+-- fb:redact(s [, exact]) -> s with this session's secrets (client secret, every token it has held)
+-- masked, and anything else that looks like a token: for host applications' own logs and for guest
+-- scripts. With `exact`, the secrets only: for data, where the look of a token is a UUID's too.
+function Session:redact(s, exact)
   if type(s) ~= "string" then error("freshbooks: redact: string expected, got " .. type(s), 2) end
+  if exact then return errors.mask(s, private[self].secrets) end
   return redact_string(private[self], s)
 end
 
