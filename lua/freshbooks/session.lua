@@ -835,7 +835,8 @@ end
 ---------------------------------------------------------------------------------------------------
 -- Resources (resource.lua) and identity (identity.lua)
 
--- One object per account/business and session: building one makes an object per catalogue entry.
+-- One object per owner (account, business, accounting business) and session: building one makes an
+-- object per catalogue entry.
 local function owner(self, kind, id)
   local p = private[self]
   local key = kind .. ":" .. tostring(id)
@@ -848,6 +849,7 @@ local function owner(self, kind, id)
 end
 function Session:account(id) return owner(self, "account", id) end
 function Session:business(id) return owner(self, "business", id) end
+function Session:accounting_business(uuid) return owner(self, "accounting_business", uuid) end
 
 -- identity.lua keeps its cache in the session's private state, reached through this function only
 -- (nothing public hands out the private table: it holds the client secret and the tokens).
