@@ -708,6 +708,12 @@ describe("freshbooks, the command", function()
       assert.equal(2, #result.clients)
       assert.equal(2, result.page)
       assert.equal("xYz92", result.clients[1].accounting_systemid)
+      code, out, err = w:run("api GET '/accounting/businesses/{business_uuid}/ledger_accounts/accounts'"
+        .. " --business xYz92")
+      assert.equal(0, code, err)
+      assert.equal("Cash", cjson.decode(out).data[1].name)
+      assert.equal(assert(H.session(sb):accounting_business("4e1c1a52-8f0e-4f59-9a62-0c6d7b1a0002")
+        .ledger_accounts:list())[1].uuid, cjson.decode(out).data[1].uuid)
       C.write(w.dir .. "/client.json",
         cjson.encode{ client = { organization = "CLI Test Co.", email = "cli@example.com" } })
       code, out, err = w:run("api POST /accounting/account/aBcD1/users/clients --data @" .. q(w.dir .. "/client.json"))
