@@ -531,6 +531,29 @@ describe("freshbooks, the command", function()
       assert.equal(13, #lines(out)) -- header + 12 projects
     end)
 
+    it("exports the lists FreshBooks does not page, in one request: ledger accounts by uuid, service rates", function()
+      connect()
+      local since = H.last_seq(sb)
+      local code, out, err = w:run("export ledger_accounts --business 1000001")
+      assert.equal(0, code, err)
+      local want = assert(H.session(sb):accounting_business("4e1c1a52-8f0e-4f59-9a62-0c6d7b1a0001")
+        .ledger_accounts:list())
+      local got = lines(out)
+      assert.equal(#want, #got)
+      assert.equal(want[1].uuid, cjson.decode(got[1]).uuid)
+      code, out, err = w:run("export service_rates --business 1000001 --format csv")
+      assert.equal(0, code, err)
+      assert.equal("business_id,rate,service_id", lines(out)[1])
+      assert.equal(5, #lines(out)) -- header + the 4 seeded rates
+      local routes = {}
+      for _, e in ipairs(H.log(sb, since)) do
+        if not e.route:find("^/auth/") then routes[#routes + 1] = e.method .. " " .. e.route end -- identity, tokens
+      end
+      assert.same({ "GET /accounting/businesses/{business_uuid}/ledger_accounts/accounts",
+        "GET /accounting/businesses/{business_uuid}/ledger_accounts/accounts",
+        "GET /comments/business/{business_id}/service_rates" }, routes)
+    end)
+
     it("holds one window of pages, not the export: peak memory for 6,000 invoices as for 30", function()
       local big = sandbox.start{ invoices = 6000 }
       finally(function() big:stop() end)
@@ -603,6 +626,8 @@ describe("freshbooks, the command", function()
         { "export invoicez", "unknown resource 'invoicez': one of clients, invoices," },
         { "export attachments", "unknown resource 'attachments'" },
         { "export profit_and_loss", "unknown resource 'profit_and_loss'" },
+        { "export systems", "unknown resource 'systems'" },
+        { "export invoice_payment_options", "unknown resource 'invoice_payment_options'" },
         { "export invoices --search customerid", "--search expects key=value, got 'customerid'" },
         { "export invoices --search =42", "--search expects key=value, got '=42'" },
         { "export invoices --search 'search[x]=1'", "--search expects key=value, got 'search[x]=1'" },
@@ -683,6 +708,12 @@ describe("freshbooks, the command", function()
       assert.equal(2, #result.clients)
       assert.equal(2, result.page)
       assert.equal("xYz92", result.clients[1].accounting_systemid)
+      code, out, err = w:run("api GET '/accounting/businesses/{business_uuid}/ledger_accounts/accounts'"
+        .. " --business xYz92")
+      assert.equal(0, code, err)
+      assert.equal("Cash", cjson.decode(out).data[1].name)
+      assert.equal(assert(H.session(sb):accounting_business("4e1c1a52-8f0e-4f59-9a62-0c6d7b1a0002")
+        .ledger_accounts:list())[1].uuid, cjson.decode(out).data[1].uuid)
       C.write(w.dir .. "/client.json",
         cjson.encode{ client = { organization = "CLI Test Co.", email = "cli@example.com" } })
       code, out, err = w:run("api POST /accounting/account/aBcD1/users/clients --data @" .. q(w.dir .. "/client.json"))

@@ -75,12 +75,32 @@ describe("errors.from_response", function()
     local body = { errors = { message = "Bad Request", status = 400, details = { {
       reason = "Account name is already taken", metadata = { field = "name", message = "must be unique" } } } } }
     local e = errors.from_response(res(400, body))
-    assert.same({ "bad_request", 400, "Account name is already taken" }, { e.code, e.status, e.message })
+    -- field errors come with 400 in this family: a validation failure, as the other families' 422
+    assert.same({ "validation", 400, "Account name is already taken" }, { e.code, e.status, e.message })
     assert.same({ { field = "name", message = "must be unique" } }, e.errors)
-    -- the same shape sent with 200 is an error too
-    assert.equal("api_error", errors.from_response(res(200, body)).code)
+    -- the same shape sent with 200 is an error too, and without field errors its own status names it
+    assert.equal("validation", errors.from_response(res(200, body)).code)
+    local missing = { errors = { message = "Request failed with status code 404", status = 404,
+      details = { { reason = "Not found.", metadata = { message = "Not found." } } } } }
+    assert.same({ "not_found", "Not found." }, { errors.from_response(res(200, missing)).code,
+      errors.from_response(res(404, missing)).message })
+    assert.equal("bad_request", errors.from_response(res(400, { errors = { message = "Bad Request", status = 400,
+      details = { { reason = "Malformed request" } } } })).code)
     -- and a success in that family is not mistaken for one
     assert.is_nil(errors.from_response(res(200, { data = { uuid = "x", name = "Cash" } })))
+  end)
+
+  it("reads the online-payments shape (payment options), also with HTTP 200", function()
+    local body = { error_type = "validation", message = "A validation error occurred.", errors = { {
+      error_type = "type_error.enum", message = "value is not a valid enumeration member", field = "entity_type" } } }
+    local e = errors.from_response(res(400, body))
+    assert.same({ "validation", 400, "value is not a valid enumeration member" }, { e.code, e.status, e.message })
+    assert.same({ { field = "entity_type", message = "value is not a valid enumeration member" } }, e.errors)
+    assert.equal("validation", errors.from_response(res(200, body)).code)
+    e = errors.from_response(res(200, { error_type = "not_found", message = "Resource not found" }))
+    assert.same({ "not_found", 200, "Resource not found" }, { e.code, e.status, e.message })
+    assert.equal("not_found", errors.from_response(res(404, { error_type = "not_found", message = "x" })).code)
+    assert.is_nil(errors.from_response(res(200, { payment_options = { gateway_name = "stripe" } })))
   end)
 
   it("supports concatenation like tostring", function()

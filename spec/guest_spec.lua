@@ -570,6 +570,15 @@ describe("guest scripts", function()
       assert.are.equal(0, H.count(H.log(sb, seq), H.is_token_post), "no refresh was forced")
     end)
 
+    it("get data as FreshBooks sent it, UUIDs included: only the session's own secrets are masked", function()
+      local fb = session()
+      local r = run(fb, "local fb = ... local m = fb:memberships()[1] return m.business_uuid, fb:me().identity_uuid")
+      assert.is_true(r[1], tostring(r[2]))
+      local me = assert(fb:me())
+      assert.same({ assert(fb:memberships())[1].business_uuid, me.identity_uuid }, { r[2], r[3] })
+      assert.matches("^%x+%-", r[2]) -- a UUID is 36 letters, digits and dashes: the look of a token to redact.scrub
+    end)
+
     it("get the session's own redaction applied to every string they receive", function()
       local fb = session()
       local marker = "WORDTHATISSECRET"

@@ -186,9 +186,10 @@ end
 
 -- What the host allows on a resource, asked the first time a script names it (most scripts use a few):
 -- {verbs = {verb = allowed}}, {group = true} for a group of resources (reports), or nil.
-local known = { account = {}, business = {} }
+local known = {}
 local function about(kind, name, group)
   local key = (group or "") .. "." .. tostring(name)
+  known[kind] = known[kind] or {}
   local info = known[kind][key]
   if info == nil then
     local how, a = call("resource", kind, name, group)
@@ -199,15 +200,16 @@ local function about(kind, name, group)
   return info
 end
 
--- fb:account(id) / fb:business(id): the host checks the id as the library does (it raises on a bad one).
+-- fb:account(id) / fb:business(id) / fb:accounting_business(uuid): the host checks the id as the library
+-- does (it raises on a bad one) and names the owner's id field.
 -- Its fields are built on first use; an unknown one raises, as in the library.
 local owners = {}
 local function owner(kind, id)
   local key = kind .. ":" .. tostring(id)
   if owners[key] then return owners[key] end
-  local how, message = call("owner", kind, id)
-  if how ~= "ok" then error(message, 2) end -- fb:account tail-calls this: level 2 is its caller
-  local o = setmetatable({ [kind .. "_id"] = id }, { __index = function(o, k)
+  local how, field = call("owner", kind, id)
+  if how ~= "ok" then error(field, 2) end -- fb:account tail-calls this: level 2 is its caller
+  local o = setmetatable({ [field] = id }, { __index = function(o, k)
     local info = about(kind, k)
     if not info then error(("freshbooks: %s %s has no resource %q"):format(kind, tostring(id), tostring(k)), 2) end
     local v
@@ -235,6 +237,7 @@ function fb.memberships(_, refresh) return answer(1, call("memberships", refresh
 function fb.find_business(_, key) return answer(1, call("find_business", key)) end
 function fb.account(_, id) return owner("account", id) end
 function fb.business(_, id) return owner("business", id) end
+function fb.accounting_business(_, uuid) return owner("accounting_business", uuid) end
 -- As in the library, a failure to read the identity is raised (a for loop has no other way to say it).
 function fb.businesses(_, refresh)
   local list, err = answer(2, call("memberships", refresh))

@@ -1,14 +1,16 @@
 -- The FreshBooks resource catalogue: one row per resource. resource.lua builds every object from it.
 --   name     field on the account/business object (`acct.invoices`, `biz.time_entries`)
---   family   accounting (by account_id), events (by account_id), uploads (by account_id),
---            project (by business_id)
---   path     accounting/events/uploads: path after the family's base;
+--   family   accounting, events, uploads, payments (by account_id), project (by business_id),
+--            accounting_business (by business_uuid): see catalogue.families
+--   path     accounting/events/uploads/accounting_business: path after the family's base;
+--            payments: the entity whose payment options these are;
 --            project: { base, list path, item path }
 --   single / plural   the body wrapper and list keys
---   verbs    what FreshBooks allows: list get create update delete archive
+--   verbs    what FreshBooks allows: list get create update delete archive (and defaults)
 --   delete   "vis_state" (PUT {single = {vis_state = 1}}) or "http" (DELETE)
 --   extras   extra verbs resource.lua implements (invoice share link, send by email, ...)
 --   group    a sub-table of the account object (reports)
+--   paged    false for lists FreshBooks answers whole, without paging (service rates, ledger accounts)
 local catalogue = {}
 
 local rows = {
@@ -46,6 +48,7 @@ local rows = {
     "list delete", "http" },
   { "invoice_profiles",   "accounting", "invoice_profiles/invoice_profiles", "invoice_profile", "invoice_profiles",
     "list get create update delete archive", "vis_state" },
+  { "systems",            "accounting", "systems/systems",                 "system",            nil, "get" },
   { "tasks",              "accounting", "projects/tasks",                  "task",              "tasks",
     "list get create update delete archive", "vis_state" },
   { "journal_entries",    "accounting", "journal_entries/journal_entries", "journal_entry",     "journal_entries",
@@ -70,6 +73,17 @@ local rows = {
   { "attachments",        "uploads",    "attachments",                     "attachment",        nil, "upload" },
   { "images",             "uploads",    "images",                          "image",             nil, "upload" },
 
+  -- Online payments: GET/POST /payments/account/{account_id}/invoice/{invoice_id}/payment_options, and
+  -- the account's defaults, GET /payments/account/{account_id}/payment_options?entity_type=invoice.
+  -- Bodies are the options themselves (no wrapper); answers {"payment_options": {...}}.
+  { "invoice_payment_options", "payments", "invoice",                     "payment_options",   nil,
+    "get create defaults" },
+
+  -- Accounting-business family: /accounting/businesses/{business_uuid}/{path}[/{uuid}], bodies and
+  -- answers {"data": ...}; the whole chart of accounts comes in one answer.
+  { "ledger_accounts",    "accounting_business", "ledger_accounts/accounts", "data",            "data",
+    "list get create update", paged = false },
+
   -- Project family: /{base}/business/{business_id}/{list path} and /{item path}[/{id}]
   { "projects",           "project",    { "projects", "projects", "project" }, "project",       "projects",
     "list get create update delete", "http" },
@@ -77,6 +91,9 @@ local rows = {
     "time_entries", "list get create update delete", "http" },
   { "services",           "project",    { "comments", "services", "service" }, "service",       "services",
     "list get create update", extras = { "rate", "create_rate", "update_rate" } },
+  -- Every service's rate at once (one service's: services:rate); not paged.
+  { "service_rates",      "project",    { "comments", "service_rates", "service_rates" }, "service_rate",
+    "service_rates", "list", paged = false },
 }
 
 catalogue.entries = {}
@@ -84,14 +101,27 @@ catalogue.by_name = {}
 
 for _, r in ipairs(rows) do
   local e = { name = r[1], family = r[2], path = r[3], single = r[4], plural = r[5], delete = r[7],
-              extras = r.extras or {}, group = r.group, verbs = {} }
+              extras = r.extras or {}, group = r.group, paged = r.paged ~= false, verbs = {} }
   for v in r[6]:gmatch("%S+") do e.verbs[v] = true end
   catalogue.entries[#catalogue.entries + 1] = e
   catalogue.by_name[e.name] = e
 end
 
--- Which entries an account object (by account_id) and a business object (by business_id) carry.
-catalogue.account_families = { accounting = true, events = true, uploads = true }
-catalogue.business_families = { project = true }
+-- The families: which owner object carries their resources, and whether their answers come in
+-- FreshBooks' {"response": {"result": ...}} envelope (the others are the payload itself).
+catalogue.families = {
+  accounting          = { owner = "account", envelope = true },
+  events              = { owner = "account", envelope = true },
+  uploads             = { owner = "account" },
+  payments            = { owner = "account" },
+  project             = { owner = "business" },
+  accounting_business = { owner = "accounting_business" },
+}
+
+-- The owner objects (fb:account(id), fb:business(id), fb:accounting_business(uuid)) and the field
+-- of a membership (fb:memberships()) that holds each one's id.
+catalogue.owners = { account = "account_id", business = "business_id", accounting_business = "business_uuid" }
+
+function catalogue.owner_of(entry) return catalogue.families[entry.family].owner end
 
 return catalogue

@@ -173,10 +173,12 @@ end
 
 -- The accounting-business family (ledger accounts): {"errors":{"message":...,"status":400,
 -- "details":[{"reason":...,"metadata":{field, message, ...}}]}}; the reason is the most specific text.
+-- Its field errors come with HTTP 400: a validation failure, as the other families' 422 are; and the
+-- body's own status says what the error is when HTTP does not (an error sent with 200).
 function readers.business(d)
   local e = d.errors
   if type(e) ~= "table" or e[1] ~= nil or (e.message == nil and e.details == nil) then return nil end
-  local out, reason = {}, nil
+  local out, reason, fields = {}, nil, false
   for _, det in ipairs(type(e.details) == "table" and e.details or {}) do
     if type(det) == "table" then
       local md = type(det.metadata) == "table" and det.metadata or {}
@@ -184,13 +186,27 @@ function readers.business(d)
       fe.message = fe.message or str(det.reason)
       out[#out + 1] = fe
       reason = reason or str(det.reason)
+      fields = fields or fe.field ~= nil
     end
   end
-  return { message = reason or str(e.message), errors = out }
+  return { message = reason or str(e.message), errors = out,
+           code = fields and "validation" or STATUS_CODES[tonumber(e.status)] }
+end
+
+-- Online payments: {"error_type":"validation","message":"A validation error occurred.",
+-- "errors":[{"error_type":..., "message":..., "field":...}]} and {"error_type":"not_found","message":...}.
+local PAYMENT_CODES = { validation = "validation", not_found = "not_found", forbidden = "forbidden" }
+function readers.payments(d)
+  if type(d.error_type) ~= "string" then return nil end
+  local out = {}
+  for _, fe in ipairs(type(d.errors) == "table" and d.errors or {}) do out[#out + 1] = field_error(fe) end
+  return { message = (out[1] and out[1].message) or str(d.message) or d.error_type, errors = out,
+           code = PAYMENT_CODES[d.error_type] }
 end
 
 local function read_shape(d)
-  return readers.legacy(d) or readers.business(d) or readers.rpc(d) or readers.oauth(d) or readers.project(d)
+  return readers.payments(d) or readers.legacy(d) or readers.business(d) or readers.rpc(d) or readers.oauth(d)
+    or readers.project(d)
 end
 
 -- A 2xx body that is an error all the same (FreshBooks answers some failures with 200).
@@ -203,6 +219,7 @@ local function success_body_is_error(d)
   if type(d.code) == "number" and d.code ~= 0 and type(d.message) == "string" and d.details ~= nil then return true end
   if tonumber(d.errno) and (d.message ~= nil or d.error ~= nil) then return true end
   if type(d.error) == "string" and (d.error_description ~= nil or OAUTH_CODES[d.error]) then return true end
+  if type(d.error_type) == "string" and d.message ~= nil then return true end
   return false
 end
 

@@ -8,6 +8,7 @@
 --                                                          budget = { time = 5 }, usage = {} })
 -- The script sees the library's shape: `local fb = ...` (also the global `fb`), fb:me(),
 -- fb:memberships(), for m in fb:businesses(), fb:find_business(key), fb:account(id).invoices:list{...},
+-- fb:business(id), fb:accounting_business(uuid),
 -- for inv in acct.invoices:each{...}, acct.reports.profit_and_loss:get{...}; with write = true also
 -- create/update/delete/archive/send_by_email. docs/guest.md has the whole contract.
 local core = require "freshbooks.core"
@@ -43,6 +44,7 @@ local function verbs_of(e, write)
   elseif not e.verbs.upload then
     if e.verbs.list then v.list, v.each, v.all = true, true, true end
     if e.verbs.get then v.get = true end
+    if e.verbs.defaults then v.defaults = true end
     for _, w in ipairs(WRITES) do
       if e.verbs[w] then v[w] = write end
     end
@@ -58,9 +60,10 @@ end
 local shapes = {}
 local function shape(write)
   if shapes[write] then return shapes[write] end
-  local sh = { verbs = { account = {}, business = {} }, groups = { account = {}, business = {} } }
+  local sh = { verbs = {}, groups = {} }
+  for kind in pairs(catalogue.owners) do sh.verbs[kind], sh.groups[kind] = {}, {} end
   for _, e in ipairs(catalogue.entries) do
-    local kind = catalogue.account_families[e.family] and "account" or "business"
+    local kind = catalogue.owner_of(e)
     local verbs = verbs_of(e, write)
     if next(verbs) then
       sh.verbs[kind][e.name] = verbs
@@ -80,11 +83,11 @@ local function text(fb, s)
 end
 
 -- Data for the guest with the session's exact secrets masked, copied only where something changed.
--- (No heuristic here: it would mask UUIDs and the like.)
+-- (No heuristic here, fb:redact's `exact`: it would mask UUIDs, such as a membership's business_uuid.)
 local function redacted(fb, v)
   if type(fb.redact) ~= "function" then return v end
   local function walk(x, depth)
-    if type(x) == "string" then return fb:redact(x) end
+    if type(x) == "string" then return fb:redact(x, true) end
     if type(x) ~= "table" or depth > 40 then return x end
     local copy
     for k, y in pairs(x) do
@@ -176,7 +179,7 @@ local function operations(fb, allowed, budget, deadline)
 
   local owners, iters, handles, live = {}, {}, 0, 0
   local function kind_of(kind)
-    if kind ~= "account" and kind ~= "business" then bad("no such owner: " .. tostring(kind)) end
+    if not catalogue.owners[kind] then bad("no such owner: " .. tostring(kind)) end
     return kind
   end
   local function owner(kind, id)
@@ -215,9 +218,9 @@ local function operations(fb, allowed, budget, deadline)
     if group == nil and allowed.groups[kind][name] then return { group = true } end
     return nil
   end
-  function ops.owner(kind, id)
+  function ops.owner(kind, id) -- -> the owner's id field (account_id, business_id, business_uuid)
     owner(kind, id)
-    return true
+    return catalogue.owners[kind]
   end
   function ops.verb(kind, id, name, verb, ...)
     local r, e = target(kind, id, name, verb)

@@ -1,6 +1,7 @@
 -- Resources built from the catalogue: list/get/create/update/delete/archive/each/all and the extras.
---   local acct = fb:account(account_id)      -- accounting, webhook callbacks, uploads, reports
+--   local acct = fb:account(account_id)      -- accounting, webhook callbacks, uploads, reports, payments
 --   local biz  = fb:business(business_id)    -- projects, time entries, services
+--   local ab   = fb:accounting_business(business_uuid)   -- ledger accounts
 -- Request bodies are wrapped in the resource's singular key and results unwrapped: verbs return the
 -- record (or records and the paging meta), or nil, err.
 local catalogue = require "freshbooks.catalogue"
@@ -59,6 +60,12 @@ local function paths(entry, owner)
     return base, base
   elseif f == "uploads" then
     return "/uploads/account/" .. owner .. "/" .. p, "/uploads/" .. p
+  elseif f == "payments" then -- the account's defaults, and the entity's own (+ /{id}/payment_options)
+    local base = "/payments/account/" .. owner .. "/"
+    return base .. "payment_options", base .. p
+  elseif f == "accounting_business" then
+    local base = "/accounting/businesses/" .. owner .. "/" .. p
+    return base, base
   end
   local prefix = "/" .. p[1] .. "/business/" .. owner .. "/"
   return prefix .. p[2], prefix .. p[3]
@@ -86,28 +93,34 @@ function Resource:request(method, path, q, json, idempotent)
   return res
 end
 
--- The payload under FreshBooks' envelope: response.result (accounting, events) or the body itself.
-local function payload(data)
+-- The payload under FreshBooks' envelope: response.result (accounting, events) or, in the families
+-- without one, the body itself (a body in the other shape has no payload).
+local function payload(data, entry)
   if type(data) ~= "table" then return nil end
+  if not catalogue.families[entry.family].envelope then return data end
   local r = data.response
   if type(r) == "table" then return type(r.result) == "table" and r.result or r end
   return data
 end
 
+-- A record is an object, a list an array (decoded, both are tables): the wrong one is no answer.
 function Resource:unwrap_one(res)
-  local p = payload(res.data)
+  local p = payload(res.data, self.entry)
   local v = p and p[self.entry.single]
-  if type(v) ~= "table" then return nil, bad_response("no '" .. self.entry.single .. "' in the response", res) end
+  if type(v) ~= "table" or v[1] ~= nil then
+    return nil, bad_response("no '" .. self.entry.single .. "' in the response", res)
+  end
   return v
 end
 
--- -> items, meta {page, pages, per_page, total}
+-- -> items, meta {page, pages, per_page, total}; a list FreshBooks does not page is one whole page.
 function Resource:unwrap_list(res)
-  local p = payload(res.data)
+  local p = payload(res.data, self.entry)
   local items = p and p[self.entry.plural]
-  if type(items) ~= "table" then
+  if type(items) ~= "table" or (items[1] == nil and next(items) ~= nil) then
     return nil, bad_response("no '" .. self.entry.plural .. "' list in the response", res)
   end
+  if not self.entry.paged then return items, { page = 1, pages = 1, per_page = #items, total = #items } end
   local m = type(p.meta) == "table" and p.meta or p
   return items, { page = tonumber(m.page), pages = tonumber(m.pages), per_page = tonumber(m.per_page),
                   total = tonumber(m.total) }
@@ -122,6 +135,10 @@ end
 -- list(query) -> records, meta | nil, err
 function Resource:list(q)
   verb(self, "list")
+  if not self.entry.paged and type(q) == "table" and (q.page ~= nil or q.per_page ~= nil) then
+    error(("freshbooks: %s:list: FreshBooks answers this list whole; it takes no page or per_page")
+      :format(self.name), 2)
+  end
   local res, err = self:request("GET", self.list_path, q)
   if not res then return nil, err end
   return self:unwrap_list(res)
@@ -227,11 +244,28 @@ local function fingerprint(list)
   return tostring(type(a) == "table" and a.id or a) .. "|" .. tostring(type(b) == "table" and b.id or b) .. "|" .. #list
 end
 
+-- A list FreshBooks does not page is one request, whatever the walk asks: page and per_page are the
+-- walk's settings, not filters, and the list refuses them.
+local function whole(self, q, progress)
+  local rest, meta, done = query.with(q, {}), nil, false
+  rest.page, rest.per_page = nil, nil
+  return function()
+    if done then return nil end
+    done = true
+    local list, m = self:list(rest)
+    if not list then return false, m end
+    meta = m
+    if progress then progress(1, 1, #list) end
+    return list
+  end, function() return meta end
+end
+
 -- The paging engine behind each() and all(). Page `first` comes alone and tells how many pages there
 -- are; then windows of `parallel` pages go out together through fb:batch (the C core's multi
 -- interface), and their records come back in page order. Only one window is held at a time.
 -- next_window() -> records (possibly empty), or nil at the end, or false, err.
 local function pager(self, q, parallel, progress, max_pages)
+  if not self.entry.paged then return whole(self, paging(q), progress) end
   local page, per_page
   q, page, per_page = paging(q)
   local first, pages, seen, meta, last_print, ended = page, nil, 0, nil, nil, false
@@ -370,7 +404,7 @@ function Resource:share_link(id)
     self.name .. ":share_link") .. "/share_link",
     { share_method = "share_link" })
   if not res then return nil, err end
-  local p = payload(res.data)
+  local p = payload(res.data, self.entry)
   local rec = p and p.share_link
   local link = type(rec) == "table" and rec.share_link or rec
   if type(link) ~= "string" then return nil, bad_response("no share_link in the response", res) end
@@ -422,7 +456,7 @@ local function rate(self, method, id, fields, where)
   local path = self.item_path .. "/" .. check_id(id, where) .. "/rate"
   local res, err = self:request(method, path, nil, fields and { service_rate = fields })
   if not res then return nil, err end
-  local p = payload(res.data)
+  local p = payload(res.data, self.entry)
   local v = p and p.service_rate
   if type(v) ~= "table" then return nil, bad_response("no service_rate in the response", res) end
   return v
@@ -445,7 +479,7 @@ Report.__tostring = Resource.__tostring
 function Report:get(q)
   local res, err = self:request("GET", self.list_path, q)
   if not res then return nil, err end
-  local p = payload(res.data)
+  local p = payload(res.data, self.entry)
   if type(p) ~= "table" then return nil, bad_response("no report in the response", res) end
   return type(p[self.entry.single]) == "table" and p[self.entry.single] or p
 end
@@ -474,7 +508,7 @@ function Upload:upload(content, opts)
   local res, err = self.session:request{ method = "POST", path = self.list_path, body = body,
                                          headers = { ["Content-Type"] = ctype } }
   if not res then return nil, err end
-  local p = payload(res.data)
+  local p = payload(res.data, self.entry)
   local rec = p and p[self.entry.single]
   if type(rec) ~= "table" then return nil, bad_response("no " .. self.entry.single .. " in the response", res) end
   return rec, p.link
@@ -488,7 +522,37 @@ function Upload:get(jwt)
   return res.body, type(ct) == "table" and ct[1] or ct
 end
 
--- Account and business objects ------------------------------------------------------------------
+-- Payment options: acct.invoice_payment_options:get(invoice_id), :create(invoice_id, fields) (the
+-- fields are the body, unwrapped, as FreshBooks takes them), :defaults() (the account's, for invoices).
+local PaymentOptions = setmetatable({}, { __index = Resource })
+PaymentOptions.__index = PaymentOptions
+PaymentOptions.__tostring = Resource.__tostring
+
+local function options_path(self, id, where)
+  return self.item_path .. "/" .. check_id(id, where) .. "/payment_options"
+end
+
+function PaymentOptions:get(id)
+  local res, err = self:request("GET", options_path(self, id, self.name .. ":get"))
+  if not res then return nil, err end
+  return self:unwrap_one(res)
+end
+
+function PaymentOptions:create(id, fields)
+  local path = options_path(self, id, self.name .. ":create")
+  check_fields(fields, self.name .. ":create")
+  local res, err = self:request("POST", path, nil, fields)
+  if not res then return nil, err end
+  return self:unwrap_one(res)
+end
+
+function PaymentOptions:defaults()
+  local res, err = self:request("GET", self.list_path, { entity_type = self.entry.path })
+  if not res then return nil, err end
+  return self:unwrap_one(res)
+end
+
+-- Account, business and accounting-business objects ---------------------------------------------
 
 -- The catalogue entries an owner kind carries: name -> entry, and group -> {name -> entry}.
 local function index_entries(families)
@@ -506,12 +570,16 @@ local function index_entries(families)
   return names, groups
 end
 local ENTRIES = {}
-ENTRIES.account = { index_entries(catalogue.account_families) }
-ENTRIES.business = { index_entries(catalogue.business_families) }
+for kind in pairs(catalogue.owners) do
+  local families = {}
+  for f, t in pairs(catalogue.families) do families[f] = t.owner == kind end
+  ENTRIES[kind] = { index_entries(families) }
+end
 
 local function make(session, e, id)
   local r = resource.new(session, e, id)
-  if e.verbs.report then setmetatable(r, Report) elseif e.verbs.upload then setmetatable(r, Upload) end
+  if e.verbs.report then setmetatable(r, Report) elseif e.verbs.upload then setmetatable(r, Upload)
+  elseif e.verbs.defaults then setmetatable(r, PaymentOptions) end
   return r
 end
 
@@ -526,7 +594,7 @@ local function owner(session, id, kind)
   local function unknown(k)
     error(("freshbooks: %s %s has no resource %q"):format(kind, tostring(id), tostring(k)), 3)
   end
-  return setmetatable({ [kind .. "_id"] = id }, { __index = function(obj, k)
+  return setmetatable({ [catalogue.owners[kind]] = id }, { __index = function(obj, k)
     local e = names[k]
     if e then
       local r = make(session, e, id)
@@ -553,6 +621,11 @@ end
 
 function resource.business(session, business_id)
   return owner(session, business_id, "business")
+end
+
+-- Keyed by the membership's business_uuid, not its business_id (the URL family /accounting/businesses).
+function resource.accounting_business(session, business_uuid)
+  return owner(session, business_uuid, "accounting_business")
 end
 
 resource.Resource = Resource

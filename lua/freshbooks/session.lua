@@ -548,10 +548,12 @@ function Session:authorized()
   return p.tokens ~= nil
 end
 
--- fb:redact(s) -> s with this session's secrets (client secret, every token it has held) masked, and
--- anything else that looks like a token: for host applications' own logs and for guest scripts.
-function Session:redact(s)
+-- fb:redact(s [, exact]) -> s with this session's secrets (client secret, every token it has held)
+-- masked, and anything else that looks like a token: for host applications' own logs and for guest
+-- scripts. With `exact`, the secrets only: for data, where the look of a token is a UUID's too.
+function Session:redact(s, exact)
   if type(s) ~= "string" then error("freshbooks: redact: string expected, got " .. type(s), 2) end
+  if exact then return redaction.mask(s, private[self].secrets) end
   return redact_string(private[self], s)
 end
 
@@ -832,7 +834,8 @@ end
 ---------------------------------------------------------------------------------------------------
 -- Resources (resource.lua) and identity (identity.lua)
 
--- One object per account/business and session: building one makes an object per catalogue entry.
+-- One object per owner (account, business, accounting business) and session: building one makes an
+-- object per catalogue entry.
 local function owner(self, kind, id)
   local p = private[self]
   local key = kind .. ":" .. tostring(id)
@@ -845,6 +848,7 @@ local function owner(self, kind, id)
 end
 function Session:account(id) return owner(self, "account", id) end
 function Session:business(id) return owner(self, "business", id) end
+function Session:accounting_business(uuid) return owner(self, "accounting_business", uuid) end
 
 -- identity.lua keeps its cache in the session's private state, reached through this function only
 -- (nothing public hands out the private table: it holds the client secret and the tokens).

@@ -1,5 +1,6 @@
 -- `freshbooks status`, `logout`, `report` and `api`; `describe` is also what `login` prints at the end.
 local cjson = require "cjson.safe"
+local catalogue = require "freshbooks.catalogue"
 local cli = require "freshbooks.cli"
 
 local commands = {}
@@ -137,11 +138,13 @@ function commands.api(ctx)
   local query = commands.key_values(a.query, "--query", "^[%w_%.%-%[%]]+$")
   local data = body(a.data)
   local fb = ctx:connected()
-  local path = a.path
-  if path:find("{account_id}", 1, true) or path:find("{business_id}", 1, true) then
-    local biz = ctx:business(fb, a.business)
-    path = path:gsub("{account_id}", function() return idstr(biz.account_id) end)
-      :gsub("{business_id}", function() return idstr(biz.business_id) end)
+  -- {account_id}, {business_id}, {business_uuid}: the ids of --business (each owner's key, catalogue.owners)
+  local path, biz = a.path, nil
+  for _, field in pairs(catalogue.owners) do
+    if path:find("{" .. field .. "}", 1, true) then
+      biz = biz or ctx:business(fb, a.business)
+      path = path:gsub("{" .. field .. "}", function() return idstr(biz[field]) end)
+    end
   end
   local res, err = fb:request{ method = method, path = path, query = next(query) and query or nil, body = data }
   if not res then cli.fail(err) end

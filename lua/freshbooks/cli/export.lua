@@ -112,7 +112,8 @@ function export.export(ctx)
 
   local fb = ctx:connected()
   local biz = ctx:business(fb, a.business)
-  local owner = entry.family == "project" and fb:business(biz.business_id) or fb:account(biz.account_id)
+  local kind = catalogue.owner_of(entry) -- account, business or accounting_business: the membership has each id
+  local owner = fb[kind](fb, biz[catalogue.owners[kind]])
   local out = ctx:output(a.output)
   local writer = (a.format == "csv" and csv_writer or jsonl_writer)(ctx, out)
   local bar = ctx:progress(out, entry.name)

@@ -278,13 +278,14 @@ function cli.parser()
 
   local api = p:command("api")
     :summary("One authenticated request to any API path; prints the JSON answer.")
-    :description("One authenticated request (refreshed automatically), like `gh api`. {account_id} and "
-      .. "{business_id} in PATH are replaced with those of --business (default: the first business).")
+    :description("One authenticated request (refreshed automatically), like `gh api`. {account_id}, "
+      .. "{business_id} and {business_uuid} in PATH are replaced with those of --business (default: the first "
+      .. "business).")
   api:argument("method", "GET, POST, PUT, PATCH or DELETE.")
   api:argument("path", "Path under the API URL, e.g. /auth/api/v1/users/me.")
   api:option("--query", "A query parameter key=value (repeatable)."):count("*"):argname("<key=value>")
   api:option("--data", "Request body: JSON text, @file, or @- for stdin."):argname("<json|@file>")
-  api:option("--business", "The business for {account_id}/{business_id}."):argname("<name|id>")
+  api:option("--business", "The business for {account_id}/{business_id}/{business_uuid}."):argname("<name|id>")
 
   -- Usage errors leave through cli.exit (status 2) with the usage of the command at fault.
   p.error = function(parser, msg)

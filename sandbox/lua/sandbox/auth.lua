@@ -277,6 +277,11 @@ function auth.forbidden(family, scope, message)
     return { error = message } -- errno comes only with a field map: {"errno":2001,"error":{"field":"msg"}}
   elseif family == "events" then
     return { errno = 403, message = message }
+  elseif family == "accounting_business" then
+    return { errors = { message = "Request failed with status code 403", status = 403,
+      details = json.array { { reason = message, metadata = { message = message } } } } }
+  elseif family == "payments" then
+    return { error_type = "forbidden", message = message }
   end
   return { error = "insufficient_scope", error_description = message }
 end

@@ -219,7 +219,8 @@ data.add = add
 local function seed_account(b, seed, n_invoices, n_clients)
   local rnd = util.prng(seed * 31 + b.id)
   local cur = b.currency_code
-  local acct = { account_id = b.account_id, business = b, currency_code = cur, seed = seed, cols = {} }
+  local acct = { account_id = b.account_id, business = b, currency_code = cur, seed = seed, cols = {},
+                 payment_options = {} } -- invoice id -> the options set for it (sandbox/lua/sandbox/payments.lua)
   for _, r in ipairs(data.accounting) do acct.cols[r.name] = collection() end
   local cols = acct.cols
   acct.clients = cols.clients
@@ -330,12 +331,61 @@ local function seed_account(b, seed, n_invoices, n_clients)
   return acct
 end
 
--- Project family data per business.
+-- Ledger accounts (the accounting-business family): a type each, and the sub types it allows.
+data.LEDGER_SUB_TYPES = {
+  asset = { "Cash & Bank", "Current Asset", "Fixed Asset", "Other Asset" },
+  liability = { "Current Liability", "Long Term Liability", "Credit Card" },
+  equity = { "Owner's Equity", "Retained Earnings" },
+  income = { "Income", "Other Income" },
+  expense = { "Cost of Goods Sold", "Operating Expense", "Other Expense" },
+}
+
+-- A ledger account uuid, the same for the same business, seed and sequence number.
+function data.ledger_uuid(seed, business_id, n)
+  local rnd = util.prng(seed * 41 + business_id * 13 + n * 7)
+  local function hex(digits) -- at most 6 hex digits per draw: exact on every Lua
+    local out = {}
+    for _ = 1, digits, 6 do out[#out + 1] = string.format("%06x", rnd(0, 0xffffff)) end
+    return table.concat(out):sub(1, digits)
+  end
+  return ("%s-%s-4%s-%x%s-%s"):format(hex(8), hex(4), hex(3), 8 + rnd(0, 3), hex(3), hex(12))
+end
+
+-- The seeded chart of accounts: name, number, type, sub type, system account name, parent (index).
+local CHART = {
+  { "Cash", "1000", "asset", "Cash & Bank", "Cash" },
+  { "Petty Cash", "1000-1", "asset", "Cash & Bank", "Petty Cash", 1 },
+  { "Accounts Receivable", "1200", "asset", "Current Asset", "Accounts Receivable" },
+  { "Accounts Payable", "2000", "liability", "Current Liability", "Accounts Payable" },
+  { "Sales Tax Payable", "2200", "liability", "Current Liability", "Sales Tax Payable" },
+  { "Owner's Equity", "3000", "equity", "Owner's Equity", "Owner's Equity" },
+  { "Retained Earnings", "3100", "equity", "Retained Earnings", "Retained Earnings" },
+  { "Sales", "4000", "income", "Income", "Sales" },
+  { "Cost of Goods Sold", "5000", "expense", "Cost of Goods Sold", "Cost of Goods Sold" },
+  { "Office Expenses", "6000", "expense", "Operating Expense" },
+}
+
+local function seed_ledger(b, seed)
+  local ledger = { list = {}, by_uuid = {}, seq = 0 }
+  for i, row in ipairs(CHART) do
+    local parent = row[6] and ledger.list[row[6]]
+    local rec = { uuid = data.ledger_uuid(seed, b.id, i), name = row[1], number = row[2], type = row[3],
+      sub_type = row[4], system_account_name = row[5], parent_account = parent and parent.uuid,
+      sub_accounts = {}, auto_created = row[5] ~= nil and parent == nil, state = "active", description = "",
+      updated_t = T0 - 86400 * 400 + i * 60 }
+    if parent then parent.sub_accounts[#parent.sub_accounts + 1] = rec.uuid end
+    ledger.list[i], ledger.by_uuid[rec.uuid], ledger.seq = rec, rec, i
+  end
+  return ledger
+end
+
+-- Data per business: the project family and the ledger accounts.
 local function seed_business(b, seed, n_projects, accounts)
   local rnd = util.prng(seed * 37 + b.id)
   local acct = accounts[b.account_id]
   local clients = acct.cols.clients.list
-  local p = { projects = collection(), time_entries = collection(), services = collection(), rates = {} }
+  local p = { projects = collection(), time_entries = collection(), services = collection(), rates = {},
+              ledger = seed_ledger(b, seed) }
   for i = 1, 4 do
     add(p.services, { business_id = b.id, name = item_names[i], billable = true, vis_state = 0 }, 700 + i)
     p.rates[700 + i] = string.format("%d.00", 50 + i * 25)

@@ -23,6 +23,8 @@ local function build_routes()
   add(require("sandbox.auth").routes)
   add(require("sandbox.webhooks").routes)
   add(require("sandbox.resources").routes)
+  add(require("sandbox.payments").routes)
+  add(require("sandbox.ledger").routes)
 end
 
 -- Route patterns are Lua patterns anchored at both ends; captures become handler arguments.

@@ -1,5 +1,5 @@
 -- The accounting and project families, table-driven: one handler each for list/get/create/update/delete
--- over the catalogue in sandbox.data. Reports live here too.
+-- over the catalogue in sandbox.data. Reports, the system and the service-rates list live here too.
 local json = require "sandbox.json"
 local state = require "sandbox.state"
 local http = require "sandbox.http"
@@ -568,6 +568,21 @@ local function delete(R, req, aid, id)
   return 200, { response = {} }
 end
 
+-- GET .../systems/systems/{id}: the account's one system, whose id is the business's (the identity's
+-- roles[].systemid). Get only, scope user:business:read.
+local SYSTEM = { object = "system", errors = "legacy" }
+local function system(req, aid, id)
+  local ctx, s, b, h = account_ctx(req, aid, "user:business:read")
+  if not ctx then return s, b, h end
+  local biz = ctx.business
+  if tonumber(id) ~= biz.id then return fail(SYSTEM, 404, 1012, "systemid", "System not found.", id) end
+  return 200, { response = { result = { system = { id = biz.id, systemid = biz.id, accountid = biz.account_id,
+    business_uuid = biz.business_uuid, name = biz.name, currency_code = biz.currency_code, active = true,
+    modern_system = true, billing_status = "uptodate", country = "Canada", province = "Ontario", city = "Toronto",
+    street = "1 Sandbox Way", code = "M5V 1A1", email = ctx.user.email, info_email = ctx.user.email,
+    date = "2024-01-15 09:29:00", timezone = "US/Eastern", dst = true, test_system = true } } } }
+end
+
 -- Reports -------------------------------------------------------------------------------------------
 local function report_range(req)
   local a = req.args
@@ -768,6 +783,21 @@ local function project_item(kind, req, bid, id)
   return 200, { [single] = conv(rec, ctx) }
 end
 
+-- GET /comments/business/{bid}/service_rates: every rate set, one answer (not paged: page/per_page refused).
+local function service_rates(req, bid)
+  local ctx, s, b, h = project_ctx(req, bid, "user:projects:read")
+  if not ctx then return s, b, h end
+  for _, k in ipairs { "page", "per_page" } do
+    if req.args[k] ~= nil then return project_fail(400, "This list is not paginated.", k) end
+  end
+  local out = json.array()
+  for _, svc in ipairs(ctx.data.services.list) do
+    local rate = not svc.removed and ctx.data.rates[svc.id]
+    if rate then out[#out + 1] = { rate = rate, business_id = ctx.business.id, service_id = svc.id } end
+  end
+  return 200, { service_rates = out }
+end
+
 local function service_rate(req, bid, sid)
   local write = req.method ~= "GET"
   local ctx, s, b, h = project_ctx(req, bid, write and "user:projects:write" or "user:projects:read")
@@ -804,6 +834,8 @@ for _, R in ipairs(data.accounting) do
     if not ctx then return s, b, h end
     return fail(RR, 404, 1012, "id", "Not found.", id) end) end
 end
+routes[#routes + 1] = { method = "GET", path = ACC .. "systems/systems/(%d+)",
+  name = "/accounting/account/{account_id}/systems/systems/{id}", handler = system }
 do
   local R = data.by_name.invoices
   routes[#routes + 1] = { method = "GET", path = ACC .. R.path .. "/(%d+)/share_link",
@@ -849,7 +881,9 @@ end
 for _, m in ipairs { "GET", "POST", "PUT" } do
   padd(m, CB .. "service/(%d+)/rate", "/comments/business/{business_id}/service/{id}/rate", service_rate)
 end
+padd("GET", CB .. "service_rates", "/comments/business/{business_id}/service_rates", service_rates)
 
 resources.routes = routes
 resources.fail = fail
+resources.member_ctx = member_ctx -- the other families' modules (ledger.lua, payments.lua) check members here
 return resources

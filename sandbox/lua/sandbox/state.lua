@@ -24,7 +24,8 @@ state.scopes = {
   "user:bill_vendors:read", "user:bill_vendors:write", "user:journal_entries:read",
   "user:journal_entries:write", "user:projects:read", "user:projects:write",
   "user:time_entries:read", "user:time_entries:write", "user:teams:read", "user:reports:read",
-  "user:online_payments:read", "user:uploads:read", "user:uploads:write",
+  "user:online_payments:read", "user:online_payments:write", "user:business:read",
+  "user:uploads:read", "user:uploads:write",
   "user:notifications:read", "user:webhooks:read", "user:webhooks:write",
 }
 
@@ -59,6 +60,10 @@ end
 
 function state.business_by_id(bid)
   for _, b in ipairs(state.businesses) do if tostring(b.id) == tostring(bid) then return b end end
+end
+
+function state.business_by_uuid(uuid)
+  for _, b in ipairs(state.businesses) do if b.business_uuid == uuid then return b end end
 end
 
 -- Is the user a member of business b?
