@@ -585,8 +585,8 @@ function Session:exchange(code)
 end
 
 -- fb:authorize_callback(query_string_or_table, expected_state) -> true | nil, err
-function Session:authorize_callback(query, expected_state)
-  local code, err = oauth.check_callback(oauth.parse_callback(query), expected_state)
+function Session:authorize_callback(callback, expected_state)
+  local code, err = oauth.check_callback(oauth.parse_callback(callback), expected_state)
   if not code then return nil, redact(private[self], err) end
   return self:exchange(code)
 end
