@@ -26,6 +26,21 @@ describe("resources against the sandbox", function()
     assert.has_error(function() fb:account({}) end)
   end)
 
+  it("shows a resource's name and verbs, not the session, entry or paths behind it", function()
+    for _, r in ipairs{ acct.invoices, acct.reports.profit_and_loss, acct.attachments,
+                        acct.invoice_payment_options, biz.projects } do
+      local keys = {}
+      for k in pairs(r) do keys[#keys + 1] = k end
+      assert.same({ "name" }, keys)
+      assert.is_nil(rawget(r, "session"))
+      assert.is_nil(r.session)
+      assert.is_function(r.get)
+      assert.matches("^freshbooks%.resource%(" .. r.name:gsub("%p", "%%%0"), tostring(r))
+    end
+    assert.is_nil(acct.invoices.upload)
+    assert.is_nil(acct.reports.profit_and_loss.list)
+  end)
+
   it("lists every accounting and events resource with paging meta", function()
     for _, e in ipairs(catalogue.entries) do
       if (e.family == "accounting" or e.family == "events") and e.verbs.list then
@@ -63,7 +78,7 @@ describe("resources against the sandbox", function()
 
   it("creates, gets, updates, deletes and archives accounting records", function()
     for name, s in pairs(samples) do
-      local r = acct[name]
+      local r, entry = acct[name], catalogue.by_name[name]
       local rec, err = r:create(s[1])
       assert(rec, name .. " create: " .. tostring(err))
       assert.is_number(rec.id, name)
@@ -72,11 +87,11 @@ describe("resources against the sandbox", function()
       local k, v = next(s[2])
       local upd = assert(r:update(rec.id, s[2]), name)
       assert.same(v, upd[k], name .. "." .. k)
-      if r.entry.verbs.archive then
+      if entry.verbs.archive then
         assert.equal(2, assert(r:archive(rec.id)).vis_state, name)
       end
       assert.is_true(r:delete(rec.id), name)
-      if r.entry.delete == "vis_state" then
+      if entry.delete == "vis_state" then
         assert.equal(1, assert(r:get(rec.id)).vis_state, name) -- FreshBooks keeps it, marked deleted
       else
         local none, nerr = r:get(rec.id)

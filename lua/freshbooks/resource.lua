@@ -13,6 +13,10 @@ local resource = {}
 local Resource = {}
 Resource.__index = Resource
 
+-- What a resource object holds besides its name (the session, the catalogue entry, the owner id and
+-- the paths) stays out of the object: it shows its verbs and its name, nothing else.
+local P = setmetatable({}, { __mode = "k" })
+
 local core = require "freshbooks.core"
 
 -- An id becomes one path segment, never more: "." and ".." (which servers resolve, also when sent as
@@ -39,11 +43,11 @@ local function bad_response(what, res)
 end
 
 function Resource:__tostring()
-  return ("freshbooks.resource(%s, %s %s)"):format(self.name, self.entry.family, self.owner_id)
+  return ("freshbooks.resource(%s, %s %s)"):format(self.name, P[self].entry.family, P[self].owner_id)
 end
 
 local function verb(self, v)
-  if not self.entry.verbs[v] then
+  if not P[self].entry.verbs[v] then
     error(("freshbooks: %s: FreshBooks has no %s for this resource"):format(self.name, v), 3)
   end
 end
@@ -71,23 +75,24 @@ local function paths(entry, owner)
   return prefix .. p[2], prefix .. p[3]
 end
 
-function resource.new(session, entry, owner_id)
+local function new(session, entry, owner_id, class)
   local list_path, item_path = paths(entry, check_id(owner_id, entry.name))
-  return setmetatable({ session = session, entry = entry, name = entry.name, owner_id = owner_id,
-                        list_path = list_path, item_path = item_path }, Resource)
+  local r = setmetatable({ name = entry.name }, class)
+  P[r] = { session = session, entry = entry, owner_id = owner_id, list_path = list_path, item_path = item_path }
+  return r
 end
 
 -- Requests and unwrapping ------------------------------------------------------------------------
 
-function Resource:render(q)
+local function render(self, q)
   if q ~= nil and type(q) ~= "table" and type(q) ~= "string" then
     error(("freshbooks: %s: query must be a table or a string"):format(self.name), 3)
   end
-  return query.render(self.entry.family == "project" and "project" or "accounting", q)
+  return query.render(P[self].entry.family == "project" and "project" or "accounting", q)
 end
 
-function Resource:request(method, path, q, json, idempotent)
-  local res, err = self.session:request{ method = method, path = path, query = self:render(q), json = json,
+local function request(self, method, path, q, json, idempotent)
+  local res, err = P[self].session:request{ method = method, path = path, query = render(self, q), json = json,
     idempotent = idempotent }
   if not res then return nil, err end
   return res
@@ -104,30 +109,30 @@ local function payload(data, entry)
 end
 
 -- A record is an object, a list an array (decoded, both are tables): the wrong one is no answer.
-function Resource:unwrap_one(res)
-  local p = payload(res.data, self.entry)
-  local v = p and p[self.entry.single]
+local function unwrap_one(self, res)
+  local p = payload(res.data, P[self].entry)
+  local v = p and p[P[self].entry.single]
   if type(v) ~= "table" or v[1] ~= nil then
-    return nil, bad_response("no '" .. self.entry.single .. "' in the response", res)
+    return nil, bad_response("no '" .. P[self].entry.single .. "' in the response", res)
   end
   return v
 end
 
 -- -> items, meta {page, pages, per_page, total}; a list FreshBooks does not page is one whole page.
-function Resource:unwrap_list(res)
-  local p = payload(res.data, self.entry)
-  local items = p and p[self.entry.plural]
+local function unwrap_list(self, res)
+  local p = payload(res.data, P[self].entry)
+  local items = p and p[P[self].entry.plural]
   if type(items) ~= "table" or (items[1] == nil and next(items) ~= nil) then
-    return nil, bad_response("no '" .. self.entry.plural .. "' list in the response", res)
+    return nil, bad_response("no '" .. P[self].entry.plural .. "' list in the response", res)
   end
-  if not self.entry.paged then return items, { page = 1, pages = 1, per_page = #items, total = #items } end
+  if not P[self].entry.paged then return items, { page = 1, pages = 1, per_page = #items, total = #items } end
   local m = type(p.meta) == "table" and p.meta or p
   return items, { page = tonumber(m.page), pages = tonumber(m.pages), per_page = tonumber(m.per_page),
                   total = tonumber(m.total) }
 end
 
 local function wrap(self, fields)
-  return { [self.entry.single] = fields }
+  return { [P[self].entry.single] = fields }
 end
 
 -- Verbs ----------------------------------------------------------------------------------------
@@ -135,37 +140,37 @@ end
 -- list(query) -> records, meta | nil, err
 function Resource:list(q)
   verb(self, "list")
-  if not self.entry.paged and type(q) == "table" and (q.page ~= nil or q.per_page ~= nil) then
+  if not P[self].entry.paged and type(q) == "table" and (q.page ~= nil or q.per_page ~= nil) then
     error(("freshbooks: %s:list: FreshBooks answers this list whole; it takes no page or per_page")
       :format(self.name), 2)
   end
-  local res, err = self:request("GET", self.list_path, q)
+  local res, err = request(self, "GET", P[self].list_path, q)
   if not res then return nil, err end
-  return self:unwrap_list(res)
+  return unwrap_list(self, res)
 end
 
 function Resource:get(id, q)
   verb(self, "get")
-  local res, err = self:request("GET", self.item_path .. "/" .. check_id(id, self.name .. ":get"), q)
+  local res, err = request(self, "GET", P[self].item_path .. "/" .. check_id(id, self.name .. ":get"), q)
   if not res then return nil, err end
-  return self:unwrap_one(res)
+  return unwrap_one(self, res)
 end
 
 -- The project family creates at the item path (`project`, `service`), the others at the list path.
 function Resource:create(fields, q)
   verb(self, "create")
   check_fields(fields, self.name .. ":create")
-  local path = self.entry.family == "project" and self.item_path or self.list_path
-  local res, err = self:request("POST", path, q, wrap(self, fields))
+  local path = P[self].entry.family == "project" and P[self].item_path or P[self].list_path
+  local res, err = request(self, "POST", path, q, wrap(self, fields))
   if not res then return nil, err end
-  return self:unwrap_one(res)
+  return unwrap_one(self, res)
 end
 
 local function put(self, id, fields, where, q, idempotent)
-  local res, err = self:request("PUT", self.item_path .. "/" .. check_id(id, where), q, wrap(self, fields),
+  local res, err = request(self, "PUT", P[self].item_path .. "/" .. check_id(id, where), q, wrap(self, fields),
     idempotent)
   if not res then return nil, err end
-  return self:unwrap_one(res)
+  return unwrap_one(self, res)
 end
 
 -- FreshBooks ignores every other field of a PUT that carries vis_state: refuse the silent loss.
@@ -186,12 +191,12 @@ end
 -- delete(id) -> true | nil, err. vis_state = 1 or HTTP DELETE, whichever this resource wants.
 function Resource:delete(id)
   verb(self, "delete")
-  if self.entry.delete == "vis_state" then
+  if P[self].entry.delete == "vis_state" then
     local rec, err = put(self, id, { vis_state = 1 }, self.name .. ":delete")
     if not rec then return nil, err end
     return true
   end
-  local res, err = self:request("DELETE", self.item_path .. "/" .. check_id(id, self.name .. ":delete"))
+  local res, err = request(self, "DELETE", P[self].item_path .. "/" .. check_id(id, self.name .. ":delete"))
   if not res then return nil, err end
   return true
 end
@@ -265,14 +270,14 @@ end
 -- interface), and their records come back in page order. Only one window is held at a time.
 -- next_window() -> records (possibly empty), or nil at the end, or false, err.
 local function pager(self, q, parallel, progress, max_pages)
-  if not self.entry.paged then return whole(self, paging(q), progress) end
+  if not P[self].entry.paged then return whole(self, paging(q), progress) end
   local page, per_page
   q, page, per_page = paging(q)
   local first, pages, seen, meta, last_print, ended = page, nil, 0, nil, nil, false
   -- The query is rendered once per walk; each page only appends its number.
   local rest = query.with(q, { per_page = per_page })
   rest.page = nil
-  local base = self:render(rest)
+  local base = render(self, rest)
   local sep = base == "" and "" or "&"
   local function page_query(n) return base .. sep .. "page=" .. string.format("%d", n) end
   local function report(done)
@@ -289,14 +294,14 @@ local function pager(self, q, parallel, progress, max_pages)
   local stream, submitted, held, page_of = nil, nil, {}, {}
   local function fill()
     while submitted <= pages and submitted < page + 2 * parallel do
-      page_of[stream.add{ method = "GET", path = self.list_path, query = page_query(submitted) }] = submitted
+      page_of[stream.add{ method = "GET", path = P[self].list_path, query = page_query(submitted) }] = submitted
       submitted = submitted + 1
     end
   end
   local function windowed()
     if not stream then
       local err
-      stream, err = self.session:stream{ concurrency = parallel }
+      stream, err = P[self].session:stream{ concurrency = parallel }
       if not stream then return false, err end
       submitted = page
       fill()
@@ -305,7 +310,7 @@ local function pager(self, q, parallel, progress, max_pages)
       local id, res, err = stream.next()
       if not id then return false, errors.new{ code = "internal", message = "the stream lost a page" } end
       if not res then stream.close() return false, err end
-      local list, uerr = self:unwrap_list(res)
+      local list, uerr = unwrap_list(self, res)
       if not list then stream.close() return false, uerr end
       held[page_of[id]], page_of[id] = list, nil
     end
@@ -393,18 +398,18 @@ end
 -- Extras ---------------------------------------------------------------------------------------
 
 local function extra(self, name)
-  for _, e in ipairs(self.entry.extras) do if e == name then return end end
+  for _, e in ipairs(P[self].entry.extras) do if e == name then return end end
   error(("freshbooks: %s: FreshBooks has no %s for this resource"):format(self.name, name), 3)
 end
 
 -- Invoice share link -> the link string, and the whole record.
 function Resource:share_link(id)
   extra(self, "share_link")
-  local res, err = self:request("GET", self.item_path .. "/" .. check_id(id,
+  local res, err = request(self, "GET", P[self].item_path .. "/" .. check_id(id,
     self.name .. ":share_link") .. "/share_link",
     { share_method = "share_link" })
   if not res then return nil, err end
-  local p = payload(res.data, self.entry)
+  local p = payload(res.data, P[self].entry)
   local rec = p and p.share_link
   local link = type(rec) == "table" and rec.share_link or rec
   if type(link) ~= "string" then return nil, bad_response("no share_link in the response", res) end
@@ -426,7 +431,7 @@ function Resource:send_by_email(id, opts)
   local fields = { action_email = true, email_recipients = opts.recipients,
     email_include_pdf = opts.include_pdf == true }
   if opts.subject or opts.body then
-    fields[self.entry.single .. "_customized_email"] = { subject = opts.subject, body = opts.body }
+    fields[P[self].entry.single .. "_customized_email"] = { subject = opts.subject, body = opts.body }
   end
   -- A PUT, but not idempotent: sent twice, the client gets two e-mails. Never retried after a 5xx.
   return put(self, id, fields, self.name .. ":send_by_email", nil, false)
@@ -453,10 +458,10 @@ end
 
 -- Service rates: /comments/business/{bid}/service/{id}/rate
 local function rate(self, method, id, fields, where)
-  local path = self.item_path .. "/" .. check_id(id, where) .. "/rate"
-  local res, err = self:request(method, path, nil, fields and { service_rate = fields })
+  local path = P[self].item_path .. "/" .. check_id(id, where) .. "/rate"
+  local res, err = request(self, method, path, nil, fields and { service_rate = fields })
   if not res then return nil, err end
-  local p = payload(res.data, self.entry)
+  local p = payload(res.data, P[self].entry)
   local v = p and p.service_rate
   if type(v) ~= "table" then return nil, bad_response("no service_rate in the response", res) end
   return v
@@ -472,21 +477,21 @@ function Resource:update_rate(id, fields)
 end
 
 -- Reports: acct.reports.profit_and_loss:get{ start_date = "2024-01-01", end_date = "2024-12-31" }
-local Report = setmetatable({}, { __index = Resource })
+local Report = {}
 Report.__index = Report
 Report.__tostring = Resource.__tostring
 
 function Report:get(q)
-  local res, err = self:request("GET", self.list_path, q)
+  local res, err = request(self, "GET", P[self].list_path, q)
   if not res then return nil, err end
-  local p = payload(res.data, self.entry)
+  local p = payload(res.data, P[self].entry)
   if type(p) ~= "table" then return nil, bad_response("no report in the response", res) end
-  return type(p[self.entry.single]) == "table" and p[self.entry.single] or p
+  return type(p[P[self].entry.single]) == "table" and p[P[self].entry.single] or p
 end
 
 -- Uploads: acct.attachments:upload(bytes, {filename =, content_type =}) -> {jwt, ...}, link
 --          acct.images:get(jwt) -> bytes, content_type
-local Upload = setmetatable({}, { __index = Resource })
+local Upload = {}
 Upload.__index = Upload
 Upload.__tostring = Resource.__tostring
 
@@ -505,17 +510,17 @@ function Upload:upload(content, opts)
   if type(content) ~= "string" then error("freshbooks: " .. self.name .. ":upload: content must be a string", 2) end
   local filename = opts.filename or (self.name == "images" and "image" or "attachment")
   local body, ctype = multipart(content, filename, opts.content_type or "application/octet-stream")
-  local res, err = self.session:request{ method = "POST", path = self.list_path, body = body,
+  local res, err = P[self].session:request{ method = "POST", path = P[self].list_path, body = body,
                                          headers = { ["Content-Type"] = ctype } }
   if not res then return nil, err end
-  local p = payload(res.data, self.entry)
-  local rec = p and p[self.entry.single]
-  if type(rec) ~= "table" then return nil, bad_response("no " .. self.entry.single .. " in the response", res) end
+  local p = payload(res.data, P[self].entry)
+  local rec = p and p[P[self].entry.single]
+  if type(rec) ~= "table" then return nil, bad_response("no " .. P[self].entry.single .. " in the response", res) end
   return rec, p.link
 end
 
 function Upload:get(jwt)
-  local res, err = self.session:request{ method = "GET", path = self.item_path .. "/" .. check_id(jwt,
+  local res, err = P[self].session:request{ method = "GET", path = P[self].item_path .. "/" .. check_id(jwt,
     self.name .. ":get") }
   if not res then return nil, err end
   local ct = res.headers and res.headers["content-type"]
@@ -524,32 +529,32 @@ end
 
 -- Payment options: acct.invoice_payment_options:get(invoice_id), :create(invoice_id, fields) (the
 -- fields are the body, unwrapped, as FreshBooks takes them), :defaults() (the account's, for invoices).
-local PaymentOptions = setmetatable({}, { __index = Resource })
+local PaymentOptions = {}
 PaymentOptions.__index = PaymentOptions
 PaymentOptions.__tostring = Resource.__tostring
 
 local function options_path(self, id, where)
-  return self.item_path .. "/" .. check_id(id, where) .. "/payment_options"
+  return P[self].item_path .. "/" .. check_id(id, where) .. "/payment_options"
 end
 
 function PaymentOptions:get(id)
-  local res, err = self:request("GET", options_path(self, id, self.name .. ":get"))
+  local res, err = request(self, "GET", options_path(self, id, self.name .. ":get"))
   if not res then return nil, err end
-  return self:unwrap_one(res)
+  return unwrap_one(self, res)
 end
 
 function PaymentOptions:create(id, fields)
   local path = options_path(self, id, self.name .. ":create")
   check_fields(fields, self.name .. ":create")
-  local res, err = self:request("POST", path, nil, fields)
+  local res, err = request(self, "POST", path, nil, fields)
   if not res then return nil, err end
-  return self:unwrap_one(res)
+  return unwrap_one(self, res)
 end
 
 function PaymentOptions:defaults()
-  local res, err = self:request("GET", self.list_path, { entity_type = self.entry.path })
+  local res, err = request(self, "GET", P[self].list_path, { entity_type = P[self].entry.path })
   if not res then return nil, err end
-  return self:unwrap_one(res)
+  return unwrap_one(self, res)
 end
 
 -- Account, business and accounting-business objects ---------------------------------------------
@@ -577,10 +582,9 @@ for kind in pairs(catalogue.owners) do
 end
 
 local function make(session, e, id)
-  local r = resource.new(session, e, id)
-  if e.verbs.report then setmetatable(r, Report) elseif e.verbs.upload then setmetatable(r, Upload)
-  elseif e.verbs.defaults then setmetatable(r, PaymentOptions) end
-  return r
+  local v = e.verbs
+  return new(session, e, id, v.report and Report or v.upload and Upload or v.defaults and PaymentOptions
+    or Resource)
 end
 
 -- Resource objects are made when first used (a session with thousands of accounts stays small). A
@@ -628,5 +632,4 @@ function resource.accounting_business(session, business_uuid)
   return owner(session, business_uuid, "accounting_business")
 end
 
-resource.Resource = Resource
 return resource
