@@ -166,6 +166,71 @@ describe("errors.from_response", function()
   end)
 end)
 
+-- A hostile or broken server picks the values: every leaf of every known error shape replaced by
+-- every JSON kind (huge and fractional numbers, booleans, null, objects, arrays, long strings).
+describe("errors.from_response against hostile values", function()
+  local shapes = {
+    { response = { errors = { { errno = 1012, field = "userid", message = "m", object = "client", value = "v" } } } },
+    { code = 3, message = "m", details = { { ["@type"] = "type.googleapis.com/google.rpc.BadRequest",
+      fieldViolations = { { field = "f", description = "d" } } }, { reason = "r" } } },
+    { errno = 2001, error = { title = "This field is required." } },
+    { error = "invalid_grant", error_description = "d" },
+    { error_type = "not_found", message = "m", errors = { { field = "f", message = "m" } } },
+    { message = "m", errors = { f = "bad" }, details = { { reason = "r", metadata = { f = "x" } } } },
+  }
+  local kinds = { 1e300, -1e300, 0.5, 2 ^ 63, true, false, cjson.null, { 1, 2 }, { a = { b = {} } }, {},
+                  ("x"):rep(100000), "" }
+  local function paths(t, prefix, out)
+    for k, v in pairs(t) do
+      local p = {}
+      for i, seg in ipairs(prefix) do p[i] = seg end
+      p[#p + 1] = k
+      out[#out + 1] = p
+      if type(v) == "table" then paths(v, p, out) end
+    end
+    return out
+  end
+  local function with(shape, path, value)
+    local copy = cjson.decode(cjson.encode(shape))
+    local t = copy
+    for i = 1, #path - 1 do t = t[path[i]] end
+    t[path[#path]] = value
+    return copy
+  end
+
+  it("always gives an error with a string code and message, never raises", function()
+    local n = 0
+    for _, shape in ipairs(shapes) do
+      for _, path in ipairs(paths(shape, {}, {})) do
+        for _, value in ipairs(kinds) do
+          for _, status in ipairs{ 200, 400, 401, 404, 422, 500 } do
+            local doc = with(shape, path, value)
+            local body = cjson.encode(doc)
+            local what = cjson.encode(path) .. " = " .. (type(value) == "string" and #value > 40 and
+              "<" .. #value .. " bytes>" or cjson.encode(value)) .. ", HTTP " .. status
+            local ok, e = pcall(errors.from_response, res(status, body, { ["content-type"] = "application/json" }))
+            assert(ok, what .. " raised " .. tostring(e))
+            if e ~= nil then
+              assert.is_true(errors.is(e), what)
+              assert.is_string(e.code, what)
+              assert.is_string(e.message, what)
+              assert.is_string(tostring(e), what)
+              assert.is_true(#e.message <= 1024 + 3, what)
+              for _, fe in ipairs(e.errors or {}) do
+                for _, k in ipairs{ "field", "message", "object", "value" } do
+                  assert(fe[k] == nil or type(fe[k]) == "string", what .. " errors[]." .. k)
+                end
+              end
+              n = n + 1
+            end
+          end
+        end
+      end
+    end
+    assert.is_true(n > 1000, n)
+  end)
+end)
+
 describe("redact.scrub", function()
   local redact = require "freshbooks.redact"
   it("masks token-like runs and keeps paths, URLs and ordinary words readable", function()

@@ -63,6 +63,17 @@ describe("query rendering", function()
     assert.equal("search[amount_min]=0.5&search[paid]=true", acc{ search = { amount = { min = 0.5 }, paid = true } })
   end)
 
+  it("writes any number without raising: whole ones exactly, the rest round-trip", function()
+    local number = query.number
+    assert.same({ "0", "-3", "12345", "9007199254740991", "-9007199254740991" },
+      { number(0), number(-3), number(12345.0), number(2 ^ 53 - 1), number(-(2 ^ 53 - 1)) })
+    for _, v in ipairs{ 2 ^ 53, 1e300, -1e300, 0.1, 1 / 3, 2 ^ 63 } do
+      assert.equal(v, tonumber(number(v)))
+    end
+    assert.same({ "inf", "-inf" }, { number(1 / 0), number(-1 / 0) })
+    assert.matches("nan", number(0 / 0))
+  end)
+
   it("uses a string query as it is", function()
     assert.equal("search[x]=1", acc("?search[x]=1"))
   end)

@@ -21,12 +21,22 @@ function Error.__tostring(e)
   return s
 end
 
+-- A message is for a person and a log line: a server that sends a novel gets its first kilobyte
+-- (cut on a UTF-8 character boundary).
+local MAX_MESSAGE = 1024
+local function cap(s)
+  if #s <= MAX_MESSAGE then return s end
+  local n = MAX_MESSAGE
+  while n > 0 and s:byte(n + 1) and s:byte(n + 1) >= 0x80 and s:byte(n + 1) < 0xC0 do n = n - 1 end
+  return s:sub(1, n) .. "..."
+end
+
 -- errors.new{code =, message =, status =, errno =, errors =, ...}; extra fields are kept.
 function errors.new(t)
   if type(t) ~= "table" or type(t.code) ~= "string" then
     error("freshbooks.errors.new: a table with a string `code` is required", 2)
   end
-  t.message = scrub(t.message or t.code)
+  t.message = cap(scrub(type(t.message) == "string" and t.message or t.code))
   return setmetatable(t, Error)
 end
 
@@ -59,7 +69,7 @@ end
 local function str(v)
   local t = type(v)
   if t == "string" then return v end
-  if t == "number" then return v == math.floor(v) and string.format("%d", v) or tostring(v) end
+  if t == "number" then return require("freshbooks.query").number(v) end
   if t == "boolean" then return tostring(v) end
 end
 

@@ -2,6 +2,7 @@
 -- In a membership, business.id is the business_id (project family) and business.account_id the
 -- account_id (accounting family); the membership's own id is neither.
 local errors = require "freshbooks.errors"
+local number = require("freshbooks.query").number
 
 local identity = {}
 local M = {}
@@ -68,7 +69,7 @@ end
 
 -- Ids compare as strings; JSON numbers may decode as floats (12345.0) under Lua 5.4.
 local function idstr(v)
-  if type(v) == "number" and v == math.floor(v) then return string.format("%d", v) end
+  if type(v) == "number" then return number(v) end
   if v == nil then return nil end
   return tostring(v)
 end

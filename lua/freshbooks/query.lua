@@ -15,14 +15,17 @@ local query = {}
 
 local core = require "freshbooks.core"
 
--- Numbers that are whole render without a fraction ("2", not "2.0") on Lua 5.4 and LuaJIT.
+-- A number as FreshBooks writes it: whole numbers without a fraction ("2", not "2.0", on Lua 5.4
+-- and LuaJIT alike), the rest exactly (%.17g; inf and nan as C prints them, never an error).
+function query.number(v)
+  if v == math.floor(v) and v > -2 ^ 53 and v < 2 ^ 53 then return string.format("%d", v) end
+  return string.format("%.17g", v)
+end
+
 local function scalar(v, where)
   local t = type(v)
   if t == "string" or t == "boolean" then return v end
-  if t == "number" then
-    if v == math.floor(v) and v > -2 ^ 53 and v < 2 ^ 53 then return string.format("%d", v) end
-    return string.format("%.17g", v)
-  end
+  if t == "number" then return query.number(v) end
   error(("freshbooks.query: %s: string, number or boolean expected, got %s"):format(where, t), 4)
 end
 

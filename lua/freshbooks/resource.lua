@@ -23,9 +23,7 @@ local core = require "freshbooks.core"
 -- %2E) and separators, escapes and controls are refused outright; the rest is percent-encoded.
 local function check_id(id, where)
   local t = type(id)
-  if t == "number" and id == math.floor(id) and id > -2 ^ 53 and id < 2 ^ 53 then
-    return string.format("%d", id)
-  end
+  if t == "number" and id == math.floor(id) and id > -2 ^ 53 and id < 2 ^ 53 then return query.number(id) end
   if t == "string" and id ~= "" and not id:match("^%.+$") and not id:find("[%c%s/\\%%?#]") then
     return core.urlencode(id)
   end

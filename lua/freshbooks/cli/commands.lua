@@ -2,13 +2,13 @@
 local cjson = require "cjson.safe"
 local catalogue = require "freshbooks.catalogue"
 local cli = require "freshbooks.cli"
+local number = require("freshbooks.query").number
 
 local commands = {}
 local exit = cli.exit
 
 local function idstr(v)
-  if type(v) == "number" and v == math.floor(v) then return string.format("%d", v) end
-  return tostring(v)
+  return type(v) == "number" and number(v) or tostring(v)
 end
 
 -- Who is connected, and their businesses (stdout).

@@ -2,6 +2,7 @@
 -- --parallel pages in memory, whatever the total), as JSON lines or CSV, to stdout or -o FILE.
 local cjson = require "cjson"
 local catalogue = require "freshbooks.catalogue"
+local number = require("freshbooks.query").number
 local cli = require "freshbooks.cli"
 local commands = require "freshbooks.cli.commands"
 local report = require "freshbooks.report"
@@ -21,8 +22,7 @@ end
 local function scalar(v)
   local t = type(v)
   if t == "number" then
-    if v == math.floor(v) and v > -2 ^ 53 and v < 2 ^ 53 then return string.format("%d", v) end
-    return string.format("%.17g", v)
+    return number(v)
   elseif t == "table" then
     if next(v) == nil then return "" end
     return cjson.encode(v)
