@@ -117,6 +117,36 @@ describe("token responses (no network)", function()
     assert.equal("https://api.freshbooks.com/auth/oauth/token", t.calls[1].url)
   end)
 
+  it("believes no absurd token lifetime from server or store: negative, huge, inf, far-off created_at", function()
+    local now, DAY = 1e9, 86400
+    local cases = { -- expires_in / created_at / expires_at as sent -> expires_at believed
+      { { expires_in = 43200 }, now + 43200 },
+      { { expires_in = 43200, created_at = now - 600 }, now - 600 + 43200 },
+      { { expires_in = -5 }, now },
+      { { expires_in = 1e300 }, now + 30 * DAY },
+      { { expires_in = "1e999" }, nil },                        -- a string that reads as inf
+      { { expires_in = "nan" }, nil },
+      { { expires_in = 3600, created_at = 1e300 }, now + 3600 },  -- created_at a day off: our clock
+      { { expires_in = 3600, created_at = -1e300 }, now + 3600 },
+      { { expires_in = { 1 } }, nil },
+    }
+    for i, case in ipairs(cases) do
+      local body = { access_token = "A", refresh_token = "R" }
+      for k, v in pairs(case[1]) do body[k] = v end
+      local fb = freshbooks.new(with{ transport = canned(200, cjson.encode(body)), clock = function() return now end })
+      assert(fb:exchange("code"), i)
+      assert.equal(case[2], fb:tokens().expires_at, "case " .. i)
+      -- the same values handed in as stored tokens
+      local stored = freshbooks.new(with{ tokens = body, clock = function() return now end })
+      assert.equal(case[2], stored:tokens().expires_at, "stored case " .. i)
+    end
+    for _, case in ipairs{ { 1e300, now + 30 * DAY }, { -1e300, -1e300 }, { 1 / 0 }, { "1e999" }, { 0 / 0 } } do
+      local fb = freshbooks.new(with{ tokens = { access_token = "A", expires_at = case[1] },
+        clock = function() return now end })
+      assert.equal(case[2], fb:tokens().expires_at, tostring(case[1]))
+    end
+  end)
+
   it("turns HTML, garbage and token-less answers into coded errors", function()
     for _, case in ipairs{
       { 200, "<html><body>Oops</body></html>", "text/html" },

@@ -110,16 +110,37 @@ function oauth.check_callback(fields, expected_state)
   return fields.code
 end
 
+-- When an access token stops working, from what a server or a stored file says: an explicit
+-- expires_at, else created_at + expires_in. FreshBooks issues 12-hour tokens; a lifetime beyond 30 days,
+-- a negative one, a created_at a day away from our clock, inf or nan is not believed (the token is
+-- then used until the API refuses it, or until 30 days from now). nil when nothing is known.
+local MAX_LIFETIME, MAX_SKEW = 30 * 86400, 86400
+local function finite(v)
+  v = tonumber(v)
+  if v and v == v and v > -math.huge and v < math.huge then return v end
+end
+function oauth.expires_at(expires_at, expires_in, created_at, now)
+  local at = finite(expires_at)
+  if not at then
+    local life = finite(expires_in)
+    if not life then return nil end
+    local from = finite(created_at)
+    if not from or math.abs(from - now) > MAX_SKEW then from = now end
+    at = from + math.max(0, life)
+  end
+  return math.min(at, now + MAX_LIFETIME)
+end
+
 local function token_fields(data, clock)
   local t = {
     access_token = type(data.access_token) == "string" and data.access_token ~= "" and data.access_token or nil,
     refresh_token = data.refresh_token,
     token_type = type(data.token_type) == "string" and data.token_type or "Bearer",
-    expires_in = tonumber(data.expires_in),
+    expires_in = finite(data.expires_in),
     scope = type(data.scope) == "string" and data.scope or nil,
-    created_at = tonumber(data.created_at),
+    created_at = finite(data.created_at),
   }
-  if t.expires_in then t.expires_at = (t.created_at or clock()) + t.expires_in end
+  t.expires_at = oauth.expires_at(nil, t.expires_in, t.created_at, clock())
   return t
 end
 

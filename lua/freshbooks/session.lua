@@ -64,9 +64,8 @@ local function normalise(t, clock)
   if type(c.access_token) ~= "string" or c.access_token == "" then c.access_token = nil end
   if type(c.refresh_token) ~= "string" or c.refresh_token == "" then c.refresh_token = nil end
   if not c.access_token and not c.refresh_token then return nil end
-  c.expires_at = tonumber(c.expires_at)
   c.expires_in, c.created_at = tonumber(c.expires_in), tonumber(c.created_at)
-  if not c.expires_at and c.expires_in then c.expires_at = (c.created_at or clock()) + c.expires_in end
+  c.expires_at = oauth.expires_at(c.expires_at, c.expires_in, c.created_at, clock())
   return c
 end
 
