@@ -139,19 +139,6 @@ static void engine_free(fb_engine *e)
 	e->share = NULL;
 }
 
-/* Pushes one result: status, headers, body | nil, err. -> the number of values pushed. */
-static int push_result(lua_State *L, fb_xfer *x)
-{
-	if (fb_xfer_failed(x)) {
-		lua_pushnil(L);
-		fb_push_xfer_error(L, x);
-		return 2;
-	}
-	lua_pushinteger(L, (lua_Integer)x->status);
-	fb_push_headers(L, &x->head);
-	lua_pushlstring(L, x->resp.p != NULL ? x->resp.p : "", x->resp.len);
-	return 3;
-}
 
 static size_t concurrency(lua_State *L, int idx, const char *fn)
 {
@@ -375,7 +362,7 @@ static int stream_next(lua_State *L)
 		if (s->x[j] != done && waiting(s->x[j]))
 			engine_start(&s->e, s->x[j]);
 	lua_pushinteger(L, (lua_Integer)id);
-	pushed = push_result(L, done);
+	pushed = fb_push_result(L, done);
 	drop(s, k);
 	return 1 + pushed;
 }

@@ -82,6 +82,7 @@ void fb_forget_request(CURL *e);
 int fb_xfer_failed(const fb_xfer *x);
 void fb_push_xfer_error(lua_State *L, const fb_xfer *x);
 void fb_push_headers(lua_State *L, fb_buf *head);
+int fb_push_result(lua_State *L, fb_xfer *x);
 int fb_client_request(lua_State *L);
 
 /* batch.c */

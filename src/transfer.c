@@ -369,6 +369,20 @@ void fb_push_headers(lua_State *L, fb_buf *head)
 	}
 }
 
+/* Pushes one transfer's outcome: status, headers, body | nil, err. -> the number of values pushed. */
+int fb_push_result(lua_State *L, fb_xfer *x)
+{
+	if (fb_xfer_failed(x)) {
+		lua_pushnil(L);
+		fb_push_xfer_error(L, x);
+		return 2;
+	}
+	lua_pushinteger(L, (lua_Integer)x->status);
+	fb_push_headers(L, &x->head);
+	lua_pushlstring(L, x->resp.p != NULL ? x->resp.p : "", x->resp.len);
+	return 3;
+}
+
 /* ---- a single request ---------------------------------------------------------------------------- */
 
 /* client:request{method=, url=, headers=, body=, timeout=} -> status, headers, body | nil, err */
@@ -378,6 +392,7 @@ int fb_client_request(lua_State *L)
 	fb_client *c = fb_check_client(L, fn);
 	fb_xfers *xs;
 	fb_xfer *x;
+	int n;
 	lua_settop(L, 2);
 	xs = fb_new_xfers(L, 1);
 	x = &xs->x[0];
@@ -395,16 +410,8 @@ int fb_client_request(lua_State *L)
 			curl_easy_getinfo(c->easy, CURLINFO_RESPONSE_CODE, &x->status);
 	}
 	fb_forget_request(c->easy);
-
-	if (fb_xfer_failed(x)) {
-		lua_pushnil(L);
-		fb_push_xfer_error(L, x);
-		return 2;
-	}
-	lua_pushinteger(L, (lua_Integer)x->status);
-	fb_push_headers(L, &x->head);
-	lua_pushlstring(L, x->resp.p != NULL ? x->resp.p : "", x->resp.len);
+	n = fb_push_result(L, x);
 	fb_xfer_free(x); /* a big body: do not hold it twice until the next GC cycle */
-	return 3;
+	return n;
 }
 

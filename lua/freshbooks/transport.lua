@@ -256,6 +256,16 @@ local function read_head(r)
   return nil, "protocol", "too many 1xx responses"
 end
 
+-- A body without framing runs until the server closes: never reusable.
+local function until_close(r, max_body)
+  local body, err = r.rest(max_body)
+  if not body then
+    if err == "too_large" then return too_large(max_body) end
+    return nil, socket_code(err), "receive: " .. err
+  end
+  return body, false
+end
+
 -- The body by HTTP/1.1's rules -> body, reusable (the connection may serve another request), or
 -- nil, code, message.
 local function read_body(r, method, status, headers, max_body)
@@ -263,14 +273,7 @@ local function read_body(r, method, status, headers, max_body)
   local te = headers["transfer-encoding"]
   if te then
     local codings = table.concat(list(te), ","):lower()
-    if not codings:match("chunked%s*$") then -- not chunked last: the body runs until the close
-      local body, err = r.rest(max_body)
-      if not body then
-        if err == "too_large" then return too_large(max_body) end
-        return nil, socket_code(err), "receive: " .. err
-      end
-      return body, false
-    end
+    if not codings:match("chunked%s*$") then return until_close(r, max_body) end -- not chunked last
     local parts, total = {}, 0
     while true do
       local line, err = r.line(4096)
@@ -315,12 +318,7 @@ local function read_body(r, method, status, headers, max_body)
     if not body then return nil, socket_code(err), "receive: " .. err, partial end
     return body, true
   end
-  local body, err = r.rest(max_body)
-  if not body then
-    if err == "too_large" then return too_large(max_body) end
-    return nil, socket_code(err), "receive: " .. err
-  end
-  return body, false
+  return until_close(r, max_body)
 end
 
 local function keeps_alive(headers, minor)
