@@ -68,10 +68,9 @@ local function flush(code)
 end
 
 for line in (src .. "\n"):gmatch("(.-)\r?\n") do
+  if line == "---@meta" then line = "" end -- LuaLS only
   local doc = line:match("^%-%-%-(.*)$")
-  if doc == "@meta" then -- LuaLS only
-    doc = nil
-  elseif in_header and not doc and line:match("^%-%-") then
+  if in_header and not doc and line:match("^%-%-") then
     header[#header + 1] = line:gsub("^%-%-%s?", "")
   elseif doc then
     in_header = false
