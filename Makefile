@@ -63,7 +63,7 @@ check: deps
 test: check
 
 lint:
-	luacheck -q lua src spec examples bench sandbox bin/freshbooks
+	luacheck -q lua src spec examples bench sandbox docs bin/freshbooks .busted
 
 demo: deps
 	$(MAKE) LUA=$(LUA) all

@@ -36,9 +36,9 @@ function freshbooks.connections(opts) end
 ---@field redirect_uris? string[] every URI registered for the app; redirect_uri must be one of them
 ---@field tokens? freshbooks.Tokens tokens to start from
 ---@field store? freshbooks.Store load, save and lock together (store.file, store.redis)
----@field load? fun():freshbooks.Tokens|nil,freshbooks.Error? reads the stored tokens (nil: none)
----@field save? fun(new:freshbooks.Tokens,previous:freshbooks.Tokens|nil):boolean|nil,freshbooks.Error? stores a new pair before it is used
----@field lock? fun():table|function|nil,freshbooks.Error? a lock across processes: a handle with :unlock(), or an unlock function
+---@field load? freshbooks.LoadHook reads the stored tokens (nil: none)
+---@field save? freshbooks.SaveHook stores a new pair before it is used
+---@field lock? freshbooks.LockHook a lock across processes: a handle with :unlock(), or an unlock function
 ---@field api_url? string default https://api.freshbooks.com
 ---@field auth_url? string default https://auth.freshbooks.com
 ---@field timeout? number seconds per request (default 60)
@@ -433,11 +433,20 @@ function errors.retry_after(value, now) end
 ---@return string
 function errors.mask(s, values) end
 
+---load() -> tokens | nil (nothing stored) | nil, err.
+---@alias freshbooks.LoadHook fun():freshbooks.Tokens|nil,freshbooks.Error?
+
+---save(new, previous) -> true | nil, err (previous: the pair new was refreshed from).
+---@alias freshbooks.SaveHook fun(new:freshbooks.Tokens,previous:freshbooks.Tokens|nil):boolean|nil,freshbooks.Error?
+
+---lock() -> a handle with :unlock() | an unlock function | nil, err.
+---@alias freshbooks.LockHook fun():table|function|nil,freshbooks.Error?
+
 ---What a session needs from a token store.
 ---@class freshbooks.Store
----@field load fun():freshbooks.Tokens|nil,freshbooks.Error?
----@field save fun(new:freshbooks.Tokens,previous:freshbooks.Tokens|nil):boolean|nil,freshbooks.Error?
----@field lock? fun():table|function|nil,freshbooks.Error?
+---@field load freshbooks.LoadHook
+---@field save freshbooks.SaveHook
+---@field lock? freshbooks.LockHook
 
 ---The token stores (`freshbooks.store`).
 ---@class freshbooks.store
@@ -653,8 +662,18 @@ local transport = {}
 ---@return freshbooks.Transport
 function transport.curl(opts) end
 
+---Options of transport.cosocket.
+---@class freshbooks.CosocketOptions
+---@field timeout? number seconds for a whole request
+---@field connect_timeout? number seconds
+---@field max_body? integer bytes
+---@field pool_size? integer the cosocket pool's size (16)
+---@field keepalive? number idle seconds of a pooled connection (60)
+---@field user_agent? string
+---@field insecure_no_verify_tls? boolean
+
 ---OpenResty's cosockets (the same checks, deadlines and error codes as curl).
----@param opts? {timeout:number?,connect_timeout:number?,max_body:integer?,pool_size:integer?,keepalive:number?,user_agent:string?,insecure_no_verify_tls:boolean?}
+---@param opts? freshbooks.CosocketOptions
 ---@return freshbooks.Transport
 function transport.cosocket(opts) end
 
