@@ -9,3 +9,5 @@ files["spec/support/hostile.lua"] = { globals = { "ngx" } }  -- runs inside ngin
 files["src/guest_env.lua"] = { globals = { "print", "xpcall", "coroutine", "string", "table" } }
 files["examples/openresty"] = { globals = { "ngx" } }  -- handlers set ngx.status, ngx.header
 exclude_files = { "build", "sandbox/crosscheck/node_modules" }
+-- LuaLS meta file: empty functions and tables that only describe the API.
+files["docs/meta.lua"] = { unused = false }

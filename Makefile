@@ -1,7 +1,8 @@
 # lua-freshbooks. `make` builds the C core for $(LUA); `make check` runs every test; `make demo` walks
 # the `freshbooks` command through a local sandbox: login, report, export.
 LUA      ?= lua5.4
-VERSION  := 0.1.0
+# The version lives in src/freshbooks.h only (the C core and the Lua module read it from there).
+VERSION  := $(shell sed -n 's/^#define FRESHBOOKS_VERSION "\(.*\)"$$/\1/p' src/freshbooks.h)
 ifeq ($(LUA),luajit)
 LUA_PC   := luajit
 else
@@ -26,13 +27,13 @@ HDR      := $(wildcard src/*.h)
 GUEST_LUA := src/guest_env.lua src/guest_patterns.lua
 CORE     := $(BUILD)/freshbooks/core.so
 
-.PHONY: all deps check test lint valgrind demo sandbox crosscheck clean rock rock-install
+.PHONY: all deps check test lint valgrind demo sandbox crosscheck clean rock rock-install rockspec docs
 all: $(CORE)
 
 $(CORE): $(SRC) $(HDR) $(BUILD)/gen/guest_lua.h Makefile
 	$(call need_pkgs,$(LUA_PC) libcurl libcrypto)
 	@mkdir -p $(dir $@)
-	$(CC) $(CFLAGS) $(WARN) -fPIC -shared -DFB_VERSION='"$(VERSION)"' -I$(BUILD)/gen $(LUA_CFLAGS) $(SRC) -o $@ $(LIBS)
+	$(CC) $(CFLAGS) $(WARN) -fPIC -shared -I$(BUILD)/gen $(LUA_CFLAGS) $(SRC) -o $@ $(LIBS)
 
 # Each src/guest_<name>.lua becomes `static const char fb_guest_<name>_lua[]` ('?' escaped: no trigraphs).
 build/%/gen/guest_lua.h: $(GUEST_LUA) Makefile
@@ -50,16 +51,19 @@ $(BUILD)/embed-host: examples/embed/host.c
 deps:
 	@[ -n "$(FB_NO_DEPS)" ] || ./.ci/deps
 
-# Everything CI runs. spec/run prints the final "N passed, N failed" line.
+# Everything CI runs: the core for every interpreter the rockspec claims, then spec/run (its last
+# line: "N passed, N failed, N skipped").
 check: deps
 	$(MAKE) LUA=lua5.4 all build/lua5.4/embed-host
 	$(MAKE) LUA=luajit
+	$(MAKE) LUA=lua5.1
+	$(MAKE) LUA=lua5.3
 	./spec/run
 
 test: check
 
 lint:
-	luacheck -q lua src spec examples bench sandbox bin/freshbooks
+	luacheck -q lua src spec examples bench sandbox docs bin/freshbooks .busted
 
 demo: deps
 	$(MAKE) LUA=$(LUA) all
@@ -75,6 +79,13 @@ crosscheck:
 clean:
 	rm -rf build
 
+# The API reference (build/docs/index.html) from docs/meta.lua, the LuaLS annotations editors read:
+# docs/ldoc.lua rewrites them in LDoc's tags, and Debian's LDoc fails on any warning.
+docs:
+	@mkdir -p build/docs-src
+	$(LUA) docs/ldoc.lua docs/meta.lua > build/docs-src/freshbooks.lua
+	ldoc --fatalwarnings -q -p lua-freshbooks -t "lua-freshbooks $(VERSION) API" -d build/docs build/docs-src/freshbooks.lua
+
 # LuaRocks (`build.type = "make"` in the rockspec) calls these with its own variables: LUA_INCDIR for
 # the interpreter it builds for, LIBFLAG, and INST_LIBDIR. libcurl and libcrypto come from pkg-config,
 # which knows Debian's multiarch directories (LuaRocks' header search does not).
@@ -83,12 +94,23 @@ LIBFLAG  ?= -shared
 rock: build/rock/gen/guest_lua.h
 	$(call need_pkgs,libcurl libcrypto)
 	@mkdir -p $(dir $(ROCK_CORE))
-	$(CC) $(CFLAGS) $(WARN) -fPIC $(LIBFLAG) -DFB_VERSION='"$(VERSION)"' -I$(LUA_INCDIR) -Ibuild/rock/gen \
+	$(CC) $(CFLAGS) $(WARN) -fPIC $(LIBFLAG) -I$(LUA_INCDIR) -Ibuild/rock/gen \
 	  $(call pkg,--cflags,libcurl libcrypto) $(SRC) -o $(ROCK_CORE) $(LIBS)
 
 rock-install:
 	install -d $(INST_LIBDIR)/freshbooks
 	install -m 755 $(ROCK_CORE) $(INST_LIBDIR)/freshbooks/core.so
+
+# The checkout's rockspec is LuaRocks' development one (scm-1: whatever is checked out). A release's is
+# made from it with the version and tag from src/freshbooks.h, for the release to publish.
+RELEASE_ROCKSPEC := build/lua-freshbooks-$(VERSION)-1.rockspec
+rockspec: $(RELEASE_ROCKSPEC)
+$(RELEASE_ROCKSPEC): lua-freshbooks-scm-1.rockspec src/freshbooks.h
+	@mkdir -p $(dir $@)
+	sed -e 's/^version = "scm-1"$$/version = "$(VERSION)-1"/' \
+	  -e 's/^\(source = { url = "[^"]*"\) }$$/\1, tag = "v$(VERSION)" }/' $< > $@
+	@grep -q '^version = "$(VERSION)-1"$$' $@ && grep -q 'tag = "v$(VERSION)"' $@ || \
+	  { echo "$@: the version or source line of the rockspec changed shape"; rm -f $@; exit 1; }
 
 # `make bench`: lua-freshbooks under lua5.4 and luajit against a raw libcurl loop in C and the official
 # Node SDK (installed into bench/node with npm when npm is there; skipped with a line otherwise), one

@@ -14,7 +14,9 @@ OpenSSL (HMAC, CSPRNG) that connects programs to the FreshBooks accounting API.
 -- The `freshbooks` command also needs argparse, luasocket (the login's loopback listener), lua-term
 -- (isatty) and luafilesystem; Debian: lua-argparse lua-socket lua-term lua-filesystem. The Redis store
 -- takes the user's client (lua-redis, resty.redis), so no Redis client is a dependency.
-dependencies = { "lua >= 5.1", "lua-cjson", "argparse", "luasocket", "lua-term", "luafilesystem" }
+-- The Lua versions are the ones CI runs (spec/run: 5.1, 5.3, 5.4 and LuaJIT, which LuaRocks calls 5.1);
+-- 5.2 is not among them, so it is refused rather than installed untested.
+dependencies = { "lua >= 5.1, < 5.5, ~= 5.2", "lua-cjson", "argparse", "luasocket", "lua-term", "luafilesystem" }
 -- libcurl and libcrypto are found by the Makefile through pkg-config (Debian keeps curl.h under the
 -- multiarch include directory, where LuaRocks' own header search does not look).
 build = {
@@ -55,4 +57,5 @@ build = {
     bin = { freshbooks = "bin/freshbooks" },
   },
 }
-test = { type = "command", command = "make check" }
+-- `luarocks test`: the specs under LuaRocks' interpreter, with no package installed (spec/luarocks_test.lua).
+test = { type = "command", script = "spec/luarocks_test.lua" }

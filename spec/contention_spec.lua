@@ -7,6 +7,10 @@ local sandbox = require "support.sandbox"
 local H = require "support.fbtest"
 
 local ME = "/auth/api/v1/users/me"
+-- Plain Lua 5.1 cannot yield across pcall, which the session's refresh runs in: a transport that yields
+-- needs Lua 5.2+ or LuaJIT (docs/session.md). The processes' specs below hold everywhere.
+local YIELDS = not (_VERSION == "Lua 5.1" and not rawget(_G, "jit"))
+local it_yielding = YIELDS and it or function(name) pending(name .. " (Lua 5.1 cannot yield across pcall)") end
 local q = sandbox.shell_quote
 
 describe("contention", function()
@@ -46,7 +50,7 @@ describe("contention", function()
     return out
   end
 
-  it("coroutines sharing a session trigger one refresh (due token and forced)", function()
+  it_yielding("coroutines sharing a session trigger one refresh (due token and forced)", function()
     local offset = 0
     local fb = H.session(sb, { transport = yielding(), clock = function() return os.time() + offset end })
     offset = 43200 -- every coroutine finds the token due
@@ -66,7 +70,7 @@ describe("contention", function()
     assert.equal(1, H.count(H.log(sb, since), H.is_token_post))
   end)
 
-  it("a caller that cannot yield gets refresh_in_progress instead of hanging", function()
+  it_yielding("a caller that cannot yield gets refresh_in_progress instead of hanging", function()
     local fb = H.session(sb, { transport = yielding() })
     local co = coroutine.create(function() return fb:refresh() end)
     assert(coroutine.resume(co)) -- suspended inside the refresh

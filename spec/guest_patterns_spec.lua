@@ -102,8 +102,13 @@ local function with_args(cases, seed)
   return cases
 end
 
+-- On plain Lua 5.1 the matcher answers as LuaJIT does (its 5.1 flavour), which differs from PUC 5.1's
+-- own library in corners (%g, a NUL in a pattern, positions in error messages): no reference to compare.
+local it_vm = (_VERSION == "Lua 5.1" and not rawget(_G, "jit"))
+  and function(name) pending(name .. " (plain Lua 5.1: the matcher has LuaJIT's flavour)") end or it
+
 describe("guest patterns", function()
-  it("answer as this VM's string library does: curated cases", function()
+  it_vm("answer as this VM's string library does: curated cases", function()
     local cases = with_args({
       { "hello world", "o" }, { "hello world", "(o)(r)" }, { "hello", "l+" }, { "hello", "l*" }, { "hello", "l-" },
       { "hello", "l?" }, { "  trim me  ", "^%s*(.-)%s*$" }, { "key=value", "(%w+)=(%w+)" }, { "a,b,,c", "([^,]*)" },
@@ -129,7 +134,7 @@ describe("guest patterns", function()
     assert.are.equal(0, compare(cases))
   end)
 
-  it("answer as this VM's string library does: a seeded fuzz", function()
+  it_vm("answer as this VM's string library does: a seeded fuzz", function()
     local ALPHA = { "a", "b", "c", "(", ")", "%", ".", "[", "]", "^", "$", "*", "+", "-", "?", "1", "2", "d", "w",
                     "s", "f", "b", " ", "x", "0", "A", "\0" }
     local SUBJ = { "a", "b", "c", " ", "(", ")", "1", "2", "x", "A", ".", "%", "-", "\0", "[", "]" }

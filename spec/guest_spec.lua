@@ -11,6 +11,7 @@ local H = require "support.fbtest"
 local pack = function(...) return { n = select("#", ...), ... } end
 local unpack = table.unpack or rawget(_G, "unpack")
 local LUA54 = _VERSION == "Lua 5.4"
+local PLAIN51 = _VERSION == "Lua 5.1" and not rawget(_G, "jit") -- answers guest calls at once (src/guest.c)
 
 -- Prints everything a script can reach (every key, value and metatable from _G, every result and
 -- error of the API), and which escape hatches exist, so the spec can search the lot for secrets.
@@ -491,13 +492,18 @@ describe("guest scripts", function()
       assert.is_true(r[1], tostring(r[2]))
       local lines = {}
       for l in out:gmatch("[^\n]+") do lines[#lines + 1] = l end
-      assert.truthy(lines[1]:find("^20\talice@example.com\t2\ttrue\tnumber\tb\ta2,b2\tfalse\t"), lines[1])
-      assert.truthy(lines[1]:find("yield across", 1, true), lines[1])
+      if PLAIN51 then -- no yield to the host: calls work inside C callbacks too
+        assert.are.equal("20\talice@example.com\t2\ttrue\tnumber\tb\ta2,b2\ttrue\tnil\ttrue\talice@example.com",
+          lines[1])
+      else
+        assert.truthy(lines[1]:find("^20\talice@example.com\t2\ttrue\tnumber\tb\ta2,b2\tfalse\t"), lines[1])
+        assert.truthy(lines[1]:find("yield across", 1, true), lines[1])
+      end
       assert.are.equal("yield\tfalse\tattempt to yield from outside a coroutine", lines[2])
       -- at the top of the script, coroutines answer as in a main chunk (the host's are the reference)
       local src = [[
         local co, main = coroutine.running()
-        return type(co), main, coroutine.isyieldable(), (pcall(coroutine.yield))
+        return type(co), main, coroutine.isyieldable and coroutine.isyieldable(), (pcall(coroutine.yield))
       ]]
       local host = pack(assert((loadstring or load)(src))())
       r = run(fb, src)

@@ -5,9 +5,10 @@
 #include <stddef.h>
 #include "compat.h"
 
-#ifndef FB_VERSION
-#define FB_VERSION "0.1.0"
-#endif
+/* The version's one home is FRESHBOOKS_VERSION in freshbooks.h: the Makefile, the Lua module
+ * (freshbooks._VERSION, from core.version) and the user agent all read it from there. */
+#include "freshbooks.h"
+#define FB_VERSION FRESHBOOKS_VERSION
 
 #define FB_SECRET_MT "freshbooks.secret"
 #define FB_CLIENT_MT "freshbooks.client"

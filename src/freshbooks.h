@@ -29,6 +29,7 @@
 #include <curl/curl.h>
 #include <lua.h>
 
+/* The library's version, and its only home (spec/rockspec_check fails on a copy anywhere else). */
 #define FRESHBOOKS_VERSION "0.1.0"
 
 #ifdef __cplusplus

@@ -8,6 +8,9 @@
  * functions that copy plain data (plain.c) and yield: g:resume returns ("call", {n =, op, args...}) or
  * ("print", text) to the host's Lua, which runs the call against its session and passes the answer to
  * the next g:resume. No C code here calls the host's Lua, so the host's calls may yield (OpenResty).
+ * Plain Lua 5.1 cannot yield across pcall, metamethods or for iterators, where scripts call the API:
+ * there the bridge calls the host's `serve(kind, payload)` (g:resume's second argument) at once, in a
+ * protected call on the host's state, and hands its reply back (FB_LUA51 below).
  *
  * Budgets, each ending the run with its own code (the state is closed at once, nothing of it runs
  * again): memory (the state's allocator refuses to grow past the cap), instructions (a count hook), time
@@ -26,7 +29,7 @@
 #include <lualib.h>
 #include "fb_internal.h"
 #include "guest_lua.h" /* generated from guest_env.lua and guest_patterns.lua (Makefile) */
-#if LUA_VERSION_NUM < 502
+#ifdef FB_LUAJIT
 #include <luajit.h>
 #endif
 
@@ -37,14 +40,14 @@
 #define MAX_MESSAGE 2000         /* bytes of an error message kept */
 #define MIN_MEMORY (256u << 10)  /* a smaller cap could not hold the libraries and the prelude */
 
-enum { STOP_NONE, STOP_MEMORY, STOP_CPU, STOP_TIME, STOP_PATTERNS, STOP_OUTPUT };
+enum { STOP_NONE, STOP_MEMORY, STOP_CPU, STOP_TIME, STOP_PATTERNS, STOP_OUTPUT, STOP_HOST };
 static const char *const STOP_CODE[] = {
-	NULL, "budget_memory", "budget_cpu", "budget_time", "budget_patterns", "budget_output",
+	NULL, "budget_memory", "budget_cpu", "budget_time", "budget_patterns", "budget_output", "stopped",
 };
 static const char *const STOP_TEXT[] = {
 	NULL, "the script used more memory than its budget", "the script ran more instructions than its budget",
 	"the script ran past its deadline", "the script's patterns took more steps than their budget",
-	"the script printed or returned more than its output budget",
+	"the script printed or returned more than its output budget", "the host stopped the run",
 };
 
 /* What a resume ended with. */
@@ -66,6 +69,11 @@ typedef struct {
 	int first;          /* arguments already on the script's thread (its session) */
 	int ran;            /* RAN_*: how the last step ended */
 	int busy;
+#ifdef FB_LUA51
+	lua_State *host;    /* during a resume: the host's state, and its serve function in its registry */
+	int serve_ref;
+	int host_failed;    /* serve raised: its error is on the host's stack, raised once the step is over */
+#endif
 	fb_buf msg;         /* the crossing in flight: plain data, or an error message */
 	fb_buf dump;        /* bytecode of a chunk of ours being cached */
 } fb_guest;
@@ -93,13 +101,15 @@ static void *capped_alloc(void *ud, void *ptr, size_t osize, size_t nsize)
 	size_t old = ptr != NULL ? osize : 0; /* for a new block, Lua 5.4 passes the object type in osize */
 	void *p;
 	if (nsize > old && nsize - old > g->memory - g->used) {
-#if LUA_VERSION_NUM >= 502
-		/* Lua 5.4 collects all garbage and asks again; refused twice, the budget is spent. */
+#if LUA_VERSION_NUM >= 504
+		/* Lua 5.4 collects all garbage and asks again; refused twice, the budget is spent. (Its
+		 * lauxlib's buffers, which ask us directly, raise a memory error when refused.) */
 		if (g->refused && !g->stop)
 			g->stop = STOP_MEMORY;
 		g->refused = 1;
 #else
-		if (!g->stop) /* LuaJIT raises at once */
+		/* LuaJIT and Lua 5.1 raise at once; Lua 5.3's lauxlib buffers raise a plain, catchable error. */
+		if (!g->stop)
 			g->stop = STOP_MEMORY;
 #endif
 		return NULL;
@@ -161,12 +171,19 @@ static void on_count(lua_State *L, lua_Debug *ar)
 		return;
 	}
 	luaL_error(L, "freshbooks.guest: %s", STOP_CODE[g->stop]);
-#else
+#elif defined(FB_LUAJIT)
 	lua_yield(L, 0); /* LuaJIT yields from a hook, or raises where it cannot */
+#else
+	/* Lua 5.1 cannot yield from a hook: it raises, and the hook raises again at every instruction the
+	 * script gets after a pcall (xpcall is rebuilt on pcall: no handler runs with hooks off). */
+	luaL_error(L, "freshbooks.guest: %s", STOP_CODE[g->stop]);
 #endif
 }
 
 /* ---- C functions of the guest state ------------------------------------------------------------ */
+
+static void push_seq(lua_State *L, fb_guest *g);
+static void put_reply(lua_State *L, fb_guest *g, int idx);
 
 /* Hands the script's request to the host: yields the marker (the guest's address as light userdata,
  * which no script can make) through every coroutine of the script (guest_env.lua passes it up). */
@@ -177,6 +194,51 @@ static int yield_to_host(lua_State *L, fb_guest *g, int what)
 	lua_pushlightuserdata(L, g);
 	return lua_yield(L, 1);
 }
+
+#ifdef FB_LUA51
+/* On the host's state, protected: serve(kind, payload) answers the request in g->msg, and its reply
+ * replaces it there. `false` ends the run (the host has stopped it). */
+static int host_serve(lua_State *H)
+{
+	fb_guest *g = (fb_guest *)lua_touserdata(H, 1);
+	lua_rawgeti(H, LUA_REGISTRYINDEX, g->serve_ref);
+	if (g->pending == RAN_CALL) {
+		lua_pushliteral(H, "call");
+		push_seq(H, g);
+	} else {
+		lua_pushliteral(H, "print");
+		fb_plain_get_seq(H, g->msg.p);
+	}
+	lua_call(H, 2, 1);
+	g->msg.len = 0;
+	if (lua_type(H, -1) == LUA_TBOOLEAN && !lua_toboolean(H, -1))
+		g->stop = STOP_HOST;
+	else
+		put_reply(H, g, lua_gettop(H));
+	return 0;
+}
+
+/* Lua 5.1, given serve: the host answers at once (see the top of this file); its reply is what the
+ * request returns. Without serve the request yields, which works outside pcall and metamethods. */
+static int to_host(lua_State *L, fb_guest *g, int what)
+{
+	if (g->host == NULL)
+		return yield_to_host(L, g, what);
+	g->pending = what;
+	if (lua_cpcall(g->host, host_serve, g) != 0) {
+		g->host_failed = 1;
+		return stop(L, g, STOP_HOST);
+	}
+	g->pending = 0;
+	if (g->stop)
+		return stop(L, g, g->stop);
+	lua_settop(L, 0);
+	g->msg.len = 0; /* read below, then free for the script's results or error */
+	return fb_plain_get_seq(L, g->msg.p);
+}
+#else
+#define to_host yield_to_host
+#endif
 
 /* call(op, ...) -> the host's answer ("ok", values... | "fail", first, err | "raise", message). */
 static int g_call(lua_State *L)
@@ -195,7 +257,7 @@ static int g_call(lua_State *L)
 		lua_concat(L, 2);
 		return lua_error(L);
 	}
-	return yield_to_host(L, g, RAN_CALL);
+	return to_host(L, g, RAN_CALL);
 }
 
 /* print_host(text): the script's print, counted against the output budget. */
@@ -215,7 +277,7 @@ static int g_print(lua_State *L)
 	o.max = len + 64;
 	if (fb_plain_put_seq(L, 1, 1, &o) != 0)
 		return luaL_error(L, "freshbooks.guest: print: %s", o.err);
-	return yield_to_host(L, g, RAN_PRINT);
+	return to_host(L, g, RAN_PRINT);
 }
 
 static int has_specials(const char *p, size_t len)
@@ -481,6 +543,9 @@ static int g_step(lua_State *G)
 	g->pending = 0;
 #if LUA_VERSION_NUM >= 504
 	status = lua_resume(T, G, k, &nres);
+#elif LUA_VERSION_NUM >= 502
+	status = lua_resume(T, G, k);
+	nres = lua_gettop(T);
 #else
 	status = lua_resume(T, k);
 	nres = lua_gettop(T);
@@ -674,10 +739,12 @@ static int l_guest(lua_State *L)
 	g->alloc = lua_getallocf(G, &g->alloc_ud);
 	g->used = g->peak = (size_t)lua_gc(G, LUA_GCCOUNT, 0) * 1024 + (size_t)lua_gc(G, LUA_GCCOUNTB, 0);
 	lua_setallocf(G, capped_alloc, g);
-#if LUA_VERSION_NUM < 502
-	/* The interpreter only: compiled traces do not call the count hook. A shorter GC pause keeps the
-	 * heap near the live data (LuaJIT has no emergency collection when the allocator says no). */
+#ifdef FB_LUAJIT
+	/* The interpreter only: compiled traces do not call the count hook. */
 	luaJIT_setmode(G, 0, LUAJIT_MODE_ENGINE | LUAJIT_MODE_OFF);
+#endif
+#if LUA_VERSION_NUM < 504
+	/* A shorter GC pause keeps the heap near the live data: the first refusal spends the budget here. */
 	lua_gc(G, LUA_GCSETPAUSE, 100);
 #endif
 	lua_gc(G, LUA_GCSTOP, 0); /* building it makes no garbage worth collecting */
@@ -723,35 +790,28 @@ static void push_seq(lua_State *L, fb_guest *g)
 	lua_setfield(L, top + 1, "n");
 }
 
-/* g:resume([reply]) -> "call", {n =, op, args...} | "print", text | "done", {n =, results...}
- *                    | "error", {code =, message =}. The reply answers the last "call": {n =, ...}. */
-static int l_resume(lua_State *L)
+/* The reply at idx ({n =, ...}, or nil for none) into g->msg. */
+static void put_reply(lua_State *L, fb_guest *g, int idx)
 {
-	fb_guest *g = check_guest(L);
 	fb_plain_out o;
-	int status = LUA_OK, n = 0, i;
-	if (g->G == NULL)
-		return luaL_error(L, "freshbooks.guest: the run has ended");
-	if (g->busy)
-		return luaL_error(L, "freshbooks.guest: resumed from inside its own step");
-	lua_settop(L, 2);
-	if (!lua_isnil(L, 2)) {
-		luaL_checktype(L, 2, LUA_TTABLE);
-		lua_getfield(L, 2, "n");
-		n = lua_type(L, -1) == LUA_TNUMBER ? (int)lua_tointeger(L, -1) : (int)lua_rawlen(L, 2);
+	int n = 0, i, top = lua_gettop(L);
+	if (!lua_isnil(L, idx)) {
+		luaL_checktype(L, idx, LUA_TTABLE);
+		lua_getfield(L, idx, "n");
+		n = lua_type(L, -1) == LUA_TNUMBER ? (int)lua_tointeger(L, -1) : (int)lua_rawlen(L, idx);
 		lua_pop(L, 1);
 		if (n < 0 || n > 8)
-			return luaL_error(L, "freshbooks.guest: a reply holds 0 to 8 values");
+			luaL_error(L, "freshbooks.guest: a reply holds 0 to 8 values");
 	}
 	luaL_checkstack(L, n + 8, "freshbooks.guest");
 	for (i = 1; i <= n; i++)
-		lua_rawgeti(L, 2, i);
+		lua_rawgeti(L, idx, i);
 	g->msg.len = 0;
 	o.b = &g->msg;
 	o.max = MAX_REPLY;
-	if (fb_plain_put_seq(L, 3, n, &o) != 0) {
+	if (fb_plain_put_seq(L, top + 1, n, &o) != 0) {
 		/* The script gets a runtime failure, as for any call that could not be answered. */
-		lua_settop(L, 2);
+		lua_settop(L, top);
 		lua_pushliteral(L, "fail");
 		lua_pushnil(L);
 		lua_pushfstring(L, "the answer cannot be handed to the script: %s", o.err);
@@ -759,17 +819,50 @@ static int l_resume(lua_State *L)
 		lua_remove(L, -2);
 		g->msg.len = 0;
 		o.max = MAX_REPLY;
-		if (fb_plain_put_seq(L, 3, 3, &o) != 0)
-			return luaL_error(L, "freshbooks.guest: %s", o.err);
+		if (fb_plain_put_seq(L, top + 1, 3, &o) != 0)
+			luaL_error(L, "freshbooks.guest: %s", o.err);
 	}
-	lua_settop(L, 1);
+	lua_settop(L, top);
+}
+
+/* g:resume([reply [, serve]]) -> "call", {n =, op, args...} | "print", text | "done", {n =, results...}
+ *                    | "error", {code =, message =}. The reply answers the last "call": {n =, ...}.
+ * serve(kind, payload) -> reply | false answers requests at once instead (used on plain Lua 5.1 only). */
+static int l_resume(lua_State *L)
+{
+	fb_guest *g = check_guest(L);
+	int status = LUA_OK;
+	if (g->G == NULL)
+		return luaL_error(L, "freshbooks.guest: the run has ended");
+	if (g->busy)
+		return luaL_error(L, "freshbooks.guest: resumed from inside its own step");
+	lua_settop(L, 3);
+	put_reply(L, g, 2);
+	if (!lua_isnil(L, 3))
+		luaL_checktype(L, 3, LUA_TFUNCTION);
 	if (!g->stop && fb_now() >= g->deadline)
 		g->stop = STOP_TIME;
 	if (!g->stop) {
+#ifdef FB_LUA51
+		if (!lua_isnil(L, 3)) {
+			g->serve_ref = luaL_ref(L, LUA_REGISTRYINDEX); /* pops serve */
+			g->host = L;
+		}
+#endif
+		lua_settop(L, 1);
 		g->busy = 1;
 		lua_rawgeti(g->G, LUA_REGISTRYINDEX, g->step_ref);
 		status = lua_pcall(g->G, 0, 0, 0);
 		g->busy = 0;
+#ifdef FB_LUA51
+		if (g->host != NULL)
+			luaL_unref(L, LUA_REGISTRYINDEX, g->serve_ref);
+		g->host = NULL;
+		if (g->host_failed) { /* serve's error is on top of our stack: the host's own, as it was */
+			close_guest(g);
+			return lua_error(L);
+		}
+#endif
 		if (status != LUA_OK) {
 			if (status == LUA_ERRMEM && !g->stop)
 				g->stop = STOP_MEMORY;

@@ -257,27 +257,32 @@ local function operations(fb, allowed, budget, deadline)
   return ops, run
 end
 
--- Runs the script step by step: each "call" is answered here, each "print" goes to the host.
+-- Runs the script step by step: each "call" is answered here, each "print" goes to the host. serve
+-- answers one request (false once the run is stopped). Plain Lua 5.1 cannot yield where scripts call
+-- the API (pcall, metamethods, for iterators): its core calls serve from inside the script's request.
 local function drive(g, fb, ops, run, out)
-  local kind, p = g:resume()
-  while true do
-    if kind == "call" then
-      local f = ops[p[1]]
-      local reply
-      if type(f) == "function" then
-        reply = answer(fb, pcall(f, unpack(p, 2, p.n)))
-      else
-        reply = { n = 2, "raise", "freshbooks: no such operation" }
-      end
-      if run.stop then return "stopped", run.stop end
-      kind, p = g:resume(reply)
-    elseif kind == "print" then
+  local function serve(kind, p)
+    if kind == "print" then
       out(p)
-      kind, p = g:resume()
-    else
-      return kind, p
+      return nil
     end
+    local f = ops[p[1]]
+    local reply
+    if type(f) == "function" then
+      reply = answer(fb, pcall(f, unpack(p, 2, p.n)))
+    else
+      reply = { n = 2, "raise", "freshbooks: no such operation" }
+    end
+    return not run.stop and reply
   end
+  local kind, p = g:resume(nil, serve)
+  while kind == "call" or kind == "print" do
+    local reply = serve(kind, p)
+    if reply == false then break end
+    kind, p = g:resume(reply, serve)
+  end
+  if run.stop then return "stopped", run.stop end
+  return kind, p
 end
 
 local OPTIONS = { print = "function", write = "boolean", budget = "table", usage = "table" }

@@ -2,13 +2,20 @@
 --   local fb = freshbooks.new{ client_id =, client_secret =, redirect_uri =, store = freshbooks.store.file(path) }
 -- See docs/session.md for every option.
 local freshbooks = {
-  _VERSION = "0.1.0",
   errors = require "freshbooks.errors",
   transport = require "freshbooks.transport",
   store = { file = require "freshbooks.store.file", redis = require "freshbooks.store.redis" },
   webhook = require "freshbooks.webhook",
 }
-freshbooks.version = freshbooks._VERSION
+-- _VERSION and version: the C core's (src/freshbooks.h has the one copy), read on first use so that
+-- `require "freshbooks"` works before the core is built (the command says how to build it).
+setmetatable(freshbooks, { __index = function(t, k)
+  if k ~= "_VERSION" and k ~= "version" then return nil end
+  local v = require("freshbooks.core").version
+  rawset(t, "_VERSION", v)
+  rawset(t, "version", v)
+  return v
+end })
 
 -- freshbooks.new{...} -> a session (lua/freshbooks/session.lua). Bad configuration raises.
 function freshbooks.new(opts)

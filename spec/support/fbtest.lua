@@ -5,7 +5,7 @@ local freshbooks = require "freshbooks"
 local H = {}
 
 -- The interpreter running the specs, for child processes.
-H.lua = (rawget(_G, "jit") and "luajit") or "lua5.4"
+H.lua = rawget(_G, "jit") and "luajit" or "lua" .. _VERSION:match("%d+%.%d+")
 
 function H.opts(sb, extra)
   local o = {

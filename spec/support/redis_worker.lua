@@ -119,7 +119,7 @@ end
 
 if arg and arg[0] and arg[0]:find("redis_worker.lua$") then
   local c = cjson.decode(read(arg[1]))
-  local ok, r = xpcall(W.run, debug.traceback, c, core.sleep)
+  local ok, r = xpcall(function() return W.run(c, core.sleep) end, debug.traceback) -- Lua 5.1: no arguments
   write(arg[2], result(ok, r, require("support.fbtest").hash))
   os.exit(ok and 0 or 1)
 end

@@ -318,14 +318,14 @@ end
 -- cli.main(argv) -> exit status
 function cli.main(argv)
   local ctx = setmetatable({ cleanups = {} }, Context)
-  local ok, e = xpcall(run, function(e)
+  local ok, e = xpcall(function() return run(ctx, argv) end, function(e) -- Lua 5.1's xpcall passes no arguments
     if getmetatable(e) == Exit then return e end
     if type(e) == "string" and e:find("interrupted!$") then return { status = 130, message = "interrupted" } end
     if package.loaded["freshbooks.core"] and package.loaded["freshbooks.core"].interrupted() then
       return { status = 130, message = "interrupted" }
     end
     return { status = 1, message = "internal error: " .. tostring(e), trace = debug.traceback("", 2) }
-  end, ctx, argv)
+  end)
   for i = #ctx.cleanups, 1, -1 do pcall(ctx.cleanups[i]) end
   if ok then return 0 end
   if e.message then io.stderr:write("freshbooks: ", e.message, "\n") end

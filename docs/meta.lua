@@ -1,0 +1,992 @@
+---@meta
+-- lua-freshbooks' public API for editors (LuaLS / lua-language-server) and the source of the API
+-- reference (`make docs`: docs/ldoc.lua turns these annotations into LDoc's, build/docs/index.html).
+-- Nothing here runs. Add this directory to `Lua.workspace.library`; the module tables are the classes
+-- named after their modules (`freshbooks`, `freshbooks.errors`, ...), so annotate a require when your
+-- editor does not follow it: `local freshbooks = require "freshbooks" ---@type freshbooks`.
+-- Runtime failures return `nil, err` (a freshbooks.Error); bad arguments raise. The prose is in
+-- docs/session.md, docs/api.md, docs/core.md, docs/guest.md and docs/deployment.md.
+
+---The module (`require "freshbooks"`).
+---@class freshbooks
+---@field _VERSION string the library's version (FRESHBOOKS_VERSION in src/freshbooks.h, read from the core)
+---@field version string the same as _VERSION
+---@field errors freshbooks.errors the error type
+---@field transport freshbooks.transport the transports
+---@field store freshbooks.store the token stores
+---@field webhook freshbooks.webhook webhook signatures
+local freshbooks = {}
+
+---A session: one FreshBooks connection (an app's credentials and one user's tokens). Bad
+---configuration raises, unknown option names included.
+---@param opts freshbooks.Options
+---@return freshbooks.Session
+function freshbooks.new(opts) end
+
+---Many connections of one app: a store per connection and an LRU of live sessions.
+---@param opts freshbooks.ConnectionsOptions
+---@return freshbooks.Connections
+function freshbooks.connections(opts) end
+
+---The options of `freshbooks.new{...}` (docs/session.md).
+---@class freshbooks.Options
+---@field client_id string the app's client ID (required)
+---@field client_secret string the app's client secret (required)
+---@field redirect_uri? string the redirect URI (required unless redirect_uris has exactly one)
+---@field redirect_uris? string[] every URI registered for the app; redirect_uri must be one of them
+---@field tokens? freshbooks.Tokens tokens to start from
+---@field store? freshbooks.Store load, save and lock together (store.file, store.redis)
+---@field load? freshbooks.LoadHook reads the stored tokens (nil: none)
+---@field save? freshbooks.SaveHook stores a new pair before it is used
+---@field lock? freshbooks.LockHook a lock across processes: a handle with :unlock(), or an unlock function
+---@field api_url? string default https://api.freshbooks.com
+---@field auth_url? string default https://auth.freshbooks.com
+---@field timeout? number seconds per request (default 60)
+---@field leeway? number refresh this many seconds before expires_at (default 60)
+---@field scopes? string[]|string default scopes for authorize_url
+---@field transport? freshbooks.Transport default: the C core over libcurl (cosockets inside OpenResty)
+---@field cainfo? string CA file (default transport)
+---@field capath? string CA directory (default transport)
+---@field proxy? string proxy URL (default transport)
+---@field connect_timeout? number seconds (default transport)
+---@field insecure_no_verify_tls? boolean the only way to turn TLS verification off
+---@field user_agent? string default lua-freshbooks/<version>
+---@field max_body? integer largest response body in bytes (default 64 MiB)
+---@field pool_size? integer OpenResty: the cosocket pool's size (16)
+---@field keepalive? number OpenResty: idle seconds of a pooled connection (60)
+---@field retry? freshbooks.RetryOptions|false retry options (default on), or false
+---@field log? fun(event:table) redacted events (type, line); nothing it does reaches the call
+---@field clock? fun():number epoch seconds (tests)
+---@field sleep? fun(seconds:number) how to wait for a refresh running in another coroutine (e.g. ngx.sleep)
+
+---An OAuth token pair.
+---@class freshbooks.Tokens
+---@field access_token string
+---@field refresh_token string
+---@field expires_at? number epoch seconds
+---@field created_at? number epoch seconds, with expires_in
+---@field expires_in? number seconds
+---@field scope? string
+
+---A request of `fb:request`.
+---@class freshbooks.Request
+---@field method? string default GET
+---@field path? string relative to api_url
+---@field url? string absolute, instead of path
+---@field query? string|table a string as is, a table rendered by core.query
+---@field json? any sent as a JSON body
+---@field body? string|table a raw body (or body parts, secrets among them)
+---@field headers? table<string,string> yours win over the session's
+---@field timeout? number seconds, this request only
+---@field idempotent? boolean false: never sent twice, whatever the method
+
+---An answer.
+---@class freshbooks.Response
+---@field status integer HTTP status
+---@field headers table<string,string|string[]> lower-cased names; a repeated header is an array
+---@field body string the raw body
+---@field data? any the decoded JSON (object nulls left out, whole numbers as integers)
+
+---A membership: one business the user belongs to.
+---@class freshbooks.Membership
+---@field account_id string the accounting family's id (fb:account)
+---@field business_id integer the projects family's id (fb:business)
+---@field business_uuid string
+---@field name string
+---@field role string
+---@field membership_id integer
+---@field business table FreshBooks' own business object
+
+---A session (`freshbooks.new`). Tokens are refreshed before expiry and once after a 401; every new
+---pair goes to save(new, previous) before it is used.
+---@class freshbooks.Session
+local Session = {}
+
+---Sends one request with the session's tokens.
+---@param req freshbooks.Request
+---@return freshbooks.Response|nil res
+---@return freshbooks.Error? err
+function Session:request(req) end
+
+---Runs many requests at once; results in order.
+---@param reqs freshbooks.Request[]
+---@param opts? {concurrency:integer}
+---@return {res:freshbooks.Response?,err:freshbooks.Error?}[] results
+function Session:batch(reqs, opts) end
+
+---A stream of requests: s.add(req) -> id, s.next() -> id, res, err as each completes (nil once none
+---is left), s.close().
+---@param opts? {concurrency:integer}
+---@return freshbooks.Stream|nil stream
+---@return freshbooks.Error? err
+function Session:stream(opts) end
+
+---Forces a refresh (unless the tokens changed since the call began).
+---@return boolean|nil ok
+---@return freshbooks.Error? err
+function Session:refresh() end
+
+---A copy of the current tokens.
+---@return freshbooks.Tokens|nil tokens
+function Session:tokens() end
+
+---Whether there are tokens, in memory or in the store.
+---@return boolean
+function Session:authorized() end
+
+---Masks every secret the session has held (by exact value) in s.
+---@param s string
+---@return string
+function Session:redact(s) end
+
+---The authorization URL to send the user to, and the state to keep for the callback.
+---@param opts? {scopes:string[]|string,state:string}
+---@return string url
+---@return string state 16 CSPRNG bytes in hex unless given
+function Session:authorize_url(opts) end
+
+---Checks the callback's state (in constant time) and exchanges its code.
+---@param query string|table the callback's query string or its fields
+---@param expected_state string the state authorize_url gave
+---@return freshbooks.Tokens|nil tokens
+---@return freshbooks.Error? err state_mismatch, access_denied, ...
+function Session:authorize_callback(query, expected_state) end
+
+---Exchanges an authorization code for tokens (saved before they are used).
+---@param code string
+---@return freshbooks.Tokens|nil tokens
+---@return freshbooks.Error? err
+function Session:exchange(code) end
+
+---Revokes the grant at FreshBooks and forgets the tokens in memory (the store is left as is).
+---@return boolean|nil ok
+---@return freshbooks.Error? err
+function Session:revoke() end
+
+---The user (GET /auth/api/v1/users/me's response), cached per session.
+---@param refresh? boolean ask FreshBooks again
+---@return table|nil me
+---@return freshbooks.Error? err
+function Session:me(refresh) end
+
+---The user's memberships.
+---@param refresh? boolean
+---@return freshbooks.Membership[]|nil memberships
+---@return freshbooks.Error? err
+function Session:memberships(refresh) end
+
+---Iterates the user's businesses; raises the error object when the identity cannot be read.
+---@param refresh? boolean
+---@return fun():freshbooks.Membership|nil iterator
+function Session:businesses(refresh) end
+
+---The membership whose business_id, account_id, business_uuid or name (exact, then any case) is key.
+---@param key string|integer
+---@return freshbooks.Membership|nil membership
+---@return freshbooks.Error? err not_found, ambiguous
+function Session:find_business(key) end
+
+---The accounting family of one account: clients, invoices, ..., reports, callbacks, attachments.
+---@param account_id string
+---@return freshbooks.Account
+function Session:account(account_id) end
+
+---The projects family of one business: projects, time_entries, services.
+---@param business_id integer|string
+---@return freshbooks.Business
+function Session:business(business_id) end
+
+---One account's resources (docs/api.md has the table); an unknown name raises.
+---@class freshbooks.Account
+---@field account_id string
+---@field clients freshbooks.Resource
+---@field invoices freshbooks.Resource also share_link, send_by_email, mark_as_sent
+---@field estimates freshbooks.Resource also send_by_email, mark_as_sent
+---@field expenses freshbooks.Resource
+---@field expense_categories freshbooks.Resource
+---@field items freshbooks.Resource
+---@field payments freshbooks.Resource
+---@field taxes freshbooks.Resource
+---@field credit_notes freshbooks.Resource
+---@field other_incomes freshbooks.Resource
+---@field bills freshbooks.Resource
+---@field bill_payments freshbooks.Resource
+---@field bill_vendors freshbooks.Resource
+---@field staff freshbooks.Resource
+---@field gateways freshbooks.Resource
+---@field invoice_profiles freshbooks.Resource
+---@field tasks freshbooks.Resource
+---@field journal_entries freshbooks.Resource
+---@field journal_entry_details freshbooks.Resource
+---@field journal_entry_accounts freshbooks.Resource
+---@field callbacks freshbooks.Resource webhook callbacks: also verify, resend
+---@field reports {profit_and_loss:freshbooks.Report,tax_summary:freshbooks.Report,payments_collected:freshbooks.Report}
+---@field attachments freshbooks.Upload
+---@field images freshbooks.Upload
+
+---One business's resources.
+---@class freshbooks.Business
+---@field business_id integer|string
+---@field projects freshbooks.Resource
+---@field time_entries freshbooks.Resource
+---@field services freshbooks.Resource also rate, create_rate, update_rate
+
+---A query: page, per_page, search, include, sort, and any other key as a plain parameter (docs/api.md).
+---@alias freshbooks.Query table|string
+
+---Paging options of each and all.
+---@class freshbooks.PagingOptions
+---@field parallel? integer pages in flight at once (default 1)
+---@field max_pages? integer a longer walk fails with too_many_pages (default 100000)
+---@field progress? fun(pages_done:integer,pages:integer|nil,records:integer) after each page
+
+---A list's paging facts.
+---@class freshbooks.ListMeta
+---@field page integer
+---@field pages integer
+---@field per_page integer
+---@field total integer
+
+---One resource of an account or business. A verb FreshBooks does not have for it raises.
+---@class freshbooks.Resource
+local Resource = {}
+
+---One page of records.
+---@param q? freshbooks.Query
+---@return table[]|nil records
+---@return freshbooks.ListMeta|freshbooks.Error meta_or_err
+function Resource:list(q) end
+
+---One record.
+---@param id integer|string
+---@param q? freshbooks.Query
+---@return table|nil record
+---@return freshbooks.Error? err
+function Resource:get(id, q) end
+
+---Creates a record (the body is wrapped in the singular key for you).
+---@param fields table
+---@param q? freshbooks.Query
+---@return table|nil record
+---@return freshbooks.Error? err
+function Resource:create(fields, q) end
+
+---Updates a record (refuses vis_state beside other fields: FreshBooks would drop them).
+---@param id integer|string
+---@param fields table
+---@param q? freshbooks.Query
+---@return table|nil record
+---@return freshbooks.Error? err
+function Resource:update(id, fields, q) end
+
+---Deletes a record (PUT vis_state = 1 or HTTP DELETE, as the resource wants).
+---@param id integer|string
+---@return boolean|nil ok
+---@return freshbooks.Error? err
+function Resource:delete(id) end
+
+---Archives a record (vis_state = 2).
+---@param id integer|string
+---@return table|nil record
+---@return freshbooks.Error? err
+function Resource:archive(id) end
+
+---Iterates every record, page by page, in O(page) memory (with parallel pages: at most twice that).
+---On a failure the loop gets `false, err` once, then ends.
+---@param q? freshbooks.Query
+---@param opts? freshbooks.PagingOptions
+---@return fun():table|false|nil,freshbooks.Error? iterator
+function Resource:each(q, opts) end
+
+---Every record, collected.
+---@param q? freshbooks.Query
+---@param opts? freshbooks.PagingOptions
+---@return table[]|nil records
+---@return freshbooks.ListMeta|freshbooks.Error meta_or_err
+function Resource:all(q, opts) end
+
+---invoices: the client's link to an invoice.
+---@param id integer|string
+---@return string|nil link
+---@return freshbooks.Error? err
+function Resource:share_link(id) end
+
+---invoices, estimates: sends by e-mail (never retried: sent twice it mails twice).
+---@param id integer|string
+---@param opts {recipients:string[],subject:string?,body:string?,include_pdf:boolean?}
+---@return table|nil record
+---@return freshbooks.Error? err
+function Resource:send_by_email(id, opts) end
+
+---invoices, estimates: marks as sent.
+---@param id integer|string
+---@return table|nil record
+---@return freshbooks.Error? err
+function Resource:mark_as_sent(id) end
+
+---callbacks: confirms a webhook with the verifier of its verification delivery.
+---@param id integer|string
+---@param verifier string
+---@return table|nil callback
+---@return freshbooks.Error? err
+function Resource:verify(id, verifier) end
+
+---callbacks: asks FreshBooks to send the verification again.
+---@param id integer|string
+---@return table|nil callback
+---@return freshbooks.Error? err
+function Resource:resend(id) end
+
+---services: a service's rate.
+---@param id integer|string
+---@return table|nil rate
+---@return freshbooks.Error? err
+function Resource:rate(id) end
+
+---services: sets a service's rate, e.g. {rate = "45.00"}.
+---@param id integer|string
+---@param fields table
+---@return table|nil rate
+---@return freshbooks.Error? err
+function Resource:create_rate(id, fields) end
+
+---services: changes a service's rate.
+---@param id integer|string
+---@param fields table
+---@return table|nil rate
+---@return freshbooks.Error? err
+function Resource:update_rate(id, fields) end
+
+---A report (acct.reports.profit_and_loss, ...).
+---@class freshbooks.Report
+local Report = {}
+
+---The report for a query (start_date, end_date, ...).
+---@param q? freshbooks.Query
+---@return table|nil report
+---@return freshbooks.Error? err
+function Report:get(q) end
+
+---Uploads (acct.attachments, acct.images).
+---@class freshbooks.Upload
+local Upload = {}
+
+---Uploads bytes.
+---@param content string
+---@param opts {filename:string,content_type:string?}
+---@return table|nil upload with its jwt
+---@return string|freshbooks.Error link_or_err
+function Upload:upload(content, opts) end
+
+---Downloads an upload.
+---@param jwt string
+---@return freshbooks.Response|nil res
+---@return freshbooks.Error? err
+function Upload:get(jwt) end
+
+---An error: what every runtime failure returns. tostring(err) is readable and holds no secret;
+---`..` works on it.
+---@class freshbooks.Error
+---@field code string stable: not_found, validation, unauthorized, rate_limited, timeout, reauth_required, ...
+---@field message string
+---@field status? integer HTTP status
+---@field errno? integer FreshBooks' error number
+---@field errors? {field:string?,message:string?,errno:integer?,object:string?,value:any}[] field errors
+---@field retry_after? number seconds (rate_limited)
+---@field oauth_error? string RFC 6749's error name
+---@field tokens? freshbooks.Tokens save_failed, conflict, refresh_uncertain: the pair to keep
+---@field cause? freshbooks.Error lock_failed: why
+
+---The error type (`freshbooks.errors`).
+---@class freshbooks.errors
+local errors = {}
+
+---A new error.
+---@param t {code:string,message:string?,status:integer?,errno:integer?,errors:table?}
+---@return freshbooks.Error
+function errors.new(t) end
+
+---Whether x is a freshbooks.Error.
+---@param x any
+---@return boolean
+function errors.is(x) end
+
+---The error a response carries (every FreshBooks error shape, also with HTTP 200), or nil.
+---@param res freshbooks.Response
+---@return freshbooks.Error|nil
+function errors.from_response(res) end
+
+---The error of a C-core failure table {code, message, ...}.
+---@param t table
+---@return freshbooks.Error
+function errors.from_core(t) end
+
+---Seconds to wait for a Retry-After value (seconds or an HTTP date).
+---@param value string
+---@param now? number epoch seconds
+---@return number|nil
+function errors.retry_after(value, now) end
+
+---s with each of values (exact strings) masked.
+---@param s string
+---@param values string[]
+---@return string
+function errors.mask(s, values) end
+
+---load() -> tokens | nil (nothing stored) | nil, err.
+---@alias freshbooks.LoadHook fun():freshbooks.Tokens|nil,freshbooks.Error?
+
+---save(new, previous) -> true | nil, err (previous: the pair new was refreshed from).
+---@alias freshbooks.SaveHook fun(new:freshbooks.Tokens,previous:freshbooks.Tokens|nil):boolean|nil,freshbooks.Error?
+
+---lock() -> a handle with :unlock() | an unlock function | nil, err.
+---@alias freshbooks.LockHook fun():table|function|nil,freshbooks.Error?
+
+---What a session needs from a token store.
+---@class freshbooks.Store
+---@field load freshbooks.LoadHook
+---@field save freshbooks.SaveHook
+---@field lock? freshbooks.LockHook
+
+---The token stores (`freshbooks.store`).
+---@class freshbooks.store
+---@field redis freshbooks.store.redis
+local store = {}
+
+---One JSON file, replaced atomically with mode 0600, locked with flock(2) on its directory
+---(`require "freshbooks.store.file"` is this function).
+---@param path string
+---@param opts? {lock_timeout:number?,mode:integer?}
+---@return freshbooks.Store
+function store.file(path, opts) end
+
+---The Redis store (`freshbooks.store.redis`): call it with its options for one connection's store.
+---@class freshbooks.store.redis
+---@overload fun(opts:freshbooks.RedisStoreOptions):freshbooks.RedisStore
+local redis_store = {}
+
+---A store per connection id under one prefix: stores(id) is that connection's store.
+---@param opts {redis:fun():table,prefix:string?,lock_ttl:number?,lock_timeout:number?}
+---@return freshbooks.RedisKeyspace
+function redis_store.keyspace(opts) end
+
+---Options of freshbooks.store.redis{...}.
+---@class freshbooks.RedisStoreOptions
+---@field redis fun():table|nil,string? a connected client (lua-redis, resty.redis) per call
+---@field key string the connection's key
+---@field lock_key? string default derived from key
+---@field lock_ttl? number seconds (30)
+---@field lock_timeout? number seconds to wait for the lock (35)
+---@field release? fun(client:table) give a client back (resty.redis: set_keepalive)
+---@field sleep? fun(seconds:number)
+---@field keepalive? number resty.redis pool idle seconds (60)
+---@field pool_size? integer resty.redis pool size (100)
+
+---One connection's tokens in Redis: a store with a fenced save, and the OAuth states.
+---@class freshbooks.RedisStore: freshbooks.Store
+local RedisStore = {}
+
+---Deletes the connection's tokens.
+---@return boolean|nil ok
+---@return freshbooks.Error? err
+function RedisStore.delete() end
+
+---Keeps an OAuth state server-side for ttl seconds.
+---@param state string
+---@param ttl number
+---@return boolean|nil ok
+---@return freshbooks.Error? err
+function RedisStore.put_state(state, ttl) end
+
+---Takes (and deletes) an OAuth state: whether it was there.
+---@param state string
+---@return boolean|nil found
+---@return freshbooks.Error? err
+function RedisStore.take_state(state) end
+
+---The stores of many connections: call it with a connection id.
+---@class freshbooks.RedisKeyspace
+---@overload fun(id:string):freshbooks.RedisStore
+local RedisKeyspace = {}
+
+---Every connection id with stored tokens (SCAN).
+---@return string[]|nil ids
+---@return freshbooks.Error? err
+function RedisKeyspace.list() end
+
+---Options of freshbooks.connections{...}.
+---@class freshbooks.ConnectionsOptions
+---@field app freshbooks.Options the app: any freshbooks.new option but tokens, store, load, save, lock
+---@field store fun(id:string):freshbooks.Store the store of a connection (store.redis.keyspace)
+---@field max_sessions? integer live sessions kept (LRU, default 1000)
+---@field state_ttl? number seconds an OAuth state lives (600)
+
+---A connection's state.
+---@class freshbooks.ConnectionStatus
+---@field id string
+---@field connected boolean
+---@field reauth_required boolean
+---@field last_refresh? number
+---@field version? integer
+---@field expires_at? number
+---@field scopes? string[]
+---@field businesses? freshbooks.Membership[]
+---@field error? freshbooks.Error
+
+---Many connections of one app (`freshbooks.connections`).
+---@class freshbooks.Connections
+local Connections = {}
+
+---The live session of a connection (made on first use).
+---@param id string
+---@return freshbooks.Session
+function Connections:session(id) end
+
+---Where to send the user to connect id; the state is kept server-side.
+---@param id string
+---@param opts? {scopes:string[]|string}
+---@return string|nil url
+---@return string|freshbooks.Error state_or_err
+function Connections:connect_url(id, opts) end
+
+---The OAuth callback of id's connect_url.
+---@param id string
+---@param query string|table
+---@param state? string the state the browser brought back, when query lacks it
+---@return freshbooks.Tokens|nil tokens
+---@return freshbooks.Error? err
+function Connections:callback(id, query, state) end
+
+---What is known of a connection.
+---@param id string
+---@param opts? {refresh:boolean}
+---@return freshbooks.ConnectionStatus|nil status
+---@return freshbooks.Error? err
+function Connections:status(id, opts) end
+
+---Every connection id with stored tokens.
+---@return string[]|nil ids
+---@return freshbooks.Error? err
+function Connections:list() end
+
+---Revokes a connection at FreshBooks and deletes it from the store.
+---@param id string
+---@return boolean|nil ok
+---@return freshbooks.Error? err
+function Connections:disconnect(id) end
+
+---How many sessions are live in this process.
+---@return integer
+function Connections:live_sessions() end
+
+---Webhook signatures, as FreshBooks computes them (`freshbooks.webhook`).
+---@class freshbooks.webhook
+local webhook = {}
+
+---The form fields of a delivery, in received order.
+---@param body string
+---@return {[1]:string,[2]:string}[] fields
+function webhook.parse(body) end
+
+---The value of field name (the first), or nil.
+---@param fields {[1]:string,[2]:string}[]
+---@param name string
+---@return string|nil
+function webhook.field(fields, name) end
+
+---The signed message: Python's json.dumps of the fields in order.
+---@param fields {[1]:string,[2]:string}[]
+---@return string
+function webhook.message(fields) end
+
+---base64(HMAC-SHA256(verifier, message(fields))).
+---@param verifier string
+---@param fields {[1]:string,[2]:string}[]
+---@return string
+function webhook.sign(verifier, fields) end
+
+---Whether signature is the fields' (in constant time). fields may be the raw body; a name -> value
+---map is refused (its order is lost).
+---@param verifier string
+---@param fields {[1]:string,[2]:string}[]|string
+---@param signature string the X-FreshBooks-Hmac-SHA256 header
+---@return boolean
+function webhook.verify(verifier, fields, signature) end
+
+---Budgets of a guest run; each, spent, ends it with code budget_<name> (instructions: budget_cpu).
+---@class freshbooks.GuestBudget
+---@field memory? integer bytes the guest state may hold (32 MiB)
+---@field instructions? integer VM instructions (1e8)
+---@field time? number seconds of wall clock, API calls included (30)
+---@field patterns? integer pattern-matching steps (1e6)
+---@field calls? integer API requests (1000)
+---@field output? integer bytes printed or returned (1 MiB)
+
+---Options of guest.run.
+---@class freshbooks.GuestOptions
+---@field write? boolean allow create, update, delete, archive, send_by_email (default false)
+---@field print? fun(text:string) where the script's print goes (default print)
+---@field budget? freshbooks.GuestBudget
+---@field usage? table filled with what the run used
+
+---Untrusted scripts against a session, each in a Lua state of its own (`freshbooks.guest`).
+---@class freshbooks.guest
+---@field budget freshbooks.GuestBudget the defaults
+local guest = {}
+
+---Runs a script (text only) against fb; its results are copied out (plain data only). err.code is
+---syntax, script_error, bad_result or budget_*.
+---@param fb freshbooks.Session
+---@param source string
+---@param chunkname? string
+---@param opts? freshbooks.GuestOptions
+---@return true|nil ok
+---@return any ... the script's results, or the error
+function guest.run(fb, source, chunkname, opts) end
+
+---A transport: function(req) -> res | nil, err; a table with __call may add stream and batch.
+---@alias freshbooks.Transport fun(req:table):table|nil,freshbooks.Error?
+
+---A stream of requests (fb:stream, transport.stream).
+---@class freshbooks.Stream
+---@field add fun(req:table):integer queues a request (a bad one raises)
+---@field next fun():integer|nil,table|nil,freshbooks.Error? the next one done: id, res, err
+---@field close fun() drops what is left
+
+---One HTTP policy for both transports (`freshbooks.transport`).
+---@class freshbooks.transport
+local transport = {}
+
+---A transport over one C-core client; opts go to core.client.
+---@param opts? freshbooks.core.ClientOptions
+---@return freshbooks.Transport
+function transport.curl(opts) end
+
+---Options of transport.cosocket.
+---@class freshbooks.CosocketOptions
+---@field timeout? number seconds for a whole request
+---@field connect_timeout? number seconds
+---@field max_body? integer bytes
+---@field pool_size? integer the cosocket pool's size (16)
+---@field keepalive? number idle seconds of a pooled connection (60)
+---@field user_agent? string
+---@field insecure_no_verify_tls? boolean
+
+---OpenResty's cosockets (the same checks, deadlines and error codes as curl).
+---@param opts? freshbooks.CosocketOptions
+---@return freshbooks.Transport
+function transport.cosocket(opts) end
+
+---The session's default: cosockets where OpenResty can yield, else the C core (chosen per request).
+---@param opts? table
+---@return freshbooks.Transport
+function transport.default(opts) end
+
+---ngx when running in an OpenResty phase where cosockets work, else nil.
+---@return table|nil
+function transport.openresty() end
+
+---A stream on any transport (its own, or one request at a time).
+---@param t freshbooks.Transport
+---@param opts? {concurrency:integer}
+---@return freshbooks.Stream
+function transport.stream(t, opts) end
+
+---A batch on any transport: results in order.
+---@param t freshbooks.Transport
+---@param reqs table[]
+---@param opts? {concurrency:integer}
+---@return {status:integer?,headers:table?,body:string?,err:freshbooks.Error?}[]
+function transport.batch(t, reqs, opts) end
+
+---Retry options (freshbooks.new{retry = ...}).
+---@class freshbooks.RetryOptions
+---@field attempts? integer (4)
+---@field base_delay? number seconds (0.5)
+---@field max_delay? number seconds (30)
+---@field deadline? number seconds over all attempts (60)
+---@field jitter? boolean a random point in [d/2, d] (true)
+---@field sleep? fun(seconds:number) default core.sleep, ngx.sleep under OpenResty
+---@field clock? fun():number
+---@field log? fun(event:table) each retry
+
+---Retries with backoff: 429 for any method, 5xx and network failures for idempotent ones only
+---(`freshbooks.retry`).
+---@class freshbooks.retry
+local retry = {}
+
+---A transport that retries send.
+---@param send freshbooks.Transport
+---@param opts? freshbooks.RetryOptions|false false: send itself
+---@return freshbooks.Transport
+function retry.wrap(send, opts) end
+
+---Whether a request may be sent again after this outcome.
+---@param req table
+---@param res table|nil
+---@param err table|nil
+---@return boolean
+function retry.retryable(req, res, err) end
+
+---The billing report (`freshbooks.report`): outstanding invoices by client, totals per currency, aged.
+---@class freshbooks.report
+local report = {}
+
+---Writes the report of every business (or one) to out.
+---@param fb freshbooks.Session
+---@param opts? {as_of:string?,business:string?,format:"table"|"csv"|"json"|nil,parallel:integer?,progress:function?}
+---@param out file*|{write:fun(self:any,s:string)} where the report goes
+---@param log? fun(line:string) businesses that could not be read
+---@return boolean|nil ok
+---@return freshbooks.Error? err
+function report.run(fb, opts, out, log) end
+
+---Money "123.45" as integer minor units and their scale.
+---@param s string
+---@return integer|nil units
+---@return integer scale
+function report.parse_money(s) end
+
+---The sum of two parsed amounts.
+---@param a table
+---@param b table
+---@return table
+function report.add_money(a, b) end
+
+---Minor units as text.
+---@param m integer
+---@param scale integer
+---@return string
+function report.format_money(m, scale) end
+
+---A YYYY-MM-DD date as a day number.
+---@param s string
+---@return integer|nil
+function report.day_number(s) end
+
+---The aging bucket of days past due: current, 1-30, 31-60, 61-90, 90+.
+---@param days_past_due integer
+---@return string
+function report.bucket(days_past_due) end
+
+---An accumulator of invoices as of a day.
+---@param as_of_day integer
+---@return table
+function report.accumulator(as_of_day) end
+
+---A CSV field, quoted when it needs to be.
+---@param v any
+---@return string
+function report.csv_field(v) end
+
+---Options of core.client.
+---@class freshbooks.core.ClientOptions
+---@field connect_timeout? number seconds (10)
+---@field timeout? number seconds for a whole transfer (60)
+---@field cainfo? string CA file
+---@field capath? string CA directory
+---@field insecure_no_verify_tls? boolean
+---@field proxy? string
+---@field user_agent? string
+---@field max_body? integer bytes (64 MiB)
+---@field share? boolean the process-wide CURLSH (true)
+
+---A request of client:request.
+---@class freshbooks.core.Request
+---@field method? string
+---@field url string http:// or https://
+---@field headers? table<string,string|freshbooks.core.Secret>
+---@field body? string|(string|freshbooks.core.Secret)[] parts are joined in C
+---@field timeout? number
+---@field idempotent? boolean
+
+---A libcurl easy handle with the shared connection cache (`core.client`).
+---@class freshbooks.core.Client
+local Client = {}
+
+---One request: status, headers, body, or nil and {code, message, curl_code, status}.
+---@param req freshbooks.core.Request
+---@return integer|nil status
+---@return table headers_or_err
+---@return string|nil body
+function Client:request(req) end
+
+---Many requests over one CURLM; results in order.
+---@param reqs freshbooks.core.Request[]
+---@param opts? {concurrency:integer}
+---@return {status:integer?,headers:table?,body:string?,err:table?}[]
+function Client:batch(reqs, opts) end
+
+---A sliding window of requests over one CURLM: s:add(req) -> id; s:next() -> id, status, headers, body
+---| id, nil, err | nil (nothing in flight); s:close().
+---@param opts? {concurrency:integer}
+---@return table stream
+function Client:stream(opts) end
+
+---Idempotent; __gc and __close call it.
+function Client:close() end
+
+---An opaque string: tostring shows freshbooks.secret(***), concatenation raises.
+---@class freshbooks.core.Secret
+
+---A guest state (core.guest): g:resume until "done" or "error".
+---@class freshbooks.core.Guest
+local Guest = {}
+
+---Runs the script until it asks the host something: "call", {n, op, args...} | "print", text |
+---"done", {n, results...} | "error", {code, message}. serve answers requests at once (plain Lua 5.1).
+---@param reply? table {n =, "ok", ...} answers the last call
+---@param serve? fun(kind:string,payload:any):table|false|nil
+---@return string kind
+---@return any payload
+function Guest:resume(reply, serve) end
+
+---What the run used: memory (peak bytes), instructions, patterns, output, seconds.
+---@return table
+function Guest:usage() end
+
+---Idempotent.
+function Guest:close() end
+
+---The C core (`freshbooks.core`): HTTP over libcurl, codecs, crypto, secrets, guest states.
+---@class freshbooks.core
+---@field version string FRESHBOOKS_VERSION
+---@field curl_version string
+---@field null userdata JSON null in json_decode's arrays
+local core = {}
+
+---A client.
+---@param opts? freshbooks.core.ClientOptions
+---@return freshbooks.core.Client
+function core.client(opts) end
+
+---A secret holding a copy of s.
+---@param s string
+---@return freshbooks.core.Secret
+function core.secret(s) end
+
+---The string a secret holds.
+---@param s freshbooks.core.Secret
+---@return string
+function core.reveal(s) end
+
+---Whether v is a secret.
+---@param v any
+---@return boolean
+function core.is_secret(v) end
+
+---RFC 3986 percent-encoding (unreserved kept).
+---@param s string
+---@return string
+function core.urlencode(s) end
+
+---Percent-decoding; + is a space.
+---@param s string
+---@return string
+function core.urldecode(s) end
+
+---A query string, keys sorted: {search = {ids = {1, 2}}, page = 2} -> page=2&search[ids][]=1&...
+---@param t table
+---@return string
+function core.query(t) end
+
+---A form body (a table sorted by name, or {name, value} pairs in order); with secret values, body parts.
+---@param t table
+---@return string|table
+function core.form(t) end
+
+---A form's {name, value} pairs in received order.
+---@param s string
+---@return {[1]:string,[2]:string}[]
+function core.form_decode(s) end
+
+---RFC 4648 base64.
+---@param s string
+---@return string
+function core.base64(s) end
+
+---Decodes base64.
+---@param s string
+---@return string|nil bytes
+---@return string? err
+function core.unbase64(s) end
+
+---32 raw bytes; key and msg may be secrets.
+---@param key string|freshbooks.core.Secret
+---@param msg string|freshbooks.core.Secret
+---@return string
+function core.hmac_sha256(key, msg) end
+
+---Constant-time comparison.
+---@param a string|freshbooks.core.Secret
+---@param b string|freshbooks.core.Secret
+---@return boolean
+function core.equals(a, b) end
+
+---n bytes from the CSPRNG (n <= 1 MiB).
+---@param n integer
+---@return string
+function core.random_bytes(n) end
+
+---Lower-case hex (strings only).
+---@param s string
+---@return string
+function core.hex(s) end
+
+---JSON as FreshBooks sends it: integers as integers, object nulls left out.
+---@param s string
+---@return any|nil value
+---@return string? err
+function core.json_decode(s) end
+
+---Seconds on a monotonic clock.
+---@return number
+function core.now() end
+
+---Sleeps (blocking).
+---@param seconds number
+function core.sleep(seconds) end
+
+---An exclusive flock(2), waiting at most timeout seconds: a lock with :unlock().
+---@param path string
+---@param timeout? number
+---@return table|nil lock
+---@return table? err lock_timeout, ...
+function core.lock_file(path, timeout) end
+
+---Reads a regular file of ours (no symlink, FIFO or device) of at most max_bytes.
+---@param path string
+---@param max_bytes? integer
+---@return string|nil data nil alone: no such file
+---@return table? err
+function core.read_file(path, max_bytes) end
+
+---The request policy of client:request, rendered as an HTTP/1.1 head for transports that write their
+---own bytes (the cosocket transport): {scheme, host, port, head, body}.
+---@param req freshbooks.core.Request
+---@param user_agent? string
+---@return table
+function core.http_request(req, user_agent) end
+
+---Writes a file atomically (temp file, fsync, rename, fsync of the directory).
+---@param path string
+---@param data string
+---@param mode? integer
+---@return boolean|nil ok
+---@return table? err
+function core.write_file_atomic(path, data, mode) end
+
+---From now on SIGINT/SIGTERM abort transfers in flight instead of the interpreter's handler.
+function core.trap_interrupts() end
+
+---The signal that arrived since trap_interrupts (0: none).
+---@return integer
+function core.interrupted() end
+
+---A guest state for untrusted source (text only), under budgets.
+---@param source string
+---@param chunkname? string
+---@param budgets {memory:integer,instructions:integer,time:number,patterns:integer,output:integer}
+---@return freshbooks.core.Guest|nil guest
+---@return {code:string,message:string}? err syntax, budget_memory
+function core.guest(source, chunkname, budgets) end
