@@ -134,10 +134,12 @@ function Session:tokens() end
 ---@return boolean
 function Session:authorized() end
 
----Masks every secret the session has held (by exact value) in s.
+---Masks every secret the session has held (by exact value) in s, and, unless exact, anything else
+---that looks like a token (long runs of letters and digits).
 ---@param s string
+---@param exact? boolean only the session's own secrets (ids such as UUIDs stay readable)
 ---@return string
-function Session:redact(s) end
+function Session:redact(s, exact) end
 
 ---The authorization URL to send the user to, and the state to keep for the callback.
 ---@param opts? {scopes:string[]|string,state:string}
@@ -191,10 +193,15 @@ function Session:find_business(key) end
 ---@return freshbooks.Account
 function Session:account(account_id) end
 
----The projects family of one business: projects, time_entries, services.
+---The projects family of one business: projects, time_entries, services, service_rates.
 ---@param business_id integer|string
 ---@return freshbooks.Business
 function Session:business(business_id) end
+
+---The accounting-business family, keyed by a membership's business_uuid: ledger_accounts.
+---@param business_uuid string
+---@return freshbooks.AccountingBusiness
+function Session:accounting_business(business_uuid) end
 
 ---One account's resources (docs/api.md has the table); an unknown name raises.
 ---@class freshbooks.Account
@@ -223,6 +230,8 @@ function Session:business(business_id) end
 ---@field reports {profit_and_loss:freshbooks.Report,tax_summary:freshbooks.Report,payments_collected:freshbooks.Report}
 ---@field attachments freshbooks.Upload
 ---@field images freshbooks.Upload
+---@field systems freshbooks.Resource the account's system (get)
+---@field invoice_payment_options freshbooks.PaymentOptions
 
 ---One business's resources.
 ---@class freshbooks.Business
@@ -230,6 +239,12 @@ function Session:business(business_id) end
 ---@field projects freshbooks.Resource
 ---@field time_entries freshbooks.Resource
 ---@field services freshbooks.Resource also rate, create_rate, update_rate
+---@field service_rates freshbooks.Resource every service's rate (list)
+
+---One accounting business's resources (by business_uuid).
+---@class freshbooks.AccountingBusiness
+---@field business_uuid string
+---@field ledger_accounts freshbooks.Resource the chart of accounts (list, get, create, update)
 
 ---A query: page, per_page, search, include, sort, and any other key as a plain parameter (docs/api.md).
 ---@alias freshbooks.Query table|string
@@ -384,6 +399,28 @@ function Upload:upload(content, opts) end
 ---@return freshbooks.Error? err
 function Upload:get(jwt) end
 
+---An invoice's online payment options (acct.invoice_payment_options).
+---@class freshbooks.PaymentOptions
+local PaymentOptions = {}
+
+---The options set on an invoice.
+---@param invoice_id integer|string
+---@return table|nil options
+---@return freshbooks.Error? err not_found when none were set
+function PaymentOptions:get(invoice_id) end
+
+---Sets an invoice's options, e.g. {gateway_name = "stripe", has_credit_card = true}.
+---@param invoice_id integer|string
+---@param fields table
+---@return table|nil options
+---@return freshbooks.Error? err
+function PaymentOptions:create(invoice_id, fields) end
+
+---The account's defaults for invoices.
+---@return table|nil options
+---@return freshbooks.Error? err
+function PaymentOptions:defaults() end
+
 ---An error: what every runtime failure returns. tostring(err) is readable and holds no secret;
 ---`..` works on it.
 ---@class freshbooks.Error
@@ -427,12 +464,6 @@ function errors.from_core(t) end
 ---@return number|nil
 function errors.retry_after(value, now) end
 
----s with each of values (exact strings) masked.
----@param s string
----@param values string[]
----@return string
-function errors.mask(s, values) end
-
 ---load() -> tokens | nil (nothing stored) | nil, err.
 ---@alias freshbooks.LoadHook fun():freshbooks.Tokens|nil,freshbooks.Error?
 
@@ -451,14 +482,19 @@ function errors.mask(s, values) end
 ---The token stores (`freshbooks.store`).
 ---@class freshbooks.store
 ---@field redis freshbooks.store.redis
-local store = {}
+---@field file freshbooks.store.file
 
----One JSON file, replaced atomically with mode 0600, locked with flock(2) on its directory
----(`require "freshbooks.store.file"` is this function).
+---The file store (`freshbooks.store.file`): one JSON file, replaced atomically with mode 0600, locked
+---with flock(2) on its directory. Call it with the path, or use .new.
+---@class freshbooks.store.file
+---@overload fun(path:string,opts?:{lock_timeout:number?,mode:integer?}):freshbooks.Store
+local file_store = {}
+
+---A store in one file.
 ---@param path string
 ---@param opts? {lock_timeout:number?,mode:integer?}
 ---@return freshbooks.Store
-function store.file(path, opts) end
+function file_store.new(path, opts) end
 
 ---The Redis store (`freshbooks.store.redis`): call it with its options for one connection's store.
 ---@class freshbooks.store.redis
@@ -759,11 +795,6 @@ function report.add_money(a, b) end
 ---@return string
 function report.format_money(m, scale) end
 
----A YYYY-MM-DD date as a day number.
----@param s string
----@return integer|nil
-function report.day_number(s) end
-
 ---The aging bucket of days past due: current, 1-30, 31-60, 61-90, 90+.
 ---@param days_past_due integer
 ---@return string
@@ -778,6 +809,19 @@ function report.accumulator(as_of_day) end
 ---@param v any
 ---@return string
 function report.csv_field(v) end
+
+---Writes one business's report as a table for people.
+---@param out file*|{write:fun(self:any,s:string)}
+---@param biz freshbooks.Membership
+---@param acc table its accumulator
+---@param as_of string YYYY-MM-DD
+function report.table(out, biz, acc, as_of) end
+
+---Writes one business's report as CSV rows (report.CSV_HEADER is the header).
+---@param out file*|{write:fun(self:any,s:string)}
+---@param biz freshbooks.Membership
+---@param acc table its accumulator
+function report.csv(out, biz, acc) end
 
 ---Options of core.client.
 ---@class freshbooks.core.ClientOptions
