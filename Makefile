@@ -52,7 +52,7 @@ deps:
 	@[ -n "$(FB_NO_DEPS)" ] || ./.ci/deps
 
 # Everything CI runs: the core for every interpreter the rockspec claims, then spec/run (its last
-# line: "N passed, N failed, N skipped").
+# line: "N passed, N failed", after "N skipped").
 check: deps
 	$(MAKE) LUA=lua5.4 all build/lua5.4/embed-host
 	$(MAKE) LUA=luajit
