@@ -129,7 +129,7 @@ end
 
 -- The consent form's POST.
 function auth.consent(req)
-  local _, a = http.form_decode(req.body)
+  local a = http.form_fields(req.body)
   local app, scope, state_param = check_authorize(req, a)
   if not app then return scope[1], scope[2], scope[3] end
   local user = state.user(a.user or "alice")

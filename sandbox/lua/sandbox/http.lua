@@ -3,18 +3,17 @@ local json = require "sandbox.json"
 
 local http = {}
 
--- Parse application/x-www-form-urlencoded into an ordered array of {name, value} plus a map.
-local function form_decode(s)
-  local list, map = {}, {}
-  for part in (s or ""):gmatch("[^&]+") do
-    local k, v = part:match("^([^=]*)=?(.*)$")
-    k, v = ngx.unescape_uri((k:gsub("+", " "))), ngx.unescape_uri((v:gsub("+", " ")))
-    list[#list + 1] = { k, v }
-    if map[k] == nil then map[k] = v end
+-- An application/x-www-form-urlencoded body -> name -> its first value. nginx's own parser reads it
+-- (as a real server's framework would), not the client's codec: the two must not share a bug.
+local function form_fields(s)
+  local out = {}
+  for k, v in pairs(ngx.decode_args(s or "", 0)) do
+    if type(v) == "table" then v = v[1] end
+    out[k] = v == true and "" or v
   end
-  return list, map
+  return out
 end
-http.form_decode = form_decode
+http.form_fields = form_fields
 
 local function multipart_decode(body, ctype)
   local boundary = ctype:match('boundary="([^"]+)"') or ctype:match("boundary=([^;%s]+)")
@@ -77,9 +76,7 @@ function http.fields(req)
     req.files = files
     return map
   elseif ctype:find("application/x-www-form-urlencoded", 1, true) then
-    local list, map = form_decode(req.body)
-    req.form_list = list
-    return map
+    return form_fields(req.body)
   end
   -- JSON is the default (FreshBooks' own examples send it, sometimes without a content type).
   if req.body == "" then return {} end
