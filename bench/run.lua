@@ -124,7 +124,11 @@ local function bench(sb)
     for _, c in ipairs(CONTENDERS) do
       if not c.skip then
         local out = c.run("get", clients_url, GETS, env)
-        local t = c.parse and { tonumber(out:match(c.parse)), tonumber(select(2, out:match(c.parse))) } or numbers(out)
+        local t = numbers(out)
+        if c.parse then
+          local rps, cpu = out:match(c.parse)
+          t = { tonumber(rps), tonumber(cpu) }
+        end
         if not t[2] then error(c.name .. " get failed: " .. out) end
         record(c.key, "get_rps", t[1])
         record(c.key, "get_cpu", t[2])
