@@ -48,7 +48,7 @@ describe("a fault at every hook", function()
   -- One scenario: a store holding a pair whose access token has expired, so the call must refresh.
   local function scenario(point, kind)
     local dir = root .. "/" .. point .. "-" .. kind
-    assert(os.execute("mkdir -m 700 " .. sandbox.shell_quote(dir)))
+    assert(H.run("mkdir -m 700 " .. sandbox.shell_quote(dir)))
     local store = freshbooks.store.file(dir .. "/tokens.json", { lock_timeout = 5 })
     local minted = sb:token{}
     minted.expires_at = os.time() - 60

@@ -102,7 +102,7 @@ describe("store.file", function()
     end
 
     it("a FIFO at the token path is refused at once, not read until a writer comes", function()
-      assert(os.execute("mkfifo '" .. path .. "'"))
+      assert(H.run("mkfifo '" .. path .. "'"))
       assert.equal("store_insecure rc=0", child_load(path):match("%S+ rc=%d+"))
     end)
 
@@ -111,7 +111,7 @@ describe("store.file", function()
       assert(freshbooks.store.file(other).save(tokens))
       for _, target in ipairs{ "/dev/zero", other, dir .. "/missing" } do
         os.remove(path)
-        assert(os.execute("ln -s '" .. target .. "' '" .. path .. "'"))
+        assert(H.run("ln -s '" .. target .. "' '" .. path .. "'"))
         assert.equal("store_insecure rc=0", child_load(path):match("%S+ rc=%d+"), target)
       end
       -- a save replaces the link itself with our own file; the link's target is untouched
@@ -133,7 +133,7 @@ describe("store.file", function()
 
     it("a token file others can read is made 0600 when it is loaded", function()
       assert.is_true(store.save(tokens))
-      assert(os.execute("chmod 0644 '" .. path .. "'"))
+      assert(H.run("chmod 0644 '" .. path .. "'"))
       assert.equal("r1", store.load().refresh_token)
       assert.equal("600", sh("stat -c %a '" .. path .. "'"):match("%d+"))
     end)
@@ -141,7 +141,7 @@ describe("store.file", function()
     it("a token file of another user is refused", function()
       if sh("id -u"):match("%d+") ~= "0" then return pending("needs root to give a file away") end
       assert.is_true(store.save(tokens))
-      assert(os.execute("chown nobody '" .. path .. "'"))
+      assert(H.run("chown nobody '" .. path .. "'"))
       local t, err = store.load()
       assert.is_nil(t)
       assert.equal("store_insecure", err.code)
@@ -153,7 +153,7 @@ describe("store.file", function()
       assert.equal("lock_timeout", sh(child_lock(dir .. "/.", 0)))
       l:unlock()
       -- and a dangling symlink named like the old lock file is never followed or created
-      assert(os.execute("ln -s '" .. dir .. "/target' '" .. path .. ".lock'"))
+      assert(H.run("ln -s '" .. dir .. "/target' '" .. path .. ".lock'"))
       assert(store.lock()):unlock()
       assert.is_nil(io.open(dir .. "/target"))
       assert.equal("store_insecure", select(2, core.lock_file(path .. ".lock", 0)).code)
@@ -167,10 +167,10 @@ describe("store.file", function()
     setup(function()
       mnt = H.tmpdir()
       mounted = sh("id -u"):match("%d+") == "0"
-        and os.execute("mount -t tmpfs -o size=64k,mode=700 tmpfs '" .. mnt .. "' 2>/dev/null") == true
+        and H.run("mount -t tmpfs -o size=64k,mode=700 tmpfs '" .. mnt .. "' 2>/dev/null")
     end)
     teardown(function()
-      if mounted then os.execute("umount '" .. mnt .. "'") end
+      if mounted then assert(H.run("umount '" .. mnt .. "'"), "the spec's tmpfs could not be unmounted") end
       H.rmdir(mnt)
     end)
 
@@ -188,9 +188,9 @@ describe("store.file", function()
       assert.equal(before, H.read(p))
       assert.equal("", sh("ls '" .. mnt .. "' | grep tmp || true"))
       os.remove(mnt .. "/fill")
-      assert(os.execute("mount -o remount,ro '" .. mnt .. "'"))
+      assert(H.run("mount -o remount,ro '" .. mnt .. "'"))
       ok, err = s.save{ access_token = "a3", refresh_token = "r3" }
-      assert(os.execute("mount -o remount,rw '" .. mnt .. "'"))
+      assert(H.run("mount -o remount,rw '" .. mnt .. "'"))
       assert.is_nil(ok)
       assert.equal("save_failed", err.code)
       assert.equal("r1", s.load().refresh_token)

@@ -218,7 +218,7 @@ function World:tmux(args, opts)
   -- opts.after runs on the same terminal once the command has ended (e.g. to record `stty -a`).
   local cmd = ("%s; echo $? >%s; %s sleep 60"):format(self:line(args, opts), q(rc),
     opts and opts.after and (opts.after .. ";") or "")
-  assert(os.execute(("TERM=xterm tmux -S %s new-session -d -x 220 -y 50 %s"):format(q(t.sock), q(cmd))))
+  assert(H.run(("TERM=xterm tmux -S %s new-session -d -x 220 -y 50 %s"):format(q(t.sock), q(cmd))))
   return t
 end
 

@@ -71,6 +71,13 @@ function H.newest_issued(sb, since)
   return issued
 end
 
+-- Whether a shell command exited 0, under every Lua: 5.1 and LuaJIT's os.execute return the status
+-- (0 is truthy there, and so is a failure's 256), 5.2+ return true or nil.
+function H.run(cmd)
+  local r = os.execute(cmd)
+  return r == true or r == 0
+end
+
 function H.tmpdir()
   local p = io.popen("mktemp -d /tmp/fb-spec.XXXXXX")
   local dir = p:read("*l")
