@@ -86,6 +86,65 @@ describe("guest scripts in OpenResty", function()
       ("ping at %.3f, guest run %.3f..%.3f"):format(ping.at, g.started, g.finished))
   end)
 
+  -- The attack that broke the first release: a read-only guest inside OpenResty reached live tokens
+  -- and made the cosocket transport send a DELETE. Every route it could try, in one script.
+  it("a read-only guest reaches no token and makes the transport send no write, by any route", function()
+    local tokens = sb:token{ user = "alice" }
+    local since = sb:last_seq()
+    local status, _, res = client:request{ method = "POST", url = app.url .. "/app/guest", body = cjson.encode{
+      api_url = sb.url, client_id = sb.app.client_id, client_secret = sb.app.client_secret,
+      redirect_uri = sb.app.redirect_uri, tokens = tokens, source = [[
+      local fb = ...
+      local seen, out = {}, {}
+      local function walk(v, depth)
+        if depth > 6 or seen[v] then return end
+        local t = type(v)
+        if t == "string" then out[#out + 1] = v return end
+        if t ~= "table" then return end
+        seen[v] = true
+        for k, x in pairs(v) do walk(k, depth + 1) walk(x, depth + 1) end
+        local mt = getmetatable(v)
+        if type(mt) == "table" then walk(mt, depth + 1) end
+      end
+      local acct = fb:account(fb:memberships()[1].account_id)
+      local id = acct.clients:list{ per_page = 1 }[1].id
+      local tries = {
+        function() return acct.clients:delete(id) end,
+        function() return acct.clients:update(id, { organization = "x" }) end,
+        function() return acct.clients:archive(id) end,
+        function() return acct.invoices:create{ customerid = id } end,
+        function() return fb:request{ method = "DELETE", path = "/accounting/account/x/users/clients/" .. id } end,
+        function() return fb.transport{ method = "DELETE", url = "http://127.0.0.1/" } end,
+        function() return require("freshbooks.transport") end,
+        function() return ngx.req.set_method(ngx.HTTP_DELETE) end,
+        function() return debug.getregistry() end,
+        function() return package.loaded end,
+        function() return load(string.dump(function() end)) end,
+        function() return collectgarbage("count") end,
+      }
+      local refused = 0
+      for _, f in ipairs(tries) do
+        local ok, r = pcall(f)
+        if not ok or r == nil then refused = refused + 1 else walk(r, 0) end
+      end
+      walk(fb, 0) walk(acct, 0) walk(acct.clients, 0) walk(_G, 0)
+      return refused, table.concat(out, "\n")
+    ]] } }
+    assert.are.equal(200, status, tostring(res))
+    local r = cjson.decode(res)
+    assert.is_true(r.ok, tostring(r.message))
+    assert.are.equal(12, r.result, "routes refused")
+    for _, secret in ipairs{ tokens.access_token, tokens.refresh_token, sb.app.client_secret } do
+      assert.is_nil(res:find(secret, 1, true), "a secret reached the guest")
+      assert.is_nil(r.printed:find(secret, 1, true))
+    end
+    local writes = {}
+    for _, e in ipairs(sb:log(since)) do
+      if e.method ~= "GET" then writes[#writes + 1] = e.method .. " " .. e.path end
+    end
+    assert.same({}, writes)
+  end)
+
   it("ends a bomb with its budget's code, and the worker serves on", function()
     local status, _, res = client:request{ method = "POST", url = app.url .. "/app/guest",
       body = body("while true do end", { instructions = 5e6 }) }
