@@ -148,3 +148,21 @@ describe("secrets never leave the library", function()
     end)
   end
 end)
+
+describe("secrets and the 1 KiB message cap", function()
+  -- A secret no look-alike heuristic recognises (letters only), echoed where errors.new's cut falls:
+  -- the session masks exact values after the cut, so the head of the secret must not survive it.
+  it("masks a secret the cut goes through", function()
+    local secret = "abcdefghijklmnopqrstuvwxyzabcdefghijklmn"
+    for pad = 980, 1030 do
+      local fb = freshbooks.new{ client_id = "app", client_secret = secret, redirect_uri = "https://example.com/cb",
+        api_url = "https://fb.test", tokens = { access_token = "tok", refresh_token = "rt" }, retry = false,
+        transport = function() return { status = 400, headers = { ["content-type"] = "application/json" },
+          body = cjson.encode{ errno = 1, message = ("."):rep(pad) .. secret .. " is wrong" } } end }
+      local _, err = fb:request{ path = "/x" }
+      local s = tostring(err)
+      assert.is_true(#err.message <= 1027, pad)
+      assert.is_nil(s:find(secret:sub(1, 4), 1, true), ("pad %d: %q"):format(pad, s:sub(-40)))
+    end
+  end)
+end)

@@ -24,6 +24,7 @@ end
 -- A message is for a person and a log line: a server that sends a novel gets its first kilobyte
 -- (cut on a UTF-8 character boundary).
 local MAX_MESSAGE = 1024
+errors.MAX_MESSAGE = MAX_MESSAGE
 local function cap(s)
   if #s <= MAX_MESSAGE then return s end
   local n = MAX_MESSAGE

@@ -106,11 +106,24 @@ local function redact_string(p, s)
   return redaction.scrub(redaction.mask(s, p.secrets))
 end
 
+-- errors.new cuts a long message at 1 KiB before a session masks its secrets by value: a secret the
+-- cut went through leaves its head before the "...", which no exact match finds: that head is cut too.
+local function uncut(p, s)
+  if #s < errors.MAX_MESSAGE or s:sub(-3) ~= "..." then return s end
+  local head = s:sub(1, -4)
+  for _, secret in ipairs(p.secrets) do
+    for n = math.min(#secret, #head), 1, -1 do
+      if head:sub(-n) == secret:sub(1, n) then head = head:sub(1, -n - 1) break end
+    end
+  end
+  return head .. "..."
+end
+
 -- Strings, and the text fields of an error (its message, field errors and cause), masked.
 local function redact(p, v, depth)
   if type(v) == "string" then return redact_string(p, v) end
   if not errors.is(v) or (depth or 0) > 3 then return v end
-  v.message = redact_string(p, v.message or "")
+  v.message = redact_string(p, uncut(p, v.message or ""))
   for _, fe in ipairs(type(v.errors) == "table" and v.errors or {}) do
     if type(fe) == "table" then
       for _, k in ipairs{ "field", "message", "value", "object" } do
