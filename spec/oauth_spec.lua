@@ -174,6 +174,32 @@ describe("token responses (no network)", function()
     assert.truthy(tostring(err):find("authorization grant is invalid", 1, true))
   end)
 
+  it("takes only RFC 6749 error names as codes: a server's own name, or a token echoed in it, is not a code", function()
+    local refresh = "rt-0123456789"
+    local fb = freshbooks.new(with{ tokens = { access_token = "A", refresh_token = refresh },
+      save = function() return true end,
+      transport = canned(400, cjson.encode{ error = "Bad_" .. refresh .. ("x"):rep(2000) }) })
+    local ok, err = fb:refresh()
+    assert.is_nil(ok)
+    assert.equal("oauth_error", err.code)
+    assert.is_true(#tostring(err) < 1100, #tostring(err))
+    for _, s in ipairs{ tostring(err), err.code, err.oauth_error } do
+      assert.is_nil(s:lower():find(refresh, 1, true), s:sub(1, 40))
+    end
+    fb = freshbooks.new(with{ transport = canned(400, cjson.encode{ error = "invalid_scope" }) })
+    ok, err = fb:exchange("code")
+    assert.is_nil(ok)
+    assert.equal("invalid_scope", err.code)
+    -- the redirect's error parameter, the same way
+    local _, state = fb:authorize_url{}
+    ok, err = fb:authorize_callback("error=Denied_" .. ("y"):rep(2000) .. "&state=" .. state, state)
+    assert.is_nil(ok)
+    assert.equal("authorization_failed", err.code)
+    _, state = fb:authorize_url{}
+    _, err = fb:authorize_callback("error=access_denied&state=" .. state, state)
+    assert.equal("access_denied", err.code)
+  end)
+
   it("refuses a bad code argument", function()
     local fb = freshbooks.new(with{ transport = canned(200, "{}") })
     assert.has_error(function() fb:exchange() end)

@@ -55,6 +55,8 @@ local function scripted(secret, mint)
     ["/unauthorized"] = function() local k = known()
       return answer(403, { error = "invalid_token", error_description = "the token " .. k.access_token ..
         " lacks a scope; refresh with " .. k.refresh_token }) end,
+    ["/oauth_name"] = function() local k = known()
+      return answer(401, { error = "bad " .. k.refresh_token, error_description = "token " .. k.access_token }) end,
     ["/ratelimit"] = function() return answer(429, { message = "slow down " .. secret },
       { ["retry-after"] = "1" }) end,
     -- (a success: its data reaches the host as FreshBooks sent it; guests get fb:redact'ed copies)
@@ -114,8 +116,8 @@ describe("secrets never leave the library", function()
       }
       -- authorize (the code exchange), then every error shape, then refreshes that fail
       assert(fb:authorize_callback("code=abc&state=s1", "s1"))
-      for _, path in ipairs{ "/legacy", "/rpc", "/business", "/project", "/html", "/unauthorized", "/ratelimit",
-          "/nowhere" } do
+      for _, path in ipairs{ "/legacy", "/rpc", "/business", "/project", "/html", "/unauthorized", "/oauth_name",
+          "/ratelimit", "/nowhere" } do
         local res, err = fb:request{ path = path }
         assert.is_nil(res, path)
         collect(err)

@@ -91,6 +91,15 @@ function oauth.parse_callback(query)
 end
 
 -- Check the callback fields against the state the caller kept; return the code or nil, err.
+-- The error names of RFC 6749 (§4.1.2.1, §5.2) and RFC 6750 (§3.1): the only ones that become an error's
+-- code. Any other name the server sends is its own (err.oauth_error); the code never carries it (it
+-- could be any length, and quote a token).
+local RFC_ERRORS = {
+  invalid_request = true, unauthorized_client = true, access_denied = true, unsupported_response_type = true,
+  invalid_scope = true, server_error = true, temporarily_unavailable = true, invalid_client = true,
+  invalid_grant = true, unsupported_grant_type = true, invalid_token = true, insufficient_scope = true,
+}
+
 function oauth.check_callback(fields, expected_state)
   if type(expected_state) ~= "string" or expected_state == "" then
     error("freshbooks: authorize_callback: the expected state (from authorize_url) is required", 3)
@@ -100,8 +109,8 @@ function oauth.check_callback(fields, expected_state)
     return nil, errors.new{ code = "state_mismatch", message = "the callback's state does not match the one issued" }
   end
   if fields.error then
-    local code = tostring(fields.error):lower():gsub("[^%w_]", "")
-    return nil, errors.new{ code = code ~= "" and code or "authorization_failed",
+    local code = tostring(fields.error):lower()
+    return nil, errors.new{ code = RFC_ERRORS[code] and code or "authorization_failed",
       message = fields.error_description or "the user did not authorize the application" }
   end
   if type(fields.code) ~= "string" or fields.code == "" then
@@ -176,9 +185,9 @@ function oauth.parse_token_response(res, clock)
     return nil, errors.from_response(res)
   end
   if data and type(data.error) == "string" then
-    local code = data.error:lower():gsub("[^%w_]", "")
+    local code = data.error:lower()
     return nil, errors.new{
-      code = code ~= "" and code or "oauth_error", oauth_error = data.error, status = res.status,
+      code = RFC_ERRORS[code] and code or "oauth_error", oauth_error = data.error, status = res.status,
       message = type(data.error_description) == "string" and data.error_description or data.error,
       -- 5xx with an error body: the server failed, but we cannot know at which step.
       ambiguous = res.status >= 500 or nil,

@@ -124,6 +124,7 @@ local function redact(p, v, depth)
   if type(v) == "string" then return redact_string(p, v) end
   if not errors.is(v) or (depth or 0) > 3 then return v end
   v.message = redact_string(p, uncut(p, v.message or ""))
+  if type(v.oauth_error) == "string" then v.oauth_error = redact_string(p, v.oauth_error) end
   for _, fe in ipairs(type(v.errors) == "table" and v.errors or {}) do
     if type(fe) == "table" then
       for _, k in ipairs{ "field", "message", "value", "object" } do
