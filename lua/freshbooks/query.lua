@@ -16,8 +16,11 @@ local query = {}
 local core = require "freshbooks.core"
 
 -- A number as FreshBooks writes it: whole numbers without a fraction ("2", not "2.0", on Lua 5.4
--- and LuaJIT alike), the rest exactly (%.17g; inf and nan as C prints them, never an error).
+-- and LuaJIT alike), the rest exactly (%.17g; inf and nan as C prints them, never an error). A Lua
+-- 5.3+ integer keeps all its digits, also past 2^53 (the core's decoder gives ids as integers).
+local math_type = math.type
 function query.number(v)
+  if math_type and math_type(v) == "integer" then return string.format("%d", v) end
   if v == math.floor(v) and v > -2 ^ 53 and v < 2 ^ 53 then return string.format("%d", v) end
   return string.format("%.17g", v)
 end
