@@ -81,6 +81,37 @@ describe("billing report arithmetic", function()
   end)
 end)
 
+describe("billing report with a hostile identity (no network)", function()
+  -- users/me memberships whose account_id is missing or no id at all: that business is logged and
+  -- failed, the others are reported, and nothing raises.
+  it("logs a membership without a usable account_id and reports the rest", function()
+    local cjson = require "cjson"
+    local freshbooks = require "freshbooks"
+    for _, bad in ipairs{ cjson.null, 1e300, -1e300, 1.5, true, {}, "a/b", "..", "" } do
+      local me = { response = { id = 1, business_memberships = {
+        { id = 5, role = "owner", business = { id = 7, account_id = bad, name = "Bad" } },
+        { id = 6, role = "owner", business = { id = 8, account_id = "good1", name = "Good" } } } } }
+      local fb = freshbooks.new{ client_id = "app", client_secret = "the-secret",
+        redirect_uri = "https://example.com/cb", api_url = "https://fb.test", retry = false,
+        tokens = { access_token = "tok", refresh_token = "rt" },
+        transport = function(req)
+          local body = req.url:find("users/me", 1, true) and cjson.encode(me)
+            or '{"response":{"result":{"invoices":[],"page":1,"pages":1,"per_page":100,"total":0}}}'
+          return { status = 200, headers = { ["content-type"] = "application/json" }, body = body }
+        end }
+      local written, logged = {}, {}
+      local ok, res, err = pcall(report.run, fb, { format = "csv", as_of = "2025-06-30" },
+        { write = function(_, ...) for _, s in ipairs{ ... } do written[#written + 1] = s end end },
+        function(line) logged[#logged + 1] = line end)
+      assert.is_true(ok, tostring(bad) .. ": " .. tostring(res))
+      assert.is_nil(res, tostring(bad))
+      assert.equal("bad_response", err.code, tostring(bad))
+      assert.matches("^Bad: ", logged[1] or "", 1, false, tostring(bad))
+      assert.equal(1, #logged, tostring(bad)) -- Good's invoices were read
+    end
+  end)
+end)
+
 describe("billing report against the sandbox", function()
   local sb
   local split_csv = H.split_csv

@@ -276,10 +276,18 @@ function report.run(fb, opts, out, log)
     -- Streamed: one window of `parallel` pages in memory, whatever the number of invoices.
     local progress = opts.progress and function(done, pages, n) opts.progress(i, #list, biz, done, pages, n) end
     local ierr
-    for inv, page_err in fb:account(biz.account_id).invoices:each({ per_page = 100 },
-      { parallel = opts.parallel or 4, progress = progress }) do
-      if not inv then ierr = page_err; break end
-      acc.add(inv)
+    -- The account_id comes from FreshBooks: one that is missing or no id fails this business only
+    -- (fb:account raises on it, as on a caller's own bad id).
+    local made, acct = pcall(fb.account, fb, biz.account_id)
+    if not made then
+      ierr = require("freshbooks.errors").new{ code = "bad_response",
+        message = "the membership has no usable account_id" }
+    else
+      for inv, page_err in acct.invoices:each({ per_page = 100 },
+        { parallel = opts.parallel or 4, progress = progress }) do
+        if not inv then ierr = page_err; break end
+        acc.add(inv)
+      end
     end
     if ierr then
       if FATAL[ierr.code] then return nil, ierr end
