@@ -26,6 +26,27 @@ describe("resources against the sandbox", function()
     assert.has_error(function() fb:account({}) end)
   end)
 
+  it("lets a dropped session go with every resource it made (no cycle outlives it, LuaJIT included)", function()
+    local gone = setmetatable({}, { __mode = "k" })
+    do
+      local s = H.session(sb)
+      local a = s:account("aBcD1")
+      assert.truthy(a.invoices:list{ per_page = 1 })
+      local made = { a.reports.profit_and_loss, s:business(1000001).projects, s:accounting_business("u-1") }
+      assert.equal(3, #made)
+      gone[s], gone[a], gone[a.invoices] = true, true, true
+    end
+    -- A transport of the caller's own, wrapped by the shared default retry decorator, goes with them.
+    do
+      local t = require("freshbooks.transport").curl{}
+      local s = H.session(sb, { transport = t })
+      assert.truthy(s:account("aBcD1").invoices:list{ per_page = 1 })
+      gone[t], gone[s] = true, true
+    end
+    for _ = 1, 4 do collectgarbage("collect") end
+    assert.is_nil(next(gone))
+  end)
+
   it("shows a resource's name and verbs, not the session, entry or paths behind it", function()
     for _, r in ipairs{ acct.invoices, acct.reports.profit_and_loss, acct.attachments,
                         acct.invoice_payment_options, biz.projects } do

@@ -157,8 +157,9 @@ function safe_clock(f)
   end
 end
 
--- The retry decorator with default options around a transport, one per transport.
-local retried = setmetatable({}, { __mode = "k" })
+-- The retry decorator with default options around a transport, one per transport while sessions use
+-- it. Weak both ways: the decorator holds its transport, and LuaJIT's weak keys are no ephemerons.
+local retried = setmetatable({}, { __mode = "kv" })
 local function default_retry(t)
   local r = retried[t]
   if not r then
@@ -288,7 +289,10 @@ function session.new(opts)
     clock = clock, send = send,
   }
   p.transport, p.send, p.secret_headers = t, send, own_transport
-  p.tokens, p.owners = tokens, {}
+  -- Owner objects are held weakly: each holds its session (its resources do too, in resource.lua's
+  -- weak-keyed table), and on LuaJIT and Lua 5.1, whose weak-keyed tables are no ephemerons, a strong
+  -- cache here kept every session that ever made one alive for good.
+  p.tokens, p.owners = tokens, setmetatable({}, { __mode = "v" })
   p.load, p.save, p.lock = opts.load or store.load, opts.save or store.save, opts.lock or store.lock
   -- Inside OpenResty, waiting must be ngx.sleep: an ngx request thread must never coroutine.yield.
   p.clock, p.sleep = clock, opts.sleep or (rawget(_G, "ngx") and ngx.sleep)
