@@ -128,6 +128,17 @@ describe("errors.from_response", function()
     assert.equal("forbidden", e.code)
   end)
 
+  it("keeps a server's own OAuth error name to the message's rules: scrubbed, capped, a string", function()
+    local hex = ("0123456789abcdef"):rep(4)
+    local e = errors.from_response(res(400, { error = "bad_" .. hex .. ("z"):rep(3000), error_description = "no" }))
+    assert.is_nil(e.code:find(hex, 1, true))
+    assert.is_nil(tostring(e):find(hex, 1, true))
+    assert.is_nil(e.oauth_error:find(hex, 1, true), e.oauth_error:sub(1, 80))
+    assert.is_true(#e.oauth_error <= 1024 + 3, #e.oauth_error)
+    e = errors.new{ code = "oauth_error", oauth_error = { hex } }
+    assert.is_nil(e.oauth_error)
+  end)
+
   it("maps statuses without a known body", function()
     local e = errors.from_response(res(503, "<html><head><title>503 Service Unavailable</title></head></html>",
       { ["content-type"] = "text/html" }))

@@ -38,6 +38,8 @@ function errors.new(t)
     error("freshbooks.errors.new: a table with a string `code` is required", 2)
   end
   t.message = cap(scrub(type(t.message) == "string" and t.message or t.code))
+  -- A server's own OAuth error name is text from the wire too: the message's rules.
+  if t.oauth_error ~= nil then t.oauth_error = type(t.oauth_error) == "string" and cap(scrub(t.oauth_error)) or nil end
   return setmetatable(t, Error)
 end
 

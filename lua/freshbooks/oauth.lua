@@ -90,7 +90,6 @@ function oauth.parse_callback(query)
   return fields
 end
 
--- Check the callback fields against the state the caller kept; return the code or nil, err.
 -- The error names of RFC 6749 (§4.1.2.1, §5.2) and RFC 6750 (§3.1): the only ones that become an error's
 -- code. Any other name the server sends is its own (err.oauth_error); the code never carries it (it
 -- could be any length, and quote a token).
@@ -100,6 +99,7 @@ local RFC_ERRORS = {
   invalid_grant = true, unsupported_grant_type = true, invalid_token = true, insufficient_scope = true,
 }
 
+-- Check the callback fields against the state the caller kept; return the code or nil, err.
 function oauth.check_callback(fields, expected_state)
   if type(expected_state) ~= "string" or expected_state == "" then
     error("freshbooks: authorize_callback: the expected state (from authorize_url) is required", 3)
