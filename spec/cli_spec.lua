@@ -697,6 +697,33 @@ describe("freshbooks, the command", function()
     end)
   end)
 
+  describe("the token store", function()
+    it("keeps the refresh token FreshBooks issued when Ctrl-C comes while its answer is on the way", function()
+      local t = sb:token{ user = "alice" }
+      t.expires_at = 1 -- the access token is stale: the first call refreshes
+      os.execute("mkdir -p -m 700 " .. q(w.config_home .. "/freshbooks"))
+      assert(require("freshbooks.store.file")(w.tokens).save(t))
+      -- FreshBooks rotates at once (the stored refresh token is spent), its answer arrives 2.5 s later.
+      sb:admin("POST", "/_sandbox/faults", { route = "/auth/oauth/token", fault = "delay_after", ms = 2500, times = 1 })
+      finally(function() sb:admin("DELETE", "/_sandbox/faults") end)
+      local since = H.last_seq(sb)
+      local job = w:spawn("status")
+      assert.truthy(C.until_true(function() return token_posts(since) == 1 end, 10), "no refresh")
+      require("freshbooks.core").sleep(0.3)
+      job:signal("INT")
+      local code, out, err = job:wait(10)
+      assert.equal(130, code, err)
+      assert.truthy(err:find("freshbooks: interrupted", 1, true))
+      assert_no_secret(out .. err, { t.refresh_token })
+      local stored = cjson.decode(C.read(w.tokens))
+      assert.are_not.equal(t.refresh_token, stored.refresh_token)
+      code, out, err = w:run("status")
+      assert.equal(0, code, err) -- the new pair is the one stored: still connected
+      assert.truthy(out:find("Connected to FreshBooks as Alice", 1, true))
+      assert.equal(1, token_posts(since))
+    end)
+  end)
+
   describe("api", function()
     it("makes one authenticated request and prints FreshBooks' JSON", function()
       connect()

@@ -43,6 +43,7 @@ typedef struct {
 	int has_body, upload; /* upload: the request sends a body (through on_read), maybe empty */
 	int once;           /* must not be sent twice (POST, PATCH, idempotent = false): a fresh connection */
 	int keep_partial;   /* on a failure after the body began, hand back what arrived (err.partial_body) */
+	int finish;         /* not aborted by a trapped interrupt: it ends by its own timeout */
 	int https;
 	long timeout_ms;    /* 0: the client's */
 	CURL *easy;         /* batch only: owned by this transfer while it runs */

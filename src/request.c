@@ -7,7 +7,9 @@
  *     the caller's User-Agent wins over the client's;
  *   - body: a string or an array of strings and secrets;
  *   - idempotent: false (or a POST/PATCH) means never on a reused connection;
- *   - keep_partial: true hands a cut-off body back on the error (the token endpoint's salvage).
+ *   - keep_partial: true hands a cut-off body back on the error (the token endpoint's salvage);
+ *   - finish: true lets the transfer run to its end (or its timeout) after a trapped Ctrl-C (the token
+ *     endpoint: once FreshBooks rotated, its answer holds the only live refresh token).
  * Fields are read with raw access, so no metamethod (Lua code) runs while a request is collected.
  *
  * core.http_request(req [, user_agent]) applies the same policy and renders the HTTP/1.1 request
@@ -336,6 +338,8 @@ void fb_collect_request(lua_State *L, int idx, fb_xfer *x, const char *who, cons
 	}
 	lua_pop(L, 1);
 	x->keep_partial = rawfield(L, idx, "keep_partial") != LUA_TNIL && lua_toboolean(L, -1);
+	lua_pop(L, 1);
+	x->finish = rawfield(L, idx, "finish") != LUA_TNIL && lua_toboolean(L, -1);
 	lua_pop(L, 1);
 	/* a body goes out (maybe empty) unless HEAD, or GET without one */
 	x->upload = strcmp(m, "HEAD") != 0 &&

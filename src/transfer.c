@@ -132,7 +132,7 @@ CURLcode fb_setup_request(CURL *e, const fb_client *c, fb_xfer *x)
 	SET(CURLOPT_CURLU, x->curlu); /* the parse the policy checked */
 	SET(CURLOPT_TIMEOUT_MS, x->timeout_ms > 0 ? x->timeout_ms : c->timeout_ms);
 	SET(CURLOPT_FRESH_CONNECT, x->once ? 1L : 0L);
-	SET(CURLOPT_NOPROGRESS, fb_trapping_interrupts() ? 0L : 1L);
+	SET(CURLOPT_NOPROGRESS, fb_trapping_interrupts() && !x->finish ? 0L : 1L);
 	/* early refusal when Content-Length says too much (HEAD has no body; 0 = no limit) */
 	SET(CURLOPT_MAXFILESIZE_LARGE, head ? (curl_off_t)0 : c->max_body);
 	SET(CURLOPT_HTTPHEADER, x->headers);

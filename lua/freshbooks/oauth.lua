@@ -215,6 +215,7 @@ local function token_call(cfg, fields, path)
     body = assert(cjson.encode(fields)),
     timeout = cfg.timeout,
     keep_partial = true,
+    finish = true, -- a Ctrl-C must not cut off the answer that holds the new (only live) refresh token
   })
   if not done then -- a transport that raised: we cannot know whether the request left
     return nil, errors.new{ code = "transport", message = "the transport raised an error", ambiguous = true }

@@ -1,6 +1,6 @@
 -- The transport seam. A transport is `function(req) -> res | nil, err` with
 --   req = { method, url, headers = { Name = value }, body = string?, timeout = seconds?,
---           idempotent = bool?, keep_partial = bool? }
+--           idempotent = bool?, keep_partial = bool?, finish = bool? }
 --   res = { status = n, headers = { lowercase = value }, body = string }
 -- plus optional `batch(reqs, opts) -> { {res =, err =}, ... }` (input order) and `stream(opts)` ->
 -- `{add(req) -> id, next() -> id, res, err | nil when nothing is left, close()}` (results as they
