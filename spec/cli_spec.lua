@@ -578,6 +578,26 @@ describe("freshbooks, the command", function()
       assert.is_true(large - small < slack, ("peak RSS %d KB for 30 invoices, %d KB for 6000"):format(small, large))
     end)
 
+    it("-o FILE that cannot be renamed into place leaves no temp file behind", function()
+      connect()
+      local function parts() -- the command runs in the checkout: `-o ''` puts its temp file there
+        local t = {}
+        for _, n in ipairs(C.ls(C.root)) do if n:find("^%.%x+%.part$") then t[#t + 1] = n end end
+        return t
+      end
+      local before = parts()
+      finally(function()
+        local had = {}
+        for _, n in ipairs(before) do had[n] = true end
+        for _, n in ipairs(parts()) do if not had[n] then os.remove(C.root .. "/" .. n) end end
+      end)
+      local code, out, err = w:run("export clients --business aBcD1 -o ''")
+      assert.equal(1, code, err)
+      assert.equal("", out)
+      assert.truthy(err:find("cannot write", 1, true), err)
+      assert.same(before, parts())
+    end)
+
     it("-o FILE: replaced only by a complete export", function()
       connect()
       local file = w.dir .. "/invoices.jsonl"

@@ -176,7 +176,13 @@ function Context:output(path)
       local core = require "freshbooks.core"
       tmp = path .. "." .. core.hex(core.random_bytes(4)) .. ".part"
       f, msg = io.open(tmp, "wb")
-      if f then self.cleanups[#self.cleanups + 1] = function() f:close() os.remove(tmp) end end
+      -- commit closes f before its rename: a failed rename must still remove the temp file
+      if f then
+        self.cleanups[#self.cleanups + 1] = function()
+          if io.type(f) == "file" then f:close() end
+          os.remove(tmp)
+        end
+      end
     else
       f, msg = io.open(path, "wb")
     end
