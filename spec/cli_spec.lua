@@ -449,9 +449,14 @@ describe("freshbooks, the command", function()
       local code, _, err = w:run("report --business 'Nope Inc.'")
       assert.equal(1, code)
       assert.truthy(err:find("no business matches 'Nope Inc.'", 1, true))
-      code, _, err = w:run("report --as-of yesterday")
-      assert.equal(2, code)
-      assert.truthy(err:find("--as-of must be a date YYYY-MM-DD", 1, true))
+      -- not a day of the calendar, or more than a date: refused, not aged against some other day
+      for _, bad in ipairs{ "yesterday", "2025-02-30", "2025-13-01", "2025-06-30x", "2025-06-30T00:00" } do
+        local out
+        code, out, err = w:run("report --as-of " .. q(bad))
+        assert.equal(2, code, bad)
+        assert.equal("", out, bad)
+        assert.truthy(err:find("--as-of must be a date YYYY-MM-DD", 1, true), bad)
+      end
       os.remove(w.tokens)
       code, _, err = w:run("report")
       assert.equal(3, code)

@@ -146,7 +146,7 @@ end
 function app.outstanding()
   local fb = conns():session(signed_in())
   local as_of = ngx.var.arg_as_of or os.date("!%Y-%m-%d")
-  local day = require("freshbooks.date").parse(as_of)
+  local day = require("freshbooks.date").exact(as_of)
   if not day then return reply(400, { error = "bad_request", message = "as_of must be YYYY-MM-DD" }) end
   local memberships, err = fb:memberships()
   if not memberships then return session_failure(err) end

@@ -43,6 +43,14 @@ function date.format(days)
   return string.format("%04d-%02d-%02d", date.civil(days))
 end
 
+-- date.exact("YYYY-MM-DD") -> day number, or nil unless the string is exactly one real calendar day
+-- (what a person types: parse's prefix rule would age "2025-02-30" against March 2).
+function date.exact(s)
+  local days = type(s) == "string" and #s == 10 and date.parse(s)
+  if days and date.format(days) == s then return days end
+  return nil
+end
+
 local MONTHS = { Jan = 1, Feb = 2, Mar = 3, Apr = 4, May = 5, Jun = 6, Jul = 7, Aug = 8, Sep = 9, Oct = 10,
                  Nov = 11, Dec = 12 }
 

@@ -253,7 +253,7 @@ local FATAL = { reauth_required = true, unauthorized = true, invalid_grant = tru
 function report.run(fb, opts, out, log)
   opts, log = opts or {}, log or function() end
   local as_of = opts.as_of or os.date("%Y-%m-%d")
-  local as_of_day = date.parse(as_of)
+  local as_of_day = date.exact(as_of)
   if not as_of_day then error("freshbooks.report: as_of must be YYYY-MM-DD", 2) end
   local format = opts.format or "table"
   if format ~= "table" and format ~= "csv" and format ~= "json" then

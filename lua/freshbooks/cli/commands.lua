@@ -71,7 +71,7 @@ end
 function commands.report(ctx)
   local a = ctx.args
   local report = require "freshbooks.report"
-  if a.as_of and not require("freshbooks.date").parse(a.as_of) then exit(2, "--as-of must be a date YYYY-MM-DD") end
+  if a.as_of and not require("freshbooks.date").exact(a.as_of) then exit(2, "--as-of must be a date YYYY-MM-DD") end
   local fb = ctx:connected()
   local out = ctx:output()
   local now = require("freshbooks.core").now
