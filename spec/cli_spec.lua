@@ -723,6 +723,22 @@ describe("freshbooks, the command", function()
   end)
 
   describe("the token store", function()
+    it("saves a refreshed pair into a token file whose name is as long as the file system allows", function()
+      local t = sb:token{ user = "alice" }
+      t.expires_at = 1
+      local path = w.dir .. "/" .. ("t"):rep(245) .. ".json" -- 250 bytes: its lock file still fits in 255
+      assert(require("freshbooks.store.file")(path).save(t))
+      local since = H.last_seq(sb)
+      local code, out, err = w:run("status --tokens " .. q(path))
+      assert.equal(0, code, err)
+      assert.truthy(out:find("Connected to FreshBooks as Alice", 1, true))
+      assert.are_not.equal(t.refresh_token, cjson.decode(C.read(path)).refresh_token)
+      code, out, err = w:run("status --tokens " .. q(path))
+      assert.equal(0, code, err)
+      assert.truthy(out:find("Connected to FreshBooks as Alice", 1, true))
+      assert.equal(1, token_posts(since))
+    end)
+
     it("keeps the refresh token FreshBooks issued when Ctrl-C comes while its answer is on the way", function()
       local t = sb:token{ user = "alice" }
       t.expires_at = 1 -- the access token is stale: the first call refreshes

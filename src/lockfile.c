@@ -248,7 +248,7 @@ static int write_all(int fd, const char *p, size_t n)
 
 static int write_file_atomic(lua_State *L)
 {
-	size_t len, plen;
+	size_t len, plen, keep;
 	const char *path = check_path(L, 1);
 	const char *data = luaL_checklstring(L, 2, &len);
 	lua_Number mode = luaL_optnumber(L, 3, 0600);
@@ -257,10 +257,15 @@ static int write_file_atomic(lua_State *L)
 
 	plen = strlen(path);
 	luaL_argcheck(L, mode >= 0 && mode <= 07777, 3, "bad mode");
+	/* The temp name is the file's name cut to 200 bytes + ".tmp.XXXXXX": a name near NAME_MAX (255)
+	 * must not make every save fail (a refreshed token pair would be lost). */
+	slash = strrchr(path, '/');
+	keep = slash ? (size_t)(slash - path) + 1 : 0;
+	keep = plen - keep > 200 ? keep + 200 : plen;
 	/* Buffers live in userdata so a Lua error cannot leak them. */
 	tmp = (char *)lua_newuserdata(L, plen + 16);
-	memcpy(tmp, path, plen);
-	memcpy(tmp + plen, ".tmp.XXXXXX", sizeof ".tmp.XXXXXX");
+	memcpy(tmp, path, keep);
+	memcpy(tmp + keep, ".tmp.XXXXXX", sizeof ".tmp.XXXXXX");
 
 	fd = mkstemp(tmp); /* same directory as path, so rename() is atomic */
 	if (fd == -1)
