@@ -700,6 +700,17 @@ describe("freshbooks, the command", function()
       end)
     end
 
+    it("shows no progress bar when -o names the pipe or the terminal the records go to", function()
+      connect()
+      local code, screen = w:pty("export invoices --business aBcD1 --parallel 1 -o /dev/stdout", { suffix = "| wc -l" })
+      assert.equal(0, code, screen)
+      assert.truthy(screen:find("^%s*250%s*$"), screen)
+      code, screen = w:pty("export invoices --business aBcD1 --parallel 1 -o /dev/tty")
+      assert.equal(0, code, screen)
+      assert.is_nil(screen:find("pages", 1, true), screen)
+      assert.truthy(screen:find('"invoice_number":"0000250"', 1, true), screen)
+    end)
+
     it("shows a progress bar on a terminal, and none when piped", function()
       connect()
       local file = w.dir .. "/out.jsonl"

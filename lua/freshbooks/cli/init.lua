@@ -188,9 +188,11 @@ function Context:output(path)
     end
     if not f then exit(1, "cannot write %s: %s", path, msg) end
     name, out.file = path, path
-  else
-    out.terminal = term.isatty(io.stdout)
-    out.pipe = lfs.attributes("/dev/stdout", "mode") == "named pipe"
+  end
+  -- Where the data really goes: -o /dev/stdout or /dev/tty is the pipe or the terminal too.
+  if not tmp then
+    out.terminal = term.isatty(f)
+    out.pipe = lfs.attributes(f == io.stdout and "/dev/stdout" or path, "mode") == "named pipe"
   end
   function out.write(o, ...)
     local ok, msg, errno = f:write(...)
