@@ -96,6 +96,23 @@ describe("store.redis", function()
       end
     end)
 
+    it("what save accepts, load gives back: a record near the size limit is refused whole or kept whole", function()
+      -- Redis adds version and saved_at to the record: a pair that fits alone may not fit with them.
+      local base = #require("freshbooks.store.record").encode{ access_token = "a", refresh_token = "" }
+      for _, margin in ipairs{ 0, 1, 10, 30, 40, 60, 100 } do
+        local s = store()
+        local big = { access_token = "a", refresh_token = string.rep("r", 65536 - base - margin) }
+        local ok, err = s.save(big, nil)
+        if ok then
+          local t, lerr = s.load()
+          assert.is_not_nil(t, "margin " .. margin .. ": saved, then load said " .. tostring(lerr and lerr.code))
+          assert.equal(big.refresh_token, t.refresh_token)
+        else
+          assert.equal("save_failed", err.code)
+        end
+      end
+    end)
+
     it("never touches a key holding another kind of value (store_corrupt)", function()
       local s, k = store()
       srv:cli("HSET", k, "field", "value")
