@@ -312,6 +312,32 @@ describe("store.redis", function()
     end
   end)
 
+  -- Two processes share a connection; the token server's clock steps back an hour (NTP, or another
+  -- instance behind its load balancer) between their refreshes: the pair the other process stores
+  -- expires earlier than the spent one this process holds. The refresh with the spent token answers
+  -- invalid_grant, and the store holds another pair: it must be adopted (docs/session.md), not turned
+  -- into reauth_required.
+  describe("a newer stored pair that expires earlier", function()
+    after_each(function() sb:admin("POST", "/_sandbox/clock", { offset = 0 }) end)
+
+    it("is adopted after invalid_grant instead of answering reauth_required", function()
+      local k = key()
+      assert(freshbooks.store.redis{ redis = R.factory(srv), key = k }.save(sb:token{}, nil))
+      local here = H.session(sb, { store = freshbooks.store.redis{ redis = R.factory(srv), key = k }, retry = false })
+      assert.is_true(here:authorized()) -- loaded: this process holds the stored pair
+      sb:admin("POST", "/_sandbox/clock", { offset = -3600 })
+      local there = H.session(sb, { store = freshbooks.store.redis{ redis = R.factory(srv), key = k }, retry = false })
+      assert.is_true(there:refresh())
+      sb:admin("POST", "/_sandbox/clock", { offset = 0 })
+      local stored = freshbooks.store.redis{ redis = R.factory(srv), key = k }.load()
+      assert.is_true(stored.expires_at < here:tokens().expires_at) -- the case at hand
+      local ok, err = here:refresh()
+      assert.is_true(ok, tostring(err and err.code))
+      assert.equal(H.hash(stored.refresh_token), H.hash(here:tokens().refresh_token))
+      assert.is_truthy(here:request{ path = ME })
+    end)
+  end)
+
   describe("scale-out", function()
     local pids = {} -- out file -> the worker writing it
     local function worker(config, out)

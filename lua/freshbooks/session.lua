@@ -357,7 +357,7 @@ local function commit(p, new, previous)
       local e
       if errors.is(err) and err.code == "conflict" then
         p.pending = nil
-        reload(p)
+        reload(p, true)
         e = hook_error("conflict", "the store holds newer tokens, now in use; this late pair was not saved"
           .. " (it is attached to this error)", err)
       else
@@ -380,9 +380,11 @@ local function flush_pending(p)
   return true
 end
 
--- Reload the store; adopt what it holds when it is another token pair at least as new as ours.
+-- Reload the store; adopt what it holds when it is another token pair at least as new as ours, or
+-- (`any`) another pair whatever its expiry: once ours is refused or fenced out, expires_at says nothing
+-- of which pair is newer (the token server's clock, or the lifetime it grants, may go back).
 -- -> true when the in-memory tokens changed (false, err when load failed).
-function reload(p)
+function reload(p, any)
   if not p.load then return false end
   local ok, stored, err = call_hook(p.load)
   if not ok then
@@ -396,7 +398,9 @@ function reload(p)
   remember(p, stored)
   local cur = p.tokens
   if cur and stored.refresh_token == cur.refresh_token then return false end
-  if cur and cur.expires_at and stored.expires_at and stored.expires_at < cur.expires_at then return false end
+  if not any and cur and cur.expires_at and stored.expires_at and stored.expires_at < cur.expires_at then
+    return false
+  end
   p.tokens = stored
   return true
 end
@@ -458,8 +462,9 @@ local function refresh_locked(self, p, seen)
     log_token_call(p, "refresh", rerr)
     local stale = rerr.code == "invalid_grant"
     if not stale and not rerr.ambiguous then return nil, rerr end
-    -- Never spend the same refresh token twice: go round again only with a different stored one.
-    adopted = attempt == 1 and reload(p)
+    -- Never spend the same refresh token twice: go round again only with a different stored one
+    -- (after invalid_grant, any: ours is dead).
+    adopted = attempt == 1 and reload(p, stale)
     if not adopted then
       log(p, { type = "refresh", outcome = stale and "reauth_required" or "refresh_uncertain",
         line = "refresh failed: " .. rerr.code })
