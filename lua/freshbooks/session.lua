@@ -387,13 +387,16 @@ end
 function reload(p, any)
   if not p.load then return false end
   local ok, stored, err = call_hook(p.load)
+  if ok then -- a table that raises when read (a strict row object) is a failed load, never a raise here
+    ok, stored = pcall(normalise, stored, p.clock)
+    if not ok then stored, err = nil, "load returned a table that cannot be read" end
+  end
   if not ok then
     local code = errors.is(err) and err.code or "error"
     log(p, { type = "load_failed", error = code, line = "token store load failed: " .. code })
     return false, hook_error(errors.is(err) and err.code ~= "load_failed" and err.code or "load_failed",
       "could not load the stored tokens", err)
   end
-  stored = normalise(stored, p.clock)
   if not stored or not stored.refresh_token then return false end
   remember(p, stored)
   local cur = p.tokens
