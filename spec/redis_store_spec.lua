@@ -227,6 +227,21 @@ describe("store.redis", function()
       assert.is_true(took < 3 * (0.3 + 0.1) + 2, "took " .. took .. " s")
     end)
 
+    it("a Redis error cut through a token shows no head of it", function()
+      -- A Redis (or a proxy) without scripting echoes the command's arguments; the store keeps 200 bytes.
+      local secret = "zzSECRETzzTOKENzzvaluezz"
+      for pad = 118, 146, 2 do -- the token across the 200th byte
+        local s = freshbooks.store.redis{ key = key(), redis = function()
+          return { script = function() return "x" end, evalsha = function(_, _, _, _, _, new)
+            error("redis error: ERR unknown command 'evalsha', with args beginning with: " .. string.rep("x", pad)
+              .. "'" .. new .. "'") end, network = {} }
+        end }
+        local _, err = s.save({ access_token = "access-token-value", refresh_token = secret }, nil)
+        assert.equal("store_unavailable", err.code)
+        assert.is_nil(tostring(err):find(secret:sub(1, 6), 1, true), tostring(err))
+      end
+    end)
+
     it("Redis errors and connection errors never carry a token into the message", function()
       local secret = "short-secret-token" -- nothing redact.scrub would mask by its look
       local s = freshbooks.store.redis{ redis = function()

@@ -109,14 +109,8 @@ end
 -- errors.new cuts a long message at 1 KiB before a session masks its secrets by value: a secret the
 -- cut went through leaves its head before the "...", which no exact match finds: that head is cut too.
 local function uncut(p, s)
-  if #s < errors.MAX_MESSAGE or s:sub(-3) ~= "..." then return s end
-  local head = s:sub(1, -4)
-  for _, secret in ipairs(p.secrets) do
-    for n = math.min(#secret, #head), 1, -1 do
-      if head:sub(-n) == secret:sub(1, n) then head = head:sub(1, -n - 1) break end
-    end
-  end
-  return head .. "..."
+  if #s < errors.MAX_MESSAGE then return s end
+  return redaction.uncut(s, p.secrets)
 end
 
 -- Strings, and the text fields of an error (its message, field errors and cause), masked.

@@ -87,10 +87,13 @@ end
 
 local function is_callable(f) return require("freshbooks.session").is_callable(f) end
 
+-- What Redis or a client says, cut to 200 bytes; marked, so hide can mask a token the cut went through.
+local function cut(s) return #s > 200 and s:sub(1, 200) .. "..." or s end
+
 local function unavailable(what, cause)
   local detail = type(cause) == "string" and cause or (cause ~= nil and tostring(cause)) or nil
   return errors.new{ code = "store_unavailable",
-    message = what .. (detail and (": " .. detail:sub(1, 200)) or "") }
+    message = what .. (detail and (": " .. cut(detail)) or "") }
 end
 
 -- One command on a client of either kind -> reply | nil, kind ("reply", "timeout", "connection"), text.
@@ -121,14 +124,14 @@ local function hide(err, tokens, previous)
       if type(t[k]) == "string" then values[#values + 1] = t[k] end
     end
   end
-  err.message = redact.mask(err.message, values)
+  err.message = redact.mask(redact.uncut(err.message, values), values)
   return err
 end
 
 local function reply_error(msg)
   local word = msg:match("^(%u+)") or "ERR"
   return errors.new{ code = word == "WRONGTYPE" and "store_corrupt" or "store_unavailable",
-    message = "Redis answered " .. msg:sub(1, 200), redis_error = word }
+    message = "Redis answered " .. cut(msg), redis_error = word }
 end
 
 -- Connections: from the user's factory, back through the user's release, else resty.redis's pool
