@@ -119,6 +119,34 @@ describe("a fault at every hook", function()
     matrix[point .. "/" .. kind] = (res and "ok" or tostring(err and err.code)) .. (in_store and "" or " (in err)")
   end
 
+  -- A fencing store answers conflict, and the session reloads to adopt what it holds; that load
+  -- answers a table it cannot read (a strict row object that raises on a missing field). The late
+  -- pair FreshBooks just issued must still come back on the error.
+  it("a load answering an unreadable table after a conflict: the late pair is still on the error", function()
+    local dir = root .. "/conflict-strict-load"
+    assert(H.run("mkdir -m 700 " .. sandbox.shell_quote(dir)))
+    local store = freshbooks.store.file(dir .. "/tokens.json", { lock_timeout = 5 })
+    local minted = sb:token{}
+    minted.expires_at = os.time() - 60
+    assert(store.save(minted))
+    local refused = false
+    local strict = setmetatable({}, { __index = function(_, k) error("no column " .. tostring(k)) end })
+    local fb = freshbooks.new(H.opts(sb, { retry = false, lock = store.lock,
+      load = function() if refused then return strict end return store.load() end,
+      save = function()
+        refused = true
+        return nil, require("freshbooks.errors").new{ code = "conflict", message = "the store holds newer tokens" }
+      end }))
+    local since = H.last_seq(sb)
+    local ok, res, err = pcall(fb.request, fb, { path = ME })
+    assert.is_true(ok, "the call raised: " .. tostring(res))
+    assert.is_nil(res)
+    assert.equal("conflict", err.code)
+    local newest = H.newest_issued(sb, since)
+    assert.is_not_nil(newest)
+    assert.equal(newest, err.tokens and H.hash(err.tokens.refresh_token))
+  end)
+
   for _, point in ipairs(POINTS) do
     for _, kind in ipairs(KINDS) do
       it(point .. " hook: " .. kind, function() scenario(point, kind) end)

@@ -289,3 +289,96 @@ describe("OpenResty (cosocket transport)", function()
     assert.are.equal("string", type(names[1]))
   end)
 end)
+
+-- nginx's other yielding phases (lua-nginx-module 0.10.21+: ssl_client_hello, 0.10.22+: server_rewrite)
+-- run cosockets and ngx.sleep like rewrite does; the library must treat them so: the Redis store's lock
+-- wait on the event loop (never core.sleep: the holder may be a request of this very worker), requests
+-- over cosockets (never blocking_phase).
+describe("OpenResty: the Redis store and the default transport in server_rewrite_by_lua", function()
+  local R = require "support.redis"
+  local srv, app, echo, client
+  local SR = [[
+  server_rewrite_by_lua_block {
+    local uri = ngx.var.uri
+    if uri ~= "/app/sr/lock" and uri ~= "/app/sr/get" then return end
+    local cjson = require "cjson"
+    if uri == "/app/sr/get" then
+      local res, err = require("freshbooks.transport").default{ timeout = 5 }{ method = "GET",
+        url = ngx.unescape_uri(ngx.var.arg_url) }
+      ngx.say(cjson.encode{ status = res and res.status, code = err and err.code })
+      return ngx.exit(200)
+    end
+    ngx.sleep(0.1) -- the holder (a content handler of this worker) takes the lock first
+    local store = package.loaded["app.sr_store"](tonumber(ngx.var.arg_port))
+    ngx.update_time()
+    local asked = ngx.now()
+    local handle, err = store.lock()
+    ngx.update_time()
+    if handle then handle:unlock() end
+    ngx.say(cjson.encode{ asked = asked, got = ngx.now(), code = err and err.code })
+    return ngx.exit(200)
+  }
+  init_by_lua_block {
+    package.loaded["app.sr_store"] = function(port)
+      return require("freshbooks").store.redis{ key = "fb:sr", lock_ttl = 30, lock_timeout = 2,
+        redis = function()
+          local r = require("nginx.redis"):new()
+          r:set_timeout(2000)
+          local ok, err = r:connect("127.0.0.1", port)
+          if not ok then return nil, err end
+          return r
+        end }
+    end
+  }]]
+  local HOLD = [[
+    location = /app/sr/hold {
+      content_by_lua_block {
+        local store = package.loaded["app.sr_store"](tonumber(ngx.var.arg_port))
+        local handle, err = store.lock()
+        ngx.update_time()
+        local locked = ngx.now()
+        if handle then ngx.sleep(0.5); handle:unlock() end
+        ngx.update_time()
+        ngx.say(require("cjson").encode{ locked = locked, released = ngx.now(), code = err and err.code })
+      }
+    }
+]]
+  setup(function()
+    srv = R.start{}
+    echo = testserver.start()
+    app = testserver.start{ http = testserver.lua_paths{ "build/deps/lua" } .. "\n" .. SR, locations = HOLD }
+    client = core.client{ timeout = 20 }
+  end)
+  teardown(function()
+    if client then client:close() end
+    if app then app.stop() end
+    if echo then echo.stop() end
+    if srv then srv:stop() end
+  end)
+
+  it("waits for the lock on the event loop, never blocking the worker its holder runs on", function()
+    local out = client:batch({
+      { method = "GET", url = app.url .. "/app/sr/hold?port=" .. srv.port },
+      { method = "GET", url = app.url .. "/app/sr/lock?port=" .. srv.port },
+    }, { concurrency = 2 })
+    assert.is_nil(out[1].err)
+    assert.is_nil(out[2].err)
+    local hold, waiter = cjson.decode(out[1].body), cjson.decode(out[2].body)
+    assert.is_nil(hold.code, "the holder could not lock: " .. tostring(hold.code))
+    assert.is_nil(waiter.code, "the server_rewrite waiter got " .. tostring(waiter.code)
+      .. " (it blocked the worker, so the holder could never release)")
+    assert.is_true(waiter.got >= hold.released - 0.01)
+    -- The holder's 0.5 s sleep stretches while the waiter blocks the worker between its Redis calls.
+    assert.is_true(hold.released - hold.locked < 0.5 + 0.15,
+      ("the holder slept %.2f s for 0.5 s: the worker was blocked"):format(hold.released - hold.locked))
+  end)
+
+  it("sends requests over cosockets there instead of refusing with blocking_phase", function()
+    local status, _, body = client:request{ method = "GET",
+      url = app.url .. "/app/sr/get?url=" .. core.urlencode(echo.url .. "/echo") }
+    assert.are.equal(200, status)
+    local r = cjson.decode(body)
+    assert.is_nil(r.code, tostring(r.code))
+    assert.are.equal(200, r.status)
+  end)
+end)

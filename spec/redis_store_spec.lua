@@ -96,6 +96,23 @@ describe("store.redis", function()
       end
     end)
 
+    it("what save accepts, load gives back: a record near the size limit is refused whole or kept whole", function()
+      -- Redis adds version and saved_at to the record: a pair that fits alone may not fit with them.
+      local base = #require("freshbooks.store.record").encode{ access_token = "a", refresh_token = "" }
+      for _, margin in ipairs{ 0, 1, 10, 30, 40, 60, 100 } do
+        local s = store()
+        local big = { access_token = "a", refresh_token = string.rep("r", 65536 - base - margin) }
+        local ok, err = s.save(big, nil)
+        if ok then
+          local t, lerr = s.load()
+          assert.is_not_nil(t, "margin " .. margin .. ": saved, then load said " .. tostring(lerr and lerr.code))
+          assert.equal(big.refresh_token, t.refresh_token)
+        else
+          assert.equal("save_failed", err.code)
+        end
+      end
+    end)
+
     it("never touches a key holding another kind of value (store_corrupt)", function()
       local s, k = store()
       srv:cli("HSET", k, "field", "value")
@@ -210,6 +227,21 @@ describe("store.redis", function()
       assert.is_true(took < 3 * (0.3 + 0.1) + 2, "took " .. took .. " s")
     end)
 
+    it("a Redis error cut through a token shows no head of it", function()
+      -- A Redis (or a proxy) without scripting echoes the command's arguments; the store keeps 200 bytes.
+      local secret = "zzSECRETzzTOKENzzvaluezz"
+      for pad = 118, 146, 2 do -- the token across the 200th byte
+        local s = freshbooks.store.redis{ key = key(), redis = function()
+          return { script = function() return "x" end, evalsha = function(_, _, _, _, _, new)
+            error("redis error: ERR unknown command 'evalsha', with args beginning with: " .. string.rep("x", pad)
+              .. "'" .. new .. "'") end, network = {} }
+        end }
+        local _, err = s.save({ access_token = "access-token-value", refresh_token = secret }, nil)
+        assert.equal("store_unavailable", err.code)
+        assert.is_nil(tostring(err):find(secret:sub(1, 6), 1, true), tostring(err))
+      end
+    end)
+
     it("Redis errors and connection errors never carry a token into the message", function()
       local secret = "short-secret-token" -- nothing redact.scrub would mask by its look
       local s = freshbooks.store.redis{ redis = function()
@@ -293,6 +325,32 @@ describe("store.redis", function()
         end)
       end
     end
+  end)
+
+  -- Two processes share a connection; the token server's clock steps back an hour (NTP, or another
+  -- instance behind its load balancer) between their refreshes: the pair the other process stores
+  -- expires earlier than the spent one this process holds. The refresh with the spent token answers
+  -- invalid_grant, and the store holds another pair: it must be adopted (docs/session.md), not turned
+  -- into reauth_required.
+  describe("a newer stored pair that expires earlier", function()
+    after_each(function() sb:admin("POST", "/_sandbox/clock", { offset = 0 }) end)
+
+    it("is adopted after invalid_grant instead of answering reauth_required", function()
+      local k = key()
+      assert(freshbooks.store.redis{ redis = R.factory(srv), key = k }.save(sb:token{}, nil))
+      local here = H.session(sb, { store = freshbooks.store.redis{ redis = R.factory(srv), key = k }, retry = false })
+      assert.is_true(here:authorized()) -- loaded: this process holds the stored pair
+      sb:admin("POST", "/_sandbox/clock", { offset = -3600 })
+      local there = H.session(sb, { store = freshbooks.store.redis{ redis = R.factory(srv), key = k }, retry = false })
+      assert.is_true(there:refresh())
+      sb:admin("POST", "/_sandbox/clock", { offset = 0 })
+      local stored = freshbooks.store.redis{ redis = R.factory(srv), key = k }.load()
+      assert.is_true(stored.expires_at < here:tokens().expires_at) -- the case at hand
+      local ok, err = here:refresh()
+      assert.is_true(ok, tostring(err and err.code))
+      assert.equal(H.hash(stored.refresh_token), H.hash(here:tokens().refresh_token))
+      assert.is_truthy(here:request{ path = ME })
+    end)
   end)
 
   describe("scale-out", function()

@@ -2,6 +2,8 @@
 -- secret and every token it held: fb:redact), and, as a second net, whatever looks like a token.
 --   redact.mask(s, values) -> s with every occurrence of each value replaced by "***"
 --   redact.scrub(s)        -> s with long runs of letters and digits (32+, both kinds) replaced
+--   redact.uncut(s, values) -> s cut short ("..." at its end) without the head of a value the cut went
+--                             through, which no exact match finds (run it before mask)
 local redact = {}
 
 function redact.mask(s, values)
@@ -17,6 +19,19 @@ function redact.mask(s, values)
     end
   end
   return s
+end
+
+function redact.uncut(s, values)
+  if s:sub(-3) ~= "..." then return s end
+  local head = s:sub(1, -4)
+  for _, secret in ipairs(values) do
+    if type(secret) == "string" then
+      for n = math.min(#secret, #head), 1, -1 do
+        if head:sub(-n) == secret:sub(1, n) then head = head:sub(1, -n - 1) break end
+      end
+    end
+  end
+  return head .. "..."
 end
 
 -- Runs stop at "/" and "." so file paths and URLs stay readable.

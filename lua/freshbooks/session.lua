@@ -109,14 +109,8 @@ end
 -- errors.new cuts a long message at 1 KiB before a session masks its secrets by value: a secret the
 -- cut went through leaves its head before the "...", which no exact match finds: that head is cut too.
 local function uncut(p, s)
-  if #s < errors.MAX_MESSAGE or s:sub(-3) ~= "..." then return s end
-  local head = s:sub(1, -4)
-  for _, secret in ipairs(p.secrets) do
-    for n = math.min(#secret, #head), 1, -1 do
-      if head:sub(-n) == secret:sub(1, n) then head = head:sub(1, -n - 1) break end
-    end
-  end
-  return head .. "..."
+  if #s < errors.MAX_MESSAGE then return s end
+  return redaction.uncut(s, p.secrets)
 end
 
 -- Strings, and the text fields of an error (its message, field errors and cause), masked.
@@ -357,7 +351,7 @@ local function commit(p, new, previous)
       local e
       if errors.is(err) and err.code == "conflict" then
         p.pending = nil
-        reload(p)
+        reload(p, true)
         e = hook_error("conflict", "the store holds newer tokens, now in use; this late pair was not saved"
           .. " (it is attached to this error)", err)
       else
@@ -380,23 +374,30 @@ local function flush_pending(p)
   return true
 end
 
--- Reload the store; adopt what it holds when it is another token pair at least as new as ours.
+-- Reload the store; adopt what it holds when it is another token pair at least as new as ours, or
+-- (`any`) another pair whatever its expiry: once ours is refused or fenced out, expires_at says nothing
+-- of which pair is newer (the token server's clock, or the lifetime it grants, may go back).
 -- -> true when the in-memory tokens changed (false, err when load failed).
-function reload(p)
+function reload(p, any)
   if not p.load then return false end
   local ok, stored, err = call_hook(p.load)
+  if ok then -- a table that raises when read (a strict row object) is a failed load, never a raise here
+    ok, stored = pcall(normalise, stored, p.clock)
+    if not ok then stored, err = nil, "load returned a table that cannot be read" end
+  end
   if not ok then
     local code = errors.is(err) and err.code or "error"
     log(p, { type = "load_failed", error = code, line = "token store load failed: " .. code })
     return false, hook_error(errors.is(err) and err.code ~= "load_failed" and err.code or "load_failed",
       "could not load the stored tokens", err)
   end
-  stored = normalise(stored, p.clock)
   if not stored or not stored.refresh_token then return false end
   remember(p, stored)
   local cur = p.tokens
   if cur and stored.refresh_token == cur.refresh_token then return false end
-  if cur and cur.expires_at and stored.expires_at and stored.expires_at < cur.expires_at then return false end
+  if not any and cur and cur.expires_at and stored.expires_at and stored.expires_at < cur.expires_at then
+    return false
+  end
   p.tokens = stored
   return true
 end
@@ -458,8 +459,9 @@ local function refresh_locked(self, p, seen)
     log_token_call(p, "refresh", rerr)
     local stale = rerr.code == "invalid_grant"
     if not stale and not rerr.ambiguous then return nil, rerr end
-    -- Never spend the same refresh token twice: go round again only with a different stored one.
-    adopted = attempt == 1 and reload(p)
+    -- Never spend the same refresh token twice: go round again only with a different stored one
+    -- (after invalid_grant, any: ours is dead).
+    adopted = attempt == 1 and reload(p, stale)
     if not adopted then
       log(p, { type = "refresh", outcome = stale and "reauth_required" or "refresh_uncertain",
         line = "refresh failed: " .. rerr.code })

@@ -496,9 +496,11 @@ function shared_curl(opts)
 end
 
 -- ngx when running in an OpenResty phase where cosockets and ngx.sleep work (so nothing may block);
--- nil elsewhere (plain Lua, or nginx phases where blocking is allowed).
-local YIELDING_PHASES = { rewrite = true, access = true, content = true, timer = true, ssl_cert = true,
-  ssl_session_fetch = true }
+-- nil elsewhere (plain Lua, or nginx phases where blocking is allowed). Every yielding phase must be
+-- here: one left out gets core.sleep and libcurl's blocking calls (server_rewrite: lua-nginx-module
+-- 0.10.22, Debian 12's is 0.10.23; ssl_client_hello: 0.10.21).
+local YIELDING_PHASES = { rewrite = true, server_rewrite = true, access = true, content = true, timer = true,
+  ssl_cert = true, ssl_session_fetch = true, ssl_client_hello = true }
 function transport.openresty()
   local ngx = rawget(_G, "ngx")
   if ngx and ngx.get_phase and YIELDING_PHASES[ngx.get_phase()] then return ngx end

@@ -37,8 +37,9 @@ if n > tonumber(ARGV[1]) then return n end
 return redis.call('GET', KEYS[1])]],
   -- ARGV: previous refresh token ('' for a new authorization), the new refresh token, the new record
   -- (JSON), the size limit. -> {1, version} written (or already written: repeating it is harmless),
-  -- {0, version} refused because the stored refresh token is another one. What is not a token record
-  -- (garbage, oversized) holds no token to protect and is replaced.
+  -- {0, version} refused because the stored refresh token is another one, {2, version} refused because
+  -- the record with its version and saved_at is over the limit (load would refuse it). What is not a
+  -- token record (garbage, oversized) holds no token to protect and is replaced.
   save = [[
 local version, cur = 0, nil
 if redis.call('STRLEN', KEYS[1]) <= tonumber(ARGV[4]) then cur = redis.call('GET', KEYS[1]) end
@@ -53,7 +54,9 @@ end
 local rec = cjson.decode(ARGV[3])
 rec.version = version + 1
 rec.saved_at = tonumber(redis.call('TIME')[1])
-redis.call('SET', KEYS[1], cjson.encode(rec))
+local text = cjson.encode(rec)
+if #text > tonumber(ARGV[4]) then return {2, version} end
+redis.call('SET', KEYS[1], text)
 return {1, version + 1}]],
   -- SET NX PX, or already ours (a repeated attempt whose first answer was lost). -> 1 | 0
   lock = [[
@@ -84,10 +87,13 @@ end
 
 local function is_callable(f) return require("freshbooks.session").is_callable(f) end
 
+-- What Redis or a client says, cut to 200 bytes; marked, so hide can mask a token the cut went through.
+local function cut(s) return #s > 200 and s:sub(1, 200) .. "..." or s end
+
 local function unavailable(what, cause)
   local detail = type(cause) == "string" and cause or (cause ~= nil and tostring(cause)) or nil
   return errors.new{ code = "store_unavailable",
-    message = what .. (detail and (": " .. detail:sub(1, 200)) or "") }
+    message = what .. (detail and (": " .. cut(detail)) or "") }
 end
 
 -- One command on a client of either kind -> reply | nil, kind ("reply", "timeout", "connection"), text.
@@ -118,14 +124,14 @@ local function hide(err, tokens, previous)
       if type(t[k]) == "string" then values[#values + 1] = t[k] end
     end
   end
-  err.message = redact.mask(err.message, values)
+  err.message = redact.mask(redact.uncut(err.message, values), values)
   return err
 end
 
 local function reply_error(msg)
   local word = msg:match("^(%u+)") or "ERR"
   return errors.new{ code = word == "WRONGTYPE" and "store_corrupt" or "store_unavailable",
-    message = "Redis answered " .. msg:sub(1, 200), redis_error = word }
+    message = "Redis answered " .. cut(msg), redis_error = word }
 end
 
 -- Connections: from the user's factory, back through the user's release, else resty.redis's pool
@@ -280,21 +286,23 @@ local function build(o, key, lock_key, state_prefix, script)
     return tokens
   end
 
+  local function oversized()
+    return nil, errors.new{ code = "save_failed", message = "the token record is over " .. MAX_RECORD .. " bytes" }
+  end
   function store.save(tokens, previous)
     if type(tokens) ~= "table" or type(tokens.refresh_token) ~= "string" then
       error("freshbooks.store.redis: save needs a token table with a refresh_token", 2)
     end
     local text = record.encode(tokens)
-    if #text > MAX_RECORD then
-      return nil, errors.new{ code = "save_failed", message = "the token record is over " .. MAX_RECORD .. " bytes" }
-    end
+    if #text > MAX_RECORD then return oversized() end
     local fence = type(previous) == "table" and type(previous.refresh_token) == "string"
       and previous.refresh_token or ""
     local r, err = script("save", key, fence, tokens.refresh_token, text, MAX_RECORD)
     if err then return nil, hide(err, tokens, previous) end
-    if type(r) ~= "table" or (r[1] ~= 1 and r[1] ~= 0) then
+    if type(r) ~= "table" or (r[1] ~= 1 and r[1] ~= 0 and r[1] ~= 2) then
       return nil, unavailable("the save script answered garbage")
     end
+    if r[1] == 2 then return oversized() end
     if r[1] == 0 then
       return nil, errors.new{ code = "conflict", version = r[2], message = where .. " holds newer tokens (version "
         .. tostring(r[2]) .. ") than the ones this pair was refreshed from: it was not written" }
