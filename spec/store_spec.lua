@@ -131,6 +131,34 @@ describe("store.file", function()
       assert.equal("store_corrupt", select(2, store.load()).code)
     end)
 
+    it("the in-place rewrite (a full disk's last resort) writes only our own file, one link, in its blocks", function()
+      local other = dir .. "/elsewhere.json"
+      assert(freshbooks.store.file(other).save(tokens))
+      local before = H.read(other)
+      local function refused(p) local ok, err = core.overwrite_file(p, "{}"); return not ok and err.code end
+      assert(H.run("ln -s '" .. other .. "' '" .. path .. "'"))
+      assert.equal("io", refused(path)) -- O_NOFOLLOW: ELOOP
+      os.remove(path)
+      assert(H.run("ln '" .. other .. "' '" .. path .. "'"))
+      assert.equal("store_insecure", refused(path))
+      os.remove(path)
+      assert(H.run("mkfifo '" .. path .. "'"))
+      assert.equal("io", refused(path)) -- no reader: ENXIO at once, never a wait
+      os.remove(path)
+      assert.equal("io", refused(path)) -- nothing to rewrite
+      assert.equal("io", refused(dir))
+      assert.equal(before, H.read(other))
+      assert.is_true(store.save(tokens))
+      local saved = H.read(path)
+      local ok, err = core.overwrite_file(path, ("x"):rep(70000)) -- more than the blocks it holds
+      assert.is_nil(ok)
+      assert.equal("io", err.code)
+      assert.equal(saved, H.read(path))
+      assert.is_true(core.overwrite_file(path, '{"refresh_token":"r5"}'))
+      assert.equal("r5", store.load().refresh_token)
+      assert.has_error(function() core.overwrite_file("a\0b", "x") end)
+    end)
+
     it("a token file others can read is made 0600 when it is loaded", function()
       assert.is_true(store.save(tokens))
       assert(H.run("chmod 0644 '" .. path .. "'"))
@@ -174,26 +202,30 @@ describe("store.file", function()
       H.rmdir(mnt)
     end)
 
-    it("full, then read-only: save_failed with the tokens attached, nothing torn", function()
+    it("full: the pair is kept in place; too big for that, or read-only: save_failed, nothing torn", function()
       if not mounted then return pending("cannot mount a tmpfs here (needs root)") end
       local p = mnt .. "/tokens.json"
       local s = freshbooks.store.file(p)
       assert.is_true(s.save(tokens))
-      local before = H.read(p)
-      -- fill the file system: the next temp file cannot be written
+      -- fill the file system: no temp file can be written, but the token file's own page takes a pair
       os.execute("dd if=/dev/zero of='" .. mnt .. "/fill' bs=1k count=80 2>/dev/null")
-      local ok, err = s.save{ access_token = "a2", refresh_token = "r2" }
+      assert.is_false(H.run("dd if=/dev/zero of='" .. mnt .. "/probe' bs=4k count=2 2>/dev/null"), "not full")
+      os.remove(mnt .. "/probe")
+      assert.is_true(s.save{ access_token = "a2", refresh_token = "r2" })
+      assert.same({ "a2", "r2" }, { s.load().access_token, s.load().refresh_token })
+      local before = H.read(p)
+      local ok, err = s.save{ access_token = "a3", refresh_token = ("r"):rep(20000) }
       assert.is_nil(ok)
       assert.equal("save_failed", err.code)
       assert.equal(before, H.read(p))
       assert.equal("", sh("ls '" .. mnt .. "' | grep tmp || true"))
       os.remove(mnt .. "/fill")
       assert(H.run("mount -o remount,ro '" .. mnt .. "'"))
-      ok, err = s.save{ access_token = "a3", refresh_token = "r3" }
+      ok, err = s.save{ access_token = "a4", refresh_token = "r4" }
       assert(H.run("mount -o remount,rw '" .. mnt .. "'"))
       assert.is_nil(ok)
       assert.equal("save_failed", err.code)
-      assert.equal("r1", s.load().refresh_token)
+      assert.equal("r2", s.load().refresh_token)
     end)
   end)
 

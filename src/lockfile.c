@@ -10,6 +10,12 @@
  *   core.write_file_atomic(path, data [, mode]) -> true | nil, {code =, message =}
  *     Writes a temp file in the same directory, fsyncs it, renames it over `path` and fsyncs the
  *     directory, so readers see the old content or the new one, never a torn file. Mode default 0600.
+ *   core.overwrite_file(path, data) -> true | nil, {code =, message =}
+ *     The last resort when that fails (a full disk or quota, a directory no longer writable, a name
+ *     too long for a temp file) and the data is a rotated token pair that is lost if not kept: rewrites
+ *     our own existing regular file (one link, never through a symlink) where it is, only when the
+ *     blocks it holds take the data (a full disk cannot stop it halfway). Not atomic: a crash in the
+ *     write can tear the file.
  *
  * fb_open_lockfile(L) adds both functions to the table on top of the stack (the module table).
  */
@@ -306,6 +312,43 @@ static int write_file_atomic(lua_State *L)
 	return 1;
 }
 
+static int overwrite_file(lua_State *L)
+{
+	size_t len, done = 0;
+	const char *path = check_path(L, 1);
+	const char *data = luaL_checklstring(L, 2, &len);
+	struct stat st;
+	int err, fd = open(path, O_WRONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC);
+
+	if (fd == -1)
+		return push_error(L, "io", "cannot open", path, errno);
+	if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode) || st.st_uid != geteuid() || st.st_nlink != 1) {
+		close(fd);
+		return push_error(L, "store_insecure", "not a regular file of ours:", path, 0);
+	}
+	if ((unsigned long long)len > (unsigned long long)st.st_blocks * 512ULL) {
+		close(fd);
+		return push_error(L, "io", "no room in place for", path, ENOSPC);
+	}
+	while (done < len) {
+		ssize_t w = pwrite(fd, data + done, len - done, (off_t)done);
+		if (w < 0 && errno == EINTR)
+			continue;
+		if (w <= 0)
+			break;
+		done += (size_t)w;
+	}
+	if (done < len || ftruncate(fd, (off_t)len) != 0 || fsync(fd) != 0) {
+		err = errno;
+		close(fd);
+		return push_error(L, "io", "cannot rewrite", path, err);
+	}
+	if (close(fd) != 0)
+		return push_error(L, "io", "cannot rewrite", path, errno);
+	lua_pushboolean(L, 1);
+	return 1;
+}
+
 void fb_open_lockfile(lua_State *L)
 {
 	static const luaL_Reg lock_methods[] = {
@@ -317,6 +360,7 @@ void fb_open_lockfile(lua_State *L)
 		{"lock_file", lock_file},
 		{"read_file", read_file},
 		{"write_file_atomic", write_file_atomic},
+		{"overwrite_file", overwrite_file},
 		{NULL, NULL},
 	};
 

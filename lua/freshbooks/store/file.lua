@@ -2,7 +2,8 @@
 -- rename, fsync of the directory; mode 0600), and a cross-process lock taken with flock(2) on the
 -- file's directory. The lock is not on the data file (the rename replaces its inode) nor on a
 -- companion file (anyone deleting "<path>.lock" while a holder works would let a second holder in);
--- the directory stays the same inode as long as the token file lives in it.
+-- the directory stays the same inode as long as the token file lives in it. When the atomic replace
+-- fails (a full disk, a quota), the file is rewritten in place, in the blocks it already holds.
 -- The file is trusted only as our own regular file of at most 64 KiB, read without following a
 -- symlink: a FIFO, a device, a symlink or another user's file is refused (store_insecure); a file
 -- others could read is made 0600 when it is loaded.
@@ -44,8 +45,13 @@ local function new(path, opts, level)
 
   function store.save(tokens)
     if type(tokens) ~= "table" then error("freshbooks.store.file: save needs a token table", 2) end
-    local ok, err = core.write_file_atomic(path, record.encode(tokens), mode)
-    if not ok then return nil, errors.new{ code = "save_failed", message = err.message } end
+    local text = record.encode(tokens)
+    local ok, err = core.write_file_atomic(path, text, mode)
+    -- A full disk must not lose a rotated pair (the stored one is spent): rewrite the file in place,
+    -- in the blocks it already holds.
+    if not ok and not core.overwrite_file(path, text) then
+      return nil, errors.new{ code = "save_failed", message = err.message }
+    end
     return true
   end
 
