@@ -1020,6 +1020,14 @@ function core.http_request(req, user_agent) end
 ---@return table? err
 function core.write_file_atomic(path, data, mode) end
 
+---Rewrites our own one-link regular file in place, within the blocks it holds (not atomic): the file
+---store's last resort when `write_file_atomic` fails on a full disk.
+---@param path string
+---@param data string
+---@return boolean|nil ok
+---@return table? err
+function core.overwrite_file(path, data) end
+
 ---From now on SIGINT/SIGTERM abort transfers in flight instead of the interpreter's handler.
 function core.trap_interrupts() end
 
