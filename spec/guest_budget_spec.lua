@@ -71,6 +71,21 @@ describe("guest budgets", function()
       ["table.move over 2^40"] = "table.move({}, 1, 2^40, 1, {})",
       ["(''):rep(2^50)"] = "for _ = 1, 1e9 do local _ = (''):rep(2^50) end",
     }
+    -- Lua 5.3+'s table library reads lengths through __len and elements through __index/__newindex,
+    -- inside one C call: a script's __len, or C functions as metamethods, chose how long it loops.
+    -- These ranges would end in seconds; 2^53 would not end at all.
+    local meta_aware = table.concat(setmetatable({}, { __len = function() return 2 end,
+      __index = function() return "a" end })) == "aa"
+    if meta_aware then
+      cases["table.remove over a __len of 2^26"] = "table.remove(setmetatable({}, { __len = function() "
+        .. "return 2^26 end }), 1)"
+      cases["table.insert over a __len of 2^26"] = "table.insert(setmetatable({}, { __len = function() "
+        .. "return 2^26 end }), 1, true)"
+      cases["table.concat through a C __index"] = "getmetatable('').__index = string.sub "
+        .. "table.concat(setmetatable({}, { __len = function() return 2^24 end, __index = '' }))"
+      cases["table.sort through C metamethods"] = "table.sort(setmetatable({}, { __len = function() "
+        .. "return 2^20 end, __index = rawlen, __newindex = rawequal }))"
+    end
     for name, src in pairs(cases) do
       local err = bomb(name, src)
       assert.are.equal("budget_cpu", err.code, name .. ": " .. tostring(err))

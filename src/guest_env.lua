@@ -132,6 +132,23 @@ function table.move(a1, f, e, t, a2)
   return a2
 end
 
+-- Lua 5.3+'s insert, remove, concat and sort read a table through __len, __index and __newindex from
+-- one C loop: a __len of 2^53, or C functions as metamethods, would keep it going where no hook
+-- fires. A table with a metatable reaches them behind a stand-in whose every access is Lua code
+-- (hooked), with the same reads and writes in the same order.
+if not LUA51 then
+  local getmetatable = getmetatable
+  local function hooked(t)
+    if type(t) ~= "table" or getmetatable(t) == nil then return t end
+    return setmetatable({}, { __len = function() return #t end, __index = function(_, k) return t[k] end,
+      __newindex = function(_, k, v) t[k] = v end })
+  end
+  for _, name in ipairs{ "insert", "remove", "concat", "sort" } do
+    local f = table[name]
+    table[name] = function(t, ...) return f(hooked(t), ...) end
+  end
+end
+
 -- Errors from the API: plain tables {code, message, status, errno, errors}, printed as the library
 -- prints its errors (errors.lua's __tostring).
 local Error = { __metatable = "freshbooks.error" }
