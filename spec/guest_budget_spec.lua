@@ -115,6 +115,25 @@ describe("guest budgets", function()
     host_unharmed()
   end)
 
+  it("table.insert refuses positions below 1 and past int32, on every VM", function()
+    -- LuaJIT and Lua 5.1 shift from #t + 1 down to the position in one C loop (2^31 steps for -2^31,
+    -- and for 1e300, which converts to it), past every budget; Lua 5.2+ refuses such positions.
+    for _, pos in ipairs{ "-2^31", "1e300", "0/0", "0" } do
+      local t0 = core.now()
+      local ok, inserted, e = guest.run(fb, "local t = { 'a' } local ok, e = pcall(table.insert, t, " .. pos
+        .. ", 'x') return ok, e", "=insert", { budget = { time = 1 } })
+      assert.is_true(ok, tostring(inserted))
+      assert.is_false(inserted, pos)
+      assert.truthy(tostring(e):find("position out of bounds", 1, true)
+        or tostring(e):find("no integer representation", 1, true), tostring(e))
+      assert.is_true(core.now() - t0 < 1, pos .. " took " .. (core.now() - t0) .. " s")
+    end
+    local ok, a, b = guest.run(fb, "local t = { 'a' } table.insert(t, 1, 'x') table.insert(t, 3, 'y') "
+      .. "table.insert(t, 'z') return table.concat(t, ','), #t")
+    assert.is_true(ok, tostring(a))
+    assert.are.same({ "x,a,y,z", 4 }, { a, b })
+  end)
+
   it("a pattern bomb ends with budget_patterns", function()
     local err = bomb("pattern bomb (issue's)", [[
       local s = ("a"):rep(30)

@@ -149,6 +149,20 @@ if not LUA51 then
   end
 end
 
+-- LuaJIT's and Lua 5.1's table.insert shifts from #t + 1 down to its position in one C loop: at -2^31
+-- (where 1e300 and nan convert to, on x86) that is 2^31 steps no hook sees. Positions outside
+-- [1, 2^31) are refused, as Lua 5.2+ refuses those below 1 and past the end.
+if LUA51 then
+  local insert = table.insert
+  function table.insert(t, ...)
+    local pos = select("#", ...) == 2 and tonumber((...))
+    if pos and not (pos >= 1 and pos < 2 ^ 31) then
+      error("bad argument #2 to 'insert' (position out of bounds)", 2)
+    end
+    return insert(t, ...)
+  end
+end
+
 -- Errors from the API: plain tables {code, message, status, errno, errors}, printed as the library
 -- prints its errors (errors.lua's __tostring).
 local Error = { __metatable = "freshbooks.error" }
