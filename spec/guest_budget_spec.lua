@@ -147,6 +147,13 @@ describe("guest budgets", function()
     assert.are.equal("budget_patterns", err.code)
     err = bomb("%b over 100 KB of '('", "return (('('):rep(100000)):find('%b()')")
     assert.are.equal("budget_patterns", err.code)
+    if string.gfind then -- Lua 5.1's old name for gmatch (seconds here in C; hours at 30)
+      err = bomb("pattern bomb through gfind", [[
+        local s = ("a"):rep(22)
+        for _ in s:gfind(("a?"):rep(22) .. ("a"):rep(22) .. "b") do end
+      ]])
+      assert.are.equal("budget_patterns", err.code)
+    end
     -- Literal searches stay in C and linear (Lua's own plain find is quadratic here).
     local ok, i = guest.run(fb, "local s = ('a'):rep(4e6) return s:find(('a'):rep(2e6) .. 'b', 1, true)",
       "=plain", { budget = BUDGET })

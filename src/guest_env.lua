@@ -112,6 +112,9 @@ function string.find(s, p, init, plain) return found(s, p, init, find(s, p, init
 function string.match(s, p, init) return matcher().match(s, p, init) end
 function string.gmatch(s, p, init) return matcher().gmatch(s, p, init) end
 function string.gsub(s, p, repl, n) return matcher().gsub(s, p, repl, n) end
+if string.gfind then -- Lua 5.1's old name for gmatch: its C matcher, unless replaced
+  function string.gfind(s, p) return matcher().gmatch(s, p) end
+end
 
 -- table.move in Lua: Lua's own is a C loop over a range the script chooses, where no hook fires.
 function table.move(a1, f, e, t, a2)
