@@ -71,6 +71,21 @@ describe("guest budgets", function()
       ["table.move over 2^40"] = "table.move({}, 1, 2^40, 1, {})",
       ["(''):rep(2^50)"] = "for _ = 1, 1e9 do local _ = (''):rep(2^50) end",
     }
+    -- Lua 5.3+'s table library reads lengths through __len and elements through __index/__newindex,
+    -- inside one C call: a script's __len, or C functions as metamethods, chose how long it loops.
+    -- These ranges would end in seconds; 2^53 would not end at all.
+    local meta_aware = table.concat(setmetatable({}, { __len = function() return 2 end,
+      __index = function() return "a" end })) == "aa"
+    if meta_aware then
+      cases["table.remove over a __len of 2^26"] = "table.remove(setmetatable({}, { __len = function() "
+        .. "return 2^26 end }), 1)"
+      cases["table.insert over a __len of 2^26"] = "table.insert(setmetatable({}, { __len = function() "
+        .. "return 2^26 end }), 1, true)"
+      cases["table.concat through a C __index"] = "getmetatable('').__index = string.sub "
+        .. "table.concat(setmetatable({}, { __len = function() return 2^24 end, __index = '' }))"
+      cases["table.sort through C metamethods"] = "table.sort(setmetatable({}, { __len = function() "
+        .. "return 2^20 end, __index = rawlen, __newindex = rawequal }))"
+    end
     for name, src in pairs(cases) do
       local err = bomb(name, src)
       assert.are.equal("budget_cpu", err.code, name .. ": " .. tostring(err))
@@ -100,6 +115,25 @@ describe("guest budgets", function()
     host_unharmed()
   end)
 
+  it("table.insert refuses positions below 1 and past int32, on every VM", function()
+    -- LuaJIT and Lua 5.1 shift from #t + 1 down to the position in one C loop (2^31 steps for -2^31,
+    -- and for 1e300, which converts to it), past every budget; Lua 5.2+ refuses such positions.
+    for _, pos in ipairs{ "-2^31", "1e300", "0/0", "0" } do
+      local t0 = core.now()
+      local ok, inserted, e = guest.run(fb, "local t = { 'a' } local ok, e = pcall(table.insert, t, " .. pos
+        .. ", 'x') return ok, e", "=insert", { budget = { time = 1 } })
+      assert.is_true(ok, tostring(inserted))
+      assert.is_false(inserted, pos)
+      assert.truthy(tostring(e):find("position out of bounds", 1, true)
+        or tostring(e):find("no integer representation", 1, true), tostring(e))
+      assert.is_true(core.now() - t0 < 1, pos .. " took " .. (core.now() - t0) .. " s")
+    end
+    local ok, a, b = guest.run(fb, "local t = { 'a' } table.insert(t, 1, 'x') table.insert(t, 3, 'y') "
+      .. "table.insert(t, 'z') return table.concat(t, ','), #t")
+    assert.is_true(ok, tostring(a))
+    assert.are.same({ "x,a,y,z", 4 }, { a, b })
+  end)
+
   it("a pattern bomb ends with budget_patterns", function()
     local err = bomb("pattern bomb (issue's)", [[
       local s = ("a"):rep(30)
@@ -113,6 +147,13 @@ describe("guest budgets", function()
     assert.are.equal("budget_patterns", err.code)
     err = bomb("%b over 100 KB of '('", "return (('('):rep(100000)):find('%b()')")
     assert.are.equal("budget_patterns", err.code)
+    if string.gfind then -- Lua 5.1's old name for gmatch (seconds here in C; hours at 30)
+      err = bomb("pattern bomb through gfind", [[
+        local s = ("a"):rep(22)
+        for _ in s:gfind(("a?"):rep(22) .. ("a"):rep(22) .. "b") do end
+      ]])
+      assert.are.equal("budget_patterns", err.code)
+    end
     -- Literal searches stay in C and linear (Lua's own plain find is quadratic here).
     local ok, i = guest.run(fb, "local s = ('a'):rep(4e6) return s:find(('a'):rep(2e6) .. 'b', 1, true)",
       "=plain", { budget = BUDGET })

@@ -169,6 +169,34 @@ describe("guest scripts", function()
       assert.truthy(printed:find("find: Sandbox Widgets Inc.", 1, true), printed)
     end)
 
+    it("walks pages in parallel with each and all, every page counted against the call budget", function()
+      local fb = session()
+      local src = [[
+        local fb = ...
+        local acct = fb:account(fb:memberships()[1].account_id)
+        local n = 0
+        for inv, err in acct.invoices:each({ per_page = 2 }, { parallel = 4 }) do
+          if not inv then error(err) end
+          n = n + 1
+        end
+        local all = assert(acct.invoices:all({ per_page = 3 }, { parallel = 8 }))
+        return n, #all
+      ]]
+      local seq = H.last_seq(sb)
+      local r, _, usage = run(fb, src)
+      assert.is_true(r[1], tostring(r[2]))
+      assert.are.same({ 20, 20 }, { r[2], r[3] })
+      local pages = #requests_since(seq) - 1 -- the memberships call is no page
+      assert.are.equal(10 + 7, pages)
+      assert.are.equal(pages + 1, usage.calls)
+      -- A parallel walk past the budget sends exactly the budget (a new session: memberships not cached).
+      seq = H.last_seq(sb)
+      r = run(session(), src, { budget = { calls = 4 } })
+      assert.is_nil(r[1])
+      assert.are.equal("budget_calls", r[2].code)
+      assert.are.equal(4, #requests_since(seq))
+    end)
+
     it("reads only by default; write = true allows create, update, archive, delete and e-mail", function()
       local fb = session()
       local src = [[

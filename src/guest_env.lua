@@ -112,6 +112,9 @@ function string.find(s, p, init, plain) return found(s, p, init, find(s, p, init
 function string.match(s, p, init) return matcher().match(s, p, init) end
 function string.gmatch(s, p, init) return matcher().gmatch(s, p, init) end
 function string.gsub(s, p, repl, n) return matcher().gsub(s, p, repl, n) end
+if string.gfind then -- Lua 5.1's old name for gmatch: its C matcher, unless replaced
+  function string.gfind(s, p) return matcher().gmatch(s, p) end
+end
 
 -- table.move in Lua: Lua's own is a C loop over a range the script chooses, where no hook fires.
 function table.move(a1, f, e, t, a2)
@@ -130,6 +133,37 @@ function table.move(a1, f, e, t, a2)
     end
   end
   return a2
+end
+
+-- Lua 5.3+'s insert, remove, concat and sort read a table through __len, __index and __newindex from
+-- one C loop: a __len of 2^53, or C functions as metamethods, would keep it going where no hook
+-- fires. A table with a metatable reaches them behind a stand-in whose every access is Lua code
+-- (hooked), with the same reads and writes in the same order.
+if not LUA51 then
+  local getmetatable = getmetatable
+  local function hooked(t)
+    if type(t) ~= "table" or getmetatable(t) == nil then return t end
+    return setmetatable({}, { __len = function() return #t end, __index = function(_, k) return t[k] end,
+      __newindex = function(_, k, v) t[k] = v end })
+  end
+  for _, name in ipairs{ "insert", "remove", "concat", "sort" } do
+    local f = table[name]
+    table[name] = function(t, ...) return f(hooked(t), ...) end
+  end
+end
+
+-- LuaJIT's and Lua 5.1's table.insert shifts from #t + 1 down to its position in one C loop: at -2^31
+-- (where 1e300 and nan convert to, on x86) that is 2^31 steps no hook sees. Positions outside
+-- [1, 2^31) are refused, as Lua 5.2+ refuses those below 1 and past the end.
+if LUA51 then
+  local insert = table.insert
+  function table.insert(t, ...)
+    local pos = select("#", ...) == 2 and tonumber((...))
+    if pos and not (pos >= 1 and pos < 2 ^ 31) then
+      error("bad argument #2 to 'insert' (position out of bounds)", 2)
+    end
+    return insert(t, ...)
+  end
 end
 
 -- Errors from the API: plain tables {code, message, status, errno, errors}, printed as the library

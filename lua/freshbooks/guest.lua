@@ -144,6 +144,10 @@ local function bad(msg) error("freshbooks: " .. msg, 0) end
 -- request counts against the call budget and gets no more time than the run has left.
 local function operations(fb, allowed, budget, deadline)
   local run = { calls = 0, stop = nil }
+  -- -> whether n more requests fit in the budgets (spend(n) takes them, or stops the run)
+  local function affordable(n)
+    return not run.stop and core.now() < deadline and run.calls + n <= budget.calls
+  end
   local function spend(n)
     if run.stop then return false end
     if core.now() >= deadline then
@@ -174,6 +178,29 @@ local function operations(fb, allowed, budget, deadline)
       end
       for _, req in ipairs(reqs) do bounded(req) end
       return fb:batch(reqs, o)
+    end,
+    -- each/all with parallel > 1 (resource.lua's window of pages, queued ahead of the records). A
+    -- request past the budget is not sent: once those before it are done, it fails and stops the run.
+    stream = function(_, o)
+      local s, err = fb:stream(o)
+      if not s then return nil, err end
+      local refused, ids = {}, 0
+      local function add(req)
+        if affordable(1) then
+          spend(1)
+          return s.add(bounded(req))
+        end
+        ids = ids - 1 -- the session's stream counts its ids up from 1
+        refused[#refused + 1] = ids
+        return ids
+      end
+      local function next_done()
+        local id, res, e = s.next()
+        if id or not refused[1] then return id, res, e end
+        spend(1)
+        return table.remove(refused, 1), nil, run.stop
+      end
+      return { add = add, next = next_done, close = s.close }
     end,
   }
 
