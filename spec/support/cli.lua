@@ -120,10 +120,10 @@ end
 
 -- The shell command for `args` (a string of already quoted arguments); `exec` makes the interpreter
 -- take the shell's pid (so timeouts and signals reach it). opts: vars, no_flags, prefix (a wrapper
--- command such as /usr/bin/time), suffix (e.g. "| wc -l").
+-- command such as /usr/bin/time), suffix (e.g. "| wc -l"), cwd (default: the checkout).
 function World:line(args, opts, exec)
   opts = opts or {}
-  return ("cd %s && %s%s %s%s %s %s %s"):format(q(C.root), exec and "exec " or "", self:env(opts.vars),
+  return ("cd %s && %s%s %s%s %s %s %s"):format(q(opts.cwd or C.root), exec and "exec " or "", self:env(opts.vars),
     opts.prefix and (opts.prefix .. " ") or "", C.command, args, opts.no_flags and "" or self.flags, opts.suffix or "")
 end
 
