@@ -722,6 +722,10 @@ function transport.default(opts) end
 ---@return table|nil
 function transport.openresty() end
 
+---ngx when running inside nginx, in any phase (those that cannot yield too), else nil.
+---@return table|nil
+function transport.in_nginx() end
+
 ---A stream on any transport (its own, or one request at a time).
 ---@param t freshbooks.Transport
 ---@param opts? {concurrency:integer}

@@ -73,6 +73,15 @@ local APP = [[
         ngx.say(cjson.encode{ id = me and me.id, code = err and err.code, saved = shared.saved() })
       }
     }
+    location = /app/lock/set {
+      set_by_lua_block $outcome {
+        local store = require("freshbooks").store.file(ngx.unescape_uri(ngx.var.arg_path), { lock_timeout = 30 })
+        local handle, err = store.lock()
+        if handle then handle:unlock() end
+        return handle and "locked" or err.code
+      }
+      return 200 $outcome;
+    }
     location = /app/lock {
       content_by_lua_block {
         -- Hold the file store's lock for 300 ms; concurrent requests of this one worker must queue on
@@ -276,6 +285,22 @@ describe("OpenResty (cosocket transport)", function()
       assert.is_true(spans[i].got >= spans[i - 1].released, "lock holders overlapped")
     end
     assert.is_true(spans[3].asked < spans[1].released, "the requests did not run concurrently")
+  end)
+
+  it("never waits for a file-store lock in a phase that cannot yield: one try, then blocking_phase", function()
+    local H = require "support.fbtest"
+    local dir = H.tmpdir()
+    local url = app.url .. "/app/lock/set?path=" .. core.urlencode(dir .. "/tokens.json")
+    local held = assert(core.lock_file(dir .. "/.", 0)) -- another process holds it
+    -- a worker waiting in flock (up to lock_timeout = 30 s) would not answer within 10 s
+    local status, err, body = client:request{ url = url, timeout = 10 }
+    held:unlock()
+    assert.are.equal(200, status, tostring(err))
+    assert.are.equal("blocking_phase", body)
+    local _
+    status, _, body = client:request{ url = url, timeout = 10 }
+    assert.are.same({ 200, "locked" }, { status, body })
+    H.rmdir(dir)
   end)
 
   it("runs a whole session (identity and businesses) inside a request handler", function()

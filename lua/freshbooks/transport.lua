@@ -507,10 +507,12 @@ function transport.openresty()
   return nil
 end
 
-local function in_nginx()
+-- ngx when running inside nginx (any phase), else nil.
+function transport.in_nginx()
   local ngx = rawget(_G, "ngx")
   return ngx and ngx.get_phase and ngx.socket and ngx.socket.tcp and ngx or nil
 end
+local in_nginx = transport.in_nginx
 
 -- The transport a session gets when none is given. It decides per request, not once: a session
 -- built in init_by_lua (one per worker, as OpenResty apps do) must use cosockets in the request

@@ -56,11 +56,19 @@ local function new(path, opts, level)
   end
 
   function store.lock()
-    local ngx = require("freshbooks.transport").openresty()
+    local transport = require "freshbooks.transport"
+    local ngx = transport.openresty()
     if not ngx then
-      local handle, err = core.lock_file(lock_path, lock_timeout)
-      if not handle then return nil, errors.new{ code = err.code, message = err.message } end
-      return handle
+      -- Inside nginx, a phase that cannot yield (set, header_filter, log, init...) must not wait in
+      -- flock either: it tries once, as the transport refuses its requests there.
+      local nginx = transport.in_nginx()
+      local handle, err = core.lock_file(lock_path, nginx and 0 or lock_timeout)
+      if handle then return handle end
+      if nginx and err.code == "lock_timeout" then
+        return nil, errors.new{ code = "blocking_phase", message = "the token file is locked, and nginx's "
+          .. nginx.get_phase() .. " phase cannot wait for it (use ngx.timer.at or a handler)" }
+      end
+      return nil, errors.new{ code = err.code, message = err.message }
     end
     -- OpenResty: flock must never wait inside the worker (the holder may be another request of this
     -- very worker, which could then never finish): try, and sleep on the event loop between tries.
