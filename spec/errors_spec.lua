@@ -244,6 +244,17 @@ end)
 
 describe("redact.scrub", function()
   local redact = require "freshbooks.redact"
+  it("mask takes a value's head of 12+ bytes for the value, wherever a cut left it", function()
+    local token = "Zq8vL2mN4pR6sT1uW3xY5zA7bC9dE0fG" -- mixed, but a run scrub alone cannot take once cut
+    local echo = "ERR unknown command 'evalsha', with args beginning with: '" .. token:sub(1, 14) .. "' "
+    assert.equal("ERR unknown command 'evalsha', with args beginning with: '***' ", redact.mask(echo, { token }))
+    assert.equal("a *** b *** c", redact.mask("a " .. token .. " b " .. token:sub(1, 12) .. " c", { token }))
+    -- shorter than the head: only the value itself; short values only whole
+    assert.equal("keep " .. token:sub(1, 11) .. " / ***", redact.mask("keep " .. token:sub(1, 11) .. " / " .. token,
+      { token }))
+    assert.equal("s*** and se", redact.mask("sshort and se", { "short" }))
+  end)
+
   it("masks token-like runs and keeps paths, URLs and ordinary words readable", function()
     local hex = string.rep("a1", 32)
     local b64url = "eyJhbGciOiJIUzI1NiJ9-abcDEF_0123456789xyz"
