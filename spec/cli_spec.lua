@@ -103,7 +103,7 @@ describe("freshbooks, the command", function()
       assert.equal(1, token_posts(since))
       assert.equal("600", C.mode(w.tokens))
       assert.equal("700", C.mode(w.config_home .. "/freshbooks"))
-      assert.same({ "tokens.json", "tokens.json.lock" }, C.ls(w.config_home .. "/freshbooks"))
+      assert.same({ "tokens.json" }, C.ls(w.config_home .. "/freshbooks"))
 
       code, out, err = w:run("status")
       assert.equal(0, code, err)
@@ -287,6 +287,17 @@ describe("freshbooks, the command", function()
       assert.equal(1, code)
       assert.truthy(err:find("cannot save tokens at /nonexistent/dir/tokens.json", 1, true))
       assert.is_nil(err:find("oauth/authorize", 1, true))
+      -- a directory (or a link, a FIFO) at the path would refuse the save once FreshBooks had issued a pair
+      local taken = w.dir .. "/taken"
+      os.execute("mkdir -p " .. q(taken .. "/tokens.json"))
+      os.execute("ln -s /etc/passwd " .. q(taken .. "/link.json"))
+      for _, p in ipairs{ taken .. "/tokens.json", taken .. "/link.json" } do
+        code, _, err = w:run("login --tokens " .. q(p) .. " --no-browser")
+        assert.equal(1, code, err)
+        assert.truthy(err:find("cannot save tokens at " .. p, 1, true), err)
+        assert.is_nil(err:find("oauth/authorize", 1, true))
+      end
+      assert.same({ "link.json", "tokens.json" }, C.ls(taken))
     end)
 
     it("needs credentials: exit 2 with where to put them when nobody can be asked", function()
@@ -324,6 +335,10 @@ describe("freshbooks, the command", function()
       assert.equal("", out)
       assert.equal(1, code)
       assert.truthy(err:find('unknown key "clientsecret"', 1, true))
+      C.write(dir .. "/config", '{"client_id": "x"' .. (" "):rep(70000) .. "}", "600")
+      code, out, err = w:run("status", { vars = none, no_flags = true })
+      assert.same({ 1, "" }, { code, out })
+      assert.truthy(err:find(dir .. "/config is over 64 KiB", 1, true), err)
     end)
 
     it("replaces a loose token file with a private one", function()
@@ -336,7 +351,7 @@ describe("freshbooks, the command", function()
       assert.equal(0, code, err)
       assert.equal("600", C.mode(w.tokens))
       assert.truthy(cjson.decode(C.read(w.tokens)).refresh_token:match("^%x+$"))
-      assert.same({ "tokens.json", "tokens.json.lock" }, C.ls(w.config_home .. "/freshbooks"))
+      assert.same({ "tokens.json" }, C.ls(w.config_home .. "/freshbooks"))
     end)
 
     it("asks on a terminal for what is missing, the secret without echo, and saves it privately", function()
@@ -585,22 +600,14 @@ describe("freshbooks, the command", function()
 
     it("-o FILE that cannot be renamed into place leaves no temp file behind", function()
       connect()
-      local function parts() -- the command runs in the checkout: `-o ''` puts its temp file there
-        local t = {}
-        for _, n in ipairs(C.ls(C.root)) do if n:find("^%.%x+%.part$") then t[#t + 1] = n end end
-        return t
-      end
-      local before = parts()
-      finally(function()
-        local had = {}
-        for _, n in ipairs(before) do had[n] = true end
-        for _, n in ipairs(parts()) do if not had[n] then os.remove(C.root .. "/" .. n) end end
-      end)
-      local code, out, err = w:run("export clients --business aBcD1 -o ''")
+      -- `-o ''` puts its temp file in the working directory: one of the spec's own, empty
+      local cwd = w.dir .. "/cwd"
+      os.execute("mkdir -p " .. q(cwd))
+      local code, out, err = w:run("export clients --business aBcD1 -o ''", { cwd = cwd })
       assert.equal(1, code, err)
       assert.equal("", out)
       assert.truthy(err:find("cannot write", 1, true), err)
-      assert.same(before, parts())
+      assert.same({}, C.ls(cwd))
     end)
 
     it("-o FILE: replaced only by a complete export", function()
@@ -811,6 +818,7 @@ describe("freshbooks, the command", function()
         { "api POST /accounting/account/aBcD1/users/clients --data '{bad'", 2, "--data is not valid JSON" },
         { "api GET /x --query novalue", 2, "--query expects key=value, got 'novalue'" },
         { "api POST /x --data @/nonexistent/file", 2, "--data: cannot read" },
+        { "api POST /x --data @/dev/zero", 2, "--data: /dev/zero is over 16 MiB" },
         { "api GET /accounting/account/aBcD1/users/clients/999999", 1, "not_found" },
         { "api POST /accounting/account/aBcD1/invoices/invoices --data '{\"invoice\": {}}'", 1, "validation" },
       }

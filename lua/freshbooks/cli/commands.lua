@@ -64,7 +64,7 @@ function commands.logout(ctx)
   end
   local removed, msg = os.remove(path)
   if not removed then exit(1, "revoked, but cannot remove %s: %s", path, msg) end
-  os.remove(path .. ".lock")
+  os.remove(path .. ".lock") -- left by earlier releases (the lock is the directory's now)
   ctx:note(ok and "revoked at FreshBooks; removed %s" or "the grant was already gone; removed %s", path)
 end
 
@@ -112,6 +112,7 @@ function commands.key_values(list, option, key_pattern)
   return t
 end
 
+local MAX_DATA = 16777216 -- 16 MiB
 local function body(data)
   if not data then return nil end
   local text = data
@@ -120,8 +121,9 @@ local function body(data)
     local f, msg = io.stdin, nil
     if file ~= "-" then f, msg = io.open(file, "rb") end
     if not f then exit(2, "--data: cannot read %s", msg) end
-    text = f:read("*a") or ""
+    text = f:read(MAX_DATA + 1) or "" -- bounded: @/dev/zero must not eat the memory
     if f ~= io.stdin then f:close() end
+    if #text > MAX_DATA then exit(2, "--data: %s is over 16 MiB", file) end
   end
   local ok, err = cjson.decode(text)
   if ok == nil then exit(2, "--data is not valid JSON (%s)", err) end

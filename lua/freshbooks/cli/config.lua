@@ -62,8 +62,9 @@ function config.new(exit, getenv)
     if not self.check_private(path, "the configuration file") then return {} end
     local f, msg = io.open(path, "rb")
     if not f then exit(1, "cannot read %s: %s", path, msg) end
-    local text = f:read("*a")
+    local text = f:read(65537) or "" -- bounded, like the token file
     f:close()
+    if #text > 65536 then exit(1, "%s is over 64 KiB: not a configuration file", path) end
     local t, err = cjson.decode(text)
     if type(t) ~= "table" then exit(1, "%s is not a JSON object (%s)", path, tostring(err or "not an object")) end
     for k, v in pairs(t) do

@@ -122,10 +122,16 @@ function login.login(ctx)
     s.redirect_uri = redirect
   end
   local fb = ctx:session(s, path)
-  -- Before the browser: can the tokens be saved there? (The store's lock file goes beside them.)
-  local lock, lerr = core.lock_file(path .. ".lock", 0)
-  if not lock and lerr.code ~= "lock_timeout" then exit(1, "cannot save tokens at %s: %s", path, lerr.message) end
-  if lock then lock:unlock() end
+  -- Before the browser (and before FreshBooks issues a pair): can the tokens be saved there? What is
+  -- at the path must be a token file of ours or nothing (a directory there would refuse the save),
+  -- and a probe beside it takes the store's own way: temp file, fsync, rename.
+  local _, lerr = require("freshbooks").store.file(path).load()
+  if lerr and lerr.code == "store_insecure" then
+    exit(1, "cannot save tokens at %s: %s (remove it first)", path, lerr.message)
+  end
+  local probed, perr = core.write_file_atomic(path .. ".probe", "{}")
+  if not probed then exit(1, "cannot save tokens at %s: %s", path, perr.message) end
+  os.remove(path .. ".probe")
 
   local scopes = {}
   for _, list in ipairs(a.scopes) do
