@@ -31,7 +31,10 @@ describe("webhook signature construction", function()
       local parsed = webhook.parse(case.body)
       assert.equal(case.message, webhook.message(parsed), case.case)
       assert.equal(case.signature, webhook.sign(v.verifier, parsed), case.case)
-      assert.is_true(webhook.verify(v.verifier, case.body, case.signature), case.case)
+      -- (a body that repeats a name is signed as Python would, but never comes from FreshBooks)
+      local repeated = case.case:find("repeated", 1, true)
+      assert.same(repeated and { false, "duplicate_field" } or { true },
+        { webhook.verify(v.verifier, case.body, case.signature) }, case.case)
     end
   end)
 
@@ -126,5 +129,35 @@ describe("webhook deliveries from the sandbox", function()
     assert.are_not.equal(verifier, v2)
     assert.is_true(webhook.verify(v2, af, signature(again)))
     assert.is_false(webhook.verify(verifier, af, signature(again)))
+  end)
+
+  -- FreshBooks signs a dict, so a delivery never repeats a name; the message keeps a repeated name's
+  -- first place and last value, while webhook.field reads the first value.
+  it("refuses a delivery with a repeated field: a forged first value rides on the genuine signature", function()
+    sb:admin("DELETE", "/_sandbox/inbox")
+    local cb = assert(acct.callbacks:create{ event = "invoice", uri = sb.url .. "/_sandbox/inbox/hook" })
+    local verifier = webhook.field(webhook.parse(delivery(1).body), "verifier")
+    assert(acct.callbacks:verify(cb.callbackid, verifier))
+    assert(acct.invoices:create{ customerid = 10001, create_date = "2025-06-01" })
+    local event = delivery(2)
+    assert.is_true(webhook.verify(verifier, event.body, signature(event)))
+    local forged = event.body:gsub("object_id=", "object_id=666&object_id=", 1)
+    assert.are_not.equal(event.body, forged)
+    assert.equal("666", webhook.field(webhook.parse(forged), "object_id"))
+    assert.same({ false, "duplicate_field" }, { webhook.verify(verifier, forged, signature(event)) })
+    assert.same({ false, "duplicate_field" }, { webhook.verify(verifier, webhook.parse(forged), signature(event)) })
+  end)
+
+  it("refuses a delivery with several signatures, even when one is right", function()
+    sb:admin("DELETE", "/_sandbox/inbox")
+    assert(acct.callbacks:create{ event = "invoice", uri = sb.url .. "/_sandbox/inbox/hook" })
+    local first = delivery(1)
+    local verifier = webhook.field(webhook.parse(first.body), "verifier")
+    local good = signature(first)
+    assert.is_true(webhook.verify(verifier, first.body, { good }))
+    for _, sigs in ipairs{ { good, "bm90LWl0" }, { "bm90LWl0", good }, { good, good } } do
+      assert.same({ false, "duplicate_signature" }, { webhook.verify(verifier, first.body, sigs) })
+    end
+    assert.same({ false, "missing_signature" }, { webhook.verify(verifier, first.body, {}) })
   end)
 end)

@@ -125,12 +125,24 @@ end
 -- webhook.verify(verifier, fields_or_raw_body, signature) -> true, or false and a reason code.
 -- Constant-time comparison; a missing signature is a plain false, never an error.
 function webhook.verify(verifier, fields, signature)
+  fields = check_fields(fields)
   local expected = webhook.sign(verifier, fields)
-  if type(signature) == "table" then signature = signature[1] end
+  if type(signature) == "table" then -- a repeated header: which one is FreshBooks'? None is believed.
+    if #signature > 1 then return false, "duplicate_signature" end
+    signature = signature[1]
+  end
   if type(signature) ~= "string" or signature == "" then return false, "missing_signature" end
   signature = signature:match("^%s*(.-)%s*$")
-  if C().equals(expected, signature) then return true end
-  return false, "bad_signature"
+  if not C().equals(expected, signature) then return false, "bad_signature" end
+  -- FreshBooks signs a dict: a repeated name is never its own. The message holds a repeated name's
+  -- last value, webhook.field its first, so a forged first value would pass on the genuine signature.
+  local seen = {}
+  for _, pair in ipairs(fields) do
+    local name = tostring(pair[1] or pair.name)
+    if seen[name] then return false, "duplicate_field" end
+    seen[name] = true
+  end
+  return true
 end
 
 -- For a delivery: the verification POST carries `verifier`; later ones are events.
