@@ -280,6 +280,30 @@ describe("OAuth against the sandbox", function()
     assert.is_true(fb:authorize_callback(location, state))
   end)
 
+  it("refuses a callback that repeats code, state or error, without spending the code", function()
+    local fb = freshbooks.new(H.opts(sb))
+    local url, state = fb:authorize_url{}
+    local location = H.consent(sb, url)
+    local before = H.last_seq(sb)
+    for _, bad in ipairs{
+      location .. "&code=injected", location:gsub("code=", "code=injected&code=", 1),
+      location .. "&state=" .. state, location .. "&state=other", location .. "&error=access_denied&error=x",
+    } do
+      local ok, err = fb:authorize_callback(bad, state)
+      assert.is_nil(ok, bad)
+      assert.truthy(err.code == "invalid_callback" or err.code == "state_mismatch", bad .. " -> " .. err.code)
+    end
+    -- the same as a table (ngx.req.get_uri_args gives an array for a repeated name)
+    for _, bad in ipairs{ { state = state, code = { "a", "b" } },
+      { state = state, error = { "access_denied", "x" } } } do
+      local ok, err = fb:authorize_callback(bad, state)
+      assert.is_nil(ok)
+      assert.equal("invalid_callback", err.code)
+    end
+    assert.equal(0, H.count(H.log(sb, before), H.is_token_post))
+    assert.is_true(fb:authorize_callback(location, state))
+  end)
+
   it("reports a refused consent and a replayed code with codes", function()
     local fb = freshbooks.new(H.opts(sb))
     local url, state = fb:authorize_url{}

@@ -76,6 +76,8 @@ function oauth.authorize_url(cfg, opts)
 end
 
 -- The callback's query (string, with or without the leading "?" or a whole URL, or a table) -> fields.
+-- A repeated name gives the array of its values, as ngx.req.get_uri_args does: check_callback then
+-- refuses it, never picking one of two codes or states.
 function oauth.parse_callback(query)
   if type(query) == "table" then return query end
   if type(query) ~= "string" then
@@ -85,7 +87,10 @@ function oauth.parse_callback(query)
   if query:find("?", 1, true) then query = query:match("%?(.*)$") end
   local fields = {}
   for _, pair in ipairs(core.form_decode(query)) do
-    if fields[pair[1]] == nil then fields[pair[1]] = pair[2] end
+    local k, v, had = pair[1], pair[2], fields[pair[1]]
+    if had == nil then fields[k] = v
+    elseif type(had) == "table" then had[#had + 1] = v
+    else fields[k] = { had, v } end
   end
   return fields
 end
@@ -108,10 +113,14 @@ function oauth.check_callback(fields, expected_state)
   if type(got) ~= "string" or not core.equals(got, expected_state) then
     return nil, errors.new{ code = "state_mismatch", message = "the callback's state does not match the one issued" }
   end
+  if fields.error ~= nil and type(fields.error) ~= "string" then
+    return nil, errors.new{ code = "invalid_callback", message = "the callback carries several errors" }
+  end
   if fields.error then
-    local code = tostring(fields.error):lower()
+    local code = fields.error:lower()
     return nil, errors.new{ code = RFC_ERRORS[code] and code or "authorization_failed",
-      message = fields.error_description or "the user did not authorize the application" }
+      message = type(fields.error_description) == "string" and fields.error_description
+        or "the user did not authorize the application" }
   end
   if type(fields.code) ~= "string" or fields.code == "" then
     return nil, errors.new{ code = "invalid_callback", message = "the callback carries no authorization code" }
