@@ -209,6 +209,42 @@ describe("session against the sandbox", function()
       assert.is_true(issued_at < saved_at and saved_at < used_at)
     end)
 
+    -- A save that calls the session while its tokens are due joins the refresh that called it: it
+    -- must be told at once, not wait (yield or sleep) for a refresh that cannot end before it returns.
+    for _, where in ipairs{ "a coroutine", "the main thread with a sleep option" } do
+      it("answers a save that calls back into the session with refresh_in_progress (" .. where .. ")", function()
+        local offset, fb, inner, sleeps = 0, nil, nil, 0
+        local opts = { clock = function() return os.time() + offset end, save = function()
+          local res, err = fb:request{ path = ME }
+          inner = res and "ok" or err.code
+          return true
+        end }
+        if where ~= "a coroutine" then
+          opts.sleep = function()
+            sleeps = sleeps + 1
+            if sleeps > 50 then error("waited on its own refresh") end
+          end
+        end
+        fb = H.session(sb, opts)
+        local before = fb:tokens().refresh_token
+        offset = 43200
+        local res, err
+        local co = coroutine.create(function() res, err = fb:request{ path = ME } end)
+        local resumes = 0
+        repeat
+          resumes = resumes + 1
+          assert(coroutine.resume(co))
+        until coroutine.status(co) == "dead" or resumes > 50
+        assert.equal("dead", coroutine.status(co))
+        assert.equal(1, resumes)
+        assert.equal(0, sleeps)
+        assert.equal("refresh_in_progress", inner)
+        assert.is_nil(err)
+        assert.equal(200, res.status)
+        assert.is_false(fb:tokens().refresh_token == before)
+      end)
+    end
+
     for _, how in ipairs{ "raises", "returns nil, err" } do
       it("returns save_failed with the tokens when save " .. how .. ", and never uses them unsaved", function()
         local failing = true

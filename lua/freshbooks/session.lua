@@ -509,6 +509,12 @@ local function refresh(self, seen)
   local p = private[self]
   local f = p.flight
   if f then
+    -- The refresh's own coroutine (a save, load or lock hook calling the session): waiting for the
+    -- refresh it is part of would never end.
+    if f.co == coroutine.running() then
+      return nil, errors.new{ code = "refresh_in_progress",
+        message = "the session was called from a hook of its own refresh (save, load, lock, transport)" }
+    end
     while not f.done do
       if not wait(p) then
         return nil, errors.new{ code = "refresh_in_progress",
@@ -518,7 +524,7 @@ local function refresh(self, seen)
     if not f.tokens then return nil, f.err end
     return f.tokens
   end
-  f = {}
+  f = { co = coroutine.running() }
   p.flight = f
   local ok, t, err = pcall(refresh_with_lock, self, p, seen)
   p.flight, f.done = nil, true
