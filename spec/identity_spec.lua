@@ -81,6 +81,55 @@ describe("identity against the sandbox", function()
     assert.equal("reauth_required", raised.code)
   end)
 
+  -- A hostile users/me: the sandbox answers every other call, this transport swaps in its identity.
+  local function hostile_me(memberships)
+    local real = require("freshbooks.transport").default{ timeout = 10 }
+    local body = require("cjson").encode{ response = { id = 1, business_memberships = memberships } }
+    return H.session(sb, { transport = function(req)
+      if req.url:find(ME, 1, true) then
+        local res = assert(real(req)) -- the real call (its token checked by the sandbox), another answer
+        assert(res.status == 200)
+        return { status = 200, headers = { ["content-type"] = "application/json" }, body = body }
+      end
+      return real(req)
+    end })
+  end
+
+  it("never mixes two businesses: an id that names two of them is ambiguous", function()
+    local fb = hostile_me{
+      { id = 1, role = "owner", business = { id = 777, account_id = "aaa11", name = "One" } },
+      { id = 2, role = { "x" }, business = { id = 888, account_id = "777", name = "Two" } },
+      { id = 3, business = { id = 5, account_id = "bbb22", name = "Three" } },
+      { id = 4, business = { id = 5, account_id = "ccc33", name = "Four" } },
+      { id = 5, business = { id = 9, account_id = "ddd44", name = "Five" } },
+      { id = 5, business = { id = 9, account_id = "ddd44", name = "Five" } }, -- listed twice: one business
+      { id = 6, business = { id = true, account_id = { "x" }, name = 7 } },
+      { id = 7 }, "junk", 42,
+    }
+    for _, key in ipairs{ "777", 777, 5, "5" } do
+      local m, err = fb:find_business(key)
+      assert.is_nil(m, tostring(key))
+      assert.equal("ambiguous", err.code)
+    end
+    assert.equal("aaa11", fb:find_business("aaa11").account_id)
+    assert.equal(888, fb:find_business(888).business_id)
+    assert.equal("ccc33", fb:find_business("ccc33").account_id)
+    assert.equal("ddd44", fb:find_business(9).account_id)
+    assert.equal("not_found", select(2, fb:find_business("true")).code)
+    assert.equal(8, #assert(fb:memberships()))
+  end)
+
+  it("reads 10,000 memberships and finds the last one", function()
+    local list = {}
+    for i = 1, 10000 do
+      list[i] = { id = i, role = "admin", business = { id = 100000 + i, account_id = "acc" .. i, name = "Biz " .. i } }
+    end
+    local fb = hostile_me(list)
+    assert.equal(10000, #assert(fb:memberships()))
+    assert.equal("acc10000", fb:find_business(110000).account_id)
+    assert.equal(110000, fb:find_business("biz 10000").business_id)
+  end)
+
   it("forgets the cached identity after a new authorization", function()
     local fb = H.session(sb, nil, "bob")
     assert.equal("bob@example.com", assert(fb:me()).email)

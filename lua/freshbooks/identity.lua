@@ -70,8 +70,7 @@ end
 -- Ids compare as strings; JSON numbers may decode as floats (12345.0) under Lua 5.4.
 local function idstr(v)
   if type(v) == "number" then return number(v) end
-  if v == nil then return nil end
-  return tostring(v)
+  if type(v) == "string" then return v end
 end
 
 -- fb:find_business(name_or_id) -> membership | nil, err. Matches business_id, account_id or
@@ -83,11 +82,19 @@ function M:find_business(key)
   local list, err = self:memberships()
   if not list then return nil, err end
   local s = idstr(key)
+  -- An id that names two businesses (a business_id that is another's account_id, one id listed with
+  -- two account_ids) is ambiguous: the first hit would mix their accounting and projects.
+  local found
   for _, m in ipairs(list) do
     if idstr(m.business_id) == s or idstr(m.account_id) == s or m.business_uuid == s then
-      return m
+      if found and (idstr(found.business_id) ~= idstr(m.business_id)
+        or idstr(found.account_id) ~= idstr(m.account_id) or found.business_uuid ~= m.business_uuid) then
+        return nil, errors.new{ code = "ambiguous", message = "several businesses match the id '" .. s .. "'" }
+      end
+      found = found or m
     end
   end
+  if found then return found end
   local function by_name(eq)
     local hit
     for _, m in ipairs(list) do
