@@ -401,6 +401,23 @@ describe("OAuth against the sandbox", function()
     assert.is_true(saved.refresh_token == err.tokens.refresh_token)
   end)
 
+  it("revokes the newest grant: a pair that waits unsaved is the one revoked, never used afterwards", function()
+    local failing = true
+    local fb = H.session(sb, { save = function() if failing then return nil, "disk full" end return true end })
+    local _, err = fb:refresh()
+    assert.equal("save_failed", err.code)
+    local pending = err.tokens
+    assert.is_true(fb:revoke())
+    failing = false
+    local res, rerr = fb:request{ path = "/auth/api/v1/users/me" }
+    assert.is_nil(res)
+    assert.equal("reauth_required", rerr.code)
+    -- The pair FreshBooks issued last is dead at the server.
+    local ok, err2 = H.session(sb, { tokens = pending }):refresh()
+    assert.is_nil(ok)
+    assert.equal("reauth_required", err2.code)
+  end)
+
   it("revokes the grant", function()
     local fb = H.session(sb)
     local old = fb:tokens()

@@ -620,11 +620,13 @@ end
 function Session:revoke()
   local p = private[self]
   if not p.tokens then reload(p) end
-  local t = p.tokens
+  -- A pair waiting unsaved is the newest: it holds the only live refresh token, the one to revoke
+  -- (revoking the spent one left the grant alive, and the pair was saved and used afterwards).
+  local t = p.pending or p.tokens
   if not t then return nil, reauth("no tokens to revoke") end
   local ok, err = oauth.revoke(p.cfg, t.refresh_token or t.access_token)
   if not ok then return nil, redact(p, err) end
-  p.tokens, p.me = nil, nil
+  p.tokens, p.pending, p.me = nil, nil, nil
   return true
 end
 
