@@ -36,8 +36,10 @@ describe("contention", function()
   local function run_all(fns)
     local cos, out = {}, {}
     for i, f in ipairs(fns) do cos[i] = coroutine.create(function() out[i] = { f() } end) end
-    local alive
+    local alive, rounds = nil, 0
     repeat
+      rounds = rounds + 1
+      assert(rounds <= 100000, "the coroutines never finished")
       alive = false
       for _, co in ipairs(cos) do
         if coroutine.status(co) ~= "dead" then
@@ -80,6 +82,24 @@ describe("contention", function()
     local resumed, done = coroutine.resume(co)
     assert.is_true(resumed)
     assert.is_true(done)
+  end)
+
+  it_yielding("a refresh whose coroutine was dropped mid-call is taken over, not waited for forever", function()
+    local logged = {}
+    local fb = H.session(sb, { transport = yielding(), log = function(e) logged[#logged + 1] = e.outcome end })
+    local since = H.last_seq(sb)
+    do -- an nginx request aborted while its token call was on the wire: its coroutine is never resumed
+      local co = coroutine.create(function() return fb:refresh() end)
+      assert(coroutine.resume(co))
+      assert.equal("suspended", coroutine.status(co))
+    end
+    collectgarbage()
+    collectgarbage()
+    local out = run_all{ function() return fb:refresh() end, function() return fb:request{ path = ME } end }
+    assert.is_true(out[1][1], tostring(out[1][2]))
+    assert.equal(200, out[2][1] and out[2][1].status, tostring(out[2][2]))
+    assert.equal(1, H.count(H.log(sb, since), H.is_token_post)) -- the dropped one never sent its POST
+    assert.truthy(table.concat(logged, " "):find("abandoned", 1, true))
   end)
 
   -- N processes x n forced refreshes through one file store, with the sandbox failing `rate` of the

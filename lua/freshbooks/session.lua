@@ -505,17 +505,29 @@ local function wait(p)
   return false
 end
 
+-- The flight's coroutine is held weakly: one that is dropped mid-refresh (an nginx request aborted
+-- while its token call was on the wire, a killed thread) is collected, with the lock it held.
+local WEAK = { __mode = "v" }
 local function refresh(self, seen)
   local p = private[self]
   local f = p.flight
+  local me = coroutine.running() or "main" -- (Lua 5.1's main thread is nil)
   if f then
     -- The refresh's own coroutine (a save, load or lock hook calling the session): waiting for the
     -- refresh it is part of would never end.
-    if f.co == coroutine.running() then
+    if f.co[1] == me then
       return nil, errors.new{ code = "refresh_in_progress",
         message = "the session was called from a hook of its own refresh (save, load, lock, transport)" }
     end
+    -- A flight whose coroutine is gone, or that outlived the longest a refresh takes, never ends:
+    -- this caller takes over with a flight of its own, as a later call does after refresh_uncertain.
+    local give_up = core.now() + 2 * self.timeout + 60
     while not f.done do
+      if f.co[1] == nil or core.now() > give_up then
+        if p.flight == f then p.flight = nil end
+        log(p, { type = "refresh", outcome = "abandoned", line = "took over a refresh that never ended" })
+        return refresh(self, seen)
+      end
       if not wait(p) then
         return nil, errors.new{ code = "refresh_in_progress",
           message = "a refresh is running in another coroutine and this caller cannot yield to wait for it" }
@@ -524,10 +536,11 @@ local function refresh(self, seen)
     if not f.tokens then return nil, f.err end
     return f.tokens
   end
-  f = { co = coroutine.running() }
+  f = { co = setmetatable({ me }, WEAK) }
   p.flight = f
   local ok, t, err = pcall(refresh_with_lock, self, p, seen)
-  p.flight, f.done = nil, true
+  if p.flight == f then p.flight = nil end -- (one taken over is no longer ours to clear)
+  f.done = true
   if not ok then
     f.err = errors.new{ code = "internal", message = "refresh raised an error" }
     error(t, 0)
