@@ -521,8 +521,13 @@ local function refresh(self, seen)
     end
     -- A flight whose coroutine is gone, or that outlived the longest a refresh takes, never ends:
     -- this caller takes over with a flight of its own, as a later call does after refresh_uncertain.
-    local give_up = core.now() + 2 * self.timeout + 60
+    local started = core.now()
+    local give_up, collected = started + 2 * self.timeout + 60, false
     while not f.done do
+      if not collected and core.now() > started + 1 then -- find a dropped one now, not at the collector's leisure
+        collectgarbage()
+        collected = true
+      end
       if f.co[1] == nil or core.now() > give_up then
         if p.flight == f then p.flight = nil end
         log(p, { type = "refresh", outcome = "abandoned", line = "took over a refresh that never ended" })
