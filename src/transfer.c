@@ -28,17 +28,24 @@ static size_t on_header(char *p, size_t size, size_t nmemb, void *ud)
 {
 	fb_xfer *x = (fb_xfer *)ud;
 	size_t n = size * nmemb;
+	/* Bounded over all answers, not per answer: libcurl alone would take endless 1xx (up to its own
+	 * 300 KB) and the cosocket transport must not be the only one to say no. */
+	if (n > FB_MAX_HEADER_BYTES - x->head_bytes) {
+		x->headers_too_large = 1;
+		return 0;
+	}
+	x->head_bytes += n;
 	if (n >= 5 && memcmp(p, "HTTP/", 5) == 0) {
+		if (++x->answers > FB_MAX_1XX + 1) {
+			x->too_many_1xx = 1;
+			return 0;
+		}
 		x->head.len = 0; /* a new response (after 1xx): keep only the final one's headers */
 		x->head_done = 0;
 		if (n >= 12 && memcmp(p + 8, " 101", 4) == 0)
 			x->switched = 1;
 	} else if ((n == 2 && p[0] == '\r' && p[1] == '\n') || (n == 1 && p[0] == '\n')) {
 		x->head_done = 1; /* the end of a header block; for a 1xx another status line follows */
-	}
-	if (x->head.len + n > FB_MAX_HEADER_BYTES) {
-		x->headers_too_large = 1;
-		return 0;
 	}
 	if (fb_buf_add(&x->head, p, n)) {
 		x->oom = 1;
@@ -200,7 +207,8 @@ static int framing_error(const fb_xfer *x)
 
 int fb_xfer_failed(const fb_xfer *x)
 {
-	return x->rc != CURLE_OK || x->too_large || x->headers_too_large || x->oom || framing_error(x);
+	return x->rc != CURLE_OK || x->too_large || x->headers_too_large || x->too_many_1xx || x->oom ||
+	       framing_error(x);
 }
 
 static int errbuf_says(const fb_xfer *x, const char *what)
@@ -212,7 +220,7 @@ static const char *error_code(const fb_xfer *x)
 {
 	if (x->too_large || x->headers_too_large)
 		return "too_large";
-	if (x->switched)
+	if (x->switched || x->too_many_1xx)
 		return "protocol";
 	if (x->rc == CURLE_OK) /* a framing error: headers cut off by the close, or conflicting lengths */
 		return x->head_done ? "protocol" : "recv";
@@ -307,6 +315,8 @@ static const char *error_message(const fb_xfer *x, char *buf, size_t size)
 		return "interrupted by a signal";
 	else if (x->switched)
 		return "the server switched protocols (HTTP 101), which was not asked for";
+	else if (x->too_many_1xx)
+		return "too many 1xx responses";
 	else if (x->rc == CURLE_OUT_OF_MEMORY && x->head.len > 0)
 		return "a response header line is larger than libcurl accepts (100 KB)";
 	else if (x->rc == CURLE_OK && !x->head_done)

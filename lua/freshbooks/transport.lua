@@ -70,7 +70,7 @@ end
 
 local DEFAULT_MAX_BODY = 64 * 1024 * 1024
 local MAX_HEADER_BYTES = 256 * 1024 -- the C core's FB_MAX_HEADER_BYTES
-local MAX_1XX = 16
+local MAX_1XX = 16 -- the C core's FB_MAX_1XX: informational answers skipped before the final one
 local READ_SIZE = 65536
 
 -- Options of core.client that have no meaning on cosockets: refused, never silently ignored.
@@ -235,7 +235,7 @@ end
 -- The status line and headers of the final answer (1xx skipped) -> status, headers, version.
 local function read_head(r)
   local budget = { left = MAX_HEADER_BYTES }
-  for _ = 1, MAX_1XX do
+  for _ = 1, MAX_1XX + 1 do
     local line, err = r.line(budget.left)
     if not line then
       if err == "too_large" then return nil, "too_large", "response headers larger than 256 KiB" end

@@ -51,6 +51,23 @@ local cases = {
       head("200 OK", { "Content-Length: " .. #body }) .. body)
     return "keep"
   end,
+  -- Informational answers: 16 are skipped, a 17th is refused; their headers count towards the same
+  -- 256 KiB as the final answer's (both transports: FB_MAX_1XX, FB_MAX_HEADER_BYTES).
+  sixteen_1xx = function(sock, m)
+    local body = "ok:" .. m
+    sock:send(string.rep("HTTP/1.1 100 Continue\r\n\r\n", 16) .. head("200 OK", { "Content-Length: " .. #body }) ..
+      body)
+    return "keep"
+  end,
+  seventeen_1xx = function(sock)
+    sock:send(string.rep("HTTP/1.1 100 Continue\r\n\r\n", 17) .. head("200 OK", { "Content-Length: 2" }) .. "ok")
+  end,
+  endless_1xx = function(sock) forever(sock, string.rep("HTTP/1.1 100 Continue\r\n\r\n", 1000), 1000) end,
+  big_1xx_headers = function(sock)
+    local lines = string.rep("X-Hint: " .. string.rep("h", 90) .. "\r\n", 1500) -- ~150 KB in each block
+    sock:send("HTTP/1.1 103 Early Hints\r\n" .. lines .. "\r\nHTTP/1.1 200 OK\r\n" .. lines ..
+      "Content-Length: 2\r\n\r\nok")
+  end,
   switching = function(sock)
     sock:send("HTTP/1.1 101 Switching Protocols\r\nUpgrade: h2c\r\nConnection: Upgrade\r\n\r\n")
   end,
