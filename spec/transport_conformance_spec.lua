@@ -49,6 +49,9 @@ local CASES = {
   { name = "two Content-Length values", url = "/h/length_conflict", code = "protocol" },
   { name = "chunked beside a Content-Length", url = "/h/te_and_cl", status = 200, answer = true },
   { name = "chunk extensions and trailers", url = "/h/chunked_trailers", status = 200, answer = true },
+  { name = "trailers are not headers", url = "/h/trailer_header", status = 200, answer = true,
+    expect_headers = { ["content-type"] = "application/json", ["x-trailer"] = false } },
+  { name = "150 KB of headers and 150 KB of trailers", url = "/h/big_trailers", code = "too_large" },
   { name = "a chunk size that is not hex", url = "/h/bad_chunk_size", code = "protocol" },
   { name = "a chunk size of 21 hex digits", url = "/h/chunk_size_overflow", code = "protocol" },
   { name = "no CRLF after a chunk", url = "/h/chunk_no_crlf", code = "protocol" },
@@ -129,6 +132,9 @@ local function check(o, case)
   else
     assert.equal(case.status, o.status, what .. ": " .. text)
     if case.answer then assert.equal("ok:" .. conformance.marker(case), o.body, what) end
+    for name, value in pairs(case.expect_headers or {}) do
+      assert.equal(value or nil, o.headers[name], what .. ": header " .. name)
+    end
     if case.echo_user_agent then
       local echoed = cjson.decode(o.body).headers["user-agent"]
       assert.is_string(echoed, what .. ": one User-Agent expected, got " .. cjson.encode(echoed))

@@ -44,6 +44,8 @@ static size_t on_header(char *p, size_t size, size_t nmemb, void *ud)
 		x->head_done = 0;
 		if (n >= 12 && memcmp(p + 8, " 101", 4) == 0)
 			x->switched = 1;
+	} else if (x->head_done) {
+		return n; /* a trailer (after the last chunk): not one of the answer's headers (as cosockets) */
 	} else if ((n == 2 && p[0] == '\r' && p[1] == '\n') || (n == 1 && p[0] == '\n')) {
 		x->head_done = 1; /* the end of a header block; for a 1xx another status line follows */
 	}

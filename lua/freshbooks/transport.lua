@@ -232,7 +232,8 @@ local function too_large(max_body)
   return nil, "too_large", ("response body larger than max_body (%d bytes)"):format(max_body)
 end
 
--- The status line and headers of the final answer (1xx skipped) -> status, headers, version.
+-- The status line and headers of the final answer (1xx skipped) -> status, headers, version, and
+-- what is left of the header budget (the trailers' too, as in the C core).
 local function read_head(r)
   local budget = { left = MAX_HEADER_BYTES }
   for _ = 1, MAX_1XX + 1 do
@@ -251,7 +252,7 @@ local function read_head(r)
     local headers, herr, hmsg = read_headers(r, budget)
     if not headers then return nil, herr, hmsg end
     if code == 101 then return nil, "protocol", "the server switched protocols (HTTP 101), which was not asked for" end
-    if code >= 200 then return code, headers, minor end
+    if code >= 200 then return code, headers, minor, budget end
   end
   return nil, "protocol", "too many 1xx responses"
 end
@@ -268,7 +269,7 @@ end
 
 -- The body by HTTP/1.1's rules -> body, reusable (the connection may serve another request), or
 -- nil, code, message.
-local function read_body(r, method, status, headers, max_body)
+local function read_body(r, method, status, headers, max_body, budget)
   if method == "HEAD" or status == 204 or status == 304 then return "", true end
   local te = headers["transfer-encoding"]
   if te then
@@ -286,7 +287,7 @@ local function read_body(r, method, status, headers, max_body)
       if #hex > 15 then return nil, "protocol", "too long hexadecimal chunk size" end
       local size = tonumber(hex, 16)
       if size == 0 then
-        local trailers, terr, tmsg = read_headers(r, { left = MAX_HEADER_BYTES })
+        local trailers, terr, tmsg = read_headers(r, budget)
         if not trailers then return nil, terr, tmsg end
         -- A Content-Length beside chunked framing is ignored, and such a connection is not reused.
         return table.concat(parts), headers["content-length"] == nil
@@ -382,11 +383,11 @@ function transport.cosocket(opts)
     sock:settimeouts(left, left, left)
     local r = reader(ngx, sock, deadline)
     local _, serr = sock:send(p.body and { p.head, p.body } or p.head)
-    local status, headers, minor
+    local status, headers, minor, budget
     if serr then
       status, headers, minor = nil, socket_code(serr, "send"), "send: " .. serr
     else
-      status, headers, minor = read_head(r)
+      status, headers, minor, budget = read_head(r)
     end
     if not status then -- (nil, code, message)
       sock:close()
@@ -395,7 +396,7 @@ function transport.cosocket(opts)
       end
       return fail(headers, minor)
     end
-    local body, reusable, message, partial = read_body(r, req.method or "GET", status, headers, cfg.max_body)
+    local body, reusable, message, partial = read_body(r, req.method or "GET", status, headers, cfg.max_body, budget)
     if not body then -- (nil, code, message, partial body)
       sock:close()
       return fail(reusable, message, status, req.keep_partial and partial or nil)

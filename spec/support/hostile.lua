@@ -139,6 +139,18 @@ local cases = {
       string.format("%x;ext=1\r\n%s\r\n0\r\nX-Trailer: t\r\n\r\n", #body, body))
     return "keep"
   end,
+  -- Trailers are not headers: what follows the last chunk must not change the answer's headers, and
+  -- its lines count towards the same 256 KiB as the headers'.
+  trailer_header = function(sock, m)
+    local body = "ok:" .. m
+    sock:send(head("200 OK", { "Transfer-Encoding: chunked", "Content-Type: application/json" }) ..
+      string.format("%x\r\n%s\r\n0\r\nContent-Type: text/html\r\nX-Trailer: t\r\n\r\n", #body, body))
+    return "keep"
+  end,
+  big_trailers = function(sock)
+    local lines = string.rep("X-Big: " .. string.rep("b", 90) .. "\r\n", 1500) -- ~150 KB each
+    sock:send("HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n" .. lines .. "\r\n2\r\nok\r\n0\r\n" .. lines .. "\r\n")
+  end,
   bad_chunk_size = function(sock)
     sock:send(head("200 OK", { "Transfer-Encoding: chunked" }) .. "zz\r\nhello\r\n0\r\n\r\n")
   end,
