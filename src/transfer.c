@@ -5,6 +5,7 @@
 #include <stdio.h>
 #include <string.h>
 #include <strings.h>
+#include <openssl/ssl.h>
 #include "http.h"
 
 /* ---- libcurl callbacks (pure C) ------------------------------------------------------------------ */
@@ -54,6 +55,22 @@ static size_t on_header(char *p, size_t size, size_t nmemb, void *ud)
 		return 0;
 	}
 	return n;
+}
+
+/* libcurl's OpenSSL backend writes every TLS session's secrets to $SSLKEYLOGFILE (named once, at
+ * curl_global_init): with a capture of the traffic they reveal the tokens and the client secret. Its
+ * callback is taken off each new context, which libcurl hands here after installing it. */
+static CURLcode no_keylog(CURL *e, void *ssl_ctx, void *ud)
+{
+	(void)e, (void)ud;
+	SSL_CTX_set_keylog_callback((SSL_CTX *)ssl_ctx, NULL);
+	return CURLE_OK;
+}
+
+static int openssl_backend(void)
+{
+	const char *v = curl_version_info(CURLVERSION_NOW)->ssl_version;
+	return v != NULL && strncmp(v, "OpenSSL/", 8) == 0; /* the context is an SSL_CTX only there */
 }
 
 #define SET(opt, val)                                                                                  \
@@ -117,6 +134,8 @@ CURLcode fb_setup_client(CURL *e, const fb_client *c)
 		SET(CURLOPT_CAPATH, c->capath);
 	if (c->proxy != NULL)
 		SET(CURLOPT_PROXY, c->proxy);
+	if (openssl_backend())
+		SET(CURLOPT_SSL_CTX_FUNCTION, no_keylog);
 	SET(CURLOPT_SUPPRESS_CONNECT_HEADERS, 1L);
 	if (c->proxy != NULL) /* for the CONNECT to the proxy, which does not get the request's headers */
 		SET(CURLOPT_USERAGENT, c->user_agent);
