@@ -195,8 +195,9 @@ void fb_forget_request(CURL *e)
 
 /* ---- results ------------------------------------------------------------------------------------- */
 
-/* Two Content-Length headers that disagree (RFC 9112 6.3: the message cannot be trusted). */
-static int conflicting_length(const fb_buf *head)
+/* A Content-Length that is not all digits (libcurl reads "0x5" as 0 and "5 5" as 5, leaving bytes on
+ * the connection), or two that disagree (RFC 9112 6.3: the message cannot be trusted). */
+static int bad_length(const fb_buf *head)
 {
 	const char *p = head->p, *end = head->p + head->len, *first = NULL;
 	size_t first_len = 0;
@@ -207,6 +208,11 @@ static int conflicting_length(const fb_buf *head)
 				;
 			while (le > v && (le[-1] == '\r' || le[-1] == ' ' || le[-1] == '\t'))
 				le--;
+			if (le == v)
+				return 1;
+			for (const char *d = v; d < le; d++)
+				if (!isdigit((unsigned char)*d))
+					return 1;
 			if (first == NULL) {
 				first = v;
 				first_len = (size_t)(le - v);
@@ -223,7 +229,7 @@ static int conflicting_length(const fb_buf *head)
  * by the end of the connection, and conflicting Content-Length headers (it uses the last). */
 static int framing_error(const fb_xfer *x)
 {
-	return x->rc == CURLE_OK && (!x->head_done || x->switched || conflicting_length(&x->head));
+	return x->rc == CURLE_OK && (!x->head_done || x->switched || bad_length(&x->head));
 }
 
 int fb_xfer_failed(const fb_xfer *x)
@@ -243,7 +249,7 @@ static const char *error_code(const fb_xfer *x)
 		return "too_large";
 	if (x->switched || x->too_many_1xx)
 		return "protocol";
-	if (x->rc == CURLE_OK) /* a framing error: headers cut off by the close, or conflicting lengths */
+	if (x->rc == CURLE_OK) /* a framing error: headers cut off by the close, or a bad length */
 		return x->head_done ? "protocol" : "recv";
 	/* Malformed answers libcurl reports as receive errors (messages stable since libcurl 7.x); the
 	 * cosocket transport gives the same codes for the same bytes. */
@@ -343,7 +349,7 @@ static const char *error_message(const fb_xfer *x, char *buf, size_t size)
 	else if (x->rc == CURLE_OK && !x->head_done)
 		return "the connection closed before the response headers ended";
 	else if (x->rc == CURLE_OK)
-		return "conflicting Content-Length headers in the response";
+		return "an invalid or conflicting Content-Length in the response";
 	else if (x->errbuf[0] != '\0')
 		return x->errbuf;
 	else

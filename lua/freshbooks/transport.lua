@@ -267,9 +267,24 @@ local function until_close(r, max_body)
   return body, false
 end
 
+-- Content-Length as the C core reads it, whatever the framing: digits only, every copy the same
+-- string -> its number, nil when absent, or false, code, message.
+local function content_length(headers)
+  local cl = headers["content-length"]
+  if not cl then return nil end
+  local values = list(cl)
+  for _, v in ipairs(values) do
+    if not v:match("^%d+$") then return false, "protocol", "invalid Content-Length value" end
+    if v ~= values[1] then return false, "protocol", "conflicting Content-Length headers in the response" end
+  end
+  return tonumber(values[1]) -- inexact past 2^53 only, and max_body is below that
+end
+
 -- The body by HTTP/1.1's rules -> body, reusable (the connection may serve another request), or
 -- nil, code, message.
 local function read_body(r, method, status, headers, max_body, budget)
+  local len, lcode, lmessage = content_length(headers)
+  if len == false then return nil, lcode, lmessage end
   if method == "HEAD" or status == 204 or status == 304 then return "", true end
   local te = headers["transfer-encoding"]
   if te then
@@ -304,16 +319,7 @@ local function read_body(r, method, status, headers, max_body, budget)
       if crlf ~= "\r\n" then return nil, "protocol", "malformed chunked encoding (no CRLF after a chunk)" end
     end
   end
-  local cl = headers["content-length"]
-  if cl then
-    local values, len = list(cl), nil
-    for _, v in ipairs(values) do
-      if not v:match("^%d+$") or #v > 15 then return nil, "protocol", "invalid Content-Length value" end
-      if len and tonumber(v) ~= len then
-        return nil, "protocol", "conflicting Content-Length headers in the response"
-      end
-      len = tonumber(v)
-    end
+  if len then
     if len > max_body then return too_large(max_body) end
     local body, err, partial = r.bytes(len)
     if not body then return nil, socket_code(err), "receive: " .. err, partial end

@@ -125,6 +125,20 @@ local cases = {
   end,
   length_bad = function(sock) sock:send(head("200 OK", { "Content-Length: abc" }) .. "abc") end,
   length_negative = function(sock) sock:send(head("200 OK", { "Content-Length: -1" }) .. "x") end,
+  -- Content-Length values libcurl alone would read leniently ("0x5" as 0, "5 5" as 5) or strictly.
+  length_hex = function(sock) sock:send(head("200 OK", { "Content-Length: 0x5" }) .. "hello") end,
+  length_two_numbers = function(sock) sock:send(head("200 OK", { "Content-Length: 5 5" }) .. "hello") end,
+  length_list = function(sock) sock:send(head("200 OK", { "Content-Length: 5, 5" }) .. "hello") end,
+  length_leading_zero = function(sock)
+    sock:send(head("200 OK", { "Content-Length: 5", "Content-Length: 05" }) .. "hello")
+  end,
+  length_20_digits = function(sock)
+    sock:send(head("200 OK", { "Content-Length: 99999999999999999999" }) .. "hello")
+  end,
+  chunked_lengths_conflict = function(sock)
+    sock:send(head("200 OK", { "Transfer-Encoding: chunked", "Content-Length: 5", "Content-Length: 6" }) ..
+      "2\r\nok\r\n0\r\n\r\n")
+  end,
   length_conflict = function(sock)
     sock:send(head("200 OK", { "Content-Length: 5", "Content-Length: 6" }) .. "hello!")
   end,
