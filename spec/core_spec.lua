@@ -448,13 +448,36 @@ describe("curl_global_init opt-out", function()
   end)
 end)
 
+describe("TLS key logging", function()
+  -- libcurl writes every TLS session's secrets to $SSLKEYLOGFILE, read once at curl_global_init: with
+  -- them and a capture of the traffic, anyone reads the tokens and the client secret.
+  it("writes no TLS secrets to $SSLKEYLOGFILE (single requests and batches)", function()
+    local log = os.tmpname()
+    os.remove(log)
+    local url = "https://localhost:" .. ts.tls_port .. "/echo"
+    local script = "local c = require('freshbooks.core').client{cainfo = '" .. ts.ca_file .. "'}; " ..
+      "local s = c:request{url = '" .. url .. "'}; " ..
+      "local b = c:batch({{url = '" .. url .. "'}, {url = '" .. url .. "', method = 'POST', body = 'x'}}); " ..
+      "io.write('status=', tostring(s), ',', tostring(b[1].status), ',', tostring(b[2].status)); c:close()"
+    local p = assert(io.popen("SSLKEYLOGFILE=" .. log .. " " .. H.lua .. " -e \"" .. script .. "\" 2>&1"))
+    local out = p:read("*a")
+    p:close()
+    local f = io.open(log, "rb")
+    local logged = f and f:read("*a") or ""
+    if f then f:close() end
+    os.remove(log)
+    assert.equal("status=200,200,200", out)
+    assert.equal("", logged)
+  end)
+end)
+
 describe("freshbooks.h embedding", function()
   it("uses the host's CURLSH and skips curl_global_init when the host asks", function()
     local pc = H.lua -- the pkg-config name and the build directory of this interpreter
     local dir = ts.dir
     local cc = "cc -std=c99 -D_POSIX_C_SOURCE=200809L -Wall -Wextra -Werror -Isrc -Ibuild/" .. pc .. "/gen" ..
-      " $(pkg-config --cflags " .. pc .. " libcurl libcrypto) spec/support/embed_host.c src/*.c" ..
-      " -o " .. dir .. "/embed_host $(pkg-config --libs " .. pc .. " libcurl libcrypto) -lm -ldl 2>&1"
+      " $(pkg-config --cflags " .. pc .. " libcurl libssl libcrypto) spec/support/embed_host.c src/*.c" ..
+      " -o " .. dir .. "/embed_host $(pkg-config --libs " .. pc .. " libcurl libssl libcrypto) -lm -ldl 2>&1"
     local p = assert(io.popen(cc))
     local out = p:read("*a")
     p:close()

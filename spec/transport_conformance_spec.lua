@@ -24,6 +24,10 @@ local CASES = {
   { name = "HTTP/1.0 delimited by close", url = "/h/http10_close", status = 200 },
   { name = "100 Continue, then the answer", url = "/h/continue_then_200", status = 200 },
   { name = "103 Early Hints, then the answer", url = "/h/early_hints", status = 200 },
+  { name = "16 informational answers, then the answer", url = "/h/sixteen_1xx", status = 200, answer = true },
+  { name = "17 informational answers", url = "/h/seventeen_1xx", code = "protocol" },
+  { name = "endless informational answers", url = "/h/endless_1xx", code = "protocol" },
+  { name = "150 KB of headers in a 103 and 150 KB in the answer", url = "/h/big_1xx_headers", code = "too_large" },
   { name = "101 nobody asked for", url = "/h/switching", code = "protocol" },
   { name = "status 2000", url = "/h/status_2000", code = "protocol" },
   { name = "status 20", url = "/h/status_short", code = "protocol" },
@@ -43,8 +47,17 @@ local CASES = {
   { name = "Content-Length: abc", url = "/h/length_bad", code = "protocol" },
   { name = "Content-Length: -1", url = "/h/length_negative", code = "protocol" },
   { name = "two Content-Length values", url = "/h/length_conflict", code = "protocol" },
+  { name = "Content-Length: 0x5", url = "/h/length_hex", code = "protocol" },
+  { name = "Content-Length: 5 5", url = "/h/length_two_numbers", code = "protocol" },
+  { name = "Content-Length: 5, 5", url = "/h/length_list", code = "protocol" },
+  { name = "Content-Length 5 and 05", url = "/h/length_leading_zero", code = "protocol" },
+  { name = "a Content-Length of 20 digits", url = "/h/length_20_digits", code = "too_large" },
+  { name = "chunked beside two Content-Lengths that differ", url = "/h/chunked_lengths_conflict", code = "protocol" },
   { name = "chunked beside a Content-Length", url = "/h/te_and_cl", status = 200, answer = true },
   { name = "chunk extensions and trailers", url = "/h/chunked_trailers", status = 200, answer = true },
+  { name = "trailers are not headers", url = "/h/trailer_header", status = 200, answer = true,
+    expect_headers = { ["content-type"] = "application/json", ["x-trailer"] = false } },
+  { name = "150 KB of headers and 150 KB of trailers", url = "/h/big_trailers", code = "too_large" },
   { name = "a chunk size that is not hex", url = "/h/bad_chunk_size", code = "protocol" },
   { name = "a chunk size of 21 hex digits", url = "/h/chunk_size_overflow", code = "protocol" },
   { name = "no CRLF after a chunk", url = "/h/chunk_no_crlf", code = "protocol" },
@@ -125,6 +138,9 @@ local function check(o, case)
   else
     assert.equal(case.status, o.status, what .. ": " .. text)
     if case.answer then assert.equal("ok:" .. conformance.marker(case), o.body, what) end
+    for name, value in pairs(case.expect_headers or {}) do
+      assert.equal(value or nil, o.headers[name], what .. ": header " .. name)
+    end
     if case.echo_user_agent then
       local echoed = cjson.decode(o.body).headers["user-agent"]
       assert.is_string(echoed, what .. ": one User-Agent expected, got " .. cjson.encode(echoed))

@@ -18,6 +18,9 @@
 /* Response headers, all lines together. Below libcurl's own 300 KB limit, so this check (too_large)
  * fires first and the cosocket transport can apply the very same number. */
 #define FB_MAX_HEADER_BYTES (256 * 1024)
+/* Informational (1xx) answers skipped before the final one; a 17th is a protocol error. Their header
+ * lines count towards FB_MAX_HEADER_BYTES with the final answer's (the cosocket transport: the same). */
+#define FB_MAX_1XX 16
 #define FB_DEFAULT_CONCURRENCY 8
 #define FB_MAX_CONCURRENCY 256
 
@@ -52,6 +55,9 @@ typedef struct {
 	int too_large, headers_too_large, oom;
 	int head_done;      /* the final response's header block ended (its empty line arrived) */
 	int switched;       /* a 101: the server changed protocols we never asked for */
+	int answers;        /* status lines so far (1xx and the final one): at most FB_MAX_1XX + 1 */
+	int too_many_1xx;
+	size_t head_bytes;  /* header bytes of every answer so far, 1xx included */
 	CURLcode rc;
 	long status;
 	char errbuf[CURL_ERROR_SIZE];

@@ -5,6 +5,7 @@
 #include <stdio.h>
 #include <string.h>
 #include <strings.h>
+#include <openssl/ssl.h>
 #include "http.h"
 
 /* ---- libcurl callbacks (pure C) ------------------------------------------------------------------ */
@@ -28,23 +29,48 @@ static size_t on_header(char *p, size_t size, size_t nmemb, void *ud)
 {
 	fb_xfer *x = (fb_xfer *)ud;
 	size_t n = size * nmemb;
+	/* Bounded over all answers, not per answer: libcurl alone would take endless 1xx (up to its own
+	 * 300 KB) and the cosocket transport must not be the only one to say no. */
+	if (n > FB_MAX_HEADER_BYTES - x->head_bytes) {
+		x->headers_too_large = 1;
+		return 0;
+	}
+	x->head_bytes += n;
 	if (n >= 5 && memcmp(p, "HTTP/", 5) == 0) {
+		if (++x->answers > FB_MAX_1XX + 1) {
+			x->too_many_1xx = 1;
+			return 0;
+		}
 		x->head.len = 0; /* a new response (after 1xx): keep only the final one's headers */
 		x->head_done = 0;
 		if (n >= 12 && memcmp(p + 8, " 101", 4) == 0)
 			x->switched = 1;
+	} else if (x->head_done) {
+		return n; /* a trailer (after the last chunk): not one of the answer's headers (as cosockets) */
 	} else if ((n == 2 && p[0] == '\r' && p[1] == '\n') || (n == 1 && p[0] == '\n')) {
 		x->head_done = 1; /* the end of a header block; for a 1xx another status line follows */
-	}
-	if (x->head.len + n > FB_MAX_HEADER_BYTES) {
-		x->headers_too_large = 1;
-		return 0;
 	}
 	if (fb_buf_add(&x->head, p, n)) {
 		x->oom = 1;
 		return 0;
 	}
 	return n;
+}
+
+/* libcurl's OpenSSL backend writes every TLS session's secrets to $SSLKEYLOGFILE (named once, at
+ * curl_global_init): with a capture of the traffic they reveal the tokens and the client secret. Its
+ * callback is taken off each new context, which libcurl hands here after installing it. */
+static CURLcode no_keylog(CURL *e, void *ssl_ctx, void *ud)
+{
+	(void)e, (void)ud;
+	SSL_CTX_set_keylog_callback((SSL_CTX *)ssl_ctx, NULL);
+	return CURLE_OK;
+}
+
+static int openssl_backend(void)
+{
+	const char *v = curl_version_info(CURLVERSION_NOW)->ssl_version;
+	return v != NULL && strncmp(v, "OpenSSL/", 8) == 0; /* the context is an SSL_CTX only there */
 }
 
 #define SET(opt, val)                                                                                  \
@@ -108,6 +134,8 @@ CURLcode fb_setup_client(CURL *e, const fb_client *c)
 		SET(CURLOPT_CAPATH, c->capath);
 	if (c->proxy != NULL)
 		SET(CURLOPT_PROXY, c->proxy);
+	if (openssl_backend())
+		SET(CURLOPT_SSL_CTX_FUNCTION, no_keylog);
 	SET(CURLOPT_SUPPRESS_CONNECT_HEADERS, 1L);
 	if (c->proxy != NULL) /* for the CONNECT to the proxy, which does not get the request's headers */
 		SET(CURLOPT_USERAGENT, c->user_agent);
@@ -167,8 +195,9 @@ void fb_forget_request(CURL *e)
 
 /* ---- results ------------------------------------------------------------------------------------- */
 
-/* Two Content-Length headers that disagree (RFC 9112 6.3: the message cannot be trusted). */
-static int conflicting_length(const fb_buf *head)
+/* A Content-Length that is not all digits (libcurl reads "0x5" as 0 and "5 5" as 5, leaving bytes on
+ * the connection), or two that disagree (RFC 9112 6.3: the message cannot be trusted). */
+static int bad_length(const fb_buf *head)
 {
 	const char *p = head->p, *end = head->p + head->len, *first = NULL;
 	size_t first_len = 0;
@@ -179,6 +208,11 @@ static int conflicting_length(const fb_buf *head)
 				;
 			while (le > v && (le[-1] == '\r' || le[-1] == ' ' || le[-1] == '\t'))
 				le--;
+			if (le == v)
+				return 1;
+			for (const char *d = v; d < le; d++)
+				if (!isdigit((unsigned char)*d))
+					return 1;
 			if (first == NULL) {
 				first = v;
 				first_len = (size_t)(le - v);
@@ -195,12 +229,13 @@ static int conflicting_length(const fb_buf *head)
  * by the end of the connection, and conflicting Content-Length headers (it uses the last). */
 static int framing_error(const fb_xfer *x)
 {
-	return x->rc == CURLE_OK && (!x->head_done || x->switched || conflicting_length(&x->head));
+	return x->rc == CURLE_OK && (!x->head_done || x->switched || bad_length(&x->head));
 }
 
 int fb_xfer_failed(const fb_xfer *x)
 {
-	return x->rc != CURLE_OK || x->too_large || x->headers_too_large || x->oom || framing_error(x);
+	return x->rc != CURLE_OK || x->too_large || x->headers_too_large || x->too_many_1xx || x->oom ||
+	       framing_error(x);
 }
 
 static int errbuf_says(const fb_xfer *x, const char *what)
@@ -212,9 +247,9 @@ static const char *error_code(const fb_xfer *x)
 {
 	if (x->too_large || x->headers_too_large)
 		return "too_large";
-	if (x->switched)
+	if (x->switched || x->too_many_1xx)
 		return "protocol";
-	if (x->rc == CURLE_OK) /* a framing error: headers cut off by the close, or conflicting lengths */
+	if (x->rc == CURLE_OK) /* a framing error: headers cut off by the close, or a bad length */
 		return x->head_done ? "protocol" : "recv";
 	/* Malformed answers libcurl reports as receive errors (messages stable since libcurl 7.x); the
 	 * cosocket transport gives the same codes for the same bytes. */
@@ -307,12 +342,14 @@ static const char *error_message(const fb_xfer *x, char *buf, size_t size)
 		return "interrupted by a signal";
 	else if (x->switched)
 		return "the server switched protocols (HTTP 101), which was not asked for";
+	else if (x->too_many_1xx)
+		return "too many 1xx responses";
 	else if (x->rc == CURLE_OUT_OF_MEMORY && x->head.len > 0)
 		return "a response header line is larger than libcurl accepts (100 KB)";
 	else if (x->rc == CURLE_OK && !x->head_done)
 		return "the connection closed before the response headers ended";
 	else if (x->rc == CURLE_OK)
-		return "conflicting Content-Length headers in the response";
+		return "an invalid or conflicting Content-Length in the response";
 	else if (x->errbuf[0] != '\0')
 		return x->errbuf;
 	else

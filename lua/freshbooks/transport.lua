@@ -70,7 +70,7 @@ end
 
 local DEFAULT_MAX_BODY = 64 * 1024 * 1024
 local MAX_HEADER_BYTES = 256 * 1024 -- the C core's FB_MAX_HEADER_BYTES
-local MAX_1XX = 16
+local MAX_1XX = 16 -- the C core's FB_MAX_1XX: informational answers skipped before the final one
 local READ_SIZE = 65536
 
 -- Options of core.client that have no meaning on cosockets: refused, never silently ignored.
@@ -232,10 +232,11 @@ local function too_large(max_body)
   return nil, "too_large", ("response body larger than max_body (%d bytes)"):format(max_body)
 end
 
--- The status line and headers of the final answer (1xx skipped) -> status, headers, version.
+-- The status line and headers of the final answer (1xx skipped) -> status, headers, version, and
+-- what is left of the header budget (the trailers' too, as in the C core).
 local function read_head(r)
   local budget = { left = MAX_HEADER_BYTES }
-  for _ = 1, MAX_1XX do
+  for _ = 1, MAX_1XX + 1 do
     local line, err = r.line(budget.left)
     if not line then
       if err == "too_large" then return nil, "too_large", "response headers larger than 256 KiB" end
@@ -251,7 +252,7 @@ local function read_head(r)
     local headers, herr, hmsg = read_headers(r, budget)
     if not headers then return nil, herr, hmsg end
     if code == 101 then return nil, "protocol", "the server switched protocols (HTTP 101), which was not asked for" end
-    if code >= 200 then return code, headers, minor end
+    if code >= 200 then return code, headers, minor, budget end
   end
   return nil, "protocol", "too many 1xx responses"
 end
@@ -266,9 +267,24 @@ local function until_close(r, max_body)
   return body, false
 end
 
+-- Content-Length as the C core reads it, whatever the framing: digits only, every copy the same
+-- string -> its number, nil when absent, or false, code, message.
+local function content_length(headers)
+  local cl = headers["content-length"]
+  if not cl then return nil end
+  local values = list(cl)
+  for _, v in ipairs(values) do
+    if not v:match("^%d+$") then return false, "protocol", "invalid Content-Length value" end
+    if v ~= values[1] then return false, "protocol", "conflicting Content-Length headers in the response" end
+  end
+  return tonumber(values[1]) -- inexact past 2^53 only, and max_body is below that
+end
+
 -- The body by HTTP/1.1's rules -> body, reusable (the connection may serve another request), or
 -- nil, code, message.
-local function read_body(r, method, status, headers, max_body)
+local function read_body(r, method, status, headers, max_body, budget)
+  local len, lcode, lmessage = content_length(headers)
+  if len == false then return nil, lcode, lmessage end
   if method == "HEAD" or status == 204 or status == 304 then return "", true end
   local te = headers["transfer-encoding"]
   if te then
@@ -286,7 +302,7 @@ local function read_body(r, method, status, headers, max_body)
       if #hex > 15 then return nil, "protocol", "too long hexadecimal chunk size" end
       local size = tonumber(hex, 16)
       if size == 0 then
-        local trailers, terr, tmsg = read_headers(r, { left = MAX_HEADER_BYTES })
+        local trailers, terr, tmsg = read_headers(r, budget)
         if not trailers then return nil, terr, tmsg end
         -- A Content-Length beside chunked framing is ignored, and such a connection is not reused.
         return table.concat(parts), headers["content-length"] == nil
@@ -303,16 +319,7 @@ local function read_body(r, method, status, headers, max_body)
       if crlf ~= "\r\n" then return nil, "protocol", "malformed chunked encoding (no CRLF after a chunk)" end
     end
   end
-  local cl = headers["content-length"]
-  if cl then
-    local values, len = list(cl), nil
-    for _, v in ipairs(values) do
-      if not v:match("^%d+$") or #v > 15 then return nil, "protocol", "invalid Content-Length value" end
-      if len and tonumber(v) ~= len then
-        return nil, "protocol", "conflicting Content-Length headers in the response"
-      end
-      len = tonumber(v)
-    end
+  if len then
     if len > max_body then return too_large(max_body) end
     local body, err, partial = r.bytes(len)
     if not body then return nil, socket_code(err), "receive: " .. err, partial end
@@ -382,11 +389,11 @@ function transport.cosocket(opts)
     sock:settimeouts(left, left, left)
     local r = reader(ngx, sock, deadline)
     local _, serr = sock:send(p.body and { p.head, p.body } or p.head)
-    local status, headers, minor
+    local status, headers, minor, budget
     if serr then
       status, headers, minor = nil, socket_code(serr, "send"), "send: " .. serr
     else
-      status, headers, minor = read_head(r)
+      status, headers, minor, budget = read_head(r)
     end
     if not status then -- (nil, code, message)
       sock:close()
@@ -395,7 +402,7 @@ function transport.cosocket(opts)
       end
       return fail(headers, minor)
     end
-    local body, reusable, message, partial = read_body(r, req.method or "GET", status, headers, cfg.max_body)
+    local body, reusable, message, partial = read_body(r, req.method or "GET", status, headers, cfg.max_body, budget)
     if not body then -- (nil, code, message, partial body)
       sock:close()
       return fail(reusable, message, status, req.keep_partial and partial or nil)

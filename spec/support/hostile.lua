@@ -51,6 +51,23 @@ local cases = {
       head("200 OK", { "Content-Length: " .. #body }) .. body)
     return "keep"
   end,
+  -- Informational answers: 16 are skipped, a 17th is refused; their headers count towards the same
+  -- 256 KiB as the final answer's (both transports: FB_MAX_1XX, FB_MAX_HEADER_BYTES).
+  sixteen_1xx = function(sock, m)
+    local body = "ok:" .. m
+    sock:send(string.rep("HTTP/1.1 100 Continue\r\n\r\n", 16) .. head("200 OK", { "Content-Length: " .. #body }) ..
+      body)
+    return "keep"
+  end,
+  seventeen_1xx = function(sock)
+    sock:send(string.rep("HTTP/1.1 100 Continue\r\n\r\n", 17) .. head("200 OK", { "Content-Length: 2" }) .. "ok")
+  end,
+  endless_1xx = function(sock) forever(sock, string.rep("HTTP/1.1 100 Continue\r\n\r\n", 1000), 1000) end,
+  big_1xx_headers = function(sock)
+    local lines = string.rep("X-Hint: " .. string.rep("h", 90) .. "\r\n", 1500) -- ~150 KB in each block
+    sock:send("HTTP/1.1 103 Early Hints\r\n" .. lines .. "\r\nHTTP/1.1 200 OK\r\n" .. lines ..
+      "Content-Length: 2\r\n\r\nok")
+  end,
   switching = function(sock)
     sock:send("HTTP/1.1 101 Switching Protocols\r\nUpgrade: h2c\r\nConnection: Upgrade\r\n\r\n")
   end,
@@ -108,6 +125,20 @@ local cases = {
   end,
   length_bad = function(sock) sock:send(head("200 OK", { "Content-Length: abc" }) .. "abc") end,
   length_negative = function(sock) sock:send(head("200 OK", { "Content-Length: -1" }) .. "x") end,
+  -- Content-Length values libcurl alone would read leniently ("0x5" as 0, "5 5" as 5) or strictly.
+  length_hex = function(sock) sock:send(head("200 OK", { "Content-Length: 0x5" }) .. "hello") end,
+  length_two_numbers = function(sock) sock:send(head("200 OK", { "Content-Length: 5 5" }) .. "hello") end,
+  length_list = function(sock) sock:send(head("200 OK", { "Content-Length: 5, 5" }) .. "hello") end,
+  length_leading_zero = function(sock)
+    sock:send(head("200 OK", { "Content-Length: 5", "Content-Length: 05" }) .. "hello")
+  end,
+  length_20_digits = function(sock)
+    sock:send(head("200 OK", { "Content-Length: 99999999999999999999" }) .. "hello")
+  end,
+  chunked_lengths_conflict = function(sock)
+    sock:send(head("200 OK", { "Transfer-Encoding: chunked", "Content-Length: 5", "Content-Length: 6" }) ..
+      "2\r\nok\r\n0\r\n\r\n")
+  end,
   length_conflict = function(sock)
     sock:send(head("200 OK", { "Content-Length: 5", "Content-Length: 6" }) .. "hello!")
   end,
@@ -121,6 +152,18 @@ local cases = {
     sock:send(head("200 OK", { "Transfer-Encoding: chunked" }) ..
       string.format("%x;ext=1\r\n%s\r\n0\r\nX-Trailer: t\r\n\r\n", #body, body))
     return "keep"
+  end,
+  -- Trailers are not headers: what follows the last chunk must not change the answer's headers, and
+  -- its lines count towards the same 256 KiB as the headers'.
+  trailer_header = function(sock, m)
+    local body = "ok:" .. m
+    sock:send(head("200 OK", { "Transfer-Encoding: chunked", "Content-Type: application/json" }) ..
+      string.format("%x\r\n%s\r\n0\r\nContent-Type: text/html\r\nX-Trailer: t\r\n\r\n", #body, body))
+    return "keep"
+  end,
+  big_trailers = function(sock)
+    local lines = string.rep("X-Big: " .. string.rep("b", 90) .. "\r\n", 1500) -- ~150 KB each
+    sock:send("HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n" .. lines .. "\r\n2\r\nok\r\n0\r\n" .. lines .. "\r\n")
   end,
   bad_chunk_size = function(sock)
     sock:send(head("200 OK", { "Transfer-Encoding: chunked" }) .. "zz\r\nhello\r\n0\r\n\r\n")
