@@ -63,6 +63,16 @@ describe("freshbooks.new", function()
     raises({ cliend_id = "typo" }, "unknown option 'cliend_id'")
     raises({ api_url = "api.freshbooks.com" }, "api_url must be an http(s) URL")
     raises({ auth_url = 7 }, "auth_url must be an http(s) URL")
+    -- plain http only to this machine: elsewhere the token would cross the network in clear
+    for _, u in ipairs{ "http://api.freshbooks.com", "http://localhost.evil.example", "http://127.0.0.1.evil.example",
+        "http://127.0.0.1@evil.example", "http://[::1]@evil.example/", "http://10.0.0.5:8080" } do
+      raises({ api_url = u }, "api_url must be https (plain http only to a loopback host)")
+      raises({ auth_url = u }, "auth_url must be https")
+    end
+    for _, u in ipairs{ "http://127.0.0.1:8080", "http://LOCALHOST", "http://[::1]:9/", "http://127.1.2.3",
+        "https://api.freshbooks.com" } do
+      assert.equal(u:gsub("/+$", ""), freshbooks.new(opts{ api_url = u }).api_url)
+    end
     raises({ timeout = "10" }, "timeout must be a number")
     raises({ leeway = -1 }, "leeway must be a number >= 0")
     raises({ save = "file" }, "save must be a function")

@@ -49,9 +49,21 @@ local function is_callable(f)
   return type(mt) == "table" and mt.__call ~= nil
 end
 
+-- Plain http only to this machine (the sandbox, a local proxy): elsewhere the bearer token and the
+-- client secret would cross the network in clear (and go to any http_proxy libcurl finds set).
+local function loopback(authority)
+  local host = authority:match("^%[([^%]]+)%]") or authority:match("^([^:]+)")
+  if not host or authority:find("@", 1, true) then return false end
+  host = host:lower()
+  return host == "localhost" or host == "::1" or host:match("^127%.%d+%.%d+%.%d+$") ~= nil
+end
 local function check_base_url(u, name)
   if type(u) ~= "string" or not u:match("^https?://[^/]+") then
     error("freshbooks.new: " .. name .. " must be an http(s) URL", 3)
+  end
+  local authority = u:match("^http://([^/?#]+)")
+  if authority and not loopback(authority) then
+    error("freshbooks.new: " .. name .. " must be https (plain http only to a loopback host)", 3)
   end
   return (u:gsub("/+$", ""))
 end
