@@ -383,6 +383,19 @@ describe("OAuth against the sandbox", function()
     sb:admin("DELETE", "/_sandbox/faults")
   end)
 
+  it("salvages from the parsed answer when it reads but lacks the access token (escapes, no raw match)", function()
+    local saved = {}
+    local fb = freshbooks.new(with{ tokens = { access_token = "A", refresh_token = "rt-old" },
+      save = function(new) saved[#saved + 1] = new return true end,
+      transport = canned(200, '{"refresh_token":"rt\\/n\\u0065w","token_type":"Bearer","expires_in":43200}') })
+    local ok, err = fb:refresh()
+    assert.is_nil(ok)
+    assert.equal("refresh_uncertain", err.code)
+    assert.equal(1, #saved)
+    assert.equal("rt/new", saved[1].refresh_token)
+    assert.equal("rt/new", err.tokens.refresh_token)
+  end)
+
   it("returns the exchanged tokens on save_failed and saves them before first use", function()
     local failing, saved = true, nil
     local fb = freshbooks.new(H.opts(sb, { save = function(new)

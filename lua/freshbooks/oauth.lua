@@ -207,7 +207,10 @@ function oauth.parse_token_response(res, clock)
     message = "the token endpoint answered HTTP " .. res.status .. " without a token response",
     -- A 2xx/5xx we cannot read may still have rotated the refresh token server-side; 4xx did not.
     ambiguous = (ok or res.status >= 500) or nil,
-    salvaged = ok and salvage(res.body, clock) or nil,
+    -- (a body that reads whole gives its refresh token as decoded, escapes and all; the raw scan is
+    -- for one cut short)
+    salvaged = ok and (data and type(data.refresh_token) == "string" and data.refresh_token ~= ""
+      and token_fields(data, clock) or salvage(res.body, clock)) or nil,
   }
 end
 
