@@ -60,6 +60,9 @@ describe("authorize_url", function()
     assert.has_error(function() fb:authorize_url{ scopes = { 1 } } end)
     assert.has_error(function() fb:authorize_url{ scopes = { "a b" } } end)
     assert.has_error(function() fb:authorize_url{ state = "" } end)
+    assert.has_error(function() fb:authorize_url{ redirect_uri = "https://evil.example/cb" } end,
+      "freshbooks: authorize_url: unknown option 'redirect_uri'")
+    assert.has_error(function() fb:authorize_url{ scopes = "user:profile:read\r\nX: y" } end)
   end)
 end)
 

@@ -45,6 +45,11 @@ end
 function oauth.authorize_url(cfg, opts)
   opts = opts or {}
   if type(opts) ~= "table" then error("freshbooks: authorize_url takes a table", 3) end
+  for k in pairs(opts) do -- a redirect_uri here would be silently the session's: say so
+    if k ~= "scopes" and k ~= "state" then
+      error("freshbooks: authorize_url: unknown option '" .. tostring(k) .. "'", 3)
+    end
+  end
   local scopes = opts.scopes or cfg.scopes
   if type(scopes) == "table" then
     for i, s in ipairs(scopes) do
@@ -53,7 +58,7 @@ function oauth.authorize_url(cfg, opts)
       end
     end
     scopes = table.concat(scopes, " ")
-  elseif scopes ~= nil and type(scopes) ~= "string" then
+  elseif scopes ~= nil and (type(scopes) ~= "string" or scopes:find("[%c]")) then
     error("freshbooks: authorize_url: scopes must be an array of strings or a space-separated string", 3)
   end
   local state = opts.state
