@@ -562,6 +562,10 @@ static int g_step(lua_State *G)
 		g->ran = RAN_ERROR;
 		return 0;
 	}
+	/* g->msg may still hold a call the script made and caught the failure of (arguments that are not
+	 * plain data stop the copy half-way): the results or the error message replace it, or the host
+	 * would read that half-written sequence as theirs, past the end of the buffer. */
+	g->msg.len = 0;
 	if (status == LUA_OK) {
 		luaL_checkstack(G, nres + 4, "freshbooks.guest: results");
 		lua_xmove(T, G, nres);
