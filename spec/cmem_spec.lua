@@ -38,3 +38,82 @@ describe("guest bridge buffers", function()
     assert.equal("boom", p.message)
   end)
 end)
+
+-- spec/support/oom_host.c: a Lua host whose allocator fails at the n-th allocation, for every n an
+-- operation makes; the operation must raise a string error (or return nil, err) and leave no file
+-- descriptor and no libcurl block behind.
+describe("memory errors at every allocation", function()
+  local dir, host
+  local PC = rawget(_G, "jit") and "luajit" or ("lua" .. _VERSION:match("%d+%.%d+"))
+  setup(function()
+    dir = os.tmpname()
+    os.remove(dir)
+    assert(os.execute("mkdir " .. dir))
+    host = dir .. "/oom_host"
+    local cmd = ("cc -std=c99 -O1 -o %s spec/support/oom_host.c $(pkg-config --cflags --libs %s libcurl) -lm -ldl 2>&1")
+      :format(host, PC)
+    local p = io.popen(cmd)
+    local out = p:read("*a")
+    p:close()
+    assert(io.open(host), "cannot build the oom host: " .. out)
+  end)
+  teardown(function() if dir then os.execute("rm -rf " .. dir) end end)
+
+  -- Runs the operations (Lua source of a table name -> function) under the sweep; -> report lines.
+  local function sweep(ops)
+    local script = dir .. "/sweep.lua"
+    local f = assert(io.open(script, "w"))
+    f:write("local core = require 'freshbooks.core'\nlocal dir = ", ("%q"):format(dir), "\nlocal OPS = ", ops, [[
+
+local names = {}
+for k in pairs(OPS) do names[#names + 1] = k end
+table.sort(names)
+for _, name in ipairs(names) do
+  local op = OPS[name]
+  op(); collectgarbage(); collectgarbage()
+  local fds, blocks = nfds(), curl_live()
+  local n, refused, bad = 0, true, nil
+  while refused and n < 5000 do
+    n = n + 1
+    oom(n)
+    local ok, e = pcall(op)
+    refused = oom_failed()
+    oom(0)
+    if not ok and type(e) ~= "string" then bad = bad or ("at " .. n .. ": a " .. type(e) .. " error") end
+    collectgarbage(); collectgarbage()
+  end
+  print(("%s points=%d fds=%d blocks=%d %s"):format(name, n, nfds() - fds, curl_live() - blocks, bad or "ok"))
+end
+]])
+    f:close()
+    local p = io.popen(host .. " " .. script .. " 2>&1; echo exit=$?")
+    local out = p:read("*a")
+    p:close()
+    assert.truthy(out:find("exit=0\n", 1, true), out)
+    return out
+  end
+
+  local function each_clean(out, n)
+    local lines = 0
+    for line in out:gmatch("[^\n]+") do
+      if not line:find("^exit=") then
+        lines = lines + 1
+        assert.truthy(line:find(" fds=0 blocks=0 ok$"), line)
+        assert.is_true(tonumber(line:match("points=(%d+)")) > 1, line)
+      end
+    end
+    assert.equal(n, lines, out)
+  end
+
+  it("read_file closes its file when the buffer cannot grow", function()
+    local f = assert(io.open(dir .. "/tok", "w"))
+    f:write(("x"):rep(20000))
+    f:close()
+    local out = sweep([[{
+      read = function() return core.read_file(dir .. "/tok") end,
+      write = function() return core.write_file_atomic(dir .. "/out", ("y"):rep(10000)) end,
+      lock = function() local l = core.lock_file(dir .. "/lk", 0); if l then l:unlock() end end,
+    }]])
+    each_clean(out, 3)
+  end)
+end)
