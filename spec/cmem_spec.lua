@@ -116,4 +116,39 @@ end
     }]])
     each_clean(out, 3)
   end)
+
+  it("http_request and the client free libcurl's memory and keep no socket", function()
+    local out = sweep([[{
+      http_request = function()
+        return core.http_request{ method = "POST", url = "http://h:81/p?q=1",
+          headers = { A = "b", T = core.secret("zz") }, body = { "a", core.secret("b") } }
+      end,
+      client = function()
+        core.client{ timeout = 5, user_agent = "x", proxy = "http://u:p@127.0.0.1:1" }:close()
+      end,
+      request = function()
+        local c = core.client{ timeout = 2, connect_timeout = 1, share = false }
+        local r = { c:request{ url = "http://127.0.0.1:1/x", headers = { X = "y" }, body = "b" } }
+        c:close()
+        return r
+      end,
+      batch = function()
+        local c = core.client{ timeout = 2, share = false }
+        local r = c:batch({ { url = "http://127.0.0.1:1/a" }, { url = "http://127.0.0.1:1/b" } }, { concurrency = 2 })
+        c:close()
+        return r
+      end,
+      stream = function()
+        local c = core.client{ timeout = 2, share = false }
+        local s = c:stream{ concurrency = 2 }
+        s:add{ url = "http://127.0.0.1:1/a" }
+        s:add{ url = "http://127.0.0.1:1/b" }
+        local r = { s:next() }
+        s:close()
+        c:close()
+        return r
+      end,
+    }]])
+    each_clean(out, 5)
+  end)
 end)
