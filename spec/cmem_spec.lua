@@ -39,6 +39,24 @@ describe("guest bridge buffers", function()
   end)
 end)
 
+describe("guest replies", function()
+  it("a reply's n must be an integer in 0..8: NaN, fractions and numbers past 2^31 raise", function()
+    for _, n in ipairs{ 0 / 0, 1.5, 2 ^ 32 + 1, 2 ^ 53 + 2, -1, 9, 1 / 0 } do
+      local g = assert(core.guest("local fb = ... return fb:me()", "=cmem", BUDGET))
+      assert.equal("call", (g:resume()))
+      local ok, err = pcall(g.resume, g, { n = n, "ok", {} })
+      assert.is_false(ok, tostring(n))
+      assert.matches("a reply holds 0 to 8 values", err, 1, true)
+      g:close()
+    end
+    local g = assert(core.guest("local fb = ... return fb:me()", "=cmem", BUDGET))
+    g:resume()
+    local kind, p = g:resume({ n = 2.0, "ok", { id = 7 } })
+    assert.equal("done", kind)
+    assert.equal(7, p[1].id)
+  end)
+end)
+
 -- spec/support/oom_host.c: a Lua host whose allocator fails at the n-th allocation, for every n an
 -- operation makes; the operation must raise a string error (or return nil, err) and leave no file
 -- descriptor and no libcurl block behind.
