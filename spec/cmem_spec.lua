@@ -57,6 +57,16 @@ describe("guest replies", function()
   end)
 end)
 
+describe("core.http_request's user agent", function()
+  it("raises on a NUL byte, as core.client does, instead of sending what came before it", function()
+    local ok, err = pcall(core.http_request, { url = "http://h/" }, "a\0\r\nX-Evil: 1")
+    assert.is_false(ok)
+    assert.matches("user_agent contains a control character", err, 1, true)
+    assert.has_error(function() core.client{ user_agent = "a\0b" } end)
+    assert.matches("User-Agent: a b\r\n", core.http_request({ url = "http://h/" }, "a b").head, 1, true)
+  end)
+end)
+
 -- spec/support/oom_host.c: a Lua host whose allocator fails at the n-th allocation, for every n an
 -- operation makes; the operation must raise a string error (or return nil, err) and leave no file
 -- descriptor and no libcurl block behind.

@@ -422,10 +422,11 @@ int fb_l_http_request(lua_State *L)
 	fb_xfers *xs;
 	fb_url_parts u;
 	const char *ua;
+	size_t ualen;
 	int rc;
 	lua_settop(L, 2);
-	ua = luaL_optstring(L, 2, "lua-freshbooks/" FB_VERSION);
-	if (bad_header_value(ua, strlen(ua)))
+	ua = luaL_optlstring(L, 2, "lua-freshbooks/" FB_VERSION, &ualen);
+	if (bad_header_value(ua, ualen)) /* its whole length: a NUL cut it short (and hid what followed) */
 		return luaL_error(L, "%s: user_agent contains a control character", fn);
 	lua_pushfstring(L, "User-Agent: %s", ua); /* 3: kept on the stack while collecting */
 	xs = fb_new_xfers(L, 1);              /* 4 */
