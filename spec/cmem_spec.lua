@@ -145,6 +145,33 @@ end
     each_clean(out, 3)
   end)
 
+  it("codecs, json_decode, secrets and guest states raise cleanly at every allocation", function()
+    local out = sweep([[{
+      json = function()
+        return core.json_decode('{"a":[' .. ('1.5,"x\\u00e9y",'):rep(300) .. '2],"b":{"c":null,"d":"'
+          .. ('\\n'):rep(3000) .. '"}}')
+      end,
+      query = function()
+        return core.query{ search = { ids = { 1, 2, 3 }, name = ("x y"):rep(500) }, include = { "a" }, page = 2 }
+      end,
+      form = function() return core.form{ a = ("z&"):rep(400), token = core.secret(("s"):rep(100)), b = 1.5 } end,
+      form_decode = function() return core.form_decode(("a=b%20c&"):rep(50)) end,
+      base64 = function() return core.unbase64(core.base64(("abc"):rep(1000))) end,
+      secret = function()
+        local s = core.secret(("q"):rep(1000))
+        return core.hmac_sha256(s, "m"), core.equals(s, "x"), core.hex(core.random_bytes(64)), tostring(s)
+      end,
+      guest = function()
+        local g = core.guest("local fb = ... local x = fb:me() return 1, 'two', { three = x }", "=g",
+          { memory = 8e6, instructions = 1e8, time = 30, patterns = 1e6, output = 1e6 })
+        local kind = g:resume()
+        if kind == "call" then g:resume{ n = 2, "ok", { id = 1, name = ("n"):rep(100) } } end
+        g:close()
+      end,
+    }]])
+    each_clean(out, 7)
+  end)
+
   it("http_request and the client free libcurl's memory and keep no socket", function()
     local out = sweep([[{
       http_request = function()
