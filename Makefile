@@ -27,7 +27,7 @@ HDR      := $(wildcard src/*.h)
 GUEST_LUA := src/guest_env.lua src/guest_patterns.lua
 CORE     := $(BUILD)/freshbooks/core.so
 
-.PHONY: all deps check test lint valgrind demo sandbox crosscheck clean rock rock-install rockspec docs
+.PHONY: all deps check test lint valgrind asan demo sandbox crosscheck clean rock rock-install rockspec docs
 all: $(CORE)
 
 $(CORE): $(SRC) $(HDR) $(BUILD)/gen/guest_lua.h Makefile
@@ -61,6 +61,18 @@ check: deps
 	./spec/run
 
 test: check
+
+# `make asan [LUA=luajit] [SPECS="spec/x_spec.lua ..."]`: the core built with ASan and UBSan into
+# build/asan-$(LUA) (the interpreter is not instrumented: the runtime is preloaded), then the C-core
+# specs against it. Not part of `make check` (the guest specs take minutes under ASan).
+ASAN_FLAGS := -O1 -g -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined
+ASAN_SPECS ?= spec/core_spec.lua spec/codec_spec.lua spec/json_spec.lua spec/cmem_spec.lua spec/guest_patterns_spec.lua
+asan:
+	$(MAKE) LUA=$(LUA) BUILD=build/asan-$(LUA) CFLAGS="$(ASAN_FLAGS)"
+	LUA_PATH="lua/?.lua;lua/?/init.lua;spec/?.lua;;" LUA_CPATH="build/asan-$(LUA)/?.so;;" \
+	  LD_PRELOAD="$$($(CC) -print-file-name=libasan.so) $$($(CC) -print-file-name=libubsan.so)" \
+	  ASAN_OPTIONS=detect_leaks=0 UBSAN_OPTIONS=print_stacktrace=1 \
+	  $(LUA) /usr/bin/busted --ignore-lua -o TAP $(or $(SPECS),$(ASAN_SPECS))
 
 lint:
 	luacheck -q lua src spec examples bench sandbox docs bin/freshbooks .busted

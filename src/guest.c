@@ -22,6 +22,7 @@
  * Every operation on the guest state that may allocate (and so raise) runs inside a protected call on
  * that state; nothing raised in one state ever unwinds through the other. */
 #define _GNU_SOURCE /* memmem */
+#include <math.h>
 #include <pthread.h>
 #include <stdint.h>
 #include <stdlib.h>
@@ -562,6 +563,10 @@ static int g_step(lua_State *G)
 		g->ran = RAN_ERROR;
 		return 0;
 	}
+	/* g->msg may still hold a call the script made and caught the failure of (arguments that are not
+	 * plain data stop the copy half-way): the results or the error message replace it, or the host
+	 * would read that half-written sequence as theirs, past the end of the buffer. */
+	g->msg.len = 0;
 	if (status == LUA_OK) {
 		luaL_checkstack(G, nres + 4, "freshbooks.guest: results");
 		lua_xmove(T, G, nres);
@@ -798,9 +803,17 @@ static void put_reply(lua_State *L, fb_guest *g, int idx)
 	if (!lua_isnil(L, idx)) {
 		luaL_checktype(L, idx, LUA_TTABLE);
 		lua_getfield(L, idx, "n");
-		n = lua_type(L, -1) == LUA_TNUMBER ? (int)lua_tointeger(L, -1) : (int)lua_rawlen(L, idx);
+		if (lua_type(L, -1) == LUA_TNUMBER) {
+			/* checked as a number: lua_tointeger made NaN and 1.5 zero and 2^32 + 1 one (UB on 5.1) */
+			lua_Number v = lua_tonumber(L, -1);
+			if (!(v >= 0 && v <= 8) || v != floor(v))
+				luaL_error(L, "freshbooks.guest: a reply holds 0 to 8 values");
+			n = (int)v;
+		} else {
+			n = lua_rawlen(L, idx) > 8 ? 9 : (int)lua_rawlen(L, idx);
+		}
 		lua_pop(L, 1);
-		if (n < 0 || n > 8)
+		if (n > 8)
 			luaL_error(L, "freshbooks.guest: a reply holds 0 to 8 values");
 	}
 	luaL_checkstack(L, n + 8, "freshbooks.guest");

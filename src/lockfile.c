@@ -157,8 +157,15 @@ static int read_file(lua_State *L)
 	struct stat st;
 	luaL_Buffer b;
 	size_t total = 0;
+	fb_lock *guard;
 	int fd;
 	luaL_argcheck(L, max >= 1 && max <= 64 * 1024 * 1024, 2, "max_bytes must be in 1..64 MiB");
+	/* The descriptor is held by a userdata whose __gc closes it (a lock's): the buffer below may
+	 * raise a memory error while the file is open, which leaked the descriptor. */
+	guard = (fb_lock *)lua_newuserdata(L, sizeof *guard);
+	guard->fd = -1;
+	luaL_getmetatable(L, LOCK_MT);
+	lua_setmetatable(L, -2);
 	do
 		fd = open(path, O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC | O_NOCTTY);
 	while (fd == -1 && errno == EINTR);
@@ -169,22 +176,23 @@ static int read_file(lua_State *L)
 			return push_error(L, "store_insecure", "the token file is a symbolic link:", path, 0);
 		return push_error(L, "load_failed", "cannot open", path, errno);
 	}
+	guard->fd = fd;
 	if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
-		close(fd);
+		close(fd), guard->fd = -1;
 		return push_error(L, "store_insecure", "the token file is not a regular file:", path, 0);
 	}
 	if (st.st_uid != geteuid()) {
-		close(fd);
+		close(fd), guard->fd = -1;
 		return push_error(L, "store_insecure", "the token file belongs to another user:", path, 0);
 	}
 	if ((st.st_mode & 077) != 0 && fchmod(fd, 0600) != 0) {
 		int err = errno;
-		close(fd);
+		close(fd), guard->fd = -1;
 		return push_error(L, "store_insecure", "the token file is readable by others and cannot be made 0600:",
 				  path, err);
 	}
 	if ((lua_Number)st.st_size > max) {
-		close(fd);
+		close(fd), guard->fd = -1;
 		return push_error(L, "store_corrupt", "the token file is too large to be a token record:", path, 0);
 	}
 	luaL_buffinit(L, &b);
@@ -195,7 +203,7 @@ static int read_file(lua_State *L)
 			continue;
 		if (n < 0) {
 			int err = errno;
-			close(fd);
+			close(fd), guard->fd = -1;
 			return push_error(L, "load_failed", "cannot read", path, err);
 		}
 		if (n == 0)
@@ -203,11 +211,11 @@ static int read_file(lua_State *L)
 		luaL_addsize(&b, (size_t)n);
 		total += (size_t)n;
 		if ((lua_Number)total > max) { /* it grew while we read */
-			close(fd);
+			close(fd), guard->fd = -1;
 			return push_error(L, "store_corrupt", "the token file is too large to be a token record:", path, 0);
 		}
 	}
-	close(fd);
+	close(fd), guard->fd = -1;
 	luaL_pushresult(&b);
 	return 1;
 }

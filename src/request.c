@@ -350,58 +350,45 @@ void fb_collect_request(lua_State *L, int idx, fb_xfer *x, const char *who, cons
 
 /* ---- core.http_request: the same policy, rendered as bytes --------------------------------------- */
 
-int fb_l_http_request(lua_State *L)
-{
-	static const char *fn = "freshbooks.core.http_request";
-	fb_xfers *xs;
+/* libcurl's strings for the URL's parts, freed by fb_l_http_request whatever render_head does. */
+typedef struct {
 	fb_xfer *x;
+	char *scheme, *host, *path, *query, *port;
+} fb_url_parts;
+
+/* Builds {scheme, host, port, head, body}, in a protected call: a memory error raised while libcurl's
+ * strings are held leaked them. */
+static int render_head(lua_State *L)
+{
+	fb_url_parts *u = (fb_url_parts *)lua_touserdata(L, 1);
+	fb_xfer *x = u->x;
 	luaL_Buffer b;
 	struct curl_slist *h;
-	char *scheme = NULL, *host = NULL, *path = NULL, *query = NULL, *port = NULL;
-	int out, https, default_port;
-	const char *ua;
-	lua_settop(L, 2);
-	ua = luaL_optstring(L, 2, "lua-freshbooks/" FB_VERSION);
-	if (bad_header_value(ua, strlen(ua)))
-		return luaL_error(L, "%s: user_agent contains a control character", fn);
-	lua_pushfstring(L, "User-Agent: %s", ua); /* 3: kept on the stack while collecting */
-	xs = fb_new_xfers(L, 1);              /* 4 */
-	x = &xs->x[0];
-	fb_collect_request(L, 1, x, fn, lua_tostring(L, 3));
-
+	int out, https = strcmp(u->scheme, "https") == 0, default_port = u->port == NULL;
 	lua_createtable(L, 0, 6);
 	out = lua_gettop(L);
-	if (curl_url_get(x->curlu, CURLUPART_SCHEME, &scheme, 0) != CURLUE_OK ||
-	    curl_url_get(x->curlu, CURLUPART_HOST, &host, 0) != CURLUE_OK ||
-	    curl_url_get(x->curlu, CURLUPART_PATH, &path, 0) != CURLUE_OK) {
-		curl_free(scheme), curl_free(host), curl_free(path);
-		return luaL_error(L, "%s: malformed url", fn);
-	}
-	https = strcmp(scheme, "https") == 0;
-	default_port = curl_url_get(x->curlu, CURLUPART_PORT, &port, 0) != CURLUE_OK;
-	lua_pushstring(L, scheme);
+	lua_pushstring(L, u->scheme);
 	lua_setfield(L, out, "scheme");
-	lua_pushstring(L, host);
+	lua_pushstring(L, u->host);
 	lua_setfield(L, out, "host");
-	lua_pushinteger(L, default_port ? (https ? 443 : 80) : atoi(port));
+	lua_pushinteger(L, default_port ? (https ? 443 : 80) : atoi(u->port));
 	lua_setfield(L, out, "port");
 
 	luaL_buffinit(L, &b);
 	luaL_addstring(&b, x->method);
 	luaL_addchar(&b, ' ');
-	luaL_addstring(&b, path);
-	if (curl_url_get(x->curlu, CURLUPART_QUERY, &query, 0) == CURLUE_OK && query != NULL) {
+	luaL_addstring(&b, u->path);
+	if (u->query != NULL) {
 		luaL_addchar(&b, '?');
-		luaL_addstring(&b, query);
+		luaL_addstring(&b, u->query);
 	}
 	luaL_addstring(&b, " HTTP/1.1\r\nHost: ");
-	luaL_addstring(&b, host);
+	luaL_addstring(&b, u->host);
 	if (!default_port) {
 		luaL_addchar(&b, ':');
-		luaL_addstring(&b, port);
+		luaL_addstring(&b, u->port);
 	}
 	luaL_addstring(&b, "\r\n");
-	curl_free(scheme), curl_free(host), curl_free(path), curl_free(query), curl_free(port);
 	for (h = x->headers; h != NULL; h = h->next) {
 		size_t n = strlen(h->data);
 		if (strcmp(h->data, "Expect:") == 0) /* libcurl's directive, not a header */
@@ -426,6 +413,42 @@ int fb_l_http_request(lua_State *L)
 		lua_pushlstring(L, x->body.p != NULL ? x->body.p : "", x->body.len);
 		lua_setfield(L, out, "body");
 	}
-	fb_xfer_free(x);
+	return 1;
+}
+
+int fb_l_http_request(lua_State *L)
+{
+	static const char *fn = "freshbooks.core.http_request";
+	fb_xfers *xs;
+	fb_url_parts u;
+	const char *ua;
+	size_t ualen;
+	int rc;
+	lua_settop(L, 2);
+	ua = luaL_optlstring(L, 2, "lua-freshbooks/" FB_VERSION, &ualen);
+	if (bad_header_value(ua, ualen)) /* its whole length: a NUL cut it short (and hid what followed) */
+		return luaL_error(L, "%s: user_agent contains a control character", fn);
+	lua_pushfstring(L, "User-Agent: %s", ua); /* 3: kept on the stack while collecting */
+	xs = fb_new_xfers(L, 1);              /* 4 */
+	memset(&u, 0, sizeof u);
+	u.x = &xs->x[0];
+	fb_collect_request(L, 1, u.x, fn, lua_tostring(L, 3));
+	lua_pushcfunction(L, render_head); /* before libcurl's strings: may allocate (Lua 5.1) */
+	if (curl_url_get(u.x->curlu, CURLUPART_SCHEME, &u.scheme, 0) != CURLUE_OK ||
+	    curl_url_get(u.x->curlu, CURLUPART_HOST, &u.host, 0) != CURLUE_OK ||
+	    curl_url_get(u.x->curlu, CURLUPART_PATH, &u.path, 0) != CURLUE_OK) {
+		curl_free(u.scheme), curl_free(u.host), curl_free(u.path);
+		return luaL_error(L, "%s: malformed url", fn);
+	}
+	if (curl_url_get(u.x->curlu, CURLUPART_PORT, &u.port, 0) != CURLUE_OK)
+		u.port = NULL; /* the scheme's default */
+	if (curl_url_get(u.x->curlu, CURLUPART_QUERY, &u.query, 0) != CURLUE_OK)
+		u.query = NULL;
+	lua_pushlightuserdata(L, &u);
+	rc = lua_pcall(L, 1, 1, 0);
+	curl_free(u.scheme), curl_free(u.host), curl_free(u.path), curl_free(u.query), curl_free(u.port);
+	if (rc != 0)
+		return lua_error(L);
+	fb_xfer_free(u.x);
 	return 1;
 }
