@@ -115,7 +115,9 @@ static int string(dec *d)
 			unsigned long cp;
 			TRY(h);
 			cp = (unsigned long)h;
-			/* a surrogate pair is one code point; a lone surrogate is kept as lua-cjson keeps it */
+			/* a surrogate pair is one code point; a lone surrogate is U+FFFD (lua-cjson refuses the
+			 * whole document, which would lose a page for one bad character; kept as is, it would be
+			 * invalid UTF-8 in every CSV cell and terminal it reaches) */
 			if (cp >= 0xD800 && cp <= 0xDBFF && d->end - d->p >= 6 && d->p[0] == '\\' && d->p[1] == 'u') {
 				const char *save = d->p;
 				int lo;
@@ -127,6 +129,8 @@ static int string(dec *d)
 				else
 					d->p = save;
 			}
+			if (cp >= 0xD800 && cp <= 0xDFFF)
+				cp = 0xFFFD;
 			add_utf8(&b, cp);
 			break;
 		}
