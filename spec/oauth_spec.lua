@@ -351,7 +351,9 @@ describe("OAuth against the sandbox", function()
   end)
 
   it("reads a 429 from the token endpoint as rate_limited with retry_after, the token untouched", function()
-    local store = freshbooks.store.file(H.tmpdir() .. "/t.json")
+    local dir = H.tmpdir()
+    finally(function() H.rmdir(dir) end)
+    local store = freshbooks.store.file(dir .. "/t.json")
     assert(store.save(sb:token{}))
     local before = store.load().refresh_token
     local fb = freshbooks.new(H.opts(sb, { store = store, retry = false }))
