@@ -375,13 +375,5 @@ void fb_open_stream(lua_State *L)
 		{"close", stream_close},
 		{NULL, NULL},
 	};
-	luaL_newmetatable(L, FB_STREAM_MT);
-	lua_pushcfunction(L, stream_close);
-	lua_setfield(L, -2, "__gc");
-	lua_pushcfunction(L, stream_close);
-	lua_setfield(L, -2, "__close");
-	lua_newtable(L);
-	luaL_setfuncs(L, methods, 0);
-	lua_setfield(L, -2, "__index");
-	lua_pop(L, 1);
+	fb_new_class(L, FB_STREAM_MT, methods, stream_close, NULL);
 }

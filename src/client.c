@@ -183,12 +183,6 @@ static int l_client(lua_State *L)
 
 void fb_open_http(lua_State *L)
 {
-	static const luaL_Reg meta[] = {
-		{"__gc", client_close},
-		{"__close", client_close},
-		{"__tostring", client_tostring},
-		{NULL, NULL},
-	};
 	static const luaL_Reg methods[] = {
 		{"request", fb_client_request},
 		{"batch", fb_client_batch},
@@ -196,18 +190,9 @@ void fb_open_http(lua_State *L)
 		{"close", client_close},
 		{NULL, NULL},
 	};
-	luaL_newmetatable(L, FB_CLIENT_MT);
-	luaL_setfuncs(L, meta, 0);
-	lua_newtable(L);
-	luaL_setfuncs(L, methods, 0);
-	lua_setfield(L, -2, "__index");
-	lua_pop(L, 1);
-
+	fb_new_class(L, FB_CLIENT_MT, methods, client_close, client_tostring);
 	fb_open_stream(L);
-	luaL_newmetatable(L, FB_XFERS_MT);
-	lua_pushcfunction(L, fb_xfers_gc);
-	lua_setfield(L, -2, "__gc");
-	lua_pop(L, 1);
+	fb_new_class(L, FB_XFERS_MT, NULL, fb_xfers_gc, NULL);
 
 	lua_pushcfunction(L, l_client);
 	lua_setfield(L, -2, "client");

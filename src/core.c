@@ -45,6 +45,31 @@ int fb_fail(lua_State *L, const char *code, const char *fmt, ...)
 	return 2;
 }
 
+/* A userdata class: `methods` as __index, `close` (idempotent) as __gc and __close, `tostring` as
+ * __tostring (either may be NULL); the metatable is registered under `name` once. */
+void fb_new_class(lua_State *L, const char *name, const luaL_Reg *methods, lua_CFunction close,
+		  lua_CFunction tostring)
+{
+	if (luaL_newmetatable(L, name)) {
+		if (methods != NULL) {
+			lua_newtable(L);
+			luaL_setfuncs(L, methods, 0);
+			lua_setfield(L, -2, "__index");
+		}
+		if (close != NULL) {
+			lua_pushcfunction(L, close);
+			lua_setfield(L, -2, "__gc");
+			lua_pushcfunction(L, close);
+			lua_setfield(L, -2, "__close");
+		}
+		if (tostring != NULL) {
+			lua_pushcfunction(L, tostring);
+			lua_setfield(L, -2, "__tostring");
+		}
+	}
+	lua_pop(L, 1);
+}
+
 int luaopen_freshbooks_core(lua_State *L)
 {
 	int rc = fb_curl_global_init();

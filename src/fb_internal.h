@@ -35,6 +35,9 @@ double fb_now(void);
  * fb_fail(L, code, fmt, ...)` returns `nil, {code, message}` from a C function. */
 void fb_push_error(lua_State *L, const char *code, const char *message, size_t len);
 int fb_fail(lua_State *L, const char *code, const char *fmt, ...);
+/* core.c: registers a userdata class (methods as __index, close as __gc/__close, __tostring). */
+void fb_new_class(lua_State *L, const char *name, const luaL_Reg *methods, lua_CFunction close,
+		  lua_CFunction tostring);
 
 /* The bytes of a string or of a secret at idx (NULL if it is neither). The pointer lives as long as
  * the value stays reachable from Lua. */

@@ -969,18 +969,7 @@ void fb_open_guest(lua_State *L)
 		{"close", l_close},
 		{NULL, NULL},
 	};
-	if (luaL_newmetatable(L, GUEST_MT)) {
-		lua_newtable(L);
-		luaL_setfuncs(L, methods, 0);
-		lua_setfield(L, -2, "__index");
-		lua_pushcfunction(L, l_close);
-		lua_setfield(L, -2, "__gc");
-		lua_pushcfunction(L, l_close);
-		lua_setfield(L, -2, "__close");
-		lua_pushcfunction(L, l_tostring);
-		lua_setfield(L, -2, "__tostring");
-	}
-	lua_pop(L, 1);
+	fb_new_class(L, GUEST_MT, methods, l_close, l_tostring);
 	lua_pushcfunction(L, l_guest);
 	lua_setfield(L, -2, "guest");
 }

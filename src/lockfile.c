@@ -372,17 +372,6 @@ void fb_open_lockfile(lua_State *L)
 		{NULL, NULL},
 	};
 
-	if (luaL_newmetatable(L, LOCK_MT)) {
-		lua_newtable(L);
-		luaL_setfuncs(L, lock_methods, 0);
-		lua_setfield(L, -2, "__index");
-		lua_pushcfunction(L, lock_unlock);
-		lua_setfield(L, -2, "__gc");
-		lua_pushcfunction(L, lock_unlock);
-		lua_setfield(L, -2, "__close");
-		lua_pushcfunction(L, lock_tostring);
-		lua_setfield(L, -2, "__tostring");
-	}
-	lua_pop(L, 1);
+	fb_new_class(L, LOCK_MT, lock_methods, lock_unlock, lock_tostring);
 	luaL_setfuncs(L, funcs, 0);
 }
