@@ -534,11 +534,12 @@ local function refresh(self, seen)
     -- A flight whose coroutine is gone, or that outlived the longest a refresh takes, never ends:
     -- this caller takes over with a flight of its own, as a later call does after refresh_uncertain.
     local started = core.now()
-    local give_up, collected = started + 2 * self.timeout + 60, false
+    local give_up = started + 2 * self.timeout + 60
     while not f.done do
-      if not collected and core.now() > started + 1 then -- find a dropped one now, not at the collector's leisure
+      -- find a dropped one now, not at the collector's leisure: once per flight, however many wait
+      if not f.collected and core.now() > started + 1 then
+        f.collected = true
         collectgarbage()
-        collected = true
       end
       if f.co[1] == nil or core.now() > give_up then
         if p.flight == f then p.flight = nil end
