@@ -78,8 +78,11 @@ function H.run(cmd)
   return r == true or r == 0
 end
 
+-- spec/run tags its run's directories (FB_SPEC_TAG) so that its leftover check sees only its own,
+-- whatever other runs on the machine are doing.
 function H.tmpdir()
-  local p = io.popen("mktemp -d /tmp/fb-spec.XXXXXX")
+  local tag = (os.getenv("FB_SPEC_TAG") or ""):gsub("[^%w]", "")
+  local p = io.popen("mktemp -d /tmp/fb-spec." .. tag .. "XXXXXX")
   local dir = p:read("*l")
   p:close()
   return dir
