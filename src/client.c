@@ -200,4 +200,29 @@ void fb_open_http(lua_State *L)
 	lua_setfield(L, -2, "http_request");
 	lua_pushstring(L, curl_version());
 	lua_setfield(L, -2, "curl_version");
+
+	/* The numbers both transports apply, so the cosocket transport reads them instead of copying. */
+	lua_createtable(L, 0, 7);
+	lua_pushnumber(L, FB_DEFAULT_CONNECT_MS / 1000.0);
+	lua_setfield(L, -2, "connect_timeout");
+	lua_pushnumber(L, FB_DEFAULT_TIMEOUT_MS / 1000.0);
+	lua_setfield(L, -2, "timeout");
+	lua_pushinteger(L, (lua_Integer)FB_DEFAULT_MAX_BODY);
+	lua_setfield(L, -2, "max_body");
+	lua_pushinteger(L, FB_MAX_HEADER_BYTES);
+	lua_setfield(L, -2, "max_header_bytes");
+	lua_pushinteger(L, FB_MAX_1XX);
+	lua_setfield(L, -2, "max_1xx");
+	lua_pushinteger(L, FB_DEFAULT_CONCURRENCY);
+	lua_setfield(L, -2, "concurrency");
+	lua_pushinteger(L, FB_MAX_CONCURRENCY);
+	lua_setfield(L, -2, "max_concurrency");
+	lua_setfield(L, -2, "limits");
+
+	lua_newtable(L);
+	for (const char *const *m = fb_idempotent_methods; *m != NULL; m++) {
+		lua_pushboolean(L, 1);
+		lua_setfield(L, -2, *m);
+	}
+	lua_setfield(L, -2, "idempotent");
 }

@@ -24,6 +24,12 @@
 #define FB_DEFAULT_CONCURRENCY 8
 #define FB_MAX_CONCURRENCY 256
 
+/* The methods that may be sent twice (RFC 9110 §9.2.2, less TRACE): any other, and any request that
+ * says idempotent = false, goes on a fresh connection and is never retried after it may have left.
+ * NULL-terminated; exported as core.idempotent, so retries and the cosocket transport read this list. */
+extern const char *const fb_idempotent_methods[];
+int fb_method_idempotent(const char *method);
+
 typedef struct {
 	CURL *easy; /* NULL once closed */
 	CURLSH *share;
