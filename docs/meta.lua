@@ -683,11 +683,44 @@ function guest.run(fb, source, chunkname, opts) end
 ---A transport: function(req) -> res | nil, err; a table with __call may add stream and batch.
 ---@alias freshbooks.Transport fun(req:table):table|nil,freshbooks.Error?
 
----A stream of requests (fb:stream, transport.stream).
+---A stream of requests (fb:stream; a transport's stream has the same methods).
 ---@class freshbooks.Stream
----@field add fun(req:table):integer queues a request (a bad one raises)
----@field next fun():integer|nil,table|nil,freshbooks.Error? the next one done: id, res, err
----@field close fun() drops what is left
+local Stream = {}
+
+---Queues a request; it starts when a place is free. A bad request raises.
+---@param req freshbooks.Request
+---@return integer id
+function Stream:add(req) end
+
+---The next request done, in completion order: id, res | id, nil, err; nil once none is left.
+---@return integer|nil id
+---@return freshbooks.Response|nil res
+---@return freshbooks.Error? err
+function Stream:next() end
+
+---Drops what is left (requests in flight are abandoned). Idempotent.
+function Stream:close() end
+
+---Where the library runs (`require "freshbooks.env"`), asked when it matters: a session made in
+---init_by_lua serves request handlers later.
+---@class freshbooks.env
+local env = {}
+
+---ngx when running inside nginx, in any phase (those that cannot yield too), else nil.
+---@return table|nil
+function env.nginx() end
+
+---ngx in an OpenResty phase where cosockets and ngx.sleep work, else nil.
+---@return table|nil
+function env.yielding() end
+
+---Sleeps on nginx's event loop where the phase may yield, else the thread sleeps (core.sleep).
+---@param seconds number
+function env.sleep(seconds) end
+
+---Seconds for intervals: nginx's clock (updated) where the phase may yield, else core.now().
+---@return number
+function env.now() end
 
 ---One HTTP policy for both transports (`freshbooks.transport`).
 ---@class freshbooks.transport
@@ -717,14 +750,6 @@ function transport.cosocket(opts) end
 ---@param opts? table
 ---@return freshbooks.Transport
 function transport.default(opts) end
-
----ngx when running in an OpenResty phase where cosockets work, else nil.
----@return table|nil
-function transport.openresty() end
-
----ngx when running inside nginx, in any phase (those that cannot yield too), else nil.
----@return table|nil
-function transport.in_nginx() end
 
 ---A stream on any transport (its own, or one request at a time).
 ---@param t freshbooks.Transport

@@ -38,12 +38,14 @@ describe("docs/meta.lua", function()
     output = 1e6 }))
   local conns = freshbooks.connections{ app = { client_id = "id", client_secret = "s",
     redirect_uri = "https://example.com/cb" }, store = function() return { load = function() end } end }
-  teardown(function() client:close() g:close() end)
+  local stream = assert(fb:stream())
+  teardown(function() client:close() g:close() stream:close() end)
 
   -- The objects behind each class: every public function of each must be documented.
   local real = {
     ["freshbooks"] = { t = freshbooks },
-    ["freshbooks.Session"] = { t = getmetatable(fb).__index },
+    ["freshbooks.Session"] = { t = require("freshbooks.session").methods },
+    ["freshbooks.Stream"] = { t = getmetatable(stream).__index },
     ["freshbooks.Connections"] = { t = getmetatable(conns).__index },
     ["freshbooks.Resource"] = { t = getmetatable(acct.invoices).__index },
     ["freshbooks.PaymentOptions"] = { t = getmetatable(acct.invoice_payment_options).__index },
@@ -55,6 +57,7 @@ describe("docs/meta.lua", function()
     ["freshbooks.webhook"] = { t = require "freshbooks.webhook" },
     ["freshbooks.guest"] = { t = require "freshbooks.guest" },
     ["freshbooks.transport"] = { t = require "freshbooks.transport" },
+    ["freshbooks.env"] = { t = require "freshbooks.env" },
     ["freshbooks.retry"] = { t = require "freshbooks.retry" },
     ["freshbooks.report"] = { t = require "freshbooks.report" },
     ["freshbooks.core"] = { t = core },
@@ -77,6 +80,10 @@ describe("docs/meta.lua", function()
       end
     end
     none(missing, "documented but do not exist")
+  end)
+
+  it("reads the session's methods from the table checked here", function()
+    for name, f in pairs(require("freshbooks.session").methods) do assert.equal(f, fb[name], name) end
   end)
 
   it("documents every public function of the stable objects", function()

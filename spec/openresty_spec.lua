@@ -33,7 +33,7 @@ local APP = [[
         local reqs = {}
         local base = ngx.unescape_uri(ngx.var.arg_base)
         for i = 1, 6 do reqs[i] = { method = "GET", url = base .. "/echo?i=" .. i } end
-        local out = t.batch(reqs, { concurrency = 3 })
+        local out = t:batch(reqs, { concurrency = 3 })
         local seen = {}
         for i, r in ipairs(out) do
           seen[i] = r.res and require("cjson").decode(r.res.body).uri:match("i=(%d+)") or ("err:" .. tostring(r.err))

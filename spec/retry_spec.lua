@@ -143,7 +143,7 @@ describe("retry rules", function()
   it("retries only the retryable items of a batch, in place", function()
     local n = 0
     local t = setmetatable({}, { __call = function() error("single path not used") end })
-    function t.batch(reqs)
+    function t.batch(_, reqs)
       local out = {}
       for i, r in ipairs(reqs) do
         n = n + 1
@@ -154,7 +154,7 @@ describe("retry rules", function()
       return out
     end
     local o, slept, events = clocked()
-    local out = retry.wrap(t, o).batch({ { method = "GET", url = "http://x/a" }, { method = "GET",
+    local out = retry.wrap(t, o):batch({ { method = "GET", url = "http://x/a" }, { method = "GET",
       url = "http://x/flaky" },
                                          { method = "POST", url = "http://x/post" } })
     assert.same({ 200, 200, 500 }, { out[1].res.status, out[2].res.status, out[3].res.status })
