@@ -21,10 +21,11 @@
 --   store.delete(), store.put_state(state, ttl), store.take_state(state)
 --   local stores = freshbooks.store.redis.keyspace{ redis = ..., prefix = "freshbooks:" }
 --   stores(connection_id) -> that connection's store;  stores.list() -> ids
+local env = require "freshbooks.env"
 local errors = require "freshbooks.errors"
+local options = require "freshbooks.options"
 local redact = require "freshbooks.redact"
 local record = require "freshbooks.store.record"
-local transport = require "freshbooks.transport"
 
 local MAX_RECORD = 65536 -- as the file store: a token record is small; anything bigger is not one
 
@@ -84,8 +85,6 @@ local function whole(v)
   v = tonumber(v)
   return v and (math.tointeger and math.tointeger(v) or math.floor(v)) or nil
 end
-
-local function is_callable(f) return require("freshbooks.session").is_callable(f) end
 
 -- What Redis or a client says, cut to 200 bytes; marked, so hide can mask a token the cut went through.
 local function cut(s) return #s > 200 and s:sub(1, 200) .. "..." or s end
@@ -211,60 +210,47 @@ local function runner(conn)
 end
 
 -- `level` below is the error level that points at the user's call, as seen from the function given it.
-local function number_opt(opts, k, default, min, level)
-  local v = opts[k]
-  if v == nil then return default end
-  if type(v) ~= "number" or v ~= v or v < min then
-    error(("freshbooks.store.redis: %s must be a number >= %s"):format(k, min), level)
-  end
-  return v
-end
-
 local function check_key(v, name, level)
   if type(v) ~= "string" or v == "" or #v > 1024 or v:find("[%z\1-\31\127]") then
     error("freshbooks.store.redis: " .. name .. " must be a non-empty string without control characters", level)
   end
 end
 
--- Options shared by a single store and a keyspace: the factory, release, timings, sleep.
-local function common(opts, level)
+-- Options of a single store and of a keyspace: the factory, release, timings, sleep, and their keys.
+local COMMON = {
+  redis = { "function", say = "a function returning a connected client" },
+  release = { "function" }, sleep = { "function" },
+  lock_ttl = { "number", min = 0.001, default = 30 },
+  lock_timeout = { "number", min = 0 }, -- default: lock_ttl + 5
+  keepalive = { "number", min = 0, default = 60 },
+  pool_size = { "number", min = 1, default = 100 },
+}
+local function spec(extra)
+  local rules = {}
+  for k, v in pairs(COMMON) do rules[k] = v end
+  for k, v in pairs(extra) do rules[k] = v end
+  return options.spec(rules)
+end
+local STORE = spec{ key = { "string" }, lock_key = { "string" }, state_prefix = { "string" } }
+local KEYSPACE = spec{ prefix = { "string" } }
+
+local function common(opts, rules, level)
   if type(opts) ~= "table" then error("freshbooks.store.redis: expected a table of options", level) end
-  if not is_callable(opts.redis) then
+  local o = options.check("freshbooks.store.redis", rules, opts, level)
+  if o.redis == nil then
     error("freshbooks.store.redis: redis must be a function returning a connected client", level)
   end
-  for _, k in ipairs{ "release", "sleep" } do
-    if opts[k] ~= nil and not is_callable(opts[k]) then
-      error("freshbooks.store.redis: " .. k .. " must be a function", level)
-    end
-  end
-  local o = { redis = opts.redis, release = opts.release, sleep = opts.sleep }
-  o.lock_ttl = number_opt(opts, "lock_ttl", 30, 0.001, level + 1)
   -- A waiter outlives a dead holder's lock by default: it proceeds once the TTL passes.
-  o.lock_timeout = number_opt(opts, "lock_timeout", o.lock_ttl + 5, 0, level + 1)
-  o.keepalive = number_opt(opts, "keepalive", 60, 0, level + 1)
-  o.pool_size = math.floor(number_opt(opts, "pool_size", 100, 1, level + 1))
+  o.lock_timeout = o.lock_timeout or o.lock_ttl + 5
+  o.pool_size = math.floor(o.pool_size)
   return o
-end
-
-local OPTIONS = { redis = true, release = true, sleep = true, lock_ttl = true, lock_timeout = true,
-  keepalive = true, pool_size = true }
-
-local function check_names(opts, extra, level)
-  for k in pairs(opts) do
-    if not OPTIONS[k] and not extra[k] then
-      error("freshbooks.store.redis: unknown option '" .. tostring(k) .. "'", level)
-    end
-  end
 end
 
 -- Sleeping while the lock is taken: the caller's, else nginx's event loop where it can yield, else
 -- the thread (plain Lua clients block anyway).
 local function sleeper(o)
   if o.sleep then return function(s) pcall(o.sleep, s) end end
-  return function(s)
-    local ngx = transport.openresty()
-    if ngx then ngx.sleep(s) else core.sleep(s) end
-  end
+  return env.sleep
 end
 
 local function build(o, key, lock_key, state_prefix, script)
@@ -389,8 +375,7 @@ local redis_store = {}
 
 -- freshbooks.store.redis{ redis = factory, key = "...", lock_key?, lock_ttl?, lock_timeout?, ... }
 local function new(opts, level)
-  local o = common(opts, level + 1)
-  check_names(opts, { key = true, lock_key = true, state_prefix = true }, level + 1)
+  local o = common(opts, STORE, level + 1)
   check_key(opts.key, "key", level + 1)
   local lock_key = opts.lock_key or (opts.key .. ":lock")
   local state_prefix = opts.state_prefix or (opts.key .. ":state:")
@@ -407,8 +392,7 @@ local function glob_escape(s) return (s:gsub("[%*%?%[%]\\]", "\\%0")) end
 -- stores(id) is connection `id`'s store (<prefix>tokens:<id>, <prefix>lock:<id>,
 -- <prefix>state:<id>:<hash>); stores.list() -> every id with stored tokens (SCAN, one Redis).
 function redis_store.keyspace(opts)
-  local o = common(opts, 3)
-  check_names(opts, { prefix = true }, 3)
+  local o = common(opts, KEYSPACE, 3)
   local prefix = opts.prefix or "freshbooks:"
   if prefix ~= "" then check_key(prefix, "prefix", 3) end
   local script = runner(connector(o))
