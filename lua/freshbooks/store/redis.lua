@@ -424,4 +424,4 @@ end
 
 redis_store.SCRIPTS = SCRIPTS -- for the deployment docs and specs that inspect what runs in Redis
 
-return setmetatable(redis_store, { __call = function(_, opts) return new(opts, 3) end })
+return setmetatable(redis_store, { __call = function(_, opts) return new(opts, 2) end }) -- (a tail call)
