@@ -85,7 +85,8 @@ local function redirect_uri(o, who, level)
     end
   end
   if uri == nil then error(who .. ": redirect_uri is required", level + 1) end
-  return oauth.check_redirect_uri(uri, "redirect_uri", who, level + 1)
+  uri = oauth.check_redirect_uri(uri, "redirect_uri", who, level + 1) -- (no tail call: it would shift `level`)
+  return uri
 end
 
 -- A user clock that raises, yields or answers something other than a number must not cost a token:
