@@ -123,11 +123,12 @@ end
 -- A session over the file store at `path`. A bad setting (redirect URI, URLs) is a usage error.
 function Context.session(_, s, path)
   local freshbooks = require "freshbooks"
-  local ok, fb = pcall(freshbooks.new, {
+  -- (named "the settings" in the message; level 2 is pcall's, so no position either)
+  local ok, fb = pcall(require("freshbooks.session").new, {
     client_id = s.client_id, client_secret = s.client_secret, redirect_uri = s.redirect_uri,
     api_url = s.api_url, auth_url = s.auth_url, cainfo = s.ca_file, store = freshbooks.store.file(path),
-  })
-  if not ok then exit(2, "%s", tostring(fb):gsub("^[^:]*:%d+: ", ""):gsub("^freshbooks%.new: ", "")) end
+  }, "the settings", 2)
+  if not ok then exit(2, "%s", tostring(fb)) end
   return fb
 end
 
