@@ -148,7 +148,8 @@ describe("errors.from_response", function()
       assert.equal(1, count(s, "HTTP " .. case[1]), s)
       assert.equal(1, count(s, tostring(case[1])), s)
     end
-    assert.equal("freshbooks: server_error: Internal Server Error (HTTP 500)", tostring(errors.from_response(res(500, ""))))
+    assert.equal("freshbooks: server_error: Internal Server Error (HTTP 500)",
+      tostring(errors.from_response(res(500, ""))))
     -- the token endpoint's unreadable answer too
     local _, err = require("freshbooks.oauth").parse_token_response({ status = 502, headers = {}, body = "oops" },
       os.time)

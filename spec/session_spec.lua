@@ -529,6 +529,42 @@ describe("session against the sandbox", function()
     end)
   end)
 
+  describe("stream", function()
+    it("is an object with colon methods: results in completion order, one refresh for all the 401s, an"
+      .. " idempotent close", function()
+      local fb = H.session(sb)
+      local CLIENT = "/accounting/account/aBcD1/users/clients/"
+      sb:admin("POST", "/_sandbox/clock", { advance = 43200 }) -- every access token now dead at the server
+      local since = H.last_seq(sb)
+      local s = assert(fb:stream{ concurrency = 2 })
+      assert.equal("freshbooks.stream", tostring(s))
+      local ids = {}
+      for i = 1, 4 do ids[s:add{ path = CLIENT .. (10000 + i) }] = 10000 + i end
+      local bad = s:add{ path = "/no/such/route" }
+      assert.has_error(function() s:add{ path = 7 } end, "freshbooks: stream:add: path must be a string")
+      local seen, n = {}, 0
+      for _ = 1, 10 do
+        local id, res, err = s:next()
+        if not id then break end
+        n = n + 1
+        if id == bad then
+          assert.equal("not_found", err.code)
+        else
+          assert.is_nil(err)
+          seen[id] = res.data.response.result.client.id
+        end
+      end
+      assert.equal(5, n)
+      for id, want in pairs(ids) do assert.equal(want, seen[id]) end
+      assert.is_nil(s:next())
+      assert.equal(1, H.count(H.log(sb, since), H.is_token_post))
+      s:close()
+      s:close()
+      assert.is_nil(s:next())
+      assert.has_error(function() s:add{ path = CLIENT .. 10001 } end, "freshbooks: stream:add: the stream is closed")
+    end)
+  end)
+
   describe("log hook", function()
     it("receives redacted lines and cannot break calls", function()
       local events = {}

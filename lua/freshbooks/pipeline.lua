@@ -11,12 +11,16 @@ local cjson = require "cjson.safe"
 local catalogue = require "freshbooks.catalogue"
 local core = require "freshbooks.core"
 local errors = require "freshbooks.errors"
+local options = require "freshbooks.options"
 local query = require "freshbooks.query"
 local secrets = require "freshbooks.session.secrets"
 local tokens = require "freshbooks.session.tokens"
 local transport = require "freshbooks.transport"
 
 local pipeline = {}
+
+-- fb:batch's and fb:stream's options (the transports take the same).
+local OPTIONS = options.spec{ concurrency = { "number", integer = true, min = 1, max = core.limits.max_concurrency } }
 
 local redact = secrets.redact
 local function send_of(p) return p.send or p.app.send end
@@ -187,6 +191,7 @@ end
 -- (the second round holds the ones a 401 sent again, after one refresh for them all).
 function pipeline.batch(p, reqs, opts, level)
   if type(reqs) ~= "table" then error("freshbooks: batch: expected an array of request tables", level + 1) end
+  opts = options.check("freshbooks: batch", OPTIONS, opts, level + 1)
   local treqs = {}
   for i, req in ipairs(reqs) do treqs[i] = pipeline.prepare(p, req, "batch[" .. i .. "]", level + 1) end
   local out = {}
@@ -265,8 +270,9 @@ end
 
 function Stream.__tostring() return "freshbooks.stream" end
 
--- pipeline.stream(p, opts) -> stream | nil, err
-function pipeline.stream(p, opts)
+-- pipeline.stream(p, opts, level) -> stream | nil, err
+function pipeline.stream(p, opts, level)
+  opts = options.check("freshbooks: stream", OPTIONS, opts, level + 1)
   local inner, err = transport.stream(send_of(p), opts)
   if not inner then return nil, redact(p, err) end
   local s = setmetatable({}, Stream)

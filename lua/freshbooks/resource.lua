@@ -8,6 +8,7 @@
 local catalogue = require "freshbooks.catalogue"
 local core = require "freshbooks.core"
 local errors = require "freshbooks.errors"
+local options = require "freshbooks.options"
 local query = require "freshbooks.query"
 
 local resource = {}
@@ -212,9 +213,11 @@ function Resource:share_link(id)
 end
 
 -- send_by_email(id, {recipients = {...}, subject =, body =, include_pdf = bool}) -> record
+local EMAIL = options.spec{ recipients = { "table" }, subject = { "string" }, body = { "string" },
+  include_pdf = { "boolean" } }
 function Resource:send_by_email(id, opts)
   local st = extra(self, "send_by_email")
-  opts = opts or {}
+  opts = options.check("freshbooks: " .. self.name .. ":send_by_email", EMAIL, opts, 2)
   local ok = type(opts.recipients) == "table" and opts.recipients[1] ~= nil
   for _, r in ipairs(ok and opts.recipients or {}) do
     if type(r) ~= "string" or r == "" then ok = false end -- the address itself FreshBooks validates
@@ -300,9 +303,10 @@ local function multipart(content, filename, ctype)
   return body, "multipart/form-data; boundary=" .. boundary
 end
 
+local UPLOAD = options.spec{ filename = { "string" }, content_type = { "string", nonempty = true } }
 function Upload:upload(content, opts)
   local st = P[self]
-  opts = opts or {}
+  opts = options.check("freshbooks: " .. self.name .. ":upload", UPLOAD, opts, 2)
   if type(content) ~= "string" then error("freshbooks: " .. self.name .. ":upload: content must be a string", 2) end
   local filename = opts.filename or (self.name == "images" and "image" or "attachment")
   local body, ctype = multipart(content, filename, opts.content_type or "application/octet-stream")

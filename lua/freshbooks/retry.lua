@@ -187,6 +187,12 @@ function Retry:close()
   if type(send) == "table" and send.close then send:close() end
 end
 
+-- retry.check(opts, who, level): raises on options wrap would refuse (`who` names the caller, as in
+-- "freshbooks.new: retry"; `level`: error()'s, from the caller).
+function retry.check(opts, who, level)
+  options.check(who, OPTIONS, opts, level + 1)
+end
+
 -- retry.wrap(send, opts | false) -> the decorated transport (send itself with false).
 function retry.wrap(send, opts)
   if opts == false then return send end

@@ -187,6 +187,7 @@ function session.new(opts, who, level)
   who, level = who or "freshbooks.new", level or 2
   if type(opts) ~= "table" then error(who .. ": expected a table of options", level) end
   local o = options.check(who, OPTIONS, opts, level)
+  if o.retry then require("freshbooks.retry").check(o.retry, who .. ": retry", level) end
   local store = o.store
   if store ~= nil then
     for _, k in ipairs{ "load", "save", "lock" } do
@@ -310,7 +311,7 @@ end
 
 -- fb:stream{concurrency = n} -> stream | nil, err (stream:add, stream:next, stream:close).
 function methods:stream(opts)
-  local s, err = pipeline.stream(private[self], opts)
+  local s, err = pipeline.stream(private[self], opts, 2)
   return s, err
 end
 

@@ -438,9 +438,9 @@ function cosocket.check(opts, level) check(opts, level + 1) end
 
 -- cosocket.new(opts) -> a transport (inside OpenResty only).
 function cosocket.new(opts)
+  local cfg = check(opts, 2)
   local ngx = rawget(_G, "ngx")
   if not (ngx and ngx.socket and ngx.socket.tcp) then error(WHO .. " needs OpenResty", 2) end
-  local cfg = check(opts, 2)
   cfg.ngx, cfg.fresh_names = ngx, 0
   return setmetatable({ cfg = cfg }, Cosocket)
 end
