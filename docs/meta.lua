@@ -786,6 +786,12 @@ local retry = {}
 ---@return freshbooks.Transport
 function retry.wrap(send, opts) end
 
+---Raises on options retry.wrap would refuse, naming `who` ("freshbooks.new: retry").
+---@param opts freshbooks.RetryOptions
+---@param who string
+---@param level integer error()'s level, as seen from the caller
+function retry.check(opts, who, level) end
+
 ---Whether a request may be sent again after this outcome.
 ---@param req table
 ---@param res table|nil

@@ -30,31 +30,34 @@ local function send_of(p) return p.send or p.app.send end
 
 local METHODS = { GET = "GET", POST = "POST", PUT = "PUT", DELETE = "DELETE", PATCH = "PATCH", HEAD = "HEAD" }
 
+local function bad(where, msg, level) error("freshbooks: " .. where .. ": " .. msg, level + 1) end
+
 -- pipeline.prepare(p, req, where, level) -> the transport request without its Authorization, whatever
 -- the tokens: the URL with its query, the JSON body encoded once. `level`: error()'s, from the caller.
 function pipeline.prepare(p, req, where, level)
-  local function bad(msg) error("freshbooks: " .. where .. ": " .. msg, level + 2) end
-  if type(req) ~= "table" then bad("expected a request table") end
-  local path = req.path
-  if type(path) ~= "string" or path == "" then bad("path must be a string") end
-  local method, q, body = req.method, req.query, req.body
-  if method ~= nil and type(method) ~= "string" then bad("method must be a string") end
-  if q ~= nil and type(q) ~= "string" and type(q) ~= "table" then bad("query must be a string or a table") end
-  if body ~= nil and type(body) ~= "string" then bad("body must be a string") end
+  level = level + 1
+  if type(req) ~= "table" then bad(where, "expected a request table", level) end
+  local path, method, q, body, timeout = req.path, req.method, req.query, req.body, req.timeout
+  if type(path) ~= "string" or path == "" then bad(where, "path must be a string", level) end
+  if method ~= nil and type(method) ~= "string" then bad(where, "method must be a string", level) end
+  if q ~= nil and type(q) ~= "string" and type(q) ~= "table" then
+    bad(where, "query must be a string or a table", level)
+  end
+  if body ~= nil and type(body) ~= "string" then bad(where, "body must be a string", level) end
   if req.json ~= nil then
-    if body ~= nil then bad("give json or body, not both") end
+    if body ~= nil then bad(where, "give json or body, not both", level) end
     local err
     body, err = cjson.encode(req.json)
-    if not body then bad("json cannot be encoded: " .. tostring(err)) end
+    if not body then bad(where, "json cannot be encoded: " .. tostring(err), level) end
   end
-  if req.headers ~= nil and type(req.headers) ~= "table" then bad("headers must be a table") end
-  if req.timeout ~= nil and type(req.timeout) ~= "number" then bad("timeout must be a number") end
+  if req.headers ~= nil and type(req.headers) ~= "table" then bad(where, "headers must be a table", level) end
+  if timeout ~= nil and type(timeout) ~= "number" then bad(where, "timeout must be a number", level) end
   local url = p.app.api_url .. (path:byte(1) == 47 and "" or "/") .. path -- 47: "/"
   -- One query path: a table is rendered in the vocabulary of the family the path belongs to.
   if type(q) == "table" then q = query.render(catalogue.dialect_of(path), q) end
   if q and q ~= "" then url = url .. (url:find("?", 1, true) and "&" or "?") .. q end
   return { method = method and (METHODS[method] or method:upper()) or "GET", url = url, body = body,
-    timeout = req.timeout or p.app.timeout, idempotent = req.idempotent }
+    timeout = timeout or p.app.timeout, idempotent = req.idempotent }
 end
 
 -- The session's headers for a pair, made once per pair (the transports only read them): with our own
