@@ -81,7 +81,7 @@ local function bench(sb)
   local env = "FB_TOKEN=" .. q(token) .. " FB_CA=" .. q(sb.ca_file) .. " NODE_EXTRA_CA_CERTS=" .. q(sb.ca_file)
   local jit = run("luajit -v", ""):match("LuaJIT [%w%.%-]+") or "luajit"
   say("lua-freshbooks benchmark: %d rounds, sandbox with %d invoices (%s; %s; libcurl %s)", ROUNDS, INVOICES,
-    _VERSION, jit, require("freshbooks.core").curl_version:match("libcurl/(%S+)"))
+    _VERSION, jit, require("freshbooks.core").http.curl_version:match("libcurl/(%S+)"))
   for _, c in ipairs(CONTENDERS) do if c.skip then say("  (skipped: %s: %s)", c.name, c.skip) end end
   local results = {}
   local function record(key, what, value)

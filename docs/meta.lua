@@ -73,7 +73,7 @@ function freshbooks.connections(opts) end
 ---@field method? string default GET
 ---@field path? string relative to api_url
 ---@field url? string absolute, instead of path
----@field query? string|table a string as is, a table rendered by core.query
+---@field query? string|table a string as is, a table rendered by core.codec.query
 ---@field json? any sent as a JSON body
 ---@field body? string|table a raw body (or body parts, secrets among them)
 ---@field headers? table<string,string> yours win over the session's
@@ -714,11 +714,11 @@ function env.nginx() end
 ---@return table|nil
 function env.yielding() end
 
----Sleeps on nginx's event loop where the phase may yield, else the thread sleeps (core.sleep).
+---Sleeps on nginx's event loop where the phase may yield, else the thread sleeps (core.clock.sleep).
 ---@param seconds number
 function env.sleep(seconds) end
 
----Seconds for intervals: nginx's clock (updated) where the phase may yield, else core.now().
+---Seconds for intervals: nginx's clock (updated) where the phase may yield, else core.clock.now().
 ---@return number
 function env.now() end
 
@@ -726,7 +726,7 @@ function env.now() end
 ---@class freshbooks.transport
 local transport = {}
 
----A transport over one C-core client; opts go to core.client.
+---A transport over one C-core client; opts go to core.http.client.
 ---@param opts? freshbooks.core.ClientOptions
 ---@return freshbooks.Transport
 function transport.curl(opts) end
@@ -771,7 +771,7 @@ function transport.batch(t, reqs, opts) end
 ---@field max_delay? number seconds (30)
 ---@field deadline? number seconds over all attempts (60)
 ---@field jitter? boolean a random point in [d/2, d] (true)
----@field sleep? fun(seconds:number) default core.sleep, ngx.sleep under OpenResty
+---@field sleep? fun(seconds:number) default core.clock.sleep, ngx.sleep under OpenResty
 ---@field clock? fun():number
 ---@field log? fun(event:table) each retry
 
@@ -858,7 +858,7 @@ function report.table(out, biz, acc, as_of) end
 ---@param acc table its accumulator
 function report.csv(out, biz, acc) end
 
----Options of core.client.
+---Options of core.http.client.
 ---@class freshbooks.core.ClientOptions
 ---@field connect_timeout? number seconds (10)
 ---@field timeout? number seconds for a whole transfer (60)
@@ -879,7 +879,7 @@ function report.csv(out, biz, acc) end
 ---@field timeout? number
 ---@field idempotent? boolean
 
----A libcurl easy handle with the shared connection cache (`core.client`).
+---A libcurl easy handle with the shared connection cache (`core.http.client`).
 ---@class freshbooks.core.Client
 local Client = {}
 
@@ -927,148 +927,18 @@ function Guest:usage() end
 ---Idempotent.
 function Guest:close() end
 
----The C core (`freshbooks.core`): HTTP over libcurl, codecs, crypto, secrets, guest states.
+---The C core (`freshbooks.core`): one table per concern (docs/core.md).
 ---@class freshbooks.core
 ---@field version string FRESHBOOKS_VERSION
----@field curl_version string
----@field null userdata JSON null in json_decode's arrays
+---@field http freshbooks.core.http
+---@field codec freshbooks.core.codec
+---@field crypto freshbooks.core.crypto
+---@field secret freshbooks.core.secret
+---@field json freshbooks.core.json
+---@field fs freshbooks.core.fs
+---@field clock freshbooks.core.clock
+---@field signal freshbooks.core.signal
 local core = {}
-
----A client.
----@param opts? freshbooks.core.ClientOptions
----@return freshbooks.core.Client
-function core.client(opts) end
-
----A secret holding a copy of s.
----@param s string
----@return freshbooks.core.Secret
-function core.secret(s) end
-
----The string a secret holds.
----@param s freshbooks.core.Secret
----@return string
-function core.reveal(s) end
-
----Whether v is a secret.
----@param v any
----@return boolean
-function core.is_secret(v) end
-
----RFC 3986 percent-encoding (unreserved kept).
----@param s string
----@return string
-function core.urlencode(s) end
-
----Percent-decoding; + is a space.
----@param s string
----@return string
-function core.urldecode(s) end
-
----A query string, keys sorted: {search = {ids = {1, 2}}, page = 2} -> page=2&search[ids][]=1&...
----@param t table
----@return string
-function core.query(t) end
-
----A form body (a table sorted by name, or {name, value} pairs in order); with secret values, body parts.
----@param t table
----@return string|table
-function core.form(t) end
-
----A form's {name, value} pairs in received order.
----@param s string
----@return {[1]:string,[2]:string}[]
-function core.form_decode(s) end
-
----RFC 4648 base64.
----@param s string
----@return string
-function core.base64(s) end
-
----Decodes base64.
----@param s string
----@return string|nil bytes
----@return string? err
-function core.unbase64(s) end
-
----32 raw bytes; key and msg may be secrets.
----@param key string|freshbooks.core.Secret
----@param msg string|freshbooks.core.Secret
----@return string
-function core.hmac_sha256(key, msg) end
-
----Constant-time comparison.
----@param a string|freshbooks.core.Secret
----@param b string|freshbooks.core.Secret
----@return boolean
-function core.equals(a, b) end
-
----n bytes from the CSPRNG (n <= 1 MiB).
----@param n integer
----@return string
-function core.random_bytes(n) end
-
----Lower-case hex (strings only).
----@param s string
----@return string
-function core.hex(s) end
-
----JSON as FreshBooks sends it: integers as integers, object nulls left out.
----@param s string
----@return any|nil value
----@return string? err
-function core.json_decode(s) end
-
----Seconds on a monotonic clock.
----@return number
-function core.now() end
-
----Sleeps (blocking).
----@param seconds number
-function core.sleep(seconds) end
-
----An exclusive flock(2), waiting at most timeout seconds: a lock with :unlock().
----@param path string
----@param timeout? number
----@return table|nil lock
----@return table? err lock_timeout, ...
-function core.lock_file(path, timeout) end
-
----Reads a regular file of ours (no symlink, FIFO or device) of at most max_bytes.
----@param path string
----@param max_bytes? integer
----@return string|nil data nil alone: no such file
----@return table? err
-function core.read_file(path, max_bytes) end
-
----The request policy of client:request, rendered as an HTTP/1.1 head for transports that write their
----own bytes (the cosocket transport): {scheme, host, port, head, body}.
----@param req freshbooks.core.Request
----@param user_agent? string
----@return table
-function core.http_request(req, user_agent) end
-
----Writes a file atomically (temp file, fsync, rename, fsync of the directory).
----@param path string
----@param data string
----@param mode? integer
----@return boolean|nil ok
----@return table? err
-function core.write_file_atomic(path, data, mode) end
-
----Rewrites our own one-link regular file in place, within the blocks it holds (not atomic): the file
----store's last resort when `write_file_atomic` fails on a full disk.
----@param path string
----@param data string
----@return boolean|nil ok
----@return table? err
-function core.overwrite_file(path, data) end
-
----From now on SIGINT/SIGTERM abort transfers in flight instead of the interpreter's handler.
-function core.trap_interrupts() end
-
----The signal that arrived since trap_interrupts (0: none).
----@return integer
-function core.interrupted() end
 
 ---A guest state for untrusted source (text only), under budgets.
 ---@param source string
@@ -1077,3 +947,186 @@ function core.interrupted() end
 ---@return freshbooks.core.Guest|nil guest
 ---@return {code:string,message:string}? err syntax, budget_memory
 function core.guest(source, chunkname, budgets) end
+
+---The numbers both transports apply (core.http.limits).
+---@class freshbooks.core.Limits
+---@field connect_timeout number seconds (10)
+---@field timeout number seconds for a whole request (60)
+---@field max_body integer bytes (64 MiB)
+---@field max_header_bytes integer all header lines of all answers, 1xx included (256 KiB)
+---@field max_1xx integer informational answers skipped before the final one (16)
+---@field concurrency integer a batch's or stream's default (8)
+---@field max_concurrency integer (256)
+
+---HTTP over libcurl (src/client.c, request.c, transfer.c, batch.c).
+---@class freshbooks.core.http
+---@field limits freshbooks.core.Limits the numbers both transports apply
+---@field idempotent table<string,boolean> the methods that may be sent twice (GET HEAD PUT DELETE OPTIONS)
+---@field curl_version string
+local http = {}
+
+---A client.
+---@param opts? freshbooks.core.ClientOptions
+---@return freshbooks.core.Client
+function http.client(opts) end
+
+---The request policy of client:request, rendered as an HTTP/1.1 head for transports that write their
+---own bytes (the cosocket transport): {scheme, host, port, head, body, once}.
+---@param req freshbooks.core.Request
+---@param user_agent? string
+---@return table
+function http.render(req, user_agent) end
+
+---URL and form encodings, the query encoder, base64, hex (src/codec.c).
+---@class freshbooks.core.codec
+local codec = {}
+
+---RFC 3986 percent-encoding (unreserved kept).
+---@param s string
+---@return string
+function codec.urlencode(s) end
+
+---Percent-decoding; + is a space.
+---@param s string
+---@return string
+function codec.urldecode(s) end
+
+---A query string, keys sorted: {search = {ids = {1, 2}}, page = 2} -> page=2&search[ids][]=1&...
+---@param t table
+---@return string
+function codec.query(t) end
+
+---A form body (a table sorted by name, or {name, value} pairs in order); with secret values, body parts.
+---@param t table
+---@return string|table
+function codec.form(t) end
+
+---A form's {name, value} pairs in received order.
+---@param s string
+---@return {[1]:string,[2]:string}[]
+function codec.form_decode(s) end
+
+---RFC 4648 base64.
+---@param s string
+---@return string
+function codec.base64(s) end
+
+---Decodes base64.
+---@param s string
+---@return string|nil bytes
+---@return string? err
+function codec.unbase64(s) end
+
+---Lower-case hex (strings only).
+---@param s string
+---@return string
+function codec.hex(s) end
+
+---HMAC-SHA256, constant-time compare, CSPRNG (src/crypto.c, OpenSSL libcrypto).
+---@class freshbooks.core.crypto
+local crypto = {}
+
+---32 raw bytes; key and msg may be secrets.
+---@param key string|freshbooks.core.Secret
+---@param msg string|freshbooks.core.Secret
+---@return string
+function crypto.hmac_sha256(key, msg) end
+
+---Constant-time comparison.
+---@param a string|freshbooks.core.Secret
+---@param b string|freshbooks.core.Secret
+---@return boolean
+function crypto.equals(a, b) end
+
+---n bytes from the CSPRNG (n <= 1 MiB).
+---@param n integer
+---@return string
+function crypto.random_bytes(n) end
+
+---Opaque secrets (src/secret.c).
+---@class freshbooks.core.secret
+local secret = {}
+
+---A secret holding a copy of s.
+---@param s string
+---@return freshbooks.core.Secret
+function secret.new(s) end
+
+---The string a secret holds.
+---@param s freshbooks.core.Secret
+---@return string
+function secret.reveal(s) end
+
+---Whether v is a secret.
+---@param v any
+---@return boolean
+function secret.is(v) end
+
+---FreshBooks' JSON (src/decode.c).
+---@class freshbooks.core.json
+---@field null lightuserdata JSON null in arrays (the same value as cjson.null)
+local json = {}
+
+---JSON as FreshBooks sends it: integers as integers, object nulls left out.
+---@param s string
+---@return any|nil value
+---@return string? err
+function json.decode(s) end
+
+---The token file store's support (src/lockfile.c).
+---@class freshbooks.core.fs
+local fs = {}
+
+---An exclusive flock(2), waiting at most timeout seconds: a lock with :unlock().
+---@param path string
+---@param timeout? number
+---@return table|nil lock
+---@return table? err lock_timeout, ...
+function fs.lock(path, timeout) end
+
+---Reads a regular file of ours (no symlink, FIFO or device) of at most max_bytes.
+---@param path string
+---@param max_bytes? integer
+---@return string|nil data nil alone: no such file
+---@return table? err
+function fs.read(path, max_bytes) end
+
+---Writes a file atomically (temp file, fsync, rename, fsync of the directory).
+---@param path string
+---@param data string
+---@param mode? integer
+---@return boolean|nil ok
+---@return table? err
+function fs.write_atomic(path, data, mode) end
+
+---Rewrites our own one-link regular file in place, within the blocks it holds (not atomic): the file
+---store's last resort when `write_file_atomic` fails on a full disk.
+---@param path string
+---@param data string
+---@return boolean|nil ok
+---@return table? err
+function fs.overwrite(path, data) end
+
+---A monotonic clock (src/clock.c).
+---@class freshbooks.core.clock
+local clock = {}
+
+---Seconds on a monotonic clock.
+---@return number
+function clock.now() end
+
+---Sleeps (blocking).
+---@param seconds number
+function clock.sleep(seconds) end
+
+---Ctrl-C as a flag, for programs that own their process (src/interrupt.c).
+---@class freshbooks.core.signal
+local signal = {}
+
+---From now on SIGINT/SIGTERM abort transfers in flight instead of the interpreter's handler.
+function signal.trap() end
+
+---The signal that arrived since trap (false: none).
+---@return integer
+function signal.interrupted() end
+

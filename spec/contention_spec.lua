@@ -105,7 +105,7 @@ describe("contention", function()
 
     -- a waiter that sleeps (ngx.sleep in OpenResty) finds it by itself, without the collector's help
     local slept = 0
-    fb = H.session(sb, { transport = yielding(), sleep = function(s) slept = slept + s; core.sleep(s) end })
+    fb = H.session(sb, { transport = yielding(), sleep = function(s) slept = slept + s; core.clock.sleep(s) end })
     do
       local co = coroutine.create(function() return fb:refresh() end)
       assert(coroutine.resume(co))

@@ -33,7 +33,7 @@ describe("docs/meta.lua", function()
   local fb = freshbooks.new{ client_id = "id", client_secret = "secret", redirect_uri = "https://example.com/cb",
     transport = function() return nil, { code = "connect" } end }
   local acct = fb:account("aBcD1")
-  local client = core.client()
+  local client = core.http.client()
   local g = assert(core.guest("return 1", "=meta", { memory = 1e6, instructions = 1e6, time = 1, patterns = 1e6,
     output = 1e6 }))
   local conns = freshbooks.connections{ app = { client_id = "id", client_secret = "s",
@@ -61,6 +61,14 @@ describe("docs/meta.lua", function()
     ["freshbooks.retry"] = { t = require "freshbooks.retry" },
     ["freshbooks.report"] = { t = require "freshbooks.report" },
     ["freshbooks.core"] = { t = core },
+    ["freshbooks.core.http"] = { t = core.http },
+    ["freshbooks.core.codec"] = { t = core.codec },
+    ["freshbooks.core.crypto"] = { t = core.crypto },
+    ["freshbooks.core.secret"] = { t = core.secret },
+    ["freshbooks.core.json"] = { t = core.json },
+    ["freshbooks.core.fs"] = { t = core.fs },
+    ["freshbooks.core.clock"] = { t = core.clock },
+    ["freshbooks.core.signal"] = { t = core.signal },
     ["freshbooks.core.Client"] = { t = getmetatable(client).__index },
     ["freshbooks.core.Guest"] = { t = getmetatable(g).__index },
   }

@@ -91,8 +91,10 @@ describe("unknown options raise, naming the caller", function()
     refuses("freshbooks.retry: unknown option 'atempts'", function()
       require("freshbooks.retry").wrap(offline, { atempts = 1 })
     end)
-    refuses("freshbooks.core.client: unknown option 'tiemout'", function() freshbooks.transport.curl{ tiemout = 1 } end)
-    refuses("freshbooks.core.client: unknown option 'tiemout'", function()
+    refuses("freshbooks.core.http.client: unknown option 'tiemout'", function()
+      freshbooks.transport.curl{ tiemout = 1 }
+    end)
+    refuses("freshbooks.core.http.client: unknown option 'tiemout'", function()
       freshbooks.transport.default{ tiemout = 1 }
     end)
     refuses("freshbooks.transport.cosocket: unknown option 'tiemout'", function()

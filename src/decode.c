@@ -1,7 +1,7 @@
 /* JSON decoding for FreshBooks' answers, straight into the values the library hands out:
- *   core.json_decode(s) -> value | nil, {code = "bad_json", message}
+ *   core.json.decode(s) -> value | nil, {code = "bad_json", message}
  * - object members that are null are left out (so `if inv.notes then` means what it says); nulls in
- *   arrays stay, as core.null (lua-cjson's cjson.null, the NULL light userdata), so indexes do not shift;
+ *   arrays stay, as core.json.null (lua-cjson's cjson.null, the NULL light userdata), so indexes do not shift;
  * - numbers without a fraction or exponent are integers on Lua 5.3+, and so are whole floats up to 2^53
  *   (an id 7.0 must read "/invoices/7" in a URL);
  * - strict RFC 8259 syntax, at most 1000 levels deep; anything else is `nil, err`, never a raise.
@@ -254,7 +254,7 @@ static int object(dec *d, int depth)
 		return 0;
 	}
 	for (;;) {
-		luaL_checkstack(L, 4, "freshbooks.core.json_decode");
+		luaL_checkstack(L, 4, "freshbooks.core.json.decode");
 		skip_ws(d);
 		if (d->p >= d->end || *d->p != '"')
 			bad(d, "object key expected");
@@ -300,7 +300,7 @@ static int array(dec *d, int depth)
 		return 0;
 	}
 	for (;;) {
-		luaL_checkstack(L, 4, "freshbooks.core.json_decode");
+		luaL_checkstack(L, 4, "freshbooks.core.json.decode");
 		TRY(value(d, depth, 0));
 		if (gathered) {
 			lua_rawseti(L, base + 1, ++n);
@@ -333,7 +333,7 @@ static int value(dec *d, int depth, int in_object)
 	case '[':
 		if (depth >= MAX_DEPTH)
 			bad(d, "nested too deep");
-		luaL_checkstack(d->L, 8, "freshbooks.core.json_decode");
+		luaL_checkstack(d->L, 8, "freshbooks.core.json.decode");
 		if (*d->p++ == '{')
 			TRY(object(d, depth + 1));
 		else
@@ -392,7 +392,7 @@ static int l_json_decode(lua_State *L)
 void fb_open_decode(lua_State *L)
 {
 	lua_pushcfunction(L, l_json_decode);
-	lua_setfield(L, -2, "json_decode");
+	lua_setfield(L, -2, "decode");
 	lua_pushlightuserdata(L, NULL); /* the same value as lua-cjson's cjson.null */
 	lua_setfield(L, -2, "null");
 }

@@ -12,7 +12,7 @@
  *     endpoint: once FreshBooks rotated, its answer holds the only live refresh token).
  * Fields are read with raw access, so no metamethod (Lua code) runs while a request is collected.
  *
- * core.http_request(req [, user_agent]) applies the same policy and renders the HTTP/1.1 request
+ * core.http.render(req [, user_agent]) applies the same policy and renders the HTTP/1.1 request
  * head for transports that write their own bytes (the OpenResty cosocket transport):
  *   -> {scheme =, host =, port =, head = "METHOD target HTTP/1.1\r\nHost: ...\r\n...\r\n\r\n", body =,
  *       once = whether it must not be sent twice (the rule above: its own connection, no resend)}
@@ -359,7 +359,7 @@ void fb_collect_request(lua_State *L, int idx, fb_xfer *x, const char *who, cons
 		append_line(L, x, who, "Expect:");
 }
 
-/* ---- core.http_request: the same policy, rendered as bytes --------------------------------------- */
+/* ---- core.http.render: the same policy, rendered as bytes --------------------------------------- */
 
 /* libcurl's strings for the URL's parts, freed by fb_l_http_request whatever render_head does. */
 typedef struct {
@@ -431,7 +431,7 @@ static int render_head(lua_State *L)
 
 int fb_l_http_request(lua_State *L)
 {
-	static const char *fn = "freshbooks.core.http_request";
+	static const char *fn = "freshbooks.core.http.render";
 	fb_xfers *xs;
 	fb_url_parts u;
 	const char *ua;

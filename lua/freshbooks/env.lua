@@ -5,7 +5,7 @@
 local core -- loaded on first wait: `require "freshbooks"` works before the C core is built
 local env = {}
 
--- Every phase where cosockets and ngx.sleep work. One left out would get core.sleep and libcurl's
+-- Every phase where cosockets and ngx.sleep work. One left out would get core.clock.sleep and libcurl's
 -- blocking calls (server_rewrite: lua-nginx-module 0.10.22, Debian 12's is 0.10.23; ssl_client_hello:
 -- 0.10.21).
 local YIELDING = { rewrite = true, server_rewrite = true, access = true, content = true, timer = true,
@@ -29,7 +29,7 @@ function env.sleep(s)
   local ngx = env.yielding()
   if ngx then return ngx.sleep(s) end
   core = core or require "freshbooks.core"
-  return core.sleep(s)
+  return core.clock.sleep(s)
 end
 
 -- env.now() -> seconds for intervals: nginx's cached clock (updated first) where the phase may yield,
@@ -38,7 +38,7 @@ function env.now()
   local ngx = env.yielding()
   if ngx then ngx.update_time() return ngx.now() end
   core = core or require "freshbooks.core"
-  return core.now()
+  return core.clock.now()
 end
 
 return env

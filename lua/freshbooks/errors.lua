@@ -64,7 +64,7 @@ end
 -- before it checks that the core is built, to say so clearly.
 local json_decode
 local function decode(body)
-  json_decode = json_decode or require("freshbooks.core").json_decode
+  json_decode = json_decode or require("freshbooks.core").json.decode
   local v = json_decode(body)
   if type(v) == "table" then return v end
 end

@@ -47,8 +47,7 @@ end
 
 -- A fresh state: 16 CSPRNG bytes as hex, unguessable and URL-safe.
 function oauth.new_state()
-  local c = core
-  return c.hex(c.random_bytes(16))
+  return core.codec.hex(core.crypto.random_bytes(16))
 end
 
 -- A redirect_uri here would be silently the session's: unknown options raise.
@@ -74,7 +73,7 @@ function oauth.authorize_url(cfg, opts, level)
   elseif state == "" then
     error("freshbooks: authorize_url: state must be a non-empty string", level + 1)
   end
-  local c = core
+  local c = core.codec
   local q = {
     "client_id=" .. c.urlencode(cfg.client_id),
     "response_type=code",
@@ -98,7 +97,7 @@ function oauth.parse_callback(query)
   query = query:gsub("#.*$", "")
   if query:find("?", 1, true) then query = query:match("%?(.*)$") end
   local fields = {}
-  for _, pair in ipairs(core.form_decode(query)) do
+  for _, pair in ipairs(core.codec.form_decode(query)) do
     local k, v, had = pair[1], pair[2], fields[pair[1]]
     if had == nil then fields[k] = v
     elseif type(had) == "table" then had[#had + 1] = v
@@ -119,7 +118,7 @@ function oauth.check_callback(fields, expected_state)
     error("freshbooks: authorize_callback: the expected state (from authorize_url) is required", 3)
   end
   local got = fields.state
-  if type(got) ~= "string" or not core.equals(got, expected_state) then
+  if type(got) ~= "string" or not core.crypto.equals(got, expected_state) then
     return nil, errors.new{ code = "state_mismatch", message = "the callback's state does not match the one issued" }
   end
   if fields.error ~= nil and type(fields.error) ~= "string" then
@@ -191,7 +190,7 @@ oauth.salvage = salvage
 -- `err.ambiguous` marks a failure after which the server may have issued (and so rotated) tokens that
 -- we did not read; `err.salvaged` holds the tokens read from a cut-off answer.
 function oauth.parse_token_response(res, clock)
-  local data = core.json_decode(res.body or "")
+  local data = core.json.decode(res.body or "")
   if type(data) ~= "table" then data = nil end
   local ok = res.status >= 200 and res.status < 300
   if ok and data and type(data.access_token) == "string" and data.access_token ~= ""

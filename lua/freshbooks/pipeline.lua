@@ -20,7 +20,9 @@ local transport = require "freshbooks.transport"
 local pipeline = {}
 
 -- fb:batch's and fb:stream's options (the transports take the same).
-local OPTIONS = options.spec{ concurrency = { "number", integer = true, min = 1, max = core.limits.max_concurrency } }
+local OPTIONS = options.spec{
+  concurrency = { "number", integer = true, min = 1, max = core.http.limits.max_concurrency },
+}
 
 local redact = secrets.redact
 local function send_of(p) return p.send or p.app.send end
@@ -68,7 +70,7 @@ local function bearer(p, t)
   local h = PLAIN[t]
   if not h then
     local value = "Bearer " .. t.access_token
-    if p.app.secret_headers then value = core.secret(value) end
+    if p.app.secret_headers then value = core.secret.new(value) end
     h = { Authorization = value, ["Api-Version"] = "alpha" }
     PLAIN[t] = h
   end
@@ -125,7 +127,7 @@ local function decode(res)
   local ct = res.headers and res.headers["content-type"]
   if type(ct) == "table" then ct = ct[1] end
   if (ct and (ct:find("json", 1, true) or ct:lower():find("json", 1, true))) or body:find("^%s*[{%[]") then
-    return (core.json_decode(body))
+    return (core.json.decode(body))
   end
   return nil
 end

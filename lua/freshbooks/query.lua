@@ -107,7 +107,7 @@ function query.render(dialect, q)
   if q == nil then return "" end
   if type(q) == "string" then return (q:gsub("^%?", "")) end
   if type(q) ~= "table" then error("freshbooks.query: table or string expected, got " .. type(q), 2) end
-  return core.query(query.table(dialect, q))
+  return core.codec.query(query.table(dialect, q))
 end
 
 -- Copy of q with paging fields replaced (q may be nil).

@@ -25,7 +25,7 @@ local function check_id(id, where, level)
   local t = type(id)
   if t == "number" and id == math.floor(id) and id > -2 ^ 53 and id < 2 ^ 53 then return query.number(id) end
   if t == "string" and id ~= "" and not id:match("^%.+$") and not id:find("[%c%s/\\%%?#]") then
-    return core.urlencode(id)
+    return core.codec.urlencode(id)
   end
   error(("freshbooks: %s: id must be a whole number or an id string (no '/', '%%', '?', '#', spaces or"
     .. " controls, not '.' or '..'), got %s"):format(where, t == "string" and ("%q"):format(id) or t), level)
@@ -294,7 +294,7 @@ local Upload = { __tostring = Resource.__tostring }
 Upload.__index = Upload
 
 local function multipart(content, filename, ctype)
-  local boundary = "lua-freshbooks-" .. core.hex(core.random_bytes(12))
+  local boundary = "lua-freshbooks-" .. core.codec.hex(core.crypto.random_bytes(12))
   local safe = filename:gsub('[\r\n"]', "_")
   local body = table.concat({
     "--" .. boundary,

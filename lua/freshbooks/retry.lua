@@ -19,7 +19,7 @@ local transport = require "freshbooks.transport"
 
 local retry = {}
 
-local IDEMPOTENT = core.idempotent -- the core's rule of what may be sent twice
+local IDEMPOTENT = core.http.idempotent -- the core's rule of what may be sent twice
 local RETRY_STATUS = { [500] = true, [502] = true, [503] = true, [504] = true }
 local NOT_SENT = errors.NOT_SENT
 local NEVER = { tls = true, too_large = true, aborted = true, protocol = true } -- retrying cannot help

@@ -7,6 +7,7 @@
 -- reference to its app (client id and secret, URLs, timeouts, transport, retries), which sessions
 -- made with the same options share. What a session does not use yet (owner objects, the identity,
 -- the list of spent tokens, a retry decorator of its own) is made when first used.
+local env = require "freshbooks.env"
 local identity = require "freshbooks.identity"
 local oauth = require "freshbooks.oauth"
 local options = require "freshbooks.options"
@@ -33,7 +34,7 @@ local OPTIONS = options.spec{
   scopes = { "table|string", say = "an array of strings or a space-separated string" },
   transport = { "function" }, retry = { "table|false" }, log = { "function" }, clock = { "function" },
   sleep = { "function" },
-  -- the default transport's (core.client's, and the cosockets' pool_size and keepalive)
+  -- the default transport's (core.http.client's, and the cosockets' pool_size and keepalive)
   connect_timeout = { "number" }, cainfo = { "string" }, capath = { "string" }, proxy = { "string" },
   insecure_no_verify_tls = { "boolean" }, user_agent = { "string" }, max_body = { "number" },
   pool_size = { "number" }, keepalive = { "number" },
@@ -120,7 +121,7 @@ local function new_app(o, who, level)
     timeout = o.timeout, leeway = o.leeway, scopes = o.scopes, retry = o.retry,
     clock = safe_clock(o.clock),
     -- Inside OpenResty, waiting must be ngx.sleep: an ngx request thread must never coroutine.yield.
-    sleep = o.sleep or (rawget(_G, "ngx") and ngx.sleep),
+    sleep = o.sleep or (env.nginx() and ngx.sleep),
   }
   -- The transport: the caller's, or the default (cosockets inside OpenResty, else the C core, where
   -- the Authorization header then travels as an opaque C secret); then the retry decorator.

@@ -277,15 +277,15 @@ function tokens.refresh(p, seen)
     -- A flight whose coroutine is gone, or that outlived the longest a refresh takes, never ends:
     -- this caller takes over with a flight of its own, as a later call does after refresh_uncertain.
     core = core or require "freshbooks.core"
-    local started = core.now()
+    local started = core.clock.now()
     local give_up = started + 2 * p.app.timeout + 60
     while not f.done do
       -- find a dropped one now, not at the collector's leisure: once per flight, however many wait
-      if not f.collected and core.now() > started + 1 then
+      if not f.collected and core.clock.now() > started + 1 then
         f.collected = true
         collectgarbage()
       end
-      if f.co[1] == nil or core.now() > give_up then
+      if f.co[1] == nil or core.clock.now() > give_up then
         if p.flight == f then p.flight = nil end
         log(p, { type = "refresh", outcome = "abandoned", line = "took over a refresh that never ended" })
         return tokens.refresh(p, seen)

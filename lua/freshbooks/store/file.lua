@@ -36,7 +36,7 @@ local function new(path, opts, level)
   if lock_path == "/." then lock_path = "/" end
 
   function store.load()
-    local text, err = core.read_file(path, 65536)
+    local text, err = core.fs.read(path, 65536)
     if not text then
       if not err then return nil end -- nothing stored yet
       return nil, errors.new{ code = err.code, message = err.message }
@@ -49,10 +49,10 @@ local function new(path, opts, level)
   function store.save(tokens)
     if type(tokens) ~= "table" then error("freshbooks.store.file: save needs a token table", 2) end
     local text = record.encode(tokens)
-    local ok, err = core.write_file_atomic(path, text, mode)
+    local ok, err = core.fs.write_atomic(path, text, mode)
     -- A full disk must not lose a rotated pair (the stored one is spent): rewrite the file in place,
     -- in the blocks it already holds.
-    if not ok and not core.overwrite_file(path, text) then
+    if not ok and not core.fs.overwrite(path, text) then
       return nil, errors.new{ code = "save_failed", message = err.message }
     end
     return true
@@ -64,7 +64,7 @@ local function new(path, opts, level)
       -- Inside nginx, a phase that cannot yield (set, header_filter, log, init...) must not wait in
       -- flock either: it tries once, as the transport refuses its requests there.
       local nginx = env.nginx()
-      local handle, err = core.lock_file(lock_path, nginx and 0 or lock_timeout)
+      local handle, err = core.fs.lock(lock_path, nginx and 0 or lock_timeout)
       if handle then return handle end
       if nginx and err.code == "lock_timeout" then
         return nil, errors.new{ code = "blocking_phase", message = "the token file is locked, and nginx's "
@@ -76,7 +76,7 @@ local function new(path, opts, level)
     -- very worker, which could then never finish): try, and sleep on the event loop between tries.
     local deadline = ngx.now() + lock_timeout
     while true do
-      local handle, err = core.lock_file(lock_path, 0)
+      local handle, err = core.fs.lock(lock_path, 0)
       if handle then return handle end
       if err.code ~= "lock_timeout" or ngx.now() >= deadline then
         return nil, errors.new{ code = err.code, message = err.message }

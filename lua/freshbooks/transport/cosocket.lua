@@ -1,6 +1,6 @@
 -- The transport over nginx cosockets (OpenResty): the same contract as the C core's (transport/init.lua),
 -- so a request never blocks the nginx worker. The request policy, the limits and the rule of what may
--- be sent twice are the C core's (core.http_request, core.limits); the HTTP/1.1 answer is read here.
+-- be sent twice are the C core's (core.http.render, core.http.limits); the HTTP/1.1 answer is read here.
 -- Connections are kept alive in nginx's per-worker pool, keyed by everything that makes one differ
 -- (scheme, host, port, TLS name, verification); TLS is verified against `lua_ssl_trusted_certificate`.
 --   local t = require("freshbooks.transport").cosocket{ timeout = 30, pool_size = 16, keepalive = 60 }
@@ -8,10 +8,10 @@ local core = require "freshbooks.core"
 local errors = require "freshbooks.errors"
 local options = require "freshbooks.options"
 
-local LIMITS = core.limits
+local LIMITS = core.http.limits
 local READ_SIZE = 65536
 
--- Options of core.client that have no meaning on cosockets: refused, never silently ignored.
+-- Options of core.http.client that have no meaning on cosockets: refused, never silently ignored.
 local UNSUPPORTED = {
   cainfo = "TLS trust comes from nginx's lua_ssl_trusted_certificate",
   capath = "TLS trust comes from nginx's lua_ssl_trusted_certificate",
@@ -366,7 +366,7 @@ local function start(s, id, p, req)
 end
 
 function Stream:add(req)
-  local p = core.http_request(req, self.cfg.user_agent)
+  local p = core.http.render(req, self.cfg.user_agent)
   self.ids = self.ids + 1
   if #self.running < self.limit then start(self, self.ids, p, req)
   else self.queue[#self.queue + 1] = { self.ids, p, req } end
@@ -394,7 +394,7 @@ local Cosocket = {}
 Cosocket.__index = Cosocket
 
 function Cosocket:__call(req)
-  return send(self.cfg, core.http_request(req, self.cfg.user_agent), req)
+  return send(self.cfg, core.http.render(req, self.cfg.user_agent), req)
 end
 
 -- Light threads, at most `concurrency` at once, results in input order. Every request is checked
@@ -402,7 +402,7 @@ end
 function Cosocket:batch(reqs, opts)
   local cfg = self.cfg
   local prepared = {}
-  for i, req in ipairs(reqs) do prepared[i] = core.http_request(req, cfg.user_agent) end
+  for i, req in ipairs(reqs) do prepared[i] = core.http.render(req, cfg.user_agent) end
   local out, next_i = {}, 1
   local function worker()
     while next_i <= #reqs do

@@ -1,6 +1,6 @@
 -- The transport over the C core's libcurl client (src/client.c): one connection cache per transport,
 -- the multi interface for batches and streams. The contract is transport/init.lua's.
---   local t = require("freshbooks.transport").curl{ timeout = 30, cainfo = "ca.pem" }  -- core.client's options
+--   local t = require("freshbooks.transport").curl{ timeout = 30, cainfo = "ca.pem" }  -- core.http.client's options
 local core = require "freshbooks.core"
 local errors = require "freshbooks.errors"
 
@@ -53,9 +53,9 @@ function Curl.__tostring() return "freshbooks.transport.curl" end
 
 local curl = {}
 
--- curl.new(opts) -> a transport over one new C-core client (opts: core.client's, checked there).
+-- curl.new(opts) -> a transport over one new C-core client (opts: core.http.client's, checked there).
 function curl.new(opts)
-  return setmetatable({ core.client(opts or {}) }, Curl)
+  return setmetatable({ core.http.client(opts or {}) }, Curl)
 end
 
 -- curl.shared(opts) -> the one transport of these options, shared by every session using them while

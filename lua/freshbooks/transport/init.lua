@@ -13,7 +13,7 @@
 --   * the request policy is the C core's (src/request.c): methods, URLs, header names and values are
 --     checked the same way, the framing headers belong to the transport, the caller's User-Agent wins;
 --     a bad request raises before a byte is sent; what may be sent twice is the core's rule too;
---   * one deadline per request (`timeout`, default core.limits.timeout) covers connect, send, headers
+--   * one deadline per request (`timeout`, default core.http.limits.timeout) covers connect, send, headers
 --     and body;
 --   * responses are read by HTTP/1.1's framing rules, `max_body` applies in every framing, and a
 --     connection goes back to the pool only when its answer was read exactly and completely;
@@ -111,7 +111,7 @@ function Chooser:close() if self.curl then self.curl:close() end end
 -- transport.default(opts) -> the transport a session gets when none is given. Outside nginx it is
 -- the C core, with no chooser in between (no request will ever run inside nginx); inside, the choice
 -- is made per request: a session built in init_by_lua (one per worker, as OpenResty apps do) must
--- use cosockets in the request handlers later. The options are core.client's, plus the cosockets'
+-- use cosockets in the request handlers later. The options are core.http.client's, plus the cosockets'
 -- pool_size and keepalive.
 function transport.default(opts)
   opts = opts or {}
