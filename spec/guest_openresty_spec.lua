@@ -37,7 +37,7 @@ describe("guest scripts in OpenResty", function()
   setup(function()
     sb = sandbox.start{ invoices = 20 }
     app = testserver.start{ http = testserver.lua_paths(), locations = APP }
-    client = core.client{ timeout = 30 }
+    client = core.http.client{ timeout = 30 }
   end)
   teardown(function()
     if client then client:close() end

@@ -147,11 +147,11 @@ local function operations(fb, allowed, budget, deadline)
   local run = { calls = 0, stop = nil }
   -- -> whether n more requests fit in the budgets (spend(n) takes them, or stops the run)
   local function affordable(n)
-    return not run.stop and core.now() < deadline and run.calls + n <= budget.calls
+    return not run.stop and core.clock.now() < deadline and run.calls + n <= budget.calls
   end
   local function spend(n)
     if run.stop then return false end
-    if core.now() >= deadline then
+    if core.clock.now() >= deadline then
       run.stop = errors.new{ code = "budget_time", message = "the script ran past its deadline" }
     elseif run.calls + n > budget.calls then
       run.stop = errors.new{ code = "budget_calls",
@@ -163,7 +163,7 @@ local function operations(fb, allowed, budget, deadline)
     return false
   end
   local function bounded(req)
-    req.timeout = math.max(0.001, math.min(req.timeout or fb.timeout or 60, deadline - core.now()))
+    req.timeout = math.max(0.001, math.min(req.timeout or fb.timeout or 60, deadline - core.clock.now()))
     return req
   end
   local session = {
@@ -343,7 +343,7 @@ function guest.run(fb, source, chunkname, opts)
   local g, err = core.guest(source, chunkname or "=guest", { memory = budget.memory,
     instructions = budget.instructions, time = budget.time, patterns = budget.patterns, output = budget.output })
   if not g then return nil, errors.new{ code = err.code, message = text(fb, err.message) } end
-  local ops, run = operations(fb, shape(opts.write == true), budget, core.now() + budget.time)
+  local ops, run = operations(fb, shape(opts.write == true), budget, core.clock.now() + budget.time)
   local ok, kind, p = pcall(drive, g, fb, ops, run, opts.print or print)
   if opts.usage then
     for k, v in pairs(g:usage()) do opts.usage[k] = v end
