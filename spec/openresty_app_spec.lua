@@ -29,7 +29,7 @@ describe("the OpenResty example application", function()
     srv = R.start{}
     local cfg = ("{ client_id = %q, client_secret = %q, redirect_uri = %q, session_secret = %q, redis_port = %d,"
       .. " api_url = %q, auth_url = %q }"):format(sb.app.client_id, sb.app.client_secret, sb.app.redirect_uri,
-      core.hex(core.random_bytes(32)), srv.port, sb.url, sb.auth_url)
+      core.codec.hex(core.crypto.random_bytes(32)), srv.port, sb.url, sb.auth_url)
     app = testserver.start{
       workers = 2, -- /connect and /callback may land on different workers: the state lives in Redis
       http = table.concat({
@@ -39,7 +39,7 @@ describe("the OpenResty example application", function()
       }, "\n  "),
       locations = example_locations(),
     }
-    client = core.client{ timeout = 20 }
+    client = core.http.client{ timeout = 20 }
   end)
   teardown(function()
     if client then client:close() end
@@ -198,7 +198,7 @@ describe("the OpenResty example application", function()
     local forged = "name=invoice.create&object_id=424242&account_id=aBcD1&business_id=1000001"
     status = client:request{ method = "POST", url = app.url .. "/webhook", body = forged,
       headers = { ["Content-Type"] = "application/x-www-form-urlencoded",
-                  ["X-FreshBooks-Hmac-SHA256"] = core.base64(string.rep("x", 32)) } }
+                  ["X-FreshBooks-Hmac-SHA256"] = core.codec.base64(string.rep("x", 32)) } }
     assert.equal(401, status)
     local _, _, ev = client:request{ method = "GET", url = app.url .. "/events" }
     for _, e in ipairs(cjson.decode(ev).events) do assert.are_not.equal("424242", e.object_id) end

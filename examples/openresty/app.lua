@@ -74,11 +74,11 @@ end
 
 -- The signed-in user: this app's own login stands behind the `app_user` cookie (name.hmac). /signin
 -- stands in for a real login here; the rest only trusts a cookie this app signed.
-local function sign(name) return core.hex(core.hmac_sha256(config.session_secret, "app_user:" .. name)) end
+local function sign(name) return core.codec.hex(core.crypto.hmac_sha256(config.session_secret, "app_user:" .. name)) end
 
 local function user()
   local name, mac = (ngx.var.cookie_app_user or ""):match("^([%w_.@-]+)%.(%x+)$")
-  if name and #name <= 64 and core.equals(mac, sign(name)) then return name end
+  if name and #name <= 64 and core.crypto.equals(mac, sign(name)) then return name end
   return nil
 end
 

@@ -298,8 +298,8 @@ local function build(o, key, lock_key, state_prefix, script)
 
   -- -> handle with :unlock() and :extend(seconds) | nil, err (lock_timeout, store_unavailable, ...)
   function store.lock()
-    local owner = core.hex(core.random_bytes(16))
-    local now = core.now
+    local owner = core.codec.hex(core.crypto.random_bytes(16))
+    local now = core.clock.now
     local deadline, delay = now() + o.lock_timeout, 0.002
     while true do
       local got, err = script("lock", lock_key, owner, ttl_ms)
@@ -352,7 +352,7 @@ local function build(o, key, lock_key, state_prefix, script)
     if type(state) ~= "string" or state == "" then
       error("freshbooks.store.redis: state must be a non-empty string", 3)
     end
-    return state_prefix .. core.hex(core.hmac_sha256(state, "freshbooks oauth state"))
+    return state_prefix .. core.codec.hex(core.crypto.hmac_sha256(state, "freshbooks oauth state"))
   end
   function store.put_state(state, ttl)
     local k = state_key(state)
