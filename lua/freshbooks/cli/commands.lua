@@ -74,7 +74,7 @@ function commands.report(ctx)
   if a.as_of and not require("freshbooks.date").exact(a.as_of) then exit(2, "--as-of must be a date YYYY-MM-DD") end
   local fb = ctx:connected()
   local out = ctx:output()
-  local now = require("freshbooks.core").now
+  local now = require("freshbooks.core").clock.now
   -- One bar per business; each() reports first after a business's first page, so it starts from the
   -- end of the previous business.
   local bar, since = nil, now()

@@ -79,7 +79,7 @@ function config.new(exit, getenv)
     local t = self.load()
     for k, v in pairs(fields) do t[k] = v end
     self.make_dir()
-    local ok, err = require("freshbooks.core").write_file_atomic(self.path(), assert(cjson.encode(t)), 384)
+    local ok, err = require("freshbooks.core").fs.write_atomic(self.path(), assert(cjson.encode(t)), 384)
     if not ok then exit(1, "cannot save %s: %s", self.path(), err.message) end
     return self.path()
   end
@@ -120,7 +120,7 @@ function config.ask(prompt, secret)
   local out = p:read("*a") or ""
   p:close()
   local core = package.loaded["freshbooks.core"]
-  if core and core.interrupted() then error("interrupted!", 0) end -- Ctrl-C at the prompt
+  if core and core.signal.interrupted() then error("interrupted!", 0) end -- Ctrl-C at the prompt
   local line = out:match("^ok:(.*)$")
   if secret or not line then io.stderr:write("\n") end -- the Enter the terminal did not show
   return trim(line)

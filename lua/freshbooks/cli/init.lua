@@ -30,11 +30,11 @@ local exit = cli.exit
 -- tostring(err) carries codes, statuses and FreshBooks' own descriptions).
 local NOT_CONNECTED = { reauth_required = true, unauthorized = true, invalid_grant = true, store_corrupt = true }
 
--- Ctrl-C (and SIGTERM) are trapped by the C core (core.trap_interrupts): they abort a transfer in
+-- Ctrl-C (and SIGTERM) are trapped by the C core (core.signal.trap): they abort a transfer in
 -- flight and are acted on here, where the command can stop cleanly, never inside library code.
 function cli.check_interrupt()
   local core = package.loaded["freshbooks.core"]
-  if core and core.interrupted() then exit(130, "interrupted") end
+  if core and core.signal.interrupted() then exit(130, "interrupted") end
 end
 
 function cli.fail(err, what)
@@ -175,7 +175,7 @@ function Context:output(path)
     local msg
     if kind == nil or kind == "file" then
       local core = require "freshbooks.core"
-      tmp = path .. "." .. core.hex(core.random_bytes(4)) .. ".part"
+      tmp = path .. "." .. core.codec.hex(core.crypto.random_bytes(4)) .. ".part"
       f, msg = io.open(tmp, "wb")
       -- commit closes f before its rename: a failed rename must still remove the temp file
       if f then
@@ -317,7 +317,7 @@ local function run(ctx, argv)
   end
   -- The interpreter's own handler raises "interrupted!" in whatever Lua code runs next, where a pcall
   -- in a library (lua-cjson's safe decode) may swallow it and leave half a result: trap it instead.
-  core.trap_interrupts()
+  core.signal.trap()
   ctx.cfg = config.new(exit)
   require(COMMANDS[ctx.args.command])[ctx.args.command](ctx)
   local ok, msg, errno = io.stdout:flush()

@@ -129,7 +129,7 @@ function login.login(ctx)
   if lerr and lerr.code == "store_insecure" then
     exit(1, "cannot save tokens at %s: %s (remove it first)", path, lerr.message)
   end
-  local probed, perr = core.write_file_atomic(path .. ".probe", "{}")
+  local probed, perr = core.fs.write_atomic(path .. ".probe", "{}")
   if not probed then exit(1, "cannot save tokens at %s: %s", path, perr.message) end
   os.remove(path .. ".probe")
 

@@ -205,7 +205,7 @@ function Listener:wait(deadline, note)
   end
   local core = require "freshbooks.core"
   while true do
-    if core.interrupted() then error("interrupted!", 0) end -- Ctrl-C, trapped by the command
+    if core.signal.interrupted() then error("interrupted!", 0) end -- Ctrl-C, trapped by the command
     local left = deadline - socket.gettime()
     if left <= 0 then return nil, "timeout" end
     if self:poll(math.min(left, SLICE), on_request, note) then return found end
