@@ -62,9 +62,10 @@ function pipeline.prepare(p, req, where, level)
     timeout = timeout or p.app.timeout, idempotent = req.idempotent }
 end
 
--- The session's headers for a pair, made once per pair (the transports only read them): with our own
--- curl transport the Authorization value travels as an opaque C secret. Content-Type only with a body:
--- FreshBooks' project pages say to leave it out of GET calls.
+-- The session's headers for a pair (the transports only read them): with our own curl transport the
+-- Authorization value travels as an opaque C secret. They are kept from the pair's second request on:
+-- a session that sends one request (a connection's status, a webhook's lookup) keeps none.
+-- Content-Type only with a body: FreshBooks' project pages say to leave it out of GET calls.
 local PLAIN, WITH_BODY = setmetatable({}, { __mode = "k" }), setmetatable({}, { __mode = "k" })
 local function bearer(p, t)
   local h = PLAIN[t]
@@ -72,7 +73,7 @@ local function bearer(p, t)
     local value = "Bearer " .. t.access_token
     if p.app.secret_headers then value = core.secret.new(value) end
     h = { Authorization = value, ["Api-Version"] = "alpha" }
-    PLAIN[t] = h
+    if p.used == t then PLAIN[t] = h else p.used = t end
   end
   return h
 end

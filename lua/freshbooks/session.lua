@@ -19,7 +19,7 @@ local transport = require "freshbooks.transport"
 local session = {}
 
 -- A session's private state, keyed by the session, so that no table dump of a session can show a
--- client secret or a token: {app, tokens, pending, flight, load, save, lock, log, send, owners,
+-- client secret or a token: {app, tokens, pending, flight, load, save, lock, log, send, used,
 -- remembered}.
 local private = setmetatable({}, { __mode = "k" })
 
@@ -327,18 +327,15 @@ function methods:find_business(key)
   return m, err
 end
 
--- One object per owner (account, business, accounting business) and session, held weakly: each
--- holds its session, and on LuaJIT and Lua 5.1, whose weak-keyed tables are no ephemerons, a strong
--- cache here kept every session that ever made one alive for good.
-local WEAK_VALUES = { __mode = "v" }
+-- One object per owner (account, business, accounting business) and session, held weakly: each holds
+-- its session, and on LuaJIT and Lua 5.1, whose weak-keyed tables are no ephemerons, a strong cache
+-- kept every session that ever made one alive for good. One cache for every session, keyed by the
+-- session's private table and the owner: a session whose owners are gone holds nothing for them (a
+-- private table's address is not reused while an owner of it lives: the owner holds the session).
+local owners = setmetatable({}, { __mode = "v" })
 local function owner(self, kind, id)
   local p = private[self]
-  local owners = p.owners
-  if not owners then
-    owners = setmetatable({}, WEAK_VALUES)
-    p.owners = owners
-  end
-  local key = kind .. ":" .. tostring(id)
+  local key = tostring(p) .. "/" .. kind .. "/" .. tostring(id)
   local o = owners[key]
   if not o then
     o = require("freshbooks.resource").owner(self, kind, id, 3)
