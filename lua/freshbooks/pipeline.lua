@@ -171,7 +171,8 @@ local function pack(...) return { n = select("#", ...), ... } end
 local yieldable = coroutine.isyieldable or function() return coroutine.running() ~= nil end
 
 -- Resume a life until it asks to send (-> treq) or ends (-> nil, {res =, err =}). A yield that is not
--- ours (a hook waiting on the caller's scheduler) is passed up and its answer passed back down.
+-- ours (a hook, or a wait for another coroutine's refresh, on the caller's scheduler) is passed up and
+-- its answer passed back down; where the caller cannot yield, a wait fails as it would have there.
 local function step(co, ...)
   local r = pack(coroutine.resume(co, ...))
   while true do
@@ -181,7 +182,7 @@ local function step(co, ...)
     if yieldable() then
       r = pack(coroutine.resume(co, coroutine.yield(unpack(r, 2, r.n))))
     else
-      r = pack(coroutine.resume(co))
+      r = pack(coroutine.resume(co, tokens.CANNOT_WAIT))
     end
   end
 end

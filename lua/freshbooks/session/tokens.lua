@@ -245,12 +245,16 @@ local function refresh_locked(p, seen)
   return p.tokens
 end
 
+-- What a driver of many requests (pipeline.lua) resumes a waiting request with when its own caller
+-- cannot yield: the wait fails as it would have there.
+tokens.CANNOT_WAIT = setmetatable({}, { __tostring = function() return "freshbooks: cannot wait here" end })
+
 -- Waiting for a refresh another coroutine runs: nginx's sleep or the session's, else a yield to the
 -- caller's scheduler; false when this caller can do neither.
 local function wait(p)
   local sleep = p.app.sleep
   if sleep then return (pcall(sleep, 0.005)) end
-  if coroutine.isyieldable and coroutine.isyieldable() then coroutine.yield() return true end
+  if coroutine.isyieldable and coroutine.isyieldable() then return coroutine.yield() ~= tokens.CANNOT_WAIT end
   return false
 end
 
