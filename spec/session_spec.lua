@@ -529,6 +529,25 @@ describe("session against the sandbox", function()
     end)
   end)
 
+  describe("sessions of the same options", function()
+    it("share their settings but never their tokens, hooks or secret", function()
+      local saved = {}
+      local a = H.session(sb, { save = function(new) saved[#saved + 1] = new.refresh_token return true end })
+      local b = H.session(sb, nil, "bob") -- (a user's newer pair would make alice's refresh token stale)
+      assert.is_true(a:refresh())
+      assert.equal(1, #saved)
+      assert.are_not.equal(a:tokens().refresh_token, b:tokens().refresh_token)
+      assert.equal(200, assert(b:request{ path = ME }).status) -- b's own pair still works
+      -- the same options but the secret: that session's token calls carry its own (wrong) secret
+      local wrong = H.session(sb, { client_secret = "not-the-secret" }, "carol")
+      local ok, err = wrong:refresh()
+      assert.is_nil(ok)
+      assert.equal("invalid_client", err.code)
+      assert.is_true(H.session(sb, nil, "carol"):refresh())
+      assert.equal(1, #saved) -- b and the others never called a's save
+    end)
+  end)
+
   describe("stream", function()
     it("is an object with colon methods: results in completion order, one refresh for all the 401s, an"
       .. " idempotent close", function()

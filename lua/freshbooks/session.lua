@@ -138,12 +138,13 @@ end
 
 -- Apps by options, while a session uses one. Only options that cannot change behind our back are
 -- shared (strings, numbers, booleans, functions, a transport object); a table (redirect_uris,
--- scopes, retry) the caller may still fill makes an app of its own.
+-- scopes, retry) the caller may still fill makes an app of its own. The client secret is left out of
+-- the key (it would sit in this table as a string) and compared on a hit instead.
 local apps = setmetatable({}, { __mode = "v" })
 local function share_key(o)
   local names = {}
   for k, v in pairs(o) do
-    if not PER_SESSION[k] then
+    if not PER_SESSION[k] and k ~= "client_secret" then
       if type(v) == "table" and k ~= "transport" then return nil end
       names[#names + 1] = k
     end
@@ -159,10 +160,9 @@ end
 local function app_of(o, who, level)
   local key = share_key(o)
   local app = key and apps[key]
-  if not app then
-    app = new_app(o, who, level + 1)
-    if key then apps[key] = app end
-  end
+  if app and app.client_secret == o.client_secret then return app end
+  app = new_app(o, who, level + 1)
+  if key then apps[key] = app end -- (the newest app of these options is the one shared)
   return app
 end
 
