@@ -98,8 +98,14 @@ function freshbooks.connections(opts) end
 ---@field business table FreshBooks' own business object
 
 ---A session (`freshbooks.new`). Tokens are refreshed before expiry and once after a 401; every new
----pair goes to save(new, previous) before it is used.
+---pair goes to save(new, previous) before it is used. Its settings read back; nothing else shows.
 ---@class freshbooks.Session
+---@field client_id string
+---@field redirect_uri string the one in use
+---@field api_url string without a trailing slash
+---@field auth_url string
+---@field timeout number seconds per request
+---@field leeway number seconds before expires_at a refresh is due
 local Session = {}
 
 ---Sends one request with the session's tokens.
@@ -114,8 +120,8 @@ function Session:request(req) end
 ---@return {res:freshbooks.Response?,err:freshbooks.Error?}[] results
 function Session:batch(reqs, opts) end
 
----A stream of requests: s.add(req) -> id, s.next() -> id, res, err as each completes (nil once none
----is left), s.close().
+---A stream of requests: s:add(req) -> id, s:next() -> id, res, err as each completes (nil once none
+---is left), s:close(). A 401 among them refreshes once; each such request is sent once more.
 ---@param opts? {concurrency:integer}
 ---@return freshbooks.Stream|nil stream
 ---@return freshbooks.Error? err
@@ -177,9 +183,9 @@ function Session:me(refresh) end
 ---@return freshbooks.Error? err
 function Session:memberships(refresh) end
 
----Iterates the user's businesses; raises the error object when the identity cannot be read.
+---Iterates the user's businesses; when the identity cannot be read, the loop gets (false, err) once.
 ---@param refresh? boolean
----@return fun():freshbooks.Membership|nil iterator
+---@return fun():freshbooks.Membership|false|nil,freshbooks.Error? iterator
 function Session:businesses(refresh) end
 
 ---The membership whose business_id, account_id, business_uuid or name (exact, then any case) is key.
@@ -680,7 +686,7 @@ local guest = {}
 ---@return any ... the script's results, or the error
 function guest.run(fb, source, chunkname, opts) end
 
----A transport: function(req) -> res | nil, err; a table with __call may add stream and batch.
+---A transport: a callable, t(req) -> res | nil, err; an object may add t:batch, t:stream and t:close.
 ---@alias freshbooks.Transport fun(req:table):table|nil,freshbooks.Error?
 
 ---A stream of requests (fb:stream; a transport's stream has the same methods).
