@@ -285,7 +285,7 @@ function methods:revoke()
   local p = private[self]
   if not p.tokens then tokens.reload(p) end
   -- A pair waiting unsaved is the newest: it holds the only live refresh token, the one to revoke
-  -- (revoking the spent one left the grant alive, and the pair was saved and used afterwards).
+  -- (revoking the spent one would leave the grant alive, the pending pair saved and used afterwards).
   local t = p.pending or p.tokens
   if not t then return nil, tokens.reauth("no tokens to revoke") end
   local ok, err = oauth.revoke(p.app, p.send or p.app.send, t.refresh_token or t.access_token)
@@ -329,7 +329,7 @@ end
 
 -- One object per owner (account, business, accounting business) and session, held weakly: each holds
 -- its session, and on LuaJIT and Lua 5.1, whose weak-keyed tables are no ephemerons, a strong cache
--- kept every session that ever made one alive for good. One cache for every session, keyed by the
+-- would keep every session that ever made one alive for good. One cache for every session, keyed by the
 -- session's private table and the owner: a session whose owners are gone holds nothing for them (a
 -- private table's address is not reused while an owner of it lives: the owner holds the session).
 local owners = setmetatable({}, { __mode = "v" })
