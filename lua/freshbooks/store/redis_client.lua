@@ -124,7 +124,7 @@ function M.within(seconds, op, ...)
     ctx.result = r
     return ctx
   end)
-  local clock = ngx.thread.spawn(ngx.sleep, seconds)
+  local clock = ngx.thread.spawn(function() ngx.sleep(seconds) end)
   local _, done = ngx.thread.wait(worker, clock)
   if done == ctx then
     ngx.thread.kill(clock)
@@ -335,8 +335,11 @@ local function open_nginx(s, host, port, deadline, user, password, database)
   if left <= 0 then return nil, timed_out(0) end
   r:set_timeout(math.max(1, math.floor(left * 1000)))
   local name = s.tls and (s.tls.server_name or host)
-  local pool = table.concat({ "freshbooks", host, port, name or "plain", user or "", password
-    and core.hex(core.hmac_sha256(password, "redis pool")):sub(1, 16) or "", database or 0 }, ":")
+  -- (nginx verifies against lua_ssl_trusted_certificate; tls.ca_file, which should name that file,
+  -- keeps connections checked under other trust apart)
+  local secret = password and core.hex(core.hmac_sha256(password, "redis pool")):sub(1, 16) or ""
+  local pool = table.concat({ "freshbooks", host, port, name and (name .. "@" .. s.tls.ca_file) or "plain",
+    user or "", secret, database or 0 }, ":")
   local ok, err = r:connect(host, port, { pool = pool })
   if not ok then return nil, M.unavailable(("could not connect to Redis at %s:%d"):format(host, port), err) end
   if r:get_reused_times() == 0 then
