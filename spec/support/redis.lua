@@ -111,7 +111,12 @@ function Server:launch()
   local f = assert(io.open(self.dir .. "/redis.conf", "w"))
   f:write(conf, "\n")
   f:close()
-  local started = run("redis-server " .. q(self.dir .. "/redis.conf") .. (self.sentinel and " --sentinel" or "")
+  return self:spawn("redis.conf", "redis.log")
+end
+
+-- redis-server on `conf` (in the server's directory), until it answers PING (or `log` says why not).
+function Server:spawn(conf, log)
+  local started = run("redis-server " .. q(self.dir .. "/" .. conf) .. (self.sentinel and " --sentinel" or "")
     .. " >/dev/null 2>&1 & echo $!")
   local pid = tonumber(started:match("%d+"))
   for _ = 1, 250 do
@@ -120,7 +125,7 @@ function Server:launch()
       register(pid, true)
       return true
     end
-    if not alive(pid) then return false, run("cat " .. q(self.dir .. "/redis.log")) end
+    if not alive(pid) then return false, run("cat " .. q(self.dir .. "/" .. log)) end
     sleep(0.02)
   end
   run("kill -9 " .. pid)
@@ -162,19 +167,7 @@ function Server:launch_sentinel()
     ("sentinel down-after-milliseconds %s 400"):format(name),
     ("sentinel failover-timeout %s 3000"):format(name), ("sentinel parallel-syncs %s 1"):format(name) }, "\n"), "\n")
   f:close()
-  local started = run("redis-server " .. q(self.dir .. "/sentinel.conf") .. " --sentinel >/dev/null 2>&1 & echo $!")
-  local pid = tonumber(started:match("%d+"))
-  for _ = 1, 250 do
-    if run("redis-cli -p " .. self.port .. " ping"):find("PONG", 1, true) then
-      self.pid = pid
-      register(pid, true)
-      return true
-    end
-    if not alive(pid) then return false, run("cat " .. q(self.dir .. "/sentinel.log")) end
-    sleep(0.02)
-  end
-  run("kill -9 " .. pid)
-  return false, "redis sentinel did not answer"
+  return self:spawn("sentinel.conf", "sentinel.log")
 end
 
 -- redis-cli's answer (raw), for inspecting and planting keys.
