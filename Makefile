@@ -50,6 +50,12 @@ $(BUILD)/embed-host: examples/embed/host.c
 # The Debian packages everything needs; quick when they are all there (FB_NO_DEPS=1 skips the check).
 deps:
 	@[ -n "$(FB_NO_DEPS)" ] || ./.ci/deps
+	@$(MAKE) -s $(RESTY_REDIS)
+
+# resty.redis for the nginx specs and the OpenResty example on Debian's nginx (.ci/vendor says why).
+RESTY_REDIS := build/deps/lua/nginx/redis.lua
+$(RESTY_REDIS):
+	./.ci/vendor $@
 
 # Everything CI runs: the core for every interpreter the rockspec claims, then spec/run (its last
 # line: "N passed, N failed", after "N skipped").
