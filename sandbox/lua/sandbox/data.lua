@@ -8,6 +8,7 @@ local data = {}
 -- Accounting resources: one row each; what their records hold is in sandbox/records.lua.
 -- verbs: l(ist) g(et) c(reate) u(pdate) d(HTTP DELETE: FreshBooks accepts it for these).
 -- errors: "legacy" (response.errors[]), "legacy200" (same body, HTTP 200), "rpc" (google.rpc details).
+-- vis_key: the name its requests and answers give vis_state (default vis_state).
 -- id_key: the record's own id field (filters `search[<id_key>]`, `search[<id_key>s][]`, error fields).
 -- lines: "invoice" or "bill" lines (answered by single GETs and with include[]=lines).
 -- sends: a PUT may carry action_email / action_mark_as_sent.
@@ -56,8 +57,9 @@ data.accounting = {
     single = "invoice_profile", scope = "invoices", verbs = "lgcu", errors = "legacy", id_key = "profileid",
     object = "invoice_profile", lines = "invoice", required = { "customerid", "frequency" },
     refs = { customerid = "clients" } },
+  -- Tasks write their vis_state in camel case, in answers and requests alike.
   { name = "tasks", path = "projects/tasks", plural = "tasks", single = "task", scope = "projects", verbs = "lgcu",
-    errors = "legacy", id_key = "taskid", object = "task", required = { "name" } },
+    errors = "legacy", id_key = "taskid", object = "task", required = { "name" }, vis_key = "visState" },
   { name = "staffs", path = "users/staffs", plural = "staffs", single = "staff", scope = "teams", verbs = "lgu",
     errors = "legacy", id_key = "userid", object = "staff" },
   { name = "gateways", path = "systems/gateways", plural = "gateways", single = "gateway",

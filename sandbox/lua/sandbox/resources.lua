@@ -398,10 +398,12 @@ local function apply_fields(R, ctx, rec, src)
   if R.name == "journal_entries" and src.date ~= nil and src.user_entered_date == nil then
     src.user_entered_date = src.date
   end
-  for f, v in pairs(src) do
-    local known = T.defaults[f] ~= nil or money[f] ~= nil or f == "lines" or f == "vis_state"
+  for key, v in pairs(src) do
+    local f = key
+    if f == R.vis_key then f = "vis_state" elseif f == "vis_state" and R.vis_key then f = nil end
+    local known = f and (T.defaults[f] ~= nil or money[f] ~= nil or f == "lines" or f == "vis_state")
     local own_id = f == R.id_key and type(T.defaults[f]) == "function"
-    if type(f) == "string" and known and not READONLY[f] and not own_id and v ~= nil then
+    if known and type(f) == "string" and not READONLY[f] and not own_id and v ~= nil then
       if f == "lines" and R.lines then
         local lines, total, err_body = build_lines(R, ctx, rec, v, cur)
         if not lines then return nil, total, err_body end
@@ -693,9 +695,10 @@ local function update(R, req, aid, id)
   local src = body[R.single]
   if type(src) ~= "table" then src = {} end
   local event, action = ".update", false
-  if src.vis_state ~= nil then
+  local vis_key = R.vis_key or "vis_state"
+  if src[vis_key] ~= nil then
     -- A PUT that carries vis_state changes only vis_state: every other field is ignored.
-    local v = src.vis_state
+    local v = src[vis_key]
     if v ~= 0 and v ~= 1 and v ~= 2 then return fail(R, 422, 1004, "vis_state", "Invalid vis_state.", v) end
     if v == 1 and rec.vis_state ~= 1 then settle(R, ctx, rec, -(rec.amount or 0)) end
     rec.vis_state = v
