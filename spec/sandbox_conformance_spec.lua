@@ -53,7 +53,8 @@ describe("the shape checker", function()
     assert.same({ "$.response.result.taxes: array expected, got object" }, d)
     d = check.value({ fields = { amount = "money" } }, assert(check.decode('{"amount":{"amount":12.5,"code":"USD"}}')))
     assert.same(1, #d)
-    d = check.value({ fields = { amount = "money" } }, assert(check.decode('{"amount":{"amount":"12.50","code":"USD"}}')))
+    d = check.value({ fields = { amount = "money" } },
+      assert(check.decode('{"amount":{"amount":"12.50","code":"USD"}}')))
     assert.same({}, d)
     d = check.value({ fields = { a = "int", b = "?int" } }, assert(check.decode('{"a":null,"b":null}')))
     assert.same({ "$.a: int expected, got null" }, d)
@@ -62,7 +63,7 @@ end)
 
 describe("sandbox conformance", function()
   local sb, token
-  local A, AID, BID = "/accounting/account/aBcD1/", "aBcD1", "1000001"
+  local A, BID = "/accounting/account/aBcD1/", "1000001"
   local results = {} -- key -> { diffs }
   local function H(extra)
     local h = { Authorization = "Bearer " .. token }
@@ -214,7 +215,8 @@ describe("sandbox conformance", function()
       json = { project = { title = "Some changed project" } } })
     drive("GET " .. T, { path = t .. "?per_page=3", headers = H() })
     local te = drive("POST " .. T, { method = "POST", path = t, headers = H(), json = { time_entry = {
-      client_id = 10001, duration = 360, internal = true, is_logged = true, started_at = "2025-01-21T10:00:00.000Z" } } })
+      client_id = 10001, duration = 360, internal = true, is_logged = true,
+      started_at = "2025-01-21T10:00:00.000Z" } } })
     local tid = te.time_entry.id
     drive("GET " .. T .. "/{id}", { path = t .. "/" .. tid, headers = H() })
     drive("PUT " .. T .. "/{id}", { method = "PUT", path = t .. "/" .. tid, headers = H(),

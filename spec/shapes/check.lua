@@ -48,7 +48,9 @@ function check.decode(text)
         pos = a + 6
         if cp >= 0xD800 and cp <= 0xDBFF and text:sub(pos, pos + 1) == "\\u" then
           local lo = tonumber(text:sub(pos + 2, pos + 5), 16)
-          if lo and lo >= 0xDC00 and lo <= 0xDFFF then cp = 0x10000 + (cp - 0xD800) * 1024 + lo - 0xDC00; pos = pos + 6 end
+          if lo and lo >= 0xDC00 and lo <= 0xDFFF then
+            cp, pos = 0x10000 + (cp - 0xD800) * 1024 + lo - 0xDC00, pos + 6
+          end
         end
         out[#out + 1] = utf8(cp)
       else

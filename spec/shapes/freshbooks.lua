@@ -28,7 +28,8 @@ rec("client", "node:Client.test.ts (GET, list, POST, PUT); docs:clients", {
   updated = "eastern", userid = "int", username = "string", vat_name = "?string", vat_number = "?string",
   vis_state = "int",
 }, { uuid = "uuid" }, "node's bodies carry id and userid as strings (\"218192\"): README says ids are numbers, and "
-  .. "docs:clients shows numbers; numbers followed. uuid: the issue's recorded answers carry it, node's do not: optional.")
+  .. "docs:clients shows numbers; numbers followed. uuid: the issue's recorded answers carry it, node's do not: "
+  .. "optional.")
 
 local invoice_line = { fields = {
   amount = "money", compounded_tax = "bool", date = "eastern", description = "string", expenseid = "int",
@@ -462,7 +463,8 @@ ep("ERROR rpc 422", 422, E.rpc, "facts file (bills, bill payments, vendors, jour
 ep("ERROR identity 401", 401, E.oauth, "node:APIClient.test.ts (unauthorized request)")
 ep("ERROR token 400", 400, E.oauth, "facts file (RFC 6749 5.2)")
 ep("ERROR token 401", 401, E.oauth, "facts file (RFC 6749 5.2: invalid_client)")
-ep("ERROR events 401", 401, E.events, "the issue's recorded answers ({\"errno\":401,\"message\":\"invalid_token: ...\"})")
+ep("ERROR events 401", 401, E.events,
+  "the issue's recorded answers ({\"errno\":401,\"message\":\"invalid_token: ...\"})")
 ep("ERROR events 404", 404, E.events, "facts file (events errors)")
 ep("ERROR events 422", 422, E.events, "facts file; details are strings (the issue's recorded answers)")
 ep("ERROR project 404", 404, E.project_error, "facts file (project errors)")

@@ -361,7 +361,8 @@ local function seed_account(b, seed, n_invoices, n_clients)
     local d = data.TODAY - i * 25
     local t = d * 86400 + 19 * 3600
     add(cols.bills, { vendorid = vendor.id, issue_date = util.date(d), due_offset_days = 30,
-      due_date = util.date(d + 30), bill_number = "B-" .. i, currency_code = home, status = paid > 0 and "paid" or "unpaid",
+      due_date = util.date(d + 30), bill_number = "B-" .. i, currency_code = home,
+      status = paid > 0 and "paid" or "unpaid",
       vis_state = 0, amount = total, total_amount = total, tax_amount = 0, paid = paid, outstanding = total - paid,
       overall_category = cat.category, overall_description = "Supplies",
       lines = { data.bill_line(1, cat.category, cat.id, "Supplies", qty, unit, home) },

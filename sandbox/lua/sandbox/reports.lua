@@ -7,7 +7,6 @@ local data = require "sandbox.data"
 
 local reports = {}
 local NULL = json.null
-local floor = math.floor
 
 -- The request's common parameters: start_date, end_date (YYYY-MM-DD, inclusive), currency_code,
 -- resolution ("m", "3m", "y": periods), cash_based. Returns the parameters or nil, field, value.
@@ -104,7 +103,8 @@ local function profit_loss(p, acct, out)
   end
   for _, oi in ipairs(cols.other_incomes.list) do
     local day = util.parse_date(oi.date)
-    if oi.vis_state ~= 1 and not oi.removed and in_range(p, day) and (oi.currency_code or acct.currency_code) == code then
+    local c = oi.currency_code or acct.currency_code
+    if oi.vis_state ~= 1 and not oi.removed and in_range(p, day) and c == code then
       spread(other, pers, day, oi.amount or 0)
     end
   end

@@ -26,7 +26,9 @@ local function render(R, rec, acct, include_lines)
     out.vendor = v and records.render(data.by_name.bill_vendors.T, v, acct) or NULL
     local pays = json.array()
     for _, p in ipairs(acct.cols.bill_payments.list) do
-      if p.billid == rec.id and not p.removed then pays[#pays + 1] = records.render(data.by_name.bill_payments.T, p, acct) end
+      if p.billid == rec.id and not p.removed then
+        pays[#pays + 1] = records.render(data.by_name.bill_payments.T, p, acct)
+      end
     end
     out.bill_payments = pays
   elseif R.name == "expenses" and include_lines == "category" then
@@ -682,7 +684,8 @@ local function share_link(R, req, aid, id)
   if type(host) ~= "string" or host == "" then host = "localhost" end
   return 200, { response = { result = { share_link = { clientid = rec.customerid, resource_type = "invoice",
     resourceid = rec.id, share_method = "share_link",
-    share_link = "https://" .. host .. "/#/link/" .. rec.share_token .. "?type=secondary&share_method=share_link" } } } }
+    share_link = "https://" .. host .. "/#/link/" .. rec.share_token .. "?type=secondary&share_method=share_link" }
+  } } }
 end
 
 local function update(R, req, aid, id)
@@ -851,7 +854,8 @@ local function project_filter(kind, records_, args)
         ok = t ~= nil and (rec.updated_t or rec.created_t or 0) >= t
       elseif kind == "time_entries" and (k == "started_from" or k == "started_to") then
         local t = since(v)
-        ok = t ~= nil and ((k == "started_from" and rec.started_at_t >= t) or (k == "started_to" and rec.started_at_t <= t))
+        local at = rec.started_at_t
+        ok = t ~= nil and ((k == "started_from" and at >= t) or (k == "started_to" and at <= t))
       elseif not CONTROL[k] and k:sub(1, 7) ~= "include" and DEFAULTS[kind][k] ~= nil or k == "identity_id" then
         local x = rec[k]
         if x == nil then x = DEFAULTS[kind][k] end
