@@ -262,8 +262,10 @@ local function seed_account(b, seed, n_invoices, n_clients)
       unit_cost = (i * 2500), inventory = NULL, sku = "SKU-" .. i, tax1 = i % 2, tax2 = 0,
       vis_state = i == #item_names and 2 or 0, updated_t = T0 - 86400 * (60 + i * 11) })
   end
-  add(cols.tasks, { name = "General", description = "General work", billable = true, rate = 10000,
-    tdesc = "", vis_state = 0, updated_t = T0 - 86400 * 200 })
+  for i, t in ipairs { { "General", 10000 }, { "Design", 12500 }, { "Travel", 5000 } } do
+    add(cols.tasks, { name = t[1], description = t[1] .. " work", billable = i ~= 3, rate = t[2], tdesc = "",
+      vis_state = i == 3 and 2 or 0, updated_t = T0 - 86400 * (200 - i * 30) })
+  end
   add(cols.gateways, { gateway_name = "stripe", connection_id = 1, sgid = 1 })
   for i = 1, 3 do
     local t = T0 - 86400 * (300 - i * 40)
