@@ -28,13 +28,15 @@ describe("sandbox sync semantics", function()
   teardown(function() if sb then sb:stop() end end)
 
   it("filters every listable resource by its id list (search[<id key>s][] and search[ids][])", function()
-    local keys = { ["users/clients"] = { "clients", "userid", "id" }, ["invoices/invoices"] = { "invoices", "invoiceid" },
+    local keys = { ["users/clients"] = { "clients", "userid", "id" },
+      ["invoices/invoices"] = { "invoices", "invoiceid" },
       ["estimates/estimates"] = { "estimates", "estimateid" }, ["expenses/expenses"] = { "expenses", "expenseid" },
       ["expenses/categories"] = { "categories", "categoryid" }, ["items/items"] = { "items", "itemid" },
       ["payments/payments"] = { "payments", "paymentid" }, ["taxes/taxes"] = { "taxes", "taxid" },
       ["credit_notes/credit_notes"] = { "credit_notes", "creditid" },
       ["other_incomes/other_incomes"] = { "other_income", "incomeid", "incomeid" },
-      ["bills/bills"] = { "bills", "billid" }, ["bill_vendors/bill_vendors"] = { "bill_vendors", "vendorid", "vendorid" },
+      ["bills/bills"] = { "bills", "billid" },
+      ["bill_vendors/bill_vendors"] = { "bill_vendors", "vendorid", "vendorid" },
       ["invoice_profiles/invoice_profiles"] = { "invoice_profiles", "profileid" },
       ["projects/tasks"] = { "tasks", "taskid" } }
     for path, k in pairs(keys) do
