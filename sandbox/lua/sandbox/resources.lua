@@ -496,9 +496,11 @@ local function journal_details(R, ctx, rec)
   return true
 end
 
-local function required_missing(R, rec)
+-- The first required field the create request left out (or sent empty).
+local function required_missing(R, rec, src)
   for _, f in ipairs(R.required or {}) do
-    local v = rec[f]
+    local v = src[f]
+    if v == nil and f == "vis_state" then v = src[R.vis_key] end
     if v == nil or v == "" or v == NULL or v == 0 then return f end
   end
   if R.required_any then
@@ -564,7 +566,7 @@ local function create(R, req, aid)
   local rec = new_record(R, ctx.account)
   local ok, st, eb = apply_fields(R, ctx, rec, src)
   if not ok then return st, eb end
-  local missing = required_missing(R, rec)
+  local missing = required_missing(R, rec, src)
   if missing then return fail(R, 422, 1001, missing, "Field " .. missing .. " is required.", NULL) end
   if R.name == "journal_entries" then
     ok, st, eb = journal_details(R, ctx, rec)
