@@ -235,10 +235,20 @@ rec("project", "node:Project.test.ts; docs:project (filters, sort fields, group)
 }, { group = { fields = { id = "int", members = { array = { fields = {
     active = "bool", company = "string", email = "string", first_name = "string", id = "int",
     identity_id = "int", last_name = "string", role = "string" } } } },
-    optional = { pending_invitations = { array = "any" } } } },
-  "node writes the group id `groupId`; the issue's recorded answers and docs write snake case: group_id. "
-  .. "group is left out with skip_group=true (docs). abilities: in newer recorded answers, its type is not in our "
-  .. "references: not described (known deviation).")
+    optional = { pending_invitations = { array = "any" } } },
+    abilities = { array = { fields = { name = "string", value = "bool" } } } },
+  "node writes the group id `groupId`; postman's list and the issue's recorded answers write group_id: followed. "
+  .. "group is left out with skip_group=true (docs). abilities (what the caller may do: name/value pairs) come "
+  .. "with one project (postman:Projects/Single Project), not in lists. Stamps: postman (2019) writes them "
+  .. "without Z, node with Z: node followed (the newer answers, and the issue's).")
+
+-- One project (get, create, update) always carries its abilities.
+do
+  local p = shapes.records.project
+  local optional = { group = p.optional.group }
+  shapes.records.project_one = { fields = with(p.fields, { abilities = p.optional.abilities }), optional = optional,
+    ref = p.ref, note = p.note }
+end
 
 rec("time_entry", "node:TimeEntry.test.ts; postman:Time Entry Details", {
   active = "bool", billable = "bool", billed = "bool", client_id = "?int", created_at = "iso_z", duration = "int",
@@ -330,7 +340,7 @@ shapes.envelopes = {
   project_list = function(plural, record, meta)
     local m = { page = "int", pages = "int", per_page = "int", total = "int" }
     for k, v in pairs(meta or {}) do m[k] = v end
-    return object { [plural] = { array = record }, meta = object(m) }
+    return object { [plural] = { array = record }, meta = { fields = m, optional = { sort = { array = "any" } } } }
   end,
   -- errors
   legacy = object { response = object { errors = { array = { fields = { errno = "int", message = "string" },
@@ -413,7 +423,7 @@ local P, T, C = "/projects/business/{business_id}/", "/timetracking/business/{bu
 local project, entry, service = shapes.records.project, shapes.records.time_entry, shapes.records.service
 ep("GET " .. P .. "projects", 200, E.project_list("projects", project), project.ref)
 for _, m in ipairs { "GET " .. P .. "project/{id}", "POST " .. P .. "project", "PUT " .. P .. "project/{id}" } do
-  ep(m, 200, E.project_one("project", project), project.ref)
+  ep(m, 200, E.project_one("project", shapes.records.project_one), project.ref)
 end
 ep("GET " .. T, 200, E.project_list("time_entries", entry, { total_logged = "int", total_unbilled = "int" }),
   entry.ref .. "; postman:Time Entry Details (meta total_logged, total_unbilled)")

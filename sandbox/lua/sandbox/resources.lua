@@ -793,7 +793,10 @@ local TYPES = {
 }
 local DEFAULTS = { projects = PROJECT, time_entries = ENTRY, services = SERVICE }
 
-local function project_json(rec, ctx, args)
+-- What the caller may do with one project: single-project answers carry it (a list of name/value pairs).
+local ABILITIES = { "can_edit", "can_archive", "can_delete", "can_log_time", "can_view_budget" }
+
+local function project_json(rec, ctx, args, single)
   local p = {}
   for k, d in pairs(PROJECT) do
     local v = rec[k]
@@ -809,6 +812,10 @@ local function project_json(rec, ctx, args)
   end
   p.services = services
   p.logged_duration = args and args.include_logged_duration == "true" and (rec.logged or 0) or NULL
+  if single then
+    p.abilities = json.array()
+    for i, name in ipairs(ABILITIES) do p.abilities[i] = { name = name, value = true } end
+  end
   if not (args and args.skip_group == "true") then
     p.group = { id = rec.group_id, pending_invitations = json.array(), members = json.array { {
       id = rec.group_id * 10 + 1, identity_id = 1001, first_name = "Alice", last_name = "Sandbox",
@@ -895,6 +902,7 @@ local function project_list(kind, req, bid)
     end
     meta.total_logged, meta.total_unbilled = logged, unbilled
   end
+  meta.sort = json.array()
   return 200, { [kind] = page, meta = meta }
 end
 
@@ -909,7 +917,7 @@ local function project_item(kind, req, bid, id)
   local col = ctx.data[kind]
   local single = single_of[kind]
   local function answer(rec)
-    if kind == "projects" then return project_json(rec, ctx, req.args) end
+    if kind == "projects" then return project_json(rec, ctx, req.args, true) end
     if kind == "time_entries" then return entry_json(rec) end
     return service_json(rec)
   end
