@@ -91,7 +91,7 @@ local rows = {
   { "time_entries",       "project",    { "timetracking", "time_entries", "time_entries" }, "time_entry",
     "time_entries", "list get create update delete", "http" },
   { "services",           "project",    { "comments", "services", "service" }, "service",       "services",
-    "list get create update", extras = { "rate", "create_rate", "update_rate" } },
+    "list get create update delete", "http", extras = { "rate", "create_rate", "update_rate" } },
   -- Every service's rate at once (one service's: services:rate); not paged.
   { "service_rates",      "project",    { "comments", "service_rates", "service_rates" }, "service_rate",
     "service_rates", "list", paged = false },
