@@ -213,6 +213,8 @@ describe("resources against the sandbox", function()
     assert.equal("45.00", assert(biz.services:create_rate(svc.id, { rate = "45.00" })).rate)
     assert.equal("50.00", assert(biz.services:update_rate(svc.id, { rate = "50.00" })).rate)
     assert.equal("50.00", assert(biz.services:rate(svc.id)).rate)
+    assert.is_true(biz.services:delete(svc.id))
+    assert.equal("not_found", select(2, biz.services:get(svc.id)).code)
   end)
 
   it("lists the project family with plain filters and -field sort", function()
