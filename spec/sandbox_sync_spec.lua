@@ -102,6 +102,27 @@ describe("sandbox sync semantics", function()
     assert.same({ 11, 12 }, got("search[updated_min]=2025-03-07T12:00:00Z&search[updated_max]=2025-03-10"))
   end)
 
+  it("answers the clients' special searches: address_like, phone_like, has_outstanding, has_draft", function()
+    local clients = result(get(A .. "users/clients?per_page=100")).clients
+    local c = clients[3]
+    local r = result(get(A .. "users/clients?per_page=100&search[address_like]=" .. c.p_code))
+    assert.same({ c.id }, ids(r.clients))
+    r = result(get(A .. "users/clients?per_page=100&search[phone_like]=" .. c.bus_phone))
+    assert.same({ c.id }, ids(r.clients))
+    local owing, drafts = {}, {}
+    for page = 1, 2 do
+      for _, inv in ipairs(result(get(A .. "invoices/invoices?per_page=100&page=" .. page)).invoices) do
+        if inv.v3_status ~= "draft" and inv.outstanding.amount ~= "0.00" then owing[inv.customerid] = true end
+        if inv.status == 1 then drafts[inv.customerid] = true end
+      end
+    end
+    for q, want in pairs { has_outstanding = owing, has_draft = drafts } do
+      local got = result(get(A .. "users/clients?per_page=100&search[" .. q .. "]=")).clients
+      assert.is_true(#got > 0 and #got < #clients, q)
+      for _, cl in ipairs(got) do assert.is_true(want[cl.id] == true, q) end
+    end
+  end)
+
   it("keeps deleted records out of lists unless search[vis_state] asks; archived ones stay in", function()
     local function vis(q)
       local seen = {}

@@ -166,6 +166,46 @@ local function is_day_field(R, field)
   return DATE_FIELDS[field] or (R.T.stamps and R.T.stamps[field]) ~= nil
 end
 
+-- The searches FreshBooks documents as "special" (docs:clients): name -> function(value, acct) -> predicate.
+local function contains_any(fields)
+  return function(v)
+    local needle = tostring(v):lower()
+    return function(rec)
+      for _, f in ipairs(fields) do
+        local x = rec[f]
+        if type(x) == "string" and x:lower():find(needle, 1, true) then return true end
+      end
+      return false
+    end
+  end
+end
+-- Clients with an invoice that matches `want(invoice)`: one pass over the invoices, then a set lookup.
+local function clients_with(want)
+  return function(_, acct)
+    local set = {}
+    for _, inv in ipairs(acct.cols.invoices.list) do
+      if not inv.removed and inv.vis_state ~= 1 and want(inv) then set[inv.customerid] = true end
+    end
+    return function(rec) return set[rec.id] == true end
+  end
+end
+local SPECIAL = {
+  clients = {
+    address_like = contains_any { "p_street", "p_street2", "p_city", "p_province", "p_country", "p_code" },
+    phone_like = contains_any { "mob_phone", "home_phone", "bus_phone", "fax" },
+    has_draft = clients_with(function(inv) return inv.status == 1 end),
+    has_outstanding = clients_with(function(inv) return inv.status ~= 1 and inv.outstanding > 0 end),
+    has_overdue = clients_with(function(inv) return inv.display_status == "overdue" end),
+    has_credit = function(_, acct)
+      local set = {}
+      for _, c in ipairs(acct.cols.credit_notes.list) do
+        if not c.removed and c.vis_state ~= 1 then set[c.clientid] = true end
+      end
+      return function(rec) return set[rec.id] == true end
+    end,
+  },
+}
+
 -- search[...] -> predicates. Equals, In (`[]` lists), Like (case-insensitive substring), Between
 -- (_min: equal or greater; _max: below, exclusive, as FreshBooks' search page says). Between on dates and
 -- stamps has day-level granularity: the value is read as its day (YYYY-MM-DD; a time part is ignored).
@@ -179,7 +219,10 @@ local function accounting_filters(R, args)
       local like = key:match("^(.-)_like$")
       local lo = key:match("^(.-)_min$")
       local hi = key:match("^(.-)_max$")
-      if brackets == "[]" or type(v) == "table" then
+      local special = SPECIAL[R.name] and SPECIAL[R.name][key]
+      if special then
+        add(special(values[1], R.acct))
+      elseif brackets == "[]" or type(v) == "table" then
         local field = resolve_list(R, key) or resolve_field(R, key)
         if field then
           local set = {}
