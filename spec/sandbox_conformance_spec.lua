@@ -301,6 +301,20 @@ describe("sandbox conformance", function()
     drive("ERROR payments 404", { path = "/payments/account/aBcD1/invoice/5/payment_options", headers = H() }, 404)
   end)
 
+  it("takes uploads and deletes a gateway", function()
+    local f = os.tmpname()
+    local fh = assert(io.open(f, "wb"))
+    fh:write("%PDF-1.4 spec")
+    fh:close()
+    for _, kind in ipairs { "attachments", "images" } do
+      drive("POST /uploads/account/{account_id}/" .. kind, { method = "POST",
+        path = "/uploads/account/aBcD1/" .. kind, headers = H(), multipart = { { "content", "@" .. f } } })
+    end
+    os.remove(f)
+    drive("DELETE /accounting/account/{account_id}/systems/gateways/{id}", { method = "DELETE",
+      path = A .. "systems/gateways/1", headers = H() })
+  end)
+
   it("drives every endpoint the shapes describe, and differs only where KNOWN says why", function()
     local missing = {}
     for _, e in ipairs(shapes.endpoints) do

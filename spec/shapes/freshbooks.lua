@@ -444,6 +444,15 @@ for _, k in ipairs { "DELETE " .. P .. "project/{id}", "DELETE " .. T .. "/{id}"
   ep(k, 204, "any", "node:Project.test.ts, TimeEntry.test.ts (DELETE answers 204, no body)")
 end
 
+ep("DELETE " .. ACC .. "systems/gateways/{id}", 200, { fields = {} }, "the catalogue (gateways: list, delete)")
+
+-- Uploads: the record under attachment or image, and a link to fetch it (facts file; the Python SDK's tests).
+local upload = { fields = { jwt = "string", media_type = "string", filename = "string", uuid = "string" } }
+ep("POST /uploads/account/{account_id}/attachments", 200, { fields = { attachment = upload, link = "string" } },
+  "facts file (uploads)")
+ep("POST /uploads/account/{account_id}/images", 200, { fields = { image = upload, link = "string" } },
+  "facts file (uploads)")
+
 local PO = "/payments/account/{account_id}/"
 local po = { fields = { payment_options = shapes.records.payment_options } }
 ep("GET " .. PO .. "invoice/{id}/payment_options", 200, po, shapes.records.payment_options.ref)
