@@ -178,7 +178,7 @@ describe("sandbox conformance", function()
 
   it("answers the three reports in FreshBooks' shapes (with and without periods)", function()
     for _, q in ipairs { "?start_date=2024-07-01&end_date=2025-06-30&resolution=3m", "" } do
-      for _, k in ipairs { "profitloss_entity", "taxsummary", "payments_collected" } do
+      for _, k in ipairs { "profitloss_entity", "profitloss", "taxsummary", "payments_collected" } do
         drive("GET /accounting/account/{account_id}/reports/accounting/" .. k,
           { path = A .. "reports/accounting/" .. k .. q, headers = H() })
       end

@@ -63,7 +63,8 @@ rec("invoice", "node:Invoice.test.ts (GET, list with lines, POST, PUT); docs:inv
   due_offset_days = "int", estimateid = "int", fulfillment_date = "?date", generation_date = "?date", gmail = "bool",
   invoice_number = "string", invoiceid = "int", outstanding = "money", paid = "money", parent = "int",
   payment_details = "string", payment_status = "string", return_uri = "?string", show_attachments = "bool",
-  v3_status = "string" }), { lines = { array = invoice_line } })
+  v3_status = "string" }), { lines = { array = invoice_line }, basecampid = "int" },
+  "basecampid: postman's invoice answers carry it, node's do not: optional.")
 
 local estimate_line = { fields = with(invoice_line.fields, { invoiceid = false, estimateid = "int" }) }
 rec("estimate", "docs:estimates (statuses, ui_status, filters) and postman:Estimates/Single Estimate; the node SDK "
@@ -405,7 +406,8 @@ end
 ep("GET " .. ACC .. "systems/systems/{id}", 200, E.one("system", shapes.records.system), shapes.records.system.ref)
 ep("GET " .. ACC .. "invoices/invoices/{id}/share_link", 200, E.one("share_link", shapes.records.share_link),
   shapes.records.share_link.ref)
-for _, k in ipairs { { "profitloss_entity", "profitloss" }, { "taxsummary", "taxsummary" },
+for _, k in ipairs { { "profitloss_entity", "profitloss" }, { "profitloss", "profitloss" },
+                     { "taxsummary", "taxsummary" },
                      { "payments_collected", "payments_collected" } } do
   ep("GET " .. ACC .. "reports/accounting/" .. k[1], 200, E.one(k[2], shapes.records[k[2]]),
     shapes.records[k[2]].ref)

@@ -72,7 +72,7 @@ records.templates = {
               has_retainer = "bool", retainer_id = "int", vat_name = "string", vat_number = "string" },
   },
   invoices = {
-    defaults = document({ accountid = aid, auto_bill = false, autobill_status = NULL, customerid = 0,
+    defaults = document({ accountid = aid, auto_bill = false, autobill_status = NULL, basecampid = 0, customerid = 0,
       create_date = "", date_paid = NULL, deposit_amount = NULL, deposit_percentage = NULL, deposit_status = "none",
       display_status = "draft", due_date = "", due_offset_days = 0, estimateid = 0, fulfillment_date = NULL,
       generation_date = NULL, gmail = false, id = function(r) return r.id end, invoice_number = "",

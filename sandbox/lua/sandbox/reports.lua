@@ -248,6 +248,8 @@ end
 -- kind, result key, company_name answered, builder.
 reports.rows = {
   { kind = "profitloss_entity", key = "profitloss", company = true, build = profit_loss },
+  -- the same report under its older path, which FreshBooks still answers
+  { kind = "profitloss", key = "profitloss", company = true, build = profit_loss },
   { kind = "taxsummary", key = "taxsummary", build = tax_summary },
   { kind = "payments_collected", key = "payments_collected", build = payments_collected },
 }
