@@ -162,6 +162,17 @@ local function target(t)
   return { col = col, rec = rec }
 end
 
+-- A POST that names one record: its body and the record, or nil and the answer already sent.
+local function posted_target(req)
+  if req.method ~= "POST" then return nil, ok(req, { error = "POST only" }, 405) end
+  local t = body_table(req)
+  if not t then return nil, ok(req, { error = "body must be JSON" }, 400) end
+  local tg, why = target(t)
+  if not tg then return nil, ok(req, { error = why }, 404) end
+  state.writes = state.writes + 1
+  return t, tg
+end
+
 -- The sandbox time to stamp: `at` epoch seconds (UTC), or now.
 local function when(t)
   if t.at == nil then return state.now() end
@@ -172,15 +183,11 @@ end
 -- user would in FreshBooks, at a chosen time (its updated stamp says `at`); vis_state 1 deletes and 2
 -- archives. The change goes through the API's own typing and checks, and sends its webhook event.
 function handlers.change(req)
-  if req.method ~= "POST" then return ok(req, { error = "POST only" }, 405) end
-  local t = body_table(req)
-  if not t then return ok(req, { error = "body must be JSON" }, 400) end
-  local tg, why = target(t)
-  if not tg then return ok(req, { error = why }, 404) end
+  local t, tg = posted_target(req)
+  if not t then return tg end
   local at = when(t)
   if not at then return ok(req, { error = "at: epoch seconds" }, 400) end
   local set = type(t.set) == "table" and t.set or {}
-  state.writes = state.writes + 1
   local resources = require "sandbox.resources"
   if tg.R then
     local ok_, status, body = resources.apply(tg.R, tg.acct, tg.rec, set)
@@ -190,6 +197,7 @@ function handlers.change(req)
     require("sandbox.webhooks").emit(tg.aid, tg.R.object .. event, tg.rec.id, state.users[1])
     return ok(req, { record = resources.render(tg.R, tg.rec, tg.acct, true), updated_t = at })
   end
+  -- the project family: the values are kept as given (an admin's test data)
   for k, v in pairs(set) do if k ~= "id" then tg.rec[k] = v end end
   tg.rec.updated_t = at
   return ok(req, { updated_t = at })
@@ -198,12 +206,8 @@ end
 -- POST {account_id | business_id, resource, id}: the record is gone without a trace (no vis_state, in
 -- no list, 404 on get), as records FreshBooks purges are; a `<object>.delete` event goes out.
 function handlers.hard_delete(req)
-  if req.method ~= "POST" then return ok(req, { error = "POST only" }, 405) end
-  local t = body_table(req)
-  if not t then return ok(req, { error = "body must be JSON" }, 400) end
-  local tg, why = target(t)
-  if not tg then return ok(req, { error = why }, 404) end
-  state.writes = state.writes + 1
+  local t, tg = posted_target(req)
+  if not t then return tg end
   tg.rec.removed = true
   tg.col.by_id[tg.rec.id] = nil
   if tg.R then require("sandbox.webhooks").emit(tg.aid, tg.R.object .. ".delete", tg.rec.id, state.users[1]) end
