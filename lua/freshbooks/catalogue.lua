@@ -8,6 +8,7 @@
 --   single / plural   the body wrapper and list keys
 --   verbs    what FreshBooks allows: list get create update delete archive (and defaults)
 --   delete   "vis_state" (PUT {single = {vis_state = 1}}) or "http" (DELETE)
+--   vis_key  the name the resource gives vis_state in requests and answers (tasks: visState)
 --   extras   extra verbs resource.lua implements (invoice share link, send by email, ...)
 --   group    a sub-table of the account object (reports)
 --   paged    false for lists FreshBooks answers whole, without paging (service rates, ledger accounts)
@@ -50,7 +51,7 @@ local rows = {
     "list get create update delete archive", "vis_state" },
   { "systems",            "accounting", "systems/systems",                 "system",            nil, "get" },
   { "tasks",              "accounting", "projects/tasks",                  "task",              "tasks",
-    "list get create update delete archive", "vis_state" },
+    "list get create update delete archive", "vis_state", vis_key = "visState" },
   { "journal_entries",    "accounting", "journal_entries/journal_entries", "journal_entry",     "journal_entries",
     "list create" },
   { "journal_entry_details", "accounting", "journal_entries/journal_entry_details", "journal_entry_detail",
@@ -90,7 +91,7 @@ local rows = {
   { "time_entries",       "project",    { "timetracking", "time_entries", "time_entries" }, "time_entry",
     "time_entries", "list get create update delete", "http" },
   { "services",           "project",    { "comments", "services", "service" }, "service",       "services",
-    "list get create update", extras = { "rate", "create_rate", "update_rate" } },
+    "list get create update delete", "http", extras = { "rate", "create_rate", "update_rate" } },
   -- Every service's rate at once (one service's: services:rate); not paged.
   { "service_rates",      "project",    { "comments", "service_rates", "service_rates" }, "service_rate",
     "service_rates", "list", paged = false },
@@ -101,6 +102,7 @@ catalogue.by_name = {}
 
 for _, r in ipairs(rows) do
   local e = { name = r[1], family = r[2], path = r[3], single = r[4], plural = r[5], delete = r[7],
+              vis_key = r.vis_key or "vis_state",
               extras = r.extras or {}, group = r.group, paged = r.paged ~= false, verbs = {} }
   for v in r[6]:gmatch("%S+") do e.verbs[v] = true end
   catalogue.entries[#catalogue.entries + 1] = e
