@@ -201,6 +201,28 @@ end
 
 local function in_range(p, day) return day and day >= p.start_date and day <= p.end_date end
 
+-- Rows of one fixed set of keys, encoded as they are built: the large reports (a ledger's every
+-- transaction, every invoice) answer thousands of them, and the encoder would sort each one's keys.
+local function flat(keys)
+  table.sort(keys)
+  local quoted = {}
+  for i, k in ipairs(keys) do quoted[i] = json.encode(k) .. ":" end
+  return function(t)
+    local parts = {}
+    for i, k in ipairs(keys) do
+      local v = t[k]
+      if type(v) == "table" and v.amount and v.code then -- money: two plain strings
+        parts[i] = quoted[i] .. '{"amount":"' .. v.amount .. '","code":' .. json.encode(v.code) .. "}"
+      else
+        parts[i] = quoted[i] .. json.encode(v)
+      end
+    end
+    local raw = json.raw("{" .. table.concat(parts, ",") .. "}")
+    raw.src = t -- what the CSV reads
+    return raw
+  end
+end
+
 local function sorted_keys(set, cmp)
   local t = {}
   for k in pairs(set) do t[#t + 1] = k end
@@ -606,6 +628,8 @@ end
 
 -- General ledger: from start_date to end_date, per account and sub-account (an account's own entries
 -- under "<name> (general)"), every transaction with its debit and credit, the movements and totals.
+local transaction_json = flat { "entity_type", "reference", "description", "date", "client_name", "debit", "credit",
+  "invoiceid", "paymentid", "expenseid", "incomeid", "billid", "bill_paymentid", "entryid" }
 local function general_ledger(p, acct, out)
   local bk = books.of(acct)
   local code = p.currency
@@ -621,11 +645,11 @@ local function general_ledger(p, acct, out)
           if not s then s = { dr = 0, cr = 0, txns = json.array() }; per[a] = s end
           s.dr, s.cr = s.dr + leg[2], s.cr + leg[3]
           if not p.summary_only then
-            s.txns[#s.txns + 1] = { entity_type = x.kind, reference = x.reference or "", description = x.description
-              or "", date = util.date(x.day), client_name = x.client or NULL, debit = money(leg[2], code),
-              credit = money(leg[3], code), invoiceid = x.invoiceid or NULL, paymentid = x.paymentid or NULL,
-              expenseid = x.expenseid or NULL, incomeid = x.incomeid or NULL, billid = x.billid or NULL,
-              bill_paymentid = x.bill_paymentid or NULL, entryid = x.entryid or NULL }
+            s.txns[#s.txns + 1] = transaction_json { entity_type = x.kind, reference = x.reference or "",
+              description = x.description or "", date = util.date(x.day), client_name = x.client,
+              debit = money(leg[2], code), credit = money(leg[3], code), invoiceid = x.invoiceid,
+              paymentid = x.paymentid, expenseid = x.expenseid, incomeid = x.incomeid, billid = x.billid,
+              bill_paymentid = x.bill_paymentid, entryid = x.entryid }
           end
         end
       end
@@ -801,6 +825,8 @@ end
 local STATUS_NAMES = {}
 for _, s in pairs(data.INVOICE_STATUS) do STATUS_NAMES[s] = true end
 STATUS_NAMES.overdue = true
+local invoice_json = flat { "invoiceid", "invoice_number", "create_date", "due_offset_days", "due_date", "date_paid",
+  "v3_status", "po_number", "currency_code", "total", "paid", "outstanding", "tax", "discount_total" }
 local function invoice_details(p, acct, out)
   local cols, code = acct.cols, p.currency
   for _, s in ipairs(p.statusids or {}) do
@@ -831,9 +857,9 @@ local function invoice_details(p, acct, out)
         for _, l in ipairs(rawget(inv, "lines") or {}) do
           tax = tax + (util.cents(l.taxAmount1) or 0) + (util.cents(l.taxAmount2) or 0)
         end
-        c.invoices[#c.invoices + 1] = { invoiceid = inv.id, invoice_number = inv.invoice_number,
+        c.invoices[#c.invoices + 1] = invoice_json { invoiceid = inv.id, invoice_number = inv.invoice_number,
           create_date = inv.create_date, due_offset_days = inv[4], due_date = inv.due_date, date_paid = inv.date_paid,
-          v3_status = status, po_number = inv.po_number or NULL, currency_code = code, total = money(inv.amount, code),
+          v3_status = status, po_number = inv.po_number, currency_code = code, total = money(inv.amount, code),
           paid = money(inv.paid, code), outstanding = money(inv.outstanding, code), tax = money(tax, code),
           discount_total = money(tonumber(rawget(inv, "discount_total")) or 0, code) }
         c.total, c.paid, c.outstanding = c.total + inv.amount, c.paid + inv.paid, c.outstanding + inv.outstanding
@@ -968,9 +994,10 @@ function csv.general_ledger(out)
                    "Debit", "Credit" } }
   for _, a in ipairs(out.data) do
     for _, s in ipairs(a.sub_accounts) do
-      for _, t in ipairs(s.transactions) do
+      for _, raw in ipairs(s.transactions) do
+        local t = raw.src
         rows[#rows + 1] = { a.account_name, a.account_number, s.sub_account_name, t.date, t.entity_type, t.reference,
-          t.description, t.client_name ~= NULL and t.client_name or "", amt(t.debit), amt(t.credit) }
+          t.description, t.client_name or "", amt(t.debit), amt(t.credit) }
       end
     end
   end
@@ -1005,7 +1032,8 @@ end
 function csv.invoice_details(out)
   local rows = { { "Client", "Invoice", "Date", "Due Date", "Status", "Total", "Paid", "Outstanding", "Date Paid" } }
   for _, c in ipairs(out.clients) do
-    for _, i in ipairs(c.invoices) do
+    for _, raw in ipairs(c.invoices) do
+      local i = raw.src
       rows[#rows + 1] = { c.organization, i.invoice_number, i.create_date, i.due_date, i.v3_status, amt(i.total),
         amt(i.paid), amt(i.outstanding), i.date_paid ~= NULL and i.date_paid or "" }
     end
