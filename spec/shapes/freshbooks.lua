@@ -328,6 +328,99 @@ rec("payments_collected", "node:PaymentsCollectedReport.test.ts", {
     method = "string" } } }, start_date = "date", summary_only = "bool", totals = { array = "money" },
 })
 
+local dated = { fields = { balance = "money", date = "date" } }
+local buckets = { ["0-30"] = "money", ["31-60"] = "money", ["61-90"] = "money", ["91+"] = "money", total = "money" }
+rec("accounts_aging", "docs:reports (Account Aging Report: fields); postman:Reports/Accounts Aging (example)", {
+  accounts = { array = { fields = with(buckets, { email = "string", fname = "string", lname = "string",
+    organization = "string", userid = "int" }) } }, company_name = "string", currency_code = "currency",
+  download_token = "string", end_date = "date", totals = { fields = buckets },
+}, nil, "start_date is a filter, not answered (postman's example answers end_date only).")
+rec("balance_sheet", "postman:Reports/Balance Sheet (dates[], currency_code)", {
+  assets_total = { array = dated }, company_name = "string", currency_code = "currency",
+  data = { array = { fields = { account_type = "string", category = "string", balances = { array = dated },
+    accounts = { array = { fields = { account_name = "string", account_number = "string", balances = { array = dated },
+      sub_accounts = { array = { fields = { sub_account_name = "string", sub_account_number = "string",
+        balances = { array = dated } } } } } } } } } },
+  dates = { array = "date" }, download_token = "string", liabilities_and_equity_total = { array = dated },
+})
+rec("trial_balance", "postman:Reports/Trial Balance", {
+  company_name = "string", currency_code = "currency", data = { array = { fields = { account_name = "string",
+    account_number = "string", account_sub_name = "string", account_sub_number = "string", credit = "money",
+    debit = "money", sub_accountid = "int" } } },
+}, { download_token = "string", start_date = "date", end_date = "date" },
+  "postman's example answers company_name, currency_code and data; the download token and the dates are "
+  .. "the sandbox's (every other report answers them): optional.")
+local ledger_move = { debit = "money", credit = "money", net_movement_debit = "money", net_movement_credit = "money" }
+rec("general_ledger", "docs:general-ledger-report", {
+  company_name = "string", download_token = "string", start_date = "date", end_date = "date",
+  currency_code = "currency", locale = "string", summary_only = "bool",
+  summary = { fields = { total_credit = "money" }, optional = { total_debit = "money" } },
+  data = { array = { fields = with(ledger_move, { accountid = "uuid", account_name = "string",
+    account_number = "string", sub_accounts = { array = { fields = with(ledger_move, { sub_accountid = "uuid",
+      sub_account_name = "string", sub_account_number = "string", transactions = { array = {
+        fields = { entity_type = "string", reference = "string", description = "string", date = "date",
+          client_name = "?string", debit = "money", credit = "money", expenseid = "?int", invoiceid = "?int",
+          paymentid = "?int", incomeid = "?int" },
+        optional = { billid = "?int", bill_paymentid = "?int", entryid = "?int" } } } }) } } }) } },
+}, nil, "the docs' example is cut after incomeid: billid, bill_paymentid and entryid are the sandbox's.")
+rec("cash_flow", "docs:cash-flow-report", {
+  company_name = "string", download_token = "string", start_date = "date", end_date = "date",
+  currency_code = "currency", activities = { array = { fields = { category = "string", total = "money",
+    details = { array = { fields = { name = "string", total = "money", accounts = { array = { fields = {
+      name = "string", total = "money", sub_accounts = { array = { fields = { name = "string", categoryid = "?int",
+        sub_accountid = "?int", total = "money" } } } } } } } } } } } },
+  summary = { fields = { ending_balance = "money", gross_cash_inflow = "money", gross_cash_outflow = "money",
+    net_cash_change = "money", starting_balance = "money" } },
+})
+local coa = { account_name = "string", account_number = "string", account_type = "string", balance = "decimal",
+  currency_code = "?currency", account_uuid = "uuid", account_sub_type = "string", system_account_name = "?string",
+  auto_created = "bool", state = "string" }
+rec("chart_of_accounts", "docs:chart-of-accounts-report; docs:chart-of-accounts", with(coa, {
+  sub_accounts = { array = { fields = with(coa, { parent_account_uuid = "uuid" }) } } }),
+  nil, "the answer is the list under journal_entry_accounts, without company_name or a download token (docs).")
+rec("expense_details", "docs:expense-details-report (field list)", {
+  company_name = "string", currency_code = "currency", download_token = "string", start_date = "date",
+  end_date = "date", group_by = "string", exclude_personal = "bool",
+  clients = { map = { fields = { id = "int", userid = "int", fname = "string", lname = "string",
+    organization = "string", email = "string", language = "string" } } },
+  vendors = { map = "string" },
+  authors = { map = { fields = { userid = "int", fname = "string", lname = "string", email = "string",
+    organization = "string" } } },
+  data = { array = { fields = { groupid = "string", total = "money" }, optional = { name = "string",
+    expenses = { array = { fields = { expenseid = "int", date = "date", categoryid = "?int", category = "string",
+      vendor = "string", clientid = "int", projectid = "int", staffid = "int", notes = "string",
+      amount = "money" } } } } } },
+}, { total = "money", include_project = "bool" },
+  "docs list the fields without an example: data's name and expenses, total and include_project are the "
+  .. "sandbox's (optional).")
+rec("invoice_details", "docs:reports (Invoice Details Report: filters, fields); postman:Reports/Invoice Details", {
+  clientids = { array = "int" }, company_name = "string", currency_code = "currency", date_type = "string",
+  download_token = "string", end_date = "date", start_date = "date", statusids = { array = "string" },
+  summary = { fields = { outstanding = "money", paid = "money", total = "money" } }, summary_only = "bool",
+  clients = { array = { fields = { userid = "int", fname = "string", lname = "string", organization = "string",
+    email = "string", summary = { fields = { outstanding = "money", paid = "money", total = "money" } },
+    invoices = { array = { fields = { invoiceid = "int", invoice_number = "string", create_date = "date",
+      due_offset_days = "int", date_paid = "?date", v3_status = "string", po_number = "?string",
+      outstanding = "money", paid = "money", tax = "money", discount_total = "money", total = "money",
+      currency_code = "currency" }, optional = { due_date = "date", lines = "any" } } } } } },
+}, nil, "postman's example has an empty clients list: each client's fields follow the docs' field list.")
+rec("manual_journal_entry", "docs:reports lists the report; no example could be read: the sandbox's", {
+  company_name = "string", currency_code = "currency", download_token = "string", start_date = "date",
+  end_date = "date", totals = { fields = { debit = "money", credit = "money" } },
+  entries = { array = { fields = { entryid = "int", name = "string", description = "string",
+    user_entered_date = "date", currency_code = "currency", total_debit = "money", total_credit = "money",
+    details = { array = { fields = { detailid = "?int", sub_accountid = "?int", account_name = "string",
+      account_number = "string", debit = "money", credit = "money" } } } } } },
+})
+
+rec("team_member", "docs:team-members; postman:My Team/List Team Members", {
+  uuid = "uuid", first_name = "string", middle_name = "?string", last_name = "string", email = "string",
+  job_title = "?string", street_1 = "?string", street_2 = "?string", city = "?string", province = "?string",
+  country = "?string", postal_code = "?string", phone_number = "?string", business_id = "int",
+  business_role_name = "string", active = "bool", identity_id = "?int", invitation_date_accepted = "?iso_z",
+  created_at = "iso_z", updated_at = "iso_z",
+})
+
 -- Envelopes ---------------------------------------------------------------------------------------
 local function object(fields) return { fields = fields } end
 shapes.envelopes = {
@@ -406,12 +499,35 @@ end
 ep("GET " .. ACC .. "systems/systems/{id}", 200, E.one("system", shapes.records.system), shapes.records.system.ref)
 ep("GET " .. ACC .. "invoices/invoices/{id}/share_link", 200, E.one("share_link", shapes.records.share_link),
   shapes.records.share_link.ref)
-for _, k in ipairs { { "profitloss_entity", "profitloss" }, { "profitloss", "profitloss" },
-                     { "taxsummary", "taxsummary" },
-                     { "payments_collected", "payments_collected" } } do
-  ep("GET " .. ACC .. "reports/accounting/" .. k[1], 200, E.one(k[2], shapes.records[k[2]]),
-    shapes.records[k[2]].ref)
+-- Reports: {path kind, result key, record, where}: account = ACC reports/accounting/{kind}, business =
+-- /accounting/businesses/{business_uuid}/reports/{kind} (docs' newer pages).
+shapes.reports = {
+  { "profitloss_entity", "profitloss", "profitloss", "a" }, { "profitloss", "profitloss", "profitloss", "a" },
+  { "taxsummary", "taxsummary", "taxsummary", "a" }, { "payments_collected", "payments_collected",
+    "payments_collected", "a" }, { "accounts_aging", "accounts_aging", "accounts_aging", "a" },
+  { "balance_sheet", "balance_sheet", "balance_sheet", "a" },
+  { "trial_balance", "trial_balance", "trial_balance", "a" },
+  { "invoice_details", "invoice_details", "invoice_details", "a" },
+  { "expense_details", "expense_details", "expense_details", "ab" },
+  { "general_ledger", "general_ledger", "general_ledger", "ab" }, { "cash_flow", "cash_flow", "cash_flow", "ab" },
+  { "chart_of_accounts", "journal_entry_accounts", "chart_of_accounts", "b" },
+  { "manual_journal_entry", "manual_journal_entry", "manual_journal_entry", "a" },
+}
+for _, k in ipairs(shapes.reports) do
+  local R = shapes.records[k[3]]
+  local body = E.one(k[2], k[3] == "chart_of_accounts" and { array = R } or R)
+  if k[4]:find("a") then ep("GET " .. ACC .. "reports/accounting/" .. k[1], 200, body, R.ref) end
+  if k[4]:find("b") then
+    ep("GET /accounting/businesses/{business_uuid}/reports/" .. k[1], 200, body, R.ref
+      .. (k[4] == "ab" and "; the account path: postman, and answered there (a third party's live probe)" or ""))
+  end
 end
+
+local TM = "/auth/api/v1/businesses/{business_id}/team_members"
+ep("GET " .. TM, 200, { fields = { response = { array = shapes.records.team_member },
+  meta = { fields = { page = "int", per_page = "int", total = "int" } } } }, shapes.records.team_member.ref)
+ep("GET " .. TM .. "/{uuid}", 200, { fields = { response = shapes.records.team_member } },
+  shapes.records.team_member.ref .. "; postman:My Team/Get Team Member")
 
 local EV = "/events/account/{account_id}/events/callbacks"
 ep("GET " .. EV, 200, E.list("callbacks", shapes.records.callback), shapes.records.callback.ref)
@@ -482,6 +598,7 @@ ep("ERROR rpc 401", 401, E.rpc, "facts file (google.rpc under X-API-VERSION; UNA
 ep("ERROR rpc 404", 404, E.rpc, "facts file (google.rpc NOT_FOUND is code 5)")
 ep("ERROR rpc 422", 422, E.rpc, "facts file (bills, bill payments, vendors, journal entries: INVALID_ARGUMENT 3)")
 ep("ERROR identity 401", 401, E.oauth, "node:APIClient.test.ts (unauthorized request)")
+ep("ERROR identity 404", 404, E.oauth, "no reference: an unknown team member answers the identity family's pair")
 ep("ERROR token 400", 400, E.oauth, "facts file (RFC 6749 5.2)")
 ep("ERROR token 401", 401, E.oauth, "facts file (RFC 6749 5.2: invalid_client)")
 ep("ERROR events 401", 401, E.events,

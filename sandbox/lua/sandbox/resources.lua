@@ -1,6 +1,6 @@
 -- The accounting and project families, table-driven: one handler each for list/get/create/update/delete
 -- over the catalogue in sandbox.data and the record templates in sandbox.records. The system, the
--- invoice share link and the service-rates list live here too; reports in sandbox.reports.
+-- invoice share link and the service-rates list live here too; reports (and their routes) in sandbox.reports.
 local json = require "sandbox.json"
 local state = require "sandbox.state"
 local http = require "sandbox.http"
@@ -672,10 +672,13 @@ end
 -- ({email = {...}} or {mark_as_sent = true}), false when there is none, or nil, status, body.
 local function send_action(R, src)
   if not R.sends then return false end
-  for _, f in ipairs { "action_email", "action_mark_as_sent", "email_include_pdf" } do
-    if set_but_not(src[f], "boolean") then return nil, fail(R, 422, 1004, f, "Invalid value for " .. f .. ".",
-      scalar(src[f])) end
+  for _, f in ipairs { "action_email", "action_mark_as_sent", "email_include_pdf", "action_accept" } do
+    if (f ~= "action_accept" or R.name == "estimates") and set_but_not(src[f], "boolean") then
+      return nil, fail(R, 422, 1004, f, "Invalid value for " .. f .. ".", scalar(src[f]))
+    end
   end
+  -- Estimates take {"action_accept": true} (docs:estimates: status 5, ui_status accepted).
+  if src.action_email ~= true and R.name == "estimates" and src.action_accept == true then return { accept = true } end
   if src.action_email ~= true then return src.action_mark_as_sent == true and { mark_as_sent = true } end
   local to = src.email_recipients
   if type(to) ~= "table" or to[1] == nil then
@@ -701,6 +704,10 @@ end
 -- Sending moves a draft to sent (FreshBooks leaves viewed, paid and partial invoices as they are) and
 -- an e-mail lands in the admin-visible outbox.
 local function send(R, ctx, rec, action)
+  if action.accept then
+    rec.status, rec.ui_status, rec.display_status, rec.accepted = 5, "accepted", "accepted", true
+    return
+  end
   if rec.status == 1 or rec.status == nil then
     rec.status = 2
     if R.name == "estimates" then rec.ui_status = "sent" end
@@ -731,6 +738,38 @@ local function share_link(R, req, aid, id)
     resourceid = rec.id, share_method = "share_link",
     share_link = "https://" .. host .. "/#/link/" .. rec.share_token .. "?type=secondary&share_method=share_link" }
   } } }
+end
+
+-- GET .../invoices/invoices/{id}/pdf (postman:Invoices/Get Invoice PDF): the invoice as a one-page PDF.
+local function pdf(R, req, aid, id)
+  local ctx, s, b, h = account_ctx(req, aid, "user:" .. R.scope .. ":read")
+  if not ctx then return s, b, h end
+  local rec, st, body = find(R, ctx, id)
+  if not rec then return st, body end
+  local function esc(x) return (tostring(x):gsub("[()\\]", "\\%0"):gsub("[^\32-\126]", "?")) end
+  local lines = { ctx.account.business.name, "Invoice " .. rec.invoice_number, "Date " .. rec.create_date,
+    "Amount " .. util.money(rec.amount, rec.currency_code).amount .. " " .. rec.currency_code }
+  local text = { "BT /F1 14 Tf 72 720 Td" }
+  for i, l in ipairs(lines) do text[#text + 1] = (i > 1 and "0 -20 Td " or "") .. "(" .. esc(l) .. ") Tj" end
+  text[#text + 1] = "ET"
+  local stream = table.concat(text, "\n")
+  local objects = { "<< /Type /Catalog /Pages 2 0 R >>", "<< /Type /Pages /Kids [3 0 R] /Count 1 >>",
+    "<< /Type /Page /Parent 2 0 R /MediaBox [0 0 612 792] /Contents 4 0 R /Resources << /Font << /F1 5 0 R >> >> >>",
+    "<< /Length " .. #stream .. " >>\nstream\n" .. stream .. "\nendstream",
+    "<< /Type /Font /Subtype /Type1 /BaseFont /Helvetica >>" }
+  local out, offsets = { "%PDF-1.4\n" }, {}
+  local size = #out[1]
+  for i, o in ipairs(objects) do
+    offsets[i] = size
+    out[#out + 1] = i .. " 0 obj\n" .. o .. "\nendobj\n"
+    size = size + #out[#out]
+  end
+  local xref = { "xref\n0 " .. (#objects + 1) .. "\n0000000000 65535 f \n" }
+  for i = 1, #objects do xref[#xref + 1] = ("%010d 00000 n \n"):format(offsets[i]) end
+  out[#out + 1] = table.concat(xref) .. "trailer\n<< /Size " .. (#objects + 1) .. " /Root 1 0 R >>\nstartxref\n"
+    .. size .. "\n%%EOF\n"
+  return 200, table.concat(out), { ["Content-Type"] = "application/pdf",
+    ["Content-Disposition"] = 'inline; filename="invoice-' .. rec.invoice_number .. '.pdf"' }
 end
 
 local function update(R, req, aid, id)
@@ -1080,16 +1119,9 @@ do
   routes[#routes + 1] = { method = "GET", path = ACC .. R.path .. "/(%d+)/share_link",
     name = "/accounting/account/{account_id}/" .. R.path .. "/{id}/share_link",
     handler = function(req, aid, id) return share_link(R, req, aid, id) end }
-end
--- Reports: one route per row of sandbox.reports.
-for _, kind in ipairs(require("sandbox.reports").kinds) do
-  routes[#routes + 1] = { method = "GET", path = ACC .. "reports/accounting/" .. kind,
-    name = "/accounting/account/{account_id}/reports/accounting/" .. kind,
-    handler = function(req, aid)
-      local ctx, s, b, h = account_ctx(req, aid, "user:reports:read")
-      if not ctx then return s, b, h end
-      return require("sandbox.reports").answer(kind, req, ctx)
-    end }
+  routes[#routes + 1] = { method = "GET", path = ACC .. R.path .. "/(%d+)/pdf",
+    name = "/accounting/account/{account_id}/" .. R.path .. "/{id}/pdf",
+    handler = function(req, aid, id) return pdf(R, req, aid, id) end }
 end
 
 local function padd(method, path, name, fn)
