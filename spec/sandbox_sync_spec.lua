@@ -124,6 +124,14 @@ describe("sandbox sync semantics", function()
     end
   end)
 
+  it("answers staff's special searches: user_like over names and organization, phone_like", function()
+    local staff = result(get(A .. "users/staffs")).staffs[1]
+    assert.same({ staff.id }, ids(result(get(A .. "users/staffs?search[user_like]=" .. staff.lname:lower())).staffs))
+    assert.same({}, result(get(A .. "users/staffs?search[user_like]=nobody-such")).staffs)
+    assert.same({}, result(get(A .. "users/staffs?search[phone_like]=999")).staffs)
+    assert.same({ staff.id }, ids(result(get(A .. "users/staffs?search[email_like]=" .. staff.email:sub(1, 4))).staffs))
+  end)
+
   it("keeps deleted records out of lists unless search[vis_state] asks; archived ones stay in", function()
     local function vis(q)
       local seen = {}

@@ -182,8 +182,8 @@ records.templates = {
     types = { bill_number = "string", overall_category = "string", overall_description = "string" },
   },
   bill_payments = {
-    defaults = { billid = 0, id = function(r) return r.id end, note = NULL, paid_date = "", payment_type = "Check",
-      vis_state = 0 },
+    defaults = { billid = 0, id = function(r) return r.id end, matched_with_expense = false, note = NULL,
+      paid_date = "", payment_type = "Check", vis_state = 0 },
     money = { amount = 0 },
     types = { note = "string" },
   },

@@ -170,7 +170,8 @@ local function is_day_field(R, field)
   return DATE_FIELDS[field] or (R.T.stamps and R.T.stamps[field]) ~= nil
 end
 
--- The searches FreshBooks documents as "special" (docs:clients): name -> function(value, acct) -> predicate.
+-- The searches FreshBooks documents as "special" (docs:clients, docs:staff): name -> function(value, acct) ->
+-- predicate.
 local function contains_any(fields)
   return function(v)
     local needle = tostring(v):lower()
@@ -207,6 +208,11 @@ local SPECIAL = {
       end
       return function(rec) return set[rec.id] == true end
     end,
+  },
+  -- docs:staff: user_like over names and organization, phone_like over the phone numbers
+  staffs = {
+    user_like = contains_any { "fname", "lname", "organization" },
+    phone_like = contains_any { "mob_phone", "home_phone", "bus_phone", "fax" },
   },
 }
 
@@ -1209,6 +1215,9 @@ padd("POST", PB .. "projects", "/projects/business/{business_id}/projects",
   function(req, bid) return project_item("projects", req, bid) end)
 for _, m in ipairs { "GET", "PUT", "DELETE" } do
   padd(m, PB .. "project/(%d+)", "/projects/business/{business_id}/project/{id}",
+    function(req, bid, id) return project_item("projects", req, bid, id) end)
+  -- the plural item path the PHP SDK uses (and postman's create) reaches the same project
+  padd(m, PB .. "projects/(%d+)", "/projects/business/{business_id}/projects/{id}",
     function(req, bid, id) return project_item("projects", req, bid, id) end)
 end
 local TB = "/timetracking/business/(%d+)/time_entries"
