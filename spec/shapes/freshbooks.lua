@@ -216,9 +216,9 @@ rec("staff", "docs:staff (field list); CData's FreshBooks staff columns (the nod
   vis_state = "int",
 })
 
-rec("gateway", "docs:gateways", {
-  connection_id = "int", gateway_name = "string", id = "int", sgid = "int", single_gateway_fee_enabled = "bool",
-})
+rec("gateway", "docs:gateways (field list and list example)", {
+  connectionid = "string", gateway_name = "string", id = "int", sgid = "int",
+}, nil, "connectionid is a hex string unique across FreshBooks; id repeats sgid (docs).")
 
 rec("system", "docs:systems; facts file", {
   id = "int", systemid = "int", accountid = "string", business_uuid = "uuid", name = "string",

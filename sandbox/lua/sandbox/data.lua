@@ -278,7 +278,7 @@ local function seed_account(b, seed, n_invoices, n_clients)
     add(cols.tasks, { name = t[1], description = t[1] .. " work", billable = i ~= 3, rate = t[2], tdesc = "",
       vis_state = i == 3 and 2 or 0, updated_t = T0 - 86400 * (200 - i * 30) })
   end
-  add(cols.gateways, { gateway_name = "stripe", connection_id = 1, sgid = 1 })
+  add(cols.gateways, { gateway_name = "stripe", connectionid = string.format("%08x%024x", b.id, seed) })
   for i = 1, 3 do
     local t = T0 - 86400 * (300 - i * 40)
     add(cols.bill_vendors, { vendor_name = companies[i + 8] .. " Supplies", primary_contact_first_name = first_names[i],

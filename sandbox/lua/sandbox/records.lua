@@ -225,9 +225,10 @@ records.templates = {
     stamps = { signup_date = "eastern", updated = "eastern" },
     types = { note = "string", rate = "string" },
   },
+  -- docs:gateways (fields and the list example): sgid, connectionid (a hex string), gateway_name, id = sgid
   gateways = {
-    defaults = { connection_id = 0, gateway_name = "", id = function(r) return r.id end, sgid = 0,
-      single_gateway_fee_enabled = false },
+    defaults = { connectionid = "", gateway_name = "", id = function(r) return r.id end,
+      sgid = function(r) return r.id end },
   },
   journal_entries = {
     defaults = { currency_code = cur, description = "", details = ARRAY, entryid = function(r) return r.id end,
