@@ -206,15 +206,15 @@ rec("task", "docs:tasks (fields and example); java:get/list_tasks_response; php:
   .. "Java and PHP SDKs' recorded tasks write vis_state and carry tax1, tax2: followed (the sandbox still takes "
   .. "the visState node sends).")
 
-rec("staff", "docs:staff (field list); CData's FreshBooks staff columns (the node SDK has no staff tests)", {
-  accounting_systemid = "string", api_token = "?string", bus_phone = "string", currency_code = "currency",
+rec("staff", "docs:staff (field list); postman:Get a Single Staff (the node SDK has no staff tests)", {
+  accounting_systemid = "string", api_token = "?string", bus_phone = "string", currency_code = "?currency",
   display_name = "string", email = "string", fax = "string", fname = "string",
-  home_phone = "string", id = "int", language = "string", last_login = "?string", level = "int", lname = "string",
+  home_phone = "?string", id = "int", language = "string", last_login = "?string", level = "int", lname = "string",
   mob_phone = "string", note = "?string", num_logins = "int", organization = "string", p_city = "string",
   p_code = "string", p_country = "string", p_province = "string", p_street = "string", p_street2 = "string",
   rate = "?decimal", signup_date = "eastern", updated = "eastern", userid = "int", username = "string",
   vis_state = "int",
-})
+}, nil, "postman's staff answers currency_code and home_phone null where none is set.")
 
 rec("gateway", "docs:gateways (field list and list example)", {
   connectionid = "string", gateway_name = "string", id = "int", sgid = "int",

@@ -218,12 +218,12 @@ records.templates = {
   staffs = {
     defaults = { accounting_systemid = aid, api_token = NULL, bus_phone = "", currency_code = cur,
       display_name = function(r) return ((r.fname or "") .. " " .. (r.lname or "")):gsub("^ +", "") end,
-      email = "", fax = "", fname = "", home_phone = "", id = function(r) return r.id end, language = "en",
+      email = "", fax = "", fname = "", home_phone = NULL, id = function(r) return r.id end, language = "en",
       last_login = NULL, level = 0, lname = "", mob_phone = "", note = NULL, num_logins = 0, organization = "",
       p_city = "", p_code = "", p_country = "", p_province = "", p_street = "", p_street2 = "", rate = NULL,
       userid = function(r) return r.id end, username = "", vis_state = 0 },
     stamps = { signup_date = "eastern", updated = "eastern" },
-    types = { note = "string", rate = "string" },
+    types = { home_phone = "string", note = "string", rate = "string" },
   },
   -- docs:gateways (fields and the list example): sgid, connectionid (a hex string), gateway_name, id = sgid
   gateways = {
