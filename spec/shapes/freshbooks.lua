@@ -220,12 +220,18 @@ rec("gateway", "docs:gateways (field list and list example)", {
   connectionid = "string", gateway_name = "string", id = "int", sgid = "int",
 }, nil, "connectionid is a hex string unique across FreshBooks; id repeats sgid (docs).")
 
-rec("system", "docs:systems; facts file", {
-  id = "int", systemid = "int", accountid = "string", business_uuid = "uuid", name = "string",
-  currency_code = "currency", active = "bool", modern_system = "bool", billing_status = "string",
-  country = "string", province = "string", city = "string", street = "string", code = "string", email = "string",
-  info_email = "string", date = "eastern", timezone = "string", dst = "bool", test_system = "bool",
-})
+rec("system", "postman:Get System; docs:systems (field list); facts file", {
+  id = "int", systemid = "int", accountid = "string", business_uuid = "?uuid", name = "string",
+  currency_code = "currency", active = "bool", auto_bill = "int", modern_system = "bool", billing_status = "string",
+  bus_phone = "string", business_type = "?string", country = "string", province = "string", city = "string",
+  street = "string", street2 = "?string", code = "string", email = "string", info_email = "string", fax = "string",
+  mob_phone = "string", date = "eastern", discountid = "?string", duration = "int", gst_amount = "money",
+  payment_amount = "money", payment_frequency = "int", heard_about_us_via = "?string", ip = "string",
+  landing_url = "?string", masterlock_billing = "bool", migrated_to_smux_at = "?string", num_clients = "?int",
+  num_staff = "?int", referralid = "?string", referring_url = "?string", salutation = "?string",
+  size_limit = "?int", split_token = "?string", timezone = "string", timezoneid = "int", dst = "bool",
+  test_system = "bool", vat_name = "?string", vat_number = "?string",
+}, nil, "postman's answer is cut after vat_ in the copy read: vat_name and vat_number assumed, as on clients.")
 
 local je_detail = { fields = {
   categoryid = "?int", credit = "?decimal", currency_code = "currency", debit = "?decimal", description = "string",

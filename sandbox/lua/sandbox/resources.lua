@@ -827,11 +827,19 @@ local function system(req, aid, id)
   if not ctx then return s, b, h end
   local biz = ctx.business
   if tonumber(id) ~= biz.id then return fail(SYSTEM, 404, 1012, "systemid", "System not found.", id) end
+  -- the fields postman's system answer carries (docs:systems describes them)
+  local cc = biz.currency_code
   return 200, { response = { result = { system = { id = biz.id, systemid = biz.id, accountid = biz.account_id,
-    business_uuid = biz.business_uuid, name = biz.name, currency_code = biz.currency_code, active = true,
-    modern_system = true, billing_status = "uptodate", country = "Canada", province = "Ontario", city = "Toronto",
-    street = "1 Sandbox Way", code = "M5V 1A1", email = ctx.user.email, info_email = ctx.user.email,
-    date = "2024-01-15 09:29:00", timezone = "US/Eastern", dst = true, test_system = true } } } }
+    business_uuid = biz.business_uuid, name = biz.name, currency_code = cc, active = true, auto_bill = 5,
+    modern_system = true, billing_status = "uptodate", bus_phone = "", business_type = NULL, country = "Canada",
+    province = "Ontario", city = "Toronto", street = "1 Sandbox Way", street2 = NULL, code = "M5V 1A1",
+    email = ctx.user.email, info_email = ctx.user.email, fax = "", mob_phone = "", date = "2024-01-15 09:29:00",
+    discountid = NULL, duration = 12, gst_amount = util.money(0, cc), payment_amount = util.money(0, cc),
+    payment_frequency = 1, heard_about_us_via = NULL, ip = "127.0.0.1", landing_url = NULL,
+    masterlock_billing = true, migrated_to_smux_at = NULL, num_clients = NULL, num_staff = NULL,
+    referralid = "multibiz", referring_url = NULL, salutation = NULL, size_limit = NULL, split_token = NULL,
+    timezone = "US/Eastern", timezoneid = 14, dst = true, test_system = true, vat_name = NULL,
+    vat_number = NULL } } } }
 end
 
 
