@@ -124,6 +124,18 @@ describe("sandbox sync semantics", function()
     end
   end)
 
+  it("filters invoice profiles by clientid(s) read as customerid (docs:invoice_profiles)", function()
+    local all = result(get(A .. "invoice_profiles/invoice_profiles")).invoice_profiles
+    assert.is_true(#all >= 2)
+    local one = result(get(A .. "invoice_profiles/invoice_profiles?search[clientid]=" .. all[1].customerid))
+    for _, p in ipairs(one.invoice_profiles) do assert.equals(all[1].customerid, p.customerid) end
+    assert.is_true(#one.invoice_profiles < #all)
+    local both = result(get(A .. "invoice_profiles/invoice_profiles?search[clientids][]=" .. all[1].customerid
+      .. "&search[clientids][]=" .. all[2].customerid))
+    assert.equals(#all, #both.invoice_profiles)
+    assert.same({}, result(get(A .. "invoice_profiles/invoice_profiles?search[clientid]=1")).invoice_profiles)
+  end)
+
   it("answers staff's special searches: user_like over names and organization, phone_like", function()
     local staff = result(get(A .. "users/staffs")).staffs[1]
     assert.same({ staff.id }, ids(result(get(A .. "users/staffs?search[user_like]=" .. staff.lname:lower())).staffs))

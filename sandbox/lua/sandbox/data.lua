@@ -60,7 +60,7 @@ data.accounting = {
   { name = "invoice_profiles", path = "invoice_profiles/invoice_profiles", plural = "invoice_profiles",
     single = "invoice_profile", scope = "invoices", verbs = "lgcu", errors = "legacy", id_key = "profileid",
     object = "invoice_profile", lines = "invoice", required = { "customerid", "frequency" },
-    refs = { customerid = "clients" } },
+    refs = { customerid = "clients" }, aliases = { clientid = "customerid", clientids = "customerid" } },
   -- Tasks answer vis_state (docs:tasks, the Java and PHP SDKs' recorded tasks) and take the camel-case visState
   -- the Node SDK sends as well; their scope is billable items (docs:tasks).
   { name = "tasks", path = "projects/tasks", plural = "tasks", single = "task", scope = "billable_items",
