@@ -136,6 +136,16 @@ describe("sandbox sync semantics", function()
     assert.same({}, result(get(A .. "invoice_profiles/invoice_profiles?search[clientid]=1")).invoice_profiles)
   end)
 
+  it("filters estimates by statusid/statusids, their status code (docs:estimates)", function()
+    local all = result(get(A .. "estimates/estimates")).estimates
+    local sent = result(send("PUT", A .. "estimates/estimates/" .. all[1].id,
+      { estimate = { action_mark_as_sent = true } }))
+    assert.equals(2, sent.estimate.status)
+    assert.same({ all[1].id }, ids(result(get(A .. "estimates/estimates?search[statusid]=2")).estimates))
+    local both = result(get(A .. "estimates/estimates?search[statusids][]=1&search[statusids][]=2")).estimates
+    assert.equals(#all, #both)
+  end)
+
   it("answers staff's special searches: user_like over names and organization, phone_like", function()
     local staff = result(get(A .. "users/staffs")).staffs[1]
     assert.same({ staff.id }, ids(result(get(A .. "users/staffs?search[user_like]=" .. staff.lname:lower())).staffs))

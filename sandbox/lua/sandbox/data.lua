@@ -24,7 +24,7 @@ data.accounting = {
   { name = "estimates", path = "estimates/estimates", plural = "estimates", single = "estimate", scope = "estimates",
     verbs = "lgcud", errors = "legacy", id_key = "estimateid", object = "estimate", lines = "invoice", sends = true,
     required = { "customerid", "create_date" }, refs = { customerid = "clients" },
-    aliases = { date = "create_date", customerids = "customerid" } },
+    aliases = { date = "create_date", customerids = "customerid", statusid = "status", statusids = "status" } },
   { name = "expenses", path = "expenses/expenses", plural = "expenses", single = "expense", scope = "expenses",
     verbs = "lgcu", errors = "legacy", id_key = "expenseid", object = "expense",
     required = { "categoryid", "staffid", "date", "amount" }, refs = { categoryid = "categories" } },
