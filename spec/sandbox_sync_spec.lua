@@ -4,6 +4,7 @@
 -- hard-delete them, and deliver webhooks late, twice or out of order.
 local sandbox = require "support.sandbox"
 local cjson = require "cjson"
+local H = require "support.fbtest"
 
 describe("sandbox sync semantics", function()
   local sb, auth
@@ -436,19 +437,14 @@ describe("sandbox sync semantics", function()
   end)
 
   it("answers an attachment without a link and an image with the link it is served at", function()
-    local f = os.tmpname()
-    local fh = assert(io.open(f, "wb"))
-    fh:write("\137PNG\r\n")
-    fh:close()
-    local a = sb:http{ method = "POST", path = "/uploads/account/aBcD1/attachments", headers = auth,
-      multipart = { { "content", "@" .. f } } }
-    local i = sb:http{ method = "POST", path = "/uploads/account/aBcD1/images", headers = auth,
-      multipart = { { "content", "@" .. f } } }
-    os.remove(f)
-    assert.is_nil(a.json.link)
-    assert.equals(a.json.attachment.jwt, a.json.attachment.public_id)
-    local path = i.json.link:match("^https?://[^/]+(/service/uploads/images/%w+)$")
-    assert(path, i.json.link)
+    local acct = H.session(sb):account("aBcD1")
+    local att, none = assert(acct.attachments:upload("%PDF-1.4", { filename = "a.pdf" }))
+    assert.is_nil(none)
+    assert.equals(att.jwt, att.public_id)
+    local img, link = assert(acct.images:upload("\137PNG\r\n", { filename = "i.png", content_type = "image/png" }))
+    assert.equals(img.jwt, img.public_id)
+    local path = link:match("^https?://[^/]+(/service/uploads/images/%w+)$")
+    assert(path, link)
     local back = sb:http{ path = path, headers = auth }
     assert.same({ 200, "\137PNG\r\n" }, { back.status, back.body })
   end)
