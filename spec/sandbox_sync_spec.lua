@@ -147,6 +147,14 @@ describe("sandbox sync semantics", function()
     assert.equals(#all, #both)
   end)
 
+  it("answers a client's uuid for one client, not in lists (python's recorded GET, create and list)", function()
+    local listed = result(get(A .. "users/clients?per_page=1")).clients[1]
+    assert.is_nil(listed.uuid)
+    assert.matches("^%x+%-%x+%-4%x+%-%x+%-%x+$", result(get(A .. "users/clients/" .. listed.id)).client.uuid)
+    local made = result(send("POST", A .. "users/clients", { client = { email = "u@example.com" } })).client
+    assert.is_string(made.uuid)
+  end)
+
   it("answers staff's special searches: user_like over names and organization, phone_like", function()
     local staff = result(get(A .. "users/staffs")).staffs[1]
     assert.same({ staff.id }, ids(result(get(A .. "users/staffs?search[user_like]=" .. staff.lname:lower())).staffs))

@@ -31,8 +31,8 @@ rec("client", "node:Client.test.ts (GET, list, POST, PUT); python:get/list/creat
   vis_state = "int",
 }, { uuid = "uuid" }, "node's bodies carry id and userid as strings (\"218192\"): README says ids are numbers, and "
   .. "docs:clients, python and java show numbers; numbers followed. allow_email_include_pdf: every python and java "
-  .. "client carries it, node's 2019 bodies predate it. uuid: python's GET and create carry it, its list and java's "
-  .. "do not: optional (the sandbox answers it).")
+  .. "client carries it, node's 2019 bodies predate it. uuid: python's GET and create carry it, its list, node's "
+  .. "and java's do not: optional (the sandbox answers it for one client, not in lists).")
 
 -- Invoice lines: node's fields plus what the Java and PHP SDKs' recorded lines add (basecampid,
 -- modern_project_id, modern_time_entries; date null unless the line came from time).

@@ -5,6 +5,7 @@
 --   money[field]    = true: held as integer cents, answered as {"amount": "12.50", "code": ...}
 --   types[field]    = "int" | "number" | "bool" | "string" for fields whose default is null
 --   stamps[field]   = "eastern" | "utc" | "iso": a time kept as epoch seconds in rec[field .. "_t"]
+--   unlisted[field] = true: answered for one record (get, create, update), not in lists
 local json = require "sandbox.json"
 local util = require "sandbox.util"
 
@@ -84,6 +85,8 @@ records.templates = {
       username = function(r) return r.username or ("client" .. r.id) end,
       uuid = function(r) return r.uuid end, vat_name = NULL, vat_number = NULL, vis_state = 0 },
     stamps = { updated = "eastern", signup_date = "utc" },
+    -- python's GET and create answer a client's uuid, its list and node's lists do not
+    unlisted = { uuid = true },
     types = { company_industry = "string", company_size = "string", home_phone = "string", note = "string",
               has_retainer = "bool", retainer_id = "int", vat_name = "string", vat_number = "string" },
   },

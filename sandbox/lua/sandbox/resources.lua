@@ -107,7 +107,11 @@ local function render_json(R, rec, acct, lines)
     rendered[rec] = c
   end
   local key = lines and tostring(lines) or "plain"
-  if not c[key] then c[key] = json.raw(json.encode(render(R, rec, acct, lines))) end
+  if not c[key] then
+    local out = render(R, rec, acct, lines)
+    for f in pairs(R.T.unlisted or {}) do out[f] = nil end
+    c[key] = json.raw(json.encode(out))
+  end
   return c[key]
 end
 
