@@ -16,7 +16,8 @@ describe("the shape checker", function()
   -- The spec must be able to fail: feed it answers that are wrong in each way it claims to see.
   local R = shapes.records
   local function one(record) return shapes.envelopes.one("client", record) end
-  local good = [[{"response":{"result":{"client":{"accounting_systemid":"a","allow_late_fees":true,
+  local good = [[{"response":{"result":{"client":{"accounting_systemid":"a","allow_email_include_pdf":false,
+    "allow_late_fees":true,
     "allow_late_notifications":true,"bus_phone":"","company_industry":null,"company_size":null,"currency_code":"USD",
     "direct_link_token":null,"email":"","fax":"","fname":"","has_retainer":null,"home_phone":null,"id":1,
     "language":"en","last_activity":null,"last_login":null,"level":0,"lname":"","mob_phone":"","note":null,
@@ -152,6 +153,8 @@ describe("sandbox conformance", function()
       end
       if verbs:find("g") then
         drive("GET " .. key .. "/{id}", { path = A .. path .. "/" .. tostring(first), headers = H() })
+        drive("GET " .. key .. "/{id}", { path = A .. path .. "/" .. tostring(first) .. "?include[]=lines",
+          headers = H() })
       end
       local made
       if verbs:find("c") then
