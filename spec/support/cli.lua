@@ -178,9 +178,20 @@ function Job:expect(pattern, seconds)
   return (table.unpack or unpack)(found)
 end
 
--- The authorize URL the command printed.
+-- The address the command printed for the browser: the listener's one-time start address (the
+-- authorize URL with --paste).
 function Job:url()
-  return assert(self:expect("(http://%S+/oauth/authorize/%?%S+)"), "no authorize URL:\n" .. self:stderr())
+  return assert(self:expect("(http://%S+/freshbooks%-login/%x+)"), "no start address:\n" .. self:stderr())
+end
+
+-- A browser (curl) with its own cookie jar: what the listener's start address answers (the authorize
+-- URL it redirects to, and the cookie that binds the callback to this browser).
+-- -> {status, authorize = Location, cookie = "name=value"}
+function C.start(sb, url)
+  local res = sb:http{ url = url, timeout = 10 }
+  local set = res.headers["set-cookie"]
+  return { status = res.status, authorize = res.headers.location, body = res.body,
+           cookie = type(set) == "string" and set:match("^([^;]+)") or nil }
 end
 
 function Job:signal(sig) os.execute(("kill -%s %d 2>/dev/null"):format(sig, self.pid)) end
