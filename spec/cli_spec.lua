@@ -741,6 +741,124 @@ describe("freshbooks, the command", function()
           .. " <alice@example.com> (identity 1001), who was connected in profile default before", 1, true), err)
       end)
   end)
+  describe("settings and profiles", function()
+    it("remembers where the login was made (endpoints, CA file); FB_API_URL and then the flags win over it",
+      function()
+        local tls = { BROWSER = C.root .. "/sandbox/browser" }
+        local flags = ("--api-url %s --auth-url %s --ca-file %s"):format(q(sb.tls_url), q(sb.url), q(sb.ca_file))
+        local code, _, err = w:run("login " .. flags, { vars = tls, no_flags = true })
+        assert.equal(0, code, err)
+        local record = cjson.decode(C.read(w.config_home .. "/freshbooks/tokens.login.json"))
+        assert.same({ sb.tls_url, sb.url, sb.ca_file, w.redirect_uri, sb.app.client_id },
+          { record.api_url, record.auth_url, record.ca_file, record.redirect_uri, record.client_id })
+        -- A plain command goes where the login was made (over TLS with its CA), not to production.
+        local out
+        code, out, err = w:run("status", { no_flags = true })
+        assert.equal(0, code, err)
+        assert.truthy(out:find("API:          " .. sb.tls_url, 1, true), out)
+        -- The environment wins over the record, and a flag over the environment.
+        code, _, err = w:run("status", { no_flags = true, vars = { FB_API_URL = "http://127.0.0.1:1" } })
+        assert.equal(1, code)
+        assert.truthy(err:find("connect", 1, true), err)
+        code, out, err = w:run("status --api-url " .. q(sb.url), { no_flags = true,
+          vars = { FB_API_URL = "http://127.0.0.1:1" } })
+        assert.equal(0, code, err)
+        assert.truthy(out:find("API:          " .. sb.url .. "\n", 1, true), out)
+        code, _, err = w:run("status", { no_flags = true, vars = { FB_CA_FILE = "/nonexistent/ca.pem" } })
+        assert.equal(2, code)
+        assert.truthy(err:find("the CA file /nonexistent/ca.pem (from FB_CA_FILE) cannot be read", 1, true), err)
+        -- Tokens of one app, credentials of another: said, not refused later as a dead login.
+        code, _, err = w:run("status", { no_flags = true, vars = { FB_CLIENT_ID = "another-app" } })
+        assert.equal(2, code)
+        assert.truthy(err:find("were issued to the app with client ID " .. sb.app.client_id .. ", but the client ID"
+          .. " in use is another-app (from FB_CLIENT_ID)", 1, true), err)
+      end)
+
+    it("keeps logins side by side: --profile and FB_PROFILE, `profiles`, and `use` for the default business",
+      function()
+        local browser = { BROWSER = C.root .. "/sandbox/browser" }
+        local _, code, out, err
+        code, _, err = w:run("login", { vars = browser })
+        assert.equal(0, code, err)
+        local job = w:spawn("--profile work login --no-browser")
+        assert.equal(200, browse(job:url(), "carol").status)
+        code, out, err = job:wait()
+        assert.equal(0, code, err)
+        assert.truthy(out:find("Carol Baker", 1, true))
+        assert.truthy(out:find("profile work", 1, true))
+        assert.equal("600", C.mode(w.config_home .. "/freshbooks/profiles/work/tokens.json"))
+        assert.equal("700", C.mode(w.config_home .. "/freshbooks/profiles/work"))
+        _, out = w:run("status")
+        assert.truthy(out:find("Alice Sandbox", 1, true))
+        code, out = w:run("status", { vars = { FB_PROFILE = "work" } })
+        assert.equal(0, code)
+        assert.truthy(out:find("Carol Baker", 1, true))
+        code, out, err = w:run("profiles", { vars = { FB_PROFILE = "work" } })
+        assert.equal(0, code, err)
+        assert.truthy(out:find("\n  default Alice Sandbox <alice@example.com> ", 1, true), out)
+        assert.truthy(out:find("\n%* work%s+Carol Baker <carol@example%.com>"), out)
+        _, out = w:run("profiles --json")
+        local list = cjson.decode(out)
+        assert.same({ "default", "work" }, { list[1].name, list[2].name })
+        assert.same({ true, false }, { list[1].active, list[2].active })
+        code, _, err = w:run("--profile nobody status")
+        assert.equal(3, code)
+        assert.truthy(err:find("run `freshbooks login --profile nobody` first", 1, true), err)
+        -- The default business: the first, said once at login; `use` chooses another, for good.
+        code, _, err = w:run("export clients --format csv")
+        assert.equal(0, code, err)
+        assert.equal("", err) -- no "using the first of 2 businesses" note on every command
+        code, out, err = w:run("use 'sandbox consulting ltd.'")
+        assert.equal(0, code, err)
+        assert.truthy(out:find("Default business of profile default: Sandbox Consulting Ltd. (account_id xYz92,"
+          .. " business_id 1000002)", 1, true), out)
+        code, out = w:run("export clients --format csv")
+        assert.equal(0, code)
+        assert.truthy(out:find("\nxYz92,", 1, true))
+        assert.is_nil(out:find("aBcD1", 1, true))
+        _, out = w:run("api GET '/accounting/account/{account_id}/users/clients'")
+        assert.equal("xYz92", cjson.decode(out).response.result.clients[1].accounting_systemid)
+        _, out = w:run("use")
+        assert.truthy(out:find("\n%* Sandbox Consulting Ltd%.%s+account_id xYz92"), out)
+        -- a token file without a record (an older login): the note, with how to choose
+        os.remove(w.config_home .. "/freshbooks/tokens.login.json")
+        code, _, err = w:run("export clients --format csv")
+        assert.equal(0, code)
+        assert.truthy(err:find("the first of 2 businesses; `freshbooks use` chooses the default", 1, true), err)
+      end)
+
+    it("a closed stdout is a failure that says so; nothing goes into the command's connections", function()
+      connect()
+      local since = H.last_seq(sb)
+      local code, out, err = w:run("status", { suffix = ">&-" })
+      assert.equal(1, code, err)
+      assert.equal("", out)
+      assert.truthy(err:find("cannot write to stdout: Bad file descriptor", 1, true), err)
+      -- what it fetched was a clean request each: no output bytes were sent into a socket on fd 1
+      for _, e in ipairs(H.log(sb, since)) do assert.truthy(e.status < 400, e.method .. " " .. e.path) end
+      code, out = w:run("status", { suffix = "2>&- <&-" })
+      assert.truthy(out:find("Connected to FreshBooks as Alice", 1, true))
+      assert.equal(0, code, err)
+    end)
+
+    it("status --json: one document for scripts", function()
+      connect()
+      local code, out, err = w:run("status --json")
+      assert.equal(0, code, err)
+      local doc = cjson.decode(out)
+      assert.same({ 1001, "alice@example.com", "Alice Sandbox" },
+        { doc.user.identity_id, doc.user.email, doc.user.name })
+      assert.equal(2, #doc.businesses)
+      assert.equal("xYz92", doc.businesses[2].account_id)
+      assert.equal("user:profile:read", doc.scopes[1])
+      assert.truthy(doc.access_token_expires_at:match("^%d%d%d%d%-%d%d%-%d%dT%d%d:%d%d:%d%dZ$"))
+      assert.equal(w.tokens, doc.tokens)
+      assert.equal(sb.url, doc.api_url)
+      assert.equal("default", doc.profile)
+      assert_no_secret(out .. err)
+    end)
+  end)
+
   describe("report", function()
     it("prints the billing report as a table, CSV or JSON", function()
       connect()
@@ -787,6 +905,91 @@ describe("freshbooks, the command", function()
       assert.is_nil(err:find("revoked-refresh", 1, true))
       code = w:run("status")
       assert.equal(3, code)
+    end)
+
+    it("pads the table by display width and fits it to the terminal (80 columns)", function()
+      connect()
+      -- Clients whose names are wider or narrower on screen than in bytes, each owing something.
+      local names = { "Müller & Söhne GmbH", "株式会社サンプル商事ホールディングス", "Café e\204\129 Crème", "Zoë 👍 Ltd." }
+      for _, name in ipairs(names) do
+        local file = w.dir .. "/c.json"
+        C.write(file, cjson.encode{ client = { organization = name, email = "x@example.com" } })
+        local code, out, err = w:run("api POST /accounting/account/xYz92/users/clients --data @" .. q(file))
+        assert.equal(0, code, err)
+        local id = cjson.decode(out).response.result.client.id
+        C.write(file, ('{"invoice":{"customerid":%d,"create_date":"2025-05-01","due_offset_days":10,"lines":[{"name":'
+          .. '"x","qty":"1","unit_cost":{"amount":"12345.67","code":"CAD"}}]}}'):format(id))
+        code, out, err = w:run("api POST /accounting/account/xYz92/invoices/invoices --data @" .. q(file))
+        assert.equal(0, code, err)
+        code, _, err = w:run(("api PUT /accounting/account/xYz92/invoices/invoices/%d --data '%s'"):format(
+          cjson.decode(out).response.result.invoice.id, '{"invoice":{"action_mark_as_sent":true}}'))
+        assert.equal(0, code, err)
+      end
+      local t = w:tmux("report --as-of 2025-06-30 --business xYz92 --no-pager", { width = 80 })
+      finally(function() t:close() end)
+      assert.equal(0, t:wait(), t:screen())
+      local screen = t:screen()
+      local text = require "freshbooks.cli.text"
+      local lines, cur_at = {}, {}
+      for l in screen:gmatch("[^\n]+") do
+        if l:find(" CAD ", 1, true) then lines[#lines + 1] = l end
+      end
+      assert.truthy(#lines >= 4, screen)
+      for _, l in ipairs(lines) do
+        assert.truthy(text.width(l) <= 80, l)
+        cur_at[#cur_at + 1] = text.width(l:sub(1, l:find(" CAD ", 1, true)))
+      end
+      for i = 2, #cur_at do assert.equal(cur_at[1], cur_at[i], screen) end -- the currency column lines up
+      assert.truthy(screen:find("Müller & Söhne GmbH", 1, true), screen)
+      assert.truthy(screen:find("株式会社", 1, true) and screen:find("…", 1, true), screen) -- cut to fit, marked
+      -- In 40 columns: a block per client.
+      t:close()
+      t = w:tmux("report --as-of 2025-06-30 --business xYz92 --no-pager", { width = 40 })
+      assert.equal(0, t:wait(), t:screen())
+      screen = t:screen()
+      assert.truthy(screen:find("\n    Outstanding%s+12345%.67"), screen)
+      for l in screen:gmatch("[^\n]+") do assert.truthy(text.width(l) <= 40, l) end
+    end)
+
+    it("goes through the pager on a terminal (less), never when piped; --no-pager and --pager", function()
+      connect()
+      local t = w:tmux("report --as-of 2025-06-30 --business aBcD1", { height = 10 })
+      finally(function() t:close() end)
+      -- less shows the first screen and waits: the command has not ended
+      assert.truthy(t:expect("\n:%s*$") or t:expect("%(END%)"), t:screen())
+      assert.is_nil(C.read(t.rc):match("%d"))
+      os.execute(("tmux -S %s send-keys -t 0 q"):format(q(t.sock)))
+      assert.equal(0, t:wait(), t:screen())
+      t:close()
+      -- Piped: no pager whatever $PAGER says.
+      local pager = w.dir .. "/pager"
+      C.write(pager, ("#!/bin/sh\necho paged >%s\ncat\n"):format(q(w.dir .. "/paged")), "755")
+      local code, out = w:run("report --as-of 2025-06-30", { vars = { PAGER = pager } })
+      assert.equal(0, code)
+      assert.truthy(out:find("Total", 1, true))
+      assert.is_nil(H.read(w.dir .. "/paged"))
+      local screen
+      code, screen = w:pty("report --as-of 2025-06-30 --no-pager", { vars = { PAGER = pager } })
+      assert.equal(0, code, screen)
+      assert.is_nil(H.read(w.dir .. "/paged"))
+      code, screen = w:pty("status --pager", { vars = { PAGER = pager } })
+      assert.equal(0, code, screen)
+      assert.equal("paged\n", H.read(w.dir .. "/paged"))
+      assert.truthy(screen:find("Connected to FreshBooks as Alice", 1, true))
+    end)
+
+    it("says each failed business once, and that the report is incomplete", function()
+      connect()
+      sb:admin("POST", "/_sandbox/faults", { route = "/invoices/invoices$", fault = "503", times = 16 })
+      finally(function() sb:admin("DELETE", "/_sandbox/faults") end)
+      local code, out, err = w:run("report --as-of 2025-06-30 --format csv")
+      assert.equal(1, code, err)
+      assert.equal(require("freshbooks.report").CSV_HEADER .. "\n", out)
+      local _, n = err:gsub("Service Unavailable", "")
+      assert.equal(2, n, err)
+      assert.is_nil(err:find("freshbooks: freshbooks:", 1, true))
+      assert.is_nil(err:find(": freshbooks: ", 1, true), err)
+      assert.truthy(err:find("the report is incomplete: 2 businesses could not be read (above)", 1, true), err)
     end)
   end)
 
@@ -982,6 +1185,41 @@ describe("freshbooks, the command", function()
       assert.equal(0, #H.log(sb, since))
     end)
 
+    it("writes valid UTF-8 JSON lines and CSV whatever bytes FreshBooks sends", function()
+      connect()
+      local file = w.dir .. "/c.json"
+      C.write(file, '{"client":{"organization":"Bad \255\254 UTF \195 end \237\160\128!","email":"u@example.com"}}')
+      local _, code, err
+      code, _, err = w:run("api POST /accounting/account/xYz92/users/clients --data @" .. q(file))
+      assert.equal(0, code, err)
+      local text = require "freshbooks.cli.text"
+      for _, format in ipairs{ "jsonl", "csv" } do
+        local out
+        code, out, err = w:run("export clients --business xYz92 --format " .. format)
+        assert.equal(0, code, err)
+        assert.equal(out, text.utf8(out), format .. " is not valid UTF-8")
+        assert.truthy(out:find("Bad \239\191\189\239\191\189 UTF \239\191\189 end", 1, true), out)
+      end
+      local out
+      code, out = w:run("report --as-of 2025-06-30 --format json")
+      assert.equal(0, code)
+      assert.equal(out, text.utf8(out))
+    end)
+
+    it("says that it waits for FreshBooks' rate limit, and until when", function()
+      connect()
+      sb:admin("POST", "/_sandbox/faults", { route = "/invoices/invoices$", fault = "429", times = 1, retry_after = 2 })
+      finally(function() sb:admin("DELETE", "/_sandbox/faults") end)
+      local code, out, err = w:run("export invoices --business aBcD1 --parallel 1")
+      assert.equal(0, code, err)
+      assert.equal(250, #lines(out))
+      local h, m, s = err:match("FreshBooks' rate limit: waiting 2 s, until (%d%d):(%d%d):(%d%d), then trying again")
+      assert.truthy(h, err)
+      local now = os.date("*t")
+      local delta = (now.hour * 3600 + now.min * 60 + now.sec) - (h * 3600 + m * 60 + s)
+      assert.truthy(delta >= -1 and delta <= 5, err)
+    end)
+
     it("exits 4 when FreshBooks keeps answering 429, and 3 when not connected", function()
       connect()
       sb:admin("POST", "/_sandbox/faults", { route = "/invoices/invoices$", fault = "429", times = 8, retry_after = 0 })
@@ -1113,6 +1351,59 @@ describe("freshbooks, the command", function()
       assert_no_secret(out .. err)
     end)
 
+    it("an unknown {placeholder} is a usage error before any request; a 403's hint matches its cause", function()
+      local _
+      connect()
+      local since = H.last_seq(sb)
+      local code, out, err = w:run("api GET '/accounting/account/{acount_id}/users/clients'")
+      assert.same({ 2, "" }, { code, out })
+      assert.truthy(err:find("PATH holds {acount_id}, which is not a placeholder; did you mean {account_id}?", 1, true),
+        err)
+      code, _, err = w:run("api GET '/x/{nope}'")
+      assert.equal(2, code)
+      assert.truthy(err:find("the placeholders: {account_id}, {business_id}, {business_uuid}", 1, true), err)
+      assert.equal(0, #H.log(sb, since))
+      -- a business the user does not belong to: no word of scopes
+      code, _, err = w:run("api GET /accounting/account/QmP57/invoices/invoices")
+      assert.equal(1, code)
+      assert.truthy(err:find("does not have access", 1, true), err)
+      assert.truthy(err:find("a business it does not belong to", 1, true), err)
+      assert.is_nil(err:find("scope", 1, true), err)
+      -- a grant without the scope: the scope hint
+      os.remove(w.tokens)
+      assert(require("freshbooks.store.file")(w.tokens).save(sb:token{ user = "alice", scope = "user:profile:read" }))
+      code, _, err = w:run("api GET /accounting/account/aBcD1/invoices/invoices")
+      assert.equal(1, code)
+      assert.truthy(err:find("the grant lacks a scope this needs", 1, true), err)
+    end)
+
+    it("says each thing once: no field error repeating the message, no code twice", function()
+      connect()
+      local code, _, err = w:run("api GET /accounting/account/aBcD1/invoices/invoices/999999")
+      assert.equal(1, code)
+      local _, n = err:gsub("Invoice not found", "")
+      assert.equal(1, n, err)
+      C.write(w.tokens, '{"access_token": "x"}', "600")
+      code, _, err = w:run("status")
+      assert.equal(3, code)
+      local _, c = err:gsub("store_corrupt", "")
+      assert.equal(1, c, err)
+    end)
+
+    it("indents JSON on a terminal and prints FreshBooks' body exactly when piped", function()
+      connect()
+      local code, out = w:run("api GET /auth/api/v1/users/me")
+      assert.equal(0, code)
+      assert.is_nil(out:find("\n  ", 1, true)) -- as FreshBooks sent it: one line
+      local screen
+      code, screen = w:pty("api GET /auth/api/v1/users/me")
+      assert.equal(0, code, screen)
+      assert.truthy(screen:find('{\r?\n  "response": {\r?\n    "'), screen)
+      -- the same document, member for member
+      local doc = cjson.decode((screen:gsub("\r", "")))
+      assert.same(cjson.decode(out), doc)
+    end)
+
     it("fails clearly: usage (2), FreshBooks' errors (1), not connected (3)", function()
       connect()
       local cases = {
@@ -1135,6 +1426,81 @@ describe("freshbooks, the command", function()
       os.remove(w.tokens)
       local code = w:run("api GET /auth/api/v1/users/me")
       assert.equal(3, code)
+    end)
+  end)
+
+  describe("completion", function()
+    -- A shell on a terminal with the completion loaded, `freshbooks` on its PATH; typing, then Tab.
+    local function shell(name)
+      local bin = w.dir .. "/bin"
+      os.execute("mkdir -p " .. q(bin))
+      C.write(bin .. "/freshbooks", ("#!/bin/sh\nexec %s \"$@\"\n"):format(C.command), "755")
+      local script = w.dir .. "/completion." .. name
+      local code, out, err = w:run("completion " .. name)
+      assert.equal(0, code, err)
+      C.write(script, out)
+      local start = ({
+        bash = "bash --norc --noprofile -i",
+        zsh = "zsh -f -i",
+        fish = "fish --no-config -i",
+      })[name]
+      local t = w:tmux(start, { raw = true, vars = { PATH = bin .. ":" .. os.getenv("PATH"), PS1 = "$ " } })
+      local load = ({
+        bash = ". " .. q(script),
+        zsh = "PS1='$ '; autoload -U compinit && compinit -u -D && . " .. q(script),
+        fish = "function fish_prompt; echo '$ '; end; source " .. q(script),
+      })[name]
+      t:type(load)
+      return t
+    end
+
+    local function tab(t, typed, want)
+      os.execute(("tmux -S %s send-keys -t 0 -l %s"):format(q(t.sock), q(typed)))
+      os.execute(("tmux -S %s send-keys -t 0 Tab"):format(q(t.sock)))
+      local found = t:expect(want, 10)
+      os.execute(("tmux -S %s send-keys -t 0 C-u"):format(q(t.sock)))
+      os.execute(("tmux -S %s send-keys -t 0 C-c"):format(q(t.sock)))
+      return found
+    end
+
+    for _, name in ipairs{ "bash", "zsh", "fish" } do
+      it(name .. " completes commands, options, resources, report kinds, profiles and businesses", function()
+        local code, _, err = w:run("login", { vars = { BROWSER = C.root .. "/sandbox/browser" } })
+        assert.equal(0, code, err)
+        os.execute("mkdir -p -m 700 " .. q(w.config_home .. "/freshbooks/profiles/work"))
+        local t = shell(name)
+        finally(function() t:close() end)
+        assert.truthy(tab(t, "freshbooks expo", "freshbooks export "), t:screen())
+        assert.truthy(tab(t, "freshbooks export invoice_p", "freshbooks export invoice_profiles "), t:screen())
+        assert.truthy(tab(t, "freshbooks report bil", "freshbooks report billing "), t:screen())
+        assert.truthy(tab(t, "freshbooks export invoices --form", "freshbooks export invoices %-%-format "), t:screen())
+        assert.truthy(tab(t, "freshbooks export invoices --format c", "%-%-format csv "), t:screen())
+        assert.truthy(tab(t, "freshbooks --profile wo", "freshbooks %-%-profile work "), t:screen())
+        assert.truthy(tab(t, "freshbooks use Sandbox\\ Cons", "Sandbox\\? ?Consulting\\? ?Ltd%."), t:screen())
+      end)
+    end
+  end)
+
+  describe("make sandbox", function()
+    it("prints commands that log in and report when pasted into another shell; TERM stops the sandbox", function()
+      local mport = C.free_port()
+      local out = w.dir .. "/make.out"
+      local pid = w:background(("cd %s && make -s sandbox SANDBOX_ARGS='--redirect-uri http://localhost:%d/callback'"
+        .. " >%s 2>&1"):format(q(C.root), mport, q(out)))
+      assert.truthy(C.until_true(function() return C.read(out):find("head\n") end, 20), C.read(out))
+      local printed = C.read(out):match("\n(export FB_PROFILE=.*)$")
+      assert.truthy(printed, C.read(out))
+      -- pasted as is, in a shell with nothing of ours but a config home
+      local ran = C.sh(("env -i PATH=%s XDG_CONFIG_HOME=%s HOME=%s bash -c %s"):format(q(os.getenv("PATH")),
+        q(w.config_home), q(w.dir), q("set -e\n" .. printed)), 60)
+      assert.truthy(ran:find("Connected to FreshBooks as Alice Sandbox", 1, true), ran)
+      assert.truthy(ran:find("Total%s+USD"), ran)
+      assert.truthy(ran:find("\naccountid,", 1, true), ran)
+      assert.truthy(C.read(w.config_home .. "/freshbooks/profiles/sandbox/tokens.json") ~= "")
+      local prefix = C.read(out):match("FB_CA_FILE=(/%S+)/tls/ca%.pem")
+      assert.truthy(prefix)
+      os.execute("kill -TERM " .. pid)
+      assert.truthy(C.until_true(function() return not H.read(prefix .. "/nginx.conf") end, 10), "not stopped")
     end)
   end)
 end)

@@ -160,8 +160,9 @@ local LAYOUT = { { min = 10 }, {}, { right = true }, { right = true }, { right =
 
 function report.table(out, biz, acc, as_of, width)
   local text = require "freshbooks.cli.text"
-  out:write(text.clean(("%s (account %s, business %s): outstanding as of %s"):format(biz.name or "?",
-    tostring(biz.account_id), tostring(biz.business_id), as_of)), "\n")
+  local title = text.clean(("%s (account %s, business %s): outstanding as of %s"):format(biz.name or "?",
+    tostring(biz.account_id), tostring(biz.business_id), as_of))
+  out:write(width and text.fit(title, width - 1) or title, "\n")
   local rows = acc.rows()
   if #rows == 0 then out:write("  nothing outstanding\n\n") return end
   local lines = { HEAD }

@@ -223,13 +223,17 @@ end
 local Tmux = {}
 Tmux.__index = Tmux
 
+-- opts: vars, after (a command run on the same terminal once the command has ended, e.g. `stty -a`),
+-- raw (args is a whole command line, e.g. a shell, run with the world's environment), width, height.
 function World:tmux(args, opts)
+  opts = opts or {}
   local _, _, _, rc = self:files()
-  local t = setmetatable({ sock = self.dir .. "/tmux.sock", rc = rc }, Tmux)
-  -- opts.after runs on the same terminal once the command has ended (e.g. to record `stty -a`).
-  local cmd = ("%s; echo $? >%s; %s sleep 60"):format(self:line(args, opts), q(rc),
-    opts and opts.after and (opts.after .. ";") or "")
-  assert(H.run(("TERM=xterm tmux -S %s new-session -d -x 220 -y 50 %s"):format(q(t.sock), q(cmd))))
+  -- a socket of its own: a server just killed on another may still be going away
+  local t = setmetatable({ sock = rc:gsub("%.rc$", ".tmux"), rc = rc }, Tmux)
+  local line = opts.raw and ("cd %s && %s %s"):format(q(C.root), self:env(opts.vars), args) or self:line(args, opts)
+  local cmd = ("%s; echo $? >%s; %s sleep 60"):format(line, q(rc), opts.after and (opts.after .. ";") or "")
+  assert(H.run(("TERM=xterm tmux -S %s new-session -d -x %d -y %d %s"):format(q(t.sock), opts.width or 220,
+    opts.height or 50, q(cmd))))
   return t
 end
 

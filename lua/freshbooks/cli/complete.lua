@@ -109,7 +109,7 @@ end
 -- -> the candidates for the last word, given the words before it.
 local function candidates(ctx, words)
   local commands = require "freshbooks.cli.commands"
-  local cur = words[#words] or ""
+  local cur = (words[#words] or ""):gsub("^['\"]", ""):gsub("\\(.)", "%1") -- as typed: quotes, escapes
   local options = {}
   local function add(list)
     for _, o in ipairs(list or {}) do for name in o[1]:gmatch("%S+") do options[name] = o end end
@@ -157,7 +157,7 @@ function complete.candidates(ctx, argv)
   local ok, list = pcall(candidates, ctx, words)
   if not ok then return end -- a completion never prints an error into the command line
   if list == ":files" then io.stdout:write(":files\n") return end
-  local cur = words[#words]
+  local cur = words[#words]:gsub("^['\"]", ""):gsub("\\(.)", "%1")
   local lines = {}
   for _, c in ipairs(list) do
     if c[1]:sub(1, #cur) == cur then

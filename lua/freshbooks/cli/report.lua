@@ -27,7 +27,7 @@ local function billing(ctx, fb, out, a)
     end }, out, function(line)
       bar = nil
       failures = failures + 1
-      ctx:note("%s", line)
+      ctx:note("%s", (line:gsub(": freshbooks: ", ": ", 1)))
     end)
   if bar then bar.abort() end
   if not ok then
