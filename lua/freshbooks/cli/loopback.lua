@@ -305,8 +305,11 @@ function Listener:feed(c, st, on_request, note)
   return false
 end
 
--- A new connection: another user's program is refused; when every slot is taken the oldest makes room.
-function Listener:admit(c, now, tables, note)
+-- A new connection: another user's program is refused. When every slot is taken, what the open
+-- connections have sent is read first (a browser's request waiting there is served, not evicted), then
+-- the oldest silent one makes room (a newcomer is the browser more often than an idler is).
+-- -> its state, or nil; true as second value when on_request said to stop.
+function Listener:admit(c, now, tables, on_request, note)
   local uid = self.uid and peer_uid(c, tables)
   if uid and uid ~= self.uid then
     self:say(note, ("refused connections from another user's programs (uid %d) on the callback port: the browser"
@@ -314,21 +317,32 @@ function Listener:admit(c, now, tables, note)
     respond(c, 403, "Not the login callback", "This login listens to its own user's browser only.")
     return nil
   end
-  local n, oldest, oldest_st = 0, nil, nil
-  for conn, st in pairs(self.conns) do
-    n = n + 1
-    if not oldest_st or st.serial < oldest_st.serial then oldest, oldest_st = conn, st end
-  end
-  if n >= MAX_CONNS then
-    self.conns[oldest] = nil
-    oldest:close()
-    self:say(note, "closed the oldest of " .. MAX_CONNS .. " open connections on the callback port to make room")
+  local open, stop = {}, false
+  for conn in pairs(self.conns) do open[#open + 1] = conn end
+  if #open >= MAX_CONNS then
+    for _, conn in ipairs(socket.select(open, nil, 0) or {}) do
+      local st = self.conns[conn]
+      if st and not stop then stop = self:feed(conn, st, on_request, note) end
+    end
+    local victim, vst, n = nil, nil, 0
+    for conn, st in pairs(self.conns) do
+      n = n + 1
+      local silent, vsilent = st.buf == "", vst and vst.buf == ""
+      if not vst or (silent and not vsilent) or (silent == vsilent and st.serial < vst.serial) then
+        victim, vst = conn, st
+      end
+    end
+    if n >= MAX_CONNS and not stop then
+      self.conns[victim] = nil
+      victim:close()
+      self:say(note, "closed the oldest of " .. MAX_CONNS .. " open connections on the callback port to make room")
+    end
   end
   c:settimeout(0)
   self.serial = self.serial + 1
   local st = { buf = "", expires = now + CONN_LIFE, serial = self.serial }
   self.conns[c] = st
-  return st
+  return st, stop
 end
 
 -- Accept new connections and read the open ones for up to `timeout` seconds; expire idle ones.
@@ -347,7 +361,8 @@ function Listener:poll(timeout, on_request, note)
       for _ = 1, MAX_ACCEPT do -- the whole queue: a flood cannot keep the browser waiting in it
         local c = s:accept()
         if not c then break end
-        local cst = self:admit(c, now, tables, note)
+        local cst, stop = self:admit(c, now, tables, on_request, note)
+        if stop then return true end -- (cst waits in the slots: close() answers it)
         if cst and self:feed(c, cst, on_request, note) then return true end -- the request is often there already
       end
     end
