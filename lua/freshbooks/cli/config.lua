@@ -116,9 +116,10 @@ function config.new(exit, getenv)
     local data = f:read(65537) or "" -- bounded, like the token file
     f:close()
     if #data > 65536 then exit(2, "%s is over 64 KiB: not %s", path, what) end
-    -- The core's decoder: ids stay integers (lua-cjson reads 1001 as 1001.0 under Lua 5.3+)
-    local ok, core = pcall(require, "freshbooks.core")
-    local t = ok and core.json_decode(data) or cjson.decode(data)
+    -- The core's decoder once a command has loaded it: ids stay integers (lua-cjson reads 1001 as
+    -- 1001.0 under Lua 5.3+); the completion, which never loads it, needs only names.
+    local core = package.loaded["freshbooks.core"]
+    local t = core and core.json_decode(data) or cjson.decode(data)
     if type(t) ~= "table" or (next(t) ~= nil and t[1] ~= nil) then exit(2, "%s is not a JSON object", path) end
     return t
   end

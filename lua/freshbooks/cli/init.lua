@@ -407,6 +407,8 @@ local function run(ctx, argv)
       exit(1, "the C core (freshbooks.core) is not built for %s: run `make`%s in the checkout, or install the rock",
         rawget(_G, "jit") and "LuaJIT" or _VERSION, rawget(_G, "jit") and " LUA=luajit" or "")
     end
+    -- Before any descriptor is opened: a closed 0, 1 or 2 is filled, so no socket can take its number.
+    core.guard_stdio()
     -- The interpreter's own handler raises "interrupted!" in whatever Lua code runs next, where a pcall
     -- in a library (lua-cjson's safe decode) may swallow it and leave half a result: trap it instead.
     core.trap_interrupts()
@@ -420,9 +422,6 @@ end
 
 -- cli.main(argv) -> exit status
 function cli.main(argv)
-  -- Before any descriptor is opened: a closed 0, 1 or 2 is filled, so no socket can take its number.
-  local has_core, core = pcall(require, "freshbooks.core")
-  if has_core then core.guard_stdio() end
   local ctx = setmetatable({ cleanups = {} }, Context)
   local ok, e = xpcall(function() return run(ctx, argv) end, function(e) -- Lua 5.1's xpcall passes no arguments
     if getmetatable(e) == Exit then return e end

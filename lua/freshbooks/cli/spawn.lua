@@ -1,21 +1,21 @@
 -- Every program the command starts (a browser, the pager, the shell that reads a prompt, stty) starts
 -- here, after core.close_on_exec(): it inherits no listening socket, API connection, lock or file of
 -- ours (lua-socket, libcurl and io.open make descriptors that exec would otherwise pass on).
-local core = require "freshbooks.core"
-
 local spawn = {}
+
+local function close_on_exec() require("freshbooks.core").close_on_exec() end
 
 function spawn.quote(s) return "'" .. tostring(s):gsub("'", "'\\''") .. "'" end
 
 -- -> file handle (io.popen)
 function spawn.popen(cmd, mode)
-  core.close_on_exec()
+  close_on_exec()
   return io.popen(cmd, mode or "r")
 end
 
 -- -> true when the command exited 0
 function spawn.run(cmd)
-  core.close_on_exec()
+  close_on_exec()
   local ok = os.execute(cmd)
   return ok == true or ok == 0 -- Lua 5.2+ / 5.1 and LuaJIT
 end
