@@ -239,7 +239,7 @@ function Listener:judge(conn, req, note)
     return respond(conn, 400, "Not the login callback",
       "This request was not addressed to this computer's login listener.")
   end
-  local start = self.token and req.path == START .. self.token
+  local start = self.token and req.path:sub(1, #START) == START and core.equals(req.path:sub(#START + 1), self.token)
   if req.method ~= "GET" then
     self:say(note, "answered " .. shown(req) .. " on the callback port with 405 (not the login callback)")
     return respond(conn, 405, "Not the login callback", "Only the browser's GET comes here.")
