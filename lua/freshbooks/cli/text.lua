@@ -54,10 +54,13 @@ end
 -- isolates, and the Unicode line separators: shown as \uXXXX.
 local UNICODE_CONTROLS = { "\194[\128-\159]", "\226\128[\142\143\168-\174]", "\226\129[\166-\169]", "\216\156" }
 
-local function code_point(s)
-  local a, b, c = byte(s, 1, 3)
-  if #s == 2 then return (a - 0xC0) * 64 + (b - 0x80) end
-  return ((a - 0xE0) * 64 + (b - 0x80)) * 64 + (c - 0x80)
+-- The code point of one valid UTF-8 sequence.
+local function decode(seq)
+  local a, b, c, d = byte(seq, 1, 4)
+  if #seq == 1 then return a end
+  if #seq == 2 then return (a - 0xC0) * 64 + (b - 0x80) end
+  if #seq == 3 then return ((a - 0xE0) * 64 + (b - 0x80)) * 64 + (c - 0x80) end
+  return (((a - 0xF0) * 64 + (b - 0x80)) * 64 + (c - 0x80)) * 64 + (d - 0x80)
 end
 
 function text.clean(s, lines)
@@ -67,7 +70,7 @@ function text.clean(s, lines)
   end)
   if s:find("[\194\216\226]") then
     for _, p in ipairs(UNICODE_CONTROLS) do
-      s = s:gsub(p, function(seq) return ("\\u%04x"):format(code_point(seq)) end)
+      s = s:gsub(p, function(seq) return ("\\u%04x"):format(decode(seq)) end)
     end
   end
   return s
@@ -123,14 +126,6 @@ local function in_ranges(t, cp)
     else return true end
   end
   return false
-end
-
-local function decode(seq)
-  local a, b, c, d = byte(seq, 1, 4)
-  if #seq == 1 then return a end
-  if #seq == 2 then return (a - 0xC0) * 64 + (b - 0x80) end
-  if #seq == 3 then return ((a - 0xE0) * 64 + (b - 0x80)) * 64 + (c - 0x80) end
-  return (((a - 0xF0) * 64 + (b - 0x80)) * 64 + (c - 0x80)) * 64 + (d - 0x80)
 end
 
 local function cell_width(seq)
