@@ -811,7 +811,8 @@ local report = {}
 
 ---Writes the report of every business (or one) to out.
 ---@param fb freshbooks.Session
----@param opts? {as_of:string?,business:string?,format:"table"|"csv"|"json"|nil,parallel:integer?,progress:function?}
+---@param opts? {as_of:string?,business:string?,format:"table"|"csv"|"json"|nil,parallel:integer?,
+---  progress:function?,width:integer?}
 ---@param out file*|{write:fun(self:any,s:string)} where the report goes
 ---@param log? fun(line:string) businesses that could not be read
 ---@return boolean|nil ok
@@ -851,12 +852,13 @@ function report.accumulator(as_of_day) end
 ---@return string
 function report.csv_field(v) end
 
----Writes one business's report as a table for people.
+---Writes one business's report as a table for people (padded by display width; fitted to `width`).
 ---@param out file*|{write:fun(self:any,s:string)}
 ---@param biz freshbooks.Membership
 ---@param acc table its accumulator
 ---@param as_of string YYYY-MM-DD
-function report.table(out, biz, acc, as_of) end
+---@param width? integer columns to fit in (a terminal's)
+function report.table(out, biz, acc, as_of, width) end
 
 ---Writes one business's report as CSV rows (report.CSV_HEADER is the header).
 ---@param out file*|{write:fun(self:any,s:string)}
@@ -944,6 +946,7 @@ function Guest:close() end
 ---@field fs freshbooks.core.fs
 ---@field clock freshbooks.core.clock
 ---@field signal freshbooks.core.signal
+---@field process freshbooks.core.process
 local core = {}
 
 ---A guest state for untrusted source (text only), under budgets.
@@ -1135,4 +1138,17 @@ function signal.trap() end
 ---The signal that arrived since trap (false: none).
 ---@return integer
 function signal.interrupted() end
+
+---Descriptors, for programs that own their process (src/fd.c; the library never calls these).
+---@class freshbooks.core.process
+local process = {}
+
+---Marks every descriptor above 2 close-on-exec (call it right before starting a program).
+---@return boolean
+function process.close_on_exec() end
+
+---Fills a closed descriptor 0, 1 or 2 with /dev/null opened the other way round (a write to a closed
+---stdout still fails).
+---@return integer[] closed the descriptors that were closed
+function process.guard_stdio() end
 

@@ -69,6 +69,7 @@ describe("docs/meta.lua", function()
     ["freshbooks.core.fs"] = { t = core.fs },
     ["freshbooks.core.clock"] = { t = core.clock },
     ["freshbooks.core.signal"] = { t = core.signal },
+    ["freshbooks.core.process"] = { t = core.process },
     ["freshbooks.core.Client"] = { t = getmetatable(client).__index },
     ["freshbooks.core.Guest"] = { t = getmetatable(g).__index },
   }

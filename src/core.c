@@ -96,6 +96,7 @@ int luaopen_freshbooks_core(lua_State *L)
 	group(L, "fs", fb_open_lockfile);     /* lockfile.c: lock, read, write_atomic, overwrite */
 	group(L, "clock", fb_open_clock);     /* clock.c: now, sleep */
 	group(L, "signal", fb_open_interrupt); /* interrupt.c: trap, interrupted */
+	group(L, "process", fb_open_fd);     /* fd.c: close_on_exec, guard_stdio */
 	fb_open_guest(L); /* guest.c: core.guest, a Lua state per guest script */
 	return 1;
 }

@@ -23,6 +23,7 @@ void fb_open_decode(lua_State *L);    /* core.json   (decode.c): FreshBooks' ans
 void fb_open_lockfile(lua_State *L);  /* core.fs     (lockfile.c): the token file store */
 void fb_open_clock(lua_State *L);     /* core.clock  (clock.c): retries, benchmarks */
 void fb_open_interrupt(lua_State *L); /* core.signal (interrupt.c): the command */
+void fb_open_fd(lua_State *L);        /* core.process (fd.c): descriptors, for the command */
 void fb_open_guest(lua_State *L);     /* core.guest  (guest.c): a Lua state of its own per guest script */
 
 /* interrupt.c: the signal that arrived since core.signal.trap() (0: none), and whether it runs. */

@@ -12,6 +12,7 @@
 --   single / plural   the body wrapper and list keys
 --   verbs    what FreshBooks allows: list get create update delete archive, report, upload, defaults
 --   delete   "vis_state" (PUT {single = {vis_state = 1}}) or "http" (DELETE)
+--   answer   the key one record is answered under when it is not `single` (credit notes: credit_notes)
 --   extras   extra verbs resource.lua implements (invoice share link, send by email, ...)
 --   group    a sub-table of the owner object (acct.reports)
 --   paged    false for lists FreshBooks answers whole, without paging (service rates, ledger accounts)
@@ -58,7 +59,7 @@ local rows = {
   { name = "taxes", family = "accounting", path = "taxes/taxes", single = "tax", plural = "taxes",
     verbs = "list get create update delete", delete = "http" },
   { name = "credit_notes", family = "accounting", path = "credit_notes/credit_notes", single = "credit_note",
-    plural = "credit_notes", verbs = CRUD, delete = "vis_state" },
+    plural = "credit_notes", verbs = CRUD, delete = "vis_state", answer = "credit_notes" },
   { name = "other_incomes", family = "accounting", path = "other_incomes/other_incomes", single = "other_income",
     plural = "other_income", verbs = "list get create update delete", delete = "vis_state" },
   { name = "bills", family = "accounting", path = "bills/bills", single = "bill", plural = "bills",
@@ -115,7 +116,7 @@ local rows = {
   { name = "time_entries", family = "project", base = "timetracking", path = "time_entries",
     single = "time_entry", plural = "time_entries", verbs = "list get create update delete", delete = "http" },
   { name = "services", family = "project", base = "comments", path = "services", item = "service",
-    single = "service", plural = "services", verbs = "list get create update",
+    single = "service", plural = "services", verbs = "list get create update delete", delete = "http",
     extras = { "rate", "create_rate", "update_rate" } },
   -- Every service's rate at once (one service's: services:rate); not paged.
   { name = "service_rates", family = "project", base = "comments", path = "service_rates", single = "service_rate",

@@ -68,7 +68,7 @@ end
 local function unwrap_one(st, res)
   local e = st.entry
   local p = payload(res.data, e)
-  local v = p and p[e.single]
+  local v = p and (p[e.single] or e.answer and p[e.answer])
   if type(v) ~= "table" or v[1] ~= nil then
     return nil, bad_response("no '" .. e.single .. "' in the response", res)
   end
