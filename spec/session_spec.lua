@@ -498,6 +498,10 @@ describe("session against the sandbox", function()
       local res, err = fb:request{ path = ME }
       assert.is_nil(res)
       assert.equal("store_corrupt", err.code)
+      -- the cause's code is the error's own: said once ("store_corrupt: could not load ...: token file ...")
+      local _, codes = tostring(err):gsub("store_corrupt", "")
+      assert.equal(1, codes, tostring(err))
+      assert.truthy(err.message:find("could not load the stored tokens: ", 1, true), err.message)
       fb = H.session(sb, { load = function() error("no disk") end })
       res, err = fb:request{ path = ME }
       assert.is_nil(res)

@@ -42,8 +42,7 @@ end
 local NOT_CONNECTED = { reauth_required = true, unauthorized = true, invalid_grant = true, store_corrupt = true }
 
 function cli.describe_error(err)
-  -- "store_corrupt: could not load the stored tokens: store_corrupt: token file ..." says its code once
-  local s = text.clean((tostring(err):gsub("^freshbooks: ", ""):gsub("^([%w_]+): (.-): %1: ", "%1: %2: ")))
+  local s = text.clean((tostring(err):gsub("^freshbooks: ", "")))
   for _, f in ipairs(err.errors or {}) do
     local msg = f.message and text.clean(f.message)
     if (f.field or msg) and msg ~= text.clean(err.message or "") then

@@ -72,7 +72,9 @@ local function call_save(f, new, previous)
 end
 
 local function hook_error(code, what, cause)
-  local detail = errors.is(cause) and (cause.code .. ": " .. cause.message) or nil
+  -- the cause's code only where it says something the error's own does not (each thing said once)
+  local detail = errors.is(cause) and (cause.code == code and cause.message or cause.code .. ": " .. cause.message)
+    or nil
   if not detail and type(cause) == "string" then detail = cause end
   return errors.new{ code = code, message = what .. (detail and (": " .. detail) or ""), cause = cause }
 end
