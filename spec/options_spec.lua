@@ -85,6 +85,15 @@ describe("unknown options raise, naming the caller", function()
     refuses("freshbooks.store.redis: unknown option 'key'", function()
       freshbooks.store.redis.keyspace{ redis = function() end, key = "k" }
     end)
+    refuses("freshbooks.store.redis: redis: unknown option 'hots'", function()
+      freshbooks.store.redis.keyspace{ redis = { hots = "127.0.0.1" } }
+    end)
+    refuses("freshbooks.store.redis: redis.tls: unknown option 'verify'", function()
+      freshbooks.store.redis.keyspace{ redis = { host = "127.0.0.1", tls = { verify = false } } }
+    end)
+    refuses("freshbooks.store.redis: redis.sentinel: unknown option 'master'", function()
+      freshbooks.store.redis.keyspace{ redis = { sentinel = { master = "m", addresses = { "h:1" } } } }
+    end)
   end)
 
   it("retry.wrap and the transports", function()
@@ -124,6 +133,18 @@ describe("unknown options raise, naming the caller", function()
     end)
     refuses("freshbooks.store.file: options must be a table, got string", function()
       freshbooks.store.file("/tmp/x", "fast")
+    end)
+    refuses("freshbooks.store.redis: wipe_check must be a number >= 0, or false", function()
+      freshbooks.store.redis.keyspace{ redis = function() end, wipe_check = true }
+    end)
+    refuses("freshbooks.store.redis: legacy must be a boolean", function()
+      freshbooks.store.redis.keyspace{ redis = function() end, legacy = "no" }
+    end)
+    refuses("freshbooks.store.redis: redis: database must be a whole number >= 0", function()
+      freshbooks.store.redis{ key = "k", redis = { host = "127.0.0.1", database = 1.5 } }
+    end)
+    refuses("freshbooks.store.redis: redis: username needs a password", function()
+      freshbooks.store.redis{ key = "k", redis = { host = "127.0.0.1", username = "u" } }
     end)
   end)
 end)
