@@ -508,18 +508,49 @@ function file_store.new(path, opts) end
 local redis_store = {}
 
 ---A store per connection id under one prefix: stores(id) is that connection's store.
----@param opts {redis:fun():table,prefix:string?,lock_ttl:number?,lock_timeout:number?}
+---@param opts freshbooks.RedisKeyspaceOptions
 ---@return freshbooks.RedisKeyspace
 function redis_store.keyspace(opts) end
 
+---Connection settings: the store picks the client (resty.redis in nginx, lua-redis elsewhere).
+---@class freshbooks.RedisSettings
+---@field host? string (not with sentinel)
+---@field port? integer (6379)
+---@field tls? {server_name:string?,ca_file:string?} {} turns TLS on; verification cannot be turned off
+---@field username? string an ACL user (needs password)
+---@field password? string
+---@field database? integer (0)
+---@field sentinel? {addresses:string[],name:string,username:string?,password:string?} "host:port" addresses
+
+---Options of a keyspace: freshbooks.store.redis's, with prefix and legacy instead of the keys.
+---@class freshbooks.RedisKeyspaceOptions
+---@field redis (fun():table|nil,string?)|freshbooks.RedisSettings a connected client per call, or settings
+---@field prefix? string ("freshbooks:")
+---@field legacy? boolean read a connection's key of the layout before (<prefix>tokens:<id>) (true)
+---@field lock_ttl? number seconds (30)
+---@field lock_timeout? number seconds to wait for the lock (lock_ttl + 5)
+---@field timeout? number seconds per store operation, everything included (5)
+---@field replicas? integer WAIT for this many replicas before a save counts (0)
+---@field replica_timeout? number seconds WAIT waits (1)
+---@field wipe_check? number|false seconds between checks that Redis kept its data (1)
+---@field release? fun(client:table,healthy:boolean) give a client back (resty.redis: set_keepalive)
+---@field sleep? fun(seconds:number)
+---@field keepalive? number resty.redis pool idle seconds (60)
+---@field pool_size? integer resty.redis pool size (100)
+
 ---Options of freshbooks.store.redis{...}.
 ---@class freshbooks.RedisStoreOptions
----@field redis fun():table|nil,string? a connected client (lua-redis, resty.redis) per call
+---@field redis (fun():table|nil,string?)|freshbooks.RedisSettings a connected client per call, or settings
 ---@field key string the connection's key
----@field lock_key? string default derived from key
+---@field lock_key? string default key .. ":lock"
+---@field state_prefix? string default key .. ":state:"
 ---@field lock_ttl? number seconds (30)
----@field lock_timeout? number seconds to wait for the lock (35)
----@field release? fun(client:table) give a client back (resty.redis: set_keepalive)
+---@field lock_timeout? number seconds to wait for the lock (lock_ttl + 5)
+---@field timeout? number seconds per store operation, everything included (5)
+---@field replicas? integer WAIT for this many replicas before a save counts (0)
+---@field replica_timeout? number seconds WAIT waits (1)
+---@field wipe_check? number|false seconds between checks that Redis kept its data (1)
+---@field release? fun(client:table,healthy:boolean) give a client back (resty.redis: set_keepalive)
 ---@field sleep? fun(seconds:number)
 ---@field keepalive? number resty.redis pool idle seconds (60)
 ---@field pool_size? integer resty.redis pool size (100)
@@ -555,6 +586,15 @@ local RedisKeyspace = {}
 ---@return string[]|nil ids
 ---@return freshbooks.Error? err
 function RedisKeyspace.list() end
+
+---Moves every token record of the layout before (<prefix>tokens:<id>) to its key, then deletes it.
+---@return {moved:integer,kept:integer}|nil counts
+---@return freshbooks.Error? err
+function RedisKeyspace.migrate() end
+
+---The pairs this process wrote back after finding the store wiped.
+---@return integer
+function RedisKeyspace.restored() end
 
 ---Options of freshbooks.connections{...}.
 ---@class freshbooks.ConnectionsOptions
