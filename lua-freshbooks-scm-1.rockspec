@@ -63,6 +63,7 @@ build = {
       ["freshbooks.store.file"] = "lua/freshbooks/store/file.lua",
       ["freshbooks.store.record"] = "lua/freshbooks/store/record.lua",
       ["freshbooks.store.redis"] = "lua/freshbooks/store/redis.lua",
+      ["freshbooks.store.redis_client"] = "lua/freshbooks/store/redis_client.lua",
       ["freshbooks.transport"] = "lua/freshbooks/transport/init.lua",
       ["freshbooks.transport.cosocket"] = "lua/freshbooks/transport/cosocket.lua",
       ["freshbooks.transport.curl"] = "lua/freshbooks/transport/curl.lua",
