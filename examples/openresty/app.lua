@@ -215,14 +215,14 @@ end
 
 -- GET /connection: this user's connection as the store and FreshBooks see it (conns:status).
 function app.connection()
-  local st, err = conns():status(signed_in())
+  local st, err = conns():status((signed_in()))
   if not st then return fail(503, err) end
   return reply(200, st)
 end
 
 -- POST /disconnect: revoke at FreshBooks and forget the tokens.
 function app.disconnect()
-  local ok, err = conns():disconnect(post_from_session())
+  local ok, err = conns():disconnect((post_from_session()))
   if not ok then return fail(502, err) end
   return reply(200, { connected = false })
 end
