@@ -1149,7 +1149,7 @@ function fs.read(path, max_bytes) end
 function fs.write_atomic(path, data, mode) end
 
 ---Rewrites our own one-link regular file in place, within the blocks it holds (not atomic): the file
----store's last resort when `write_file_atomic` fails on a full disk.
+---store's last resort when `write_atomic` fails on a full disk.
 ---@param path string
 ---@param data string
 ---@return boolean|nil ok
