@@ -160,3 +160,12 @@ bench: deps $(BENCH_RAW)
 	@if command -v npm >/dev/null; then [ -d bench/node/node_modules/@freshbooks/api ] || \
 	  (cd bench/node && npm ci --no-audit --no-fund --silent) || echo "bench: npm could not install the Node SDK"; fi
 	LUA_PATH="lua/?.lua;lua/?/init.lua;sandbox/?.lua;;" LUA_CPATH="build/lua5.4/?.so;;" lua5.4 bench/run.lua $(BENCH_RAW)
+
+# `make bench-callgrind [CALLGRIND_LUAS="lua5.4 luajit"]`: instructions per GET under valgrind's
+# callgrind, a session's `acct.clients:get` against the raw libcurl loop (bench/callgrind.lua).
+CALLGRIND_LUAS ?= lua5.4
+.PHONY: bench-callgrind
+bench-callgrind: deps $(BENCH_RAW)
+	@for l in $(CALLGRIND_LUAS); do $(MAKE) -s LUA=$$l all; done
+	LUA_PATH="lua/?.lua;lua/?/init.lua;sandbox/?.lua;;" LUA_CPATH="build/lua5.4/?.so;;" \
+	  lua5.4 bench/callgrind.lua $(BENCH_RAW) $(CALLGRIND_LUAS)

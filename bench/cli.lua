@@ -20,9 +20,9 @@ local function median(t)
 end
 
 local function timed(f)
-  local t0 = core.now()
+  local t0 = core.clock.now()
   local a, b, c = f()
-  return core.now() - t0, a, b, c
+  return core.clock.now() - t0, a, b, c
 end
 
 local ran = os.execute("/usr/bin/time -f %M true >/dev/null 2>&1")

@@ -26,20 +26,21 @@ local function bench(sb)
     redirect_uri = sb.app.redirect_uri, api_url = sb.url, auth_url = sb.auth_url or sb.url,
     tokens = sb:token{ user = "alice" } }
   local N = 2000
-  local t0 = core.now()
+  local t0 = core.clock.now()
   for _ = 1, N do assert(guest.run(fb, "return 1")) end
-  say("%s: a run of 'return 1': %.1f us", _VERSION, (core.now() - t0) / N * 1e6)
+  say("%s: a run of 'return 1': %.1f us", _VERSION, (core.clock.now() - t0) / N * 1e6)
   local usage = {}
-  t0 = core.now()
+  t0 = core.clock.now()
   assert(guest.run(fb, "for _ = 1, 10000 do print('') end", nil, { usage = usage, print = function() end }))
-  say("%s: a crossing of the bridge to the host and back (print): %.2f us", _VERSION, (core.now() - t0) / 10000 * 1e6)
+  say("%s: a crossing of the bridge to the host and back (print): %.2f us", _VERSION,
+    (core.clock.now() - t0) / 10000 * 1e6)
   local b = guest.budget
   say("default budgets: memory %d MiB, instructions %.0e, time %g s, patterns %.0e, calls %d, output %d KiB",
     b.memory / 1048576, b.instructions, b.time, b.patterns, b.calls, b.output / 1024)
   for _, bomb in ipairs(BOMBS) do
-    t0 = core.now()
+    t0 = core.clock.now()
     local ok, err = guest.run(fb, bomb[2], "=bomb", { budget = bomb[3], usage = usage, print = function() end })
-    local secs = core.now() - t0
+    local secs = core.clock.now() - t0
     assert(not ok, bomb[1] .. " did not end with an error")
     say("  %-28s %-16s %7.3f s %7.1f MiB %12d instructions %8d steps %5d calls", bomb[1], err.code, secs,
       usage.memory / 1048576, usage.instructions, usage.patterns, usage.calls)

@@ -4,7 +4,9 @@
 --   2. exporting the 10,000 invoices as the sandbox answers, and with 50 ms of latency per page (as a
 --      remote API has): sequential, 8 pages at once over HTTP/1.1, 8 at once over HTTP/2 (TLS), with the
 --      connections each walk opened (counted by the server);
---   3. memory per extra live session (1,000 sessions, one GET each).
+--   3. memory per extra live session (1,000 sessions, one GET each): what the sessions hold on the heap
+--      after a full collection (collectgarbage("count"); Node's heapUsed), and RSS, which also holds
+--      what the collector has not given back.
 -- Contenders run as child processes in interleaved rounds (the sandbox is one nginx worker on the same
 -- cores, so one round alone says little); each figure is the median with the min-max of the rounds.
 --   usage: lua5.4 bench/run.lua build/bench/raw_get [rounds]
@@ -81,7 +83,7 @@ local function bench(sb)
   local env = "FB_TOKEN=" .. q(token) .. " FB_CA=" .. q(sb.ca_file) .. " NODE_EXTRA_CA_CERTS=" .. q(sb.ca_file)
   local jit = run("luajit -v", ""):match("LuaJIT [%w%.%-]+") or "luajit"
   say("lua-freshbooks benchmark: %d rounds, sandbox with %d invoices (%s; %s; libcurl %s)", ROUNDS, INVOICES,
-    _VERSION, jit, require("freshbooks.core").curl_version:match("libcurl/(%S+)"))
+    _VERSION, jit, require("freshbooks.core").http.curl_version:match("libcurl/(%S+)"))
   for _, c in ipairs(CONTENDERS) do if c.skip then say("  (skipped: %s: %s)", c.name, c.skip) end end
   local results = {}
   local function record(key, what, value)
@@ -142,7 +144,9 @@ local function bench(sb)
     sb:admin("DELETE", "/_sandbox/faults")
     for _, c in ipairs(CONTENDERS) do
       if not c.skip and (not c.modes or c.modes.mem) then
-        record(c.key, "mem", numbers(c.run("mem", clients_url, SESSIONS, env))[1])
+        local m = numbers(c.run("mem", clients_url, SESSIONS, env))
+        record(c.key, "mem", m[1])
+        record(c.key, "heap", m[2])
       end
     end
   end
@@ -182,12 +186,15 @@ local function bench(sb)
     end
   end
   say("")
-  say("3. memory per extra live session (%d sessions, one GET each): KB RSS median (min-max)", SESSIONS)
+  say("3. memory per extra live session (%d sessions, one GET each), median (min-max):", SESSIONS)
+  say("   %-28s %-24s %-24s %s", "", "KB held (heap)", "KB RSS", "")
   for _, c in ipairs(CONTENDERS) do
     if not c.skip and (not c.modes or c.modes.mem) then
       local vs = c.key ~= "node" and NODE
-        and ("  (Node SDK / this: %sx)"):format(ratio(m("node", "mem"), m(c.key, "mem")))
-      say("   %-28s %-24s%s", c.name, fmt(results[c.key].mem, "%.1f"), vs or "")
+        and ("(Node SDK / this: %sx held, %sx RSS)"):format(ratio(m("node", "heap"), m(c.key, "heap")),
+          ratio(m("node", "mem"), m(c.key, "mem")))
+      local r = results[c.key]
+      say("   %-28s %-24s %-24s %s", c.name, fmt(r.heap, "%.2f"), fmt(r.mem, "%.1f"), vs or "")
     end
   end
 end

@@ -73,7 +73,7 @@ function freshbooks.connections(opts) end
 ---@field method? string default GET
 ---@field path? string relative to api_url
 ---@field url? string absolute, instead of path
----@field query? string|table a string as is, a table rendered by core.query
+---@field query? string|table a string as is, a table rendered by core.codec.query
 ---@field json? any sent as a JSON body
 ---@field body? string|table a raw body (or body parts, secrets among them)
 ---@field headers? table<string,string> yours win over the session's
@@ -98,8 +98,14 @@ function freshbooks.connections(opts) end
 ---@field business table FreshBooks' own business object
 
 ---A session (`freshbooks.new`). Tokens are refreshed before expiry and once after a 401; every new
----pair goes to save(new, previous) before it is used.
+---pair goes to save(new, previous) before it is used. Its settings read back; nothing else shows.
 ---@class freshbooks.Session
+---@field client_id string
+---@field redirect_uri string the one in use
+---@field api_url string without a trailing slash
+---@field auth_url string
+---@field timeout number seconds per request
+---@field leeway number seconds before expires_at a refresh is due
 local Session = {}
 
 ---Sends one request with the session's tokens.
@@ -114,8 +120,8 @@ function Session:request(req) end
 ---@return {res:freshbooks.Response?,err:freshbooks.Error?}[] results
 function Session:batch(reqs, opts) end
 
----A stream of requests: s.add(req) -> id, s.next() -> id, res, err as each completes (nil once none
----is left), s.close().
+---A stream of requests: s:add(req) -> id, s:next() -> id, res, err as each completes (nil once none
+---is left), s:close(). A 401 among them refreshes once; each such request is sent once more.
 ---@param opts? {concurrency:integer}
 ---@return freshbooks.Stream|nil stream
 ---@return freshbooks.Error? err
@@ -177,9 +183,9 @@ function Session:me(refresh) end
 ---@return freshbooks.Error? err
 function Session:memberships(refresh) end
 
----Iterates the user's businesses; raises the error object when the identity cannot be read.
+---Iterates the user's businesses; when the identity cannot be read, the loop gets (false, err) once.
 ---@param refresh? boolean
----@return fun():freshbooks.Membership|nil iterator
+---@return fun():freshbooks.Membership|false|nil,freshbooks.Error? iterator
 function Session:businesses(refresh) end
 
 ---The membership whose business_id, account_id, business_uuid or name (exact, then any case) is key.
@@ -502,18 +508,49 @@ function file_store.new(path, opts) end
 local redis_store = {}
 
 ---A store per connection id under one prefix: stores(id) is that connection's store.
----@param opts {redis:fun():table,prefix:string?,lock_ttl:number?,lock_timeout:number?}
+---@param opts freshbooks.RedisKeyspaceOptions
 ---@return freshbooks.RedisKeyspace
 function redis_store.keyspace(opts) end
 
+---Connection settings: the store picks the client (resty.redis in nginx, lua-redis elsewhere).
+---@class freshbooks.RedisSettings
+---@field host? string (not with sentinel)
+---@field port? integer (6379)
+---@field tls? {server_name:string?,ca_file:string?} {} turns TLS on; verification cannot be turned off
+---@field username? string an ACL user (needs password)
+---@field password? string
+---@field database? integer (0)
+---@field sentinel? {addresses:string[],name:string,username:string?,password:string?} "host:port" addresses
+
+---Options of a keyspace: freshbooks.store.redis's, with prefix and legacy instead of the keys.
+---@class freshbooks.RedisKeyspaceOptions
+---@field redis (fun():table|nil,string?)|freshbooks.RedisSettings a connected client per call, or settings
+---@field prefix? string ("freshbooks:")
+---@field legacy? boolean read a connection's key of the layout before (<prefix>tokens:<id>) (true)
+---@field lock_ttl? number seconds (30)
+---@field lock_timeout? number seconds to wait for the lock (lock_ttl + 5)
+---@field timeout? number seconds per store operation, everything included (5)
+---@field replicas? integer WAIT for this many replicas before a save counts (0)
+---@field replica_timeout? number seconds WAIT waits (1)
+---@field wipe_check? number|false seconds between checks that Redis kept its data (1)
+---@field release? fun(client:table,healthy:boolean) give a client back (resty.redis: set_keepalive)
+---@field sleep? fun(seconds:number)
+---@field keepalive? number resty.redis pool idle seconds (60)
+---@field pool_size? integer resty.redis pool size (100)
+
 ---Options of freshbooks.store.redis{...}.
 ---@class freshbooks.RedisStoreOptions
----@field redis fun():table|nil,string? a connected client (lua-redis, resty.redis) per call
+---@field redis (fun():table|nil,string?)|freshbooks.RedisSettings a connected client per call, or settings
 ---@field key string the connection's key
----@field lock_key? string default derived from key
+---@field lock_key? string default key .. ":lock"
+---@field state_prefix? string default key .. ":state:"
 ---@field lock_ttl? number seconds (30)
----@field lock_timeout? number seconds to wait for the lock (35)
----@field release? fun(client:table) give a client back (resty.redis: set_keepalive)
+---@field lock_timeout? number seconds to wait for the lock (lock_ttl + 5)
+---@field timeout? number seconds per store operation, everything included (5)
+---@field replicas? integer WAIT for this many replicas before a save counts (0)
+---@field replica_timeout? number seconds WAIT waits (1)
+---@field wipe_check? number|false seconds between checks that Redis kept its data (1)
+---@field release? fun(client:table,healthy:boolean) give a client back (resty.redis: set_keepalive)
 ---@field sleep? fun(seconds:number)
 ---@field keepalive? number resty.redis pool idle seconds (60)
 ---@field pool_size? integer resty.redis pool size (100)
@@ -549,6 +586,15 @@ local RedisKeyspace = {}
 ---@return string[]|nil ids
 ---@return freshbooks.Error? err
 function RedisKeyspace.list() end
+
+---Moves every token record of the layout before (<prefix>tokens:<id>) to its key, then deletes it.
+---@return {moved:integer,kept:integer}|nil counts
+---@return freshbooks.Error? err
+function RedisKeyspace.migrate() end
+
+---The pairs this process wrote back after finding the store wiped.
+---@return integer
+function RedisKeyspace.restored() end
 
 ---Options of freshbooks.connections{...}.
 ---@class freshbooks.ConnectionsOptions
@@ -680,20 +726,53 @@ local guest = {}
 ---@return any ... the script's results, or the error
 function guest.run(fb, source, chunkname, opts) end
 
----A transport: function(req) -> res | nil, err; a table with __call may add stream and batch.
+---A transport: a callable, t(req) -> res | nil, err; an object may add t:batch, t:stream and t:close.
 ---@alias freshbooks.Transport fun(req:table):table|nil,freshbooks.Error?
 
----A stream of requests (fb:stream, transport.stream).
+---A stream of requests (fb:stream; a transport's stream has the same methods).
 ---@class freshbooks.Stream
----@field add fun(req:table):integer queues a request (a bad one raises)
----@field next fun():integer|nil,table|nil,freshbooks.Error? the next one done: id, res, err
----@field close fun() drops what is left
+local Stream = {}
+
+---Queues a request; it starts when a place is free. A bad request raises.
+---@param req freshbooks.Request
+---@return integer id
+function Stream:add(req) end
+
+---The next request done, in completion order: id, res | id, nil, err; nil once none is left.
+---@return integer|nil id
+---@return freshbooks.Response|nil res
+---@return freshbooks.Error? err
+function Stream:next() end
+
+---Drops what is left (requests in flight are abandoned). Idempotent.
+function Stream:close() end
+
+---Where the library runs (`require "freshbooks.env"`), asked when it matters: a session made in
+---init_by_lua serves request handlers later.
+---@class freshbooks.env
+local env = {}
+
+---ngx when running inside nginx, in any phase (those that cannot yield too), else nil.
+---@return table|nil
+function env.nginx() end
+
+---ngx in an OpenResty phase where cosockets and ngx.sleep work, else nil.
+---@return table|nil
+function env.yielding() end
+
+---Sleeps on nginx's event loop where the phase may yield, else the thread sleeps (core.clock.sleep).
+---@param seconds number
+function env.sleep(seconds) end
+
+---Seconds for intervals: nginx's clock (updated) where the phase may yield, else core.clock.now().
+---@return number
+function env.now() end
 
 ---One HTTP policy for both transports (`freshbooks.transport`).
 ---@class freshbooks.transport
 local transport = {}
 
----A transport over one C-core client; opts go to core.client.
+---A transport over one C-core client; opts go to core.http.client.
 ---@param opts? freshbooks.core.ClientOptions
 ---@return freshbooks.Transport
 function transport.curl(opts) end
@@ -718,14 +797,6 @@ function transport.cosocket(opts) end
 ---@return freshbooks.Transport
 function transport.default(opts) end
 
----ngx when running in an OpenResty phase where cosockets work, else nil.
----@return table|nil
-function transport.openresty() end
-
----ngx when running inside nginx, in any phase (those that cannot yield too), else nil.
----@return table|nil
-function transport.in_nginx() end
-
 ---A stream on any transport (its own, or one request at a time).
 ---@param t freshbooks.Transport
 ---@param opts? {concurrency:integer}
@@ -746,7 +817,7 @@ function transport.batch(t, reqs, opts) end
 ---@field max_delay? number seconds (30)
 ---@field deadline? number seconds over all attempts (60)
 ---@field jitter? boolean a random point in [d/2, d] (true)
----@field sleep? fun(seconds:number) default core.sleep, ngx.sleep under OpenResty
+---@field sleep? fun(seconds:number) default core.clock.sleep, ngx.sleep under OpenResty
 ---@field clock? fun():number
 ---@field log? fun(event:table) each retry
 
@@ -760,6 +831,12 @@ local retry = {}
 ---@param opts? freshbooks.RetryOptions|false false: send itself
 ---@return freshbooks.Transport
 function retry.wrap(send, opts) end
+
+---Raises on options retry.wrap would refuse, naming `who` ("freshbooks.new: retry").
+---@param opts freshbooks.RetryOptions
+---@param who string
+---@param level integer error()'s level, as seen from the caller
+function retry.check(opts, who, level) end
 
 ---Whether a request may be sent again after this outcome.
 ---@param req table
@@ -829,7 +906,7 @@ function report.table(out, biz, acc, as_of, width) end
 ---@param acc table its accumulator
 function report.csv(out, biz, acc) end
 
----Options of core.client.
+---Options of core.http.client.
 ---@class freshbooks.core.ClientOptions
 ---@field connect_timeout? number seconds (10)
 ---@field timeout? number seconds for a whole transfer (60)
@@ -850,7 +927,7 @@ function report.csv(out, biz, acc) end
 ---@field timeout? number
 ---@field idempotent? boolean
 
----A libcurl easy handle with the shared connection cache (`core.client`).
+---A libcurl easy handle with the shared connection cache (`core.http.client`).
 ---@class freshbooks.core.Client
 local Client = {}
 
@@ -898,158 +975,19 @@ function Guest:usage() end
 ---Idempotent.
 function Guest:close() end
 
----The C core (`freshbooks.core`): HTTP over libcurl, codecs, crypto, secrets, guest states.
+---The C core (`freshbooks.core`): one table per concern (docs/core.md).
 ---@class freshbooks.core
 ---@field version string FRESHBOOKS_VERSION
----@field curl_version string
----@field null userdata JSON null in json_decode's arrays
+---@field http freshbooks.core.http
+---@field codec freshbooks.core.codec
+---@field crypto freshbooks.core.crypto
+---@field secret freshbooks.core.secret
+---@field json freshbooks.core.json
+---@field fs freshbooks.core.fs
+---@field clock freshbooks.core.clock
+---@field signal freshbooks.core.signal
+---@field process freshbooks.core.process
 local core = {}
-
----A client.
----@param opts? freshbooks.core.ClientOptions
----@return freshbooks.core.Client
-function core.client(opts) end
-
----A secret holding a copy of s.
----@param s string
----@return freshbooks.core.Secret
-function core.secret(s) end
-
----The string a secret holds.
----@param s freshbooks.core.Secret
----@return string
-function core.reveal(s) end
-
----Whether v is a secret.
----@param v any
----@return boolean
-function core.is_secret(v) end
-
----RFC 3986 percent-encoding (unreserved kept).
----@param s string
----@return string
-function core.urlencode(s) end
-
----Percent-decoding; + is a space.
----@param s string
----@return string
-function core.urldecode(s) end
-
----A query string, keys sorted: {search = {ids = {1, 2}}, page = 2} -> page=2&search[ids][]=1&...
----@param t table
----@return string
-function core.query(t) end
-
----A form body (a table sorted by name, or {name, value} pairs in order); with secret values, body parts.
----@param t table
----@return string|table
-function core.form(t) end
-
----A form's {name, value} pairs in received order.
----@param s string
----@return {[1]:string,[2]:string}[]
-function core.form_decode(s) end
-
----RFC 4648 base64.
----@param s string
----@return string
-function core.base64(s) end
-
----Decodes base64.
----@param s string
----@return string|nil bytes
----@return string? err
-function core.unbase64(s) end
-
----32 raw bytes; key and msg may be secrets.
----@param key string|freshbooks.core.Secret
----@param msg string|freshbooks.core.Secret
----@return string
-function core.hmac_sha256(key, msg) end
-
----Constant-time comparison.
----@param a string|freshbooks.core.Secret
----@param b string|freshbooks.core.Secret
----@return boolean
-function core.equals(a, b) end
-
----n bytes from the CSPRNG (n <= 1 MiB).
----@param n integer
----@return string
-function core.random_bytes(n) end
-
----Lower-case hex (strings only).
----@param s string
----@return string
-function core.hex(s) end
-
----JSON as FreshBooks sends it: integers as integers, object nulls left out.
----@param s string
----@return any|nil value
----@return string? err
-function core.json_decode(s) end
-
----Seconds on a monotonic clock.
----@return number
-function core.now() end
-
----Sleeps (blocking).
----@param seconds number
-function core.sleep(seconds) end
-
----An exclusive flock(2), waiting at most timeout seconds: a lock with :unlock().
----@param path string
----@param timeout? number
----@return table|nil lock
----@return table? err lock_timeout, ...
-function core.lock_file(path, timeout) end
-
----Reads a regular file of ours (no symlink, FIFO or device) of at most max_bytes.
----@param path string
----@param max_bytes? integer
----@return string|nil data nil alone: no such file
----@return table? err
-function core.read_file(path, max_bytes) end
-
----The request policy of client:request, rendered as an HTTP/1.1 head for transports that write their
----own bytes (the cosocket transport): {scheme, host, port, head, body}.
----@param req freshbooks.core.Request
----@param user_agent? string
----@return table
-function core.http_request(req, user_agent) end
-
----Writes a file atomically (temp file, fsync, rename, fsync of the directory).
----@param path string
----@param data string
----@param mode? integer
----@return boolean|nil ok
----@return table? err
-function core.write_file_atomic(path, data, mode) end
-
----Rewrites our own one-link regular file in place, within the blocks it holds (not atomic): the file
----store's last resort when `write_file_atomic` fails on a full disk.
----@param path string
----@param data string
----@return boolean|nil ok
----@return table? err
-function core.overwrite_file(path, data) end
-
----From now on SIGINT/SIGTERM abort transfers in flight instead of the interpreter's handler.
-function core.trap_interrupts() end
-
----The signal that arrived since trap_interrupts (0: none).
----@return integer
-function core.interrupted() end
-
----For programs that own their process: marks every descriptor above 2 close-on-exec (call it right
----before starting a program).
----@return boolean
-function core.close_on_exec() end
-
----For programs that own their process: fills a closed descriptor 0, 1 or 2 with /dev/null opened the
----other way round (a write to a closed stdout still fails).
----@return integer[] closed the descriptors that were closed
-function core.guard_stdio() end
 
 ---A guest state for untrusted source (text only), under budgets.
 ---@param source string
@@ -1058,3 +996,199 @@ function core.guard_stdio() end
 ---@return freshbooks.core.Guest|nil guest
 ---@return {code:string,message:string}? err syntax, budget_memory
 function core.guest(source, chunkname, budgets) end
+
+---The numbers both transports apply (core.http.limits).
+---@class freshbooks.core.Limits
+---@field connect_timeout number seconds (10)
+---@field timeout number seconds for a whole request (60)
+---@field max_body integer bytes (64 MiB)
+---@field max_header_bytes integer all header lines of all answers, 1xx included (256 KiB)
+---@field max_1xx integer informational answers skipped before the final one (16)
+---@field concurrency integer a batch's or stream's default (8)
+---@field max_concurrency integer (256)
+
+---HTTP over libcurl (src/client.c, request.c, transfer.c, batch.c).
+---@class freshbooks.core.http
+---@field limits freshbooks.core.Limits the numbers both transports apply
+---@field idempotent table<string,boolean> the methods that may be sent twice (GET HEAD PUT DELETE OPTIONS)
+---@field curl_version string
+local http = {}
+
+---A client.
+---@param opts? freshbooks.core.ClientOptions
+---@return freshbooks.core.Client
+function http.client(opts) end
+
+---The request policy of client:request, rendered as an HTTP/1.1 head for transports that write their
+---own bytes (the cosocket transport): {scheme, host, port, head, body, once}.
+---@param req freshbooks.core.Request
+---@param user_agent? string
+---@return table
+function http.render(req, user_agent) end
+
+---URL and form encodings, the query encoder, base64, hex (src/codec.c).
+---@class freshbooks.core.codec
+local codec = {}
+
+---RFC 3986 percent-encoding (unreserved kept).
+---@param s string
+---@return string
+function codec.urlencode(s) end
+
+---Percent-decoding; + is a space.
+---@param s string
+---@return string
+function codec.urldecode(s) end
+
+---A query string, keys sorted: {search = {ids = {1, 2}}, page = 2} -> page=2&search[ids][]=1&...
+---@param t table
+---@return string
+function codec.query(t) end
+
+---A form body (a table sorted by name, or {name, value} pairs in order); with secret values, body parts.
+---@param t table
+---@return string|table
+function codec.form(t) end
+
+---A form's {name, value} pairs in received order.
+---@param s string
+---@return {[1]:string,[2]:string}[]
+function codec.form_decode(s) end
+
+---RFC 4648 base64.
+---@param s string
+---@return string
+function codec.base64(s) end
+
+---Decodes base64.
+---@param s string
+---@return string|nil bytes
+---@return string? err
+function codec.unbase64(s) end
+
+---Lower-case hex (strings only).
+---@param s string
+---@return string
+function codec.hex(s) end
+
+---HMAC-SHA256, constant-time compare, CSPRNG (src/crypto.c, OpenSSL libcrypto).
+---@class freshbooks.core.crypto
+local crypto = {}
+
+---32 raw bytes; key and msg may be secrets.
+---@param key string|freshbooks.core.Secret
+---@param msg string|freshbooks.core.Secret
+---@return string
+function crypto.hmac_sha256(key, msg) end
+
+---Constant-time comparison.
+---@param a string|freshbooks.core.Secret
+---@param b string|freshbooks.core.Secret
+---@return boolean
+function crypto.equals(a, b) end
+
+---n bytes from the CSPRNG (n <= 1 MiB).
+---@param n integer
+---@return string
+function crypto.random_bytes(n) end
+
+---Opaque secrets (src/secret.c).
+---@class freshbooks.core.secret
+local secret = {}
+
+---A secret holding a copy of s.
+---@param s string
+---@return freshbooks.core.Secret
+function secret.new(s) end
+
+---The string a secret holds.
+---@param s freshbooks.core.Secret
+---@return string
+function secret.reveal(s) end
+
+---Whether v is a secret.
+---@param v any
+---@return boolean
+function secret.is(v) end
+
+---FreshBooks' JSON (src/decode.c).
+---@class freshbooks.core.json
+---@field null lightuserdata JSON null in arrays (the same value as cjson.null)
+local json = {}
+
+---JSON as FreshBooks sends it: integers as integers, object nulls left out.
+---@param s string
+---@return any|nil value
+---@return string? err
+function json.decode(s) end
+
+---The token file store's support (src/lockfile.c).
+---@class freshbooks.core.fs
+local fs = {}
+
+---An exclusive flock(2), waiting at most timeout seconds: a lock with :unlock().
+---@param path string
+---@param timeout? number
+---@return table|nil lock
+---@return table? err lock_timeout, ...
+function fs.lock(path, timeout) end
+
+---Reads a regular file of ours (no symlink, FIFO or device) of at most max_bytes.
+---@param path string
+---@param max_bytes? integer
+---@return string|nil data nil alone: no such file
+---@return table? err
+function fs.read(path, max_bytes) end
+
+---Writes a file atomically (temp file, fsync, rename, fsync of the directory).
+---@param path string
+---@param data string
+---@param mode? integer
+---@return boolean|nil ok
+---@return table? err
+function fs.write_atomic(path, data, mode) end
+
+---Rewrites our own one-link regular file in place, within the blocks it holds (not atomic): the file
+---store's last resort when `write_atomic` fails on a full disk.
+---@param path string
+---@param data string
+---@return boolean|nil ok
+---@return table? err
+function fs.overwrite(path, data) end
+
+---A monotonic clock (src/clock.c).
+---@class freshbooks.core.clock
+local clock = {}
+
+---Seconds on a monotonic clock.
+---@return number
+function clock.now() end
+
+---Sleeps (blocking).
+---@param seconds number
+function clock.sleep(seconds) end
+
+---Ctrl-C as a flag, for programs that own their process (src/interrupt.c).
+---@class freshbooks.core.signal
+local signal = {}
+
+---From now on SIGINT/SIGTERM abort transfers in flight instead of the interpreter's handler.
+function signal.trap() end
+
+---The signal that arrived since trap (false: none).
+---@return integer
+function signal.interrupted() end
+
+---Descriptors, for programs that own their process (src/fd.c; the library never calls these).
+---@class freshbooks.core.process
+local process = {}
+
+---Marks every descriptor above 2 close-on-exec (call it right before starting a program).
+---@return boolean
+function process.close_on_exec() end
+
+---Fills a closed descriptor 0, 1 or 2 with /dev/null opened the other way round (a write to a closed
+---stdout still fails).
+---@return integer[] closed the descriptors that were closed
+function process.guard_stdio() end
+

@@ -57,13 +57,13 @@ describe("guest replies", function()
   end)
 end)
 
-describe("core.http_request's user agent", function()
-  it("raises on a NUL byte, as core.client does, instead of sending what came before it", function()
-    local ok, err = pcall(core.http_request, { url = "http://h/" }, "a\0\r\nX-Evil: 1")
+describe("core.http.render's user agent", function()
+  it("raises on a NUL byte, as core.http.client does, instead of sending what came before it", function()
+    local ok, err = pcall(core.http.render, { url = "http://h/" }, "a\0\r\nX-Evil: 1")
     assert.is_false(ok)
     assert.matches("user_agent contains a control character", err, 1, true)
-    assert.has_error(function() core.client{ user_agent = "a\0b" } end)
-    assert.matches("User-Agent: a b\r\n", core.http_request({ url = "http://h/" }, "a b").head, 1, true)
+    assert.has_error(function() core.http.client{ user_agent = "a\0b" } end)
+    assert.matches("User-Agent: a b\r\n", core.http.render({ url = "http://h/" }, "a b").head, 1, true)
   end)
 end)
 
@@ -138,9 +138,9 @@ end
     f:write(("x"):rep(20000))
     f:close()
     local out = sweep([[{
-      read = function() return core.read_file(dir .. "/tok") end,
-      write = function() return core.write_file_atomic(dir .. "/out", ("y"):rep(10000)) end,
-      lock = function() local l = core.lock_file(dir .. "/lk", 0); if l then l:unlock() end end,
+      read = function() return core.fs.read(dir .. "/tok") end,
+      write = function() return core.fs.write_atomic(dir .. "/out", ("y"):rep(10000)) end,
+      lock = function() local l = core.fs.lock(dir .. "/lk", 0); if l then l:unlock() end end,
     }]])
     each_clean(out, 3)
   end)
@@ -148,18 +148,21 @@ end
   it("codecs, json_decode, secrets and guest states raise cleanly at every allocation", function()
     local out = sweep([[{
       json = function()
-        return core.json_decode('{"a":[' .. ('1.5,"x\\u00e9y",'):rep(300) .. '2],"b":{"c":null,"d":"'
+        return core.json.decode('{"a":[' .. ('1.5,"x\\u00e9y",'):rep(300) .. '2],"b":{"c":null,"d":"'
           .. ('\\n'):rep(3000) .. '"}}')
       end,
       query = function()
-        return core.query{ search = { ids = { 1, 2, 3 }, name = ("x y"):rep(500) }, include = { "a" }, page = 2 }
+        return core.codec.query{ search = { ids = { 1, 2, 3 }, name = ("x y"):rep(500) }, include = { "a" }, page = 2 }
       end,
-      form = function() return core.form{ a = ("z&"):rep(400), token = core.secret(("s"):rep(100)), b = 1.5 } end,
-      form_decode = function() return core.form_decode(("a=b%20c&"):rep(50)) end,
-      base64 = function() return core.unbase64(core.base64(("abc"):rep(1000))) end,
+      form = function()
+        return core.codec.form{ a = ("z&"):rep(400), token = core.secret.new(("s"):rep(100)), b = 1.5 }
+      end,
+      form_decode = function() return core.codec.form_decode(("a=b%20c&"):rep(50)) end,
+      base64 = function() return core.codec.unbase64(core.codec.base64(("abc"):rep(1000))) end,
       secret = function()
-        local s = core.secret(("q"):rep(1000))
-        return core.hmac_sha256(s, "m"), core.equals(s, "x"), core.hex(core.random_bytes(64)), tostring(s)
+        local s = core.secret.new(("q"):rep(1000))
+        local random = core.crypto.random_bytes(64)
+        return core.crypto.hmac_sha256(s, "m"), core.crypto.equals(s, "x"), core.codec.hex(random), tostring(s)
       end,
       guest = function()
         local g = core.guest("local fb = ... local x = fb:me() return 1, 'two', { three = x }", "=g",
@@ -175,26 +178,26 @@ end
   it("http_request and the client free libcurl's memory and keep no socket", function()
     local out = sweep([[{
       http_request = function()
-        return core.http_request{ method = "POST", url = "http://h:81/p?q=1",
-          headers = { A = "b", T = core.secret("zz") }, body = { "a", core.secret("b") } }
+        return core.http.render{ method = "POST", url = "http://h:81/p?q=1",
+          headers = { A = "b", T = core.secret.new("zz") }, body = { "a", core.secret.new("b") } }
       end,
       client = function()
-        core.client{ timeout = 5, user_agent = "x", proxy = "http://u:p@127.0.0.1:1" }:close()
+        core.http.client{ timeout = 5, user_agent = "x", proxy = "http://u:p@127.0.0.1:1" }:close()
       end,
       request = function()
-        local c = core.client{ timeout = 2, connect_timeout = 1, share = false }
+        local c = core.http.client{ timeout = 2, connect_timeout = 1, share = false }
         local r = { c:request{ url = "http://127.0.0.1:1/x", headers = { X = "y" }, body = "b" } }
         c:close()
         return r
       end,
       batch = function()
-        local c = core.client{ timeout = 2, share = false }
+        local c = core.http.client{ timeout = 2, share = false }
         local r = c:batch({ { url = "http://127.0.0.1:1/a" }, { url = "http://127.0.0.1:1/b" } }, { concurrency = 2 })
         c:close()
         return r
       end,
       stream = function()
-        local c = core.client{ timeout = 2, share = false }
+        local c = core.http.client{ timeout = 2, share = false }
         local s = c:stream{ concurrency = 2 }
         s:add{ url = "http://127.0.0.1:1/a" }
         s:add{ url = "http://127.0.0.1:1/b" }

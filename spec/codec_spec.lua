@@ -3,129 +3,130 @@ local core = require "freshbooks.core"
 
 local function unhex(h) return (h:gsub("%x%x", function(b) return string.char(tonumber(b, 16)) end)) end
 
-describe("core.urlencode / core.urldecode", function()
+describe("core.codec.urlencode / core.codec.urldecode", function()
   it("keeps RFC 3986 unreserved characters and encodes everything else as %XX", function()
-    assert.equal("AZaz09-._~", core.urlencode("AZaz09-._~"))
-    assert.equal("a%20b%2Bc%26d%3De%2Ff%3Fg%23h%5B%5D", core.urlencode("a b+c&d=e/f?g#h[]"))
-    assert.equal("%C3%A9t%C3%A9%00%FF", core.urlencode("\195\169t\195\169\0\255"))
-    assert.equal("", core.urlencode(""))
-    assert.equal("42", core.urlencode(42))
+    assert.equal("AZaz09-._~", core.codec.urlencode("AZaz09-._~"))
+    assert.equal("a%20b%2Bc%26d%3De%2Ff%3Fg%23h%5B%5D", core.codec.urlencode("a b+c&d=e/f?g#h[]"))
+    assert.equal("%C3%A9t%C3%A9%00%FF", core.codec.urlencode("\195\169t\195\169\0\255"))
+    assert.equal("", core.codec.urlencode(""))
+    assert.equal("42", core.codec.urlencode(42))
   end)
 
   it("decodes %XX and + as a space, keeping malformed escapes as they are", function()
-    assert.equal("a b+c&d", core.urldecode("a+b%2Bc%26d"))
-    assert.equal("\195\169\0", core.urldecode("%c3%A9%00"))
-    assert.equal("100% %zz %4", core.urldecode("100%25 %zz %4"))
+    assert.equal("a b+c&d", core.codec.urldecode("a+b%2Bc%26d"))
+    assert.equal("\195\169\0", core.codec.urldecode("%c3%A9%00"))
+    assert.equal("100% %zz %4", core.codec.urldecode("100%25 %zz %4"))
   end)
 
   it("round-trips every byte", function()
     local all = {}
     for i = 0, 255 do all[#all + 1] = string.char(i) end
     all = table.concat(all)
-    assert.equal(all, core.urldecode(core.urlencode(all)))
+    assert.equal(all, core.codec.urldecode(core.codec.urlencode(all)))
   end)
 
   it("raises on non-strings", function()
-    assert.error_matches(function() core.urlencode({}) end, "string expected")
-    assert.error_matches(function() core.urldecode(nil) end, "string expected")
-    assert.error_matches(function() core.urlencode(core.secret("x")) end, "string expected")
+    assert.error_matches(function() core.codec.urlencode({}) end, "string expected")
+    assert.error_matches(function() core.codec.urldecode(nil) end, "string expected")
+    assert.error_matches(function() core.codec.urlencode(core.secret.new("x")) end, "string expected")
   end)
 end)
 
-describe("core.query", function()
+describe("core.codec.query", function()
   it("renders the nested FreshBooks forms, keys sorted", function()
     assert.equal("include[]=lines&page=2&search[ids][]=1&search[ids][]=2&search[name]=x",
-      core.query{ search = { ids = { 1, 2 }, name = "x" }, include = { "lines" }, page = 2 })
+      core.codec.query{ search = { ids = { 1, 2 }, name = "x" }, include = { "lines" }, page = 2 })
   end)
 
   it("encodes names and values but leaves its own brackets alone", function()
     assert.equal("search[email_like]=a%40b.com&search[x%20y]=%5B1%5D",
-      core.query{ search = { email_like = "a@b.com", ["x y"] = "[1]" } })
-    assert.equal("a%26b=1%262", core.query{ ["a&b"] = "1&2" })
+      core.codec.query{ search = { email_like = "a@b.com", ["x y"] = "[1]" } })
+    assert.equal("a%26b=1%262", core.codec.query{ ["a&b"] = "1&2" })
   end)
 
   it("renders booleans and numbers", function()
     assert.equal("a=true&b=false&c=3&d=1.5&e=-7&f=100000",
-      core.query{ a = true, b = false, c = 3, d = 1.5, e = -7, f = 1e5 })
-    assert.equal("x=0.1", core.query{ x = 0.1 })
+      core.codec.query{ a = true, b = false, c = 3, d = 1.5, e = -7, f = 1e5 })
+    assert.equal("x=0.1", core.codec.query{ x = 0.1 })
   end)
 
   it("nests deeper levels and numeric keys", function()
-    assert.equal("a[b][c]=1&a[b][d][]=x&a[b][d][]=y", core.query{ a = { b = { c = 1, d = { "x", "y" } } } })
-    assert.equal("m[10]=b&m[2]=a", core.query{ m = { [2] = "a", [10] = "b" } })
+    assert.equal("a[b][c]=1&a[b][d][]=x&a[b][d][]=y", core.codec.query{ a = { b = { c = 1, d = { "x", "y" } } } })
+    assert.equal("m[10]=b&m[2]=a", core.codec.query{ m = { [2] = "a", [10] = "b" } })
   end)
 
   it("is deterministic", function()
     local t = {}
     for i = 1, 50 do t["k" .. i] = i end
-    local first = core.query(t)
-    for _ = 1, 5 do assert.equal(first, core.query(t)) end
+    local first = core.codec.query(t)
+    for _ = 1, 5 do assert.equal(first, core.codec.query(t)) end
     assert.matches("^k1=1&k10=10&k11=11&", first)
   end)
 
   it("renders empty tables as nothing", function()
-    assert.equal("", core.query{})
-    assert.equal("b=1", core.query{ a = {}, b = 1 })
+    assert.equal("", core.codec.query{})
+    assert.equal("b=1", core.codec.query{ a = {}, b = 1 })
   end)
 
   it("raises on what it cannot render", function()
-    assert.error_matches(function() core.query("x") end, "table expected")
-    assert.error_matches(function() core.query{ 1, 2 } end, "expected a table of names")
-    assert.error_matches(function() core.query{ a = print } end, "string, number or boolean expected")
-    assert.error_matches(function() core.query{ a = { { b = 1 } } } end, "arrays of tables")
-    assert.error_matches(function() core.query{ a = core.secret("s") } end, "secrets are not allowed")
-    assert.error_matches(function() core.query{ a = 0 / 0 } end, "finite")
-    assert.error_matches(function() core.query{ a = { [1] = "x", ["1"] = "y", b = 1 } } end, "appears twice")
+    assert.error_matches(function() core.codec.query("x") end, "table expected")
+    assert.error_matches(function() core.codec.query{ 1, 2 } end, "expected a table of names")
+    assert.error_matches(function() core.codec.query{ a = print } end, "string, number or boolean expected")
+    assert.error_matches(function() core.codec.query{ a = { { b = 1 } } } end, "arrays of tables")
+    assert.error_matches(function() core.codec.query{ a = core.secret.new("s") } end, "secrets are not allowed")
+    assert.error_matches(function() core.codec.query{ a = 0 / 0 } end, "finite")
+    assert.error_matches(function() core.codec.query{ a = { [1] = "x", ["1"] = "y", b = 1 } } end, "appears twice")
     local deep = {}
     local t = deep
     for _ = 1, 40 do t.x = {}; t = t.x end
-    assert.error_matches(function() core.query(deep) end, "nested too deep")
+    assert.error_matches(function() core.codec.query(deep) end, "nested too deep")
   end)
 end)
 
-describe("core.form / core.form_decode", function()
+describe("core.codec.form / core.codec.form_decode", function()
   it("encodes a table sorted by name", function()
-    assert.equal("a=x%20y&b=2&c=true", core.form{ c = true, b = 2, a = "x y" })
-    assert.equal("", core.form{})
+    assert.equal("a=x%20y&b=2&c=true", core.codec.form{ c = true, b = 2, a = "x y" })
+    assert.equal("", core.codec.form{})
   end)
 
   it("keeps the order of {name, value} pairs", function()
-    assert.equal("z=1&a=2&z=3", core.form{ { "z", "1" }, { "a", 2 }, { "z", "3" } })
+    assert.equal("z=1&a=2&z=3", core.codec.form{ { "z", "1" }, { "a", 2 }, { "z", "3" } })
   end)
 
   it("returns body parts with the secret values still opaque", function()
-    local parts = core.form{ client_id = "abc", client_secret = core.secret("s/cret"), grant_type = "refresh_token",
-      refresh_token = core.secret("r t") }
+    local parts = core.codec.form{ client_id = "abc", client_secret = core.secret.new("s/cret"),
+      grant_type = "refresh_token",
+      refresh_token = core.secret.new("r t") }
     assert.equal(4, #parts)
     assert.equal("client_id=abc&client_secret=", parts[1])
-    assert.equal("s%2Fcret", core.reveal(parts[2]))
+    assert.equal("s%2Fcret", core.secret.reveal(parts[2]))
     assert.equal("&grant_type=refresh_token&refresh_token=", parts[3])
-    assert.equal("r%20t", core.reveal(parts[4]))
+    assert.equal("r%20t", core.secret.reveal(parts[4]))
     assert.equal("freshbooks.secret(***)", tostring(parts[2]))
   end)
 
   it("raises on bad input", function()
-    assert.error_matches(function() core.form("a=1") end, "table expected")
-    assert.error_matches(function() core.form{ "a" } end, "pair 1")
-    assert.error_matches(function() core.form{ a = {} } end, "string, number or boolean expected")
+    assert.error_matches(function() core.codec.form("a=1") end, "table expected")
+    assert.error_matches(function() core.codec.form{ "a" } end, "pair 1")
+    assert.error_matches(function() core.codec.form{ a = {} } end, "string, number or boolean expected")
   end)
 
   it("decodes into ordered pairs", function()
     assert.same({
       { "name", "invoice.create" }, { "object_id", "12" }, { "empty", "" }, { "flag", "" }, { "a b", "c&d" },
       { "name", "again" },
-    }, core.form_decode("name=invoice.create&object_id=12&empty=&flag&a+b=c%26d&&name=again"))
-    assert.same({}, core.form_decode(""))
-    assert.error_matches(function() core.form_decode({}) end, "string expected")
+    }, core.codec.form_decode("name=invoice.create&object_id=12&empty=&flag&a+b=c%26d&&name=again"))
+    assert.same({}, core.codec.form_decode(""))
+    assert.error_matches(function() core.codec.form_decode({}) end, "string expected")
   end)
 
   it("round-trips pairs", function()
     local pairs_in = { { "x", "1 2" }, { "ü", "=&+" }, { "x", "" } }
-    assert.same(pairs_in, core.form_decode(core.form(pairs_in)))
+    assert.same(pairs_in, core.codec.form_decode(core.codec.form(pairs_in)))
   end)
 end)
 
-describe("core.base64 / core.unbase64", function()
+describe("core.codec.base64 / core.codec.unbase64", function()
   -- RFC 4648 section 10.
   local vectors = {
     { "", "" }, { "f", "Zg==" }, { "fo", "Zm8=" }, { "foo", "Zm9v" },
@@ -134,8 +135,8 @@ describe("core.base64 / core.unbase64", function()
 
   it("matches the RFC 4648 test vectors both ways", function()
     for _, v in ipairs(vectors) do
-      assert.equal(v[2], core.base64(v[1]))
-      assert.equal(v[1], core.unbase64(v[2]))
+      assert.equal(v[2], core.codec.base64(v[1]))
+      assert.equal(v[1], core.codec.unbase64(v[2]))
     end
   end)
 
@@ -145,21 +146,21 @@ describe("core.base64 / core.unbase64", function()
     all = table.concat(all)
     for n = 0, 5 do
       local s = all:sub(1, 250 + n)
-      assert.equal(s, core.unbase64(core.base64(s)))
+      assert.equal(s, core.codec.unbase64(core.codec.base64(s)))
     end
-    assert.equal("+/8=", core.base64("\251\255"))
+    assert.equal("+/8=", core.codec.base64("\251\255"))
   end)
 
   it("returns nil for input that is not padded base64", function()
     for _, bad in ipairs{ "Zg=", "Zg", "Zm9v!A==", "Z===", "=Zg=", "Zg=a", "Zm 9v", "Zg==Zg==", "-_8=" } do
-      local v, err = core.unbase64(bad)
+      local v, err = core.codec.unbase64(bad)
       assert.is_nil(v, bad)
       assert.same({ code = "bad_input", message = "invalid base64" }, err)
     end
   end)
 end)
 
-describe("core.hmac_sha256", function()
+describe("core.crypto.hmac_sha256", function()
   -- RFC 4231 test cases 1, 2, 3, 4, 6 and 7.
   local aa131 = string.rep("\170", 131)
   local cases = {
@@ -178,47 +179,47 @@ describe("core.hmac_sha256", function()
 
   it("matches the RFC 4231 test vectors", function()
     for i, c in ipairs(cases) do
-      local mac = core.hmac_sha256(c[1], c[2])
+      local mac = core.crypto.hmac_sha256(c[1], c[2])
       assert.equal(32, #mac)
-      assert.equal(c[3], core.hex(mac), "case " .. i)
+      assert.equal(c[3], core.codec.hex(mac), "case " .. i)
     end
   end)
 
   it("takes the key as a secret", function()
-    assert.equal(core.hmac_sha256("Jefe", "what do ya want for nothing?"),
-      core.hmac_sha256(core.secret("Jefe"), "what do ya want for nothing?"))
+    assert.equal(core.crypto.hmac_sha256("Jefe", "what do ya want for nothing?"),
+      core.crypto.hmac_sha256(core.secret.new("Jefe"), "what do ya want for nothing?"))
   end)
 
   it("raises on bad arguments", function()
-    assert.error_matches(function() core.hmac_sha256(nil, "x") end, "key: string or secret expected")
-    assert.error_matches(function() core.hmac_sha256("k", {}) end, "message: string or secret expected")
+    assert.error_matches(function() core.crypto.hmac_sha256(nil, "x") end, "key: string or secret expected")
+    assert.error_matches(function() core.crypto.hmac_sha256("k", {}) end, "message: string or secret expected")
   end)
 end)
 
-describe("core.equals, core.random_bytes, core.hex", function()
+describe("core.crypto.equals, core.crypto.random_bytes, core.codec.hex", function()
   it("compares strings and secrets", function()
-    assert.is_true(core.equals("abc", "abc"))
-    assert.is_false(core.equals("abc", "abd"))
-    assert.is_false(core.equals("abc", "abcd"))
-    assert.is_true(core.equals("", ""))
-    assert.is_true(core.equals(core.secret("abc"), "abc"))
-    assert.error_matches(function() core.equals("a") end, "argument 2")
+    assert.is_true(core.crypto.equals("abc", "abc"))
+    assert.is_false(core.crypto.equals("abc", "abd"))
+    assert.is_false(core.crypto.equals("abc", "abcd"))
+    assert.is_true(core.crypto.equals("", ""))
+    assert.is_true(core.crypto.equals(core.secret.new("abc"), "abc"))
+    assert.error_matches(function() core.crypto.equals("a") end, "argument 2")
   end)
 
   it("returns n random bytes, different each time", function()
-    assert.equal("", core.random_bytes(0))
-    local a, b = core.random_bytes(32), core.random_bytes(32)
+    assert.equal("", core.crypto.random_bytes(0))
+    local a, b = core.crypto.random_bytes(32), core.crypto.random_bytes(32)
     assert.equal(32, #a)
     assert.are_not.equal(a, b)
-    assert.equal(100000, #core.random_bytes(100000))
-    assert.error_matches(function() core.random_bytes(-1) end, "integer")
-    assert.error_matches(function() core.random_bytes(1.5) end, "integer")
-    assert.error_matches(function() core.random_bytes(2 ^ 40) end, "integer")
+    assert.equal(100000, #core.crypto.random_bytes(100000))
+    assert.error_matches(function() core.crypto.random_bytes(-1) end, "integer")
+    assert.error_matches(function() core.crypto.random_bytes(1.5) end, "integer")
+    assert.error_matches(function() core.crypto.random_bytes(2 ^ 40) end, "integer")
   end)
 
   it("hex-encodes in lower case", function()
-    assert.equal("00ff6162", core.hex("\0\255ab"))
-    assert.equal("", core.hex(""))
-    assert.error_matches(function() core.hex(1) end, "string expected")
+    assert.equal("00ff6162", core.codec.hex("\0\255ab"))
+    assert.equal("", core.codec.hex(""))
+    assert.error_matches(function() core.codec.hex(1) end, "string expected")
   end)
 end)

@@ -212,7 +212,7 @@ describe("freshbooks.connections", function()
     local live, stored = 1000, 10000
     local pre = prefix()
     local ks = freshbooks.store.redis.keyspace{ redis = R.factory(srv), prefix = pre }
-    local minter = core.client{ timeout = 10 }
+    local minter = core.http.client{ timeout = 10 }
     for i = 1, live do
       local status, _, body = minter:request{ method = "POST", url = sb.url .. "/_sandbox/tokens", body = "{}",
         headers = { ["Content-Type"] = "application/json" } }
@@ -225,9 +225,9 @@ describe("freshbooks.connections", function()
     srv:cli("EVAL", "for i = tonumber(ARGV[2]), tonumber(ARGV[3]) do redis.call('SET', ARGV[1] .. i .. '}:tokens',"
       .. " ARGV[4]) end", "0", pre .. "{t", tostring(live + 1), tostring(stored), record)
     local c = freshbooks.connections{ app = H.opts(sb, { retry = false }), store = ks, max_sessions = live }
-    local t0 = core.now()
+    local t0 = core.clock.now()
     local ids = assert(c:list())
-    local list_s = core.now() - t0
+    local list_s = core.clock.now() - t0
     assert.equal(stored, #ids)
 
     local function heap() collectgarbage("collect"); collectgarbage("collect"); return collectgarbage("count") end
@@ -248,12 +248,12 @@ describe("freshbooks.connections", function()
     plain = nil -- luacheck: ignore
     base = heap()
     local rss0 = rss()
-    t0 = core.now()
+    t0 = core.clock.now()
     for i = 1, live do
       local res, err = c:session("t" .. i):request{ path = ME }
       assert(res, err and tostring(err))
     end
-    local calls_s = core.now() - t0
+    local calls_s = core.clock.now() - t0
     local per_live = (heap() - base) / live
     local rss_per = (rss() - rss0) / live
     assert.equal(live, c:live_sessions())

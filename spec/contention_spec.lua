@@ -86,6 +86,28 @@ describe("contention", function()
     assert.is_true(done)
   end)
 
+  it_yielding("a batch or a stream whose caller cannot yield gets refresh_in_progress at once", function()
+    local fb = H.session(sb, { transport = yielding() })
+    local co = coroutine.create(function() return fb:refresh() end)
+    assert(coroutine.resume(co)) -- suspended inside the refresh
+    sb:admin("POST", "/_sandbox/clock", { advance = 43200 }) -- the access token is dead at the server
+    local started = os.time()
+    local out = fb:batch{ { path = ME }, { path = ME } }
+    for i = 1, 2 do assert.equal("refresh_in_progress", out[i].err and out[i].err.code) end
+    local s = assert(fb:stream())
+    local id = s:add{ path = ME }
+    local got, res, err = s:next()
+    assert.equal(id, got)
+    assert.is_nil(res)
+    assert.equal("refresh_in_progress", err.code)
+    s:close()
+    assert.is_true(os.time() - started < 5, "waited for a refresh it could not wait for")
+    local resumed, done = coroutine.resume(co)
+    sb:admin("POST", "/_sandbox/clock", { offset = 0 })
+    assert.is_true(resumed)
+    assert.is_true(done)
+  end)
+
   it_yielding("a refresh whose coroutine was dropped mid-call is taken over, not waited for forever", function()
     local logged = {}
     local fb = H.session(sb, { transport = yielding(), log = function(e) logged[#logged + 1] = e.outcome end })
@@ -105,7 +127,7 @@ describe("contention", function()
 
     -- a waiter that sleeps (ngx.sleep in OpenResty) finds it by itself, without the collector's help
     local slept = 0
-    fb = H.session(sb, { transport = yielding(), sleep = function(s) slept = slept + s; core.sleep(s) end })
+    fb = H.session(sb, { transport = yielding(), sleep = function(s) slept = slept + s; core.clock.sleep(s) end })
     do
       local co = coroutine.create(function() return fb:refresh() end)
       assert(coroutine.resume(co))

@@ -22,13 +22,13 @@ describe("freshbooks.core", function()
   it("has a version and names its libcurl", function()
     assert.matches("^%d+%.%d+%.%d+$", core.version)
     assert.equal(core.version, require("freshbooks")._VERSION) -- the Lua module reads the core's
-    assert.matches("^libcurl/%d", core.curl_version)
+    assert.matches("^libcurl/%d", core.http.curl_version)
   end)
 end)
 
-describe("core.client options", function()
+describe("core.http.client options", function()
   it("accepts every documented option", function()
-    local c = core.client{
+    local c = core.http.client{
       connect_timeout = 2, timeout = 5, cainfo = ts.ca_file, capath = "/etc/ssl/certs",
       insecure_no_verify_tls = false, user_agent = "spec/1", max_body = 1024, share = false,
     }
@@ -37,21 +37,21 @@ describe("core.client options", function()
   end)
 
   it("raises on bad option types and unknown options", function()
-    assert.error_matches(function() core.client{ timeout = "10" } end, "timeout must be a number")
-    assert.error_matches(function() core.client{ connect_timeout = 0 } end, "connect_timeout must be > 0")
-    assert.error_matches(function() core.client{ insecure_no_verify_tls = "yes" } end, "must be a boolean")
-    assert.error_matches(function() core.client{ max_body = -1 } end, "max_body")
-    assert.error_matches(function() core.client{ max_body = 1.5 } end, "max_body")
-    assert.error_matches(function() core.client{ cainfo = 42 } end, "cainfo must be a string")
-    assert.error_matches(function() core.client{ share = 1 } end, "share must be a boolean")
-    assert.error_matches(function() core.client{ insecure = true } end, "unknown option 'insecure'")
-    assert.error_matches(function() core.client("x") end, "table expected")
+    assert.error_matches(function() core.http.client{ timeout = "10" } end, "timeout must be a number")
+    assert.error_matches(function() core.http.client{ connect_timeout = 0 } end, "connect_timeout must be > 0")
+    assert.error_matches(function() core.http.client{ insecure_no_verify_tls = "yes" } end, "must be a boolean")
+    assert.error_matches(function() core.http.client{ max_body = -1 } end, "max_body")
+    assert.error_matches(function() core.http.client{ max_body = 1.5 } end, "max_body")
+    assert.error_matches(function() core.http.client{ cainfo = 42 } end, "cainfo must be a string")
+    assert.error_matches(function() core.http.client{ share = 1 } end, "share must be a boolean")
+    assert.error_matches(function() core.http.client{ insecure = true } end, "unknown option 'insecure'")
+    assert.error_matches(function() core.http.client("x") end, "table expected")
   end)
 end)
 
 describe("client:request", function()
   local client
-  before_each(function() client = core.client{ cainfo = ts.ca_file } end)
+  before_each(function() client = core.http.client{ cainfo = ts.ca_file } end)
   after_each(function() client:close() end)
 
   it("GETs with the default user agent and no body", function()
@@ -79,12 +79,12 @@ describe("client:request", function()
   end)
 
   it("joins body parts and secret parts in C", function()
-    local e = echo(client, { method = "POST", body = { "token=", core.secret("s3cr3t"), "&x=1" } })
+    local e = echo(client, { method = "POST", body = { "token=", core.secret.new("s3cr3t"), "&x=1" } })
     assert.equal("token=s3cr3t&x=1", e.body)
   end)
 
   it("sends secrets as header values", function()
-    local e = echo(client, { headers = { Authorization = core.secret("Bearer abc.def") } })
+    local e = echo(client, { headers = { Authorization = core.secret.new("Bearer abc.def") } })
     assert.equal("Bearer abc.def", e.headers.authorization)
   end)
 
@@ -150,10 +150,10 @@ describe("client:request", function()
 
   it("shares connections between clients through the process-wide share", function()
     local first = echo(client, {})
-    local other = core.client()
+    local other = core.http.client()
     assert.equal(first.connection, echo(other, {}).connection)
     other:close()
-    local private = core.client{ share = false }
+    local private = core.http.client{ share = false }
     assert.are_not.equal(first.connection, echo(private, {}).connection)
     private:close()
   end)
@@ -167,7 +167,7 @@ describe("client:request", function()
     assert.equal(28, err.curl_code)
     assert.matches("[Tt]imed out", err.message)
     assert.is_true(elapsed < 2, "took " .. elapsed .. " s")
-    local slow = core.client{ timeout = 0.3 }
+    local slow = core.http.client{ timeout = 0.3 }
     t0 = now()
     assert.equal("timeout", select(2, slow:request{ url = ts.url .. "/delay?ms=3000" }).code)
     assert.is_true(now() - t0 < 2)
@@ -175,7 +175,7 @@ describe("client:request", function()
   end)
 
   it("fails TLS verification against the self-signed server without its CA", function()
-    local plain = core.client{ share = false }
+    local plain = core.http.client{ share = false }
     local status, err = plain:request{ url = ts.tls_url .. "/echo" }
     assert.is_nil(status)
     assert.equal("tls", err.code)
@@ -191,16 +191,16 @@ describe("client:request", function()
   end)
 
   it("skips verification only with insecure_no_verify_tls = true", function()
-    local insecure = core.client{ insecure_no_verify_tls = true, share = false }
+    local insecure = core.http.client{ insecure_no_verify_tls = true, share = false }
     assert.equal("https", echo(insecure, { url = ts.tls_url .. "/echo" }).scheme)
     insecure:close()
-    local strict = core.client{ insecure_no_verify_tls = false, share = false }
+    local strict = core.http.client{ insecure_no_verify_tls = false, share = false }
     assert.equal("tls", select(2, strict:request{ url = ts.tls_url .. "/echo" }).code)
     strict:close()
   end)
 
   it("fails cleanly with too_large past max_body (streamed or announced)", function()
-    local small = core.client{ max_body = 1000 }
+    local small = core.http.client{ max_body = 1000 }
     local status, err = small:request{ url = ts.url .. "/bytes?n=5000" }
     assert.is_nil(status)
     assert.equal("too_large", err.code)
@@ -263,7 +263,7 @@ describe("client:request", function()
   end)
 
   it("runs no Lua code while it reads a request: metamethods that close the client change nothing", function()
-    local victim = core.client()
+    local victim = core.http.client()
     local closer = { __index = function() victim:close() return ts.url .. "/echo" end }
     -- The fields behind __index are not seen (raw access), so the request is incomplete, not a crash.
     assert.error_matches(function() victim:request(setmetatable({}, closer)) end, "url must be a string")
@@ -279,7 +279,7 @@ describe("client:request", function()
   end)
 
   it("never shows a secret in a bad-argument error", function()
-    local req = { url = ts.url, headers = { ["X-Token"] = core.secret("TOPSECRET\n") } }
+    local req = { url = ts.url, headers = { ["X-Token"] = core.secret.new("TOPSECRET\n") } }
     local ok, msg = pcall(client.request, client, req)
     assert.is_false(ok)
     assert.is_nil(tostring(msg):find("TOPSECRET", 1, true))
@@ -288,7 +288,7 @@ end)
 
 describe("client:batch", function()
   local client
-  before_each(function() client = core.client() end)
+  before_each(function() client = core.http.client() end)
   after_each(function() client:close() end)
 
   local function delays(n, ms)
@@ -358,7 +358,7 @@ describe("client:batch", function()
   end)
 
   it("applies max_body and TLS settings to every transfer", function()
-    local c = core.client{ max_body = 100, cainfo = ts.ca_file }
+    local c = core.http.client{ max_body = 100, cainfo = ts.ca_file }
     local out = c:batch{ { url = ts.url .. "/bytes?n=1000" }, { url = ts.tls_url .. "/bytes?n=100" } }
     assert.equal("too_large", out[1].err.code)
     assert.equal(100, #out[2].body)
@@ -377,7 +377,7 @@ end)
 
 describe("client:stream", function()
   local client
-  before_each(function() client = core.client() end)
+  before_each(function() client = core.http.client() end)
   after_each(function() client:close() end)
 
   it("keeps `concurrency` transfers in flight and hands results out as they complete", function()
@@ -425,7 +425,7 @@ describe("client:stream", function()
     end
     assert.same({ [ok_id] = 200, [bad_id] = "connect" }, got)
     -- a stream left open is closed by the collector; a closed client refuses new requests
-    local other = core.client()
+    local other = core.http.client()
     local orphan = other:stream{}
     orphan:add{ url = ts.url .. "/delay?ms=2000" }
     other:close()
@@ -439,7 +439,7 @@ end)
 describe("curl_global_init opt-out", function()
   it("loads and works with FRESHBOOKS_NO_CURL_GLOBAL_INIT set", function()
     local lua = H.lua
-    local script = "local c = require('freshbooks.core').client(); local s = c:request{url = '" .. ts.url ..
+    local script = "local c = require('freshbooks.core').http.client(); local s = c:request{url = '" .. ts.url ..
       "/echo'}; io.write('status=', tostring(s)); c:close()"
     local p = assert(io.popen("FRESHBOOKS_NO_CURL_GLOBAL_INIT=1 " .. lua .. " -e \"" .. script .. "\" 2>&1"))
     local out = p:read("*a")
@@ -455,7 +455,7 @@ describe("TLS key logging", function()
     local log = os.tmpname()
     os.remove(log)
     local url = "https://localhost:" .. ts.tls_port .. "/echo"
-    local script = "local c = require('freshbooks.core').client{cainfo = '" .. ts.ca_file .. "'}; " ..
+    local script = "local c = require('freshbooks.core').http.client{cainfo = '" .. ts.ca_file .. "'}; " ..
       "local s = c:request{url = '" .. url .. "'}; " ..
       "local b = c:batch({{url = '" .. url .. "'}, {url = '" .. url .. "', method = 'POST', body = 'x'}}); " ..
       "io.write('status=', tostring(s), ',', tostring(b[1].status), ',', tostring(b[2].status)); c:close()"
@@ -493,7 +493,7 @@ end)
 
 describe("client lifetime", function()
   it("closes idempotently; use after close raises clearly", function()
-    local c = core.client()
+    local c = core.http.client()
     assert.matches("^freshbooks%.client%(0x%x+%)$", tostring(c))
     c:close()
     c:close()
@@ -503,7 +503,7 @@ describe("client lifetime", function()
   end)
 
   it("__gc and __close are the same idempotent close", function()
-    local c = core.client()
+    local c = core.http.client()
     local mt = getmetatable(c)
     mt.__gc(c)
     assert.equal("freshbooks.client(closed)", tostring(c))
@@ -519,7 +519,7 @@ describe("client lifetime", function()
       local core, url = ...
       local kept
       do
-        local c <close> = core.client()
+        local c <close> = core.http.client()
         kept = c
         assert(c:request{ url = url })
       end
@@ -529,30 +529,30 @@ describe("client lifetime", function()
   end)
 
   it("is freed by the garbage collector", function()
-    for _ = 1, 20 do core.client():request{ url = ts.url .. "/echo" } end
+    for _ = 1, 20 do core.http.client():request{ url = ts.url .. "/echo" } end
     collectgarbage()
     collectgarbage()
-    assert.equal(200, (core.client():request{ url = ts.url .. "/echo" }))
+    assert.equal(200, (core.http.client():request{ url = ts.url .. "/echo" }))
   end)
 
   it("sends requests through the configured proxy", function()
     -- The test nginx plays an HTTP proxy: it answers the absolute-form request for a host that does
     -- not even resolve, so the answer can only have come through the proxy.
-    local c = core.client{ proxy = ts.url }
+    local c = core.http.client{ proxy = ts.url }
     local status, _, body = c:request{ url = "http://api.freshbooks.invalid/echo?via=proxy" }
     c:close()
     assert.equal(200, status)
     local seen = cjson.decode(body)
     assert.equal("/echo?via=proxy", seen.uri)
     assert.equal("api.freshbooks.invalid", seen.headers.host)
-    local direct = core.client()
+    local direct = core.http.client()
     local _, err = direct:request{ url = "http://api.freshbooks.invalid/echo" }
     direct:close()
     assert.equal("resolve", err.code)
   end)
 
   it("shows no proxy credentials in tostring", function()
-    local c = core.client{ proxy = "http://user:hunter2@127.0.0.1:1" }
+    local c = core.http.client{ proxy = "http://user:hunter2@127.0.0.1:1" }
     assert.is_nil(tostring(c):find("hunter2", 1, true))
     c:close()
   end)
@@ -560,7 +560,7 @@ end)
 
 describe("secrets", function()
   it("never print", function()
-    local s = core.secret("refresh-token-value")
+    local s = core.secret.new("refresh-token-value")
     assert.equal("freshbooks.secret(***)", tostring(s))
     if _VERSION == "Lua 5.1" and not rawget(_G, "jit") then -- its %s takes strings only
       assert.error_matches(function() return string.format("%s", s) end, "string expected, got userdata")
@@ -569,28 +569,28 @@ describe("secrets", function()
     end
     assert.equal("freshbooks.secret", getmetatable(s))
     assert.error_matches(function() return "x" .. s end, "concatenate")
-    assert.error_matches(function() core.hex(s) end, "string expected")
+    assert.error_matches(function() core.codec.hex(s) end, "string expected")
   end)
 
   it("reveal, compare and measure without printing", function()
-    local s = core.secret("abc")
-    assert.equal("abc", core.reveal(s))
-    assert.equal(s, core.secret(s))
-    assert.is_true(s == core.secret("abc"))
-    assert.is_false(s == core.secret("abd"))
+    local s = core.secret.new("abc")
+    assert.equal("abc", core.secret.reveal(s))
+    assert.equal(s, core.secret.new(s))
+    assert.is_true(s == core.secret.new("abc"))
+    assert.is_false(s == core.secret.new("abd"))
     assert.equal(3, #s)
-    assert.is_true(core.is_secret(s))
-    assert.is_false(core.is_secret("abc"))
-    assert.error_matches(function() core.secret(42) end, "string expected")
-    assert.error_matches(function() core.reveal("abc") end, "freshbooks.secret expected")
+    assert.is_true(core.secret.is(s))
+    assert.is_false(core.secret.is("abc"))
+    assert.error_matches(function() core.secret.new(42) end, "string expected")
+    assert.error_matches(function() core.secret.reveal("abc") end, "freshbooks.secret expected")
   end)
 
   it("wipes on close, idempotently", function()
-    local s = core.secret("wipe-me")
+    local s = core.secret.new("wipe-me")
     local mt_close = debug.getmetatable(s).__close
     mt_close(s)
     mt_close(s)
-    assert.error_matches(function() core.reveal(s) end, "wiped")
+    assert.error_matches(function() core.secret.reveal(s) end, "wiped")
     assert.equal("freshbooks.secret(***)", tostring(s))
   end)
 end)

@@ -146,12 +146,29 @@ describe("errors.from_response", function()
     assert.is_nil(e.oauth_error)
   end)
 
+  it("says the HTTP status once in tostring, whatever the body held", function()
+    local function count(s, what) local _, n = s:gsub(what, "") return n end
+    for _, case in ipairs{ { 500, "" }, { 500, "not json" }, { 502, "<html>x</html>" }, { 404, "" },
+        { 409, "" }, { 418, "" }, { 429, "" }, { 503, '{"error":"server_error"}' } } do
+      local e = errors.from_response(res(case[1], case[2]))
+      local s = tostring(e)
+      assert.equal(1, count(s, "HTTP " .. case[1]), s)
+      assert.equal(1, count(s, tostring(case[1])), s)
+    end
+    assert.equal("freshbooks: server_error: Internal Server Error (HTTP 500)",
+      tostring(errors.from_response(res(500, ""))))
+    -- the token endpoint's unreadable answer too
+    local _, err = require("freshbooks.oauth").parse_token_response({ status = 502, headers = {}, body = "oops" },
+      os.time)
+    assert.equal(1, count(tostring(err), "502"), tostring(err))
+  end)
+
   it("maps statuses without a known body", function()
     local e = errors.from_response(res(503, "<html><head><title>503 Service Unavailable</title></head></html>",
       { ["content-type"] = "text/html" }))
     assert.same({ "server_error", 503, "503 Service Unavailable" }, { e.code, e.status, e.message })
     e = errors.from_response(res(409, ""))
-    assert.same({ "conflict", "HTTP 409" }, { e.code, e.message })
+    assert.same({ "conflict", "Conflict" }, { e.code, e.message })
     e = errors.from_response(res(418, "teapot"))
     assert.equal("http_error", e.code)
   end)

@@ -23,7 +23,7 @@ local APP = [[
         ngx.update_time()
         ngx.say(cjson.encode{ ok = ok == true, result = ok and a or nil, code = not ok and a.code or nil,
           message = not ok and a.message or nil, printed = table.concat(printed, "\n"),
-          cosockets = require("freshbooks.transport").openresty() ~= nil, started = started,
+          cosockets = require("freshbooks.env").yielding() ~= nil, started = started,
           finished = ngx.now() })
       }
     }
@@ -37,7 +37,7 @@ describe("guest scripts in OpenResty", function()
   setup(function()
     sb = sandbox.start{ invoices = 20 }
     app = testserver.start{ http = testserver.lua_paths(), locations = APP }
-    client = core.client{ timeout = 30 }
+    client = core.http.client{ timeout = 30 }
   end)
   teardown(function()
     if client then client:close() end

@@ -20,7 +20,7 @@ local function faulty(kind, point, normal)
     if kind == "nil_err" then return nil, "the " .. point .. " hook said no" end
     if kind == "garbage" then return GARBAGE[point] end
     if kind == "yield" then coroutine.yield("stalled in " .. point) end
-    if kind == "slow" then core.sleep(0.2) end
+    if kind == "slow" then core.clock.sleep(0.2) end
     return normal(...)
   end
 end
@@ -67,7 +67,7 @@ describe("a fault at every hook", function()
     elseif point == "sleep" then
       -- the token endpoint answers 429 once, so the retry waits through the sleep hook
       sb:admin("POST", "/_sandbox/faults", { route = "/auth/oauth/token", fault = "429", times = 1 })
-      opts.retry.sleep = faulty(kind, point, function(s) core.sleep(s) end)
+      opts.retry.sleep = faulty(kind, point, function(s) core.clock.sleep(s) end)
       opts.sleep = opts.retry.sleep
     elseif point == "transport" then
       local real = require("freshbooks.transport").curl{ timeout = 10 }

@@ -1,4 +1,4 @@
--- core.json_decode, the decoder of FreshBooks' answers: the same values lua-cjson gives (checked on
+-- core.json.decode, the decoder of FreshBooks' answers: the same values lua-cjson gives (checked on
 -- thousands of random documents), with object nulls left out and whole numbers as integers; and on
 -- hostile input (every cut of a document, deep nesting, bad escapes, huge numbers) a coded
 -- `nil, message`, never a raise or a crash.
@@ -67,43 +67,43 @@ local function gen(depth)
   return t
 end
 
-describe("core.json_decode", function()
+describe("core.json.decode", function()
   it("gives what lua-cjson gives, under the library's rules, for 3,000 random documents", function()
     for i = 1, 3000 do
       local text = cjson.encode({ doc = gen(0) })
-      local ours = assert(core.json_decode(text))
+      local ours = assert(core.json.decode(text))
       local ok, why = same(tidy(cjson.decode(text)), ours)
       assert(ok, ("document %d: %s\n%s"):format(i, tostring(why), text))
     end
   end)
 
   it("reads FreshBooks' shapes: nulls left out of objects, kept in arrays, ids as integers", function()
-    local v = assert(core.json_decode('{"response":{"result":{"invoice":{"id":7,"notes":null,"amount":'
+    local v = assert(core.json.decode('{"response":{"result":{"invoice":{"id":7,"notes":null,"amount":'
       .. '{"amount":"12.50","code":"USD"},"lines":[null,{"qty":2.0}],"rate":1.5}}}}'))
     local inv = v.response.result.invoice
     assert.equal(7, inv.id)
     if math.type then assert.equal("integer", math.type(inv.id)) end
     assert.is_nil(inv.notes)
-    assert.equal(core.null, inv.lines[1])
+    assert.equal(core.json.null, inv.lines[1])
     assert.equal(cjson.null, inv.lines[1])
     assert.equal(2, inv.lines[2].qty)
     if math.type then assert.equal("integer", math.type(inv.lines[2].qty)) end
     assert.equal(1.5, inv.rate)
     assert.equal("12.50", inv.amount.amount)
-    assert.equal("😀", core.json_decode('"\\ud83d\\ude00"'))
+    assert.equal("😀", core.json.decode('"\\ud83d\\ude00"'))
     -- a lone surrogate (lua-cjson refuses the document) is U+FFFD: one bad character, not a lost page
     for _, lone in ipairs{ '"\\ud800"', '"\\udc00"', '"\\ud800\\u0041"', '"\\ud83d"' } do
-      assert.equal("\239\191\189", (core.json_decode(lone):gsub("A$", "")), lone)
+      assert.equal("\239\191\189", (core.json.decode(lone):gsub("A$", "")), lone)
     end
-    assert.equal("\239\191\189A", core.json_decode('"\\ud800\\u0041"'))
-    assert.equal(-0.0, core.json_decode("-0.0"))
+    assert.equal("\239\191\189A", core.json.decode('"\\ud800\\u0041"'))
+    assert.equal(-0.0, core.json.decode("-0.0"))
   end)
 
   it("answers nil and a message for every cut of a document, and for hostile input", function()
     local doc = cjson.encode{ response = { result = { invoices = { { id = 1, notes = "a\"b\\c\226\130\172" },
       { id = 2, amount = { amount = "1.00", code = "CAD" } } }, page = 1, pages = 3 } } }
     for cut = 0, #doc - 1 do
-      local v, err = core.json_decode(doc:sub(1, cut))
+      local v, err = core.json.decode(doc:sub(1, cut))
       assert.is_nil(v, "cut at " .. cut)
       assert.equal("bad_json", err.code)
       assert.matches("^invalid JSON at byte %d+: ", err.message)
@@ -111,20 +111,20 @@ describe("core.json_decode", function()
     for _, bad in ipairs{ "", " ", "nul", "tru", "{,}", "[1,]", "{\"a\"}", "{\"a\":1,}", "01", "1.", ".5", "-", "1e",
         "+1", "0x10", "NaN", "Infinity", "'x'", "\"a\\x\"", "\"\\u12\"", "\"\\uZZZZ\"", "\"raw\ncontrol\"", "{} x",
         "[1] [2]", "\"unterminated", "{\"a\" 1}", "[" .. string.rep("1,", 10) .. "]", "\0" } do
-      local v, err = core.json_decode(bad)
+      local v, err = core.json.decode(bad)
       assert.is_nil(v, ("%q"):format(bad))
       assert.equal("bad_json", err.code)
     end
     -- nesting: 1000 levels are fine, 1001 are refused; a million opening brackets cost nothing
-    assert.is_table(core.json_decode(string.rep("[", 1000) .. string.rep("]", 1000)))
-    local _, deep = core.json_decode(string.rep("[", 1001) .. string.rep("]", 1001))
+    assert.is_table(core.json.decode(string.rep("[", 1000) .. string.rep("]", 1000)))
+    local _, deep = core.json.decode(string.rep("[", 1001) .. string.rep("]", 1001))
     assert.matches("nested too deep", deep.message)
-    assert.matches("nested too deep", select(2, core.json_decode(string.rep("[", 1000000))).message)
+    assert.matches("nested too deep", select(2, core.json.decode(string.rep("[", 1000000))).message)
     -- huge numbers stay numbers; long digit strings are exact as far as doubles go
-    assert.equal(1e308, core.json_decode("1e308"))
-    assert.equal(math.huge, core.json_decode("1e999"))
-    assert.equal(12345678901234567890, core.json_decode("12345678901234567890"))
-    assert.has_error(function() core.json_decode(nil) end)
+    assert.equal(1e308, core.json.decode("1e308"))
+    assert.equal(math.huge, core.json.decode("1e999"))
+    assert.equal(12345678901234567890, core.json.decode("12345678901234567890"))
+    assert.has_error(function() core.json.decode(nil) end)
   end)
 
   it("is used for every answer the library reads (the session's res.data)", function()
@@ -137,6 +137,6 @@ describe("core.json_decode", function()
     assert.equal(10001, res.data.id)
     if math.type then assert.equal("integer", math.type(res.data.id)) end
     assert.is_nil(res.data.gone)
-    assert.equal(core.null, res.data.list[1])
+    assert.equal(core.json.null, res.data.list[1])
   end)
 end)

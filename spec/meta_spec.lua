@@ -33,17 +33,19 @@ describe("docs/meta.lua", function()
   local fb = freshbooks.new{ client_id = "id", client_secret = "secret", redirect_uri = "https://example.com/cb",
     transport = function() return nil, { code = "connect" } end }
   local acct = fb:account("aBcD1")
-  local client = core.client()
+  local client = core.http.client()
   local g = assert(core.guest("return 1", "=meta", { memory = 1e6, instructions = 1e6, time = 1, patterns = 1e6,
     output = 1e6 }))
   local conns = freshbooks.connections{ app = { client_id = "id", client_secret = "s",
     redirect_uri = "https://example.com/cb" }, store = function() return { load = function() end } end }
-  teardown(function() client:close() g:close() end)
+  local stream = assert(fb:stream())
+  teardown(function() client:close() g:close() stream:close() end)
 
   -- The objects behind each class: every public function of each must be documented.
   local real = {
     ["freshbooks"] = { t = freshbooks },
-    ["freshbooks.Session"] = { t = getmetatable(fb).__index },
+    ["freshbooks.Session"] = { t = require("freshbooks.session").methods },
+    ["freshbooks.Stream"] = { t = getmetatable(stream).__index },
     ["freshbooks.Connections"] = { t = getmetatable(conns).__index },
     ["freshbooks.Resource"] = { t = getmetatable(acct.invoices).__index },
     ["freshbooks.PaymentOptions"] = { t = getmetatable(acct.invoice_payment_options).__index },
@@ -55,9 +57,19 @@ describe("docs/meta.lua", function()
     ["freshbooks.webhook"] = { t = require "freshbooks.webhook" },
     ["freshbooks.guest"] = { t = require "freshbooks.guest" },
     ["freshbooks.transport"] = { t = require "freshbooks.transport" },
+    ["freshbooks.env"] = { t = require "freshbooks.env" },
     ["freshbooks.retry"] = { t = require "freshbooks.retry" },
     ["freshbooks.report"] = { t = require "freshbooks.report" },
     ["freshbooks.core"] = { t = core },
+    ["freshbooks.core.http"] = { t = core.http },
+    ["freshbooks.core.codec"] = { t = core.codec },
+    ["freshbooks.core.crypto"] = { t = core.crypto },
+    ["freshbooks.core.secret"] = { t = core.secret },
+    ["freshbooks.core.json"] = { t = core.json },
+    ["freshbooks.core.fs"] = { t = core.fs },
+    ["freshbooks.core.clock"] = { t = core.clock },
+    ["freshbooks.core.signal"] = { t = core.signal },
+    ["freshbooks.core.process"] = { t = core.process },
     ["freshbooks.core.Client"] = { t = getmetatable(client).__index },
     ["freshbooks.core.Guest"] = { t = getmetatable(g).__index },
   }
@@ -77,6 +89,10 @@ describe("docs/meta.lua", function()
       end
     end
     none(missing, "documented but do not exist")
+  end)
+
+  it("reads the session's methods from the table checked here", function()
+    for name, f in pairs(require("freshbooks.session").methods) do assert.equal(f, fb[name], name) end
   end)
 
   it("documents every public function of the stable objects", function()

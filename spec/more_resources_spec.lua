@@ -8,7 +8,7 @@ local H = require "support.fbtest"
 local errors = require "freshbooks.errors"
 local resource = require "freshbooks.resource"
 local guest = require "freshbooks.guest"
-local NULL = require("freshbooks.core").null -- sent as JSON null
+local NULL = require("freshbooks.core").json.null -- sent as JSON null
 
 local ALICE_1 = "4e1c1a52-8f0e-4f59-9a62-0c6d7b1a0001" -- alice's first business (owner)
 local CAROL = "4e1c1a52-8f0e-4f59-9a62-0c6d7b1a0003"   -- carol's, alice is no member

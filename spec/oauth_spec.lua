@@ -28,7 +28,8 @@ end
 
 local function query_of(url)
   local out = {}
-  for k, v in url:match("%?(.*)$"):gmatch("([^&=]+)=([^&]*)") do out[k] = require("freshbooks.core").urldecode(v) end
+  local urldecode = require("freshbooks.core").codec.urldecode
+  for k, v in url:match("%?(.*)$"):gmatch("([^&=]+)=([^&]*)") do out[k] = urldecode(v) end
   return out
 end
 

@@ -33,7 +33,7 @@ local APP = [[
         local reqs = {}
         local base = ngx.unescape_uri(ngx.var.arg_base)
         for i = 1, 6 do reqs[i] = { method = "GET", url = base .. "/echo?i=" .. i } end
-        local out = t.batch(reqs, { concurrency = 3 })
+        local out = t:batch(reqs, { concurrency = 3 })
         local seen = {}
         for i, r in ipairs(out) do
           seen[i] = r.res and require("cjson").decode(r.res.body).uri:match("i=(%d+)") or ("err:" .. tostring(r.err))
@@ -139,7 +139,7 @@ describe("OpenResty (cosocket transport)", function()
         "\n  init_by_lua_block { " .. init .. " }",
       locations = APP .. INIT_APP,
     }
-    client = core.client{ timeout = 20 }
+    client = core.http.client{ timeout = 20 }
   end)
   teardown(function()
     if client then client:close() end
@@ -156,7 +156,7 @@ describe("OpenResty (cosocket transport)", function()
   end
 
   it("the default transport inside a request handler is the cosocket one", function()
-    local r = app_get("/app/get?url=" .. core.urlencode(echo.url .. "/echo?x=1"))
+    local r = app_get("/app/get?url=" .. core.codec.urlencode(echo.url .. "/echo?x=1"))
     assert.are.equal("ok", r.kind)
     assert.are.equal(200, r.status)
     assert.are.equal("/echo?x=1", cjson.decode(r.body).uri)
@@ -166,13 +166,13 @@ describe("OpenResty (cosocket transport)", function()
   local function by_name(url) return (url:gsub("^https://127%.0%.0%.1:", "https://localhost:")) end
 
   it("verifies TLS against lua_ssl_trusted_certificate", function()
-    local r = app_get("/app/get?url=" .. core.urlencode(by_name(sb.tls_url) .. "/auth/api/v1/users/me"))
+    local r = app_get("/app/get?url=" .. core.codec.urlencode(by_name(sb.tls_url) .. "/auth/api/v1/users/me"))
     assert.are.equal("ok", r.kind, r.message)
     assert.are.equal(401, r.status) -- verified and answered (no token sent)
   end)
 
   it("refuses to call TLS to an IP address verified, since nginx could not check the name", function()
-    local r = app_get("/app/get?url=" .. core.urlencode(sb.tls_url .. "/auth/api/v1/users/me"))
+    local r = app_get("/app/get?url=" .. core.codec.urlencode(sb.tls_url .. "/auth/api/v1/users/me"))
     assert.are.equal("err", r.kind)
     assert.are.equal("tls", r.code)
     assert.matches("IP address", r.message)
@@ -180,7 +180,7 @@ describe("OpenResty (cosocket transport)", function()
 
   it("fails TLS with code tls when the server's certificate is not from a trusted CA", function()
     -- The app's own HTTPS port has a certificate from another throwaway CA than the sandbox's.
-    local r = app_get("/app/get?url=" .. core.urlencode(by_name(app.tls_url) .. "/echo"))
+    local r = app_get("/app/get?url=" .. core.codec.urlencode(by_name(app.tls_url) .. "/echo"))
     assert.are.equal("err", r.kind)
     assert.are.equal("tls", r.code)
   end)
@@ -210,20 +210,20 @@ describe("OpenResty (cosocket transport)", function()
   end)
 
   it("reports refused connections with code connect", function()
-    local r = app_get("/app/get?url=" .. core.urlencode("http://127.0.0.1:1/"))
+    local r = app_get("/app/get?url=" .. core.codec.urlencode("http://127.0.0.1:1/"))
     assert.are.equal("err", r.kind)
     assert.are.equal("connect", r.code)
   end)
 
   it("keeps connections alive in the worker's pool", function()
-    local a = cjson.decode(app_get("/app/get?url=" .. core.urlencode(echo.url .. "/echo")).body)
-    local b = cjson.decode(app_get("/app/get?url=" .. core.urlencode(echo.url .. "/echo")).body)
+    local a = cjson.decode(app_get("/app/get?url=" .. core.codec.urlencode(echo.url .. "/echo")).body)
+    local b = cjson.decode(app_get("/app/get?url=" .. core.codec.urlencode(echo.url .. "/echo")).body)
     assert.are.equal(a.connection, b.connection)
     assert.is_true(b.connection_requests > a.connection_requests)
   end)
 
   it("runs a batch on light threads and returns results in input order", function()
-    local seen = app_get("/app/batch?base=" .. core.urlencode(echo.url))
+    local seen = app_get("/app/batch?base=" .. core.codec.urlencode(echo.url))
     assert.are.same({ "1", "2", "3", "4", "5", "6" }, seen)
   end)
 
@@ -231,7 +231,7 @@ describe("OpenResty (cosocket transport)", function()
     -- One worker. The slow handler waits 1.5 s on the sandbox; the ping, sent while it waits, must be
     -- answered before the slow one finishes. Ordering, not a timing threshold.
     local results = client:batch({
-      { method = "GET", url = app.url .. "/app/slow?url=" .. core.urlencode(echo.url .. "/delay?ms=1500") },
+      { method = "GET", url = app.url .. "/app/slow?url=" .. core.codec.urlencode(echo.url .. "/delay?ms=1500") },
       { method = "GET", url = app.url .. "/delay?ms=200" },   -- served by the same single worker
       { method = "GET", url = app.url .. "/app/ping" },
     }, { concurrency = 3 })
@@ -267,7 +267,7 @@ describe("OpenResty (cosocket transport)", function()
 
   it("queues file-store locks of one worker on the event loop instead of blocking it", function()
     local path = os.tmpname()
-    local url = app.url .. "/app/lock?path=" .. core.urlencode(path)
+    local url = app.url .. "/app/lock?path=" .. core.codec.urlencode(path)
     local out = client:batch({
       { method = "GET", url = url }, { method = "GET", url = url }, { method = "GET", url = url },
     }, { concurrency = 3 })
@@ -290,8 +290,8 @@ describe("OpenResty (cosocket transport)", function()
   it("never waits for a file-store lock in a phase that cannot yield: one try, then blocking_phase", function()
     local H = require "support.fbtest"
     local dir = H.tmpdir()
-    local url = app.url .. "/app/lock/set?path=" .. core.urlencode(dir .. "/tokens.json")
-    local held = assert(core.lock_file(dir .. "/.", 0)) -- another process holds it
+    local url = app.url .. "/app/lock/set?path=" .. core.codec.urlencode(dir .. "/tokens.json")
+    local held = assert(core.fs.lock(dir .. "/.", 0)) -- another process holds it
     -- a worker waiting in flock (up to lock_timeout = 30 s) would not answer within 10 s
     local status, err, body = client:request{ url = url, timeout = 10 }
     held:unlock()
@@ -317,7 +317,7 @@ end)
 
 -- nginx's other yielding phases (lua-nginx-module 0.10.21+: ssl_client_hello, 0.10.22+: server_rewrite)
 -- run cosockets and ngx.sleep like rewrite does; the library must treat them so: the Redis store's lock
--- wait on the event loop (never core.sleep: the holder may be a request of this very worker), requests
+-- wait on the event loop (never core.clock.sleep: the holder may be a request of this very worker), requests
 -- over cosockets (never blocking_phase).
 describe("OpenResty: the Redis store and the default transport in server_rewrite_by_lua", function()
   local R = require "support.redis"
@@ -372,7 +372,7 @@ describe("OpenResty: the Redis store and the default transport in server_rewrite
     srv = R.start{}
     echo = testserver.start()
     app = testserver.start{ http = testserver.lua_paths{ "build/deps/lua" } .. "\n" .. SR, locations = HOLD }
-    client = core.client{ timeout = 20 }
+    client = core.http.client{ timeout = 20 }
   end)
   teardown(function()
     if client then client:close() end
@@ -400,7 +400,7 @@ describe("OpenResty: the Redis store and the default transport in server_rewrite
 
   it("sends requests over cosockets there instead of refusing with blocking_phase", function()
     local status, _, body = client:request{ method = "GET",
-      url = app.url .. "/app/sr/get?url=" .. core.urlencode(echo.url .. "/echo") }
+      url = app.url .. "/app/sr/get?url=" .. core.codec.urlencode(echo.url .. "/echo") }
     assert.are.equal(200, status)
     local r = cjson.decode(body)
     assert.is_nil(r.code, tostring(r.code))

@@ -79,7 +79,7 @@ describe("query rendering", function()
   it("writes a Lua integer with all its digits", function()
     if not math.type then return end -- LuaJIT / 5.1: no integers, nothing past 2^53 is exact
     local core = require "freshbooks.core"
-    local ids = core.json_decode("[9007199254740993, 9007199254740992, -9007199254740993]")
+    local ids = core.json.decode("[9007199254740993, 9007199254740992, -9007199254740993]")
     ids[4], ids[5] = math.maxinteger, math.mininteger
     local out = {}
     for i, v in ipairs(ids) do out[i] = query.number(v) end

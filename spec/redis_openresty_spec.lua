@@ -46,7 +46,7 @@ describe("store.redis in nginx (resty.redis)", function()
       locations = "location = /op { " .. handler .. " }\n"
         .. "location = /op_other_ca { lua_ssl_trusted_certificate " .. srv.other_ca_file .. "; " .. handler .. " }",
     }
-    client = core.client{ timeout = 20 }
+    client = core.http.client{ timeout = 20 }
   end)
   teardown(function()
     if client then client:close() end
@@ -57,7 +57,7 @@ describe("store.redis in nginx (resty.redis)", function()
 
   local function op(path, s)
     local status, _, body = client:request{ method = "GET",
-      url = ts.url .. path .. "?s=" .. core.urlencode(cjson.encode(s)) }
+      url = ts.url .. path .. "?s=" .. core.codec.urlencode(cjson.encode(s)) }
     assert.equal(200, status, body .. "\n" .. ts.log())
     return cjson.decode(body)
   end

@@ -58,12 +58,12 @@ describe("store.redis over TLS with an ACL user (lua-redis + LuaSec)", function(
       { settings{ port = srv.port }, "store_unavailable" }, -- the plain port never answers a TLS hello
     }
     for i, c in ipairs(cases) do
-      local t0 = core.now()
+      local t0 = core.clock.now()
       local ok, err = stores(c[1])("acme").load()
       if c[2] then
         assert.is_nil(ok, "case " .. i)
         assert.equal(c[2], err and err.code, "case " .. i .. ": " .. tostring(err))
-        assert.is_true(core.now() - t0 < 3.5, "case " .. i)
+        assert.is_true(core.clock.now() - t0 < 3.5, "case " .. i)
       else
         assert.is_nil(err, "case " .. i .. ": " .. tostring(err))
       end
@@ -121,9 +121,9 @@ describe("store.redis against a hostile Redis", function()
       local ks = freshbooks.store.redis.keyspace{ redis = { host = "127.0.0.1", port = port }, timeout = 1 }
       for name, op in pairs{ load = s.load, save = function() return s.save(pair, nil) end, lock = s.lock,
         settings = function() return ks("x").load() end } do
-        local t0 = core.now()
+        local t0 = core.clock.now()
         local v, err = op()
-        out[name] = { v = v, err = err, took = core.now() - t0 }
+        out[name] = { v = v, err = err, took = core.clock.now() - t0 }
       end
       return out
     end)
@@ -213,7 +213,7 @@ describe("store.redis against a hostile Redis", function()
     -- Another node finds nothing yet; node a's next use of Redis (any connection) writes everything back.
     local b, bks = node()
     assert.is_false(b:status("alice").connected)
-    core.sleep(0.25)
+    core.clock.sleep(0.25)
     assert.is_true(a:session("alice"):refresh())
     assert.equal(#users, aks.restored())
     held.alice = a:session("alice"):tokens().refresh_token

@@ -17,11 +17,11 @@ local function accepted(sb, refresh_token)
 end
 
 local function wait_for(what, f, seconds)
-  local t0 = core.now()
-  while core.now() - t0 < seconds do
+  local t0 = core.clock.now()
+  while core.clock.now() - t0 < seconds do
     local v = f()
     if v then return v end
-    core.sleep(0.05)
+    core.clock.sleep(0.05)
   end
   error("timed out waiting for " .. what)
 end
@@ -58,27 +58,27 @@ describe("store.redis behind Sentinel", function()
     local users = { "alice", "bob", "carol" }
     for _, u in ipairs(users) do assert(ks(u).save(sb:token{ user = u }, nil)) end
     local codes, rounds, killed, back = {}, 0, nil, nil
-    local t0 = core.now()
+    local t0 = core.clock.now()
     local ok_after = 0
-    while core.now() - t0 < 30 and ok_after < 3 * #users do
+    while core.clock.now() - t0 < 30 and ok_after < 3 * #users do
       rounds = rounds + 1
       if rounds == 5 then
         primary:kill()
-        killed = core.now()
+        killed = core.clock.now()
       end
       for _, u in ipairs(users) do
         local ok, err = conns:session(u):refresh()
         if ok then
           if killed then
             ok_after = ok_after + 1
-            back = back or core.now()
+            back = back or core.clock.now()
           end
         else
           local code = err.code == "lock_failed" and err.cause and err.cause.code or err.code
           codes[code] = (codes[code] or 0) + 1
         end
       end
-      if killed and not back then core.sleep(0.1) end
+      if killed and not back then core.clock.sleep(0.1) end
     end
     assert.is_true(ok_after >= 3 * #users, "the connections did not come back after the failover")
     for code in pairs(codes) do

@@ -126,13 +126,13 @@ describe("store.redis", function()
     it("locks with an owner: a waiter times out, an expired holder cannot release its successor's lock", function()
       local s, k = store{ lock_ttl = 0.3, lock_timeout = 0.2 }
       local first = assert(s.lock())
-      local t0 = core.now()
+      local t0 = core.clock.now()
       local none, err = s.lock()
       assert.is_nil(none)
       assert.equal("lock_timeout", err.code)
-      assert.is_true(core.now() - t0 < 0.2 + 2)
+      assert.is_true(core.clock.now() - t0 < 0.2 + 2)
       -- first's TTL passes; a successor takes the lock; first's unlock must leave it alone.
-      core.sleep(0.35)
+      core.clock.sleep(0.35)
       local second = assert(s.lock())
       local ok, lerr = first:unlock()
       assert.is_nil(ok)
@@ -148,7 +148,7 @@ describe("store.redis", function()
 
     it("keeps OAuth states hashed, short-lived and single use", function()
       local s, k = store()
-      local state = core.hex(core.random_bytes(16))
+      local state = core.codec.hex(core.crypto.random_bytes(16))
       assert.is_true(s.put_state(state, 60))
       local keys = srv:cli("KEYS", k .. ":state:*")
       assert.equal(1, select(2, keys:gsub("\n", "")) + 1)
@@ -219,9 +219,9 @@ describe("store.redis", function()
       local s = freshbooks.store.redis{ redis = R.factory(srv, 0.3), key = key(), lock_timeout = 10 }
       assert.is_true(s.save(pair, nil))
       srv:pause()
-      local t0 = core.now()
+      local t0 = core.clock.now()
       local results = { { s.load() }, { s.lock() }, { s.save(pair, nil) } }
-      local took = core.now() - t0
+      local took = core.clock.now() - t0
       srv:resume()
       for _, r in ipairs(results) do assert.equal("store_unavailable", r[2].code) end
       assert.is_true(took < 3 * (0.3 + 0.1) + 2, "took " .. took .. " s")
@@ -375,11 +375,11 @@ describe("store.redis", function()
       return c
     end
     local function wait_for(what, f, seconds)
-      local t0 = core.now()
-      while core.now() - t0 < seconds do
+      local t0 = core.clock.now()
+      while core.clock.now() - t0 < seconds do
         local v = f()
         if v then return v end
-        core.sleep(0.02)
+        core.clock.sleep(0.02)
       end
       error("timed out waiting for " .. what)
     end
@@ -402,7 +402,7 @@ describe("store.redis", function()
       local left = tonumber(srv:cli("PTTL", k .. ":lock")) / 1000
       os.execute("kill -KILL " .. pid)
       R.register(pid, false)
-      local killed = core.now()
+      local killed = core.clock.now()
       -- Another process and this one force refreshes of the connection.
       local other = config(k, { mode = "lock", n = 3, lock_ttl = ttl, lock_timeout = 10 })
       other.go = c.go
@@ -410,7 +410,7 @@ describe("store.redis", function()
       local since = H.last_seq(sb)
       local fb = H.session(sb, { store = s, retry = false })
       assert.is_true(fb:refresh())
-      local waited = core.now() - killed
+      local waited = core.clock.now() - killed
       local r = result(dir .. "/other")
       assert.is_true(r.ok, r.failure)
       assert.same({}, r.errors)
@@ -500,9 +500,9 @@ describe("store.redis", function()
       local function round(label)
         local codes, slowest = {}, 0
         for _, u in ipairs(users) do
-          local t0 = core.now()
+          local t0 = core.clock.now()
           local ok, err = conns:session(u):refresh()
-          slowest = math.max(slowest, core.now() - t0)
+          slowest = math.max(slowest, core.clock.now() - t0)
           assert.is_nil(ok, label)
           local code = err.code == "lock_failed" and err.cause and err.cause.code or err.code
           codes[code] = (codes[code] or 0) + 1

@@ -116,11 +116,11 @@ describe("resources against the sandbox", function()
       local upd = assert(r:update(id, s[2]), name)
       assert.same(v, upd[k], name .. "." .. k)
       if entry.verbs.archive then
-        assert.equal(2, assert(r:archive(id))[entry.vis_key], name) -- tasks say visState
+        assert.equal(2, assert(r:archive(id)).vis_state, name)
       end
       assert.is_true(r:delete(id), name)
       if entry.delete == "vis_state" then
-        assert.equal(1, assert(r:get(id))[entry.vis_key], name) -- FreshBooks keeps it, marked deleted
+        assert.equal(1, assert(r:get(id)).vis_state, name) -- FreshBooks keeps it, marked deleted
       else
         local none, nerr = r:get(id)
         assert.is_nil(none, name)

@@ -498,6 +498,10 @@ describe("session against the sandbox", function()
       local res, err = fb:request{ path = ME }
       assert.is_nil(res)
       assert.equal("store_corrupt", err.code)
+      -- the cause's code is the error's own: said once ("store_corrupt: could not load ...: token file ...")
+      local _, codes = tostring(err):gsub("store_corrupt", "")
+      assert.equal(1, codes, tostring(err))
+      assert.truthy(err.message:find("could not load the stored tokens: ", 1, true), err.message)
       fb = H.session(sb, { load = function() error("no disk") end })
       res, err = fb:request{ path = ME }
       assert.is_nil(res)
@@ -526,6 +530,61 @@ describe("session against the sandbox", function()
       -- 401 first, then the retried one, for each of them
       assert.equal(2, H.count(log, function(e) return e.path == ME end))
       assert.equal(8, H.count(log, function(e) return e.path:find(CLIENT, 1, true) == 1 end))
+    end)
+  end)
+
+  describe("sessions of the same options", function()
+    it("share their settings but never their tokens, hooks or secret", function()
+      local saved = {}
+      local a = H.session(sb, { save = function(new) saved[#saved + 1] = new.refresh_token return true end })
+      local b = H.session(sb, nil, "bob") -- (a user's newer pair would make alice's refresh token stale)
+      assert.is_true(a:refresh())
+      assert.equal(1, #saved)
+      assert.are_not.equal(a:tokens().refresh_token, b:tokens().refresh_token)
+      assert.equal(200, assert(b:request{ path = ME }).status) -- b's own pair still works
+      -- the same options but the secret: that session's token calls carry its own (wrong) secret
+      local wrong = H.session(sb, { client_secret = "not-the-secret" }, "carol")
+      local ok, err = wrong:refresh()
+      assert.is_nil(ok)
+      assert.equal("invalid_client", err.code)
+      assert.is_true(H.session(sb, nil, "carol"):refresh())
+      assert.equal(1, #saved) -- b and the others never called a's save
+    end)
+  end)
+
+  describe("stream", function()
+    it("is an object with colon methods: results in completion order, one refresh for all the 401s, an"
+      .. " idempotent close", function()
+      local fb = H.session(sb)
+      local CLIENT = "/accounting/account/aBcD1/users/clients/"
+      sb:admin("POST", "/_sandbox/clock", { advance = 43200 }) -- every access token now dead at the server
+      local since = H.last_seq(sb)
+      local s = assert(fb:stream{ concurrency = 2 })
+      assert.equal("freshbooks.stream", tostring(s))
+      local ids = {}
+      for i = 1, 4 do ids[s:add{ path = CLIENT .. (10000 + i) }] = 10000 + i end
+      local bad = s:add{ path = "/no/such/route" }
+      assert.has_error(function() s:add{ path = 7 } end, "freshbooks: stream:add: path must be a string")
+      local seen, n = {}, 0
+      for _ = 1, 10 do
+        local id, res, err = s:next()
+        if not id then break end
+        n = n + 1
+        if id == bad then
+          assert.equal("not_found", err.code)
+        else
+          assert.is_nil(err)
+          seen[id] = res.data.response.result.client.id
+        end
+      end
+      assert.equal(5, n)
+      for id, want in pairs(ids) do assert.equal(want, seen[id]) end
+      assert.is_nil(s:next())
+      assert.equal(1, H.count(H.log(sb, since), H.is_token_post))
+      s:close()
+      s:close()
+      assert.is_nil(s:next())
+      assert.has_error(function() s:add{ path = CLIENT .. 10001 } end, "freshbooks: stream:add: the stream is closed")
     end)
   end)
 

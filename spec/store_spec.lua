@@ -14,7 +14,7 @@ end
 local function child_lock(path, timeout, extra)
   local code = string.format([[
     local core = require "freshbooks.core"
-    local l, err = core.lock_file(%q, %s)
+    local l, err = core.fs.lock(%q, %s)
     io.write(l and "locked" or err.code)
     %s]], path, tostring(timeout), extra or "")
   return H.lua .. " -e " .. require("support.sandbox").shell_quote(code)
@@ -83,13 +83,13 @@ describe("store.file", function()
     assert.has_error(function() freshbooks.store.file() end,
       "freshbooks.store.file: path must be a file name (a non-empty string without NUL)")
     assert.has_error(function() freshbooks.store.file("a\0b") end)
-    assert.has_error(function() core.lock_file("a\0b") end)
-    assert.has_error(function() core.read_file("a\0b") end)
-    assert.has_error(function() core.write_file_atomic("a\0b", "x") end)
+    assert.has_error(function() core.fs.lock("a\0b") end)
+    assert.has_error(function() core.fs.read("a\0b") end)
+    assert.has_error(function() core.fs.write_atomic("a\0b", "x") end)
     assert.has_error(function() freshbooks.store.file("x", { lock_timeout = -1 }) end)
     assert.has_error(function() store.save("nope") end)
-    assert.has_error(function() core.lock_file(path, -1) end)
-    assert.has_error(function() core.write_file_atomic(path, {}) end)
+    assert.has_error(function() core.fs.lock(path, -1) end)
+    assert.has_error(function() core.fs.write_atomic(path, {}) end)
   end)
 
   -- What an outsider can put at the token path. Loads run in a child process with a time limit, so
@@ -135,7 +135,7 @@ describe("store.file", function()
       local other = dir .. "/elsewhere.json"
       assert(freshbooks.store.file(other).save(tokens))
       local before = H.read(other)
-      local function refused(p) local ok, err = core.overwrite_file(p, "{}"); return not ok and err.code end
+      local function refused(p) local ok, err = core.fs.overwrite(p, "{}"); return not ok and err.code end
       assert(H.run("ln -s '" .. other .. "' '" .. path .. "'"))
       assert.equal("io", refused(path)) -- O_NOFOLLOW: ELOOP
       os.remove(path)
@@ -150,13 +150,13 @@ describe("store.file", function()
       assert.equal(before, H.read(other))
       assert.is_true(store.save(tokens))
       local saved = H.read(path)
-      local ok, err = core.overwrite_file(path, ("x"):rep(70000)) -- more than the blocks it holds
+      local ok, err = core.fs.overwrite(path, ("x"):rep(70000)) -- more than the blocks it holds
       assert.is_nil(ok)
       assert.equal("io", err.code)
       assert.equal(saved, H.read(path))
-      assert.is_true(core.overwrite_file(path, '{"refresh_token":"r5"}'))
+      assert.is_true(core.fs.overwrite(path, '{"refresh_token":"r5"}'))
       assert.equal("r5", store.load().refresh_token)
-      assert.has_error(function() core.overwrite_file("a\0b", "x") end)
+      assert.has_error(function() core.fs.overwrite("a\0b", "x") end)
     end)
 
     it("a token file others can read is made 0600 when it is loaded", function()
@@ -184,7 +184,7 @@ describe("store.file", function()
       assert(H.run("ln -s '" .. dir .. "/target' '" .. path .. ".lock'"))
       assert(store.lock()):unlock()
       assert.is_nil(io.open(dir .. "/target"))
-      assert.equal("store_insecure", select(2, core.lock_file(path .. ".lock", 0)).code)
+      assert.equal("store_insecure", select(2, core.fs.lock(path .. ".lock", 0)).code)
     end)
   end)
 
@@ -247,13 +247,13 @@ describe("store.file", function()
       local deadline = os.time() + 10
       local l, err
       repeat -- wait until the child holds it
-        l, err = core.lock_file(dir .. "/.", 0)
+        l, err = core.fs.lock(dir .. "/.", 0)
         if l then l:unlock() end
       until (not l and err.code == "lock_timeout") or os.time() > deadline
       assert.equal("lock_timeout", err and err.code)
       local pid = H.read(pidfile):match("%d+")
       os.execute("kill -9 " .. pid)
-      l = assert(core.lock_file(dir .. "/.", 5))
+      l = assert(core.fs.lock(dir .. "/.", 5))
       l:unlock()
     end)
 
@@ -263,7 +263,7 @@ describe("store.file", function()
       l = nil -- luacheck: ignore 311
       collectgarbage()
       collectgarbage()
-      local l2 = assert(core.lock_file(dir .. "/.", 0))
+      local l2 = assert(core.fs.lock(dir .. "/.", 0))
       local mt = getmetatable(l2)
       mt.__close(l2)
       assert.equal("freshbooks.lock(released)", tostring(l2))

@@ -204,12 +204,12 @@ describe("transport conformance", function()
       return transport.curl(o)
     end
     local out = {}
-    for i, case in ipairs(all) do out[i] = conformance.run(make, case, hostile.url, core.now) end
+    for i, case in ipairs(all) do out[i] = conformance.run(make, case, hostile.url, core.clock.now) end
     return out
   end
 
   local function run_cosocket()
-    local c = core.client{ timeout = 300 }
+    local c = core.http.client{ timeout = 300 }
     local status, _, body = c:request{ method = "POST", url = client_nginx.url .. "/conformance",
       body = cjson.encode{ cases = all, base = hostile.url, max_body = MAX_BODY } }
     c:close()

@@ -100,11 +100,11 @@ describe("webhook deliveries from the sandbox", function()
 
   -- Wait for the n-th delivery to reach the sandbox's inbox.
   local function delivery(n)
-    local t0 = core.now()
-    while core.now() - t0 < 5 do
+    local t0 = core.clock.now()
+    while core.clock.now() - t0 < 5 do
       local inbox = sb:admin("GET", "/_sandbox/inbox").inbox
       if inbox[n] then return inbox[n] end
-      core.sleep(0.02)
+      core.clock.sleep(0.02)
     end
     error("no delivery " .. n)
   end

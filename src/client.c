@@ -1,6 +1,6 @@
 /* The client userdata: a CURL easy handle attached to the CURLSH share (connections, DNS, TLS
  * sessions), so consecutive requests reuse one kept-alive connection, and the options every request of
- * the client shares. fb_open_http registers the client, its methods and core.http_request.
+ * the client shares. fb_open_http registers the client, its methods, core.http.render, limits and idempotent.
  *
  * libcurl never runs while a Lua error could be raised: every request is first copied from Lua into C
  * (request.c), then libcurl runs (transfer.c, batch.c), then the Lua results are built. */
@@ -57,7 +57,7 @@ static int client_tostring(lua_State *L)
 
 /* ---- options ------------------------------------------------------------------------------------- */
 
-static const char *fn_client = "freshbooks.core.client";
+static const char *fn_client = "freshbooks.core.http.client";
 
 static void opt_seconds(lua_State *L, void *field, const char *name)
 {
@@ -117,7 +117,7 @@ static const fb_option OPTIONS[] = {
 	{NULL, NULL, 0},
 };
 
-/* core.client(opts) -> client. Unknown options raise: a misspelt TLS option must not pass silently. */
+/* core.http.client(opts) -> client. Unknown options raise: a misspelt TLS option must not pass silently. */
 static int l_client(lua_State *L)
 {
 	fb_client *c;
@@ -197,7 +197,32 @@ void fb_open_http(lua_State *L)
 	lua_pushcfunction(L, l_client);
 	lua_setfield(L, -2, "client");
 	lua_pushcfunction(L, fb_l_http_request);
-	lua_setfield(L, -2, "http_request");
+	lua_setfield(L, -2, "render");
 	lua_pushstring(L, curl_version());
 	lua_setfield(L, -2, "curl_version");
+
+	/* The numbers both transports apply, so the cosocket transport reads them instead of copying. */
+	lua_createtable(L, 0, 7);
+	lua_pushnumber(L, FB_DEFAULT_CONNECT_MS / 1000.0);
+	lua_setfield(L, -2, "connect_timeout");
+	lua_pushnumber(L, FB_DEFAULT_TIMEOUT_MS / 1000.0);
+	lua_setfield(L, -2, "timeout");
+	lua_pushinteger(L, (lua_Integer)FB_DEFAULT_MAX_BODY);
+	lua_setfield(L, -2, "max_body");
+	lua_pushinteger(L, FB_MAX_HEADER_BYTES);
+	lua_setfield(L, -2, "max_header_bytes");
+	lua_pushinteger(L, FB_MAX_1XX);
+	lua_setfield(L, -2, "max_1xx");
+	lua_pushinteger(L, FB_DEFAULT_CONCURRENCY);
+	lua_setfield(L, -2, "concurrency");
+	lua_pushinteger(L, FB_MAX_CONCURRENCY);
+	lua_setfield(L, -2, "max_concurrency");
+	lua_setfield(L, -2, "limits");
+
+	lua_newtable(L);
+	for (const char *const *m = fb_idempotent_methods; *m != NULL; m++) {
+		lua_pushboolean(L, 1);
+		lua_setfield(L, -2, *m);
+	}
+	lua_setfield(L, -2, "idempotent");
 }

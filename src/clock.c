@@ -11,15 +11,15 @@ double fb_now(void)
 	return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
 }
 
-/* core.now() -> seconds (float) on a monotonic clock: for intervals, not dates. */
+/* core.clock.now() -> seconds (float) on a monotonic clock: for intervals, not dates. */
 static int l_now(lua_State *L)
 {
 	lua_pushnumber(L, (lua_Number)fb_now());
 	return 1;
 }
 
-/* core.sleep(seconds): blocks the thread; resumes after signals until the time has passed (or an
- * interrupt trapped by core.trap_interrupts arrives). */
+/* core.clock.sleep(seconds): blocks the thread; resumes after signals until the time has passed (or an
+ * interrupt trapped by core.signal.trap arrives). */
 static int l_sleep(lua_State *L)
 {
 	lua_Number s = luaL_checknumber(L, 1);

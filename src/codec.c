@@ -94,7 +94,7 @@ static int l_urlencode(lua_State *L)
 	const char *s;
 	luaL_Buffer b;
 	if (lua_type(L, 1) != LUA_TSTRING && lua_type(L, 1) != LUA_TNUMBER)
-		return luaL_error(L, "freshbooks.core.urlencode: string expected, got %s", luaL_typename(L, 1));
+		return luaL_error(L, "freshbooks.core.codec.urlencode: string expected, got %s", luaL_typename(L, 1));
 	s = lua_tolstring(L, 1, &len);
 	luaL_buffinit(L, &b);
 	fb_addencoded(&b, s, len);
@@ -107,7 +107,7 @@ static int l_urldecode(lua_State *L)
 	size_t len;
 	const char *s;
 	if (lua_type(L, 1) != LUA_TSTRING)
-		return luaL_error(L, "freshbooks.core.urldecode: string expected, got %s", luaL_typename(L, 1));
+		return luaL_error(L, "freshbooks.core.codec.urldecode: string expected, got %s", luaL_typename(L, 1));
 	s = lua_tolstring(L, 1, &len);
 	pushdecoded(L, s, len);
 	return 1;
@@ -215,7 +215,7 @@ static fb_key *sorted_keys(lua_State *L, int idx, size_t count, const char *fn)
  * name is the Lua string at name_idx, already encoded, or 0 at the top level. */
 static void query_value(lua_State *L, int out, int *n, int name_idx, int idx, int depth)
 {
-	static const char *fn = "freshbooks.core.query";
+	static const char *fn = "freshbooks.core.codec.query";
 	size_t count, i;
 	if (depth > FB_MAX_DEPTH)
 		luaL_error(L, "%s: tables nested too deep", fn);
@@ -310,7 +310,7 @@ static int l_query(lua_State *L)
  * secret value a new secret holding the encoded bytes, so secrets stay opaque all the way to libcurl. */
 static void form_pair(lua_State *L, int out, int *n, int name_idx, int val_idx)
 {
-	static const char *fn = "freshbooks.core.form";
+	static const char *fn = "freshbooks.core.codec.form";
 	char nbuf[64], vbuf[64];
 	size_t nlen, vlen;
 	const char *name;
@@ -345,12 +345,12 @@ static void form_pair(lua_State *L, int out, int *n, int name_idx, int val_idx)
 	lua_rawseti(L, out, ++*n);
 }
 
-/* core.form(t): t is a table name -> value (sent sorted by name) or an array of {name, value} pairs
+/* core.codec.form(t): t is a table name -> value (sent sorted by name) or an array of {name, value} pairs
  * (sent in order). Returns a string; if a value is a secret, returns an array of body parts (strings and
  * secrets) for client:request{body = ...} instead. */
 static int l_form(lua_State *L)
 {
-	static const char *fn = "freshbooks.core.form";
+	static const char *fn = "freshbooks.core.codec.form";
 	int n = 0, out, i, has_secret = 0;
 	size_t count;
 	luaL_checktype(L, 1, LUA_TTABLE);
@@ -418,7 +418,7 @@ static int l_form_decode(lua_State *L)
 	const char *s, *end, *p;
 	int n = 0;
 	if (lua_type(L, 1) != LUA_TSTRING)
-		return luaL_error(L, "freshbooks.core.form_decode: string expected, got %s", luaL_typename(L, 1));
+		return luaL_error(L, "freshbooks.core.codec.form_decode: string expected, got %s", luaL_typename(L, 1));
 	s = lua_tolstring(L, 1, &len);
 	end = s + len;
 	lua_newtable(L);
@@ -451,10 +451,10 @@ static int l_base64(lua_State *L)
 	unsigned char *out;
 	int n;
 	if (lua_type(L, 1) != LUA_TSTRING)
-		return luaL_error(L, "freshbooks.core.base64: string expected, got %s", luaL_typename(L, 1));
+		return luaL_error(L, "freshbooks.core.codec.base64: string expected, got %s", luaL_typename(L, 1));
 	s = lua_tolstring(L, 1, &len);
 	if (len > (size_t)INT_MAX / 4 * 3 - 3)
-		return luaL_error(L, "freshbooks.core.base64: input too large");
+		return luaL_error(L, "freshbooks.core.codec.base64: input too large");
 	out = (unsigned char *)lua_newuserdata(L, (len + 2) / 3 * 4 + 1);
 	n = EVP_EncodeBlock(out, (const unsigned char *)s, (int)len);
 	lua_pushlstring(L, (const char *)out, (size_t)n);
@@ -466,7 +466,7 @@ static int b64char(unsigned char c)
 	return (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '+' || c == '/';
 }
 
-/* core.unbase64(s) -> bytes, or nil, message on anything that is not canonical padded base64. */
+/* core.codec.unbase64(s) -> bytes, or nil, message on anything that is not canonical padded base64. */
 static int l_unbase64(lua_State *L)
 {
 	size_t len, i, pad = 0;
@@ -474,7 +474,7 @@ static int l_unbase64(lua_State *L)
 	unsigned char *out;
 	int n;
 	if (lua_type(L, 1) != LUA_TSTRING)
-		return luaL_error(L, "freshbooks.core.unbase64: string expected, got %s", luaL_typename(L, 1));
+		return luaL_error(L, "freshbooks.core.codec.unbase64: string expected, got %s", luaL_typename(L, 1));
 	s = lua_tolstring(L, 1, &len);
 	if (len % 4 != 0 || len > (size_t)INT_MAX)
 		goto bad;
@@ -497,6 +497,25 @@ bad:
 	return fb_fail(L, "bad_input", "invalid base64");
 }
 
+static int l_hex(lua_State *L)
+{
+	static const char digits[] = "0123456789abcdef";
+	size_t len, i;
+	const char *s;
+	luaL_Buffer b;
+	if (lua_type(L, 1) != LUA_TSTRING) /* no secrets: hex would reveal them */
+		return luaL_error(L, "freshbooks.core.codec.hex: string expected, got %s", luaL_typename(L, 1));
+	s = lua_tolstring(L, 1, &len);
+	luaL_buffinit(L, &b);
+	for (i = 0; i < len; i++) {
+		unsigned char c = (unsigned char)s[i];
+		luaL_addchar(&b, digits[c >> 4]);
+		luaL_addchar(&b, digits[c & 15]);
+	}
+	luaL_pushresult(&b);
+	return 1;
+}
+
 void fb_open_codec(lua_State *L)
 {
 	static const luaL_Reg funcs[] = {
@@ -507,6 +526,7 @@ void fb_open_codec(lua_State *L)
 		{"form_decode", l_form_decode},
 		{"base64", l_base64},
 		{"unbase64", l_unbase64},
+		{"hex", l_hex},
 		{NULL, NULL},
 	};
 	luaL_setfuncs(L, funcs, 0);

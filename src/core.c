@@ -70,6 +70,15 @@ void fb_new_class(lua_State *L, const char *name, const luaL_Reg *methods, lua_C
 	lua_pop(L, 1);
 }
 
+/* One table per concern, filled by that concern's file: a reader sees the concerns in the module's
+ * shape (core.http.client, core.codec.query, core.fs.lock, ...). */
+static void group(lua_State *L, const char *name, void (*open)(lua_State *L))
+{
+	lua_newtable(L);
+	open(L);
+	lua_setfield(L, -2, name);
+}
+
 int luaopen_freshbooks_core(lua_State *L)
 {
 	int rc = fb_curl_global_init();
@@ -79,15 +88,15 @@ int luaopen_freshbooks_core(lua_State *L)
 	lua_newtable(L);
 	lua_pushliteral(L, FB_VERSION);
 	lua_setfield(L, -2, "version");
-	fb_open_secret(L);
-	fb_open_codec(L);
-	fb_open_crypto(L);
-	fb_open_http(L);
-	fb_open_lockfile(L);
-	fb_open_clock(L);
-	fb_open_interrupt(L);
-	fb_open_decode(L);
-	fb_open_guest(L); /* guest.c: guest scripts in a Lua state of their own */
-	fb_open_fd(L);
+	group(L, "http", fb_open_http);       /* client.c: client, render, limits, idempotent, curl_version */
+	group(L, "codec", fb_open_codec);     /* codec.c: url and form encodings, query, base64, hex */
+	group(L, "crypto", fb_open_crypto);   /* crypto.c: hmac_sha256, equals, random_bytes */
+	group(L, "secret", fb_open_secret);   /* secret.c: new, reveal, is */
+	group(L, "json", fb_open_decode);     /* decode.c: decode, null */
+	group(L, "fs", fb_open_lockfile);     /* lockfile.c: lock, read, write_atomic, overwrite */
+	group(L, "clock", fb_open_clock);     /* clock.c: now, sleep */
+	group(L, "signal", fb_open_interrupt); /* interrupt.c: trap, interrupted */
+	group(L, "process", fb_open_fd);     /* fd.c: close_on_exec, guard_stdio */
+	fb_open_guest(L); /* guest.c: core.guest, a Lua state per guest script */
 	return 1;
 }

@@ -7,14 +7,14 @@
 
 #define FB_RANDOM_MAX (1024 * 1024)
 
-/* core.hmac_sha256(key, msg) -> 32 raw bytes; key and msg may be strings or secrets. */
+/* core.crypto.hmac_sha256(key, msg) -> 32 raw bytes; key and msg may be strings or secrets. */
 static int l_hmac_sha256(lua_State *L)
 {
 	size_t klen, mlen;
 	unsigned int outlen = 0;
 	unsigned char out[EVP_MAX_MD_SIZE];
-	const char *key = fb_checkbytes(L, 1, &klen, "freshbooks.core.hmac_sha256: key");
-	const char *msg = fb_checkbytes(L, 2, &mlen, "freshbooks.core.hmac_sha256: message");
+	const char *key = fb_checkbytes(L, 1, &klen, "freshbooks.core.crypto.hmac_sha256: key");
+	const char *msg = fb_checkbytes(L, 2, &mlen, "freshbooks.core.crypto.hmac_sha256: message");
 	if (HMAC(EVP_sha256(), key, (int)klen, (const unsigned char *)msg, mlen, out, &outlen) == NULL) {
 		return fb_fail(L, "crypto", "HMAC-SHA256 failed");
 	}
@@ -23,12 +23,12 @@ static int l_hmac_sha256(lua_State *L)
 	return 1;
 }
 
-/* core.equals(a, b): constant time in the length of the inputs; different lengths are unequal. */
+/* core.crypto.equals(a, b): constant time in the length of the inputs; different lengths are unequal. */
 static int l_equals(lua_State *L)
 {
 	size_t alen, blen;
-	const char *a = fb_checkbytes(L, 1, &alen, "freshbooks.core.equals: argument 1");
-	const char *b = fb_checkbytes(L, 2, &blen, "freshbooks.core.equals: argument 2");
+	const char *a = fb_checkbytes(L, 1, &alen, "freshbooks.core.crypto.equals: argument 1");
+	const char *b = fb_checkbytes(L, 2, &blen, "freshbooks.core.crypto.equals: argument 2");
 	lua_pushboolean(L, alen == blen && CRYPTO_memcmp(a, b, alen) == 0);
 	return 1;
 }
@@ -39,7 +39,7 @@ static int l_random_bytes(lua_State *L)
 	size_t len;
 	unsigned char *p;
 	if (!(n >= 0 && n <= FB_RANDOM_MAX) || n != (lua_Number)(size_t)n)
-		return luaL_error(L, "freshbooks.core.random_bytes: n must be an integer in 0..%d", FB_RANDOM_MAX);
+		return luaL_error(L, "freshbooks.core.crypto.random_bytes: n must be an integer in 0..%d", FB_RANDOM_MAX);
 	len = (size_t)n;
 	p = (unsigned char *)lua_newuserdata(L, len + 1); /* scratch space the GC owns */
 	if (len > 0 && RAND_bytes(p, (int)len) != 1) {
@@ -49,32 +49,12 @@ static int l_random_bytes(lua_State *L)
 	return 1;
 }
 
-static int l_hex(lua_State *L)
-{
-	static const char digits[] = "0123456789abcdef";
-	size_t len, i;
-	const char *s;
-	luaL_Buffer b;
-	if (lua_type(L, 1) != LUA_TSTRING) /* no secrets: hex would reveal them */
-		return luaL_error(L, "freshbooks.core.hex: string expected, got %s", luaL_typename(L, 1));
-	s = lua_tolstring(L, 1, &len);
-	luaL_buffinit(L, &b);
-	for (i = 0; i < len; i++) {
-		unsigned char c = (unsigned char)s[i];
-		luaL_addchar(&b, digits[c >> 4]);
-		luaL_addchar(&b, digits[c & 15]);
-	}
-	luaL_pushresult(&b);
-	return 1;
-}
-
 void fb_open_crypto(lua_State *L)
 {
 	static const luaL_Reg funcs[] = {
 		{"hmac_sha256", l_hmac_sha256},
 		{"equals", l_equals},
 		{"random_bytes", l_random_bytes},
-		{"hex", l_hex},
 		{NULL, NULL},
 	};
 	luaL_setfuncs(L, funcs, 0);

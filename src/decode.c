@@ -1,7 +1,7 @@
 /* JSON decoding for FreshBooks' answers, straight into the values the library hands out:
- *   core.json_decode(s) -> value | nil, {code = "bad_json", message}
+ *   core.json.decode(s) -> value | nil, {code = "bad_json", message}
  * - object members that are null are left out (so `if inv.notes then` means what it says); nulls in
- *   arrays stay, as core.null (lua-cjson's cjson.null, the NULL light userdata), so indexes do not shift;
+ *   arrays stay, as core.json.null (lua-cjson's cjson.null, the NULL light userdata), so indexes do not shift;
  * - numbers without a fraction or exponent are integers on Lua 5.3+, and so are whole floats up to 2^53
  *   (an id 7.0 must read "/invoices/7" in a URL);
  * - strict RFC 8259 syntax, at most 1000 levels deep; anything else is `nil, err`, never a raise.
@@ -219,17 +219,42 @@ static int literal(dec *d, const char *word, size_t n)
 /* One value pushed: 1; an object member's null (in_object): 0, nothing pushed; -1 on an error. */
 static int value(dec *d, int depth, int in_object);
 
+/* Members and elements wait on the stack until the closing brace says how many there are, and the
+ * table is made at its final size: inserting into a table that keeps growing rehashed it at every
+ * power of two (a 20-member record was rebuilt four times). Past CHUNK of them the table is made with
+ * room for those and the rest go in as they come (the stack stays small whatever the document). */
+#define CHUNK 64
+
+/* Moves the n pairs (or values, when keys is 0) above `base` into a new table left at base + 1: the
+ * table goes under them and takes them from the top, the last first. */
+static void gather(lua_State *L, int base, int n, int keys)
+{
+	int i;
+	if (keys)
+		lua_createtable(L, 0, n);
+	else
+		lua_createtable(L, n, 0);
+	lua_insert(L, base + 1);
+	for (i = n; i > 0; i--) {
+		if (keys)
+			lua_rawset(L, base + 1);
+		else
+			lua_rawseti(L, base + 1, i);
+	}
+}
+
 static int object(dec *d, int depth)
 {
-	int t, r;
-	lua_createtable(d->L, 0, 4);
-	t = lua_gettop(d->L);
+	lua_State *L = d->L;
+	int base = lua_gettop(L), n = 0, gathered = 0, r;
 	skip_ws(d);
 	if (d->p < d->end && *d->p == '}') {
 		d->p++;
+		lua_createtable(L, 0, 0);
 		return 0;
 	}
 	for (;;) {
+		luaL_checkstack(L, 4, "freshbooks.core.json.decode");
 		skip_ws(d);
 		if (d->p >= d->end || *d->p != '"')
 			bad(d, "object key expected");
@@ -241,10 +266,14 @@ static int object(dec *d, int depth)
 		d->p++;
 		r = value(d, depth, 1);
 		TRY(r);
-		if (r)
-			lua_rawset(d->L, t);
-		else
-			lua_pop(d->L, 1); /* the key of a null member */
+		if (!r) {
+			lua_pop(L, 1); /* the key of a null member */
+		} else if (gathered) {
+			lua_rawset(L, base + 1);
+		} else if (++n == CHUNK) {
+			gather(L, base, n, 1);
+			gathered = 1;
+		}
 		skip_ws(d);
 		if (d->p < d->end && *d->p == ',') {
 			d->p++;
@@ -252,6 +281,8 @@ static int object(dec *d, int depth)
 		}
 		if (d->p < d->end && *d->p == '}') {
 			d->p++;
+			if (!gathered)
+				gather(L, base, n, 1);
 			return 0;
 		}
 		bad(d, "',' or '}' expected");
@@ -260,17 +291,23 @@ static int object(dec *d, int depth)
 
 static int array(dec *d, int depth)
 {
-	int t, i = 0;
-	lua_createtable(d->L, 4, 0);
-	t = lua_gettop(d->L);
+	lua_State *L = d->L;
+	int base = lua_gettop(L), n = 0, gathered = 0;
 	skip_ws(d);
 	if (d->p < d->end && *d->p == ']') {
 		d->p++;
+		lua_createtable(L, 0, 0);
 		return 0;
 	}
 	for (;;) {
+		luaL_checkstack(L, 4, "freshbooks.core.json.decode");
 		TRY(value(d, depth, 0));
-		lua_rawseti(d->L, t, ++i);
+		if (gathered) {
+			lua_rawseti(L, base + 1, ++n);
+		} else if (++n == CHUNK) {
+			gather(L, base, n, 0);
+			gathered = 1;
+		}
 		skip_ws(d);
 		if (d->p < d->end && *d->p == ',') {
 			d->p++;
@@ -278,6 +315,8 @@ static int array(dec *d, int depth)
 		}
 		if (d->p < d->end && *d->p == ']') {
 			d->p++;
+			if (!gathered)
+				gather(L, base, n, 0);
 			return 0;
 		}
 		bad(d, "',' or ']' expected");
@@ -294,7 +333,7 @@ static int value(dec *d, int depth, int in_object)
 	case '[':
 		if (depth >= MAX_DEPTH)
 			bad(d, "nested too deep");
-		luaL_checkstack(d->L, 8, "freshbooks.core.json_decode");
+		luaL_checkstack(d->L, 8, "freshbooks.core.json.decode");
 		if (*d->p++ == '{')
 			TRY(object(d, depth + 1));
 		else
@@ -353,7 +392,7 @@ static int l_json_decode(lua_State *L)
 void fb_open_decode(lua_State *L)
 {
 	lua_pushcfunction(L, l_json_decode);
-	lua_setfield(L, -2, "json_decode");
+	lua_setfield(L, -2, "decode");
 	lua_pushlightuserdata(L, NULL); /* the same value as lua-cjson's cjson.null */
 	lua_setfield(L, -2, "null");
 }

@@ -13,23 +13,24 @@
 #define FB_SECRET_MT "freshbooks.secret"
 #define FB_CLIENT_MT "freshbooks.client"
 
-/* Each file adds its functions to the module table on the top of the stack. */
-void fb_open_codec(lua_State *L);
-void fb_open_crypto(lua_State *L);
-void fb_open_secret(lua_State *L);
-void fb_open_http(lua_State *L);
-void fb_open_lockfile(lua_State *L); /* lockfile.c: lock_file, write_file_atomic (token store) */
-void fb_open_clock(lua_State *L);    /* clock.c: now, sleep (retries, benchmarks) */
-void fb_open_interrupt(lua_State *L); /* interrupt.c: trap_interrupts, interrupted (the command) */
-void fb_open_decode(lua_State *L);    /* decode.c: json_decode (FreshBooks' answers), null */
-void fb_open_guest(lua_State *L);     /* guest.c: guest (a Lua state of its own per guest script) */
-void fb_open_fd(lua_State *L);        /* fd.c: close_on_exec, guard_stdio (the command) */
+/* Each file adds its functions to the table on the top of the stack: its concern's (core.c makes one
+ * per concern), or the module's own (fb_open_guest). */
+void fb_open_http(lua_State *L);      /* core.http   (client.c) */
+void fb_open_codec(lua_State *L);     /* core.codec  (codec.c) */
+void fb_open_crypto(lua_State *L);    /* core.crypto (crypto.c) */
+void fb_open_secret(lua_State *L);    /* core.secret (secret.c) */
+void fb_open_decode(lua_State *L);    /* core.json   (decode.c): FreshBooks' answers */
+void fb_open_lockfile(lua_State *L);  /* core.fs     (lockfile.c): the token file store */
+void fb_open_clock(lua_State *L);     /* core.clock  (clock.c): retries, benchmarks */
+void fb_open_interrupt(lua_State *L); /* core.signal (interrupt.c): the command */
+void fb_open_fd(lua_State *L);        /* core.process (fd.c): descriptors, for the command */
+void fb_open_guest(lua_State *L);     /* core.guest  (guest.c): a Lua state of its own per guest script */
 
-/* interrupt.c: the signal that arrived since core.trap_interrupts() (0: none), and whether it runs. */
+/* interrupt.c: the signal that arrived since core.signal.trap() (0: none), and whether it runs. */
 int fb_interrupted(void);
 int fb_trapping_interrupts(void);
 
-/* Seconds on a monotonic clock (core.now). */
+/* Seconds on a monotonic clock (core.clock.now). */
 double fb_now(void);
 
 /* core.c: pushes {code =, message =}, the shape of every error the core returns; and `return

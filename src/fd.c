@@ -18,8 +18,8 @@ static void mark(int fd)
 		(void)fcntl(fd, F_SETFD, flags | FD_CLOEXEC);
 }
 
-/* core.close_on_exec() -> true: every descriptor above 2 is marked close-on-exec (call it right before
- * starting a program: descriptors opened later are not marked). */
+/* core.process.close_on_exec() -> true: every descriptor above 2 is marked close-on-exec (call it right
+ * before starting a program: descriptors opened later are not marked). */
 static int l_close_on_exec(lua_State *L)
 {
 	DIR *dir;
@@ -51,7 +51,7 @@ static int l_close_on_exec(lua_State *L)
 	return 1;
 }
 
-/* core.guard_stdio() -> list of the descriptors among 0, 1, 2 that were closed. Each gets /dev/null,
+/* core.process.guard_stdio() -> list of the descriptors among 0, 1, 2 that were closed. Each gets /dev/null,
  * opened the other way round (0 for writing, 1 and 2 for reading): no later socket or file can take the
  * number, and reading a closed stdin or writing a closed stdout still fails (EBADF) as it would have. */
 static int l_guard_stdio(lua_State *L)
@@ -64,10 +64,10 @@ static int l_guard_stdio(lua_State *L)
 			continue;
 		got = open("/dev/null", (fd == 0 ? O_WRONLY : O_RDONLY) | O_NOCTTY);
 		if (got < 0)
-			return luaL_error(L, "freshbooks.core.guard_stdio: cannot open /dev/null");
+			return luaL_error(L, "freshbooks.core.process.guard_stdio: cannot open /dev/null");
 		if (got != fd) { /* a lower number was free too: it is filled in a later round */
 			if (dup2(got, fd) < 0)
-				return luaL_error(L, "freshbooks.core.guard_stdio: dup2 failed");
+				return luaL_error(L, "freshbooks.core.process.guard_stdio: dup2 failed");
 			close(got);
 		}
 		lua_pushinteger(L, fd);

@@ -1,7 +1,7 @@
 /* What the HTTP files of the core share (not installed): the client and transfer structures.
  *   share.c     process-wide libcurl state: curl_global_init, the CURLSH
  *   request.c   the request policy: a Lua request table checked and copied into an fb_xfer; also
- *               core.http_request, the same policy rendering an HTTP/1.1 request head (cosockets)
+ *               core.http.render, the same policy rendering an HTTP/1.1 request head (cosockets)
  *   transfer.c  one transfer on an easy handle: options, callbacks, outcome -> Lua
  *   batch.c     many transfers over one CURLM: client:batch, client:stream
  *   client.c    the client userdata and its options; registers everything (fb_open_http) */
@@ -23,6 +23,12 @@
 #define FB_MAX_1XX 16
 #define FB_DEFAULT_CONCURRENCY 8
 #define FB_MAX_CONCURRENCY 256
+
+/* The methods that may be sent twice (RFC 9110 §9.2.2, less TRACE): any other, and any request that
+ * says idempotent = false, goes on a fresh connection and is never retried after it may have left.
+ * NULL-terminated; exported as core.http.idempotent, so retries and the cosocket transport read this list. */
+extern const char *const fb_idempotent_methods[];
+int fb_method_idempotent(const char *method);
 
 typedef struct {
 	CURL *easy; /* NULL once closed */

@@ -1,8 +1,8 @@
-/* Interrupts for programs that own their process (the `freshbooks` command): core.trap_interrupts()
+/* Interrupts for programs that own their process (the `freshbooks` command): core.signal.trap()
  * replaces the interpreter's SIGINT handler, whose "interrupted!" error fires inside whatever Lua code
  * runs next and can be swallowed by any pcall there (lua-cjson's safe decode is one), with a flag.
  * Then a transfer in flight is aborted by libcurl's progress callback (code "aborted"), sleeps and lock
- * waits return early, and the program asks core.interrupted() where it can stop cleanly.
+ * waits return early, and the program asks core.signal.interrupted() where it can stop cleanly.
  * Libraries and embedding hosts never call it: signals are the process's business. */
 #include <signal.h>
 #include <string.h>
@@ -26,7 +26,7 @@ int fb_trapping_interrupts(void)
 	return g_trapping;
 }
 
-/* core.trap_interrupts() -> true: SIGINT and SIGTERM set the flag (without SA_RESTART, so a blocking
+/* core.signal.trap() -> true: SIGINT and SIGTERM set the flag (without SA_RESTART, so a blocking
  * wait returns at once). */
 static int l_trap_interrupts(lua_State *L)
 {
@@ -35,13 +35,13 @@ static int l_trap_interrupts(lua_State *L)
 	sa.sa_handler = on_signal;
 	sigemptyset(&sa.sa_mask);
 	if (sigaction(SIGINT, &sa, NULL) != 0 || sigaction(SIGTERM, &sa, NULL) != 0)
-		return luaL_error(L, "freshbooks.core.trap_interrupts: sigaction failed");
+		return luaL_error(L, "freshbooks.core.signal.trap: sigaction failed");
 	g_trapping = 1;
 	lua_pushboolean(L, 1);
 	return 1;
 }
 
-/* core.interrupted() -> the signal's number, or false. */
+/* core.signal.interrupted() -> the signal's number, or false. */
 static int l_interrupted(lua_State *L)
 {
 	if (g_signal)
@@ -54,7 +54,7 @@ static int l_interrupted(lua_State *L)
 void fb_open_interrupt(lua_State *L)
 {
 	static const luaL_Reg funcs[] = {
-		{"trap_interrupts", l_trap_interrupts},
+		{"trap", l_trap_interrupts},
 		{"interrupted", l_interrupted},
 		{NULL, NULL},
 	};

@@ -1,16 +1,16 @@
 /* Cross-process file lock (flock(2)), a careful read and atomic file replacement, for the token file
  * store. Paths with a NUL inside raise (C would see a shorter path: another file).
  *
- *   core.lock_file(path [, timeout]) -> lock | nil, {code =, message =}
+ *   core.fs.lock(path [, timeout]) -> lock | nil, {code =, message =}
  *     Takes an exclusive flock on `path`: a directory, or a regular file of ours (created 0600 if
  *     missing); symlinks, FIFOs and devices are refused (store_insecure). Waits up to `timeout` seconds
  *     (default 30; 0 = try once). The kernel drops the lock when the process dies, so a crashed holder
  *     never wedges the others. lock:unlock() releases it; __gc and __close do the same (idempotent).
- *   core.read_file(path [, max_bytes]) -> data | nil | nil, {code =, message =}  (see read_file)
- *   core.write_file_atomic(path, data [, mode]) -> true | nil, {code =, message =}
+ *   core.fs.read(path [, max_bytes]) -> data | nil | nil, {code =, message =}  (see read_file)
+ *   core.fs.write_atomic(path, data [, mode]) -> true | nil, {code =, message =}
  *     Writes a temp file in the same directory, fsyncs it, renames it over `path` and fsyncs the
  *     directory, so readers see the old content or the new one, never a torn file. Mode default 0600.
- *   core.overwrite_file(path, data) -> true | nil, {code =, message =}
+ *   core.fs.overwrite(path, data) -> true | nil, {code =, message =}
  *     The last resort when that fails (a full disk or quota, a directory no longer writable, a name
  *     too long for a temp file) and the data is a rotated token pair that is lost if not kept: rewrites
  *     our own existing regular file (one link, never through a symlink) where it is, only when the
@@ -146,7 +146,7 @@ static int lock_file(lua_State *L)
 	}
 }
 
-/* core.read_file(path [, max_bytes = 65536]) -> data | nil (no such file) | nil, {code, message}.
+/* core.fs.read(path [, max_bytes = 65536]) -> data | nil (no such file) | nil, {code, message}.
  * The token file is trusted only as our own regular file of bounded size: a symlink (to /dev/zero, to
  * another user's file), a FIFO (which would block the reader) or a device is refused with
  * store_insecure, another owner too; a file that others may read is made 0600 on the spot. */
@@ -365,10 +365,10 @@ void fb_open_lockfile(lua_State *L)
 		{NULL, NULL},
 	};
 	static const luaL_Reg funcs[] = {
-		{"lock_file", lock_file},
-		{"read_file", read_file},
-		{"write_file_atomic", write_file_atomic},
-		{"overwrite_file", overwrite_file},
+		{"lock", lock_file},
+		{"read", read_file},
+		{"write_atomic", write_file_atomic},
+		{"overwrite", overwrite_file},
 		{NULL, NULL},
 	};
 

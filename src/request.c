@@ -12,9 +12,10 @@
  *     endpoint: once FreshBooks rotated, its answer holds the only live refresh token).
  * Fields are read with raw access, so no metamethod (Lua code) runs while a request is collected.
  *
- * core.http_request(req [, user_agent]) applies the same policy and renders the HTTP/1.1 request
+ * core.http.render(req [, user_agent]) applies the same policy and renders the HTTP/1.1 request
  * head for transports that write their own bytes (the OpenResty cosocket transport):
- *   -> {scheme =, host =, port =, head = "METHOD target HTTP/1.1\r\nHost: ...\r\n...\r\n\r\n", body =}
+ *   -> {scheme =, host =, port =, head = "METHOD target HTTP/1.1\r\nHost: ...\r\n...\r\n\r\n", body =,
+ *       once = whether it must not be sent twice (the rule above: its own connection, no resend)}
  * (body only when one goes out; its Content-Length is in the head). */
 #include <ctype.h>
 #include <stdio.h>
@@ -23,6 +24,17 @@
 #include <strings.h>
 #include <openssl/crypto.h>
 #include "http.h"
+
+const char *const fb_idempotent_methods[] = {"GET", "HEAD", "PUT", "DELETE", "OPTIONS", NULL};
+
+int fb_method_idempotent(const char *method)
+{
+	const char *const *m;
+	for (m = fb_idempotent_methods; *m != NULL; m++)
+		if (strcmp(*m, method) == 0)
+			return 1;
+	return 0;
+}
 
 /* ---- transfers: allocation ----------------------------------------------------------------------- */
 
@@ -327,8 +339,7 @@ void fb_collect_request(lua_State *L, int idx, fb_xfer *x, const char *who, cons
 	 * closed already: its failure would be ambiguous (a spent refresh token, a second invoice). */
 	switch (rawfield(L, idx, "idempotent")) {
 	case LUA_TNIL:
-		x->once = !(strcmp(m, "GET") == 0 || strcmp(m, "HEAD") == 0 || strcmp(m, "PUT") == 0 ||
-			    strcmp(m, "DELETE") == 0 || strcmp(m, "OPTIONS") == 0);
+		x->once = !fb_method_idempotent(m);
 		break;
 	case LUA_TBOOLEAN:
 		x->once = !lua_toboolean(L, -1);
@@ -348,7 +359,7 @@ void fb_collect_request(lua_State *L, int idx, fb_xfer *x, const char *who, cons
 		append_line(L, x, who, "Expect:");
 }
 
-/* ---- core.http_request: the same policy, rendered as bytes --------------------------------------- */
+/* ---- core.http.render: the same policy, rendered as bytes --------------------------------------- */
 
 /* libcurl's strings for the URL's parts, freed by fb_l_http_request whatever render_head does. */
 typedef struct {
@@ -365,8 +376,10 @@ static int render_head(lua_State *L)
 	luaL_Buffer b;
 	struct curl_slist *h;
 	int out, https = strcmp(u->scheme, "https") == 0, default_port = u->port == NULL;
-	lua_createtable(L, 0, 6);
+	lua_createtable(L, 0, 7);
 	out = lua_gettop(L);
+	lua_pushboolean(L, x->once);
+	lua_setfield(L, out, "once");
 	lua_pushstring(L, u->scheme);
 	lua_setfield(L, out, "scheme");
 	lua_pushstring(L, u->host);
@@ -418,7 +431,7 @@ static int render_head(lua_State *L)
 
 int fb_l_http_request(lua_State *L)
 {
-	static const char *fn = "freshbooks.core.http_request";
+	static const char *fn = "freshbooks.core.http.render";
 	fb_xfers *xs;
 	fb_url_parts u;
 	const char *ua;

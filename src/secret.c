@@ -1,6 +1,6 @@
 /* Opaque secret userdata: the bytes live in C, Lua code sees only "freshbooks.secret(***)".
  * A secret can be passed to client:request as a header value or body part, to hmac_sha256 and equals,
- * and revealed with core.reveal (hosts that sandbox user scripts do not expose freshbooks.core). */
+ * and revealed with core.secret.reveal (hosts that sandbox user scripts do not expose freshbooks.core). */
 #include <string.h>
 #include <openssl/crypto.h>
 #include "fb_internal.h"
@@ -57,7 +57,7 @@ const char *fb_checkbytes(lua_State *L, int idx, size_t *len, const char *what)
 	return s;
 }
 
-/* core.secret(s): a secret from a string; a secret is returned as it is. */
+/* core.secret.new(s): a secret from a string; a secret is returned as it is. */
 static int l_secret(lua_State *L)
 {
 	size_t len;
@@ -68,7 +68,7 @@ static int l_secret(lua_State *L)
 		return 1;
 	}
 	if (lua_type(L, 1) != LUA_TSTRING)
-		return luaL_error(L, "freshbooks.core.secret: string expected, got %s", luaL_typename(L, 1));
+		return luaL_error(L, "freshbooks.core.secret.new: string expected, got %s", luaL_typename(L, 1));
 	s = lua_tolstring(L, 1, &len);
 	fb_pushsecret(L, s, len);
 	return 1;
@@ -134,9 +134,9 @@ void fb_open_secret(lua_State *L)
 		{NULL, NULL},
 	};
 	static const luaL_Reg funcs[] = {
-		{"secret", l_secret},
+		{"new", l_secret},
 		{"reveal", l_reveal},
-		{"is_secret", l_is_secret},
+		{"is", l_is_secret},
 		{NULL, NULL},
 	};
 	luaL_newmetatable(L, FB_SECRET_MT);

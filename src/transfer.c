@@ -96,7 +96,7 @@ static size_t on_read(char *buf, size_t size, size_t nitems, void *ud)
 	return n;
 }
 
-/* With core.trap_interrupts, a Ctrl-C aborts the transfer in flight (libcurl calls this at least once
+/* With core.signal.trap, a Ctrl-C aborts the transfer in flight (libcurl calls this at least once
  * a second, and at once when a signal ends its wait). */
 static int on_progress(void *ud, curl_off_t dltotal, curl_off_t dlnow, curl_off_t ultotal, curl_off_t ulnow)
 {

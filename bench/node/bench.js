@@ -31,10 +31,11 @@ async function main () {
     const keep = [make()]
     await keep[0].clients.single('aBcD1', '10001')
     global.gc && global.gc()
-    const before = process.memoryUsage().rss
+    const before = process.memoryUsage()
     for (let i = 0; i < n; i++) { const fb = make(); await fb.clients.single('aBcD1', '10001'); keep.push(fb) }
     global.gc && global.gc()
-    console.log(((process.memoryUsage().rss - before) / 1024 / n).toFixed(2))
+    const after = process.memoryUsage()
+    console.log(`${((after.rss - before.rss) / 1024 / n).toFixed(2)} ${((after.heapUsed - before.heapUsed) / 1024 / n).toFixed(2)}`)
   }
 }
 const { PaginationQueryBuilder } = require('@freshbooks/api/dist/models/builders/PaginationQueryBuilder')

@@ -94,7 +94,7 @@ end
 local COOKIE = "__Host-session"
 
 local function session_key(id) return (config.prefix or "fb-app:") .. "session:"
-  .. core.hex(core.hmac_sha256(config.session_secret, id)) end
+  .. core.codec.hex(core.crypto.hmac_sha256(config.session_secret, id)) end
 
 -- One command on a pooled Redis connection -> reply | nil, err
 local function kv(cmd, ...)
@@ -153,7 +153,7 @@ local function post_from_session()
     local args = ngx.req.get_post_args(10)
     token = type(args.csrf) == "string" and args.csrf or nil
   end
-  if type(token) ~= "string" or #token ~= 64 or not core.equals(token, s.csrf) then
+  if type(token) ~= "string" or #token ~= 64 or not core.crypto.equals(token, s.csrf) then
     return reply(403, { error = "csrf", message = "missing or wrong CSRF token" })
   end
   return name, s
@@ -172,7 +172,7 @@ function app.signin()
   end
   local old = cookie_id()
   if old then kv("del", session_key(old)) end
-  local id, csrf = core.hex(core.random_bytes(32)), core.hex(core.random_bytes(32))
+  local id, csrf = core.codec.hex(core.crypto.random_bytes(32)), core.codec.hex(core.crypto.random_bytes(32))
   local ok, err = kv("set", session_key(id), cjson.encode{ user = name, csrf = csrf }, "EX", config.session_ttl)
   if not ok then return fail(503, { code = "store_unavailable", message = tostring(err) }) end
   ngx.header["Set-Cookie"] = COOKIE .. "=" .. id .. "; Path=/; Secure; HttpOnly; SameSite=Lax; Max-Age="
@@ -215,14 +215,14 @@ end
 
 -- GET /connection: this user's connection as the store and FreshBooks see it (conns:status).
 function app.connection()
-  local st, err = conns():status(signed_in())
+  local st, err = conns():status((signed_in()))
   if not st then return fail(503, err) end
   return reply(200, st)
 end
 
 -- POST /disconnect: revoke at FreshBooks and forget the tokens.
 function app.disconnect()
-  local ok, err = conns():disconnect(post_from_session())
+  local ok, err = conns():disconnect((post_from_session()))
   if not ok then return fail(502, err) end
   return reply(200, { connected = false })
 end
@@ -337,7 +337,7 @@ function app.webhook()
   local signature = ngx.req.get_headers()["x-freshbooks-hmac-sha256"]
   for _, v in ipairs(verifiers(account_id)) do
     if webhook.verify(v, fields, signature) then
-      local seen = core.hex(core.hmac_sha256(v, raw))
+      local seen = core.codec.hex(core.crypto.hmac_sha256(v, raw))
       if not shared():add("delivery:" .. seen, true, config.replay_window) then
         return reply(200, { received = "duplicate" })
       end

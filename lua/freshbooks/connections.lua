@@ -12,6 +12,7 @@
 --   conns:disconnect(id) -> true (revoked at FreshBooks, deleted from the store)
 local errors = require "freshbooks.errors"
 local oauth = require "freshbooks.oauth"
+local options = require "freshbooks.options"
 local session = require "freshbooks.session"
 
 local connections = {}
@@ -21,7 +22,14 @@ Connections.__index = Connections
 -- The token hooks belong to each connection's store.
 local PER_CONNECTION = { store = true, load = true, save = true, lock = true, tokens = true }
 
-local is_callable = session.is_callable
+local is_callable = options.callable
+local OPTIONS = options.spec{
+  app = { "table", say = "a table of freshbooks.new options" },
+  store = { "function", say = "a function(connection_id) -> store" },
+  max_sessions = { "number", integer = true, min = 1, default = 1000 },
+  state_ttl = { "number", integer = true, min = 1, default = 600 },
+}
+local STATUS = options.spec{ refresh = { "boolean" } }
 
 local function check_id(id)
   if type(id) ~= "string" or id == "" then
@@ -31,36 +39,18 @@ end
 
 function connections.new(opts)
   if type(opts) ~= "table" then error("freshbooks.connections: expected a table of options", 2) end
-  for k in pairs(opts) do
-    if k ~= "app" and k ~= "store" and k ~= "max_sessions" and k ~= "state_ttl" then
-      error("freshbooks.connections: unknown option '" .. tostring(k) .. "'", 2)
-    end
-  end
-  if type(opts.app) ~= "table" then
-    error("freshbooks.connections: app must be a table of freshbooks.new options", 2)
-  end
-  if not is_callable(opts.store) then
-    error("freshbooks.connections: store must be a function(connection_id) -> store", 2)
-  end
+  opts = options.check("freshbooks.connections", OPTIONS, opts, 2)
+  if opts.app == nil then error("freshbooks.connections: app must be a table of freshbooks.new options", 2) end
+  if opts.store == nil then error("freshbooks.connections: store must be a function(connection_id) -> store", 2) end
   local app = {}
   for k, v in pairs(opts.app) do
     if PER_CONNECTION[k] then error("freshbooks.connections: app." .. k .. " belongs to each connection's store", 2) end
     app[k] = v
   end
   -- A bad app configuration raises here, not on a user's first request.
-  local ok, err = pcall(session.new, app)
-  if not ok then error((tostring(err):gsub("^.-freshbooks%.new: ", "freshbooks.connections: app: ")), 2) end
-  local function count(k, default, min)
-    local v = opts[k]
-    if v == nil then return default end
-    if type(v) ~= "number" or v < min or v ~= math.floor(v) then
-      error("freshbooks.connections: " .. k .. " must be a whole number >= " .. min, 3)
-    end
-    return v
-  end
+  session.new(app, "freshbooks.connections: app", 3)
   local self = setmetatable({
-    app = app, stores = opts.store,
-    max_sessions = count("max_sessions", 1000, 1), state_ttl = count("state_ttl", 600, 1),
+    app = app, stores = opts.store, max_sessions = opts.max_sessions, state_ttl = opts.state_ttl,
     live = {}, size = 0, unsaved = {},
   }, Connections)
   -- The LRU: a ring with a sentinel; self.ring.newer is the most recently used entry.
@@ -191,12 +181,13 @@ end
 -- the live session's cache unless refresh asks FreshBooks again.
 function Connections:status(id, opts)
   check_id(id)
+  opts = options.check("freshbooks.connections: status", STATUS, opts, 2)
   local e = entry(self, id)
   local st = { id = id, connected = false, reauth_required = false }
   local stored, err = e.store.load()
   if err then return nil, err end
   if not stored then return st end
-  local list, merr = e.fb:memberships(opts and opts.refresh)
+  local list, merr = e.fb:memberships(opts.refresh)
   if list then
     st.connected = true
     st.businesses = {}

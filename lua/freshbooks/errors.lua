@@ -17,7 +17,7 @@ end
 function Error.__tostring(e)
   local s = "freshbooks: " .. e.code
   if e.message and e.message ~= "" then s = s .. ": " .. e.message end
-  if e.status then s = s .. " (HTTP " .. e.status .. ")" end
+  if e.status then s = s .. " (HTTP " .. e.status .. ")" end -- the one place the status is written
   return s
 end
 
@@ -64,7 +64,7 @@ end
 -- before it checks that the core is built, to say so clearly.
 local json_decode
 local function decode(body)
-  json_decode = json_decode or require("freshbooks.core").json_decode
+  json_decode = json_decode or require("freshbooks.core").json.decode
   local v = json_decode(body)
   if type(v) == "table" then return v end
 end
@@ -88,6 +88,15 @@ local STATUS_CODES = {
   [413] = "too_large", [415] = "bad_request", [422] = "validation", [429] = "rate_limited",
 }
 
+-- What a status means when the body says nothing (tostring adds the status itself: "(HTTP 500)").
+local REASONS = {
+  [400] = "Bad Request", [401] = "Unauthorized", [402] = "Payment Required", [403] = "Forbidden",
+  [404] = "Not Found", [405] = "Method Not Allowed", [409] = "Conflict", [410] = "Gone",
+  [413] = "Content Too Large", [415] = "Unsupported Media Type", [422] = "Unprocessable Content",
+  [429] = "Too Many Requests", [500] = "Internal Server Error", [502] = "Bad Gateway",
+  [503] = "Service Unavailable", [504] = "Gateway Timeout",
+}
+
 -- FreshBooks' errno values that say more than the HTTP status.
 local ERRNO_CODES = {
   [1001] = "validation", [1003] = "forbidden", [1004] = "validation", [1012] = "not_found",
@@ -101,11 +110,18 @@ local RPC_CODES = {
   [16] = "unauthorized",
 }
 
--- RFC 6749 §5.2 error names keep their own code (the session acts on invalid_grant).
-local OAUTH_CODES = {
+-- The error names of RFC 6749 (§4.1.2.1 the authorization response, §5.2 the token endpoint) and
+-- RFC 6750 (§3.1 a resource server): the only names that become an error's code; any other name a
+-- server sends stays its own (err.oauth_error: it could be any length, and quote a token). true: the
+-- name blames the caller's credentials or request, and its code wins over the HTTP status's; false:
+-- the name says what the status already says (server_error with a 500), and the status's code stays.
+local OAUTH = {
   invalid_request = true, invalid_client = true, invalid_grant = true, unauthorized_client = true,
   unsupported_grant_type = true, invalid_scope = true, access_denied = true, invalid_token = true,
+  unsupported_response_type = false, server_error = false, temporarily_unavailable = false,
+  insufficient_scope = false,
 }
+errors.OAUTH = OAUTH
 
 local function field_error(t, errno)
   if type(t) ~= "table" then
@@ -152,13 +168,13 @@ end
 
 -- Auth (RFC 6749): {"error":"invalid_grant","error_description":"..."}
 function readers.oauth(d)
-  if type(d.error) ~= "string" or (d.error_description == nil and not OAUTH_CODES[d.error]
+  if type(d.error) ~= "string" or (d.error_description == nil and not OAUTH[d.error]
       and d.error ~= "unauthenticated") then
     return nil
   end
   local name = d.error:lower()
   return { message = str(d.error_description) or d.error, oauth_error = d.error,
-           code = OAUTH_CODES[name] and name or nil, errors = {} }
+           code = OAUTH[name] and name or nil, errors = {} }
 end
 
 -- Project family {"errno":2001,"error":{"field":"message"}} / {"error":"..."} / {"message":"..."};
@@ -234,7 +250,7 @@ local function success_body_is_error(d)
   end
   if type(d.code) == "number" and d.code ~= 0 and type(d.message) == "string" and d.details ~= nil then return true end
   if tonumber(d.errno) and (d.message ~= nil or d.error ~= nil) then return true end
-  if type(d.error) == "string" and (d.error_description ~= nil or OAUTH_CODES[d.error]) then return true end
+  if type(d.error) == "string" and (d.error_description ~= nil or OAUTH[d.error]) then return true end
   if type(d.error_type) == "string" and d.message ~= nil then return true end
   return false
 end
@@ -292,7 +308,7 @@ function errors.from_response(res)
   local shape = data and read_shape(data) or nil
   local code = STATUS_CODES[status] or (status >= 500 and "server_error") or "http_error"
   if shape then
-    if shape.code and (OAUTH_CODES[shape.code] or status == 400 or status == 422) then
+    if shape.code and (OAUTH[shape.code] or status == 400 or status == 422) then
       code = shape.code
     elseif (status == 400 or status == 404 or status == 422) and ERRNO_CODES[shape.errno] then
       code = ERRNO_CODES[shape.errno]
@@ -301,7 +317,7 @@ function errors.from_response(res)
   local message = shape and shape.message
   if not message then
     local title = type(res.body) == "string" and res.body:match("<[Tt][Ii][Tt][Ll][Ee]>%s*([^<]-)%s*</")
-    message = title and title ~= "" and title or ("HTTP " .. status)
+    message = title and title ~= "" and title or REASONS[status] or "the answer holds no error details"
   end
   local e = errors.new{
     code = code, status = status, message = message, errno = shape and shape.errno,

@@ -13,6 +13,7 @@
 -- create/update/delete/archive/send_by_email. docs/guest.md has the whole contract.
 local core = require "freshbooks.core"
 local errors = require "freshbooks.errors"
+local options = require "freshbooks.options"
 local redact = require "freshbooks.redact"
 local catalogue = require "freshbooks.catalogue"
 local resource = require "freshbooks.resource"
@@ -146,11 +147,11 @@ local function operations(fb, allowed, budget, deadline)
   local run = { calls = 0, stop = nil }
   -- -> whether n more requests fit in the budgets (spend(n) takes them, or stops the run)
   local function affordable(n)
-    return not run.stop and core.now() < deadline and run.calls + n <= budget.calls
+    return not run.stop and core.clock.now() < deadline and run.calls + n <= budget.calls
   end
   local function spend(n)
     if run.stop then return false end
-    if core.now() >= deadline then
+    if core.clock.now() >= deadline then
       run.stop = errors.new{ code = "budget_time", message = "the script ran past its deadline" }
     elseif run.calls + n > budget.calls then
       run.stop = errors.new{ code = "budget_calls",
@@ -162,7 +163,7 @@ local function operations(fb, allowed, budget, deadline)
     return false
   end
   local function bounded(req)
-    req.timeout = math.max(0.001, math.min(req.timeout or fb.timeout or 60, deadline - core.now()))
+    req.timeout = math.max(0.001, math.min(req.timeout or fb.timeout or 60, deadline - core.clock.now()))
     return req
   end
   local session = {
@@ -185,22 +186,24 @@ local function operations(fb, allowed, budget, deadline)
       local s, err = fb:stream(o)
       if not s then return nil, err end
       local refused, ids = {}, 0
-      local function add(req)
+      local budgeted = {}
+      function budgeted.add(_, req)
         if affordable(1) then
           spend(1)
-          return s.add(bounded(req))
+          return s:add(bounded(req))
         end
         ids = ids - 1 -- the session's stream counts its ids up from 1
         refused[#refused + 1] = ids
         return ids
       end
-      local function next_done()
-        local id, res, e = s.next()
+      function budgeted.next()
+        local id, res, e = s:next()
         if id or not refused[1] then return id, res, e end
         spend(1)
         return table.remove(refused, 1), nil, run.stop
       end
-      return { add = add, next = next_done, close = s.close }
+      function budgeted.close() s:close() end
+      return budgeted
     end,
   }
 
@@ -312,7 +315,7 @@ local function drive(g, fb, ops, run, out)
   return kind, p
 end
 
-local OPTIONS = { print = "function", write = "boolean", budget = "table", usage = "table" }
+local OPTIONS = options.spec{ print = { "function" }, write = { "boolean" }, budget = { "table" }, usage = { "table" } }
 
 -- guest.run(fb, source, chunkname, opts) -> true, results... | nil, err. The script is text (bytecode
 -- is refused); its results are copied (plain data only). opts: write (default false), print (where
@@ -328,12 +331,7 @@ function guest.run(fb, source, chunkname, opts)
   if chunkname ~= nil and type(chunkname) ~= "string" then
     error("freshbooks.guest.run: chunkname must be a string", 2)
   end
-  opts = opts or {}
-  if type(opts) ~= "table" then error("freshbooks.guest.run: opts must be a table", 2) end
-  for k, v in pairs(opts) do
-    if not OPTIONS[k] then error("freshbooks.guest.run: unknown option '" .. tostring(k) .. "'", 2) end
-    if type(v) ~= OPTIONS[k] then error("freshbooks.guest.run: " .. k .. " must be a " .. OPTIONS[k], 2) end
-  end
+  opts = options.check("freshbooks.guest.run", OPTIONS, opts, 2)
   local budget = {}
   for k, v in pairs(guest.budget) do budget[k] = v end
   for k, v in pairs(opts.budget or {}) do
@@ -345,7 +343,7 @@ function guest.run(fb, source, chunkname, opts)
   local g, err = core.guest(source, chunkname or "=guest", { memory = budget.memory,
     instructions = budget.instructions, time = budget.time, patterns = budget.patterns, output = budget.output })
   if not g then return nil, errors.new{ code = err.code, message = text(fb, err.message) } end
-  local ops, run = operations(fb, shape(opts.write == true), budget, core.now() + budget.time)
+  local ops, run = operations(fb, shape(opts.write == true), budget, core.clock.now() + budget.time)
   local ok, kind, p = pcall(drive, g, fb, ops, run, opts.print or print)
   if opts.usage then
     for k, v in pairs(g:usage()) do opts.usage[k] = v end

@@ -1,32 +1,28 @@
--- Who the user is and which businesses they belong to: GET /auth/api/v1/users/me, cached per session.
+-- Who the user is and which businesses they belong to: GET /auth/api/v1/users/me, cached per session
+-- until its tokens change hands (identity.forget). The session's methods (fb:me, ...) call these.
 -- In a membership, business.id is the business_id (project family) and business.account_id the
 -- account_id (accounting family); the membership's own id is neither.
 local errors = require "freshbooks.errors"
 local number = require("freshbooks.query").number
 
 local identity = {}
-local M = {}
-local state -- session.lua's accessor of a session's private state, given to install
 
--- Called once by session.lua: the methods join the session's, with the accessor kept here.
-function identity.install(Session, private_state)
-  if state then error("freshbooks.identity: already installed", 2) end
-  state = private_state
-  for k, f in pairs(M) do Session[k] = f end
-end
+local cache = setmetatable({}, { __mode = "k" }) -- session -> its users/me answer
 
--- fb:me(refresh?) -> the identity table (the response's `response` object) | nil, err
-function M:me(refresh)
-  local p = state(self)
-  if p.me and not refresh then return p.me end
-  local res, err = self:request{ method = "GET", path = "/auth/api/v1/users/me" }
+-- identity.forget(fb): a new grant (or none) may be another user.
+function identity.forget(fb) cache[fb] = nil end
+
+-- identity.me(fb, refresh?) -> the identity table (the response's `response` object) | nil, err
+function identity.me(fb, refresh)
+  if cache[fb] and not refresh then return cache[fb] end
+  local res, err = fb:request{ method = "GET", path = "/auth/api/v1/users/me" }
   if not res then return nil, err end
   local me = type(res.data) == "table" and res.data.response
   if type(me) ~= "table" then
     return nil, errors.new{ code = "bad_response", status = res.status,
       message = "users/me answered without a response object" }
   end
-  p.me = me
+  cache[fb] = me
   return me
 end
 
@@ -43,9 +39,9 @@ local function membership(m)
   }
 end
 
--- fb:memberships(refresh?) -> array of memberships | nil, err
-function M:memberships(refresh)
-  local me, err = self:me(refresh)
+-- identity.memberships(fb, refresh?) -> array of memberships | nil, err
+function identity.memberships(fb, refresh)
+  local me, err = identity.me(fb, refresh)
   if not me then return nil, err end
   local out = {}
   local list = type(me.business_memberships) == "table" and me.business_memberships or {}
@@ -55,13 +51,18 @@ function M:memberships(refresh)
   return out
 end
 
--- for m in fb:businesses() do ... end. A failure to read the identity is raised as the error object
--- (a `for` loop has no other way to report it); use fb:memberships() for nil, err instead.
-function M:businesses(refresh)
-  local list, err = self:memberships(refresh)
-  if not list then error(err, 2) end
+-- for m, err in fb:businesses() do ... end: on a failure to read the identity the loop gets
+-- (false, err) once and ends, as each() does (a nil would end the loop before its body saw the error).
+function identity.businesses(fb, refresh)
+  local list, err = identity.memberships(fb, refresh)
   local i = 0
   return function()
+    if not list then
+      if not err then return nil end
+      local e = err
+      err = nil
+      return false, e
+    end
     i = i + 1
     return list[i]
   end
@@ -73,13 +74,13 @@ local function idstr(v)
   if type(v) == "string" then return v end
 end
 
--- fb:find_business(name_or_id) -> membership | nil, err. Matches business_id, account_id or
--- business_uuid exactly, else the name (exact first, then case-insensitive).
-function M:find_business(key)
+-- identity.find_business(fb, name_or_id, level) -> membership | nil, err. Matches business_id,
+-- account_id or business_uuid exactly, else the name (exact first, then case-insensitive).
+function identity.find_business(fb, key, level)
   if type(key) ~= "string" and type(key) ~= "number" then
-    error("freshbooks: find_business: expected a business name or id", 2)
+    error("freshbooks: find_business: expected a business name or id", level + 1)
   end
-  local list, err = self:memberships()
+  local list, err = identity.memberships(fb)
   if not list then return nil, err end
   local s = idstr(key)
   -- An id that names two businesses (a business_id that is another's account_id, one id listed with

@@ -19,7 +19,7 @@ end })
 
 -- freshbooks.new{...} -> a session (lua/freshbooks/session.lua). Bad configuration raises.
 function freshbooks.new(opts)
-  return require("freshbooks.session").new(opts)
+  return require("freshbooks.session").new(opts, "freshbooks.new", 2) -- (a tail call: level 2 is our caller)
 end
 
 -- freshbooks.connections{app =, store =, ...} -> many connections of one app (lua/freshbooks/connections.lua).

@@ -1,73 +1,79 @@
--- FreshBooks' OAuth 2.0 authorization-code flow: the authorize URL, the callback check, and the token
--- endpoint (exchange, refresh, revoke). These functions hold no state; session.lua owns the tokens.
--- `cfg` is the session's private config: client_id, client_secret, redirect_uri, auth_url, api_url,
--- clock, timeout and send (the transport, already wrapped for retries).
+-- FreshBooks' OAuth 2.0 authorization-code flow: the authorize URL, the callback check, the token
+-- endpoint (exchange, refresh, revoke), and what a token pair is. These functions hold no state
+-- (session/tokens.lua owns the tokens). `cfg` is the session's app: client_id, client_secret,
+-- redirect_uri, auth_url, api_url, clock, timeout, scopes; `send` the session's transport (wrapped for
+-- retries).
 local cjson = require "cjson.safe"
 local errors = require "freshbooks.errors"
+local options = require "freshbooks.options"
 
 local oauth = {}
 
+-- The fields of a token pair the library keeps (in memory, in stores, in what save receives).
+oauth.FIELDS = { "access_token", "refresh_token", "token_type", "expires_in", "scope", "created_at", "expires_at" }
+
+-- oauth.copy(pair) -> a new table of the pair's fields (nil for nil).
+function oauth.copy(t)
+  if not t then return nil end
+  local c = {}
+  for _, k in ipairs(oauth.FIELDS) do c[k] = t[k] end
+  return c
+end
+
 local core = require "freshbooks.core"
 
--- FreshBooks' rules: https (plain http only for a local development host), no query string (state
--- carries data instead), no fragment (RFC 6749 §3.1.2). Raises: a bad URI is a configuration error.
-function oauth.check_redirect_uri(uri, where)
-  where = where or "redirect_uri"
-  if type(uri) ~= "string" or uri == "" then
-    error("freshbooks.new: " .. where .. " must be a non-empty string", 3)
-  end
+-- FreshBooks' rules for a redirect URI: https, plain http only to the two names FreshBooks accepts
+-- for a development machine (localhost and 127.0.0.1, not every loopback address), no query string
+-- (state carries data instead), no fragment (RFC 6749 §3.1.2). Raises: a bad URI is a configuration
+-- error. `who` names the caller ("freshbooks.new"); `level` is error()'s, from the caller of this.
+local DEVELOPMENT_HOSTS = { localhost = true, ["127.0.0.1"] = true }
+function oauth.check_redirect_uri(uri, where, who, level)
+  local function bad(msg) error(who .. ": " .. where .. " " .. msg, level + 2) end
+  if type(uri) ~= "string" or uri == "" then bad("must be a non-empty string") end
   local scheme, host = uri:match("^(%a[%w+.-]*)://([^/?#]*)")
-  if not scheme then error("freshbooks.new: " .. where .. " must be an absolute URL", 3) end
+  if not scheme then bad("must be an absolute URL") end
   scheme = scheme:lower()
   host = host:gsub("^.*@", ""):gsub(":%d*$", ""):lower()
-  if host == "" then error("freshbooks.new: " .. where .. " has no host", 3) end
+  if host == "" then bad("has no host") end
   if scheme == "http" then
-    if host ~= "localhost" and host ~= "127.0.0.1" then
-      error("freshbooks.new: " .. where .. " must use https (plain http is allowed for localhost only)", 3)
-    end
+    if not DEVELOPMENT_HOSTS[host] then bad("must use https (plain http is allowed for localhost only)") end
   elseif scheme ~= "https" then
-    error("freshbooks.new: " .. where .. " must use https", 3)
+    bad("must use https")
   end
-  if uri:find("?", 1, true) then
-    error("freshbooks.new: " .. where .. " cannot contain a query string (use state to carry data)", 3)
-  end
-  if uri:find("#", 1, true) then error("freshbooks.new: " .. where .. " cannot contain a fragment", 3) end
+  if uri:find("?", 1, true) then bad("cannot contain a query string (use state to carry data)") end
+  if uri:find("#", 1, true) then bad("cannot contain a fragment") end
   return uri
 end
 
 -- A fresh state: 16 CSPRNG bytes as hex, unguessable and URL-safe.
 function oauth.new_state()
-  local c = core
-  return c.hex(c.random_bytes(16))
+  return core.codec.hex(core.crypto.random_bytes(16))
 end
 
--- authorize_url(cfg, {scopes =, state =}) -> url, state
-function oauth.authorize_url(cfg, opts)
-  opts = opts or {}
-  if type(opts) ~= "table" then error("freshbooks: authorize_url takes a table", 3) end
-  for k in pairs(opts) do -- a redirect_uri here would be silently the session's: say so
-    if k ~= "scopes" and k ~= "state" then
-      error("freshbooks: authorize_url: unknown option '" .. tostring(k) .. "'", 3)
-    end
-  end
+-- A redirect_uri here would be silently the session's: unknown options raise.
+local AUTHORIZE = options.spec{ scopes = { "table|string" }, state = { "string" } }
+
+-- authorize_url(cfg, {scopes =, state =}) -> url, state. `level`: error()'s, from the caller of this.
+function oauth.authorize_url(cfg, opts, level)
+  opts = options.check("freshbooks: authorize_url", AUTHORIZE, opts, level + 1)
   local scopes = opts.scopes or cfg.scopes
   if type(scopes) == "table" then
     for i, s in ipairs(scopes) do
       if type(s) ~= "string" or s == "" or s:find("%s") then
-        error("freshbooks: authorize_url: scopes[" .. i .. "] must be a scope name", 3)
+        error("freshbooks: authorize_url: scopes[" .. i .. "] must be a scope name", level + 1)
       end
     end
     scopes = table.concat(scopes, " ")
   elseif scopes ~= nil and (type(scopes) ~= "string" or scopes:find("[%c]")) then
-    error("freshbooks: authorize_url: scopes must be an array of strings or a space-separated string", 3)
+    error("freshbooks: authorize_url: scopes must be an array of strings or a space-separated string", level + 1)
   end
   local state = opts.state
   if state == nil then
     state = oauth.new_state()
-  elseif type(state) ~= "string" or state == "" then
-    error("freshbooks: authorize_url: state must be a non-empty string", 3)
+  elseif state == "" then
+    error("freshbooks: authorize_url: state must be a non-empty string", level + 1)
   end
-  local c = core
+  local c = core.codec
   local q = {
     "client_id=" .. c.urlencode(cfg.client_id),
     "response_type=code",
@@ -91,7 +97,7 @@ function oauth.parse_callback(query)
   query = query:gsub("#.*$", "")
   if query:find("?", 1, true) then query = query:match("%?(.*)$") end
   local fields = {}
-  for _, pair in ipairs(core.form_decode(query)) do
+  for _, pair in ipairs(core.codec.form_decode(query)) do
     local k, v, had = pair[1], pair[2], fields[pair[1]]
     if had == nil then fields[k] = v
     elseif type(had) == "table" then had[#had + 1] = v
@@ -100,14 +106,11 @@ function oauth.parse_callback(query)
   return fields
 end
 
--- The error names of RFC 6749 (§4.1.2.1, §5.2) and RFC 6750 (§3.1): the only ones that become an error's
--- code. Any other name the server sends is its own (err.oauth_error); the code never carries it (it
--- could be any length, and quote a token).
-local RFC_ERRORS = {
-  invalid_request = true, unauthorized_client = true, access_denied = true, unsupported_response_type = true,
-  invalid_scope = true, server_error = true, temporarily_unavailable = true, invalid_client = true,
-  invalid_grant = true, unsupported_grant_type = true, invalid_token = true, insufficient_scope = true,
-}
+-- The RFC's error names that become an error's code (errors.OAUTH); any other is the server's own.
+local function oauth_code(name, otherwise)
+  name = name:lower()
+  return errors.OAUTH[name] ~= nil and name or otherwise
+end
 
 -- Check the callback fields against the state the caller kept; return the code or nil, err.
 function oauth.check_callback(fields, expected_state)
@@ -115,15 +118,14 @@ function oauth.check_callback(fields, expected_state)
     error("freshbooks: authorize_callback: the expected state (from authorize_url) is required", 3)
   end
   local got = fields.state
-  if type(got) ~= "string" or not core.equals(got, expected_state) then
+  if type(got) ~= "string" or not core.crypto.equals(got, expected_state) then
     return nil, errors.new{ code = "state_mismatch", message = "the callback's state does not match the one issued" }
   end
   if fields.error ~= nil and type(fields.error) ~= "string" then
     return nil, errors.new{ code = "invalid_callback", message = "the callback carries several errors" }
   end
   if fields.error then
-    local code = fields.error:lower()
-    return nil, errors.new{ code = RFC_ERRORS[code] and code or "authorization_failed",
+    return nil, errors.new{ code = oauth_code(fields.error, "authorization_failed"),
       message = type(fields.error_description) == "string" and fields.error_description
         or "the user did not authorize the application" }
   end
@@ -188,7 +190,7 @@ oauth.salvage = salvage
 -- `err.ambiguous` marks a failure after which the server may have issued (and so rotated) tokens that
 -- we did not read; `err.salvaged` holds the tokens read from a cut-off answer.
 function oauth.parse_token_response(res, clock)
-  local data = core.json_decode(res.body or "")
+  local data = core.json.decode(res.body or "")
   if type(data) ~= "table" then data = nil end
   local ok = res.status >= 200 and res.status < 300
   if ok and data and type(data.access_token) == "string" and data.access_token ~= ""
@@ -199,9 +201,8 @@ function oauth.parse_token_response(res, clock)
     return nil, errors.from_response(res)
   end
   if data and type(data.error) == "string" then
-    local code = data.error:lower()
     return nil, errors.new{
-      code = RFC_ERRORS[code] and code or "oauth_error", oauth_error = data.error, status = res.status,
+      code = oauth_code(data.error, "oauth_error"), oauth_error = data.error, status = res.status,
       message = type(data.error_description) == "string" and data.error_description or data.error,
       -- 5xx with an error body: the server failed, but we cannot know at which step.
       ambiguous = res.status >= 500 or nil,
@@ -209,7 +210,7 @@ function oauth.parse_token_response(res, clock)
   end
   return nil, errors.new{
     code = "bad_token_response", status = res.status,
-    message = "the token endpoint answered HTTP " .. res.status .. " without a token response",
+    message = "the token endpoint's answer holds no token response",
     -- A 2xx/5xx we cannot read may still have rotated the refresh token server-side; 4xx did not.
     ambiguous = (ok or res.status >= 500) or nil,
     -- (a body that reads whole gives its refresh token as decoded, escapes and all; the raw scan is
@@ -224,8 +225,8 @@ local NOT_SENT = errors.NOT_SENT
 
 -- The token endpoint. Nothing here calls a user hook other than the transport (and the clock, made
 -- safe by the session): the answer must reach save() before any log hook or other code runs.
-local function token_call(cfg, fields, path)
-  local done, res, err = pcall(cfg.send, {
+local function token_call(cfg, send, fields, path)
+  local done, res, err = pcall(send, {
     method = "POST",
     url = cfg.api_url .. path,
     headers = { ["Content-Type"] = "application/json", Accept = "application/json" },
@@ -252,32 +253,32 @@ local function token_call(cfg, fields, path)
   return res
 end
 
-local function grant(cfg, fields)
-  local res, err = token_call(cfg, fields, "/auth/oauth/token")
+local function grant(cfg, send, fields)
+  local res, err = token_call(cfg, send, fields, "/auth/oauth/token")
   if not res then return nil, err end
   return oauth.parse_token_response(res, cfg.clock)
 end
 
 -- Exchange an authorization code for tokens.
-function oauth.exchange(cfg, code)
-  return grant(cfg, {
+function oauth.exchange(cfg, send, code)
+  return grant(cfg, send, {
     grant_type = "authorization_code", client_id = cfg.client_id, client_secret = cfg.client_secret,
     redirect_uri = cfg.redirect_uri, code = code,
   })
 end
 
 -- Spend a refresh token (single use) for a new token pair. FreshBooks wants redirect_uri here too.
-function oauth.refresh(cfg, refresh_token)
-  return grant(cfg, {
+function oauth.refresh(cfg, send, refresh_token)
+  return grant(cfg, send, {
     grant_type = "refresh_token", client_id = cfg.client_id, client_secret = cfg.client_secret,
     redirect_uri = cfg.redirect_uri, refresh_token = refresh_token,
   })
 end
 
 -- Revoke a token (access or refresh). true or nil, err.
-function oauth.revoke(cfg, token)
-  local res, err = token_call(cfg, { client_id = cfg.client_id, client_secret = cfg.client_secret, token = token },
-    "/auth/oauth/revoke")
+function oauth.revoke(cfg, send, token)
+  local res, err = token_call(cfg, send,
+    { client_id = cfg.client_id, client_secret = cfg.client_secret, token = token }, "/auth/oauth/revoke")
   if not res then return nil, err end
   if res.status >= 200 and res.status < 300 then return true end
   local _, perr = oauth.parse_token_response(res, cfg.clock)

@@ -7,9 +7,9 @@
 --                date_min = "2024-01-01" },            -- or FreshBooks' own key names
 --     include = { "lines" }, sort = "-due_date",       -- "-" for descending
 --     <other key> = value }                            -- passed through as a plain parameter
--- and each family renders it in its own syntax:
---   accounting (and events): search[k]=v, search[k][]=a, include[]=x, sort=f_asc / f_desc
---   projects:                plain k=v, k[]=a, include[]=x, sort=f / -f
+-- and each family renders it in its dialect (catalogue.families: `dialect`):
+--   "accounting" (accounting, events, ...): search[k]=v, search[k][]=a, include[]=x, sort=f_asc / f_desc
+--   "project" (projects, time tracking, services): plain k=v, k[]=a, include[]=x, sort=f / -f
 -- Keys come out sorted (the core's order), every value percent-encoded. A string query is used as is.
 local query = {}
 
@@ -58,16 +58,16 @@ local function expand(k, v, out)
   end
 end
 
-local function sort_value(family, s)
+local function sort_value(dialect, s)
   if type(s) ~= "string" or s == "" then error("freshbooks.query: sort must be a non-empty string", 4) end
   local desc, field = s:match("^(%-?)(.+)$")
-  if family == "project" then return desc .. field end
+  if dialect == "project" then return desc .. field end
   if desc == "" and (field:match("_asc$") or field:match("_desc$")) then return field end
   return field .. (desc == "-" and "_desc" or "_asc")
 end
 
--- query.table(family, q) -> the nested table the core's query encoder takes.
-function query.table(family, q)
+-- query.table(dialect, q) -> the nested table the core's query encoder takes.
+function query.table(dialect, q)
   local t = {}
   for k, v in pairs(q) do
     if type(k) ~= "string" then error("freshbooks.query: keys must be strings", 3) end
@@ -78,7 +78,7 @@ function query.table(family, q)
         if type(sk) ~= "string" then error("freshbooks.query: search keys must be strings", 3) end
         expand(sk, sv, s)
       end
-      if family == "project" then
+      if dialect == "project" then
         for sk, sv in pairs(s) do t[sk] = sv end
       else
         t.search = s
@@ -89,7 +89,7 @@ function query.table(family, q)
       for i, x in ipairs(list) do inc[i] = scalar(x, "include") end
       t.include = inc
     elseif k == "sort" then
-      t.sort = sort_value(family, v)
+      t.sort = sort_value(dialect, v)
     elseif type(v) == "table" then
       local list = {}
       if not is_array(v) then error(("freshbooks.query: %s: scalar or array expected"):format(k), 3) end
@@ -102,19 +102,12 @@ function query.table(family, q)
   return t
 end
 
--- The family whose query syntax a path speaks: the project family's bases, else accounting (events
--- and uploads read accounting's).
-local PROJECT_BASES = { projects = true, timetracking = true, comments = true }
-function query.family_of(path)
-  return PROJECT_BASES[tostring(path):match("^/?([%w_]+)/")] and "project" or "accounting"
-end
-
--- query.render(family, q) -> query string without "?" ("" when empty).
-function query.render(family, q)
+-- query.render(dialect, q) -> query string without "?" ("" when empty).
+function query.render(dialect, q)
   if q == nil then return "" end
   if type(q) == "string" then return (q:gsub("^%?", "")) end
   if type(q) ~= "table" then error("freshbooks.query: table or string expected, got " .. type(q), 2) end
-  return core.query(query.table(family, q))
+  return core.codec.query(query.table(dialect, q))
 end
 
 -- Copy of q with paging fields replaced (q may be nil).

@@ -5,6 +5,7 @@
 -- Money is added exactly: amounts are parsed from FreshBooks' decimal strings into integer minor units,
 -- never floats.
 local date = require "freshbooks.date"
+local options = require "freshbooks.options"
 
 local report = {}
 
@@ -253,12 +254,17 @@ local FATAL = { reauth_required = true, unauthorized = true, invalid_grant = tru
 --   out:  anything with :write(...); log(line) receives notes (a business that failed, no businesses).
 -- A business whose invoices cannot be read is logged and the others are still reported; the error is
 -- returned at the end. Authorization and rate-limit failures stop the run.
+local OPTIONS = options.spec{
+  as_of = { "string", say = "YYYY-MM-DD" }, business = { "string|number" },
+  format = { "string", default = "table" }, parallel = { "number", min = 1, default = 4 },
+  progress = { "function" }, width = { "number", integer = true, min = 1 },
+}
 function report.run(fb, opts, out, log)
-  opts, log = opts or {}, log or function() end
+  opts, log = options.check("freshbooks.report", OPTIONS, opts, 2), log or function() end
   local as_of = opts.as_of or os.date("%Y-%m-%d")
   local as_of_day = date.exact(as_of)
   if not as_of_day then error("freshbooks.report: as_of must be YYYY-MM-DD", 2) end
-  local format = opts.format or "table"
+  local format = opts.format
   if format ~= "table" and format ~= "csv" and format ~= "json" then
     error("freshbooks.report: format must be table, csv or json", 2)
   end
@@ -287,7 +293,7 @@ function report.run(fb, opts, out, log)
         message = "the membership has no usable account_id" }
     else
       for inv, page_err in acct.invoices:each({ per_page = 100 },
-        { parallel = opts.parallel or 4, progress = progress }) do
+        { parallel = opts.parallel, progress = progress }) do
         if not inv then ierr = page_err; break end
         acc.add(inv)
       end

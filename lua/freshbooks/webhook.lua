@@ -109,7 +109,7 @@ end
 -- webhook.parse(raw_body) -> array of {name, value} in received order (also .name / .value).
 function webhook.parse(body)
   if type(body) ~= "string" then error("freshbooks.webhook.parse: the raw body string expected", 2) end
-  local out = C().form_decode(body)
+  local out = C().codec.form_decode(body)
   for _, pair in ipairs(out) do pair.name, pair.value = pair[1], pair[2] end
   return out
 end
@@ -117,9 +117,9 @@ end
 -- The base64 signature FreshBooks would send for these fields.
 function webhook.sign(verifier, fields)
   if type(verifier) ~= "string" and type(verifier) ~= "userdata" then
-    error("freshbooks.webhook: verifier must be a string (or a core.secret)", 2)
+    error("freshbooks.webhook: verifier must be a string (or a core.secret.new)", 2)
   end
-  return C().base64(C().hmac_sha256(verifier, webhook.message(fields)))
+  return C().codec.base64(C().crypto.hmac_sha256(verifier, webhook.message(fields)))
 end
 
 local MAX_SIGNATURE = 256
@@ -146,7 +146,7 @@ function webhook.verify(verifier, fields, signature)
   -- A signature is 44 characters of base64; a header far longer is not one, and is never scanned.
   if #signature > MAX_SIGNATURE then return false, "bad_signature" end
   signature = trim(signature)
-  if not C().equals(expected, signature) then return false, "bad_signature" end
+  if not C().crypto.equals(expected, signature) then return false, "bad_signature" end
   -- FreshBooks signs a dict: a repeated name is never its own. The message holds a repeated name's
   -- last value, webhook.field its first, so a forged first value would pass on the genuine signature.
   local seen = {}

@@ -48,10 +48,10 @@ end
 
 -- Wait until pred() is true, at most `seconds`. -> true | false
 function C.until_true(pred, seconds)
-  local deadline = core.now() + (seconds or 10)
-  while core.now() < deadline do
+  local deadline = core.clock.now() + (seconds or 10)
+  while core.clock.now() < deadline do
     if pred() then return true end
-    core.sleep(0.02)
+    core.clock.sleep(0.02)
   end
   return pred() and true or false
 end

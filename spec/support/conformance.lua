@@ -40,7 +40,7 @@ function conformance.run(make, case, base, clock)
     for i, u in ipairs(case.batch) do reqs[i] = { method = "GET", url = base .. u, timeout = case.timeout,
       headers = { Authorization = conformance.SECRET } } end
     local started = clock()
-    local results = t.batch(reqs, { concurrency = 2 })
+    local results = t:batch(reqs, { concurrency = 2 })
     local o = { elapsed = clock() - started, batch = {} }
     for i, r in ipairs(results) do o.batch[i] = outcome(r.res, r.err) end
     return o

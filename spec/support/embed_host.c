@@ -27,7 +27,7 @@ static size_t on_body(char *p, size_t size, size_t n, void *ud)
 
 static const char *script =
 	"local core = require 'freshbooks.core'\n"
-	"local c = core.client()\n"
+	"local c = core.http.client()\n"
 	"local status, _, body = assert(c:request{ url = ... })\n"
 	"c:close()\n"
 	"return (body:match('\"connection\":(%d+)'))\n";

@@ -79,7 +79,7 @@ function W.run(c, sleep)
     if f then f:close(); break end
     sleep(0.005)
   end
-  local started = core.now()
+  local started = core.clock.now()
   for i = 1, c.n do
     local done, err = fb:refresh()
     if not done then
@@ -91,7 +91,7 @@ function W.run(c, sleep)
       if not me then count(errs, "me:" .. merr.code, merr) end
     end
   end
-  local seconds = core.now() - started
+  local seconds = core.clock.now() - started
   local final = fb:tokens()
   return { outcomes = outcomes, errors = errs, messages = messages, carried = carried, seconds = seconds,
     me_ok = fb:me(true) ~= nil, final = final and final.refresh_token }
@@ -119,7 +119,7 @@ end
 
 if arg and arg[0] and arg[0]:find("redis_worker.lua$") then
   local c = cjson.decode(read(arg[1]))
-  local ok, r = xpcall(function() return W.run(c, core.sleep) end, debug.traceback) -- Lua 5.1: no arguments
+  local ok, r = xpcall(function() return W.run(c, core.clock.sleep) end, debug.traceback) -- Lua 5.1: no arguments
   write(arg[2], result(ok, r, require("support.fbtest").hash))
   os.exit(ok and 0 or 1)
 end

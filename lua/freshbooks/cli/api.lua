@@ -39,7 +39,7 @@ local function body(data)
     if f ~= io.stdin then f:close() end
     if #s > MAX_DATA then exit(2, "--data: %s is over 16 MiB", file) end
   end
-  if require("freshbooks.core").json_decode(s) == nil then
+  if require("freshbooks.core").json.decode(s) == nil then
     exit(2, "--data is not valid JSON (%s)", text.clean(select(2, require("cjson.safe").decode(s)) or "?"))
   end
   return s

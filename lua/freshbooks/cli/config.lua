@@ -119,13 +119,13 @@ function config.new(exit, getenv)
     -- The core's decoder once a command has loaded it: ids stay integers (lua-cjson reads 1001 as
     -- 1001.0 under Lua 5.3+); the completion, which never loads it, needs only names.
     local core = package.loaded["freshbooks.core"]
-    local t = core and core.json_decode(data) or cjson.decode(data)
+    local t = core and core.json.decode(data) or cjson.decode(data)
     if type(t) ~= "table" or (next(t) ~= nil and t[1] ~= nil) then exit(2, "%s is not a JSON object", path) end
     return t
   end
 
   local function write_json(path, t)
-    local ok, err = require("freshbooks.core").write_file_atomic(path, require("freshbooks.cli.text").json(t), 384)
+    local ok, err = require("freshbooks.core").fs.write_atomic(path, require("freshbooks.cli.text").json(t), 384)
     if not ok then exit(1, "cannot save %s: %s", path, err.message) end
     return path
   end
@@ -226,7 +226,7 @@ function config.ask(prompt, secret)
   -- message starts on a line of its own.
   if secret or not line then io.stderr:write("\n") end
   local core = package.loaded["freshbooks.core"]
-  if core and core.interrupted() then error("interrupted!", 0) end -- Ctrl-C at the prompt
+  if core and core.signal.interrupted() then error("interrupted!", 0) end -- Ctrl-C at the prompt
   return trim(line)
 end
 

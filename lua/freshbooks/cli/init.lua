@@ -29,11 +29,11 @@ function cli.exit(status, fmt, ...)
 end
 local exit = cli.exit
 
--- Ctrl-C (and SIGTERM) are trapped by the C core (core.trap_interrupts): they abort a transfer in
+-- Ctrl-C (and SIGTERM) are trapped by the C core (core.signal.trap): they abort a transfer in
 -- flight and are acted on here, where the command can stop cleanly, never inside library code.
 function cli.check_interrupt()
   local core = package.loaded["freshbooks.core"]
-  if core and core.interrupted() then exit(130, "interrupted") end
+  if core and core.signal.interrupted() then exit(130, "interrupted") end
 end
 
 -- Runtime errors (nil, err) -> the documented status and one readable message (never a secret:
@@ -42,8 +42,7 @@ end
 local NOT_CONNECTED = { reauth_required = true, unauthorized = true, invalid_grant = true, store_corrupt = true }
 
 function cli.describe_error(err)
-  -- "store_corrupt: could not load the stored tokens: store_corrupt: token file ..." says its code once
-  local s = text.clean((tostring(err):gsub("^freshbooks: ", ""):gsub("^([%w_]+): (.-): %1: ", "%1: %2: ")))
+  local s = text.clean((tostring(err):gsub("^freshbooks: ", "")))
   for _, f in ipairs(err.errors or {}) do
     local msg = f.message and text.clean(f.message)
     if (f.field or msg) and msg ~= text.clean(err.message or "") then
@@ -168,13 +167,14 @@ end
 -- (redirect URI, URLs) is a usage error. The one place the command makes sessions.
 function Context:session(s, path, tokens)
   local freshbooks = require "freshbooks"
-  local ok, fb = pcall(freshbooks.new, {
+  -- (named "the settings" in the message; level 2 is pcall's, so no position either)
+  local ok, fb = pcall(require("freshbooks.session").new, {
     client_id = s.client_id, client_secret = s.client_secret, redirect_uri = s.redirect_uri,
     api_url = s.api_url, auth_url = s.auth_url, cainfo = s.ca_file,
     store = path and freshbooks.store.file(path) or nil, tokens = tokens,
     log = function(event) self:retry_note(event) end,
-  })
-  if not ok then exit(2, "%s", text.clean(tostring(fb):gsub("^[^:]*:%d+: ", ""):gsub("^freshbooks%.new: ", ""))) end
+  }, "the settings", 2)
+  if not ok then exit(2, "%s", text.clean(tostring(fb))) end
   return fb
 end
 
@@ -296,7 +296,7 @@ function Context:output(path, opts)
     local msg
     if kind == nil or kind == "file" then
       local core = require "freshbooks.core"
-      tmp = path .. "." .. core.hex(core.random_bytes(4)) .. ".part"
+      tmp = path .. "." .. core.codec.hex(core.crypto.random_bytes(4)) .. ".part"
       f, msg = io.open(tmp, "wb")
       -- commit closes f before its rename: a failed rename must still remove the temp file
       if f then
@@ -385,7 +385,7 @@ local function version_line()
   local ok, core = pcall(require, "freshbooks.core")
   local v = ok and core.version or "(core not built)"
   return ("freshbooks %s (lua-freshbooks, %s%s)"):format(v, rawget(_G, "jit") and jit.version or _VERSION,
-    ok and (", " .. (tostring(core.curl_version):match("^libcurl/[%d.]+") or "libcurl")) or "")
+    ok and (", " .. (tostring(core.http.curl_version):match("^libcurl/[%d.]+") or "libcurl")) or "")
 end
 
 local function run(ctx, argv)
@@ -408,10 +408,10 @@ local function run(ctx, argv)
         rawget(_G, "jit") and "LuaJIT" or _VERSION, rawget(_G, "jit") and " LUA=luajit" or "")
     end
     -- Before any descriptor is opened: a closed 0, 1 or 2 is filled, so no socket can take its number.
-    core.guard_stdio()
+    core.process.guard_stdio()
     -- The interpreter's own handler raises "interrupted!" in whatever Lua code runs next, where a pcall
     -- in a library (lua-cjson's safe decode) may swallow it and leave half a result: trap it instead.
-    core.trap_interrupts()
+    core.signal.trap()
     ctx.cfg = config.new(exit)
     local row = commands.by_name[a.command]
     require(row.module)[row.run or a.command](ctx)

@@ -29,7 +29,7 @@ local function launch_page(ctx, url)
   local page = ('<!DOCTYPE html>\n<html><head><meta charset="utf-8"><meta name="referrer" content="no-referrer">\n'
     .. '<meta http-equiv="refresh" content="0;url=%s">\n<title>freshbooks login</title></head>\n'
     .. '<body><p><a href="%s">Continue to FreshBooks</a></p></body></html>\n'):format(href, href)
-  if not core.write_file_atomic(dir .. "/login.html", page, 384) then return nil end
+  if not core.fs.write_atomic(dir .. "/login.html", page, 384) then return nil end
   return "file://" .. dir .. "/login.html"
 end
 
@@ -79,7 +79,7 @@ end
 -- invalid_grant when the client ID and secret are right, as invalid_client when they are not (the
 -- authorize page would only show an error in the browser, and the command would wait its timeout).
 local function check_client(fb, s)
-  local _, err = fb:exchange("freshbooks-cli-check-" .. core.hex(core.random_bytes(8)))
+  local _, err = fb:exchange("freshbooks-cli-check-" .. core.codec.hex(core.crypto.random_bytes(8)))
   if not err then return end
   if err.code == "invalid_client" or err.code == "unauthorized_client" then
     exit(1, "FreshBooks does not accept the app's client ID and secret (%s): check client ID %s (from %s) and the"
@@ -202,7 +202,7 @@ function login.login(ctx)
   if lerr and lerr.code == "store_insecure" then
     exit(1, "cannot save tokens at %s: %s (remove it first)", path, text.clean(lerr.message))
   end
-  local probed, perr = core.write_file_atomic(path .. ".probe", "{}")
+  local probed, perr = core.fs.write_atomic(path .. ".probe", "{}")
   if not probed then exit(1, "cannot save tokens at %s: %s", path, perr.message) end
   os.remove(path .. ".probe")
 

@@ -147,8 +147,8 @@ end
 -- never on a command line).
 function Listener:expect(authorize_url, state, lifetime)
   self.authorize_url, self.state, self.lifetime = authorize_url, state, lifetime
-  self.token = core.hex(core.random_bytes(16))
-  self.cookie = core.hex(core.random_bytes(16))
+  self.token = core.codec.hex(core.crypto.random_bytes(16))
+  self.cookie = core.codec.hex(core.crypto.random_bytes(16))
   self.cookie_name = "freshbooks_login_" .. self.lb.port
   self.started = false
   local host = self.lb.host .. (self.lb.port ~= 80 and (":" .. self.lb.port) or "")
@@ -221,7 +221,7 @@ end
 -- The query's one state, or nil.
 local function state_of(query)
   local state
-  for _, pair in ipairs(core.form_decode(query or "")) do
+  for _, pair in ipairs(core.codec.form_decode(query or "")) do
     if pair[1] == "state" then
       if state then return nil end
       state = pair[2]
@@ -239,13 +239,14 @@ function Listener:judge(conn, req, note)
     return respond(conn, 400, "Not the login callback",
       "This request was not addressed to this computer's login listener.")
   end
-  local start = self.token and req.path:sub(1, #START) == START and core.equals(req.path:sub(#START + 1), self.token)
+  local start = self.token and req.path:sub(1, #START) == START
+    and core.crypto.equals(req.path:sub(#START + 1), self.token)
   if req.method ~= "GET" then
     self:say(note, "answered " .. shown(req) .. " on the callback port with 405 (not the login callback)")
     return respond(conn, 405, "Not the login callback", "Only the browser's GET comes here.")
   end
   local cookie = req.cookies[self.cookie_name or ""]
-  local from_browser = self.cookie and cookie and core.equals(cookie, self.cookie)
+  local from_browser = self.cookie and cookie and core.crypto.equals(cookie, self.cookie)
   if start then
     if self.started and not from_browser then
       self:say(note, "refused a second use of this login's start address (another browser, or a copy of it)")
@@ -271,7 +272,7 @@ function Listener:judge(conn, req, note)
       "This answer did not come from the browser the login was started in, and was ignored.")
   end
   local state = state_of(req.query)
-  if not (state and self.state and core.equals(state, self.state)) then
+  if not (state and self.state and core.crypto.equals(state, self.state)) then
     self:say(note, "ignored a callback whose state does not match this login (an old tab, or a request that did"
       .. " not come from FreshBooks' page); still waiting")
     return respond(conn, 400, "Not this login",
@@ -388,7 +389,7 @@ function Listener:wait(deadline, note)
     end
   end
   while true do
-    if core.interrupted() then error("interrupted!", 0) end -- Ctrl-C, trapped by the command
+    if core.signal.interrupted() then error("interrupted!", 0) end -- Ctrl-C, trapped by the command
     local left = deadline - socket.gettime()
     if left <= 0 then return nil, "timeout" end
     if self:poll(math.min(left, SLICE), on_request, note) then return found end

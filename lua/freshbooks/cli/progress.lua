@@ -24,7 +24,7 @@ end
 
 -- `start`: when the work began (default now), if the first callback comes only after a page arrived.
 function progress.new(stream, label, start)
-  local clock = core.now
+  local clock = core.clock.now
   local last_draw, state = nil, nil
   start = start or clock()
   local bar = {}

@@ -12,7 +12,7 @@ local exit = cli.exit
 local function billing(ctx, fb, out, a)
   local lib = require "freshbooks.report"
   if a.as_of and not require("freshbooks.date").exact(a.as_of) then exit(2, "--as-of must be a date YYYY-MM-DD") end
-  local now = require("freshbooks.core").now
+  local now = require("freshbooks.core").clock.now
   -- each() reports first after a business's first page, so a bar starts from the end of the previous one
   local bar, since, failures = nil, now(), 0
   local ok, err = lib.run(fb, { as_of = a.as_of, business = a.business, format = a.format, parallel = a.parallel,

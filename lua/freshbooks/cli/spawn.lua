@@ -1,9 +1,9 @@
 -- Every program the command starts (a browser, the pager, the shell that reads a prompt, stty) starts
--- here, after core.close_on_exec(): it inherits no listening socket, API connection, lock or file of
+-- here, after core.process.close_on_exec(): it inherits no listening socket, API connection, lock or file of
 -- ours (lua-socket, libcurl and io.open make descriptors that exec would otherwise pass on).
 local spawn = {}
 
-local function close_on_exec() require("freshbooks.core").close_on_exec() end
+local function close_on_exec() require("freshbooks.core").process.close_on_exec() end
 
 function spawn.quote(s) return "'" .. tostring(s):gsub("'", "'\\''") .. "'" end
 

@@ -202,7 +202,7 @@ end
 -- are). nil when `s` is not one JSON document.
 function text.pretty_json(s)
   local core = require "freshbooks.core"
-  local value = core.json_decode(s)
+  local value = core.json.decode(s)
   if value == nil then return nil end
   if type(value) ~= "table" then return (s:gsub("^%s+", ""):gsub("%s+$", "")) end
   local out, depth, i, n = {}, 0, 1, #s

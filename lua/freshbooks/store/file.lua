@@ -13,27 +13,30 @@
 --   store.save(new, prev)   -> true | nil, err
 --   store.lock()            -> handle with :unlock() | nil, err
 local core = require "freshbooks.core"
+local env = require "freshbooks.env"
 local errors = require "freshbooks.errors"
+local options = require "freshbooks.options"
 local record = require "freshbooks.store.record"
 
+local OPTIONS = options.spec{
+  lock_timeout = { "number", min = 0, default = 30 },
+  mode = { "number", integer = true, min = 0, max = 511, default = 384 }, -- 0600
+}
+
+-- `level`: error()'s level from this frame (the callers below call it in a tail call).
 local function new(path, opts, level)
   if type(path) ~= "string" or path == "" or path:find("%z") or path:sub(-1) == "/" then
     error("freshbooks.store.file: path must be a file name (a non-empty string without NUL)", level)
   end
-  opts = opts or {}
-  if type(opts) ~= "table" then error("freshbooks.store.file: opts must be a table", level) end
-  local lock_timeout = opts.lock_timeout or 30
-  if type(lock_timeout) ~= "number" or lock_timeout < 0 then
-    error("freshbooks.store.file: lock_timeout must be a number >= 0", level)
-  end
-  local mode = opts.mode or 384 -- 0600
+  opts = options.check("freshbooks.store.file", OPTIONS, opts, level)
+  local lock_timeout, mode = opts.lock_timeout, opts.mode
   local store = { path = path }
   -- "dir/." names the directory itself even when `dir` is a symlink (the lock never follows one).
   local lock_path = (path:match("^(.*)/[^/]*$") or ".") .. "/."
   if lock_path == "/." then lock_path = "/" end
 
   function store.load()
-    local text, err = core.read_file(path, 65536)
+    local text, err = core.fs.read(path, 65536)
     if not text then
       if not err then return nil end -- nothing stored yet
       return nil, errors.new{ code = err.code, message = err.message }
@@ -46,23 +49,22 @@ local function new(path, opts, level)
   function store.save(tokens)
     if type(tokens) ~= "table" then error("freshbooks.store.file: save needs a token table", 2) end
     local text = record.encode(tokens)
-    local ok, err = core.write_file_atomic(path, text, mode)
+    local ok, err = core.fs.write_atomic(path, text, mode)
     -- A full disk must not lose a rotated pair (the stored one is spent): rewrite the file in place,
     -- in the blocks it already holds.
-    if not ok and not core.overwrite_file(path, text) then
+    if not ok and not core.fs.overwrite(path, text) then
       return nil, errors.new{ code = "save_failed", message = err.message }
     end
     return true
   end
 
   function store.lock()
-    local transport = require "freshbooks.transport"
-    local ngx = transport.openresty()
+    local ngx = env.yielding()
     if not ngx then
       -- Inside nginx, a phase that cannot yield (set, header_filter, log, init...) must not wait in
       -- flock either: it tries once, as the transport refuses its requests there.
-      local nginx = transport.in_nginx()
-      local handle, err = core.lock_file(lock_path, nginx and 0 or lock_timeout)
+      local nginx = env.nginx()
+      local handle, err = core.fs.lock(lock_path, nginx and 0 or lock_timeout)
       if handle then return handle end
       if nginx and err.code == "lock_timeout" then
         return nil, errors.new{ code = "blocking_phase", message = "the token file is locked, and nginx's "
@@ -74,7 +76,7 @@ local function new(path, opts, level)
     -- very worker, which could then never finish): try, and sleep on the event loop between tries.
     local deadline = ngx.now() + lock_timeout
     while true do
-      local handle, err = core.lock_file(lock_path, 0)
+      local handle, err = core.fs.lock(lock_path, 0)
       if handle then return handle end
       if err.code ~= "lock_timeout" or ngx.now() >= deadline then
         return nil, errors.new{ code = err.code, message = err.message }
@@ -88,5 +90,5 @@ end
 
 -- The module: freshbooks.store.file(path, opts), or .new(path, opts).
 local file = {}
-function file.new(path, opts) return new(path, opts, 3) end
-return setmetatable(file, { __call = function(_, path, opts) return new(path, opts, 3) end })
+function file.new(path, opts) return new(path, opts, 2) end
+return setmetatable(file, { __call = function(_, path, opts) return new(path, opts, 2) end })

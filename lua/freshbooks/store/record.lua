@@ -3,15 +3,14 @@
 -- what matters, and a text that is not a token record is `store_corrupt`, never a half-read pair.
 local cjson = require "cjson.safe"
 local errors = require "freshbooks.errors"
+local FIELDS = require("freshbooks.oauth").FIELDS
 
 local record = {}
-
-record.FIELDS = { "access_token", "refresh_token", "token_type", "expires_in", "scope", "created_at", "expires_at" }
 
 -- record.encode(tokens) -> JSON text of the token fields only.
 function record.encode(tokens)
   local out = {}
-  for _, k in ipairs(record.FIELDS) do out[k] = tokens[k] end
+  for _, k in ipairs(FIELDS) do out[k] = tokens[k] end
   return assert(cjson.encode(out))
 end
 
@@ -23,7 +22,7 @@ function record.decode(text, where)
     return nil, errors.new{ code = "store_corrupt", message = where .. " is not a token record" }
   end
   local tokens = {}
-  for _, k in ipairs(record.FIELDS) do
+  for _, k in ipairs(FIELDS) do
     if t[k] ~= cjson.null then tokens[k] = t[k] end
   end
   return tokens, t

@@ -22,11 +22,12 @@
 --   local stores = freshbooks.store.redis.keyspace{ redis = ..., prefix = "freshbooks:" }
 --   stores(connection_id) -> that connection's store;  stores.list() -> ids
 local core = require "freshbooks.core"
+local env = require "freshbooks.env"
 local errors = require "freshbooks.errors"
+local options = require "freshbooks.options"
 local redact = require "freshbooks.redact"
 local record = require "freshbooks.store.record"
 local rc = require "freshbooks.store.redis_client"
-local transport = require "freshbooks.transport"
 
 local MAX_RECORD = 65536 -- as the file store: a token record is small; anything bigger is not one
 
@@ -107,8 +108,6 @@ local function whole(v)
   v = tonumber(v)
   return v and (math.tointeger and math.tointeger(v) or math.floor(v)) or nil
 end
-
-local function is_callable(f) return require("freshbooks.session").is_callable(f) end
 
 local unavailable, reply_error, call = rc.unavailable, rc.reply_error, rc.call
 
@@ -238,70 +237,57 @@ local function runner(conn, o)
 end
 
 -- `level` below is the error level that points at the user's call, as seen from the function given it.
-local function number_opt(opts, k, default, min, level)
-  local v = opts[k]
-  if v == nil then return default end
-  if type(v) ~= "number" or v ~= v or v < min then
-    error(("freshbooks.store.redis: %s must be a number >= %s"):format(k, min), level)
-  end
-  return v
-end
-
 local function check_key(v, name, level)
   if type(v) ~= "string" or v == "" or #v > 1024 or v:find("[%z\1-\31\127]") then
     error("freshbooks.store.redis: " .. name .. " must be a non-empty string without control characters", level)
   end
 end
 
--- Options shared by a single store and a keyspace: the client (a factory, or connection settings),
--- release, timings, sleep, replication, the wipe check.
-local function common(opts, level)
-  if type(opts) ~= "table" then error("freshbooks.store.redis: expected a table of options", level) end
-  local o = { redis = opts.redis, release = opts.release, sleep = opts.sleep }
-  if type(opts.redis) == "table" and not is_callable(opts.redis) then
-    o.settings = rc.settings(opts.redis, level + 1)
-    o.open, o.forget = rc.opener(o.settings)
-  elseif not is_callable(opts.redis) then
-    error("freshbooks.store.redis: redis must be a function returning a connected client, or a table of "
-      .. "connection settings ({host =, port =, tls =, username =, password =, sentinel =})", level)
-  end
-  for _, k in ipairs{ "release", "sleep" } do
-    if opts[k] ~= nil and not is_callable(opts[k]) then
-      error("freshbooks.store.redis: " .. k .. " must be a function", level)
-    end
-  end
-  o.lock_ttl = number_opt(opts, "lock_ttl", 30, 0.001, level + 1)
-  -- A waiter outlives a dead holder's lock by default: it proceeds once the TTL passes.
-  o.lock_timeout = number_opt(opts, "lock_timeout", o.lock_ttl + 5, 0, level + 1)
-  o.keepalive = number_opt(opts, "keepalive", 60, 0, level + 1)
-  o.pool_size = math.floor(number_opt(opts, "pool_size", 100, 1, level + 1))
-  o.timeout = number_opt(opts, "timeout", 5, 0.001, level + 1)
-  o.replicas = math.floor(number_opt(opts, "replicas", 0, 0, level + 1))
-  o.replica_timeout = number_opt(opts, "replica_timeout", 1, 0.001, level + 1)
-  if opts.wipe_check == false then o.wipe_check = false
-  else o.wipe_check = number_opt(opts, "wipe_check", 1, 0, level + 1) end
-  return o
+-- Options of a single store and of a keyspace: the client (a factory, or connection settings),
+-- release, timings, sleep, replication, the wipe check, and their keys.
+local REDIS = "a function returning a connected client, or a table of connection settings"
+  .. " ({host =, port =, tls =, username =, password =, sentinel =})"
+local COMMON = {
+  redis = { "function|table", say = REDIS },
+  release = { "function" }, sleep = { "function" },
+  lock_ttl = { "number", min = 0.001, default = 30 },
+  lock_timeout = { "number", min = 0 }, -- default: lock_ttl + 5
+  keepalive = { "number", min = 0, default = 60 },
+  pool_size = { "number", min = 1, default = 100 },
+  timeout = { "number", min = 0.001, default = 5 },
+  replicas = { "number", min = 0, default = 0 },
+  replica_timeout = { "number", min = 0.001, default = 1 },
+  wipe_check = { "number|false", min = 0, default = 1, say = "a number >= 0, or false" },
+}
+local function spec(extra)
+  local rules = {}
+  for k, v in pairs(COMMON) do rules[k] = v end
+  for k, v in pairs(extra) do rules[k] = v end
+  return options.spec(rules)
 end
+local STORE = spec{ key = { "string" }, lock_key = { "string" }, state_prefix = { "string" } }
+local KEYSPACE = spec{ prefix = { "string" }, legacy = { "boolean", default = true } }
 
-local OPTIONS = { redis = true, release = true, sleep = true, lock_ttl = true, lock_timeout = true,
-  keepalive = true, pool_size = true, timeout = true, replicas = true, replica_timeout = true, wipe_check = true }
-
-local function check_names(opts, extra, level)
-  for k in pairs(opts) do
-    if not OPTIONS[k] and not extra[k] then
-      error("freshbooks.store.redis: unknown option '" .. tostring(k) .. "'", level)
-    end
+local function common(opts, rules, level)
+  if type(opts) ~= "table" then error("freshbooks.store.redis: expected a table of options", level) end
+  local o = options.check("freshbooks.store.redis", rules, opts, level)
+  if o.redis == nil then error("freshbooks.store.redis: redis must be " .. REDIS, level) end
+  if not options.callable(o.redis) then
+    o.settings = rc.settings(o.redis, level + 1)
+    o.open, o.forget = rc.opener(o.settings)
   end
+  -- A waiter outlives a dead holder's lock by default: it proceeds once the TTL passes.
+  o.lock_timeout = o.lock_timeout or o.lock_ttl + 5
+  o.pool_size = math.floor(o.pool_size)
+  o.replicas = math.floor(o.replicas)
+  return o
 end
 
 -- Sleeping while the lock is taken: the caller's, else nginx's event loop where it can yield, else
 -- the thread (plain Lua clients block anyway).
 local function sleeper(o)
   if o.sleep then return function(s) pcall(o.sleep, s) end end
-  return function(s)
-    local ngx = transport.openresty()
-    if ngx then ngx.sleep(s) else core.sleep(s) end
-  end
+  return env.sleep
 end
 
 -- A Redis that lost its data (restarted without persistence, flushed, failed over to an empty
@@ -316,10 +302,10 @@ local function wipes(o, script, generation_key)
   -- -> nil | an error when Redis did not answer (the operation that asked need not try)
   function ks.check(force)
     if o.wipe_check == false then return end
-    local now = core.now()
+    local now = core.clock.now()
     if not force and ks.checked and now - ks.checked < o.wipe_check then return end
     ks.checked = now
-    local mine = core.hex(core.random_bytes(16))
+    local mine = core.codec.hex(core.crypto.random_bytes(16))
     local g, err = script("generation", generation_key, { mine, n = 1 })
     if err and err.code ~= "store_corrupt" then return err end -- (the operation would fail the same way)
     if type(g) ~= "string" then return end
@@ -449,8 +435,8 @@ local function build(o, keys, script, ks)
 
   -- -> handle with :unlock() and :extend(seconds) | nil, err (lock_timeout, store_unavailable, ...)
   function store.lock()
-    local owner = core.hex(core.random_bytes(16))
-    local now = core.now
+    local owner = core.codec.hex(core.crypto.random_bytes(16))
+    local now = core.clock.now
     local deadline, delay = now() + o.lock_timeout, 0.002
     while true do
       local got, err = run("lock", lock_key, { owner, ttl_ms, n = 2 })
@@ -504,7 +490,7 @@ local function build(o, keys, script, ks)
     if type(state) ~= "string" or state == "" then
       error("freshbooks.store.redis: state must be a non-empty string", 3)
     end
-    return keys.state .. core.hex(core.hmac_sha256(state, "freshbooks oauth state"))
+    return keys.state .. core.codec.hex(core.crypto.hmac_sha256(state, "freshbooks oauth state"))
   end
   function store.put_state(state, ttl)
     local k = state_key(state)
@@ -527,8 +513,7 @@ local redis_store = {}
 
 -- freshbooks.store.redis{ redis = factory | settings, key = "...", lock_key?, lock_ttl?, lock_timeout?, ... }
 local function new(opts, level)
-  local o = common(opts, level + 1)
-  check_names(opts, { key = true, lock_key = true, state_prefix = true }, level + 1)
+  local o = common(opts, STORE, level + 1)
   check_key(opts.key, "key", level + 1)
   local lock_key = opts.lock_key or (opts.key .. ":lock")
   local state_prefix = opts.state_prefix or (opts.key .. ":state:")
@@ -564,14 +549,10 @@ end
 -- with stored tokens (SCAN, one Redis); stores.migrate() moves the layout before this one
 -- (<prefix>tokens:<id>); `legacy` reads a connection's old key when it has no new one.
 function redis_store.keyspace(opts)
-  local o = common(opts, 3)
-  check_names(opts, { prefix = true, legacy = true }, 3)
-  local prefix = opts.prefix or "freshbooks:"
+  local o = common(opts, KEYSPACE, 3)
+  local prefix = o.prefix or "freshbooks:"
   if prefix ~= "" then check_key(prefix, "prefix", 3) end
-  if opts.legacy ~= nil and type(opts.legacy) ~= "boolean" then
-    error("freshbooks.store.redis: legacy must be a boolean", 3)
-  end
-  local legacy = opts.legacy ~= false
+  local legacy = o.legacy
   local script = runner(connector(o), o)
   local ks = wipes(o, script, prefix .. "{}:generation")
   local stores = {}
@@ -629,4 +610,4 @@ end
 
 redis_store.SCRIPTS = SCRIPTS -- for the deployment docs and specs that inspect what runs in Redis
 
-return setmetatable(redis_store, { __call = function(_, opts) return new(opts, 3) end })
+return setmetatable(redis_store, { __call = function(_, opts) return new(opts, 2) end }) -- (a tail call)

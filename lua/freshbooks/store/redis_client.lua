@@ -14,9 +14,10 @@
 -- cosocket's timeout restarts on every byte received, so a server trickling its answer would outlast
 -- any per-read timeout); elsewhere each socket call gets the time left as a total timeout.
 local core = require "freshbooks.core"
+local env = require "freshbooks.env"
 local errors = require "freshbooks.errors"
+local options = require "freshbooks.options"
 local redact = require "freshbooks.redact"
-local transport = require "freshbooks.transport"
 
 local M = {}
 
@@ -72,11 +73,11 @@ local function timed_out(seconds)
     message = ("no answer from Redis within %g s"):format(seconds) }
 end
 
--- A LuaSocket (or LuaSec) socket whose every call ends by `deadline` (core.now() seconds).
+-- A LuaSocket (or LuaSec) socket whose every call ends by `deadline` (core.clock.now() seconds).
 local Bounded = {}
 Bounded.__index = Bounded
 local function arm(b)
-  local left = b.deadline - core.now()
+  local left = b.deadline - core.clock.now()
   if left <= 0 then return false end
   b.sock:settimeout(b.cap and math.min(b.cap, left) or left, "t")
   return true
@@ -113,8 +114,8 @@ end
 -- M.within(seconds, op, ...) -> op(ctx, deadline, ...)'s results, or nil, a store_unavailable timeout.
 -- `ctx.client` is the client op holds, closed when op is stopped at the deadline.
 function M.within(seconds, op, ...)
-  local deadline = core.now() + seconds
-  local ngx = transport.openresty()
+  local deadline = core.clock.now() + seconds
+  local ngx = env.yielding()
   local ctx = {}
   if not (ngx and ngx.thread) then return op(ctx, deadline, ...) end
   local args, n = { ... }, select("#", ...)
@@ -146,13 +147,12 @@ local function need(module, package, hint)
     .. module .. "' is not installed: " .. hint .. " (Debian package " .. package .. ")" }
 end
 
-local function bad(name, level) error("freshbooks.store.redis: redis." .. name, level) end
+local WHO = "freshbooks.store.redis: redis"
+local function bad(name, level) error(WHO .. ": " .. name, level) end
 
-local function check_string(v, name, level, optional)
-  if v == nil and optional then return end
-  if type(v) ~= "string" or v == "" or v:find("[%z\1-\31\127]") then
-    bad(name .. " must be a non-empty string without control characters", level + 1)
-  end
+-- Strings also hold no control characters (they go into Redis commands and pool names).
+local function check_string(v, name, level)
+  if v ~= nil and v:find("[%z\1-\31\127]") then bad(name .. " must hold no control characters", level + 1) end
 end
 
 local function check_port(v, name, level)
@@ -169,51 +169,37 @@ local function address(s, level)
   return { host = host, port = check_port(port, "sentinel.addresses' port", level + 1) }
 end
 
-local KNOWN = { host = true, port = true, tls = true, username = true, password = true, database = true,
-  sentinel = true }
-local TLS = { server_name = true, ca_file = true }
-local SENTINEL = { addresses = true, name = true, username = true, password = true }
-
-local function only(t, names, what, level)
-  for k in pairs(t) do
-    if not names[k] then bad(what .. ": unknown setting '" .. tostring(k) .. "'", level + 1) end
-  end
-end
+local NAME = { "string", nonempty = true }
+local SETTINGS = options.spec{ host = NAME, port = { "number|string" }, username = NAME, password = NAME,
+  database = { "number", integer = true, min = 0 }, sentinel = { "table" },
+  tls = { "table", say = "a table ({} verifies against the system's CAs)" } }
+local TLS = options.spec{ server_name = NAME, ca_file = NAME }
+local SENTINEL = options.spec{ addresses = { "table" }, name = NAME, username = NAME, password = NAME }
 
 -- Checked settings (bad ones raise at `level`).
 function M.settings(s, level)
-  only(s, KNOWN, "settings", level + 1)
+  s = options.check(WHO, SETTINGS, s, level)
+  for _, k in ipairs{ "host", "username", "password" } do check_string(s[k], k, level + 1) end
   local o = { username = s.username, password = s.password, database = s.database }
-  check_string(s.username, "username", level + 1, true)
-  check_string(s.password, "password", level + 1, true)
   if s.username and not s.password then bad("username needs a password", level + 1) end
-  if s.database ~= nil and (type(s.database) ~= "number" or s.database < 0 or s.database ~= math.floor(s.database)) then
-    bad("database must be a whole number >= 0", level + 1)
-  end
   if s.sentinel ~= nil then
-    if type(s.sentinel) ~= "table" then bad("sentinel must be a table", level + 1) end
-    only(s.sentinel, SENTINEL, "sentinel", level + 1)
+    local st = options.check(WHO .. ".sentinel", SENTINEL, s.sentinel, level)
     if s.host ~= nil or s.port ~= nil then bad("host/port come from the sentinel: give one or the other", level + 1) end
-    check_string(s.sentinel.name, "sentinel.name", level + 1)
-    check_string(s.sentinel.username, "sentinel.username", level + 1, true)
-    check_string(s.sentinel.password, "sentinel.password", level + 1, true)
-    local list = s.sentinel.addresses
-    if type(list) ~= "table" or not list[1] then
-      bad("sentinel.addresses must list \"host:port\" strings", level + 1)
-    end
-    o.sentinel = { name = s.sentinel.name, username = s.sentinel.username, password = s.sentinel.password,
-      addresses = {} }
+    if st.name == nil then bad("sentinel.name must be a non-empty string", level + 1) end
+    for _, k in ipairs{ "name", "username", "password" } do check_string(st[k], "sentinel." .. k, level + 1) end
+    local list = st.addresses
+    if list == nil or not list[1] then bad("sentinel.addresses must list \"host:port\" strings", level + 1) end
+    o.sentinel = { name = st.name, username = st.username, password = st.password, addresses = {} }
     for i, a in ipairs(list) do o.sentinel.addresses[i] = address(a, level + 1) end
   else
-    check_string(s.host, "host", level + 1)
+    if s.host == nil then bad("host must be a non-empty string", level + 1) end
     o.host, o.port = s.host, check_port(s.port or 6379, "port", level + 1)
   end
   if s.tls ~= nil then
-    if type(s.tls) ~= "table" then bad("tls must be a table ({} verifies against the system's CAs)", level + 1) end
-    only(s.tls, TLS, "tls", level + 1)
-    check_string(s.tls.server_name, "tls.server_name", level + 1, true)
-    check_string(s.tls.ca_file, "tls.ca_file", level + 1, true)
-    o.tls = { server_name = s.tls.server_name, ca_file = s.tls.ca_file or "/etc/ssl/certs/ca-certificates.crt" }
+    local t = options.check(WHO .. ".tls", TLS, s.tls, level)
+    check_string(t.server_name, "tls.server_name", level + 1)
+    check_string(t.ca_file, "tls.ca_file", level + 1)
+    o.tls = { server_name = t.server_name, ca_file = t.ca_file or "/etc/ssl/certs/ca-certificates.crt" }
   end
   return o
 end
@@ -276,7 +262,7 @@ local function open_plain(s, host, port, deadline, user, password, database)
     if not ssl then return nil, merr end
   end
   local sock = socket.tcp()
-  local left = deadline - core.now()
+  local left = deadline - core.clock.now()
   if left <= 0 then return nil, timed_out(0) end
   sock:settimeout(left, "t")
   local ok, err = sock:connect(host, port)
@@ -294,7 +280,7 @@ local function open_plain(s, host, port, deadline, user, password, database)
       return nil, tls_error("cannot set up TLS", name, werr)
     end
     if not name:match("^[%d.:]+$") then conn:sni(name) end
-    conn:settimeout(math.max(0.001, deadline - core.now()), "t")
+    conn:settimeout(math.max(0.001, deadline - core.clock.now()), "t")
     local shaken, herr = conn:dohandshake()
     if not shaken then
       conn:close()
@@ -331,13 +317,13 @@ local function open_nginx(s, host, port, deadline, user, password, database)
   end
   local r, nerr = redis:new()
   if not r then return nil, M.unavailable("resty.redis could not make a client", nerr) end
-  local left = deadline - core.now()
+  local left = deadline - core.clock.now()
   if left <= 0 then return nil, timed_out(0) end
   r:set_timeout(math.max(1, math.floor(left * 1000)))
   local name = s.tls and (s.tls.server_name or host)
   -- (nginx verifies against lua_ssl_trusted_certificate; tls.ca_file, which should name that file,
   -- keeps connections checked under other trust apart)
-  local secret = password and core.hex(core.hmac_sha256(password, "redis pool")):sub(1, 16) or ""
+  local secret = password and core.codec.hex(core.crypto.hmac_sha256(password, "redis pool")):sub(1, 16) or ""
   local pool = table.concat({ "freshbooks", host, port, name and (name .. "@" .. s.tls.ca_file) or "plain",
     user or "", secret, database or 0 }, ":")
   local ok, err = r:connect(host, port, { pool = pool })
@@ -364,7 +350,7 @@ local function open_nginx(s, host, port, deadline, user, password, database)
 end
 
 local function open_at(s, host, port, deadline, user, password, database)
-  local ngx = transport.openresty()
+  local ngx = env.yielding()
   if ngx then return open_nginx(s, host, port, deadline, user, password, database) end
   return open_plain(s, host, port, deadline, user, password, database)
 end
@@ -403,10 +389,10 @@ function M.opener(s)
   local function open(deadline)
     if not s.sentinel then return open_at(s, s.host, s.port, deadline, s.username, s.password, s.database) end
     local p = primaries[s]
-    if not p or core.now() - p.at > 1 then
+    if not p or core.clock.now() - p.at > 1 then
       local host, port = ask_sentinels(s, deadline)
       if not host then return nil, port end
-      p = { host = host, port = port, at = core.now() }
+      p = { host = host, port = port, at = core.clock.now() }
       primaries[s] = p
     end
     local c, err = open_at(s, p.host, p.port, deadline, s.username, s.password, s.database)

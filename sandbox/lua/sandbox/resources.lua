@@ -786,10 +786,10 @@ local function pdf(R, req, aid, id)
   local function esc(x) return (tostring(x):gsub("[()\\]", "\\%0"):gsub("[^\32-\126]", "?")) end
   local lines = { ctx.account.business.name, "Invoice " .. rec.invoice_number, "Date " .. rec.create_date,
     "Amount " .. util.money(rec.amount, rec.currency_code).amount .. " " .. rec.currency_code }
-  local text = { "BT /F1 14 Tf 72 720 Td" }
-  for i, l in ipairs(lines) do text[#text + 1] = (i > 1 and "0 -20 Td " or "") .. "(" .. esc(l) .. ") Tj" end
-  text[#text + 1] = "ET"
-  local stream = table.concat(text, "\n")
+  local ops = { "BT /F1 14 Tf 72 720 Td" }
+  for i, l in ipairs(lines) do ops[#ops + 1] = (i > 1 and "0 -20 Td " or "") .. "(" .. esc(l) .. ") Tj" end
+  ops[#ops + 1] = "ET"
+  local stream = table.concat(ops, "\n")
   local objects = { "<< /Type /Catalog /Pages 2 0 R >>", "<< /Type /Pages /Kids [3 0 R] /Count 1 >>",
     "<< /Type /Page /Parent 2 0 R /MediaBox [0 0 612 792] /Contents 4 0 R /Resources << /Font << /F1 5 0 R >> >> >>",
     "<< /Length " .. #stream .. " >>\nstream\n" .. stream .. "\nendstream",
