@@ -8,9 +8,9 @@ local freshbooks = require "freshbooks"
 local sandbox = require "support.sandbox"
 local R = require "support.redis"
 local H = require "support.fbtest"
+local W = require "support.redis_worker"
 
 local ME = "/auth/api/v1/users/me"
-local q = sandbox.shell_quote
 
 local function write(path, s)
   local f = assert(io.open(path, "wb"))
@@ -255,18 +255,19 @@ describe("store.redis", function()
   end)
 
   -- A fault at every Redis command of one refresh (a stored pair whose access token expired, then a
-  -- call): load, lock, reload, save, unlock, each failing the way each client fails. After each, the
-  -- newest refresh token FreshBooks issued is in Redis or on the error, and FreshBooks still takes it.
+  -- call): the wipe check's generation, load, lock, reload, extend (the lock over the token call),
+  -- save, unlock, each failing the way each client fails. After each, the newest refresh token
+  -- FreshBooks issued is in Redis or on the error, and FreshBooks still takes it.
   describe("a fault at every Redis command of a refresh", function()
-    local COMMANDS = { "load", "lock", "reload", "save", "unlock" }
+    local COMMANDS = { "generation", "load", "lock", "reload", "extend", "save", "unlock" }
     local KINDS = { "raise", "closed", "timeout", "error_reply", "garbage", "redis_dies" }
     local matrix = {}
     teardown(function()
       local lines = { "\n    redis store faults (outcome of the call; the newest refresh token was kept in every cell):"
       }
-      lines[#lines + 1] = ("    %-8s" .. string.rep("%-21s", #KINDS)):format("", (table.unpack or unpack)(KINDS))
+      lines[#lines + 1] = ("    %-12s" .. string.rep("%-21s", #KINDS)):format("", (table.unpack or unpack)(KINDS))
       for _, c in ipairs(COMMANDS) do
-        local row = { ("    %-8s"):format(c) }
+        local row = { ("    %-12s"):format(c) }
         for _, kind in ipairs(KINDS) do row[#row + 1] = ("%-21s"):format(matrix[c .. "/" .. kind] or "-") end
         lines[#lines + 1] = table.concat(row)
       end
@@ -354,54 +355,28 @@ describe("store.redis", function()
   end)
 
   describe("scale-out", function()
-    local pids = {} -- out file -> the worker writing it
-    local function worker(config, out)
-      write(config.file, cjson.encode(config))
-      os.execute("chmod 600 " .. q(config.file))
-      local p = io.popen(H.lua .. " spec/support/redis_worker.lua " .. q(config.file) .. " " .. q(out) .. " >"
-        .. q(out .. ".log") .. " 2>&1 & echo $!")
-      local pid = tonumber(p:read("*a"):match("%d+"))
-      p:close()
-      R.register(pid, true) -- a holder sleeps for an hour: spec/run ends it if this spec does not
-      pids[out] = pid
-      return pid
-    end
-    local function config(k, extra)
-      local c = { api_url = sb.url, client_id = sb.app.client_id, client_secret = sb.app.client_secret,
-        redirect_uri = sb.app.redirect_uri, redis_port = srv.port, key = k, n = 1, mode = "lock",
-        go = dir .. "/go-" .. k:gsub("%W", "_"),
-        file = dir .. "/config-" .. k:gsub("%W", "_") .. "-" .. tostring(extra.mode) }
-      for kk, v in pairs(extra) do c[kk] = v end
-      return c
-    end
-    local function wait_for(what, f, seconds)
-      local t0 = core.clock.now()
-      while core.clock.now() - t0 < seconds do
-        local v = f()
-        if v then return v end
-        core.clock.sleep(0.02)
-      end
-      error("timed out waiting for " .. what)
-    end
-    local function result(out)
-      local r = cjson.decode(wait_for("the worker's result (" .. out .. ")", function() return H.read(out) end, 30))
-      R.register(pids[out], false)
-      return r
-    end
+    local ws, wait_for = nil, W.wait_for
+    setup(function() ws = W.workers(sb, srv, dir) end)
+    local function worker(c, out) return ws.start(c, out) end
+    local function config(k, extra) return ws.config(k, extra) end
+    local function result(out) return ws.result(out) end
+    local function lock_left(k) return W.lock_left(srv, k .. ":lock") end
 
-    it("a holder killed with the lock: the others proceed once its TTL passes, nothing stored is lost", function()
+    -- The holder's lock covers its token call (session timeout 1 s: the deadline moves 3 s on).
+    it("a holder killed with the lock: the others proceed once its deadline passes, nothing stored is lost", function()
       local ttl = 2
       local k = key()
       local minted = sb:token{}
       local s = freshbooks.store.redis{ redis = R.factory(srv), key = k, lock_ttl = ttl, lock_timeout = 10 }
       assert(s.save(minted, nil))
-      local c = config(k, { mode = "hold", lock_ttl = ttl })
+      local c = config(k, { mode = "hold", lock_ttl = ttl, timeout = 1 })
       write(c.go, "")
       local pid = worker(c, dir .. "/holder")
       wait_for("the holder to hold the lock", function() return H.read(c.go .. ".holding") end, 10)
-      local left = tonumber(srv:cli("PTTL", k .. ":lock")) / 1000
+      local left = lock_left(k)
+      assert.is_true(left > ttl, "the lock was not extended over the token call")
       os.execute("kill -KILL " .. pid)
-      R.register(pid, false)
+      ws.forget(pid)
       local killed = core.clock.now()
       -- Another process and this one force refreshes of the connection.
       local other = config(k, { mode = "lock", n = 3, lock_ttl = ttl, lock_timeout = 10 })
@@ -425,14 +400,14 @@ describe("store.redis", function()
       local stored = s.load()
       assert.equal(H.newest_issued(sb, since), H.hash(stored.refresh_token))
       assert.is_true(accepted(sb, stored.refresh_token))
-      io.stderr:write(("\n    holder killed (SIGKILL) with %.2f s of its %d s lock TTL left: the others refreshed"
-        .. " %.2f s "
-        .. "later; 0 errors, the stored pair is the newest and accepted\n"):format(left, ttl, waited))
+      io.stderr:write(("\n    holder killed (SIGKILL) with %.2f s left of its lock (TTL %d s, extended over its token"
+        .. " call): the others refreshed %.2f s later; 0 errors, the stored pair is the newest and accepted\n")
+        :format(left, ttl, waited))
     end)
 
-    -- A holder (lock TTL 1 s) refreshes; FreshBooks rotates at once but answers 2.5 s later. Meanwhile the
-    -- lock expires, the user authorizes again and the connection refreshes: newer tokens. The late pair
-    -- must not overwrite them.
+    -- A holder whose lock cannot be extended (TTL 1 s) refreshes; FreshBooks rotates at once but answers
+    -- 2.5 s later. Meanwhile the lock expires, the user authorizes again and the connection refreshes:
+    -- newer tokens. The late pair must not overwrite them.
     local function slow_holder(mode)
       local k = key()
       local minted = sb:token{}
@@ -449,7 +424,7 @@ describe("store.redis", function()
           if H.is_token_post(e) and e.issued_refresh_token then return e.issued_refresh_token end
         end
       end, 10)
-      wait_for("the holder's lock to expire", function() return srv:cli("EXISTS", k .. ":lock") == "0" end, 5)
+      wait_for("the holder's lock to expire", function() return lock_left(k) <= 0 end, 5)
       local fb = H.session(sb, { store = s, retry = false })
       assert(H.authorize(sb, fb, { "user:profile:read" }))
       assert.is_true(fb:refresh())
@@ -460,8 +435,9 @@ describe("store.redis", function()
       return { r = r, late = late, newer = newer, stored = s.load(), since = since }
     end
 
-    it("a lock that expires under a slow FreshBooks: the late pair is refused, reported, never dropped", function()
-      local t = slow_holder("lock")
+    it("a lock without extend expires under a slow FreshBooks: the late pair is refused, reported, never dropped",
+      function()
+      local t = slow_holder("noextend")
       -- The newer tokens stay, untouched, and they are what FreshBooks takes.
       assert.equal(t.newer.version, t.stored.version)
       assert.equal(H.hash(t.newer.refresh_token), H.hash(t.stored.refresh_token))
@@ -486,6 +462,133 @@ describe("store.redis", function()
       assert.is_false(ok)
       io.stderr:write(("    without the fence: the late pair overwrote version %d; FreshBooks refuses it (HTTP %d)\n")
         :format(t.newer.version, status))
+    end)
+
+    -- FreshBooks answering late never turns a live connection into reauth_required (issue #24).
+    local function token_posts(since)
+      local out = {}
+      for _, e in ipairs(H.log(sb, since)) do if H.is_token_post(e) then out[#out + 1] = e end end
+      return out
+    end
+    local function slow_token_call(ms)
+      sb:admin("POST", "/_sandbox/faults", { route = "/auth/oauth/token", fault = "delay_after", ms = ms, times = 1 })
+    end
+    local function rotated(since) -- FreshBooks has rotated (its log entry is made before the delay)
+      return wait_for("the holder's token call to rotate", function()
+        for _, e in ipairs(token_posts(since)) do if e.issued_refresh_token then return e end end
+      end, 10)
+    end
+
+    it("FreshBooks answering after the lock TTL: the lock covers the call, the next caller waits and adopts", function()
+      local k = key()
+      local s = freshbooks.store.redis{ redis = R.factory(srv), key = k, lock_ttl = 1, lock_timeout = 10 }
+      assert(s.save(sb:token{}, nil))
+      slow_token_call(2500)
+      local since = H.last_seq(sb)
+      local c = config(k, { mode = "lock", lock_ttl = 1, lock_timeout = 10, timeout = 60 }) -- the default timeout
+      write(c.go, "")
+      local out = dir .. "/late-covered"
+      worker(c, out)
+      rotated(since)
+      local left = lock_left(k)
+      -- The 1 s TTL moved over the library's default 60 s request timeout before the call left.
+      assert.is_true(left > 60, ("the lock has %.2f s left while FreshBooks answers"):format(left))
+      local fb = H.session(sb, { store = s, retry = false })
+      local ok, err = fb:refresh()
+      local r = result(out)
+      sb:admin("DELETE", "/_sandbox/faults")
+      assert.is_true(ok, tostring(err))
+      assert.same({}, r.errors)
+      -- One token call in all: the second caller adopted the holder's pair, it spent no refresh token.
+      local posts = token_posts(since)
+      assert.equal(1, #posts)
+      assert.equal(200, posts[1].status)
+      assert.equal(posts[1].issued_refresh_token, H.hash(s.load().refresh_token))
+      io.stderr:write(("    lock TTL 1 s, FreshBooks answered after 2.5 s: the lock covered the call (%.1f s left),"
+        .. " the next caller waited and adopted; 1 token call, 0 reauth_required\n"):format(left))
+    end)
+
+    it("a lock that lapsed unreleased: a refused refresh token waits for the late pair, not reauth_required", function()
+      local k = key()
+      local s = freshbooks.store.redis{ redis = R.factory(srv), key = k, lock_ttl = 1, lock_timeout = 10 }
+      assert(s.save(sb:token{}, nil))
+      slow_token_call(2000)
+      local since = H.last_seq(sb)
+      -- The holder's lock cannot be extended: it lapses at 0.5 s while FreshBooks answers at 2 s.
+      local c = config(k, { mode = "noextend", lock_ttl = 0.5, lock_timeout = 10 })
+      write(c.go, "")
+      local out = dir .. "/late-lapsed"
+      worker(c, out)
+      rotated(since)
+      wait_for("the holder's lock to lapse", function() return lock_left(k) <= 0 end, 5)
+      local events = {}
+      local function log(e) events[#events + 1] = e.outcome end
+      local fb = H.session(sb, { store = s, retry = false, log = log })
+      local t0 = core.clock.now()
+      local ok, err = fb:refresh()
+      local waited = core.clock.now() - t0
+      local r = result(out)
+      sb:admin("DELETE", "/_sandbox/faults")
+      assert.is_true(ok, tostring(err))
+      assert.same({}, r.errors) -- the holder's late pair was saved: nobody had stored a newer one
+      local posts = token_posts(since)
+      assert.equal(2, #posts)
+      assert.equal(400, posts[2].status) -- the old token, spent by the holder: invalid_grant ...
+      assert.is_truthy(table.concat(events, " "):find("awaiting", 1, true)) -- ... then the wait
+      assert.equal(posts[1].issued_refresh_token, H.hash(s.load().refresh_token))
+      assert.equal(H.hash(s.load().refresh_token), H.hash(fb:tokens().refresh_token))
+      io.stderr:write(("    a lock that lapsed unreleased: invalid_grant, then the holder's late pair adopted after"
+        .. " %.2f s; 0 reauth_required\n"):format(waited))
+    end)
+
+    it("Redis stopped past the holder's deadline while FreshBooks answers: the next holder waits for its pair",
+      function()
+      local k = key()
+      local s = freshbooks.store.redis{ redis = R.factory(srv), key = k, lock_ttl = 1, lock_timeout = 10 }
+      assert(s.save(sb:token{}, nil))
+      slow_token_call(1000)
+      local since = H.last_seq(sb)
+      local c = config(k, { mode = "lock", lock_ttl = 1, lock_timeout = 10, timeout = 2, after = dir .. "/after-" .. k,
+        after_delay = 1 })
+      write(c.go, "")
+      local out = dir .. "/late-stopped"
+      worker(c, out)
+      rotated(since)
+      srv:pause() -- the holder's save and unlock fail; its lock (4 s: timeout + 2) lapses meanwhile
+      core.clock.sleep(4.5)
+      srv:resume()
+      write(c.after, "") -- a second later the holder calls again, and offers its pending pair first
+      local fb = H.session(sb, { store = s, retry = false })
+      local ok, err = fb:refresh()
+      local r = result(out)
+      sb:admin("DELETE", "/_sandbox/faults")
+      assert.is_true(ok, tostring(err))
+      assert.equal("ok", r.after)
+      local posts = token_posts(since)
+      assert.equal(400, posts[2].status) -- the next holder met the spent token ...
+      assert.equal(posts[1].issued_refresh_token, H.hash(fb:tokens().refresh_token)) -- ... and adopted the late pair
+      assert.is_true(accepted(sb, s.load().refresh_token))
+    end)
+
+    it("codes: a revoked grant is reauth_required at once, a lock held elsewhere lock_failed (lock_timeout)", function()
+      local k = key()
+      local s = freshbooks.store.redis{ redis = R.factory(srv), key = k, lock_timeout = 0.3 }
+      local minted = sb:token{}
+      assert(s.save(minted, nil))
+      local held = assert(freshbooks.store.redis{ redis = R.factory(srv), key = k }.lock())
+      local fb = H.session(sb, { store = s, retry = false })
+      local ok, err = fb:refresh()
+      assert.is_nil(ok)
+      assert.equal("lock_failed", err.code)
+      assert.equal("lock_timeout", err.cause.code)
+      assert.is_true(held:unlock())
+      sb:http{ method = "POST", path = "/auth/oauth/revoke", json = { client_id = sb.app.client_id,
+        client_secret = sb.app.client_secret, token = minted.refresh_token } }
+      local t0 = core.clock.now()
+      ok, err = fb:refresh()
+      assert.is_nil(ok)
+      assert.equal("reauth_required", err.code)
+      assert.is_true(core.clock.now() - t0 < 1, "a lock released cleanly is not contested: no wait")
     end)
 
     it("Redis restarting mid-run: coded errors while it is away, no hang, every connection refreshes after", function()

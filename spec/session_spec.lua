@@ -110,11 +110,43 @@ describe("freshbooks.new", function()
   end)
 end)
 
+-- A token endpoint that issues an access token HTTP cannot carry (CR/LF) once, then clean ones; an API
+-- that records what it was sent.
+local TOKEN_SERVER = [[
+location = /auth/oauth/token {
+  content_by_lua_block {
+    local n = ngx.shared.tk:incr("n", 1, 0)
+    ngx.req.read_body()
+    ngx.shared.tk:set("body" .. n, ngx.req.get_body_data() or "")
+    ngx.header["Content-Type"] = "application/json"
+    ngx.say(require("cjson").encode{ token_type = "Bearer", expires_in = 43200,
+      access_token = n == 1 and "evil\r\nX-Injected: yes" or "clean-access-" .. n,
+      refresh_token = "refresh-" .. n .. "\r\nX-Injected: yes" })
+  }
+}
+location = /auth/api/v1/users/me {
+  content_by_lua_block {
+    local h = ngx.req.get_headers()
+    ngx.shared.tk:set("auth", tostring(h["authorization"]))
+    if h["x-injected"] then ngx.shared.tk:set("injected", tostring(h["x-injected"])) end
+    ngx.header["Content-Type"] = "application/json"
+    ngx.say('{"response":{"id":1}}')
+  }
+}
+location = /state {
+  content_by_lua_block {
+    local d = ngx.shared.tk
+    ngx.say(require("cjson").encode{ n = d:get("n"), auth = d:get("auth"), injected = d:get("injected"),
+      body2 = d:get("body2") })
+  }
+}]]
+
 describe("session against the sandbox", function()
   local sb, dir, ts
   setup(function()
     sb = sandbox.start{ invoices = 5 }
-    ts = testserver.start() -- its /echo shows what the session sends
+    -- its /echo shows what the session sends; TOKEN_SERVER's token endpoint at /auth/oauth/token
+    ts = testserver.start{ http = "  lua_shared_dict tk 1m;", locations = TOKEN_SERVER }
     dir = H.tmpdir()
   end)
   teardown(function()
@@ -458,6 +490,50 @@ describe("session against the sandbox", function()
       assert.is_nil(ok)
       assert.equal("lock_failed", err.code)
       assert.truthy(tostring(err):find("boom", 1, true))
+    end)
+
+    -- Runtime data never turns into a raise: an access token HTTP cannot carry (CR/LF) is saved with
+    -- its pair like any other, then never sent; the call says so with a code (issue #24).
+    it("a token endpoint's access token with CR/LF: the pair saved, never sent, a coded error, then healed", function()
+      local server = ts
+      local saved = {}
+      local fb = freshbooks.new{ client_id = "c", client_secret = "s", redirect_uri = "https://example.com/cb",
+        api_url = server.url, retry = false,
+        tokens = { access_token = "old", refresh_token = "refresh-0", expires_at = os.time() - 10 },
+        save = function(new) saved[#saved + 1] = new return true end }
+      local ran, res, err = pcall(fb.request, fb, { path = ME })
+      assert.is_true(ran, tostring(res)) -- no raise
+      assert.is_nil(res)
+      assert.equal("bad_token_response", err.code)
+      assert.equal(1, #saved) -- handed to save as issued: its refresh token is the only live one
+      assert.equal("refresh-1\r\nX-Injected: yes", saved[1].refresh_token)
+      assert.is_false(H.leaks(tostring(err), { "evil", "refresh-1" }))
+      -- The next call refreshes with that refresh token (JSON carries it escaped) and works.
+      res, err = fb:request{ path = ME }
+      assert.is_truthy(res, tostring(err))
+      assert.equal(2, #saved)
+      local status, _, body = require("freshbooks.core").http.client{}:request{ url = server.url .. "/state" }
+      assert.equal(200, status)
+      local st = cjson.decode(body)
+      assert.equal(2, st.n)
+      assert.equal("Bearer clean-access-2", st.auth)
+      assert.is_nil(st.injected) -- no request ever carried the injected header
+      assert.equal("refresh-1\r\nX-Injected: yes", cjson.decode(st.body2).refresh_token)
+    end)
+
+    it("a stored access token with CR/LF: never sent; its pair's refresh token gets a clean pair", function()
+      local path = dir .. "/crlf.json"
+      local store = freshbooks.store.file(path)
+      local t = sb:token{}
+      t.access_token, t.expires_at = "planted\r\nX-Injected: yes", os.time() + 3600
+      assert(store.save(t))
+      local fb = H.session(sb, { store = store })
+      local since = H.last_seq(sb)
+      local ran, res, err = pcall(fb.request, fb, { path = ME })
+      assert.is_true(ran, tostring(res))
+      assert.is_truthy(res, tostring(err))
+      assert.is_nil(store.load().access_token:find("[\r\n]"))
+      assert.equal(1, H.count(H.log(sb, since), H.is_token_post))
     end)
 
     it("unlocks after every refresh, including failed ones", function()

@@ -6,11 +6,19 @@
 --   * one refresh at a time per session: coroutines join the running one (single flight); across
 --     processes the refresh runs inside lock(), after reloading the store, and tokens another process
 --     already rotated are adopted instead of refreshed;
---   * invalid_grant reloads once; a failure that may have reached the server is never retried with
---     the same refresh token; stored credentials are never wiped;
+--   * the lock outlives the token call: a handle with `extend` is extended over the whole call before
+--     it (else a second holder could spend the same refresh token while FreshBooks still answers the
+--     first), and checked again once the answer is in;
+--   * invalid_grant reloads once, and while the lock says a holder that lost it may still store a
+--     newer pair (`contested`), keeps reading the store until then: reauth_required only when the grant
+--     is gone; a refresh token refused so is never sent again. A failure that may have reached the
+--     server is never retried with the same refresh token; stored credentials are never wiped;
+--   * an access token that cannot travel in an HTTP header (a control character) is never sent: its
+--     pair is saved like any other, then counts as due, and the call that got it says bad_token_response;
 --   * a fencing store (store.redis) that answers `conflict` holds newer tokens: they are adopted, and
 --     the refused pair goes back on the error (not kept pending, where it would only be refused again).
 -- `p` is a session's private state (session.lua): app, tokens, pending, flight, load/save/lock, log.
+local env = require "freshbooks.env"
 local errors = require "freshbooks.errors"
 local oauth = require "freshbooks.oauth"
 local secrets = require "freshbooks.session.secrets"
@@ -84,7 +92,8 @@ local function reauth(message, cause)
 end
 tokens.reauth = reauth
 
--- Run f(...) -> value, err inside the user's lock (when there is one), released whatever happens.
+-- Run f(handle, ...) -> value, err inside the user's lock (when there is one), released whatever
+-- happens.
 local function with_lock(p, f, ...)
   local handle
   if p.lock then
@@ -92,21 +101,54 @@ local function with_lock(p, f, ...)
     if not ok or not h then return nil, hook_error("lock_failed", "could not take the token lock", err) end
     handle = h
   end
-  local ok, v, err = pcall(f, ...)
+  local ok, v, err = pcall(f, handle, ...)
   if handle then -- whatever the handle is, releasing it cannot cost what f returned
+    -- (true: a pair waits unsaved; the next holder must not take a refused token for a lost grant)
+    local unsaved = pending.get(p) ~= nil
     pcall(function()
-      if type(handle) == "function" then handle() else handle:unlock() end
+      if type(handle) == "function" then handle() else handle:unlock(unsaved) end
     end)
   end
   if not ok then error(v, 0) end
   return v, err
 end
 
+-- A method of the lock handle when it has one (a handle may also be a bare unlock function, or the
+-- file store's userdata) -> its answer | nil, err; `absent` when the handle has no such method.
+local function handle_call(handle, name, ...)
+  local found, f = pcall(function() return handle[name] end)
+  if not found or f == nil then return "absent" end
+  local ok, v, err = pcall(f, handle, ...)
+  if not ok then return nil, v end
+  if v == nil or v == false then return nil, err end
+  return v
+end
+
+-- The longest a token call may take: the session's timeout, or the retry decorator's deadline when it
+-- is longer (a 429 is waited out and sent again), and a margin.
+local function call_span(p)
+  local send = p.send or p.app.send
+  local cfg = type(send) == "table" and rawget(send, "cfg")
+  local deadline = type(cfg) == "table" and tonumber(cfg.deadline) or 0
+  return math.max(p.app.timeout, deadline, 1) + 2
+end
+
+-- Before a token call: the lock covers it whole. -> true | nil, lock_failed
+local function cover(p, handle)
+  if not handle then return true end
+  local ok, err = handle_call(handle, "extend", call_span(p))
+  if ok then return true end
+  return nil, hook_error("lock_failed", "could not extend the token lock over the token call", err)
+end
+
 ---------------------------------------------------------------------------------------------------
 -- Adopt, save, reload
 
+-- What HTTP cannot carry in a header (the C core and the cosockets refuse it): never sent.
+local function sendable(token) return not token:find("[%z\1-\31\127]") end
+
 local function due(p, t)
-  if not t.access_token then return true end
+  if not t.access_token or not sendable(t.access_token) then return true end
   return t.expires_at ~= nil and p.app.clock() >= t.expires_at - p.app.leeway
 end
 
@@ -165,12 +207,16 @@ local function commit(p, new, previous)
   return new
 end
 
+-- The pending pair, offered to save again. A store that answers conflict holds a newer pair (another
+-- process wrote this one back from the node's pending place and rotated it since): that one is adopted
+-- and the call goes on with it.
 local function flush_pending(p)
   local t = pending.get(p)
   if not t then return true end
   local ok, err = commit(p, t, p.tokens)
-  if not ok then return nil, err end
-  log(p, { type = "refresh", outcome = "saved_pending", line = "saved pending tokens" })
+  if not ok and err.code ~= "conflict" then return nil, err end
+  log(p, { type = "refresh", outcome = ok and "saved_pending" or "pending_superseded",
+    line = ok and "saved pending tokens" or "pending tokens superseded by newer stored ones" })
   return true
 end
 
@@ -201,8 +247,34 @@ end
 ---------------------------------------------------------------------------------------------------
 -- Refresh
 
+-- After invalid_grant with no newer pair stored: while the lock says a holder that lost it may still
+-- store the pair it got (`contested`: its lock lapsed unreleased, or Redis was found wiped), read the
+-- store again, keeping the lock. -> true once a newer pair was adopted.
+local function await_late_pair(p, handle)
+  if not handle then return false end
+  local window = handle_call(handle, "contested")
+  if type(window) ~= "number" or window <= 0 then return false end
+  core = core or require "freshbooks.core"
+  local now, sleep = core.clock.now, p.app.sleep or env.sleep
+  local deadline = now() + math.min(window, call_span(p) + 10)
+  log(p, { type = "refresh", outcome = "awaiting", line = ("refresh token refused while the lock was contested:"
+    .. " reading the store for %.1f s"):format(deadline - now()) })
+  while now() < deadline do
+    handle_call(handle, "extend", deadline - now() + 5)
+    pcall(sleep, 0.1)
+    if reload(p, true) then return true end
+  end
+  return false
+end
+
+-- A pair whose access token cannot be sent was saved; the call that got it fails with a code.
+local function unsendable()
+  return errors.new{ code = "bad_token_response", message = "the token endpoint issued an access token that"
+    .. " cannot be sent in an HTTP header (it holds a control character); the pair was saved" }
+end
+
 -- The refresh itself, inside the lock. `seen` is the access token the caller judged stale.
-local function refresh_locked(p, seen)
+local function refresh_locked(handle, p, seen)
   local ok, err = flush_pending(p)
   if not ok then return nil, err end
   local adopted = reload(p)
@@ -216,6 +288,8 @@ local function refresh_locked(p, seen)
       if adopted then log(p, { type = "refresh", outcome = "adopted", line = "adopted tokens rotated elsewhere" }) end
       return cur
     end
+    local covered, cerr = cover(p, handle)
+    if not covered then return nil, cerr end
     local new, rerr = oauth.refresh(p.app, p.send or p.app.send, cur.refresh_token)
     if new then
       local saved, serr = commit(p, new, cur) -- before any log hook: the answer is in save's hands
@@ -224,6 +298,7 @@ local function refresh_locked(p, seen)
       log(p, { type = "refresh", outcome = saved and "refreshed" or (conflict and "conflict" or "save_failed"),
         line = saved and "refreshed tokens" or (conflict and "refreshed tokens, the store held newer ones"
           or "refreshed tokens, save failed") })
+      if saved and not sendable(saved.access_token) then return nil, unsendable() end
       return saved, serr
     end
     if rerr.salvaged then return salvaged(p, rerr, cur, "refresh") end
@@ -232,7 +307,7 @@ local function refresh_locked(p, seen)
     if not stale and not rerr.ambiguous then return nil, rerr end
     -- Never spend the same refresh token twice: go round again only with a different stored one
     -- (after invalid_grant, any: ours is dead).
-    adopted = attempt == 1 and reload(p, stale)
+    adopted = attempt == 1 and (reload(p, stale) or (stale and await_late_pair(p, handle)))
     if not adopted then
       log(p, { type = "refresh", outcome = stale and "reauth_required" or "refresh_uncertain",
         line = "refresh failed: " .. rerr.code })
@@ -306,7 +381,10 @@ function tokens.refresh(p, seen)
   end
   f = { co = setmetatable({ me }, WEAK) }
   p.flight = f
-  local ok, t, err = pcall(with_lock, p, refresh_locked, p, seen)
+  -- The pending pair is offered before the lock too (the save is fenced): another process may hold
+  -- the lock waiting for exactly this pair (the refresh token it spent was this pair's previous).
+  local ok, t, err = pcall(flush_pending, p)
+  if ok then ok, t, err = pcall(with_lock, p, refresh_locked, p, seen) end
   if p.flight == f then p.flight = nil end -- (one taken over is no longer ours to clear)
   f.done = true
   if not ok then
@@ -333,7 +411,9 @@ end
 -- tokens.exchange(p, code) -> true | nil, err: a new grant replaces whatever is stored (it has no
 -- previous pair to fence against); its tokens go through save like every rotation.
 function tokens.exchange(p, code)
-  return with_lock(p, function()
+  return with_lock(p, function(handle)
+    local covered, cerr = cover(p, handle)
+    if not covered then return nil, cerr end
     local new, xerr = oauth.exchange(p.app, p.send or p.app.send, code)
     if not new then
       if xerr.salvaged then return salvaged(p, xerr, nil, "authorization_code") end

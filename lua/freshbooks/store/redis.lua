@@ -1,13 +1,19 @@
 -- A token store in Redis, for many processes and machines sharing FreshBooks connections: one
 -- connection's tokens under one key (a JSON token record with `version` and `saved_at`), the same
 -- load/save/lock contract as store/file.lua.
---   * lock: SET lock_key owner NX PX ttl with a random owner; released and extended by scripts that
---     compare the owner first, so a holder whose lock expired never releases its successor's. The wait
---     is bounded (lock_timeout) with backoff, sleeping on nginx's event loop inside OpenResty.
+--   * lock: the lock key holds a random owner and its deadline (Redis's clock), set when free or past
+--     its deadline; released and extended by scripts that compare the owner first, so a holder whose
+--     lock expired never releases its successor's. The key lingers after its deadline, so the next
+--     holder learns that the last one never released it (`contested`: its pair may still be on its
+--     way). The wait is bounded (lock_timeout) with backoff, sleeping on nginx's event loop inside
+--     OpenResty.
 --   * save is fenced: a script writes the new pair only while the stored refresh token is still the
 --     one it was refreshed from (`previous`). A holder whose lock expired while FreshBooks was slow
 --     gets `conflict` instead of overwriting newer tokens (the session adopts those and hands the late
 --     pair back on the error). A new authorization (no previous) is written whatever is stored.
+--   * a pair save could not write waits in the node's pending place (store/pending.lua, option
+--     `pending`) as well as in this process's memory: load and every later operation of any process
+--     of the node write it back (fenced on the pair it came from, else never over a newer version).
 --   * Redis failures are coded errors (`store_unavailable`, `store_corrupt`, `lock_timeout`, ...),
 --     never raises. Every script is safe to repeat, so a command that failed on a connection found
 --     closed (a pooled one after a Redis restart) is repeated once on a fresh connection.
@@ -17,19 +23,28 @@
 -- client back after one command (docs/deployment.md).
 --
 --   local store = freshbooks.store.redis{ redis = function() return client end, key = "fb:tokens:42" }
---   store.load() / store.save(new, previous) / store.lock() -> handle with :unlock(), :extend(s)
+--   store.load() / store.save(new, previous) / store.lock() -> handle with :unlock(), :extend(s), :contested()
 --   store.delete(), store.put_state(state, ttl), store.take_state(state)
 --   local stores = freshbooks.store.redis.keyspace{ redis = ..., prefix = "freshbooks:" }
---   stores(connection_id) -> that connection's store;  stores.list() -> ids
+--   stores(connection_id) -> that connection's store;  stores.list() -> ids;  stores.flush() -> n
+local cjson = require "cjson.safe"
 local core = require "freshbooks.core"
 local env = require "freshbooks.env"
 local errors = require "freshbooks.errors"
 local options = require "freshbooks.options"
+local pending = require "freshbooks.store.pending"
 local redact = require "freshbooks.redact"
 local record = require "freshbooks.store.record"
 local rc = require "freshbooks.store.redis_client"
 
 local MAX_RECORD = 65536 -- as the file store: a token record is small; anything bigger is not one
+-- A lock key outlives its deadline by this long, so that the next holder sees it was never released.
+local LINGER_MS = 300000
+-- How long a pair another node keeps pending may take to reach Redis once Redis answers again (that
+-- node's next store operation, or its flush timer).
+local SETTLE = 5
+-- Pending pairs are written back after an operation that Redis answered, at most this often.
+local FLUSH_EVERY = 0.25
 
 -- Each script touches one key (KEYS[1]), so they also run on a Redis Cluster.
 local SCRIPTS = {
@@ -82,18 +97,43 @@ return 1]],
   generation = [[
 if redis.call('SET', KEYS[1], ARGV[1], 'NX') then return ARGV[1] end
 return redis.call('GET', KEYS[1])]],
-  -- SET NX PX, or already ours (a repeated attempt whose first answer was lost). -> 1 | 0
+  -- The lock key holds "<owner> <deadline in ms>". Taken when absent, past its deadline, or already
+  -- ours (a repeated attempt whose first answer was lost); its TTL is the deadline plus ARGV[3] ms,
+  -- so a lock never released stays readable after its deadline. A value of another shape (the layout
+  -- before: an owner alone, with its TTL) is waited out. -> {1, 'free' | 'again' | 'expired'} | {0}
   lock = [[
-if redis.call('SET', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2]) then return 1 end
-if redis.call('GET', KEYS[1]) == ARGV[1] then return 1 end
-return 0]],
-  -- Compare-and-delete / compare-and-pexpire. -> 1 | 0 (not ours any more)
+local t = redis.call('TIME')
+local now = t[1] * 1000 + math.floor(t[2] / 1000)
+local cur, state = redis.call('GET', KEYS[1]), 'free'
+if cur then
+  local owner, deadline = string.match(cur, '^(%x+) (%d+)$')
+  if not owner then return {0} end
+  if owner == ARGV[1] then state = 'again'
+  elseif tonumber(deadline) > now then return {0}
+  else state = 'expired' end
+end
+redis.call('SET', KEYS[1], ARGV[1] .. ' ' .. (now + tonumber(ARGV[2])), 'PX', tonumber(ARGV[2]) + tonumber(ARGV[3]))
+return {1, state}]],
+  -- Compare-and-delete; with ARGV[2] ('pending': the holder got a pair it could not store) the key
+  -- stays for ARGV[3] ms, past its deadline, so the next holder knows a pair may still come.
+  -- -> 1 | 0 (not ours any more)
   unlock = [[
-if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
-return 0]],
+local cur = redis.call('GET', KEYS[1])
+if not cur or string.match(cur, '^(%x+) ') ~= ARGV[1] then return 0 end
+if ARGV[2] == 'pending' then
+  redis.call('SET', KEYS[1], ARGV[1] .. ' 0', 'PX', tonumber(ARGV[3]))
+  return 1
+end
+return redis.call('DEL', KEYS[1])]],
+  -- A new deadline ARGV[2] ms from now, while the key is still ours (past its deadline too: nobody
+  -- took it meanwhile). -> 1 | 0
   extend = [[
-if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('PEXPIRE', KEYS[1], ARGV[2]) end
-return 0]],
+local cur = redis.call('GET', KEYS[1])
+if not cur or string.match(cur, '^(%x+) ') ~= ARGV[1] then return 0 end
+local t = redis.call('TIME')
+local now = t[1] * 1000 + math.floor(t[2] / 1000)
+redis.call('SET', KEYS[1], ARGV[1] .. ' ' .. (now + tonumber(ARGV[2])), 'PX', tonumber(ARGV[2]) + tonumber(ARGV[3]))
+return 1]],
   put = "return redis.call('SET', KEYS[1], ARGV[1], 'EX', ARGV[2])",
   del = "return redis.call('DEL', KEYS[1])",
   -- One SCAN step (no key: list() is for one Redis, not a Cluster). -> {cursor, {keys}}
@@ -258,7 +298,9 @@ local COMMON = {
   replicas = { "number", min = 0, default = 0 },
   replica_timeout = { "number", min = 0.001, default = 1 },
   wipe_check = { "number|false", min = 0, default = 1, say = "a number >= 0, or false" },
+  pending = { "table", say = "a table {shared_dict =, dir =}" },
 }
+local PENDING = options.spec{ shared_dict = { "string", nonempty = true }, dir = { "string", nonempty = true } }
 local function spec(extra)
   local rules = {}
   for k, v in pairs(COMMON) do rules[k] = v end
@@ -267,6 +309,26 @@ local function spec(extra)
 end
 local STORE = spec{ key = { "string" }, lock_key = { "string" }, state_prefix = { "string" } }
 local KEYSPACE = spec{ prefix = { "string" }, legacy = { "boolean", default = true } }
+
+-- The node's pending place (store/pending.lua) from the `pending` option.
+local function pending_place(p, level)
+  p = options.check("freshbooks.store.redis: pending", PENDING, p, level + 1)
+  if p.dir and (p.dir:sub(1, 1) ~= "/" or p.dir:find("%z")) then
+    error("freshbooks.store.redis: pending.dir must be an absolute directory path", level)
+  end
+  if p.shared_dict and not p.shared_dict:match("^[%w_]+$") then
+    error("freshbooks.store.redis: pending.shared_dict must name a lua_shared_dict", level)
+  end
+  local ngx = env.nginx()
+  if ngx and p.shared_dict and not ngx.shared[p.shared_dict] then
+    error("freshbooks.store.redis: pending.shared_dict: nginx has no `lua_shared_dict " .. p.shared_dict
+      .. "` (declare it in the http block)", level)
+  end
+  if not p.dir and not p.shared_dict then
+    error("freshbooks.store.redis: pending needs shared_dict (nginx) and/or dir", level)
+  end
+  return pending.new(p)
+end
 
 local function common(opts, rules, level)
   if type(opts) ~= "table" then error("freshbooks.store.redis: expected a table of options", level) end
@@ -278,6 +340,7 @@ local function common(opts, rules, level)
   end
   -- A waiter outlives a dead holder's lock by default: it proceeds once the TTL passes.
   o.lock_timeout = o.lock_timeout or o.lock_ttl + 5
+  if o.pending then o.place = pending_place(o.pending, level + 1) end
   o.pool_size = math.floor(o.pool_size)
   o.replicas = math.floor(o.replicas)
   return o
@@ -314,6 +377,7 @@ local function wipes(o, script, generation_key)
     -- Another generation than the one seen, or none at all (ours was just set): Redis lost its data,
     -- or is new (then nothing is held).
     if before == g or (not before and g ~= mine) then return end
+    if before or next(ks.held) then ks.wiped_at = now end -- (else a new namespace, not a wipe)
     local newest = {} -- several live store objects may name one key: its newest pair
     for store, mem in pairs(ks.held) do
       local best = newest[store.key]
@@ -323,6 +387,91 @@ local function wipes(o, script, generation_key)
       local r = script("restore", key, { mem.text, mem.version, "", n = 3 }, true)
       if r == 1 then ks.restored = ks.restored + 1 end
     end
+  end
+  return ks
+end
+
+-- The node's pending pairs (o.place, store/pending.lua): a pair save could not write is kept there
+-- for every process of the node, under its key and this store's namespace (`scope`: two stores or
+-- keyspaces may share one place). It goes back to Redis fenced on the pair it was refreshed from
+-- (Redis still holds that one), else as a restore (Redis lost that one: never over the same or a
+-- higher version), and leaves the place once Redis holds it or a newer pair.
+local function refresh_token_of(e)
+  local t = type(e) == "table" and type(e.text) == "string" and cjson.decode(e.text)
+  return type(t) == "table" and t.refresh_token or nil
+end
+
+local function pendings(o, script, scope, ks)
+  local place = o.place
+  -- -> true (Redis holds it, or a newer pair) | nil, err
+  local function write_back(key, e)
+    local rt = refresh_token_of(e)
+    if type(rt) ~= "string" or type(e.fence) ~= "string" or type(e.version) ~= "number" then
+      return true -- not an entry of ours: nothing to keep
+    end
+    local r, err = script("save", key, { e.fence, rt, e.text, MAX_RECORD, e.version - 1, n = 5 }, true)
+    if err then return nil, err end
+    if type(r) ~= "table" or (r[1] ~= 0 and r[1] ~= 1) then
+      return nil, unavailable("the save script answered garbage")
+    end
+    if r[1] == 0 then
+      local _, rerr = script("restore", key, { e.text, e.version, "", n = 3 }, true)
+      if rerr then return nil, rerr end
+    end
+    return true
+  end
+  local function same(e)
+    local rt = refresh_token_of(e)
+    return function(cur) return refresh_token_of(cur) == rt end
+  end
+  -- ks.keep(key, text, version, fence) -> true | nil, err: kept on the node (newer pairs stay)
+  function ks.keep(key, text, version, fence)
+    if not place then return nil end
+    local entry = { text = text, version = version, fence = fence, scope = scope }
+    local rt = refresh_token_of(entry)
+    return place.put(key, entry, function(cur)
+      return cur.scope == scope and (refresh_token_of(cur) == rt or (tonumber(cur.version) or 0) > version)
+    end)
+  end
+  -- ks.settled(key, refresh_token, fence): Redis took this pair: a pending entry for it, or for the
+  -- pair it was refreshed from, or any before a new authorization, is done.
+  function ks.settled(key, rt, fence)
+    if not place then return end
+    place.settle(key, function(cur)
+      local crt = refresh_token_of(cur)
+      return cur.scope == scope and (fence == "" or crt == rt or crt == fence)
+    end)
+  end
+  -- ks.pending(key) -> this node's pending entry for key after an attempt to write it back (nil when
+  -- none is left), and the error that kept it.
+  function ks.pending(key)
+    local e = place and place.get(key)
+    if not e or e.scope ~= scope then return nil end
+    local ok, err = write_back(key, e)
+    if not ok then return e, err end
+    place.settle(key, same(e))
+    return nil
+  end
+  -- ks.flush(force) -> how many pending pairs went back | nil, err. After an operation Redis answered
+  -- (at most every FLUSH_EVERY seconds), and when the program asks (stores.flush: a timer, start-up).
+  function ks.flush(force)
+    if not place then return 0 end
+    local now = core.clock.now()
+    if not force and ks.flushed and now - ks.flushed < FLUSH_EVERY then return 0 end
+    ks.flushed = now
+    local n = 0
+    for key, e in pairs(place.all()) do
+      if type(e) == "table" and e.scope == scope then
+        local ok, err = write_back(key, e)
+        if ok then
+          place.settle(key, same(e))
+          n = n + 1
+        elseif err.code ~= "store_corrupt" then -- (a key of another type holds this one back only)
+          return nil, err
+        end
+      end
+    end
+    return n
   end
   return ks
 end
@@ -341,11 +490,14 @@ local function build(o, keys, script, ks)
   local ttl_ms = math.max(1, math.floor(o.lock_ttl * 1000 + 0.5))
   local store = { key = key }
 
-  -- Every operation first gives the wipe check its turn.
+  -- Every operation first gives the wipe check its turn; once Redis answered, the node's pending
+  -- pairs theirs.
   local function run(name, k, args, wait)
     local err = ks.check(false)
     if err then return nil, err end
-    return script(name, k, args, wait)
+    local r, serr = script(name, k, args, wait)
+    if not serr then ks.flush(false) end
+    return r, serr
   end
 
   local function hold(text, version, refresh_token)
@@ -376,7 +528,18 @@ local function build(o, keys, script, ks)
   end
 
   function store.load()
-    local v, err = run("load", key, { MAX_RECORD, n = 1 })
+    -- A pair this node keeps pending for the key goes back first: it is newer than what Redis holds.
+    local kept, kerr = ks.pending(key)
+    local v, err
+    if kerr then err = kerr else v, err = run("load", key, { MAX_RECORD, n = 1 }) end
+    if err and kept and err.code == "store_unavailable" then -- Redis away: the node's pair is the newest
+      local tokens = record.decode(kept.text, "the pending pair of " .. key)
+      if tokens then
+        tokens.version = kept.version
+        hold(kept.text, kept.version, tokens.refresh_token)
+        return tokens
+      end
+    end
     if err then return nil, err end
     if v == nil and ks.held[store] then -- ours: deleted elsewhere, or lost by Redis?
       ks.check(true)
@@ -412,15 +575,22 @@ local function build(o, keys, script, ks)
     local mem = ks.held[store]
     local known = mem and mem.refresh_token == fence and mem.version
       or (type(previous) == "table" and whole(previous.version)) or 0
-    local r, err = run("save", key, { fence, tokens.refresh_token, text, MAX_RECORD, known, n = 5 }, true)
-    if err then
-      -- Not written, or not known to be: this process holds the pair until a save goes through.
+    -- Not written, or not known to be: this process holds the pair, and the node keeps it pending,
+    -- until a save or a write-back goes through.
+    local function keep(err)
       hold(text, known + 1, tokens.refresh_token)
-      return nil, hide(err, tokens, previous)
+      local ok, kerr = ks.keep(key, text, known + 1, fence)
+      if ok then
+        err.message = err.message .. " (kept pending on this node)"
+      elseif kerr then
+        err.message = err.message .. " (and not kept on this node: " .. kerr.message .. ")"
+      end
+      return nil, err
     end
+    local r, err = run("save", key, { fence, tokens.refresh_token, text, MAX_RECORD, known, n = 5 }, true)
+    if err then return keep(hide(err, tokens, previous)) end
     if type(r) ~= "table" or (r[1] ~= 1 and r[1] ~= 0 and r[1] ~= 2) then
-      hold(text, known + 1, tokens.refresh_token)
-      return nil, unavailable("the save script answered garbage")
+      return keep(unavailable("the save script answered garbage"))
     end
     if r[1] == 2 then return oversized() end
     if r[1] == 0 then
@@ -428,20 +598,23 @@ local function build(o, keys, script, ks)
         .. tostring(r[2]) .. ") than the ones this pair was refreshed from: it was not written" }
     end
     hold(text, whole(r[2]) or known + 1, tokens.refresh_token)
+    ks.settled(key, tokens.refresh_token, fence)
     -- Written where nothing was, over a pair we refreshed from: deleted elsewhere, or a Redis that lost its data.
     if r[3] == 1 and fence ~= "" then ks.check(true) end
     return true
   end
 
-  -- -> handle with :unlock() and :extend(seconds) | nil, err (lock_timeout, store_unavailable, ...)
+  -- -> handle with :unlock(), :extend(seconds) and :contested() | nil, err (lock_timeout,
+  -- store_unavailable, ...)
   function store.lock()
     local owner = core.codec.hex(core.crypto.random_bytes(16))
     local now = core.clock.now
     local deadline, delay = now() + o.lock_timeout, 0.002
+    local found
     while true do
-      local got, err = run("lock", lock_key, { owner, ttl_ms, n = 2 })
+      local got, err = run("lock", lock_key, { owner, ttl_ms, LINGER_MS, n = 3 })
       if err then return nil, err end
-      if got == 1 then break end
+      if type(got) == "table" and got[1] == 1 then found = got[2] break end
       local left = deadline - now()
       if left <= 0 then
         return nil, errors.new{ code = "lock_timeout", message = "the token lock " .. lock_key .. " stayed taken for "
@@ -451,8 +624,8 @@ local function build(o, keys, script, ks)
       delay = math.min(delay * 2, 0.1)
     end
     local released = false
-    local function ours(name, extra)
-      local r, err = script(name, lock_key, { owner, extra, n = extra and 2 or 1 })
+    local function ours(name, arg)
+      local r, err = script(name, lock_key, { owner, arg or "", LINGER_MS, n = 3 })
       if err then return nil, err end
       if r ~= 1 then
         return nil, errors.new{ code = "lock_lost", message = "the token lock expired and may be someone else's now" }
@@ -460,9 +633,11 @@ local function build(o, keys, script, ks)
       return true
     end
     return {
-      unlock = function()
+      -- unlock(true): this holder got a pair it could not store (it waits in this process and on this
+      -- node): the next holder is told (contested).
+      unlock = function(_, pending_pair)
         if released then return true end
-        local ok, err = ours("unlock")
+        local ok, err = ours("unlock", pending_pair == true and "pending" or nil)
         if ok or err.code == "lock_lost" then released = true end
         return ok, err
       end,
@@ -471,7 +646,19 @@ local function build(o, keys, script, ks)
           error("freshbooks.store.redis: extend needs seconds > 0", 2)
         end
         if released then return nil, errors.new{ code = "lock_lost", message = "the token lock was released" } end
+        ks.span = math.max(ks.span or 0, seconds)
         return ours("extend", math.max(1, math.floor(seconds * 1000 + 0.5)))
+      end,
+      -- Seconds during which a pair from a holder that lost this lock may still reach Redis: the last
+      -- holder never released it (its pair may wait on its node), or this process found Redis wiped
+      -- lately (a holder's token call may still be on the wire). 0 when neither.
+      contested = function()
+        local s = found == "expired" and SETTLE or 0
+        if ks.wiped_at then
+          local span = math.max(ks.span or 0, o.lock_ttl)
+          s = math.max(s, span + SETTLE - (core.clock.now() - ks.wiped_at))
+        end
+        return math.max(0, s)
       end,
     }
   end
@@ -521,7 +708,7 @@ local function new(opts, level)
   check_key(state_prefix, "state_prefix", level + 1)
   if lock_key == opts.key then error("freshbooks.store.redis: lock_key must differ from key", level) end
   local script = runner(connector(o), o)
-  local ks = wipes(o, script, opts.key .. ":generation")
+  local ks = pendings(o, script, opts.key, wipes(o, script, opts.key .. ":generation"))
   return build(o, { tokens = opts.key, lock = lock_key, state = state_prefix }, script, ks)
 end
 
@@ -554,7 +741,7 @@ function redis_store.keyspace(opts)
   if prefix ~= "" then check_key(prefix, "prefix", 3) end
   local legacy = o.legacy
   local script = runner(connector(o), o)
-  local ks = wipes(o, script, prefix .. "{}:generation")
+  local ks = pendings(o, script, prefix .. "{}", wipes(o, script, prefix .. "{}:generation"))
   local stores = {}
   local function keys(id)
     local e = prefix .. "{" .. encode_id(id) .. "}:"
@@ -599,6 +786,10 @@ function redis_store.keyspace(opts)
   end
   -- The pairs this process wrote back after finding the store wiped (for metrics and specs).
   function stores.restored() return ks.restored end
+  -- Writes back every pair this node keeps pending for this keyspace (option `pending`) -> how many
+  -- went back | nil, err (Redis still away). For a timer (an idle node writes them back too) and at
+  -- start-up (a process that died left them).
+  function stores.flush() return ks.flush(true) end
   return setmetatable(stores, {
     __call = function(_, id)
       check_key(id, "connection id", 3)
