@@ -1,0 +1,101 @@
+-- The nginx app of the specs of issue #24 (spec/pending_spec.lua, spec/redis_scaleout_spec.lua): many
+-- FreshBooks connections of one app through freshbooks.connections and a Redis keyspace, configured as
+-- docs/deployment.md asks: connection settings (resty.redis), the node's pending pairs in a shared
+-- dict, a timer that writes them back.
+--   http { lua_shared_dict fb_pending 1m;
+--          init_by_lua_block { require("support.redis_app").configure(CONFIG_FILE) }
+--          init_worker_by_lua_block { require("support.redis_app").worker() } }
+--   location = /call    { content_by_lua_block { require("support.redis_app").call() } }    ?c=ID&op=me|refresh
+--   location = /health  { content_by_lua_block { require("support.redis_app").health() } }
+--   location = /pending { content_by_lua_block { require("support.redis_app").pending() } }  -> {entries = n}
+-- CONFIG_FILE (JSON, 0600): api_url, client_id, client_secret, redirect_uri, redis_port, prefix, timeout,
+-- lock_ttl, lock_timeout, store_timeout, shared_dict (absent: no pending place), trace (a path prefix:
+-- each token call is written to <trace>.<worker pid> before it leaves and once its answer is in, so a
+-- spec can tell which calls a killed worker had on the wire; the file holds refresh tokens: it lives
+-- in the spec's own 0700 directory).
+local cjson = require "cjson"
+local freshbooks = require "freshbooks"
+
+local app = {}
+local config, conns
+
+function app.configure(path)
+  local f = assert(io.open(path, "rb"))
+  config = cjson.decode(f:read("*a"))
+  f:close()
+end
+
+-- A transport that writes each token call down: "B <n> <refresh token presented>" before, "E <n>" after.
+function app.traced(send, trace)
+  local n = 0
+  return function(req)
+    if not req.url:find("/auth/oauth/token", 1, true) then return send(req) end
+    n = n + 1
+    local id = n
+    local presented = (cjson.decode(req.body or "") or {}).refresh_token
+    local f = io.open(trace, "a")
+    if f then f:write("B ", id, " ", tostring(presented), "\n") f:close() end
+    local res, err = send(req)
+    f = io.open(trace, "a")
+    if f then f:write("E ", id, "\n") f:close() end
+    return res, err
+  end
+end
+
+local function connections()
+  if conns then return conns end
+  local c = config
+  local o = { client_id = c.client_id, client_secret = c.client_secret, redirect_uri = c.redirect_uri,
+    api_url = c.api_url, timeout = c.timeout, retry = false }
+  if c.trace then -- (in the spec's own 0700 directory)
+    o.transport = app.traced(freshbooks.transport.default{ timeout = c.timeout }, c.trace .. "." .. ngx.worker.pid())
+  end
+  conns = freshbooks.connections{ app = o, store = app.keyspace() }
+  return conns
+end
+
+local stores
+function app.keyspace()
+  if stores then return stores end
+  local c = config
+  stores = freshbooks.store.redis.keyspace{ redis = { host = "127.0.0.1", port = c.redis_port }, prefix = c.prefix,
+    lock_ttl = c.lock_ttl, lock_timeout = c.lock_timeout, timeout = c.store_timeout,
+    pending = c.shared_dict and { shared_dict = c.shared_dict } or nil }
+  return stores
+end
+
+-- Every second, each worker writes back what the node keeps pending (an idle node too).
+function app.worker()
+  if not config.shared_dict then return end
+  ngx.timer.every(1, function(premature)
+    if not premature then app.keyspace().flush() end
+  end)
+end
+
+local function reply(t) ngx.say(cjson.encode(t)) end
+
+function app.call()
+  local id, op = ngx.var.arg_c, ngx.var.arg_op or "me"
+  local fb = connections():session(id)
+  local ok, err
+  if op == "refresh" then
+    ok, err = fb:refresh()
+  else
+    local res
+    res, err = fb:request{ path = "/auth/api/v1/users/me" }
+    ok = res ~= nil
+  end
+  reply{ ok = ok == true, code = err and err.code, cause = err and err.cause and err.cause.code,
+    message = err and tostring(err), pid = ngx.worker.pid() }
+end
+
+function app.health() ngx.say("ok") end
+
+function app.pending()
+  local dict = ngx.shared[config.shared_dict or ""]
+  local n = 0
+  for _, k in ipairs(dict and dict:get_keys(0) or {}) do if k:sub(1, 2) == "p:" then n = n + 1 end end
+  reply{ entries = n }
+end
+
+return app
