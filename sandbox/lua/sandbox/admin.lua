@@ -107,7 +107,20 @@ function handlers.deliveries(req)
   return ok(req, { deliveries = json.array(state.deliveries) })
 end
 
+-- GET: the users; POST {login = "..."}: one more user in no business (as bob), for specs that need
+-- many independent grants (a grant is one app and one user: a new token pair ends the user's last one).
 function handlers.users(req)
+  if req.method == "POST" then
+    local t = body_table(req) or {}
+    local login = t.login
+    if type(login) ~= "string" or not login:match("^[%w_.-]+$") or state.user(login) then
+      return ok(req, { error = "login must be a new name of letters, digits, _ . -" }, 400)
+    end
+    local id = 2000 + #state.users
+    state.users[#state.users + 1] = { id = id, login = login, first_name = login, last_name = "Sandbox",
+      email = login .. "@example.com", memberships = {} }
+    return ok(req, { id = id, login = login })
+  end
   return ok(req, { users = require("sandbox.identity").admin_users() })
 end
 
