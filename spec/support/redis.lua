@@ -2,7 +2,8 @@
 -- (and by spec/run if a crashed spec left it: its pid is registered in $FB_TEST_PIDS_DIR).
 --   local R = require "support.redis"
 --   local srv = R.start{ aof = true }      -- aof: appendonly with appendfsync always (restart cases)
---   srv.port, srv:cli("GET", key) -> reply text, srv:kill() (SIGKILL), srv:restart() (same port and data),
+--   srv.port, srv:cli("GET", key) -> reply text, srv:kill() (SIGKILL), srv:restart() (same port and data;
+--   srv:restart{wipe = true}: none of it),
 --   srv:pause() / srv:resume() (SIGSTOP/SIGCONT: a Redis that accepts connections and never answers), srv:stop()
 --   R.client_module() -> Debian's lua-redis (on Lua 5.4 too), R.factory(srv, timeout) -> a client factory,
 --   R.register(pid, true | false): a background process spec/run stops if the spec does not
@@ -193,9 +194,11 @@ function Server:kill()
   self.pid = nil
 end
 
--- Same port, same directory: with aof, everything written before the kill comes back.
-function Server:restart()
+-- Same port, same directory: with aof, everything written before the kill comes back; with
+-- {wipe = true} nothing does (a Redis without persistence).
+function Server:restart(opts)
   self:kill()
+  if opts and opts.wipe then run("cd " .. q(self.dir) .. " && rm -rf appendonlydir appendonly.aof dump.rdb") end
   local ok, err
   for _ = 1, 50 do -- the port may linger a moment after the kill
     ok, err = self:launch()

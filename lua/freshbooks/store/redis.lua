@@ -55,20 +55,26 @@ if n > tonumber(ARGV[1]) then return n end
 return redis.call('GET', KEYS[1])]],
   -- ARGV: previous refresh token ('' for a new authorization), the new refresh token, the new record
   -- (JSON), the size limit, the version the caller knows `previous` had. -> {1, version, absent}
-  -- written (or already written: repeating it is harmless; absent = 1 when nothing was stored),
-  -- {0, version} refused because the stored refresh token is another one, {2, version} refused because
-  -- the record with its version and saved_at is over the limit (load would refuse it). What is not a
-  -- token record (garbage, oversized) holds no token to protect and is replaced. Versions go on from
-  -- the caller's when nothing is stored (a wiped Redis), so a newer pair always has the higher one.
+  -- written (or already written: repeating it is harmless; absent = 1 when nothing was stored, or
+  -- only a pair older than `previous`), {0, version} refused because the stored refresh token is
+  -- another, newer one, {2, version} refused because the record with its version and saved_at is
+  -- over the limit (load would refuse it). What is not a token record (garbage, oversized) holds no
+  -- token to protect and is replaced. Versions go on from the caller's when nothing is stored (a
+  -- wiped Redis), so a newer pair always has the higher one; a stored version below the caller's
+  -- `previous` is a pair Redis lost and got back from a process that held an older one.
   save = [[
-local version, cur, absent = tonumber(ARGV[5]) or 0, nil, 1
+local known = tonumber(ARGV[5]) or 0
+local version, cur, absent = known, nil, 1
 if redis.call('STRLEN', KEYS[1]) <= tonumber(ARGV[4]) then cur = redis.call('GET', KEYS[1]) end
 if cur then
   local ok, t = pcall(cjson.decode, cur)
   if ok and type(t) == 'table' and type(t.refresh_token) == 'string' then
     version, absent = tonumber(t.version) or 0, 0
     if t.refresh_token == ARGV[2] then return {1, version, 0} end
-    if ARGV[1] ~= '' and t.refresh_token ~= ARGV[1] then return {0, version} end
+    if ARGV[1] ~= '' and t.refresh_token ~= ARGV[1] then
+      if version >= known then return {0, version} end
+      version, absent = known, 1
+    end
   end
 end
 local rec = cjson.decode(ARGV[3])
@@ -557,6 +563,17 @@ local function build(o, keys, script, ks)
     if v == nil then return nil end
     local tokens, derr = decode(v, where)
     if not tokens then return nil, derr end
+    -- An older pair than the one this process holds: Redis lost data and got an older pair back from
+    -- another process. Ours goes back (never over a newer one), and is what Redis holds now.
+    local mem = ks.held[store]
+    if mem and mem.version > (tokens.version or 0) and mem.refresh_token ~= tokens.refresh_token then
+      local r = script("restore", key, { mem.text, mem.version, "", n = 3 }, true)
+      local ours = r == 1 and record.decode(mem.text, where)
+      if ours then
+        ours.version = mem.version
+        return ours
+      end
+    end
     hold(record.encode(tokens), tokens.version or 0, tokens.refresh_token)
     return tokens
   end
@@ -650,9 +667,11 @@ local function build(o, keys, script, ks)
         return ours("extend", math.max(1, math.floor(seconds * 1000 + 0.5)))
       end,
       -- Seconds during which a pair from a holder that lost this lock may still reach Redis: the last
-      -- holder never released it (its pair may wait on its node), or this process found Redis wiped
-      -- lately (a holder's token call may still be on the wire). 0 when neither.
+      -- holder never released it (its pair may wait on its node), or Redis was found wiped lately (a
+      -- holder's token call may still be on the wire; checked now: this process may not have looked
+      -- since). 0 when neither.
       contested = function()
+        ks.check(true)
         local s = found == "expired" and SETTLE or 0
         if ks.wiped_at then
           local span = math.max(ks.span or 0, o.lock_ttl)
