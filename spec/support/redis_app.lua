@@ -11,8 +11,7 @@
 -- CONFIG_FILE (JSON, 0600): api_url, client_id, client_secret, redirect_uri, redis_port, prefix, timeout,
 -- lock_ttl, lock_timeout, store_timeout, shared_dict (absent: no pending place), trace (a path prefix:
 -- each token call is written to <trace>.<worker pid> before it leaves and once its answer is in, so a
--- spec can tell which calls a killed worker had on the wire; the file holds refresh tokens: it lives
--- in the spec's own 0700 directory).
+-- spec can tell which calls a killed worker had on the wire and which answers never arrived).
 local cjson = require "cjson"
 local freshbooks = require "freshbooks"
 
@@ -25,19 +24,35 @@ function app.configure(path)
   f:close()
 end
 
--- A transport that writes each token call down: "B <n> <refresh token presented>" before, "E <n>" after.
-function app.traced(send, trace)
+-- The sandbox's name for a token (the first 12 hex digits of its SHA-256): through libcrypto where FFI
+-- is (nginx, LuaJIT), else sha256sum.
+local token_hash
+local function hash(token)
+  if not token_hash then
+    local ok, util = pcall(require, "sandbox.util")
+    token_hash = ok and util.token_hash or require("support.fbtest").hash
+  end
+  return token_hash(token)
+end
+
+-- A transport that writes each token call down, as the sandbox's log names tokens: "B <n> <hash of the
+-- refresh token presented> <time>" before it leaves, "E <n> <status | error code> <time>" once its
+-- answer is in (`clock`: epoch seconds).
+function app.traced(send, trace, clock)
   local n = 0
+  local function line(...)
+    local f = io.open(trace, "a")
+    if f then f:write(table.concat({ ... }, " "), "\n") f:close() end
+  end
   return function(req)
     if not req.url:find("/auth/oauth/token", 1, true) then return send(req) end
     n = n + 1
     local id = n
-    local presented = (cjson.decode(req.body or "") or {}).refresh_token
-    local f = io.open(trace, "a")
-    if f then f:write("B ", id, " ", tostring(presented), "\n") f:close() end
+    local decoded, body = pcall(cjson.decode, req.body)
+    local presented = decoded and type(body) == "table" and body.refresh_token
+    line("B", id, type(presented) == "string" and hash(presented) or "-", ("%.3f"):format(clock()))
     local res, err = send(req)
-    f = io.open(trace, "a")
-    if f then f:write("E ", id, "\n") f:close() end
+    line("E", id, res and res.status or (type(err) == "table" and err.code) or "error", ("%.3f"):format(clock()))
     return res, err
   end
 end
@@ -47,8 +62,9 @@ local function connections()
   local c = config
   local o = { client_id = c.client_id, client_secret = c.client_secret, redirect_uri = c.redirect_uri,
     api_url = c.api_url, timeout = c.timeout, retry = false }
-  if c.trace then -- (in the spec's own 0700 directory)
-    o.transport = app.traced(freshbooks.transport.default{ timeout = c.timeout }, c.trace .. "." .. ngx.worker.pid())
+  if c.trace then
+    o.transport = app.traced(freshbooks.transport.default{ timeout = c.timeout }, c.trace .. "." .. ngx.worker.pid(),
+      function() ngx.update_time() return ngx.now() end)
   end
   conns = freshbooks.connections{ app = o, store = app.keyspace() }
   return conns
