@@ -877,8 +877,8 @@ function Client:close() end
 ---An opaque string: tostring shows freshbooks.secret(***), concatenation raises.
 ---@class freshbooks.core.Secret
 
----A guest state (core.guest): g:resume until "done" or "error".
----@class freshbooks.core.Guest
+---A guest state (vm.new): g:resume until "done" or "error".
+---@class freshbooks.vm.Guest
 local Guest = {}
 
 ---Runs the script until it asks the host something: "call", {n, op, args...} | "print", text |
@@ -1039,10 +1039,14 @@ function core.trap_interrupts() end
 ---@return integer
 function core.interrupted() end
 
+---The guest VM (`freshbooks.vm`, freshbooks/vm.so): untrusted scripts in Lua states of their own.
+---@class freshbooks.vm
+local vm = {}
+
 ---A guest state for untrusted source (text only), under budgets.
 ---@param source string
 ---@param chunkname? string
 ---@param budgets {memory:integer,instructions:integer,time:number,patterns:integer,output:integer}
----@return freshbooks.core.Guest|nil guest
+---@return freshbooks.vm.Guest|nil guest
 ---@return {code:string,message:string}? err syntax, budget_memory
-function core.guest(source, chunkname, budgets) end
+function vm.new(source, chunkname, budgets) end

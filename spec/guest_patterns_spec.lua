@@ -2,7 +2,7 @@
 -- answer exactly as this VM's own string library does (Lua 5.4's, or LuaJIT's 5.1 semantics), errors
 -- included. Curated cases and a seeded fuzz run in a real guest state and in the host, and every
 -- result is compared.
-local core = require "freshbooks.core"
+local vm = require "freshbooks.vm"
 local guest = require "freshbooks.guest"
 
 -- Runs src in a guest state of its own (no session needed: no API calls) -> kind, payload.
@@ -10,7 +10,7 @@ local function in_guest(src, budget)
   local b = {}
   for k, v in pairs(guest.budget) do b[k] = v end
   for k, v in pairs(budget or {}) do b[k] = v end
-  local g = assert(core.guest(src, "=patterns", b))
+  local g = assert(vm.new(src, "=patterns", b))
   local kind, p = g:resume()
   g:close()
   return kind, p

@@ -22,22 +22,21 @@ void fb_open_lockfile(lua_State *L); /* lockfile.c: lock_file, write_file_atomic
 void fb_open_clock(lua_State *L);    /* clock.c: now, sleep (retries, benchmarks) */
 void fb_open_interrupt(lua_State *L); /* interrupt.c: trap_interrupts, interrupted (the command) */
 void fb_open_decode(lua_State *L);    /* decode.c: json_decode (FreshBooks' answers), null */
-void fb_open_guest(lua_State *L);     /* guest.c: guest (a Lua state of its own per guest script) */
 
 /* interrupt.c: the signal that arrived since core.trap_interrupts() (0: none), and whether it runs. */
 int fb_interrupted(void);
 int fb_trapping_interrupts(void);
 
-/* Seconds on a monotonic clock (core.now). */
+/* common.c, shared by both modules (freshbooks.core, freshbooks.vm): seconds on a monotonic clock
+ * (core.now); {code =, message =}, the shape of every error a module returns, and `return fb_fail(L,
+ * code, fmt, ...)`, which returns `nil, {code, message}` from a C function; a userdata class (methods
+ * as __index, close as __gc/__close, __tostring); and pinning a module for the life of the process. */
 double fb_now(void);
-
-/* core.c: pushes {code =, message =}, the shape of every error the core returns; and `return
- * fb_fail(L, code, fmt, ...)` returns `nil, {code, message}` from a C function. */
 void fb_push_error(lua_State *L, const char *code, const char *message, size_t len);
 int fb_fail(lua_State *L, const char *code, const char *fmt, ...);
-/* core.c: registers a userdata class (methods as __index, close as __gc/__close, __tostring). */
 void fb_new_class(lua_State *L, const char *name, const luaL_Reg *methods, lua_CFunction close,
 		  lua_CFunction tostring);
+void fb_pin_module(void *symbol);
 
 /* The bytes of a string or of a secret at idx (NULL if it is neither). The pointer lives as long as
  * the value stays reachable from Lua. */

@@ -1,4 +1,6 @@
-/* lua-freshbooks: the public C header for hosts that embed Lua and load `freshbooks.core`.
+/* lua-freshbooks: the public C header for hosts that embed Lua and load its two C modules:
+ * `freshbooks.core` (freshbooks/core.so: HTTP over libcurl, codecs, crypto, secrets) and `freshbooks.vm`
+ * (freshbooks/vm.so: guest scripts in Lua states of their own, which freshbooks.guest drives).
  *
  * A host that manages libcurl itself calls these BEFORE luaopen_freshbooks_core (or before the first
  * `require "freshbooks.core"`):
@@ -18,7 +20,7 @@
  *     budget = { memory = bytes, instructions = n, time = seconds, patterns = steps, calls = n,
  *                output = bytes } })                   -> true, results... | nil, err (err.code)
  *
- * from its own (trusted) Lua code, as examples/embed/host.c does. The module then makes a new lua_State
+ * from its own (trusted) Lua code, as examples/embed/host.c does. freshbooks.vm then makes a new lua_State
  * per run (with lua_setallocf-capped memory, safe libraries only, nothing of the host's state), copies
  * only plain data between the two states, never raises across them, and closes the guest state before
  * run returns, so no user code runs in the host's lua_close. Guest states are independent: threads may
@@ -38,6 +40,10 @@ extern "C" {
 
 /* Opens the module: pushes the `freshbooks.core` table. */
 int luaopen_freshbooks_core(lua_State *L);
+
+/* Opens the guest VM module (in freshbooks/vm.so, not core.so): pushes the `freshbooks.vm` table. A host
+ * that links the modules into its own binary registers both, e.g. in package.preload. */
+int luaopen_freshbooks_vm(lua_State *L);
 
 /* Do not call curl_global_init() when the module opens (the host did it). */
 void freshbooks_skip_curl_global_init(void);

@@ -1,6 +1,9 @@
-/* Guest scripts in a Lua state of their own (freshbooks.guest is the Lua side, docs/guest.md the contract).
+/* freshbooks.vm: guest scripts in a Lua state of their own (freshbooks.guest is the Lua side, docs/guest.md
+ * the contract). A module of its own, apart from freshbooks.core: it needs neither libcurl nor OpenSSL's
+ * crypto, and a host that only runs guests loads only this.
  *
- *   local g = core.guest(source, chunkname, { memory =, instructions =, time =, patterns =, output = })
+ *   local g = require("freshbooks.vm").new(source, chunkname, { memory =, instructions =, time =,
+ *                                                                 patterns =, output = })
  *   local kind, payload = g:resume(reply)   -- until kind is "done" or "error"
  *
  * Each run gets a new lua_State that holds only safe libraries, a prelude (guest_env.lua) and the
@@ -703,7 +706,7 @@ static double budget(lua_State *L, const char *name, double max)
 	double v;
 	lua_getfield(L, 3, name);
 	if (lua_type(L, -1) != LUA_TNUMBER || !(lua_tonumber(L, -1) > 0) || lua_tonumber(L, -1) > max)
-		luaL_error(L, "freshbooks.core.guest: %s must be a number > 0 (and <= %g)", name, max);
+		luaL_error(L, "freshbooks.vm.new: %s must be a number > 0 (and <= %g)", name, max);
 	v = (double)lua_tonumber(L, -1);
 	lua_pop(L, 1);
 	return v;
@@ -711,7 +714,7 @@ static double budget(lua_State *L, const char *name, double max)
 
 #define push_error fb_push_error
 
-/* core.guest(source, chunkname, {memory, instructions, time, patterns, output}) -> guest
+/* vm.new(source, chunkname, {memory, instructions, time, patterns, output}) -> guest
  * | nil, {code = "syntax" | "budget_memory", message} */
 static int l_guest(lua_State *L)
 {
@@ -720,7 +723,7 @@ static int l_guest(lua_State *L)
 	lua_State *G;
 	int status;
 	if (lua_type(L, 1) != LUA_TSTRING)
-		return luaL_error(L, "freshbooks.core.guest: source must be a string");
+		return luaL_error(L, "freshbooks.vm.new: source must be a string");
 	s.src = lua_tolstring(L, 1, &s.len);
 	s.name = luaL_optstring(L, 2, "=guest");
 	luaL_checktype(L, 3, LUA_TTABLE);
@@ -739,7 +742,7 @@ static int l_guest(lua_State *L)
 
 	G = luaL_newstate();
 	if (G == NULL)
-		return luaL_error(L, "freshbooks.core.guest: cannot create a Lua state");
+		return luaL_error(L, "freshbooks.vm.new: cannot create a Lua state");
 	g->G = G;
 	g->alloc = lua_getallocf(G, &g->alloc_ud);
 	g->used = g->peak = (size_t)lua_gc(G, LUA_GCCOUNT, 0) * 1024 + (size_t)lua_gc(G, LUA_GCCOUNTB, 0);
@@ -961,7 +964,7 @@ static int l_tostring(lua_State *L)
 	return 1;
 }
 
-void fb_open_guest(lua_State *L)
+int luaopen_freshbooks_vm(lua_State *L)
 {
 	static const luaL_Reg methods[] = {
 		{"resume", l_resume},
@@ -969,7 +972,10 @@ void fb_open_guest(lua_State *L)
 		{"close", l_close},
 		{NULL, NULL},
 	};
+	fb_pin_module((void *)&luaopen_freshbooks_vm); /* the chunks' bytecode is cached for the process */
 	fb_new_class(L, GUEST_MT, methods, l_close, l_tostring);
+	lua_newtable(L);
 	lua_pushcfunction(L, l_guest);
-	lua_setfield(L, -2, "guest");
+	lua_setfield(L, -2, "new");
+	return 1;
 }

@@ -1,5 +1,5 @@
 -- Guest scripts: untrusted Lua (an embedding host's user scripts) run against a session, each run in a
--- Lua state of its own that the C core makes and closes (src/guest.c), under budgets. Nothing of this
+-- Lua state of its own that freshbooks.vm makes and closes (src/guest.c), under budgets. Nothing of this
 -- state exists in the guest's: no function, table, metatable, token or secret. The script's calls
 -- arrive here as plain data, run against the session, and go back as plain data; errors go back as
 -- plain tables {code, message, status, errno, errors} with secrets masked.
@@ -12,6 +12,7 @@
 -- for inv in acct.invoices:each{...}, acct.reports.profit_and_loss:get{...}; with write = true also
 -- create/update/delete/archive/send_by_email. docs/guest.md has the whole contract.
 local core = require "freshbooks.core"
+local vm = require "freshbooks.vm"
 local errors = require "freshbooks.errors"
 local redact = require "freshbooks.redact"
 local catalogue = require "freshbooks.catalogue"
@@ -342,7 +343,7 @@ function guest.run(fb, source, chunkname, opts)
     budget[k] = v
   end
 
-  local g, err = core.guest(source, chunkname or "=guest", { memory = budget.memory,
+  local g, err = vm.new(source, chunkname or "=guest", { memory = budget.memory,
     instructions = budget.instructions, time = budget.time, patterns = budget.patterns, output = budget.output })
   if not g then return nil, errors.new{ code = err.code, message = text(fb, err.message) } end
   local ops, run = operations(fb, shape(opts.write == true), budget, core.now() + budget.time)
