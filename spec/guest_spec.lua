@@ -510,21 +510,24 @@ describe("guest scripts", function()
         local co = coroutine.create(function(a) local b = coroutine.yield(a + 1) return (fb:me()).id, b end)
         local _, two = coroutine.resume(co, 1)
         local ok, id, b = coroutine.resume(co, "b")
-        -- API calls inside a gsub callback work (the matcher is Lua); inside table.sort's C they cannot
+        -- API calls inside a gsub callback and a sort comparator work (the matcher and sort are Lua);
+        -- inside string.format's C (a __tostring) they cannot
         local names = ("a,b"):gsub("%a", function(x) return x .. #assert(fb:memberships()) end)
         local sorted, serr = pcall(table.sort, { 3, 1, 2 }, function(x, y) fb:me() return x < y end)
-        local tostr, terr = pcall(tostring, setmetatable({}, { __tostring = function() return fb:me().email end }))
+        local tostr, terr = pcall(string.format, "%s", setmetatable({}, { __tostring = function()
+          return fb:me().email end }))
         print(#ids, depth3, two, ok, type(id), b, names, sorted, serr, tostr, terr)
         print("yield", pcall(coroutine.yield, "to the host?"))
       ]])
       assert.is_true(r[1], tostring(r[2]))
       local lines = {}
       for l in out:gmatch("[^\n]+") do lines[#lines + 1] = l end
-      if PLAIN51 then -- no yield to the host: calls work inside C callbacks too
-        assert.are.equal("20\talice@example.com\t2\ttrue\tnumber\tb\ta2,b2\ttrue\tnil\ttrue\talice@example.com",
+      if PLAIN51 then -- no yield to the host (calls work inside C callbacks too); 5.1's %s takes no table
+        assert.truthy(lines[1]:find("^20\talice@example.com\t2\ttrue\tnumber\tb\ta2,b2\ttrue\tnil\tfalse\t"),
           lines[1])
       else
-        assert.truthy(lines[1]:find("^20\talice@example.com\t2\ttrue\tnumber\tb\ta2,b2\tfalse\t"), lines[1])
+        assert.truthy(lines[1]:find("^20\talice@example.com\t2\ttrue\tnumber\tb\ta2,b2\ttrue\tnil\tfalse\t"),
+          lines[1])
         assert.truthy(lines[1]:find("yield across", 1, true), lines[1])
       end
       assert.are.equal("yield\tfalse\tattempt to yield from outside a coroutine", lines[2])
