@@ -232,7 +232,8 @@ describe("no oracle on a secret", function()
   -- guesses at the token's characters: what comes back must not depend on whether a guess was right.
   -- Each guess ends exactly where the cut falls; every answer must be the same text.
   local function quoting(token)
-    return freshbooks.new{ client_id = "app", client_secret = "cs-" .. token:sub(-20), redirect_uri = "https://example.com/cb",
+    return freshbooks.new{ client_id = "app", client_secret = "cs-" .. token:sub(-20),
+      redirect_uri = "https://example.com/cb",
       api_url = "https://fb.test", tokens = { access_token = token, refresh_token = "r-" .. token }, retry = false,
       transport = function(req)
         return { status = 404, headers = { ["content-type"] = "application/json" },
