@@ -135,7 +135,7 @@ describe("guest scripts", function()
     opts = opts or {}
     local printed = {}
     local o = { print = function(s) printed[#printed + 1] = s end, write = opts.write, budget = opts.budget,
-                usage = {} }
+                businesses = opts.businesses, usage = {} }
     local r = pack(guest.run(fb, src, opts.name or "=spec", o))
     return r, table.concat(printed, "\n"), o.usage
   end
@@ -267,6 +267,83 @@ describe("guest scripts", function()
       assert.has_error(function() guest.run(fb, "return 1", nil, { budget = { cpu = 1 } }) end)
       assert.has_error(function() guest.run(fb, "return 1", nil, { budget = { time = -1 } }) end)
       assert.has_error(function() guest.run(fb, "return 1", nil, { budget = { memory = 0 / 0 } }) end)
+      assert.has_error(function() guest.run(fb, "return 1", nil, { businesses = "aBcD1" }) end)
+      assert.has_error(function() guest.run(fb, "return 1", nil, { businesses = { {} } }) end)
+    end)
+
+    it("touch only the businesses the host lists; without a list, every business the token reaches", function()
+      local fb = session()
+      local list = assert(fb:memberships())
+      assert.is_true(#list >= 2, "the sandbox user has two businesses")
+      local one, other = list[1], list[2]
+      local src = ([[
+        local fb = ...
+        local out = {}
+        local function try(name, f, ...)
+          local ok, e = pcall(f, ...)
+          out[#out + 1] = name .. " " .. tostring(ok) .. " " .. tostring(e):gsub("^[^\n]-:%%d+: ", "")
+        end
+        try("listed account", function() return #assert(fb:account(%q).invoices:list{ per_page = 1 }) end)
+        try("listed business", function() return #assert(fb:business(%q).projects:list{}) end)
+        try("listed uuid", function() return type(fb:accounting_business(%q)) end)
+        try("other account", fb.account, fb, %q)
+        try("other business", fb.business, fb, %q)
+        try("other uuid", fb.accounting_business, fb, %q)
+        try("unreached account", fb.account, fb, "zzzz9")
+        out[#out + 1] = "memberships " .. #fb:memberships()
+        local n = 0
+        for _ in fb:businesses() do n = n + 1 end
+        out[#out + 1] = "businesses " .. n
+        out[#out + 1] = "me " .. #fb:me().business_memberships
+        local m, err = fb:find_business(%q)
+        out[#out + 1] = "find other " .. tostring(m) .. " " .. tostring(err and err.code)
+        m, err = fb:find_business(%q)
+        out[#out + 1] = "find other by name " .. tostring(m) .. " " .. tostring(err and err.code)
+        out[#out + 1] = "find listed " .. tostring((fb:find_business(%q) or {}).account_id)
+        print(table.concat(out, "\n"))
+      ]]):format(one.account_id, tostring(one.business_id), one.business_uuid, other.account_id,
+        tostring(other.business_id), other.business_uuid, other.account_id, other.name, tostring(one.business_id))
+      local seq = H.last_seq(sb)
+      for _, key in ipairs{ one.account_id, one.business_id, one.business_uuid } do
+        local r, out = run(fb, src, { businesses = { key } })
+        assert.is_true(r[1], tostring(r[2]))
+        local expect = {
+          "^listed account true 1$", "^listed business true %d+$", "^listed uuid true table$",
+          "^other account false freshbooks: account: .* is not among the businesses this script may use$",
+          "^other business false freshbooks: business: .* is not among the businesses this script may use$",
+          "^other uuid false freshbooks: accounting_business: .* is not among the businesses this script may use$",
+          "^unreached account false freshbooks: account: zzzz9 is not among the businesses this script may use$",
+          "^memberships 1$", "^businesses 1$", "^me 1$", "^find other nil not_found$", "^find other by name nil not_found$",
+          "^find listed " .. one.account_id .. "$",
+        }
+        local i = 0
+        for line in out:gmatch("[^\n]+") do
+          i = i + 1
+          assert.truthy(line:find(expect[i]), tostring(key) .. ": " .. line)
+        end
+        assert.are.equal(#expect, i, out)
+      end
+      for _, e in ipairs(requests_since(seq)) do
+        assert.is_nil(e.path:find(other.account_id, 1, true), "a request reached the other business: " .. e.path)
+        assert.is_nil(e.path:find("zzzz9", 1, true), e.path)
+      end
+      -- no list: every business (and an unreached one is for FreshBooks to refuse)
+      local r, out = run(fb, src)
+      assert.is_true(r[1], tostring(r[2]))
+      assert.truthy(out:find("other account true", 1, true), out)
+      assert.truthy(out:find("memberships " .. #list, 1, true), out)
+    end)
+
+    it("cannot grow the host's memory by naming owners: at most 256 a run", function()
+      local fb = session()
+      local r = run(fb, "local fb = ... for i = 1, 100000 do fb:account('a' .. i) end return 'named'",
+        { budget = { time = 10 } })
+      assert.is_nil(r[1])
+      assert.are.equal("script_error", r[2].code)
+      assert.truthy(r[2].message:find("more than 256 accounts and businesses named in one run", 1, true), r[2].message)
+      r = run(fb, "local fb = ... for i = 1, 256 do fb:account('a' .. i) end for i = 1, 1000 do fb:account('a1') end "
+        .. "return 'named'")
+      assert.are.same({ n = 2, true, "named" }, r)
     end)
   end)
 
