@@ -313,7 +313,8 @@ describe("guest scripts", function()
           "^other business false freshbooks: business: .* is not among the businesses this script may use$",
           "^other uuid false freshbooks: accounting_business: .* is not among the businesses this script may use$",
           "^unreached account false freshbooks: account: zzzz9 is not among the businesses this script may use$",
-          "^memberships 1$", "^businesses 1$", "^me 1$", "^find other nil not_found$", "^find other by name nil not_found$",
+          "^memberships 1$", "^businesses 1$", "^me 1$", "^find other nil not_found$",
+          "^find other by name nil not_found$",
           "^find listed " .. one.account_id .. "$",
         }
         local i = 0
