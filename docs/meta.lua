@@ -877,6 +877,18 @@ function Client:close() end
 ---An opaque string: tostring shows freshbooks.secret(***), concatenation raises.
 ---@class freshbooks.core.Secret
 
+---Secret values to mask in text (core.masker).
+---@class freshbooks.core.Masker
+local Masker = {}
+
+---s with the values masked (the same string when none is found).
+---@param s string
+---@return string
+function Masker:mask(s) end
+
+---Wipes the values; idempotent (__gc and __close call it).
+function Masker:close() end
+
 ---A guest state (vm.new): g:resume until "done" or "error".
 ---@class freshbooks.vm.Guest
 local Guest = {}
@@ -922,6 +934,12 @@ function core.reveal(s) end
 ---@param v any
 ---@return boolean
 function core.is_secret(v) end
+
+---A masker for secret values (freshbooks.redact.mask): every run of 16 or more of a value's letters and
+---digits, in order (case and the characters between them ignored), is replaced by "***".
+---@param values string[]
+---@return freshbooks.core.Masker
+function core.masker(values) end
 
 ---RFC 3986 percent-encoding (unreserved kept).
 ---@param s string

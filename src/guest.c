@@ -118,6 +118,7 @@ static pthread_mutex_t chunk_lock = PTHREAD_MUTEX_INITIALIZER;
 /* ---- the guest state's allocator and hook ------------------------------------------------------ */
 
 static void halt_running(fb_guest *g);
+static void hook_sooner(fb_guest *g);
 
 /* Wraps the state's own allocator (lua_setallocf works on every VM; LuaJIT cannot take a custom
  * allocator in lua_newstate on x86_64 builds without GC64). It also reads the clock every ALLOC_CHECK
@@ -161,8 +162,11 @@ static void *capped_alloc(void *ud, void *ptr, size_t osize, size_t nsize)
 		g->used = g->used - old + nsize;
 		if (g->used > g->peak)
 			g->peak = g->used;
-		if (nsize > old)
+		if (nsize > old) {
 			g->refused = 0;
+			if (nsize - old >= ALLOC_CHECK)
+				hook_sooner(g);
+		}
 	}
 	return p;
 }
@@ -237,6 +241,15 @@ static int hook_period(const fb_guest *g)
 {
 	size_t p = (size_t)HOOK_EVERY * (1u << 20) / (g->used + 1);
 	return p >= HOOK_EVERY ? HOOK_EVERY : p < 16 ? 16 : (int)p;
+}
+
+/* The state grew: its hook runs at the shorter period from now on, not from its next run (the
+ * instructions up to then could each cost the new size). Only ever shortened here (lua_sethook starts
+ * the count afresh); the hook lengthens it again. */
+static void hook_sooner(fb_guest *g)
+{
+	if (g->running != NULL && !g->stop && hook_period(g) < lua_gethookcount(g->running))
+		lua_sethook(g->running, on_count, LUA_MASKCOUNT, hook_period(g));
 }
 
 /* Whether the C stack below g:resume is deeper than a run may use. The frame address is the real stack
@@ -476,6 +489,7 @@ static int g_tick(lua_State *L)
 		return 1;
 	}
 	g->running = co != NULL ? co : L;
+	hook_sooner(g); /* a thread made while the state was small runs at the period its size asks now */
 	lua_pushboolean(L, 1);
 	return 1;
 }
@@ -516,10 +530,15 @@ static int g_charge(lua_State *L)
  * in Lua (guest_sort.lua); comparisons of long strings and next() over a sparse table are single
  * instructions of the VM, which the hook sees every HOOK_EVERY (docs/guest.md: the bound). */
 
+/* Calls the wrapped function, charged `units`. Some call the script's Lua from a large C frame
+ * (string.format's and table.concat's buffers: 8 KiB each on Lua 5.1 and 5.3), which a recursion through
+ * a __tostring or an __index repeats faster than the hook looks: the C stack is checked here too. */
 static int call_wrapped(lua_State *L, fb_guest *g, lua_Number units)
 {
 	if (!charge(g, units))
 		return halt(L, g);
+	if (too_deep(g))
+		return luaL_error(L, "C stack overflow");
 	lua_pushvalue(L, lua_upvalueindex(1));
 	lua_insert(L, 1);
 	lua_call(L, lua_gettop(L) - 1, LUA_MULTRET);
@@ -660,6 +679,12 @@ static lua_Number string_units(lua_State *L, int idx)
 static int g_tonumber(lua_State *L)
 {
 	return call_wrapped(L, guest_of(L), string_units(L, 1));
+}
+
+/* string.format: what it makes is the allocator's; its %s calls a __tostring (C stack: call_wrapped). */
+static int g_format(lua_State *L)
+{
+	return call_wrapped(L, guest_of(L), 0);
 }
 
 static int g_rawequal(lua_State *L)
@@ -852,6 +877,7 @@ static void open_safe_libs(lua_State *G)
 	}
 	wrap_field(G, lua_gettop(G), "rep", g_rep, raw);
 	wrap_field(G, lua_gettop(G), "byte", g_byte, raw);
+	wrap_field(G, lua_gettop(G), "format", g_format, raw);
 	lua_getglobal(G, LUA_TABLIBNAME);
 	lua_pushnil(G);
 	lua_setfield(G, -2, "move");

@@ -7,7 +7,7 @@
 -- The semantics are this VM's string library's: Lua 5.4's, or Lua 5.1's where LuaJIT differs (a start
 -- past the end, empty matches in gmatch and gsub, '%' in replacements, some messages).
 local find, charge, version, raw = ... -- raw: the library's own functions (the script's are charged)
-local byte, sub, char, format = raw.byte, string.sub, string.char, string.format
+local byte, sub, char, format = raw.byte, string.sub, string.char, raw.format
 local concat, unpack = raw.concat, raw.unpack
 local type, tostring, tonumber, error, pcall, rawget = type, raw.tostring, raw.tonumber, error, pcall, rawget
 local floor, ceil, tointeger = math.floor, math.ceil, math.tointeger
