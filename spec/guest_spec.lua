@@ -713,6 +713,50 @@ describe("guest scripts", function()
     end)
   end)
 
+  describe("secrets the API quotes", function()
+    -- A FreshBooks that quotes the request's path in a 404, cut at 1 KiB: a script that chooses the
+    -- path chooses where the cut falls, and guesses the token's first characters there. Under two
+    -- tokens that share no character at any place, everything the script sees must be the same.
+    it("tell a script nothing of the token, whatever it guesses", function()
+      local function quoting(token)
+        return freshbooks.new{ client_id = "app", client_secret = "an-unrelated-client-secret",
+          redirect_uri = "https://example.com/cb", api_url = "https://fb.test", retry = false,
+          tokens = { access_token = token, refresh_token = "r" .. token }, transport = function(req)
+            return { status = 404, headers = { ["content-type"] = "application/json" },
+              body = '{"message":"no route ' .. req.url:match("^https?://[^/]+(/[^?]*)") .. ' for Bearer '
+                .. token .. '"}' }
+          end }
+      end
+      local hex = "0123456789abcdef"
+      local a = "5e8a" .. ("0f1e2d3c4b5a6978"):rep(3) .. "8796a5b4c3d2"
+      local b = a:gsub("%x", function(c) local i = hex:find(c, 1, true) return hex:sub(i % 16 + 1, i % 16 + 1) end)
+      -- The script guesses a's first characters, one more at a time, under a (right) and under b (wrong).
+      local function probe(token)
+        local src = ([[
+          local fb = ...
+          local acct = fb:account("aBcD1")
+          local head, hex, out = %q, "0123456789abcdef", {}
+          local prefix = #"no route /accounting/account/aBcD1/invoices/invoices/"
+          for known = 0, 14 do
+            for c in hex:gmatch(".") do
+              local guess = head:sub(1, known) .. c
+              local _, err = acct.invoices:get(("."):rep(1024 - prefix - #guess) .. guess)
+              out[#out + 1] = tostring(err)
+            end
+          end
+          print(table.concat(out, "\n"))
+        ]]):format(a:sub(1, 14))
+        local r, printed = run(quoting(token), src)
+        assert.is_true(r[1], tostring(r[2]))
+        return printed
+      end
+      local right, wrong = probe(a), probe(b)
+      assert.truthy(right:find("not_found", 1, true), right:sub(1, 200))
+      assert.are.equal(wrong, right)
+      assert.is_false(H.leaks(right, { a, a:sub(1, 16), a:sub(-16) }))
+    end)
+  end)
+
   describe("the C embedding host", function()
     local host = "build/lua5.4/embed-host"
     local function run_host(script_src, env)
@@ -788,6 +832,20 @@ describe("guest scripts", function()
       assert.truthy(out:find("__gc metamethods are not allowed", 1, true), out)
       assert.is_true(os.time() - t0 < 50)
       assert.is_false(H.leaks(out, secrets))
+    end)
+
+    it("stops work spread over nested coroutines, at the run's budget, and exits", function()
+      local t0 = os.time()
+      local out, rc = run_host([[
+        local function nest(d)
+          if d == 0 then local x = 0 for i = 1, 900 do x = x + 1 end return end
+          while true do coroutine.resume(coroutine.create(function() nest(d - 1) end)) end
+        end
+        nest(6)
+      ]], { FB_GUEST_INSTRUCTIONS = "1000000", FB_GUEST_TIME = "1" })
+      assert.are.equal(1, rc, out)
+      assert.truthy(out:find("budget_cpu", 1, true), out)
+      assert.is_true(os.time() - t0 < 10)
     end)
   end)
 end)
