@@ -234,13 +234,13 @@ static int charge(fb_guest *g, lua_Number n)
 }
 
 /* Instructions between two runs of the hook: HOOK_EVERY while the state holds at most 1 MiB, fewer as it
- * holds more (down to 16). One instruction may cost time in proportion to the state's size (comparing
+ * holds more (down to 1). One instruction may cost time in proportion to the state's size (comparing
  * two long strings, next() over a sparse table), so the time between two readings of the clock stays
  * near what HOOK_EVERY instructions over 1 MiB cost, whatever the memory budget. */
 static int hook_period(const fb_guest *g)
 {
 	size_t p = (size_t)HOOK_EVERY * (1u << 20) / (g->used + 1);
-	return p >= HOOK_EVERY ? HOOK_EVERY : p < 16 ? 16 : (int)p;
+	return p >= HOOK_EVERY ? HOOK_EVERY : p < 1 ? 1 : (int)p;
 }
 
 /* The state grew: its hook runs at the shorter period from now on, not from its next run (the
@@ -762,21 +762,22 @@ static int g_setmetatable(lua_State *L)
 	return lua_gettop(L);
 }
 
-/* string.rep: Lua loops n times even when there is nothing to copy ((""):rep(2^60), one C call). */
+/* string.rep: Lua loops n times even when there is nothing to copy ((""):rep(2^60), one C call), and
+ * LuaJIT makes a result it already has without allocating (its strings are interned): what it makes is
+ * charged first (its bytes; past the memory budget the allocator refuses it). */
 static int g_rep(lua_State *L)
 {
 	size_t l, lsep;
+	lua_Number n, bytes;
 	luaL_checklstring(L, 1, &l);
-	luaL_checkinteger(L, 2);
+	n = (lua_Number)luaL_checkinteger(L, 2);
 	luaL_optlstring(L, 3, "", &lsep);
 	if (l == 0 && lsep == 0) {
 		lua_pushliteral(L, "");
 		return 1;
 	}
-	lua_pushvalue(L, lua_upvalueindex(1));
-	lua_insert(L, 1);
-	lua_call(L, lua_gettop(L) - 1, 1);
-	return 1;
+	bytes = n > 0 ? n * (lua_Number)(l + lsep) : 0;
+	return call_wrapped(L, guest_of(L), bytes > (lua_Number)guest_of(L)->memory ? 0 : bytes / BYTES_PER_UNIT);
 }
 
 /* ---- building the guest state ------------------------------------------------------------------ */
