@@ -834,6 +834,18 @@ describe("guest scripts", function()
       assert.is_false(H.leaks(out, secrets))
     end)
 
+    it("lets a script touch only the businesses FB_GUEST_BUSINESSES lists", function()
+      local src = "local fb = ... print(#fb:memberships()) return #assert(fb:account('aBcD1').invoices:list{}), "
+        .. "select(2, pcall(fb.account, fb, 'xYz92'))"
+      local out, rc = run_host(src, { FB_GUEST_BUSINESSES = "aBcD1" })
+      assert.are.equal(0, rc, out)
+      assert.truthy(out:find("^1\n"), out)
+      assert.truthy(out:find("is not among the businesses this script may use", 1, true), out)
+      out, rc = run_host(src)
+      assert.are.equal(0, rc, out)
+      assert.truthy(out:find("^2\n"), out)
+    end)
+
     it("stops work spread over nested coroutines, at the run's budget, and exits", function()
       local t0 = os.time()
       local out, rc = run_host([[

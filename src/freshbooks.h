@@ -17,13 +17,15 @@
  * gives user code that state, `freshbooks.core` or the session. It runs each script with
  *
  *   require("freshbooks.guest").run(fb, source, "=user.lua", { write = false, print = fn,
+ *     businesses = { ids the script may touch },     -- default: every business the token reaches
  *     budget = { memory = bytes, instructions = n, time = seconds, patterns = steps, calls = n,
  *                output = bytes } })                   -> true, results... | nil, err (err.code)
  *
  * from its own (trusted) Lua code, as examples/embed/host.c does. freshbooks.vm then makes a new lua_State
  * per run (with lua_setallocf-capped memory, safe libraries only, nothing of the host's state), copies
  * only plain data between the two states, never raises across them, and closes the guest state before
- * run returns, so no user code runs in the host's lua_close. Guest states are independent: threads may
+ * run returns, so no user code runs in the host's lua_close. A run takes at most ~300 KiB of the calling
+ * thread's C stack, whatever its budgets (docs/guest.md). Guest states are independent: threads may
  * run guests concurrently, each in its own host state. */
 #ifndef FRESHBOOKS_H
 #define FRESHBOOKS_H
