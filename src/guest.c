@@ -1,6 +1,6 @@
 /* freshbooks.vm: guest scripts in a Lua state of their own (freshbooks.guest is the Lua side, docs/guest.md
- * the contract). A module of its own, apart from freshbooks.core: it needs neither libcurl nor OpenSSL's
- * crypto, and a host that only runs guests loads only this.
+ * the contract). A module of its own, apart from freshbooks.core: it needs no libcurl, and a host that
+ * only runs guests loads only this.
  *
  *   local g = require("freshbooks.vm").new(source, chunkname, { memory =, instructions =, time =,
  *                                                                 patterns =, output = })
@@ -23,8 +23,9 @@
  * of the script is charged to the same counts, and a stop ends them all (halt()).
  *
  * The C stack: a run uses at most CSTACK bytes of the host thread's C stack below g:resume (checked at
- * every resume of a coroutine and in the hook), on every VM and whatever the budgets (LuaJIT does not
- * bound C recursion itself; Lua 5.x stops at 200 C levels).
+ * every resume of a coroutine, in the hook and before the wrapped library calls that may call Lua), on
+ * every VM and whatever the budgets (LuaJIT does not bound C recursion itself; Lua 5.x stops at 200 C
+ * levels, which 5.3's 8 KiB buffers make more than 1 MiB).
  *
  * Every operation on the guest state that may allocate (and so raise) runs inside a protected call on
  * that state; nothing raised in one state ever unwinds through the other. */
@@ -36,7 +37,7 @@
 #include <string.h>
 #include <lualib.h>
 #include "fb_internal.h"
-#include "guest_lua.h" /* generated from guest_env.lua and guest_patterns.lua (Makefile) */
+#include "guest_lua.h" /* generated from the src/guest_*.lua chunks (Makefile) */
 #ifdef FB_LUAJIT
 #include <luajit.h>
 #endif

@@ -13,7 +13,12 @@ local type, tostring, select, error, pcall, pairs, setmetatable, rawequal, ipair
 local concat = table.concat
 local co_resume, co_yield, co_close, co_running = coroutine.resume, coroutine.yield, bridge.close,
   coroutine.running
-raw.tostring = tostring
+-- (our chunks load on first use, after the script may have changed the globals: they take these)
+for k, v in pairs{ tostring = tostring, type = type, error = error, pcall = pcall, select = select, rawget = rawget,
+    rawset = rawset, sub = string.sub, char = string.char, floor = math.floor, ceil = math.ceil,
+    tointeger = math.tointeger } do
+  raw[k] = v
+end
 
 -- Coroutines: a call to the host made inside a coroutine of the script yields MARK; each resume passes
 -- it up (to the host) and hands the answer back down, so the script's coroutines never see it. Every
