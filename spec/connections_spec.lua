@@ -43,7 +43,7 @@ describe("freshbooks.connections", function()
     it("connects with a state kept server-side for that connection, short-lived and single use", function()
       local c = conns{ state_ttl = 120 }
       local url, state = assert(c:connect_url("acme", { scopes = { "user:profile:read" } }))
-      local keys = srv:cli("KEYS", "*state:acme:*")
+      local keys = srv:cli("KEYS", "*{acme}:state.*")
       assert.truthy(keys:match("%S"))
       assert.is_nil(keys:find(state, 1, true)) -- the key holds a hash, not the state
       local ttl = tonumber(srv:cli("TTL", keys))
@@ -62,7 +62,7 @@ describe("freshbooks.connections", function()
       ok, err = c:callback("acme", query, state)
       assert.is_nil(ok)
       assert.equal("state_mismatch", err.code)
-      assert.equal("", srv:cli("KEYS", "*state:acme:*"))
+      assert.equal("", srv:cli("KEYS", "*{acme}:state.*"))
       local st = assert(c:status("acme"))
       assert.is_true(st.connected)
       assert.is_false(st.reauth_required)
@@ -222,8 +222,8 @@ describe("freshbooks.connections", function()
     minter:close()
     local record = require("freshbooks.store.record").encode{ access_token = "stale", refresh_token = "stale",
       expires_at = 0 }
-    srv:cli("EVAL", "for i = tonumber(ARGV[2]), tonumber(ARGV[3]) do redis.call('SET', ARGV[1] .. i, ARGV[4]) end",
-      "0", pre .. "tokens:t", tostring(live + 1), tostring(stored), record)
+    srv:cli("EVAL", "for i = tonumber(ARGV[2]), tonumber(ARGV[3]) do redis.call('SET', ARGV[1] .. i .. '}:tokens',"
+      .. " ARGV[4]) end", "0", pre .. "{t", tostring(live + 1), tostring(stored), record)
     local c = freshbooks.connections{ app = H.opts(sb, { retry = false }), store = ks, max_sessions = live }
     local t0 = core.now()
     local ids = assert(c:list())

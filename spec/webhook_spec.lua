@@ -52,6 +52,21 @@ describe("webhook signature construction", function()
     assert.same({ false, "missing_signature" }, { webhook.verify(VERIFIER, fields, nil) })
   end)
 
+  it("costs the same for a signature header of any size: bounded, trimmed in one pass", function()
+    local good = "rFfSA6u2iuQZbGs+NShbCGOFO0/eIbpWv7rHOBUU+uU="
+    assert.is_true(webhook.verify(VERIFIER, fields, (" "):rep(100) .. good .. ("\t"):rep(100)))
+    for _, n in ipairs{ 8192, 65536, 1048576 } do
+      for _, header in ipairs{ (" "):rep(n), (" "):rep(n) .. "x", "x" .. (" "):rep(n) .. "x", good .. (" "):rep(n) } do
+        local t0 = os.clock()
+        local ok, why = webhook.verify(VERIFIER, fields, header)
+        local took = os.clock() - t0
+        assert.is_false(ok)
+        assert.equal("bad_signature", why)
+        assert.is_true(took < 0.02, ("%d bytes of header: %.3f s of CPU"):format(#header, took))
+      end
+    end
+  end)
+
   it("parses a raw form body keeping the received order", function()
     local body = "name=invoice.create&object_id=1234567&account_id=aBcD1&business_id=1000001&identity_id=1001"
       .. "&user_id=1001"

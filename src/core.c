@@ -25,5 +25,6 @@ int luaopen_freshbooks_core(lua_State *L)
 	fb_open_clock(L);
 	fb_open_interrupt(L);
 	fb_open_decode(L);
+	fb_open_fd(L);
 	return 1;
 }

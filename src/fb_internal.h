@@ -22,6 +22,7 @@ void fb_open_lockfile(lua_State *L); /* lockfile.c: lock_file, write_file_atomic
 void fb_open_clock(lua_State *L);    /* clock.c: now, sleep (retries, benchmarks) */
 void fb_open_interrupt(lua_State *L); /* interrupt.c: trap_interrupts, interrupted (the command) */
 void fb_open_decode(lua_State *L);    /* decode.c: json_decode (FreshBooks' answers), null */
+void fb_open_fd(lua_State *L);        /* fd.c: close_on_exec, guard_stdio (the command) */
 
 /* interrupt.c: the signal that arrived since core.trap_interrupts() (0: none), and whether it runs. */
 int fb_interrupted(void);

@@ -4,17 +4,21 @@
 -- workers and machines serve every user, and one refresh at a time happens per connection cluster-wide.
 -- Nothing blocks the nginx worker: sessions talk through cosockets, Redis through lua-resty-redis
 -- (Debian: lua-nginx-redis, module nginx.redis), and waits sleep on the event loop.
+-- Safe to copy: the app's own sessions are random, server-side (Redis, hashed), expire and can be
+-- revoked; every state-changing route is POST with a CSRF token; nothing an unauthenticated request
+-- does makes an authenticated call to FreshBooks; URLs come from configuration, never from Host.
 --   init_by_lua_block   { require("app").configure{ client_id = ..., client_secret = ..., ... } }
---   location = /signin      { content_by_lua_block { require("app").signin() } }
---   location = /connect     { content_by_lua_block { require("app").connect() } }
---   location = /callback    { content_by_lua_block { require("app").callback() } }
---   location = /connection  { content_by_lua_block { require("app").connection() } }
---   location = /outstanding { content_by_lua_block { require("app").outstanding() } }
---   location = /disconnect  { content_by_lua_block { require("app").disconnect() } }
---   location = /subscribe   { content_by_lua_block { require("app").subscribe() } }
---   location = /webhook     { content_by_lua_block { require("app").webhook() } }
---   location = /events      { content_by_lua_block { require("app").events() } }
--- Webhook verifiers and received events live in `lua_shared_dict freshbooks 1m;` (all workers).
+--   location = /signin      { content_by_lua_block { require("app").signin() } }      POST user=
+--   location = /signout     { content_by_lua_block { require("app").signout() } }     POST, CSRF
+--   location = /connect     { content_by_lua_block { require("app").connect() } }     GET: to FreshBooks
+--   location = /callback    { content_by_lua_block { require("app").callback() } }    GET: from FreshBooks
+--   location = /connection  { content_by_lua_block { require("app").connection() } }  GET
+--   location = /outstanding { content_by_lua_block { require("app").outstanding() } } GET
+--   location = /disconnect  { content_by_lua_block { require("app").disconnect() } }  POST, CSRF
+--   location = /subscribe   { content_by_lua_block { require("app").subscribe() } }   POST, CSRF
+--   location = /webhook     { content_by_lua_block { require("app").webhook() } }     POST (FreshBooks)
+--   location = /events      { content_by_lua_block { require("app").events() } }      GET, the user's own
+-- Webhook verifiers, pending verifications and received events live in `lua_shared_dict freshbooks 1m;`.
 local cjson = require "cjson.safe"
 local core = require "freshbooks.core"
 local freshbooks = require "freshbooks"
@@ -25,19 +29,29 @@ local app = {}
 local config
 local connections -- per worker, made on first use
 
--- configure{client_id, client_secret, redirect_uri, session_secret, redis_host?, redis_port?,
--- redis_password?, prefix?, api_url?, auth_url?, scopes?}
+-- configure{client_id, client_secret, redirect_uri, session_secret, public_url, redis_host?, redis_port?,
+-- redis_password?, prefix?, api_url?, auth_url?, scopes?, session_ttl? (s, 8 h), replay_window? (s, 600)}
+-- public_url: this app's own https origin (the webhook URI FreshBooks calls is public_url .. "/webhook").
 function app.configure(c)
-  for _, k in ipairs{ "client_id", "client_secret", "redirect_uri", "session_secret" } do
+  for _, k in ipairs{ "client_id", "client_secret", "redirect_uri", "session_secret", "public_url" } do
     if type(c[k]) ~= "string" or c[k] == "" then error("app.configure: " .. k .. " is required", 2) end
   end
+  if not c.public_url:match("^https?://[^/%s]+$") then
+    error("app.configure: public_url must be an origin such as https://app.example.com", 2)
+  end
   config = c
+  config.session_ttl = tonumber(c.session_ttl) or 8 * 3600
+  config.replay_window = tonumber(c.replay_window) or 600
 end
 
 -- Redis connections from nginx's per-worker pool; the store gives each back with set_keepalive.
 local function redis_client()
   local ok, redis = pcall(require, "resty.redis") -- OpenResty's name
-  if not ok then redis = require "nginx.redis" end -- Debian's
+  if not ok then ok, redis = pcall(require, "nginx.redis") end -- Debian's
+  if not ok then
+    return nil, "resty.redis is missing: OpenResty ships it; on Debian's nginx put lua-nginx-redis's"
+      .. " nginx/redis.lua on lua_package_path (`make deps` puts it in LIB/build/deps/lua)"
+  end
   local r = redis:new()
   r:set_timeout(1000)
   local connected, err = r:connect(config.redis_host or "127.0.0.1", tonumber(config.redis_port) or 6379)
@@ -63,6 +77,7 @@ end
 local function reply(status, body)
   ngx.status = status
   ngx.header["Content-Type"] = "application/json"
+  ngx.header["Cache-Control"] = "no-store"
   ngx.say(cjson.encode(body))
   return ngx.exit(status)
 end
@@ -72,31 +87,108 @@ local function fail(status, err)
   return reply(status, { error = err.code, message = err.message })
 end
 
--- The signed-in user: this app's own login stands behind the `app_user` cookie (name.hmac). /signin
--- stands in for a real login here; the rest only trusts a cookie this app signed.
-local function sign(name) return core.hex(core.hmac_sha256(config.session_secret, "app_user:" .. name)) end
+-- The app's own sessions ----------------------------------------------------------------------------
+-- A session is a random 32-byte id in a cookie; Redis keeps HMAC(session_secret, id) -> {user, csrf}
+-- with a TTL, so a copy of Redis holds no cookie, a session ends when it expires or is signed out, and
+-- every sign-in gets a new id.
+local COOKIE = "__Host-session"
 
-local function user()
-  local name, mac = (ngx.var.cookie_app_user or ""):match("^([%w_.@-]+)%.(%x+)$")
-  if name and #name <= 64 and core.equals(mac, sign(name)) then return name end
-  return nil
+local function session_key(id) return (config.prefix or "fb-app:") .. "session:"
+  .. core.hex(core.hmac_sha256(config.session_secret, id)) end
+
+-- One command on a pooled Redis connection -> reply | nil, err
+local function kv(cmd, ...)
+  local r, err = redis_client()
+  if not r then return nil, err end
+  local v, cerr = r[cmd](r, ...)
+  if v == nil and cerr then r:close() return nil, cerr end
+  r:set_keepalive(60000, 100)
+  if v == ngx.null then return nil end
+  return v
+end
+
+-- A cookie of the request by its exact name (a repeated one: none is believed).
+local function cookie(name)
+  local h = ngx.req.get_headers()["cookie"]
+  if type(h) == "table" then h = table.concat(h, "; ") end
+  local found
+  for k, v in (h or ""):gmatch("([^=;%s]+)=([^;]*)") do
+    if k == name then
+      if found then return nil end
+      found = v
+    end
+  end
+  return found
+end
+
+local function cookie_id() return (cookie(COOKIE) or ""):match("^(%x+)$") end
+
+-- -> {user, csrf} of this request's session, or nil
+local function current()
+  local id = cookie_id()
+  if not id or #id ~= 64 then return nil end
+  local v = kv("get", session_key(id))
+  local t = v and cjson.decode(v)
+  if type(t) ~= "table" or type(t.user) ~= "string" then return nil end
+  t.id = id
+  return t
 end
 
 local function signed_in()
-  local name = user()
-  if not name then reply(401, { error = "not_signed_in", message = "sign in to this app first" }) end
-  return name
+  local s = current()
+  if not s then reply(401, { error = "not_signed_in", message = "sign in to this app first" }) end
+  return s.user, s
 end
 
--- GET /signin?user=NAME (a stand-in for the app's own login)
+-- POST with this session's CSRF token (header X-CSRF-Token, or a form field csrf) -> the user's name.
+local function post_from_session()
+  if ngx.req.get_method() ~= "POST" then
+    ngx.header["Allow"] = "POST"
+    return reply(405, { error = "method_not_allowed", message = "POST only" })
+  end
+  local name, s = signed_in()
+  local token = ngx.req.get_headers()["x-csrf-token"]
+  if type(token) ~= "string" then
+    ngx.req.read_body()
+    local args = ngx.req.get_post_args(10)
+    token = type(args.csrf) == "string" and args.csrf or nil
+  end
+  if type(token) ~= "string" or #token ~= 64 or not core.equals(token, s.csrf) then
+    return reply(403, { error = "csrf", message = "missing or wrong CSRF token" })
+  end
+  return name, s
+end
+
+-- POST /signin (user=NAME): a stand-in for the app's own login; a new session at every sign-in.
 function app.signin()
-  local name = ngx.var.arg_user or ""
-  if not name:match("^[%w_.@-]+$") or #name > 64 then
+  if ngx.req.get_method() ~= "POST" then
+    ngx.header["Allow"] = "POST"
+    return reply(405, { error = "method_not_allowed", message = "POST only" })
+  end
+  ngx.req.read_body()
+  local name = ngx.req.get_post_args(10).user
+  if type(name) ~= "string" or not name:match("^[%w_.@-]+$") or #name > 64 then
     return reply(400, { error = "bad_request", message = "user must be 1-64 letters, digits or _.@-" })
   end
-  ngx.header["Set-Cookie"] = "app_user=" .. name .. "." .. sign(name) .. "; Path=/; HttpOnly; SameSite=Lax"
-  return reply(200, { signed_in = name })
+  local old = cookie_id()
+  if old then kv("del", session_key(old)) end
+  local id, csrf = core.hex(core.random_bytes(32)), core.hex(core.random_bytes(32))
+  local ok, err = kv("set", session_key(id), cjson.encode{ user = name, csrf = csrf }, "EX", config.session_ttl)
+  if not ok then return fail(503, { code = "store_unavailable", message = tostring(err) }) end
+  ngx.header["Set-Cookie"] = COOKIE .. "=" .. id .. "; Path=/; Secure; HttpOnly; SameSite=Lax; Max-Age="
+    .. config.session_ttl
+  return reply(200, { signed_in = name, csrf = csrf })
 end
+
+-- POST /signout: the session ends here, whoever holds a copy of the cookie.
+function app.signout()
+  local _, s = post_from_session()
+  kv("del", session_key(s.id))
+  ngx.header["Set-Cookie"] = COOKIE .. "=; Path=/; Secure; HttpOnly; SameSite=Lax; Max-Age=0"
+  return reply(200, { signed_in = false })
+end
+
+-- FreshBooks ---------------------------------------------------------------------------------------
 
 -- GET /connect: send the browser to FreshBooks. The state is kept in Redis for this user's connection
 -- (single use, a few minutes) and in a cookie binding it to this browser.
@@ -104,7 +196,7 @@ function app.connect()
   local name = signed_in()
   local url, state = conns():connect_url(name)
   if not url then return fail(503, state) end
-  ngx.header["Set-Cookie"] = "fb_state=" .. state .. "; Path=/; HttpOnly; SameSite=Lax"
+  ngx.header["Set-Cookie"] = "__Host-fb_state=" .. state .. "; Path=/; Secure; HttpOnly; SameSite=Lax; Max-Age=600"
   return ngx.redirect(url, 302)
 end
 
@@ -112,12 +204,12 @@ end
 -- cookie; then the code is exchanged and the tokens saved before anything uses them.
 function app.callback()
   local name = signed_in()
-  local ok, err = conns():callback(name, ngx.var.args or "", ngx.var.cookie_fb_state)
+  local ok, err = conns():callback(name, ngx.var.args or "", cookie("__Host-fb_state"))
   if not ok then
-    local status = err.code == "state_mismatch" and 400 or err.code == "store_unavailable" and 503 or 502
+    local status = err.code == "state_mismatch" and 400 or err.code:match("^store_") and 503 or 502
     return fail(status, err)
   end
-  ngx.header["Set-Cookie"] = "fb_state=; Path=/; Max-Age=0"
+  ngx.header["Set-Cookie"] = "__Host-fb_state=; Path=/; Secure; HttpOnly; SameSite=Lax; Max-Age=0"
   return reply(200, { connected = true })
 end
 
@@ -130,7 +222,7 @@ end
 
 -- POST /disconnect: revoke at FreshBooks and forget the tokens.
 function app.disconnect()
-  local ok, err = conns():disconnect(signed_in())
+  local ok, err = conns():disconnect(post_from_session())
   if not ok then return fail(502, err) end
   return reply(200, { connected = false })
 end
@@ -139,12 +231,12 @@ local function session_failure(err)
   if err.code == "reauth_required" then
     return reply(401, { error = "not_connected", message = "connect your FreshBooks first (" .. err.code .. ")" })
   end
-  return fail(err.code == "store_unavailable" and 503 or 502, err)
+  return fail(err.code:match("^store_") and 503 or 502, err)
 end
 
 -- GET /outstanding[?as_of=YYYY-MM-DD]: per business and currency, what the user's clients owe, aged.
 function app.outstanding()
-  local fb = conns():session(signed_in())
+  local fb = conns():session((signed_in()))
   local as_of = ngx.var.arg_as_of or os.date("!%Y-%m-%d")
   local day = require("freshbooks.date").exact(as_of)
   if not day then return reply(400, { error = "bad_request", message = "as_of must be YYYY-MM-DD" }) end
@@ -168,60 +260,89 @@ function app.outstanding()
 end
 
 -- Webhooks -------------------------------------------------------------------------------------
+-- FreshBooks sends a new callback's verifier to the callback's URI, unauthenticated; whoever can
+-- reach /webhook can send one too. So /webhook only keeps a few candidates for a callback this app is
+-- creating right now, and the signed-in user's own POST /subscribe tries them with FreshBooks: an
+-- outside request never makes the app call FreshBooks. Deliveries carry no id or time: the same
+-- signed body is accepted once per replay_window (a replay after it is accepted again; handlers must
+-- be idempotent).
 
 local function shared() return ngx.shared.freshbooks end
+local MAX_CANDIDATES = 3
 
 local function verifiers(account_id)
   return cjson.decode(shared():get("verifiers:" .. account_id) or "[]") or {}
 end
 
 -- POST /subscribe?event=invoice.create: register this app's /webhook for an event of the user's first
--- business. Whose connection verifies the account's callbacks is remembered first: FreshBooks may
--- deliver the verification before the create call has even answered.
+-- business, and confirm it with the verifier FreshBooks sends.
 function app.subscribe()
-  local name = signed_in()
+  local name = post_from_session()
   local fb = conns():session(name)
   local memberships, err = fb:memberships()
   if not memberships then return session_failure(err) end
   if not memberships[1] then return reply(409, { error = "no_business", message = "the user has no business" }) end
-  local uri = ngx.var.scheme .. "://" .. ngx.var.http_host .. "/webhook"
   local account_id = memberships[1].account_id
-  shared():set("subscriber:" .. account_id, name)
-  local cb, cerr = fb:account(account_id).callbacks:create{ event = ngx.var.arg_event, uri = uri }
+  -- FreshBooks may deliver the verification before the create call has even answered.
+  shared():set("pending:" .. account_id, name, 30)
+  local cb, cerr = fb:account(account_id).callbacks:create{ event = ngx.var.arg_event,
+    uri = config.public_url .. "/webhook" }
   if not cb then return fail(cerr.status == 422 and 422 or 502, cerr) end
-  return reply(200, { callback_id = cb.callbackid, event = cb.event, uri = cb.uri })
+  local id = ("%d"):format(cb.callbackid)
+  for _ = 1, 100 do -- up to 5 s for the verification delivery
+    for i = 1, MAX_CANDIDATES do
+      local verifier = shared():get("candidate:" .. account_id .. ":" .. id .. ":" .. i)
+      if verifier then
+        shared():delete("candidate:" .. account_id .. ":" .. id .. ":" .. i)
+        if fb:account(account_id).callbacks:verify(id, verifier) then
+          local list = verifiers(account_id)
+          list[#list + 1] = verifier
+          shared():set("verifiers:" .. account_id, cjson.encode(list))
+          shared():set("subscriber:" .. account_id, name)
+          return reply(200, { callback_id = cb.callbackid, event = cb.event, uri = cb.uri, verified = true })
+        end
+      end
+    end
+    ngx.sleep(0.05)
+  end
+  return reply(504, { error = "not_verified", callback_id = cb.callbackid,
+    message = "FreshBooks' verification did not arrive; POST /subscribe again or ask FreshBooks to resend" })
 end
 
--- The verification delivery carries the verifier. Anyone could post one, so it is kept only once
--- FreshBooks itself accepts it for that callback (a timer, so the delivery is answered at once).
-local function confirm(premature, owner, account_id, callback_id, verifier)
-  if premature then return end
-  local ok, err = conns():session(owner):account(account_id).callbacks:verify(callback_id, verifier)
-  if not ok then
-    ngx.log(ngx.WARN, "webhook verification refused: ", err.code) -- the code only, never the verifier
-    return
-  end
-  local list = verifiers(account_id)
-  list[#list + 1] = verifier
-  shared():set("verifiers:" .. account_id, cjson.encode(list))
-end
+local MAX_BODY = 16384
 
 -- POST /webhook: FreshBooks' deliveries (form-encoded, signed with the callback's verifier).
 function app.webhook()
+  if ngx.req.get_method() ~= "POST" then
+    ngx.header["Allow"] = "POST"
+    return reply(405, { error = "method_not_allowed", message = "POST only" })
+  end
   ngx.req.read_body()
-  local fields = webhook.parse(ngx.req.get_body_data() or "")
+  local raw = ngx.req.get_body_data() or ""
+  if #raw > MAX_BODY then return reply(413, { error = "too_large", message = "not a FreshBooks delivery" }) end
+  local fields = webhook.parse(raw)
   local account_id = webhook.field(fields, "account_id") or ""
   local verifier = webhook.field(fields, "verifier")
   if verifier then
-    local owner = shared():get("subscriber:" .. account_id)
-    if owner then ngx.timer.at(0, confirm, owner, account_id, webhook.field(fields, "object_id"), verifier) end
+    -- Kept only for a callback being created now, a few per callback; tried by its creator's request.
+    local object_id = webhook.field(fields, "object_id") or ""
+    if shared():get("pending:" .. account_id) and object_id:match("^%d+$") and #verifier <= 128 then
+      local n = shared():incr("candidates:" .. account_id .. ":" .. object_id, 1, 0, 30)
+      if n and n <= MAX_CANDIDATES then
+        shared():set("candidate:" .. account_id .. ":" .. object_id .. ":" .. n, verifier, 30)
+      end
+    end
     return reply(200, { received = "verification" })
   end
   local signature = ngx.req.get_headers()["x-freshbooks-hmac-sha256"]
   for _, v in ipairs(verifiers(account_id)) do
     if webhook.verify(v, fields, signature) then
-      local n = shared():incr("events", 1, 0) -- atomic across workers: each event gets its own slot
-      shared():set("event:" .. n, cjson.encode{ name = webhook.field(fields, "name"),
+      local seen = core.hex(core.hmac_sha256(v, raw))
+      if not shared():add("delivery:" .. seen, true, config.replay_window) then
+        return reply(200, { received = "duplicate" })
+      end
+      local n = shared():incr("events:" .. account_id, 1, 0) -- atomic across workers
+      shared():set("event:" .. account_id .. ":" .. n, cjson.encode{ name = webhook.field(fields, "name"),
         object_id = webhook.field(fields, "object_id"), account_id = account_id })
       return reply(200, { received = "event" })
     end
@@ -229,12 +350,22 @@ function app.webhook()
   return reply(401, { error = "bad_signature", message = "not signed by a verified callback" })
 end
 
--- GET /events: what verified deliveries said, newest first.
+-- GET /events: what verified deliveries said about the signed-in user's subscribed accounts, newest first.
 function app.events()
-  local out, n = {}, shared():get("events") or 0
-  for i = n, math.max(1, n - 99), -1 do
-    local e = shared():get("event:" .. i)
-    if e then out[#out + 1] = cjson.decode(e) end
+  local name = signed_in()
+  local fb = conns():session(name)
+  local memberships, err = fb:memberships()
+  if not memberships then return session_failure(err) end
+  local out = {}
+  for _, m in ipairs(memberships) do
+    local aid = m.account_id
+    if shared():get("subscriber:" .. aid) == name then
+      local n = shared():get("events:" .. aid) or 0
+      for i = n, math.max(1, n - 99), -1 do
+        local e = shared():get("event:" .. aid .. ":" .. i)
+        if e then out[#out + 1] = cjson.decode(e) end
+      end
+    end
   end
   return reply(200, { events = out })
 end

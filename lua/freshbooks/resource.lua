@@ -109,7 +109,7 @@ end
 -- A record is an object, a list an array (decoded, both are tables): the wrong one is no answer.
 local function unwrap_one(self, res)
   local p = payload(res.data, P[self].entry)
-  local v = p and p[P[self].entry.single]
+  local v = p and (p[P[self].entry.single] or P[self].entry.answer and p[P[self].entry.answer])
   if type(v) ~= "table" or v[1] ~= nil then
     return nil, bad_response("no '" .. P[self].entry.single .. "' in the response", res)
   end
@@ -175,9 +175,10 @@ end
 function Resource:update(id, fields, q)
   verb(self, "update")
   check_fields(fields, self.name .. ":update")
-  if fields.vis_state ~= nil and next(fields, nil) ~= nil then
+  local vis_key = P[self].entry.vis_key
+  if fields[vis_key] ~= nil and next(fields, nil) ~= nil then
     for k in pairs(fields) do
-      if k ~= "vis_state" then
+      if k ~= vis_key then
         error(("freshbooks: %s:update: FreshBooks ignores other fields in a PUT that carries vis_state;"
           .. " use delete/archive, or send vis_state on its own"):format(self.name), 2)
       end
@@ -190,7 +191,7 @@ end
 function Resource:delete(id)
   verb(self, "delete")
   if P[self].entry.delete == "vis_state" then
-    local rec, err = put(self, id, { vis_state = 1 }, self.name .. ":delete")
+    local rec, err = put(self, id, { [P[self].entry.vis_key] = 1 }, self.name .. ":delete")
     if not rec then return nil, err end
     return true
   end
@@ -201,7 +202,7 @@ end
 
 function Resource:archive(id)
   verb(self, "archive")
-  return put(self, id, { vis_state = 2 }, self.name .. ":archive")
+  return put(self, id, { [P[self].entry.vis_key] = 2 }, self.name .. ":archive")
 end
 
 -- Paging ---------------------------------------------------------------------------------------

@@ -243,6 +243,13 @@ function testserver.lua_paths(dirs)
   p:close()
   local path = { root .. "/lua/?.lua", root .. "/lua/?/init.lua" }
   for _, d in ipairs(dirs or {}) do path[#path + 1] = root .. "/" .. d .. "/?.lua" end
+  -- The vendored resty.redis: without it nginx answers a bare 500/503 later; say it now.
+  for _, d in ipairs(dirs or {}) do
+    if d == "build/deps/lua" and not read(root .. "/build/deps/lua/nginx/redis.lua") then
+      error("resty.redis (Debian's lua-nginx-redis) is missing from build/deps/lua/nginx/redis.lua:"
+        .. " run `make build/deps/lua/nginx/redis.lua` (or `make deps`)", 2)
+    end
+  end
   return ("lua_package_path '%s;;';\n  lua_package_cpath '%s/build/luajit/?.so;;';")
     :format(table.concat(path, ";"), root)
 end

@@ -119,6 +119,101 @@ function handlers.tokens(req)
   return ok(req, res)
 end
 
+-- How webhook deliveries travel from now on: POST {delay = s, twice = bool, hold = bool}; POST
+-- {release = "sent"|"reverse"|"shuffle"} sends what was held; GET shows the mode and what is held.
+function handlers.webhooks(req)
+  if req.method == "POST" then
+    local t = body_table(req)
+    if not t then return ok(req, { error = "body must be JSON" }, 400) end
+    if t.release ~= nil then
+      local order = t.release
+      if order ~= "sent" and order ~= "reverse" and order ~= "shuffle" then
+        return ok(req, { error = "release: sent, reverse or shuffle" }, 400)
+      end
+      return ok(req, { released = require("sandbox.webhooks").release(order) })
+    end
+    local delay = t.delay
+    if delay ~= nil and (type(delay) ~= "number" or delay < 0 or delay > 600) then
+      return ok(req, { error = "delay: seconds, 0..600" }, 400)
+    end
+    state.delivery = { delay = delay, twice = t.twice == true, hold = t.hold == true }
+  end
+  return ok(req, { delivery = state.delivery, held = #state.held })
+end
+
+-- The record a change or a hard delete names: {account_id, resource (the catalogue's accounting name:
+-- invoices, clients, ...), id} or {business_id, resource = projects|time_entries|services, id}.
+local function target(t)
+  local data = require "sandbox.data"
+  if type(t.resource) ~= "string" or tonumber(t.id) == nil then return nil, "resource and id are required" end
+  if t.account_id then
+    local acct = state.data.accounts[t.account_id]
+    local R = data.by_name[t.resource]
+    if not acct or not R then return nil, "unknown account_id or resource" end
+    local rec = acct.cols[R.name].by_id[tonumber(t.id)]
+    if not rec or rec.removed then return nil, "no such record" end
+    return { R = R, acct = acct, col = acct.cols[R.name], rec = rec, aid = t.account_id }
+  end
+  local b = state.data.businesses[tonumber(t.business_id)]
+  local col = b and ({ projects = b.projects, time_entries = b.time_entries, services = b.services })[t.resource]
+  if not col then return nil, "unknown business_id or resource" end
+  local rec = col.by_id[tonumber(t.id)]
+  if not rec or rec.removed then return nil, "no such record" end
+  return { col = col, rec = rec }
+end
+
+-- A POST that names one record: its body and the record, or nil and the answer already sent.
+local function posted_target(req)
+  if req.method ~= "POST" then return nil, ok(req, { error = "POST only" }, 405) end
+  local t = body_table(req)
+  if not t then return nil, ok(req, { error = "body must be JSON" }, 400) end
+  local tg, why = target(t)
+  if not tg then return nil, ok(req, { error = why }, 404) end
+  state.writes = state.writes + 1
+  return t, tg
+end
+
+-- The sandbox time to stamp: `at` epoch seconds (UTC), or now.
+local function when(t)
+  if t.at == nil then return state.now() end
+  return tonumber(t.at)
+end
+
+-- POST {account_id | business_id, resource, id, at?, set = {field = value, ...}}: change a record as a
+-- user would in FreshBooks, at a chosen time (its updated stamp says `at`); vis_state 1 deletes and 2
+-- archives. The change goes through the API's own typing and checks, and sends its webhook event.
+function handlers.change(req)
+  local t, tg = posted_target(req)
+  if not t then return tg end
+  local at = when(t)
+  if not at then return ok(req, { error = "at: epoch seconds" }, 400) end
+  local set = type(t.set) == "table" and t.set or {}
+  local resources = require "sandbox.resources"
+  if tg.R then
+    local ok_, status, body = resources.apply(tg.R, tg.acct, tg.rec, set)
+    if not ok_ then return ok(req, body, status) end
+    resources.touch(tg.rec, at)
+    local event = set.vis_state == 1 and ".delete" or ".update"
+    require("sandbox.webhooks").emit(tg.aid, tg.R.object .. event, tg.rec.id, state.users[1])
+    return ok(req, { record = resources.render(tg.R, tg.rec, tg.acct, true), updated_t = at })
+  end
+  -- the project family: the values are kept as given (an admin's test data)
+  for k, v in pairs(set) do if k ~= "id" then tg.rec[k] = v end end
+  tg.rec.updated_t = at
+  return ok(req, { updated_t = at })
+end
+
+-- POST {account_id | business_id, resource, id}: the record is gone without a trace (no vis_state, in
+-- no list, 404 on get), as records FreshBooks purges are; a `<object>.delete` event goes out.
+function handlers.hard_delete(req)
+  local t, tg = posted_target(req)
+  if not t then return tg end
+  tg.rec.removed = true
+  tg.col.by_id[tg.rec.id] = nil
+  if tg.R then require("sandbox.webhooks").emit(tg.aid, tg.R.object .. ".delete", tg.rec.id, state.users[1]) end
+  return ok(req, { deleted = true })
+end
+
 function admin.handle(req)
   local name = req.path:match("^/_sandbox/([%w_]+)")
   local h = name and handlers[name]

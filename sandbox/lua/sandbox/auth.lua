@@ -146,6 +146,10 @@ local function issue(req, client_id, user_id, scope)
   local now = state.now()
   local access, refresh = util.random_hex(32), util.random_hex(32)
   state.access[access] = { client_id = client_id, user_id = user_id, scope = scope, expires = now + ACCESS_LIFE }
+  -- An OpenID Connect id token (a JWT: header, claims, signature) comes with every token answer.
+  local claims = ngx.encode_base64(('{"aud":"%s","iat":%d,"iss":"https://auth.freshbooks.com","sub":"%d"}')
+    :format(client_id, math.floor(now), user_id)):gsub("[=+/]", { ["="] = "", ["+"] = "-", ["/"] = "_" })
+  local id_token = "eyJhbGciOiJIUzI1NiIsInR5cCI6IkpXVCJ9." .. claims .. "." .. util.random_hex(16)
   local key = client_id .. "|" .. user_id
   local old = state.newest[key]
   if old then state.refresh[old] = nil end
@@ -156,7 +160,7 @@ local function issue(req, client_id, user_id, scope)
     req.log.issued_refresh_token = util.token_hash(refresh)
   end
   return { access_token = access, token_type = "Bearer", expires_in = ACCESS_LIFE, refresh_token = refresh,
-           scope = scope, created_at = math.floor(now) }, access, refresh
+           scope = scope, created_at = math.floor(now), id_token = id_token }, access, refresh
 end
 
 -- Client credentials from the body or HTTP Basic.
@@ -242,6 +246,9 @@ function auth.revoke(req)
   if type(token) ~= "string" or token == "" then
     return oauth_error(req, 400, "invalid_request", "The request is missing a required parameter: token.")
   end
+  -- FreshBooks: bearer tokens "only expire when you manually POST to the token/revoke endpoint or when
+  -- their time runs out". An access token revokes itself; a refresh token revokes the grant: itself and
+  -- every access token the user holds from this app.
   local a = state.access[token]
   if a and a.client_id == app.client_id then a.revoked = true end
   local r = state.refresh[token]
@@ -249,6 +256,9 @@ function auth.revoke(req)
     state.refresh[token] = nil
     local key = r.client_id .. "|" .. r.user_id
     if state.newest[key] == token then state.newest[key] = nil end
+    for _, t in pairs(state.access) do
+      if t.client_id == r.client_id and t.user_id == r.user_id then t.revoked = true end
+    end
   end
   return reply(req, 200, {})
 end
@@ -264,13 +274,32 @@ function auth.mint(t)
 end
 
 -- Error bodies per family for 401 (no/expired/revoked token) and 403 (missing scope / not a member).
+-- Accounting answers its legacy errno 1003 (google.rpc code 16 under X-API-VERSION), events their
+-- errno/message pair, identity the OAuth pair.
+local ACCOUNTING_401 = "The server could not verify that you are authorized to access the URL requested."
+-- google.rpc: the status in the message, the text in the metadata, whose values are strings ("" where
+-- there is none), as the Java SDK's recorded 401 shows.
+local RPC_STATUS = { [16] = 401, [7] = 403 }
+local function rpc(code, message, reason)
+  return { code = code, message = "Request failed with status_code: " .. RPC_STATUS[code], details = json.array { {
+    ["@type"] = "type.googleapis.com/google.rpc.ErrorInfo", reason = reason,
+    domain = "accounting.api.freshbooks.com",
+    metadata = { field = "", message = message, object = "", value = "" } } } }
+end
 local unauth = {
   project = function(msg) return { message = msg } end,
+  accounting = function()
+    if state.rpc_errors then return rpc(16, ACCOUNTING_401, "1003") end
+    return { response = { errors = json.array { { errno = 1003, message = ACCOUNTING_401 } } } }
+  end,
+  events = function(msg) return { errno = 401, message = "invalid_token: " .. msg } end,
   default = function(msg) return { error = "unauthenticated", error_description = msg } end,
 }
 
 function auth.forbidden(family, scope, message)
-  if family == "accounting" then
+  if family == "accounting" and state.rpc_errors then
+    return rpc(7, message, "1003")
+  elseif family == "accounting" then
     return { response = { errors = json.array { { errno = 1003, field = json.null, message = message,
       object = json.null, value = scope or json.null } } } }
   elseif family == "project" then

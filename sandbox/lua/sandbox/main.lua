@@ -23,6 +23,8 @@ local function build_routes()
   add(require("sandbox.auth").routes)
   add(require("sandbox.webhooks").routes)
   add(require("sandbox.resources").routes)
+  add(require("sandbox.reports").routes)
+  add(require("sandbox.team").routes)
   add(require("sandbox.payments").routes)
   add(require("sandbox.ledger").routes)
 end
@@ -55,10 +57,17 @@ function main.handle()
   local route, caps = match(req.method, req.path)
   if not route then
     state.record(req, caps and "405" or "404")
+    if req.headers["x-api-version"] and req.path:find("^/accounting/") then
+      return http.send(req, caps and 405 or 404, { code = caps and 12 or 5, message = caps and "Method Not Allowed"
+        or "Not Found", details = json.array() })
+    end
     if caps then return http.send(req, 405, { message = "Method Not Allowed" }) end
     return http.send(req, 404, { message = "Not Found" })
   end
   req.route, req.redact = route, route.redact
+  -- Accounting errors come in google.rpc shape when the request asks for a newer API version.
+  local version = req.headers["x-api-version"]
+  state.rpc_errors = version ~= nil and version ~= ""
   state.record(req, route.name)
   local fault = state.fault_for(req)
   if fault and http.apply_fault_before(req, fault) then return end

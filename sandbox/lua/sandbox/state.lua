@@ -23,7 +23,7 @@ state.scopes = {
   "user:bills:read", "user:bills:write", "user:bill_payments:read", "user:bill_payments:write",
   "user:bill_vendors:read", "user:bill_vendors:write", "user:journal_entries:read",
   "user:journal_entries:write", "user:projects:read", "user:projects:write",
-  "user:time_entries:read", "user:time_entries:write", "user:teams:read", "user:reports:read",
+  "user:time_entries:read", "user:time_entries:write", "user:teams:read", "user:teams:write", "user:reports:read",
   "user:online_payments:read", "user:online_payments:write", "user:business:read",
   "user:uploads:read", "user:uploads:write",
   "user:notifications:read", "user:webhooks:read", "user:webhooks:write",
@@ -114,7 +114,7 @@ function state.reset(opts)
   state.codes, state.access, state.refresh, state.newest = {}, {}, {}, {}
   state.faults, state.rate = {}, nil
   state.fault_rand = util.prng(state.opts.seed + 7)
-  state.inbox, state.deliveries = {}, {}
+  state.inbox, state.deliveries, state.held, state.delivery = {}, {}, {}, {}
   state.outbox = {} -- invoices and estimates sent by e-mail
   state.clear_counters()
   state.data = require("sandbox.data").seed(state)

@@ -8,11 +8,12 @@ local auth = require "sandbox.auth"
 
 local webhooks = {}
 
+-- Events errors: {"errno": status, "message": ..., "details": ["...", ...]} (details are strings).
 local function fail(status, message, details)
   return status, { errno = status, message = message, details = details and json.array(details) or nil }
 end
 
-local REQUIRED = { { field = "callback", message = "required" } }
+local REQUIRED = { "callback: This field is required." }
 
 local function callbacks_of(aid)
   local d = state.data.callbacks
@@ -21,8 +22,8 @@ local function callbacks_of(aid)
 end
 
 local function callback_json(cb)
-  return { callbackid = cb.id, id = cb.id, event = cb.event, uri = cb.uri, verified = cb.verified,
-           updated_at = util.iso(cb.updated_t) }
+  return { callbackid = cb.id, event = cb.event, uri = cb.uri, verified = cb.verified,
+           updated_at = util.iso(cb.updated_t) .. "Z" }
 end
 
 -- One HTTP/1.1 POST over a cosocket (http and https, no certificate check: test targets only).
@@ -53,17 +54,55 @@ local function post(uri, body, headers)
   return status
 end
 
--- Sign and deliver one form (array of {name, value}) with the callback's verifier as the key.
+-- Send one signed delivery after `delay` seconds (a timer: never in the request that caused it).
+local function send_later(d, delay)
+  ngx.timer.at(delay or 0, function(premature)
+    if premature then return end
+    local status, err = post(d.uri, d.body, { { "X-FreshBooks-Hmac-SHA256", d.signature } })
+    d.record.status, d.record.error, d.record.sent_at = status, err, state.now()
+  end)
+end
+
+-- Sign and deliver one form (array of {name, value}) with the callback's verifier as the key. How
+-- deliveries travel is /_sandbox/webhooks' to set (state.delivery): late (`delay` seconds), `twice`,
+-- or `hold` (kept until released, in the order the release asks for). Verification deliveries always
+-- go at once.
 local function deliver(cb, fields)
   local body = util.form(fields)
   local signature = ngx.encode_base64(util.hmac_sha256(cb.verifier, util.python_json(fields)))
-  local record = { callbackid = cb.id, uri = cb.uri, name = fields[1][2], queued_at = state.now() }
-  state.deliveries[#state.deliveries + 1] = record
-  ngx.timer.at(0, function(premature)
-    if premature then return end
-    local status, err = post(cb.uri, body, { { "X-FreshBooks-Hmac-SHA256", signature } })
-    record.status, record.error = status, err
-  end)
+  local mode = fields[1][2] ~= "callback.verify" and state.delivery or {}
+  local copies = mode.twice and 2 or 1
+  for _ = 1, copies do
+    local record = { callbackid = cb.id, uri = cb.uri, name = fields[1][2], object_id = fields[2][2],
+                     queued_at = state.now() }
+    state.deliveries[#state.deliveries + 1] = record
+    local d = { uri = cb.uri, body = body, signature = signature, record = record }
+    if mode.hold then
+      record.held = true
+      state.held[#state.held + 1] = d
+    else
+      send_later(d, tonumber(mode.delay) or 0)
+    end
+  end
+end
+
+-- Send the held deliveries: order "sent" (as queued), "reverse", or "shuffle" (seeded). Returns the count.
+function webhooks.release(order)
+  local held = state.held
+  state.held = {}
+  if order == "reverse" then
+    for i = 1, math.floor(#held / 2) do held[i], held[#held + 1 - i] = held[#held + 1 - i], held[i] end
+  elseif order == "shuffle" then
+    local rnd = util.prng(state.opts.seed + 11)
+    for i = #held, 2, -1 do local j = rnd(1, i); held[i], held[j] = held[j], held[i] end
+  end
+  for i, d in ipairs(held) do
+    d.record.held = nil
+    d.record.release_order = i
+    -- one after the other, a few milliseconds apart: the receiver sees them in this order
+    send_later(d, (i - 1) * 0.005)
+  end
+  return #held
 end
 
 local function base_fields(name, object_id, aid, user)
@@ -125,9 +164,9 @@ local function create(req, aid)
   local src = body and body.callback
   if type(src) ~= "table" then return fail(422, "Invalid request.", REQUIRED) end
   if type(src.event) ~= "string" or not src.event:match("^[%l_]+[%.%l_]*$") then
-    return fail(422, "Invalid event.", { { field = "event", message = "invalid" } })
+    return fail(422, "Invalid event.", { "event: Not a valid event name." })
   end
-  if not valid_uri(src.uri) then return fail(422, "Invalid uri.", { { field = "uri", message = "invalid" } }) end
+  if not valid_uri(src.uri) then return fail(422, "Invalid uri.", { "uri: Not a valid URL." }) end
   local d = callbacks_of(aid)
   local cb = { id = d.next_id, event = src.event, uri = src.uri, verified = false, updated_t = state.now(),
                verifier = util.random_hex(16) }
@@ -166,12 +205,12 @@ local function update(req, aid, id)
     send_verification(cb, aid, ctx.user)
   elseif src.verifier ~= nil then
     if src.verifier ~= cb.verifier then
-      return fail(422, "Verifier does not match.", { { field = "verifier", message = "invalid" } })
+      return fail(422, "Verifier does not match.", { "verifier: The verifier does not match." })
     end
     cb.verified = true
   elseif src.uri ~= nil or src.event ~= nil then
     if src.uri ~= nil and not valid_uri(src.uri) then
-      return fail(422, "Invalid uri.", { { field = "uri", message = "invalid" } })
+      return fail(422, "Invalid uri.", { "uri: Not a valid URL." })
     end
     cb.uri, cb.event = src.uri or cb.uri, src.event or cb.event
   end
@@ -203,18 +242,23 @@ local function upload(kind, req, aid)
   end
   local jwt = util.random_hex(24)
   state.data.uploads[kind .. "/" .. jwt] = file
+  -- {attachment|image: {filename, public_id, jwt, media_type, uuid}}; an image also answers the link it is
+  -- served at (the Python SDK's recorded uploads: an attachment has no link).
   local single = kind == "images" and "image" or "attachment"
-  local base = ngx.var.scheme .. "://" .. ngx.var.http_host
-  return 200, { [single] = { jwt = jwt, media_type = file.content_type or "application/octet-stream",
-                             filename = file.filename, uuid = jwt:sub(1, 32) },
-                link = base .. "/uploads/" .. kind .. "/" .. jwt }
+  local answer = { [single] = { jwt = jwt, public_id = jwt,
+                                media_type = file.content_type or "application/octet-stream",
+                                filename = file.filename, uuid = jwt:sub(1, 32) } }
+  if kind == "images" then
+    answer.link = ngx.var.scheme .. "://" .. ngx.var.http_host .. "/service/uploads/images/" .. jwt
+  end
+  return 200, answer
 end
 
 local function fetch_upload(kind, req, jwt)
   local ctx, s, b, h = auth.bearer(req, "accounting", "user:uploads:read")
   if not ctx then return s, b, h end
   local file = state.data.uploads[kind .. "/" .. jwt]
-  if not file then return 404, { error = "Not found." } end
+  if not file then return 404, { error = "File not found" } end
   return 200, file.content, { ["Content-Type"] = file.content_type or "application/octet-stream" }
 end
 
@@ -233,6 +277,8 @@ webhooks.routes = {
   { method = "GET", path = "/uploads/attachments/(%w+)", name = "/uploads/attachments/{jwt}",
     handler = function(req, jwt) return fetch_upload("attachments", req, jwt) end },
   { method = "GET", path = "/uploads/images/(%w+)", name = "/uploads/images/{jwt}",
+    handler = function(req, jwt) return fetch_upload("images", req, jwt) end },
+  { method = "GET", path = "/service/uploads/images/(%w+)", name = "/service/uploads/images/{jwt}",
     handler = function(req, jwt) return fetch_upload("images", req, jwt) end },
 }
 
