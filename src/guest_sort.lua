@@ -16,23 +16,32 @@ local V51 = version < 502
 
 local RAISED = {} -- our own errors, raised at the caller of table.sort (as C's luaL_error places them)
 local function fail(msg) error({ [RAISED] = msg }, 0) end
-local WHERE = "freshbooks.sort:" -- a comparison of two values that cannot be compared raised here
 local function rethrow(ok, ...)
   if ok then return end
   local e = ...
   if type(e) == "table" and rawget(e, RAISED) then error(rawget(e, RAISED), 2) end
-  if type(e) == "string" and sub(e, 1, #WHERE) == WHERE then -- C's compare error has no position
-    local _, at = find(e, ": ", #WHERE + 1, true)
-    if at then e = sub(e, at + 1) end
-  end
   error(e, 0)
 end
 
 -- The table, the comparator and the bounds travel as arguments: a comparator may yield, and another
--- coroutine sort in the meantime.
+-- coroutine sort in the meantime. Without a comparator, two values `<` cannot compare raise here: the
+-- message loses this chunk's position ("freshbooks.sort:N: ", or "?:-1: " from its stripped
+-- bytecode), as C's comparison error has none.
+local function less(a, b) return a < b end
+local function unplaced(e)
+  if type(e) ~= "string" then return e end
+  local _, at = find(e, ": ", 1, true)
+  local where = at and sub(e, 1, at - 2)
+  if where == "?:-1" or (where and sub(where, 1, 16) == "freshbooks.sort:") then return sub(e, at + 1) end
+  return e
+end
 local function lt(comp, a, b)
   if comp then return comp(a, b) end
-  return a < b
+  local ta = type(a)
+  if ta == type(b) and (ta == "number" or ta == "string") then return a < b end
+  local ok, r = pcall(less, a, b) -- other values: a __lt of theirs, or an error
+  if not ok then error(unplaced(r), 0) end
+  return r
 end
 
 local get, set
