@@ -185,9 +185,16 @@ end
 -- host's C stack ends. Here each round is Lua (seen by the hook), and os.time gets a plain copy (whose
 -- fields go back to the table, as Lua 5.3+ normalises them).
 do
-  local tostring = tostring -- luacheck: ignore 421 (the name its argument errors show)
+  -- Its errors ("value expected", "'__tostring' must return a string") carry no position from inside
+  -- pcall: placed at the caller, as the library's are.
+  local tostring = tostring -- luacheck: ignore 421
+  local function placed(ok, s)
+    if ok then return s end
+    error(s, 3)
+  end
   function _G.tostring(...)
-    return (tostring(...))
+    if select("#", ...) == 0 then error("bad argument #1 to 'tostring' (value expected)", 2) end
+    return placed(pcall(tostring, (...)))
   end
   local time, FIELDS = os.time, { "year", "month", "day", "hour", "min", "sec", "isdst" }
   local SET = not LUA51 and { "year", "month", "day", "hour", "min", "sec", "yday", "wday", "isdst" }
