@@ -956,8 +956,20 @@ function Client:close() end
 ---An opaque string: tostring shows freshbooks.secret(***), concatenation raises.
 ---@class freshbooks.core.Secret
 
----A guest state (core.guest): g:resume until "done" or "error".
----@class freshbooks.core.Guest
+---Secret values to mask in text (core.secret.masker).
+---@class freshbooks.core.Masker
+local Masker = {}
+
+---s with the values masked (the same string when none is found).
+---@param s string
+---@return string
+function Masker:mask(s) end
+
+---Wipes the values; idempotent (__gc and __close call it).
+function Masker:close() end
+
+---A guest state (vm.new): g:resume until "done" or "error".
+---@class freshbooks.vm.Guest
 local Guest = {}
 
 ---Runs the script until it asks the host something: "call", {n, op, args...} | "print", text |
@@ -989,13 +1001,17 @@ function Guest:close() end
 ---@field process freshbooks.core.process
 local core = {}
 
+---The guest VM (`freshbooks.vm`, freshbooks/vm.so): untrusted scripts in Lua states of their own.
+---@class freshbooks.vm
+local vm = {}
+
 ---A guest state for untrusted source (text only), under budgets.
 ---@param source string
 ---@param chunkname? string
 ---@param budgets {memory:integer,instructions:integer,time:number,patterns:integer,output:integer}
----@return freshbooks.core.Guest|nil guest
+---@return freshbooks.vm.Guest|nil guest
 ---@return {code:string,message:string}? err syntax, budget_memory
-function core.guest(source, chunkname, budgets) end
+function vm.new(source, chunkname, budgets) end
 
 ---The numbers both transports apply (core.http.limits).
 ---@class freshbooks.core.Limits
@@ -1110,6 +1126,12 @@ function secret.reveal(s) end
 ---@param v any
 ---@return boolean
 function secret.is(v) end
+
+---A masker for secret values (freshbooks.redact.mask): every run of 16 or more of a value's letters and
+---digits, in order (case and the characters between them ignored), is replaced by "***".
+---@param values string[]
+---@return freshbooks.core.Masker
+function secret.masker(values) end
 
 ---FreshBooks' JSON (src/decode.c).
 ---@class freshbooks.core.json

@@ -3,6 +3,7 @@
 -- so a new or renamed function cannot leave the annotations behind.
 local freshbooks = require "freshbooks"
 local core = require "freshbooks.core"
+local vm = require "freshbooks.vm"
 
 -- class name -> {function name = true}, from `---@class X` + `local L = {}` + `function L.f` / `L:f`.
 local function documented()
@@ -34,7 +35,7 @@ describe("docs/meta.lua", function()
     transport = function() return nil, { code = "connect" } end }
   local acct = fb:account("aBcD1")
   local client = core.http.client()
-  local g = assert(core.guest("return 1", "=meta", { memory = 1e6, instructions = 1e6, time = 1, patterns = 1e6,
+  local g = assert(vm.new("return 1", "=meta", { memory = 1e6, instructions = 1e6, time = 1, patterns = 1e6,
     output = 1e6 }))
   local conns = freshbooks.connections{ app = { client_id = "id", client_secret = "s",
     redirect_uri = "https://example.com/cb" }, store = function() return { load = function() end } end }
@@ -71,7 +72,8 @@ describe("docs/meta.lua", function()
     ["freshbooks.core.signal"] = { t = core.signal },
     ["freshbooks.core.process"] = { t = core.process },
     ["freshbooks.core.Client"] = { t = getmetatable(client).__index },
-    ["freshbooks.core.Guest"] = { t = getmetatable(g).__index },
+    ["freshbooks.vm"] = { t = vm },
+    ["freshbooks.vm.Guest"] = { t = getmetatable(g).__index },
   }
 
   -- Every miss is listed at once, sorted, so one run says all that is to fix.
