@@ -16,8 +16,8 @@ WARN     := -Wall -Wextra -Werror -std=c99 -D_POSIX_C_SOURCE=200809L
 # `make check` install the packages first, and no target prints pkg-config noise before that.
 # The module links against libcurl/libssl/libcrypto but not liblua: the interpreter provides Lua's symbols.
 pkg      = $(shell pkg-config $(1) $(2) 2>/dev/null || echo PKG_CONFIG_MISSING)
-LUA_CFLAGS = $(call pkg,--cflags,$(LUA_PC) libcurl libssl libcrypto)
-LIBS     = $(call pkg,--libs,libcurl libssl libcrypto)
+LUA_CFLAGS = $(call pkg,--cflags,$(LUA_PC) libcurl libssl libcrypto sqlite3)
+LIBS     = $(call pkg,--libs,libcurl libssl libcrypto sqlite3)
 # What a missing -dev package looks like, said plainly.
 need_pkgs = @pkg-config --exists $(1) || { echo "missing development packages for: $(1)"; \
   echo "run 'make deps' (installs the Debian packages; as root) and try again"; exit 1; }
@@ -31,7 +31,7 @@ CORE     := $(BUILD)/freshbooks/core.so
 all: $(CORE)
 
 $(CORE): $(SRC) $(HDR) $(BUILD)/gen/guest_lua.h Makefile
-	$(call need_pkgs,$(LUA_PC) libcurl libssl libcrypto)
+	$(call need_pkgs,$(LUA_PC) libcurl libssl libcrypto sqlite3)
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) $(WARN) -fPIC -shared -I$(BUILD)/gen $(LUA_CFLAGS) $(SRC) -o $@ $(LIBS)
 
@@ -110,10 +110,10 @@ docs:
 ROCK_CORE := build/rock/freshbooks/core.so
 LIBFLAG  ?= -shared
 rock: build/rock/gen/guest_lua.h
-	$(call need_pkgs,libcurl libssl libcrypto)
+	$(call need_pkgs,libcurl libssl libcrypto sqlite3)
 	@mkdir -p $(dir $(ROCK_CORE))
 	$(CC) $(CFLAGS) $(WARN) -fPIC $(LIBFLAG) -I$(LUA_INCDIR) -Ibuild/rock/gen \
-	  $(call pkg,--cflags,libcurl libssl libcrypto) $(SRC) -o $(ROCK_CORE) $(LIBS)
+	  $(call pkg,--cflags,libcurl libssl libcrypto sqlite3) $(SRC) -o $(ROCK_CORE) $(LIBS)
 
 rock-install:
 	install -d $(INST_LIBDIR)/freshbooks

@@ -896,6 +896,76 @@ function Guest:usage() end
 ---Idempotent.
 function Guest:close() end
 
+---A SQLite database (core.sqlite_open): the mirror's storage.
+---@class freshbooks.core.Sqlite
+local Sqlite = {}
+
+---Runs one or more statements that answer no rows (schema, BEGIN/COMMIT, pragmas).
+---@param sql string
+---@return true|nil ok
+---@return table? err {code, message, sqlite_code}: sqlite_busy, sqlite_readonly, sqlite_constraint, ...
+function Sqlite:exec(sql) end
+
+---One statement with `?` parameters (sqlite_multiple for more than one).
+---@param sql string
+---@return freshbooks.core.SqliteStatement|nil
+---@return table? err
+function Sqlite:prepare(sql) end
+
+---Rows changed by the last statement.
+---@return integer
+function Sqlite:changes() end
+
+---Whether a transaction is open.
+---@return boolean
+function Sqlite:in_transaction() end
+
+---Statements stop with sqlite_deadline once `seconds` have passed from now (nil: no deadline). Ctrl-C
+---stops them too (aborted) in programs that called core.trap_interrupts().
+---@param seconds? number
+function Sqlite:deadline(seconds) end
+
+---Idempotent; statements still open keep the connection until they are closed or collected.
+function Sqlite:close() end
+
+---A prepared statement.
+---@class freshbooks.core.SqliteStatement
+local SqliteStatement = {}
+
+---Resets the statement and binds ?1..?n: nil, booleans (0/1), integers (64-bit), floats, strings.
+---@return freshbooks.core.SqliteStatement
+function SqliteStatement:bind(...) end
+
+---true: a row is ready; false: done.
+---@return boolean|nil
+---@return table? err
+function SqliteStatement:step() end
+
+---The current row's column i (1-based); NULL is nil.
+---@param i integer
+---@return any
+function SqliteStatement:get(i) end
+
+---The current row as an array; NULL is `null` when given (e.g. cjson.null), else a hole.
+---@param null? any
+---@return any[]
+function SqliteStatement:row(null) end
+
+---The result's column names.
+---@return string[]
+function SqliteStatement:columns() end
+
+---Whether the statement only reads (sqlite3_stmt_readonly).
+---@return boolean
+function SqliteStatement:readonly() end
+
+---Back to the first row, bindings kept.
+---@return freshbooks.core.SqliteStatement
+function SqliteStatement:reset() end
+
+---Idempotent.
+function SqliteStatement:close() end
+
 ---The C core (`freshbooks.core`): HTTP over libcurl, codecs, crypto, secrets, guest states.
 ---@class freshbooks.core
 ---@field version string FRESHBOOKS_VERSION
@@ -986,6 +1056,13 @@ function core.hex(s) end
 ---@return any|nil value
 ---@return string? err
 function core.json_decode(s) end
+
+---Opens (or creates) a SQLite database; symbolic links are not followed.
+---@param path string a file, or ":memory:"
+---@param opts? {readonly?: boolean, create?: boolean, busy_timeout?: number}
+---@return freshbooks.core.Sqlite|nil
+---@return table? err sqlite_cantopen, sqlite_corrupt, ...
+function core.sqlite_open(path, opts) end
 
 ---Seconds on a monotonic clock.
 ---@return number

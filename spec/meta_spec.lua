@@ -38,7 +38,9 @@ describe("docs/meta.lua", function()
     output = 1e6 }))
   local conns = freshbooks.connections{ app = { client_id = "id", client_secret = "s",
     redirect_uri = "https://example.com/cb" }, store = function() return { load = function() end } end }
-  teardown(function() client:close() g:close() end)
+  local db = assert(core.sqlite_open(":memory:"))
+  local stmt = assert(db:prepare("SELECT 1"))
+  teardown(function() client:close() g:close() stmt:close() db:close() end)
 
   -- The objects behind each class: every public function of each must be documented.
   local real = {
@@ -60,6 +62,8 @@ describe("docs/meta.lua", function()
     ["freshbooks.core"] = { t = core },
     ["freshbooks.core.Client"] = { t = getmetatable(client).__index },
     ["freshbooks.core.Guest"] = { t = getmetatable(g).__index },
+    ["freshbooks.core.Sqlite"] = { t = getmetatable(db).__index },
+    ["freshbooks.core.SqliteStatement"] = { t = getmetatable(stmt).__index },
   }
 
   -- Every miss is listed at once, sorted, so one run says all that is to fix.
