@@ -925,6 +925,11 @@ function Sqlite:in_transaction() end
 ---@param seconds? number
 function Sqlite:deadline(seconds) end
 
+---While on, statements prepared may only read (SELECT, functions, recursive CTEs, pragmas that describe
+---the schema): writes, ATTACH, DETACH, transactions fail to prepare (sqlite_code 23, SQLITE_AUTH).
+---@param on boolean
+function Sqlite:restrict(on) end
+
 ---Idempotent; statements still open keep the connection until they are closed or collected.
 function Sqlite:close() end
 

@@ -109,6 +109,25 @@ describe("core.sqlite_open", function()
     assert.has_error(function() core.sqlite_open(path, { busy_timeout = -1 }) end)
   end)
 
+  it("prepares only statements that read while restricted (ATTACH and DETACH too, which would create files)",
+    function()
+    local db = assert(core.sqlite_open(":memory:"))
+    assert(db:exec("CREATE TABLE t(x)"))
+    db:restrict(true)
+    for _, sql in ipairs { "INSERT INTO t VALUES (1)", "ATTACH DATABASE '" .. dir .. "/a.db' AS a",
+      "PRAGMA journal_mode=DELETE", "DROP TABLE t", "BEGIN", "VACUUM INTO '" .. dir .. "/v.db'" } do
+      local none, err = db:prepare(sql)
+      assert.is_nil(none, sql)
+      assert.equals(23, err.sqlite_code % 256, sql) -- SQLITE_AUTH
+    end
+    assert.is_nil(io.open(dir .. "/a.db"))
+    assert.truthy(db:prepare("SELECT count(*) FROM t"))
+    assert.truthy(db:prepare("PRAGMA table_info(t)"))
+    db:restrict(false)
+    assert.truthy(db:prepare("INSERT INTO t VALUES (1)"))
+    db:close()
+  end)
+
   it("does not follow a symbolic link to the database", function()
     local target = dir .. "/real.db"
     assert(core.sqlite_open(target)):close()

@@ -9,7 +9,7 @@
  *   stmt:bind(...)          resets, then binds ?1..?n: nil, booleans (0/1), integers (int64), floats, strings
  *   stmt:step()             true (a row), false (done) | nil, err;  stmt:row([null]), stmt:get(i)
  *   stmt:columns(), stmt:readonly(), stmt:reset(), stmt:close();  db:changes(), db:in_transaction(),
- *   db:deadline(seconds | nil), db:close()
+ *   db:deadline(seconds | nil), db:restrict(bool) (statements prepared while on may only read), db:close()
  * Run-time failures return nil, {code, message, sqlite_code}; bad arguments raise. */
 #include <sqlite3.h>
 #include <string.h>
@@ -22,7 +22,39 @@ typedef struct {
 	sqlite3 *db;
 	double deadline; /* fb_now() past which a running statement stops; 0: none */
 	int stopped_by;  /* why the progress handler stopped the last statement: 1 deadline, 2 signal */
+	int restricted;  /* db:restrict(true) */
 } fb_db;
+
+/* db:restrict(true): statements prepared from now on may only read (SELECT, reading tables, functions,
+ * recursive CTEs, and pragmas that only describe the schema), and must be read-only by
+ * sqlite3_stmt_readonly too: the authorizer is never asked about VACUUM (INTO a new file), and
+ * sqlite3_stmt_readonly alone lets ATTACH (which creates files) and DETACH through. */
+static const char *const READ_PRAGMAS[] = {"table_info", "table_xinfo", "table_list", "index_list", "index_info",
+					     "foreign_key_list", "collation_list", "function_list", NULL};
+
+static int only_reads(void *p, int action, const char *a, const char *b, const char *c, const char *d)
+{
+	(void)p;
+	(void)b;
+	(void)c;
+	(void)d;
+	switch (action) {
+	case SQLITE_SELECT:
+	case SQLITE_READ:
+	case SQLITE_FUNCTION:
+	case SQLITE_RECURSIVE:
+		return SQLITE_OK;
+	case SQLITE_PRAGMA: {
+		int i;
+		for (i = 0; a != NULL && READ_PRAGMAS[i] != NULL; i++)
+			if (sqlite3_stricmp(a, READ_PRAGMAS[i]) == 0)
+				return SQLITE_OK;
+		return SQLITE_DENY;
+	}
+	default:
+		return SQLITE_DENY;
+	}
+}
 
 typedef struct {
 	sqlite3_stmt *stmt;
@@ -238,6 +270,14 @@ static int l_prepare(lua_State *L)
 		fb_push_error(L, "sqlite_empty", "no statement", 12);
 		return 2;
 	}
+	if (d->restricted && !sqlite3_stmt_readonly(stmt)) {
+		sqlite3_finalize(stmt);
+		lua_pushnil(L);
+		fb_push_error(L, "sqlite", "not authorized", 14);
+		lua_pushinteger(L, SQLITE_AUTH);
+		lua_setfield(L, -2, "sqlite_code");
+		return 2;
+	}
 	if (tail != NULL && !only_trailer(tail)) {
 		sqlite3_finalize(stmt);
 		lua_pushnil(L);
@@ -282,6 +322,14 @@ static int l_deadline(lua_State *L)
 		if (d->deadline <= 0)
 			d->deadline = 1e-9;
 	}
+	return 0;
+}
+
+static int l_restrict(lua_State *L)
+{
+	fb_db *d = check_db(L, 1);
+	d->restricted = lua_toboolean(L, 2);
+	sqlite3_set_authorizer(d->db, d->restricted ? only_reads : NULL, NULL);
 	return 0;
 }
 
@@ -459,6 +507,7 @@ void fb_open_sqlite(lua_State *L)
 		{"changes", l_changes},
 		{"in_transaction", l_in_transaction},
 		{"deadline", l_deadline},
+		{"restrict", l_restrict},
 		{"close", l_db_close},
 		{NULL, NULL},
 	};
