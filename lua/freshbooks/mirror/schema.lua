@@ -123,15 +123,30 @@ function schema.updated(r, rec)
   return r.stamp and stamp(rec[r.stamp], r.zone) or nil
 end
 
+-- The stamp an incoming record must reach to replace a row: its own, or an hour later when its Eastern
+-- wall time is in the hour that repeats as daylight time ends (read as its first occurrence, it may be
+-- the second: a later change must never look older).
+local function guard(r, rec)
+  local v = r.stamp and rec[r.stamp]
+  if type(v) ~= "string" then return nil end
+  if r.zone ~= "eastern" then return stamp(v, r.zone) end
+  local t = date.from_eastern(v)
+  if not t then return nil end
+  if date.eastern_offset(t) == -4 * 3600 and date.eastern_offset(t + 3600) == -5 * 3600 then t = t + 3600 end
+  return date.iso(t)
+end
+
 -- The parameters of the upsert (schema.upsert_sql) for one record: business, id, vis (nil: keep the
--- row's, 0 for a new one), updated, seen (nil: keep), synced_at, typed..., record JSON. -> array, count
+-- row's, 0 for a new one), updated, seen (nil: keep), synced_at, typed..., record JSON, the stamp guard.
+-- -> array, count
 function schema.params(r, business_id, rec, vis, seen, now_iso)
   local p = { business_id, schema.id(r, rec), vis, schema.updated(r, rec), seen, now_iso }
   local typed = schema.typed(r)
   for i, c in ipairs(typed) do p[6 + i] = c[3](rec) end
   local n = 7 + #typed
   p[n] = cjson.encode(rec)
-  return p, n
+  p[n + 1] = guard(r, rec)
+  return p, n + 1
 end
 
 -- SQL -------------------------------------------------------------------------------------------
@@ -168,13 +183,14 @@ function schema.upsert_sql(r, d)
   n = n + 1
   names[#names + 1] = "record"
   values[#values + 1] = "?" .. n
+  local g = "?" .. (n + 1)
   local t = r.table
   return ("INSERT INTO %s (%s) VALUES (%s)\nON CONFLICT (business_id, id) DO UPDATE SET"
     .. " vis_state = COALESCE(?3, %s.vis_state), updated = excluded.updated, seen = COALESCE(?5, %s.seen),"
     .. " gone_at = NULL, synced_at = excluded.synced_at, %srecord = excluded.record\nWHERE (%s.updated IS NULL"
-    .. " OR excluded.updated IS NULL OR excluded.updated >= %s.updated)"
+    .. " OR %s IS NULL OR %s >= %s.updated)"
     .. " AND (%s OR %s OR %s.gone_at IS NOT NULL)"):format(t, table.concat(names, ", "),
-    table.concat(values, ", "), t, t, #sets > 0 and (table.concat(sets, ", ") .. ", ") or "", t, t,
+    table.concat(values, ", "), t, t, #sets > 0 and (table.concat(sets, ", ") .. ", ") or "", t, g, g, t,
     d.distinct(t .. ".record", "excluded.record"), d.distinct(t .. ".vis_state", "COALESCE(?3, " .. t .. ".vis_state)"),
     t)
 end

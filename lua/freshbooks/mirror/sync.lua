@@ -195,8 +195,8 @@ end
 local function queue_dependents(C, biz, r, new, old)
   local deps = r.dependents
   if not deps then return true end
-  if deps.fields then
-    if not (old and new) then return true end
+  if deps.fields and new then -- a record gone changes what copies it, a new one nothing yet
+    if not old then return true end
     local differs = false
     for _, f in ipairs(deps.fields) do
       if tostring(old[f]) ~= tostring(new[f]) then differs = true end
@@ -498,7 +498,7 @@ local function incremental(C, biz, r, st)
     C.progress{ type = "resource", business_id = biz.business_id, resource = r.name, phase = "incremental" }
   end
   local live = {}
-  local started = date.iso(C.t0 - overlap(C))
+  local started = C.now_iso
   for _, list in ipairs(lists(r, st.since)) do
     local ok, err = walk(C, biz, r, list, 1, function(records)
       if list.name == "live" then
