@@ -30,7 +30,8 @@ typedef struct {
  * sqlite3_stmt_readonly too: the authorizer is never asked about VACUUM (INTO a new file), and
  * sqlite3_stmt_readonly alone lets ATTACH (which creates files) and DETACH through. */
 static const char *const READ_PRAGMAS[] = {"table_info", "table_xinfo", "table_list", "index_list", "index_info",
-					     "foreign_key_list", "collation_list", "function_list", NULL};
+					     "foreign_key_list", "collation_list", "function_list", "integrity_check",
+					     "quick_check", NULL};
 
 static int only_reads(void *p, int action, const char *a, const char *b, const char *c, const char *d)
 {

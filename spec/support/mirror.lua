@@ -193,6 +193,13 @@ function M.utc(y, m, d, hh, mm)
   return date.days(y, m, d) * 86400 + (hh or 0) * 3600 + (mm or 0) * 60
 end
 
+-- Every answer late by 25 ms (a slow network), or back to prompt answers.
+function M.slow_network(sb, on)
+  sb:admin("DELETE", "/_sandbox/faults")
+  if on then sb:admin("POST", "/_sandbox/faults", { route = "^/[acpt]", fault = "delay", ms = 25, rate = 1,
+    times = 100000000 }) end
+end
+
 -- Sets the sandbox's clock to epoch t.
 function M.clock(sb, t)
   local now = sb:admin("GET", "/_sandbox/clock")
