@@ -87,8 +87,23 @@ demo: deps
 	$(MAKE) LUA=$(LUA) all
 	./examples/demo
 
+# `make sandbox`: a sandbox in the foreground (Ctrl-C or TERM stops it) and the commands that use it,
+# ready to paste into another shell: a profile of their own, so a real login is left alone.
+# SANDBOX_ARGS go to sandbox/run (e.g. --redirect-uri http://localhost:PORT/callback).
 sandbox:
-	./sandbox/run --admin --auto-consent
+	@info=$$(mktemp); prefix=; here=$$(pwd); \
+	trap 'if [ -n "$$prefix" ]; then ./sandbox/run --stop "$$prefix"; fi; rm -f "$$info"' EXIT; \
+	trap 'exit 130' INT TERM; \
+	./sandbox/run --background --admin --auto-consent $(SANDBOX_ARGS) >"$$info" || exit 1; \
+	v() { sed -n "s/^$$1=//p" "$$info"; }; prefix=$$(v prefix); \
+	printf '%s\n' "The FreshBooks sandbox answers at $$(v tls_url) (Ctrl-C here stops it). In another shell:" "" \
+	  "export FB_PROFILE=sandbox FB_CLIENT_ID=$$(v client_id) FB_CLIENT_SECRET=$$(v client_secret) \\" \
+	  "  FB_REDIRECT_URI=$$(v redirect_uri) FB_API_URL=$$(v tls_url) FB_AUTH_URL=$$(v url) \\" \
+	  "  FB_CA_FILE=$$(v ca_file)" \
+	  "BROWSER=$$here/sandbox/browser $$here/bin/freshbooks login" \
+	  "$$here/bin/freshbooks report --as-of 2025-06-30" \
+	  "$$here/bin/freshbooks export invoices --format csv | head" ""; \
+	while kill -0 "$$(v pid)" 2>/dev/null; do sleep 1 & wait $$!; done
 
 # The official FreshBooks Node SDK against the sandbox (needs npm; outside `make check`).
 crosscheck:

@@ -1,6 +1,7 @@
 -- The `freshbooks` command, measured as a user runs it (a subprocess against a local sandbox):
---   1. start-up (`freshbooks --help`) and a whole `freshbooks login` through the loopback with the
---      scripted browser (authorize, redirect, exchange, identity), median of 5;
+--   1. start-up (`freshbooks --help`), one Tab of shell completion (`freshbooks __complete`), and a whole
+--      `freshbooks login` through the loopback with the scripted browser (start address, authorize,
+--      redirect, exchange, identity), median of 5;
 --   2. `export invoices -o FILE` of 1,000 and 20,000 invoices, JSONL and CSV, 1 and 4 pages at once:
 --      wall clock, records per second and peak RSS (GNU time's %M, when /usr/bin/time is there). Memory
 --      stays flat as the export grows 20 times: each() holds one window of pages, nothing more.
@@ -38,8 +39,12 @@ local ok, err = pcall(function()
   for i = 1, 5 do times[i] = timed(function() return w:run("--help") end) end
   say("start-up (--help):          %6.1f ms", median(times) * 1000)
   for i = 1, 5 do
+    times[i] = timed(function() return w:run("__complete bash -- export inv", { no_flags = true }) end)
+  end
+  say("completion (one Tab):       %6.1f ms", median(times) * 1000)
+  for i = 1, 5 do
     local t, code, _, e = timed(function()
-      return w:run("login", { vars = { BROWSER = C.root .. "/sandbox/browser" } })
+      return w:run("login --force", { vars = { BROWSER = C.root .. "/sandbox/browser" } })
     end)
     assert(code == 0, e)
     times[i] = t
@@ -48,7 +53,7 @@ local ok, err = pcall(function()
 
   for _, n in ipairs{ 1000, 20000 } do
     sb:admin("POST", "/_sandbox/reset", { invoices = n })
-    assert(w:run("login", { vars = { BROWSER = C.root .. "/sandbox/browser" } }) == 0)
+    assert(w:run("login --force", { vars = { BROWSER = C.root .. "/sandbox/browser" } }) == 0)
     for _, format in ipairs{ "jsonl", "csv" } do
       for _, parallel in ipairs{ 1, 4 } do
         local file = w.dir .. "/export." .. format

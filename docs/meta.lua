@@ -774,7 +774,8 @@ local report = {}
 
 ---Writes the report of every business (or one) to out.
 ---@param fb freshbooks.Session
----@param opts? {as_of:string?,business:string?,format:"table"|"csv"|"json"|nil,parallel:integer?,progress:function?}
+---@param opts? {as_of:string?,business:string?,format:"table"|"csv"|"json"|nil,parallel:integer?,
+---  progress:function?,width:integer?}
 ---@param out file*|{write:fun(self:any,s:string)} where the report goes
 ---@param log? fun(line:string) businesses that could not be read
 ---@return boolean|nil ok
@@ -814,12 +815,13 @@ function report.accumulator(as_of_day) end
 ---@return string
 function report.csv_field(v) end
 
----Writes one business's report as a table for people.
+---Writes one business's report as a table for people (padded by display width; fitted to `width`).
 ---@param out file*|{write:fun(self:any,s:string)}
 ---@param biz freshbooks.Membership
 ---@param acc table its accumulator
 ---@param as_of string YYYY-MM-DD
-function report.table(out, biz, acc, as_of) end
+---@param width? integer columns to fit in (a terminal's)
+function report.table(out, biz, acc, as_of, width) end
 
 ---Writes one business's report as CSV rows (report.CSV_HEADER is the header).
 ---@param out file*|{write:fun(self:any,s:string)}
@@ -1120,6 +1122,16 @@ function core.trap_interrupts() end
 ---The signal that arrived since trap_interrupts (0: none).
 ---@return integer
 function core.interrupted() end
+
+---For programs that own their process: marks every descriptor above 2 close-on-exec (call it right
+---before starting a program).
+---@return boolean
+function core.close_on_exec() end
+
+---For programs that own their process: fills a closed descriptor 0, 1 or 2 with /dev/null opened the
+---other way round (a write to a closed stdout still fails).
+---@return integer[] closed the descriptors that were closed
+function core.guard_stdio() end
 
 ---A guest state for untrusted source (text only), under budgets.
 ---@param source string

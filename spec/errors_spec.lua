@@ -52,12 +52,19 @@ describe("errors.from_response", function()
       ["@type"] = "type.googleapis.com/google.rpc.ErrorInfo", reason = "1001", domain = "accounting",
       metadata = { field = "vendorid", message = "Field vendorid is required.", object = "bill" } } } }
     local e = errors.from_response(res(400, body))
-    assert.same({ "validation", 400, 1001, "Invalid request" }, { e.code, e.status, e.errno, e.message })
+    -- the detail's text, not the top message (FreshBooks' says only "Request failed with status_code: N")
+    assert.same({ "validation", 400, 1001, "Field vendorid is required." }, { e.code, e.status, e.errno, e.message })
     assert.same({ field = "vendorid", message = "Field vendorid is required.", object = "bill", errno = 1001 },
       e.errors[1])
     -- and with a 200 status, the rpc code decides
     body.code = 5
     assert.equal("not_found", errors.from_response(res(200, body)).code)
+    -- empty metadata values are none; without a detail text the top message stands (the Java SDK's recorded 401)
+    e = errors.from_response(res(401, { code = 16, message = "Request failed with status_code: 401", details = { {
+      ["@type"] = "type.googleapis.com/google.rpc.ErrorInfo", reason = "1003", domain = "accounting.api.freshbooks.com",
+      metadata = { object = "", message = "", value = "", field = "" } } } }))
+    assert.same({ "unauthorized", 1003, "Request failed with status_code: 401" }, { e.code, e.errno, e.message })
+    assert.same({ errno = 1003, message = "1003" }, e.errors[1])
   end)
 
   it("reads the project family shapes", function()

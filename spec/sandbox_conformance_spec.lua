@@ -16,7 +16,8 @@ describe("the shape checker", function()
   -- The spec must be able to fail: feed it answers that are wrong in each way it claims to see.
   local R = shapes.records
   local function one(record) return shapes.envelopes.one("client", record) end
-  local good = [[{"response":{"result":{"client":{"accounting_systemid":"a","allow_late_fees":true,
+  local good = [[{"response":{"result":{"client":{"accounting_systemid":"a","allow_email_include_pdf":false,
+    "allow_late_fees":true,
     "allow_late_notifications":true,"bus_phone":"","company_industry":null,"company_size":null,"currency_code":"USD",
     "direct_link_token":null,"email":"","fax":"","fname":"","has_retainer":null,"home_phone":null,"id":1,
     "language":"en","last_activity":null,"last_login":null,"level":0,"lname":"","mob_phone":"","note":null,
@@ -152,6 +153,8 @@ describe("sandbox conformance", function()
       end
       if verbs:find("g") then
         drive("GET " .. key .. "/{id}", { path = A .. path .. "/" .. tostring(first), headers = H() })
+        drive("GET " .. key .. "/{id}", { path = A .. path .. "/" .. tostring(first) .. "?include[]=lines",
+          headers = H() })
       end
       local made
       if verbs:find("c") then
@@ -176,16 +179,49 @@ describe("sandbox conformance", function()
       { path = A .. "invoices/invoices/2/share_link?share_method=share_link", headers = H() })
   end)
 
-  it("answers the three reports in FreshBooks' shapes (with and without periods)", function()
-    for _, q in ipairs { "?start_date=2024-07-01&end_date=2025-06-30&resolution=3m", "" } do
-      for _, k in ipairs { "profitloss_entity", "profitloss", "taxsummary", "payments_collected" } do
-        drive("GET /accounting/account/{account_id}/reports/accounting/" .. k,
-          { path = A .. "reports/accounting/" .. k .. q, headers = H() })
+  it("answers every report in FreshBooks' shapes, at each path it is served (with and without parameters)", function()
+    local BIZ = "/accounting/businesses/4e1c1a52-8f0e-4f59-9a62-0c6d7b1a0001/reports/"
+    local queries = { "?start_date=2024-07-01&end_date=2025-06-30&resolution=3m",
+                      "?dates[]=2024-12-31&dates[]=2025-06-30&group_by=clients&date_type=paid", "" }
+    for _, q in ipairs(queries) do
+      for _, k in ipairs(shapes.reports) do
+        if k[4]:find("a") then
+          drive("GET /accounting/account/{account_id}/reports/accounting/" .. k[1],
+            { path = A .. "reports/accounting/" .. k[1] .. q, headers = H() })
+        end
+        if k[4]:find("b") then
+          drive("GET /accounting/businesses/{business_uuid}/reports/" .. k[1],
+            { path = BIZ .. k[1] .. q, headers = H() })
+        end
       end
     end
-    -- payments collected in all currencies of a multi-currency business
+    -- a multi-currency business, in its second currency; a journal entry in the ledger reports
     drive("GET /accounting/account/{account_id}/reports/accounting/payments_collected",
       { path = "/accounting/account/xYz92/reports/accounting/payments_collected", headers = H() })
+    sb:http{ method = "POST", path = A .. "journal_entries/journal_entries", headers = H(), json = { journal_entry = {
+      name = "Owner draw", user_entered_date = "2025-06-01", currency_code = "USD", description = "spec",
+      details = { { debit = "50.00", sub_accountid = 4041 }, { credit = "50.00", sub_accountid = 401 } } } } }
+    for _, k in ipairs { "manual_journal_entry", "general_ledger", "trial_balance" } do
+      drive("GET /accounting/account/{account_id}/reports/accounting/" .. k,
+        { path = A .. "reports/accounting/" .. k, headers = H() })
+    end
+    for _, k in ipairs { "invoice_details", "accounts_aging", "general_ledger" } do
+      drive("GET /accounting/account/{account_id}/reports/accounting/" .. k,
+        { path = "/accounting/account/xYz92/reports/accounting/" .. k .. "?currency_code=USD", headers = H() })
+    end
+  end)
+
+  it("answers team members and an accepted estimate", function()
+    local TM = "/auth/api/v1/businesses/{business_id}/team_members"
+    local list = drive("GET " .. TM, { path = "/auth/api/v1/businesses/1000001/team_members", headers = H() })
+    drive("GET " .. TM, { path = "/auth/api/v1/businesses/1000002/team_members?active=true&per_page=1&page=2",
+      headers = H() })
+    drive("GET " .. TM .. "/{uuid}", { path = "/auth/api/v1/businesses/1000001/team_members/" .. list.response[1].uuid,
+      headers = H() })
+    drive("ERROR identity 404", { path = "/auth/api/v1/businesses/1000001/team_members/nobody", headers = H() }, 404)
+    local est = drive("PUT /accounting/account/{account_id}/estimates/estimates/{id}", { method = "PUT",
+      path = A .. "estimates/estimates/2", headers = H(), json = { estimate = { action_accept = true } } })
+    assert.equal(5, est.response.result.estimate.status)
   end)
 
   it("answers webhook callbacks, the project family, payment options, ledger accounts and identity", function()

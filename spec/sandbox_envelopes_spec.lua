@@ -64,6 +64,18 @@ describe("the client reads the sandbox's envelopes", function()
     e = read("ERROR rpc 422 422", { method = "POST", path = A .. "bills/bills", headers = auth(),
       json = { bill = { vendorid = 301 } } })
     assert.same({ "validation", 3, 1001, "issue_date" }, { e.code, e.rpc_code, e.errno, e.errors[1].field })
+    -- as FreshBooks writes them: the status in the top message, the text in the metadata, "" for none
+    local _, res = read("ERROR rpc 401 401", { path = A .. "users/clients", headers = V })
+    assert.equals("Request failed with status_code: 401", res.json.message)
+    assert.same({ field = "", object = "", value = "" }, { field = res.json.details[1].metadata.field,
+      object = res.json.details[1].metadata.object, value = res.json.details[1].metadata.value })
+    assert.matches("authorized", res.json.details[1].metadata.message)
+    e = read("ERROR rpc 404 404", { path = A .. "no/such/thing", headers = auth(V) })
+    assert.same({ "not_found", 5 }, { e.code, e.rpc_code })
+    e, res = read("ERROR rpc 404 404", { path = A .. "users/clients/424242", headers = auth(V) })
+    assert.equals("Request failed with status_code: 404", res.json.message)
+    assert.same({ "Client not found.", "userid", "client", "424242" },
+      { e.message, e.errors[1].field, e.errors[1].object, e.errors[1].value })
   end)
 
   it("events, project, accounting-business, payments and OAuth errors, each with its message", function()

@@ -3,6 +3,8 @@
 -- typed answers, realistic seed data, and the admin routes that change records at chosen times,
 -- hard-delete them, and deliver webhooks late, twice or out of order.
 local sandbox = require "support.sandbox"
+local cjson = require "cjson"
+local H = require "support.fbtest"
 
 describe("sandbox sync semantics", function()
   local sb, auth
@@ -121,6 +123,44 @@ describe("sandbox sync semantics", function()
       assert.is_true(#got > 0 and #got < #clients, q)
       for _, cl in ipairs(got) do assert.is_true(want[cl.id] == true, q) end
     end
+  end)
+
+  it("filters invoice profiles by clientid(s) read as customerid (docs:invoice_profiles)", function()
+    local all = result(get(A .. "invoice_profiles/invoice_profiles")).invoice_profiles
+    assert.is_true(#all >= 2)
+    local one = result(get(A .. "invoice_profiles/invoice_profiles?search[clientid]=" .. all[1].customerid))
+    for _, p in ipairs(one.invoice_profiles) do assert.equals(all[1].customerid, p.customerid) end
+    assert.is_true(#one.invoice_profiles < #all)
+    local both = result(get(A .. "invoice_profiles/invoice_profiles?search[clientids][]=" .. all[1].customerid
+      .. "&search[clientids][]=" .. all[2].customerid))
+    assert.equals(#all, #both.invoice_profiles)
+    assert.same({}, result(get(A .. "invoice_profiles/invoice_profiles?search[clientid]=1")).invoice_profiles)
+  end)
+
+  it("filters estimates by statusid/statusids, their status code (docs:estimates)", function()
+    local all = result(get(A .. "estimates/estimates")).estimates
+    local sent = result(send("PUT", A .. "estimates/estimates/" .. all[1].id,
+      { estimate = { action_mark_as_sent = true } }))
+    assert.equals(2, sent.estimate.status)
+    assert.same({ all[1].id }, ids(result(get(A .. "estimates/estimates?search[statusid]=2")).estimates))
+    local both = result(get(A .. "estimates/estimates?search[statusids][]=1&search[statusids][]=2")).estimates
+    assert.equals(#all, #both)
+  end)
+
+  it("answers a client's uuid for one client, not in lists (python's recorded GET, create and list)", function()
+    local listed = result(get(A .. "users/clients?per_page=1")).clients[1]
+    assert.is_nil(listed.uuid)
+    assert.matches("^%x+%-%x+%-4%x+%-%x+%-%x+$", result(get(A .. "users/clients/" .. listed.id)).client.uuid)
+    local made = result(send("POST", A .. "users/clients", { client = { email = "u@example.com" } })).client
+    assert.is_string(made.uuid)
+  end)
+
+  it("answers staff's special searches: user_like over names and organization, phone_like", function()
+    local staff = result(get(A .. "users/staffs")).staffs[1]
+    assert.same({ staff.id }, ids(result(get(A .. "users/staffs?search[user_like]=" .. staff.lname:lower())).staffs))
+    assert.same({}, result(get(A .. "users/staffs?search[user_like]=nobody-such")).staffs)
+    assert.same({}, result(get(A .. "users/staffs?search[phone_like]=999")).staffs)
+    assert.same({ staff.id }, ids(result(get(A .. "users/staffs?search[email_like]=" .. staff.email:sub(1, 4))).staffs))
   end)
 
   it("keeps deleted records out of lists unless search[vis_state] asks; archived ones stay in", function()
@@ -291,6 +331,130 @@ describe("sandbox sync semantics", function()
     sb:admin("POST", "/_sandbox/webhooks", {})
     local _, status = sb:admin("POST", "/_sandbox/webhooks", { release = "sideways" })
     assert.equals(400, status)
+  end)
+
+  it("answers lines only when include[]=lines asks, on one record as on lists (bills always carry theirs)", function()
+    for _, path in ipairs { "invoices/invoices", "estimates/estimates", "credit_notes/credit_notes",
+                            "invoice_profiles/invoice_profiles" } do
+      local list = result(get(A .. path .. "?per_page=1"))
+      local key = next(list, nil)
+      while type(list[key]) ~= "table" do key = next(list, key) end
+      local first = list[key][1]
+      assert.is_nil(first.lines, path)
+      local one = result(get(A .. path .. "/" .. first.id))
+      local single = next(one)
+      assert.is_nil(one[single].lines, path .. " GET")
+      one = result(get(A .. path .. "/" .. first.id .. "?include[]=lines"))
+      assert.is_true(#one[single].lines > 0, path .. " GET include[]=lines")
+    end
+    local made = result(send("POST", A .. "invoices/invoices", { invoice = { customerid = 10001,
+      create_date = "2025-06-01", lines = { { name = "Work", qty = 2, unit_cost = { amount = "10.00" } } } } }))
+    assert.is_nil(made.invoice.lines)
+    assert.equals("20.00", made.invoice.amount.amount)
+    local put = result(send("PUT", A .. "invoices/invoices/" .. made.invoice.id .. "?include[]=lines",
+      { invoice = { notes = "n" } }))
+    local line = put.invoice.lines[1]
+    assert.same({ "Work", "2", 0, true }, { line.name, line.qty, line.basecampid, line.date == cjson.null })
+    assert.is_true(#result(get(A .. "bills/bills/1")).bill.lines > 0)
+  end)
+
+  it("answers one credit note under credit_notes and takes credit_note or credit_notes", function()
+    for _, wrapper in ipairs { "credit_note", "credit_notes" } do
+      local r = send("POST", A .. "credit_notes/credit_notes", { [wrapper] = { clientid = 10001,
+        create_date = "2025-06-01", lines = { { name = "Credit", qty = 1, unit_cost = { amount = "5.00" } } } } })
+      local made = result(r).credit_notes
+      assert.same({ 10001, "created", "5.00" }, { made.clientid, made.status, made.amount.amount })
+      assert.is_nil(result(r).credit_note)
+      assert.equals(made.id, result(get(A .. "credit_notes/credit_notes/" .. made.id)).credit_notes.id)
+    end
+  end)
+
+  it("answers tasks' vis_state and takes the visState the Node SDK sends", function()
+    local task = result(get(A .. "projects/tasks/1")).task
+    assert.same({ 0, 0, 0 }, { task.vis_state, task.tax1, task.tax2 })
+    assert.is_nil(task.visState)
+    assert.equals(2, result(send("PUT", A .. "projects/tasks/1", { task = { visState = 2 } })).task.vis_state)
+    assert.equals(0, result(send("PUT", A .. "projects/tasks/1", { task = { vis_state = 0 } })).task.vis_state)
+    assert.equals(1, result(send("PUT", A .. "projects/tasks/2", { task = { visState = 1, name = "ignored" } }))
+      .task.vis_state)
+    assert.same({}, result(get(A .. "projects/tasks?search[taskids][]=2")).tasks)
+  end)
+
+  it("answers HTTP DELETE as FreshBooks does: {\"response\": {}}, other income {}", function()
+    local tax = result(send("POST", A .. "taxes/taxes", { tax = { name = "PST", amount = "7" } })).tax
+    local r = sb:http{ method = "DELETE", path = A .. "taxes/taxes/" .. tax.id, headers = auth }
+    assert.same({ 200, '{"response":{}}' }, { r.status, r.body })
+    r = sb:http{ method = "DELETE", path = A .. "other_incomes/other_incomes/1", headers = auth }
+    assert.same({ 200, "{}" }, { r.status, r.body })
+  end)
+
+  it("answers projects as a list (group_id) and one at a time (group; a GET's abilities beside it)", function()
+    local P = "/projects/business/1000001/"
+    local list = get(P .. "projects?per_page=2").json
+    assert.same({}, list.meta.sort)
+    local first = list.projects[1]
+    assert.is_number(first.group_id)
+    assert.is_nil(first.group)
+    assert.matches("^%d+%-%d%d%-%d%dT%d%d:%d%d:%d%d$", first.updated_at)
+    local one = get(P .. "project/" .. first.id).json
+    assert.equals(first.group_id, one.project.group.id)
+    assert.is_nil(one.project.group_id)
+    assert.is_nil(one.project.abilities)
+    assert.is_true(#one.abilities > 10)
+    for _, a in ipairs(one.abilities) do assert.same({ "string", "boolean" }, { type(a.name), type(a.value) }) end
+    assert.is_nil(get(P .. "project/" .. first.id .. "?skip_group=true").json.project.group)
+    local made = send("POST", P .. "project", { project = { title = "New" } }).json
+    assert.same({ "New", true }, { made.project.title, made.project.description == cjson.null })
+    assert.is_nil(made.abilities)
+    -- every missing required field at once
+    local r = send("POST", P .. "project", { project = { description = "no title" } })
+    assert.same({ 422, 2001, "field required" }, { r.status, r.json.errno, r.json.error.title })
+    r = send("POST", "/timetracking/business/1000001/time_entries", { time_entry = { note = "x" } })
+    assert.same({ 422, "field required", "field required" },
+      { r.status, r.json.error.started_at, r.json.error.duration })
+  end)
+
+  it("adds what the listed time entries logged to the meta: in all, unbilled, per member, client, project, day",
+    function()
+    local r = get("/timetracking/business/1000001/time_entries?per_page=5").json
+    local meta, sum = r.meta, 0
+    assert.is_true(meta.total_unbilled <= meta.total_logged)
+    for _, m in ipairs(meta.total_logged_per_team_member) do
+      sum = sum + m.total_logged
+      local by_client, by_day = 0, 0
+      for _, c in ipairs(m.total_logged_per_client) do
+        by_client = by_client + c.total_logged
+        local by_project = 0
+        for _, p in ipairs(c.total_logged_per_project) do by_project = by_project + p.total_logged end
+        assert.equals(c.total_logged, by_project)
+      end
+      for _, d in ipairs(m.total_logged_per_day) do
+        assert.matches("^%d%d%d%d%-%d%d%-%d%d$", d.date)
+        by_day = by_day + d.total_logged
+      end
+      assert.same({ m.total_logged, m.total_logged }, { by_client, by_day })
+    end
+    assert.equals(meta.total_logged, sum)
+    sum = 0
+    for _, c in ipairs(meta.total_logged_per_client) do sum = sum + c.total_logged end
+    assert.equals(meta.total_logged, sum)
+    local e = r.time_entries[1]
+    assert.equals("America/New_York", e.local_timezone)
+    assert.matches("^%d+%-%d%d%-%d%dT%d%d:%d%d:%d%d$", e.local_started_at)
+    assert.matches("Z$", e.started_at)
+  end)
+
+  it("answers an attachment without a link and an image with the link it is served at", function()
+    local acct = H.session(sb):account("aBcD1")
+    local att, none = assert(acct.attachments:upload("%PDF-1.4", { filename = "a.pdf" }))
+    assert.is_nil(none)
+    assert.equals(att.jwt, att.public_id)
+    local img, link = assert(acct.images:upload("\137PNG\r\n", { filename = "i.png", content_type = "image/png" }))
+    assert.equals(img.jwt, img.public_id)
+    local path = link:match("^https?://[^/]+(/service/uploads/images/%w+)$")
+    assert(path, link)
+    local back = sb:http{ path = path, headers = auth }
+    assert.same({ 200, "\137PNG\r\n" }, { back.status, back.body })
   end)
 
   it("revokes like FreshBooks: a revoked refresh token ends its grant's access tokens", function()

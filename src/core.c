@@ -88,6 +88,7 @@ int luaopen_freshbooks_core(lua_State *L)
 	fb_open_interrupt(L);
 	fb_open_decode(L);
 	fb_open_guest(L); /* guest.c: guest scripts in a Lua state of their own */
+	fb_open_fd(L);
 	fb_open_sqlite(L); /* sqlite.c: the mirror's database */
 	return 1;
 }

@@ -23,6 +23,7 @@ void fb_open_clock(lua_State *L);    /* clock.c: now, sleep (retries, benchmarks
 void fb_open_interrupt(lua_State *L); /* interrupt.c: trap_interrupts, interrupted (the command) */
 void fb_open_decode(lua_State *L);    /* decode.c: json_decode (FreshBooks' answers), null */
 void fb_open_guest(lua_State *L);     /* guest.c: guest (a Lua state of its own per guest script) */
+void fb_open_fd(lua_State *L);        /* fd.c: close_on_exec, guard_stdio (the command) */
 void fb_open_sqlite(lua_State *L);    /* sqlite.c: sqlite_open (the mirror's database) */
 
 /* interrupt.c: the signal that arrived since core.trap_interrupts() (0: none), and whether it runs. */

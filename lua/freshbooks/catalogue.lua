@@ -8,7 +8,8 @@
 --   single / plural   the body wrapper and list keys
 --   verbs    what FreshBooks allows: list get create update delete archive (and defaults)
 --   delete   "vis_state" (PUT {single = {vis_state = 1}}) or "http" (DELETE)
---   vis_key  the name the resource gives vis_state in requests and answers (tasks: visState)
+--   vis_key  the name the resource gives vis_state in requests and answers
+--   answer   the key one record is answered under when it is not `single` (credit notes: credit_notes)
 --   extras   extra verbs resource.lua implements (invoice share link, send by email, ...)
 --   group    a sub-table of the account object (reports)
 --   paged    false for lists FreshBooks answers whole, without paging (service rates, ledger accounts)
@@ -34,7 +35,7 @@ local rows = {
   { "taxes",              "accounting", "taxes/taxes",                     "tax",               "taxes",
     "list get create update delete", "http" },
   { "credit_notes",       "accounting", "credit_notes/credit_notes",       "credit_note",       "credit_notes",
-    "list get create update delete archive", "vis_state" },
+    "list get create update delete archive", "vis_state", answer = "credit_notes" },
   { "other_incomes",      "accounting", "other_incomes/other_incomes",     "other_income",      "other_income",
     "list get create update delete", "vis_state" },
   { "bills",              "accounting", "bills/bills",                     "bill",              "bills",
@@ -51,7 +52,7 @@ local rows = {
     "list get create update delete archive", "vis_state" },
   { "systems",            "accounting", "systems/systems",                 "system",            nil, "get" },
   { "tasks",              "accounting", "projects/tasks",                  "task",              "tasks",
-    "list get create update delete archive", "vis_state", vis_key = "visState" },
+    "list get create update delete archive", "vis_state" },
   { "journal_entries",    "accounting", "journal_entries/journal_entries", "journal_entry",     "journal_entries",
     "list create" },
   { "journal_entry_details", "accounting", "journal_entries/journal_entry_details", "journal_entry_detail",
@@ -102,7 +103,7 @@ catalogue.by_name = {}
 
 for _, r in ipairs(rows) do
   local e = { name = r[1], family = r[2], path = r[3], single = r[4], plural = r[5], delete = r[7],
-              vis_key = r.vis_key or "vis_state",
+              vis_key = r.vis_key or "vis_state", answer = r.answer,
               extras = r.extras or {}, group = r.group, paged = r.paged ~= false, verbs = {} }
   for v in r[6]:gmatch("%S+") do e.verbs[v] = true end
   catalogue.entries[#catalogue.entries + 1] = e

@@ -134,17 +134,20 @@ end
 -- "metadata":{field, message, object, value}}]}
 function readers.rpc(d)
   if type(d.code) ~= "number" or d.code == 0 or type(d.message) ~= "string" then return nil end
-  local out, errno = {}, nil
+  local out, errno, said = {}, nil, nil
   for _, det in ipairs(type(d.details) == "table" and d.details or {}) do
     if type(det) == "table" then
       local md = type(det.metadata) == "table" and det.metadata or {}
       local e = field_error(md, tonumber(det.reason))
+      for k, v in pairs(e) do if v == "" then e[k] = nil end end -- FreshBooks writes "" for none
+      said = said or e.message
       e.message = e.message or str(det.reason)
       out[#out + 1] = e
       errno = errno or e.errno
     end
   end
-  return { errno = errno, message = d.message, errors = out, code = RPC_CODES[d.code], rpc_code = d.code }
+  -- the top message only names the status ("Request failed with status_code: 404"): the detail says what
+  return { errno = errno, message = said or d.message, errors = out, code = RPC_CODES[d.code], rpc_code = d.code }
 end
 
 -- Auth (RFC 6749): {"error":"invalid_grant","error_description":"..."}

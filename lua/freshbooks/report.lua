@@ -151,47 +151,49 @@ local function cells(r)
   return out
 end
 
-local function pad(s, w, right)
-  local len = #s:gsub("[\128-\191]", "") -- count UTF-8 characters, not bytes
-  if len >= w then return s end
-  return right and (string.rep(" ", w - len) .. s) or (s .. string.rep(" ", w - len))
-end
+-- The table for a person (on a terminal, `width` columns: names are cut to fit, and when even that is
+-- too wide each client becomes a block of lines). Cells are cleaned (they come from FreshBooks) and
+-- padded by display width: a name with ü or 株 keeps the columns straight.
+local HEAD = { "Client", "Cur", "Inv", "Outstanding", "Current", "1-30", "31-60", "61-90", "90+" }
+local LAYOUT = { { min = 10 }, {}, { right = true }, { right = true }, { right = true }, { right = true },
+                 { right = true }, { right = true }, { right = true } }
 
-local function truncate(s, w)
-  if #s:gsub("[\128-\191]", "") <= w then return s end
-  local out, n = {}, 0
-  for ch in s:gmatch("[%z\1-\127\194-\244][\128-\191]*") do
-    if n >= w - 1 then break end
-    out[#out + 1] = ch
-    n = n + 1
-  end
-  return table.concat(out) .. "…"
-end
-
-function report.table(out, biz, acc, as_of)
-  out:write(("%s (account %s, business %s): outstanding as of %s\n"):format(biz.name or "?", tostring(biz.account_id),
-    tostring(biz.business_id), as_of))
+function report.table(out, biz, acc, as_of, width)
+  local text = require "freshbooks.cli.text"
+  local title = text.clean(("%s (account %s, business %s): outstanding as of %s"):format(biz.name or "?",
+    tostring(biz.account_id), tostring(biz.business_id), as_of))
+  out:write(width and text.fit(title, width - 1) or title, "\n")
   local rows = acc.rows()
   if #rows == 0 then out:write("  nothing outstanding\n\n") return end
-  local head = { "Client", "Cur", "Inv", "Outstanding", "Current", "1-30", "31-60", "61-90", "90+" }
-  local widths = { 28, 4, 5, 13, 12, 12, 12, 12, 12 }
-  local function line(t)
-    local parts = {}
-    for i, v in ipairs(t) do parts[i] = pad(i == 1 and truncate(v, widths[i]) or v, widths[i], i > 2) end
-    out:write("  ", table.concat(parts, " "), "\n")
-  end
-  line(head)
-  local rule = {}
-  for i, w in ipairs(widths) do rule[i] = string.rep("-", w) end
-  line(rule)
+  local lines = { HEAD }
   for _, r in ipairs(rows) do
     local c = cells(r)
-    line{ r.client, r.currency, c[1], c[2], c[3], c[4], c[5], c[6], c[7] }
+    lines[#lines + 1] = { text.clean(r.client), text.clean(r.currency), c[1], c[2], c[3], c[4], c[5], c[6], c[7] }
   end
-  line(rule)
+  local totals = {}
   for _, t in ipairs(acc.currency_totals()) do
     local c = cells(t)
-    line{ "Total", t.currency, c[1], c[2], c[3], c[4], c[5], c[6], c[7] }
+    totals[#totals + 1] = { "Total", text.clean(t.currency), c[1], c[2], c[3], c[4], c[5], c[6], c[7] }
+  end
+  local all = {}
+  for _, l in ipairs(lines) do all[#all + 1] = l end
+  for _, l in ipairs(totals) do all[#all + 1] = l end
+  local widths = text.grid(all, LAYOUT, width and width - 1, 2)
+  if widths then
+    local rule = {}
+    for i, w in ipairs(widths) do rule[i] = ("-"):rep(w) end
+    local function line(t) out:write("  ", text.row(t, LAYOUT, widths), "\n") end
+    line(HEAD)
+    line(rule)
+    for i = 2, #lines do line(lines[i]) end
+    line(rule)
+    for _, t in ipairs(totals) do line(t) end
+  else -- too narrow for columns: a block per client
+    for i = 2, #all do
+      local l = all[i]
+      out:write("  ", text.fit(l[1] .. " (" .. l[2] .. ")", width - 3), "\n")
+      for j = 3, #HEAD do out:write("    ", text.pad(HEAD[j], 12), l[j], "\n") end
+    end
   end
   out:write("\n")
 end
@@ -246,7 +248,8 @@ local FATAL = { reauth_required = true, unauthorized = true, invalid_grant = tru
 -- report.run(fb, opts, out, log) -> true | nil, err
 --   opts: as_of = "YYYY-MM-DD" (default today), business = name or id (fb:find_business), format =
 --         "table" | "csv" | "json", parallel = invoice pages fetched at once (default 4),
---         progress = function(i, n, biz, pages_done, pages, invoices) (each()'s progress, per business)
+--         progress = function(i, n, biz, pages_done, pages, invoices) (each()'s progress, per business),
+--         width = columns the table must fit in (a terminal's; default: as wide as it needs)
 --   out:  anything with :write(...); log(line) receives notes (a business that failed, no businesses).
 -- A business whose invoices cannot be read is logged and the others are still reported; the error is
 -- returned at the end. Authorization and rate-limit failures stop the run.
@@ -298,7 +301,7 @@ function report.run(fb, opts, out, log)
     elseif format == "json" then
       docs[#docs + 1] = json_business(biz, acc)
     else
-      report.table(out, biz, acc, as_of)
+      report.table(out, biz, acc, as_of, opts.width)
     end
   end
   if format == "json" then

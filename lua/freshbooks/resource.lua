@@ -109,7 +109,7 @@ end
 -- A record is an object, a list an array (decoded, both are tables): the wrong one is no answer.
 local function unwrap_one(self, res)
   local p = payload(res.data, P[self].entry)
-  local v = p and p[P[self].entry.single]
+  local v = p and (p[P[self].entry.single] or P[self].entry.answer and p[P[self].entry.answer])
   if type(v) ~= "table" or v[1] ~= nil then
     return nil, bad_response("no '" .. P[self].entry.single .. "' in the response", res)
   end

@@ -133,6 +133,8 @@ check.types = {
   -- accounting stamps: "YYYY-MM-DD HH:MM:SS", US/Eastern (or UTC where the shape says so): no zone written
   eastern = function(v) return type(v) == "string" and v:match("^%d%d%d%d%-%d%d%-%d%d %d%d:%d%d:%d%d$") ~= nil end,
   utc = function(v) return type(v) == "string" and v:match("^%d%d%d%d%-%d%d%-%d%d %d%d:%d%d:%d%d$") ~= nil end,
+  -- ISO 8601 without a zone (project stamps, a time entry's local start)
+  iso = function(v) return type(v) == "string" and v:match("^%d%d%d%d%-%d%d%-%d%dT%d%d:%d%d:%d%d%.?%d*$") ~= nil end,
   -- ISO 8601 UTC with the Z (fractions of a second allowed)
   iso_z = function(v) return type(v) == "string" and v:match("^%d%d%d%d%-%d%d%-%d%dT%d%d:%d%d:%d%d%.?%d*Z$") ~= nil end,
   uuid = function(v) return type(v) == "string" and v:match("^%x+%-%x+%-%x+%-%x+%-%x+$") ~= nil end,

@@ -178,9 +178,20 @@ function Job:expect(pattern, seconds)
   return (table.unpack or unpack)(found)
 end
 
--- The authorize URL the command printed.
+-- The address the command printed for the browser: the listener's one-time start address (the
+-- authorize URL with --paste).
 function Job:url()
-  return assert(self:expect("(http://%S+/oauth/authorize/%?%S+)"), "no authorize URL:\n" .. self:stderr())
+  return assert(self:expect("(http://%S+/freshbooks%-login/%x+)"), "no start address:\n" .. self:stderr())
+end
+
+-- A browser (curl) with its own cookie jar: what the listener's start address answers (the authorize
+-- URL it redirects to, and the cookie that binds the callback to this browser).
+-- -> {status, authorize = Location, cookie = "name=value"}
+function C.start(sb, url)
+  local res = sb:http{ url = url, timeout = 10 }
+  local set = res.headers["set-cookie"]
+  return { status = res.status, authorize = res.headers.location, body = res.body,
+           cookie = type(set) == "string" and set:match("^([^;]+)") or nil }
 end
 
 function Job:signal(sig) os.execute(("kill -%s %d 2>/dev/null"):format(sig, self.pid)) end
@@ -212,13 +223,17 @@ end
 local Tmux = {}
 Tmux.__index = Tmux
 
+-- opts: vars, after (a command run on the same terminal once the command has ended, e.g. `stty -a`),
+-- raw (args is a whole command line, e.g. a shell, run with the world's environment), width, height.
 function World:tmux(args, opts)
+  opts = opts or {}
   local _, _, _, rc = self:files()
-  local t = setmetatable({ sock = self.dir .. "/tmux.sock", rc = rc }, Tmux)
-  -- opts.after runs on the same terminal once the command has ended (e.g. to record `stty -a`).
-  local cmd = ("%s; echo $? >%s; %s sleep 60"):format(self:line(args, opts), q(rc),
-    opts and opts.after and (opts.after .. ";") or "")
-  assert(H.run(("TERM=xterm tmux -S %s new-session -d -x 220 -y 50 %s"):format(q(t.sock), q(cmd))))
+  -- a socket of its own: a server just killed on another may still be going away
+  local t = setmetatable({ sock = rc:gsub("%.rc$", ".tmux"), rc = rc }, Tmux)
+  local line = opts.raw and ("cd %s && %s %s"):format(q(C.root), self:env(opts.vars), args) or self:line(args, opts)
+  local cmd = ("%s; echo $? >%s; %s sleep 60"):format(line, q(rc), opts.after and (opts.after .. ";") or "")
+  assert(H.run(("TERM=xterm tmux -S %s new-session -d -x %d -y %d %s"):format(q(t.sock), opts.width or 220,
+    opts.height or 50, q(cmd))))
   return t
 end
 

@@ -5,6 +5,10 @@
 --   lua rawclient.lua send HOST PORT FILE             -> send FILE's bytes, print the answer until close
 --   lua rawclient.lua hold HOST PORT SECONDS          -> connect, send nothing, print what arrives
 --   lua rawclient.lua split HOST PORT FILE1 GO FILE2  -> send FILE1; once file GO exists send FILE2; print
+--   lua rawclient.lua hog HOST PORT N SECONDS READY   -> keep N idle connections open (each one closed is
+--                                                        opened again) for SECONDS; READY once N are open
+--   lua rawclient.lua serve PORT FILE SECONDS READY   -> a server on 127.0.0.1:PORT answering every request
+--                                                        with FILE's bytes (a whole HTTP response)
 local socket = require "socket"
 
 local mode = arg[1]
@@ -72,6 +76,43 @@ elseif mode == "split" then
   while not exists(arg[5]) and socket.gettime() < deadline do socket.sleep(0.01) end
   c:send(read(arg[6]))
   io.write(answer(c, 5))
+elseif mode == "hog" then
+  local host, port, n, seconds, ready = arg[2], tonumber(arg[3]), tonumber(arg[4]), tonumber(arg[5]), arg[6]
+  local open, deadline, readied = {}, socket.gettime() + seconds, false
+  while socket.gettime() < deadline do
+    for i = 1, n do
+      if not open[i] then
+        local c = (host:find(":", 1, true) and socket.tcp6 or socket.tcp4)()
+        c:settimeout(1)
+        if c:connect(host, port) then c:settimeout(0) open[i] = c else c:close() end
+      end
+    end
+    if not readied and #open == n then assert(io.open(ready, "w")):close() readied = true end
+    local conns = {}
+    for _, c in pairs(open) do conns[#conns + 1] = c end
+    local readable = socket.select(conns, nil, 0.05)
+    for _, c in ipairs(readable or {}) do -- answered (refused, timed out) or closed: open another
+      for i, o in pairs(open) do if o == c then o:close() open[i] = nil end end
+    end
+  end
+elseif mode == "serve" then
+  local port, reply, seconds, ready = tonumber(arg[2]), read(arg[3]), tonumber(arg[4]), arg[5]
+  local s = assert(socket.tcp4())
+  s:setoption("reuseaddr", true)
+  assert(s:bind("127.0.0.1", port))
+  assert(s:listen(16))
+  assert(io.open(ready, "w")):close()
+  s:settimeout(0.1)
+  local deadline = socket.gettime() + seconds
+  while socket.gettime() < deadline do
+    local c = s:accept()
+    if c then
+      c:settimeout(2)
+      repeat local l = c:receive("*l") until not l or l == ""
+      c:send(reply)
+      c:close()
+    end
+  end
 else
   error("rawclient: unknown mode " .. tostring(mode))
 end

@@ -1,160 +1,261 @@
--- `freshbooks status`, `logout`, `report` and `api`; `describe` is also what `login` prints at the end.
-local cjson = require "cjson.safe"
-local catalogue = require "freshbooks.catalogue"
-local cli = require "freshbooks.cli"
-local number = require("freshbooks.query").number
+-- The commands of `freshbooks`, as rows: the argument parser (lua-argparse), every --help and the shell
+-- completion (freshbooks.cli.complete) are made from them. A command is one row here and one function
+-- in its module; an option a row names with `complete` is completed from that kind of value.
+--   row: {name, module, run (default: name), summary, description, examples = {...},
+--         arguments = { {name, description, args = "?", complete = ...} },
+--         options = { {"--flag", description, argname, flag = true, count, default, choices, convert, complete} }}
+local argparse = require "argparse"
 
 local commands = {}
-local exit = cli.exit
 
-local function idstr(v)
-  return type(v) == "number" and number(v) or tostring(v)
-end
-
--- Who is connected, and their businesses (stdout).
-function commands.describe(fb, out)
-  local me, err = fb:me()
-  if not me then cli.fail(err) end
-  local list = assert(fb:memberships())
-  local name = ((me.first_name or "") .. " " .. (me.last_name or "")):match("^%s*(.-)%s*$")
-  out:write(("Connected to FreshBooks as %s%s (identity %s)\n"):format(name ~= "" and name or "?",
-    me.email and (" <" .. me.email .. ">") or "", idstr(me.identity_id or me.id)))
-  if #list == 0 then out:write("  no businesses: this user belongs to none\n") end
-  for _, m in ipairs(list) do
-    out:write(("  %-30s account_id %-8s business_id %-10s role %s\n"):format(m.name or "?", idstr(m.account_id),
-      idstr(m.business_id), tostring(m.role)))
+local function whole(min, max, what)
+  return function(s)
+    local n = tonumber(s)
+    if n and n == math.floor(n) and n >= min and n <= max then return n end
+    return nil, ("%s must be a whole number from %d to %d"):format(what, min, max)
   end
 end
 
-local function expiry(t)
-  if not t then return "unknown" end
-  local left = t - os.time()
-  local when = os.date("%Y-%m-%d %H:%M", math.floor(t))
-  if left <= 0 then return when .. " (expired: the next call refreshes it)" end
-  return ("%s (in %dh %02dm; refreshed automatically)"):format(when, math.floor(left / 3600),
-    math.floor(left / 60) % 60)
+local BUSINESS = { "--business", "The business: its name, business_id or account_id (default: the profile's,"
+  .. " set by `freshbooks use`, else the first).", argname = "<name|id>", complete = "business" }
+
+-- Options every command takes (shown in each command's help).
+commands.GLOBAL = {
+  { "--profile", "Use this login (default: $FB_PROFILE, else 'default'); `freshbooks profiles` lists them.",
+    argname = "<name>", complete = "profile" },
+  { "--tokens", "Token file (default: the profile's, $XDG_CONFIG_HOME/freshbooks/tokens.json for 'default').",
+    argname = "<file>", complete = "file" },
+  { "--api-url", "API base URL (default: the login's, else https://api.freshbooks.com; $FB_API_URL).",
+    argname = "<url>" },
+  { "--auth-url", "Authorization page base URL (default: the login's, else https://auth.freshbooks.com;"
+    .. " $FB_AUTH_URL).", argname = "<url>" },
+  { "--ca-file", "CA bundle for TLS, e.g. a sandbox's throwaway CA (default: the login's; $FB_CA_FILE).",
+    argname = "<file>", complete = "file" },
+  { "--pager", "Show the output through $PAGER (less) when it goes to a terminal.", flag = true },
+  { "--no-pager", "Never page (the report pages on a terminal by default).", flag = true },
+}
+
+commands.LIST = {
+  { name = "login", module = "freshbooks.cli.login",
+    summary = "Connect to FreshBooks: allow access in the browser, save the tokens.",
+    description = "Connect to FreshBooks. With a loopback redirect URI (http://localhost:PORT/...) it listens "
+      .. "there for the browser's return; with an https one, --paste asks for the address the browser landed "
+      .. "on. Missing credentials are asked for on a terminal and saved to the config file. A profile that is "
+      .. "connected already is replaced only after a yes on the terminal, or with --force.",
+    examples = { "freshbooks login", "freshbooks login --no-browser",
+      "freshbooks --profile work login --scopes 'user:profile:read user:invoices:read'",
+      "freshbooks login --paste        # an https redirect URI, or no browser on this machine" },
+    options = {
+      { "--scopes", "Scopes to ask for, space or comma separated (default: the app's).", count = "*",
+        argname = "<scopes>" },
+      { "--no-browser", "Only print the address to open; do not start a browser.", flag = true },
+      { "--paste", "Paste the address the browser lands on instead of listening for it.", flag = true },
+      { "--port", "Listen on this port: the redirect URI with it must be registered too.",
+        convert = whole(1, 65535, "--port"), argname = "<n>" },
+      { "--timeout", "Seconds to wait for the browser.", convert = whole(1, 86400, "--timeout"), default = "300",
+        argname = "<s>" },
+      { "--force", "Replace the profile's login without asking.", flag = true },
+    } },
+  { name = "status", module = "freshbooks.cli.account",
+    summary = "Who is connected: user, businesses, scopes, token expiry, where tokens live.",
+    examples = { "freshbooks status", "freshbooks status --json | jq -r .user.email" },
+    options = { { "--json", "One JSON document instead of the text.", flag = true } } },
+  { name = "logout", module = "freshbooks.cli.account",
+    summary = "Revoke the tokens at FreshBooks and remove them from this machine.",
+    examples = { "freshbooks logout", "freshbooks --profile work logout" } },
+  { name = "profiles", module = "freshbooks.cli.account",
+    summary = "List the logins kept side by side (--profile NAME, $FB_PROFILE).",
+    examples = { "freshbooks profiles", "freshbooks --profile sandbox login", "FB_PROFILE=sandbox freshbooks status" },
+    options = { { "--json", "One JSON document instead of the table.", flag = true } } },
+  { name = "use", module = "freshbooks.cli.account",
+    summary = "Choose the profile's default business (without BUSINESS: list them).",
+    examples = { "freshbooks use", "freshbooks use 'Sandbox Consulting Ltd.'", "freshbooks use 1000002" },
+    arguments = { { "business", "A business name, business_id or account_id.", args = "?", complete = "business" } } },
+  { name = "report", module = "freshbooks.cli.report",
+    summary = "A report: the billing report (outstanding invoices by client, aged) by default.",
+    description = "Run a report (KIND, default billing) as a table (on a terminal through the pager), CSV or "
+      .. "JSON. Kinds:\n%KINDS%",
+    examples = { "freshbooks report", "freshbooks report billing --as-of 2025-06-30",
+      "freshbooks report --format csv > aging.csv",
+      "freshbooks report --business 'Sandbox Widgets Inc.' --format json" },
+    arguments = { { "kind", "The report (default: billing).", args = "?", complete = "kind" } },
+    options = {
+      { "--as-of", "Aging reference date, YYYY-MM-DD (default: today).", argname = "<date>" },
+      { "--business", "Only this business (name, business_id or account_id).", argname = "<name|id>",
+        complete = "business" },
+      { "--format", "Output format (default: table).", argname = "<format>", choices = { "table", "csv", "json" } },
+      { "--parallel", "Pages fetched at once.", convert = whole(1, 32, "--parallel"), default = "4", argname = "<n>" },
+    } },
+  { name = "export", module = "freshbooks.cli.export",
+    summary = "Stream every record of a list resource as JSON lines or CSV.",
+    examples = { "freshbooks export invoices -o invoices.jsonl", "freshbooks export clients --format csv | head",
+      "freshbooks export invoices --search customerid=42 --include lines --sort=-id" },
+    arguments = { { "resource", "A list resource of the catalogue: invoices, clients, projects, ...",
+      complete = "resource" } },
+    options = {
+      BUSINESS,
+      { "--search", "A FreshBooks filter, e.g. customerid=42 or date_min=2025-01-01 (repeatable).", count = "*",
+        argname = "<key=value>" },
+      { "--include", "Include related data, e.g. lines (repeatable).", count = "*", argname = "<name>" },
+      { "--sort", "Sort field; a leading - sorts descending (write --sort=-field).", argname = "<field>" },
+      { "--format", "Output format.", choices = { "jsonl", "csv" }, default = "jsonl", argname = "<format>" },
+      { "--parallel", "Pages fetched at once.", convert = whole(1, 32, "--parallel"), default = "4", argname = "<n>" },
+      { "-o --output", "Write to this file (replaced only when the export is complete).", argname = "<file>",
+        complete = "file" },
+    } },
+  { name = "api", module = "freshbooks.cli.api",
+    summary = "One authenticated request to any API path; prints the JSON answer.",
+    description = "One authenticated request (refreshed automatically), like `gh api`. {account_id}, "
+      .. "{business_id} and {business_uuid} in PATH are replaced with those of the business. On a terminal the "
+      .. "JSON is indented; piped or redirected it is FreshBooks' body exactly.",
+    examples = { "freshbooks api GET /auth/api/v1/users/me",
+      "freshbooks api GET '/accounting/account/{account_id}/invoices/invoices' --query per_page=5",
+      "freshbooks api POST '/accounting/account/{account_id}/users/clients' --data @client.json" },
+    arguments = { { "method", "GET, POST, PUT, PATCH or DELETE.", complete = "method" },
+      { "path", "Path under the API URL, e.g. /auth/api/v1/users/me." } },
+    options = {
+      { "--query", "A query parameter key=value (repeatable).", count = "*", argname = "<key=value>" },
+      { "--data", "Request body: JSON text, @file, or @- for stdin.", argname = "<json|@file>" },
+      BUSINESS,
+    } },
+  { name = "help", module = "freshbooks.cli.commands",
+    summary = "Help on a command (freshbooks help COMMAND).",
+    examples = { "freshbooks help export", "freshbooks help report" },
+    arguments = { { "topic", "A command.", args = "?", complete = "command" } } },
+  { name = "completion", module = "freshbooks.cli.complete",
+    summary = "Print the shell completion script for bash, zsh or fish.",
+    description = "Print the completion script for SHELL. It completes commands, options, resources, report "
+      .. "kinds, profiles and the businesses of the login (read from the login record: no network).",
+    examples = { "freshbooks completion bash > ~/.local/share/bash-completion/completions/freshbooks",
+      "freshbooks completion zsh > \"${fpath[1]}/_freshbooks\"",
+      "freshbooks completion fish > ~/.config/fish/completions/freshbooks.fish" },
+    arguments = { { "shell", "bash, zsh or fish.", choices = { "bash", "zsh", "fish" } } } },
+}
+
+commands.by_name = {}
+for _, row in ipairs(commands.LIST) do commands.by_name[row.name] = row end
+
+-- Help ------------------------------------------------------------------------------------------------
+
+local Help = {}
+
+function commands.is_help(e)
+  if getmetatable(e) == Help then return e end
 end
 
-function commands.status(ctx)
-  local fb, path = ctx:connected()
-  local out = ctx:output()
-  commands.describe(fb, out)
-  local t = fb:tokens() or {}
-  local scopes, line = {}, {}
-  for sc in (t.scope or "(not stated)"):gmatch("%S+") do
-    if #table.concat(line, " ") + #sc > 84 then scopes[#scopes + 1] = table.concat(line, " "); line = {} end
-    line[#line + 1] = sc
-  end
-  scopes[#scopes + 1] = table.concat(line, " ")
-  out:write("Scopes:       ", table.concat(scopes, "\n              "), "\n")
-  out:write("Access token: expires ", expiry(t.expires_at), "\n")
-  out:write("Tokens:       ", path, " (mode 0600)\n")
-  out:write("API:          ", fb.api_url, "\n")
-  out:commit()
-end
-
--- Errors that say the grant is already dead: nothing left to revoke.
-local GONE = { invalid_grant = true, invalid_token = true, unauthorized = true, reauth_required = true }
-
-function commands.logout(ctx)
-  local fb, path = ctx:connected()
-  local ok, err = fb:revoke()
-  if not ok and not GONE[err.code] then
-    cli.fail(err, "could not revoke the grant at FreshBooks; the tokens are kept at " .. path)
-  end
-  local removed, msg = os.remove(path)
-  if not removed then exit(1, "revoked, but cannot remove %s: %s", path, msg) end
-  os.remove(path .. ".lock") -- left by earlier releases (the lock is the directory's now)
-  ctx:note(ok and "revoked at FreshBooks; removed %s" or "the grant was already gone; removed %s", path)
-end
-
-function commands.report(ctx)
-  local a = ctx.args
-  local report = require "freshbooks.report"
-  if a.as_of and not require("freshbooks.date").exact(a.as_of) then exit(2, "--as-of must be a date YYYY-MM-DD") end
-  local fb = ctx:connected()
-  local out = ctx:output()
-  local now = require("freshbooks.core").now
-  -- One bar per business; each() reports first after a business's first page, so it starts from the
-  -- end of the previous business.
-  local bar, since = nil, now()
-  local ok, err = report.run(fb, { as_of = a.as_of, business = a.business, format = a.format, parallel = a.parallel,
-    progress = function(i, n, biz, done, pages, invoices)
-      if done == 1 then bar = ctx:progress(out, ("[%d/%d] %s"):format(i, n, biz.name or "?"), since) end
-      if bar then bar.update(done, pages, invoices) end
-      if done == pages then
-        if bar then bar.finish() end
-        bar, since = nil, now()
+-- Options as help lines, wrapped by hand at 100 columns under their description (argparse would
+-- re-wrap an epilog's long lines without the indent).
+local WIDTH = 100
+local function option_lines(list)
+  local lines, width = {}, 0
+  local function label(o) return o[1] .. (o.flag and "" or (" " .. (o.argname or "<value>"))) end
+  for _, o in ipairs(list) do width = math.max(width, #label(o)) end
+  local indent = 3 + width + 2
+  for _, o in ipairs(list) do
+    local line = ("   %-" .. width .. "s  "):format(label(o))
+    for word in o[2]:gmatch("%S+") do
+      if #line + 1 + #word > WIDTH and #line > indent then
+        lines[#lines + 1] = line
+        line = (" "):rep(indent) .. word
+      else
+        line = line .. (#line > indent and " " or "") .. word
       end
-    end }, out, function(line)
-      if bar then bar.abort() bar = nil end
-      ctx:note("%s", line)
+    end
+    lines[#lines + 1] = line
+  end
+  return table.concat(lines, "\n")
+end
+
+local EXIT = "Exit status: 0 ok, 1 failure, 2 usage, 3 not connected (run `freshbooks login`), 4 rate limited."
+
+local function epilog(row)
+  local parts = {}
+  if row.examples then
+    local ex = {}
+    for i, e in ipairs(row.examples) do ex[i] = "   $ " .. e end
+    parts[#parts + 1] = "Examples:\n" .. table.concat(ex, "\n")
+  end
+  parts[#parts + 1] = "Global options (before or after the command):\n" .. option_lines(commands.GLOBAL)
+  parts[#parts + 1] = EXIT
+  return table.concat(parts, "\n\n")
+end
+
+local function kinds_text()
+  local lines = {}
+  for _, k in ipairs(require("freshbooks.cli.report").KINDS) do
+    lines[#lines + 1] = ("   %-10s %s"):format(k.name, k.summary)
+  end
+  return table.concat(lines, "\n")
+end
+
+local function add_option(cmd, o)
+  local e = o.flag and cmd:flag(o[1], o[2]) or cmd:option(o[1], o[2])
+  if o.argname then e:argname(o.argname) end
+  if o.choices then e:choices(o.choices) end
+  if o.default then e:default(o.default) end
+  if o.count then e:count(o.count) end
+  if o.convert then e:convert(o.convert) end
+end
+
+-- The parser: one argparse command per row. -h/--help raises a Help (the command prints it on stdout,
+-- where a closed pipe or a failed write is seen), never argparse's print and os.exit.
+function commands.parser()
+  local p = argparse("freshbooks",
+    "FreshBooks from the command line: connect once, then report, export and call the API.")
+    :command_target("command"):require_command(false):add_help(false):help_max_width(WIDTH)
+  local function help_flag(cmd)
+    cmd:flag("-h --help", "Show this help."):action(function()
+      error(setmetatable({ help = cmd:get_help() }, Help), 0)
     end)
-  if bar then bar.abort() end
-  if not ok then cli.fail(err) end
-  out:commit()
-end
-
-local METHODS = { GET = true, POST = true, PUT = true, PATCH = true, DELETE = true }
-
--- key=value pairs -> table (a repeated key becomes a list)
-function commands.key_values(list, option, key_pattern)
-  local t = {}
-  for _, kv in ipairs(list or {}) do
-    local k, v = kv:match("^([^=]+)=(.*)$")
-    if not k or not k:match(key_pattern) then
-      exit(2, "%s expects key=value, got '%s'", option, kv)
+  end
+  help_flag(p)
+  p:flag("--version", "Print the version and exit.")
+  for _, o in ipairs(commands.GLOBAL) do add_option(p, o) end
+  local rows = {}
+  for _, row in ipairs(commands.LIST) do
+    local cmd = p:command(row.name):add_help(false):summary(row.summary)
+      :description(((row.description or row.summary):gsub("%%KINDS%%", kinds_text)))
+      :epilog(epilog(row))
+    help_flag(cmd)
+    for _, a in ipairs(row.arguments or {}) do
+      local arg = cmd:argument(a[1], a[2])
+      if a.args then arg:args(a.args) end
+      if a.choices then arg:choices(a.choices) end
     end
-    if t[k] == nil then t[k] = v
-    elseif type(t[k]) == "table" then table.insert(t[k], v)
-    else t[k] = { t[k], v } end
+    for _, o in ipairs(row.options or {}) do add_option(cmd, o) end
+    rows[row.name] = cmd
   end
-  return t
+  p:epilog("Run `freshbooks help COMMAND` (or COMMAND --help) for its options and examples.\n\n" .. EXIT
+    .. "\nCredentials: FB_CLIENT_ID, FB_CLIENT_SECRET, FB_REDIRECT_URI, else the config file.")
+  -- Usage errors leave through cli.exit's type (status 2) with the usage of the command at fault.
+  local Exit = require("freshbooks.cli").Exit
+  p.error = function(parser, msg)
+    error(setmetatable({ status = 2, message = msg, usage = parser:get_usage() }, Exit), 0)
+  end
+  commands.parsers = rows
+  commands.root = p
+  return p
 end
 
-local MAX_DATA = 16777216 -- 16 MiB
-local function body(data)
-  if not data then return nil end
-  local text = data
-  if data:sub(1, 1) == "@" then
-    local file = data:sub(2)
-    local f, msg = io.stdin, nil
-    if file ~= "-" then f, msg = io.open(file, "rb") end
-    if not f then exit(2, "--data: cannot read %s", msg) end
-    text = f:read(MAX_DATA + 1) or "" -- bounded: @/dev/zero must not eat the memory
-    if f ~= io.stdin then f:close() end
-    if #text > MAX_DATA then exit(2, "--data: %s is over 16 MiB", file) end
-  end
-  local ok, err = cjson.decode(text)
-  if ok == nil then exit(2, "--data is not valid JSON (%s)", err) end
-  return text
+-- The help of a command (nil: the overview).
+function commands.help(name)
+  if not commands.root then commands.parser() end
+  return (name and commands.parsers[name] or commands.root):get_help()
 end
 
-function commands.api(ctx)
-  local a = ctx.args
-  local method = a.method:upper()
-  if not METHODS[method] then exit(2, "unknown method '%s': GET, POST, PUT, PATCH or DELETE", a.method) end
-  if a.path:sub(1, 1) ~= "/" or a.path:find("[%s%c]") then
-    exit(2, "PATH must start with / (it is relative to the API URL), e.g. /auth/api/v1/users/me")
+-- `freshbooks help [COMMAND]`
+function commands.help_command(ctx)
+  local topic = ctx.args.topic
+  if topic and not commands.by_name[topic] then
+    local names = {}
+    for _, row in ipairs(commands.LIST) do names[#names + 1] = row.name end
+    require("freshbooks.cli").exit(2, "%s", require("freshbooks.cli.text").unknown("no command", topic, names,
+      "commands"))
   end
-  local query = commands.key_values(a.query, "--query", "^[%w_%.%-%[%]]+$")
-  local data = body(a.data)
-  local fb = ctx:connected()
-  -- {account_id}, {business_id}, {business_uuid}: the ids of --business (each owner's key, catalogue.owners)
-  local path, biz = a.path, nil
-  for _, field in pairs(catalogue.owners) do
-    if path:find("{" .. field .. "}", 1, true) then
-      biz = biz or ctx:business(fb, a.business)
-      path = path:gsub("{" .. field .. "}", function() return idstr(biz[field]) end)
-    end
-  end
-  local res, err = fb:request{ method = method, path = path, query = next(query) and query or nil, body = data }
-  if not res then cli.fail(err) end
   local out = ctx:output()
-  if res.body and res.body ~= "" then
-    out:write(res.body, res.body:sub(-1) == "\n" and "" or "\n")
-  end
+  out:write(commands.help(topic), "\n")
   out:commit()
 end
+commands.by_name.help.run = "help_command"
 
 return commands

@@ -1,16 +1,17 @@
 -- `freshbooks export RESOURCE`: every record of a list resource, streamed through each() (one window of
--- --parallel pages in memory, whatever the total), as JSON lines or CSV, to stdout or -o FILE.
+-- --parallel pages in memory, whatever the total), as JSON lines or CSV (valid UTF-8 whatever
+-- FreshBooks sent), to stdout or -o FILE.
 local cjson = require "cjson"
 local catalogue = require "freshbooks.catalogue"
 local number = require("freshbooks.query").number
 local cli = require "freshbooks.cli"
-local commands = require "freshbooks.cli.commands"
 local report = require "freshbooks.report"
+local text = require "freshbooks.cli.text"
 
 local export = {}
 local exit = cli.exit
 
-local function listable()
+function export.listable()
   local names = {}
   for _, e in ipairs(catalogue.entries) do
     if e.verbs.list and e.plural and not e.group then names[#names + 1] = e.name end
@@ -97,14 +98,16 @@ function export.export(ctx)
   local a = ctx.args
   local entry = catalogue.by_name[a.resource]
   if not (entry and entry.verbs.list and entry.plural and not entry.group) then
-    exit(2, "unknown resource '%s': one of %s", a.resource, table.concat(listable(), ", "))
+    exit(2, "%s", text.unknown("unknown resource", a.resource, export.listable(), "resources"))
   end
-  local search = commands.key_values(a.search, "--search", "^[%a_][%w_]*$")
+  local search = require("freshbooks.cli.api").key_values(a.search, "--search", "^[%a_][%w_]*$")
   for _, inc in ipairs(a.include) do
-    if not inc:match("^[%a_][%w_]*$") then exit(2, "--include expects a name such as lines, got '%s'", inc) end
+    if not inc:match("^[%a_][%w_]*$") then
+      exit(2, "--include expects a name such as lines, got '%s'", text.clean(inc))
+    end
   end
   if a.sort and not a.sort:match("^%-?[%a_][%w_]*$") then
-    exit(2, "--sort expects a field name, - in front for descending (--sort=-field), got '%s'", a.sort)
+    exit(2, "--sort expects a field name, - in front for descending (--sort=-field), got '%s'", text.clean(a.sort))
   end
   local per_page = 100
   local q = { per_page = per_page, search = next(search) and search or nil,
@@ -114,7 +117,7 @@ function export.export(ctx)
   local biz = ctx:business(fb, a.business)
   local kind = catalogue.owner_of(entry) -- account, business or accounting_business: the membership has each id
   local owner = fb[kind](fb, biz[catalogue.owners[kind]])
-  local out = ctx:output(a.output)
+  local out = ctx:output(a.output, { utf8 = true })
   local writer = (a.format == "csv" and csv_writer or jsonl_writer)(ctx, out)
   local bar = ctx:progress(out, entry.name)
   for rec, err in owner[entry.name]:each(q, { parallel = a.parallel, progress = bar and bar.update }) do

@@ -1,21 +1,34 @@
 -- The login's loopback listener (lua-socket): it listens on exactly the redirect URI's address, on
--- loopback only, for the one callback request, and then closes. Everything else that reaches the port
--- gets a short answer and a note, never a hang: connections are read side by side (a browser's idle
--- pre-connection or a silent client cannot hold up the real callback), each with a deadline and a size
--- limit.
---   local lb = loopback.parse("http://localhost:8976/callback")    -- nil unless a loopback http URI
---   local listener, err = loopback.listen(lb)                      -- err.code "in_use" | "listen"
---   local req = listener:wait(deadline, note)                      -- the callback, or nil, "timeout"
+-- loopback only, until the one genuine callback, and then closes.
+--
+-- A callback is genuine only when it comes from the browser this login started: the browser first
+-- opens the listener's own start address (its one-time secret reaches the browser through a private
+-- file, never a command line), which sets a cookie and sends it on to FreshBooks; FreshBooks' redirect
+-- back must carry that cookie and the login's state. Anything else (a forged <img>, an old tab, another
+-- user's program that read the process table) is answered with a page and ignored: the login goes on.
+-- Connections are read side by side, each with a deadline and a size limit; when the slots are full the
+-- oldest connection makes room (a newcomer is the browser more often than an idler is), and on Linux a
+-- connection from another user's program is refused at once (/proc/net/tcp names its owner).
+--   local lb = loopback.parse("http://localhost:8976/callback")   -- nil unless a loopback http URI
+--   local listener, err = loopback.listen(lb)                     -- err.code "in_use" | "listen"
+--   local start = listener:expect(authorize_url, state, lifetime) -- the address to give the browser
+--   local req = listener:wait(deadline, note)                     -- the callback, or nil, "timeout"
 --   listener:answer(req, 200, "Connected", "You can close this window.")
---   listener:close()                                               -- a late second request gets 409
+--   listener:close(note)                                          -- a late request gets 409
 local socket = require "socket"
+local core = require "freshbooks.core"
+local text = require "freshbooks.cli.text"
 
 local loopback = {}
 
 local MAX_HEAD = 8192       -- bytes of request line + headers
 local CONN_LIFE = 10        -- seconds a connection may take to send its request
-local MAX_CONNS = 16
+local MAX_CONNS = 32        -- connections read at once; more and the oldest is closed
+local BACKLOG = 128
+local MAX_ACCEPT = 256      -- connections taken from the queue per round, so the loop stays responsive
+local MAX_NOTES = 20        -- notes on stderr about strays; then they are answered silently
 local SLICE = 0.25          -- longest wait in C, so Ctrl-C is seen promptly
+local START = "/freshbooks-login/"
 
 -- http://localhost[:PORT][/path] or http://127.0.0.1[:PORT][/path] -> {host, port, path, addresses}
 function loopback.parse(uri)
@@ -38,6 +51,54 @@ function loopback.with_port(uri, port)
   return ("http://%s:%d%s"):format(lb.host, port, lb.path)
 end
 
+-- Who owns a connection's other end (Linux) ----------------------------------------------------------
+
+local function own_uid()
+  local f = io.open("/proc/self/status", "rb")
+  if not f then return nil end
+  local s = f:read("*a")
+  f:close()
+  return tonumber(s:match("\nUid:%s+%d+%s+(%d+)")) -- the effective uid: the one sockets are owned by
+end
+
+-- The forms an address:port takes in /proc/net/tcp{,6} (the words of the address in host order: both
+-- byte orders are tried, the table is read on little- and big-endian machines alike).
+local function proc_forms(ip, port)
+  local p = ("%04X"):format(port)
+  local a, b, c, d = ip:match("^(%d+)%.(%d+)%.(%d+)%.(%d+)$")
+  if a then
+    return { ("%02X%02X%02X%02X:%s"):format(d, c, b, a, p), ("%02X%02X%02X%02X:%s"):format(a, b, c, d, p) }
+  end
+  if ip == "::1" then
+    return { ("0"):rep(24) .. "01000000:" .. p, ("0"):rep(24) .. "00000001:" .. p }
+  end
+  return {}
+end
+
+-- uid of the program at the other end of `conn`, or nil when the kernel does not say.
+local function peer_uid(conn, tables)
+  local ip, port = conn:getpeername()
+  local lip, lport = conn:getsockname()
+  if not ip or not lip then return nil end
+  local v6 = ip:find(":", 1, true) ~= nil
+  local name = v6 and "tcp6" or "tcp"
+  if tables[name] == nil then
+    local f = io.open("/proc/net/" .. name, "rb")
+    tables[name] = f and f:read("*a") or false
+    if f then f:close() end
+  end
+  local t = tables[name]
+  if not t then return nil end
+  for _, here in ipairs(proc_forms(ip, tonumber(port))) do
+    for _, there in ipairs(proc_forms(lip, tonumber(lport))) do
+      local uid = t:match("%s" .. here .. "%s+" .. there .. "%s+%x+%s+%x+:%x+%s+%x+:%x+%s+%x+%s+(%d+)")
+      if uid then return tonumber(uid) end
+    end
+  end
+end
+
+---------------------------------------------------------------------------------------------------
+
 local Listener = {}
 Listener.__index = Listener
 
@@ -55,7 +116,7 @@ function loopback.listen(lb)
       s:setoption("reuseaddr", true) -- a previous login's closed connections (TIME_WAIT) do not block the port
       if v6 then s:setoption("ipv6-v6only", true) end
       ok, err = s:bind(addr, lb.port)
-      if ok then ok, err = s:listen(MAX_CONNS) end
+      if ok then ok, err = s:listen(BACKLOG) end
     end
     if not ok then
       if s then s:close() end
@@ -77,7 +138,21 @@ function loopback.listen(lb)
     hosts[h .. ":" .. lb.port] = true
     if lb.port == 80 then hosts[h] = true end
   end
-  return setmetatable({ lb = lb, servers = servers, conns = {}, hosts = hosts }, Listener)
+  return setmetatable({ lb = lb, servers = servers, conns = {}, hosts = hosts, uid = own_uid(), notes = 0,
+    said = {}, serial = 0 }, Listener)
+end
+
+-- The login's secrets: the authorize address (given only to the browser that opens the start
+-- address), its state, and how long the cookie lives. -> the start address (for that browser only:
+-- never on a command line).
+function Listener:expect(authorize_url, state, lifetime)
+  self.authorize_url, self.state, self.lifetime = authorize_url, state, lifetime
+  self.token = core.hex(core.random_bytes(16))
+  self.cookie = core.hex(core.random_bytes(16))
+  self.cookie_name = "freshbooks_login_" .. self.lb.port
+  self.started = false
+  local host = self.lb.host .. (self.lb.port ~= 80 and (":" .. self.lb.port) or "")
+  return "http://" .. host .. START .. self.token
 end
 
 local function escape(s)
@@ -85,25 +160,31 @@ local function escape(s)
                                           ["'"] = "&#39;" }))
 end
 
-local REASONS = { [200] = "OK", [400] = "Bad Request", [404] = "Not Found", [405] = "Method Not Allowed",
-                  [408] = "Request Timeout", [409] = "Conflict", [431] = "Request Header Fields Too Large" }
+local REASONS = { [200] = "OK", [302] = "Found", [400] = "Bad Request", [403] = "Forbidden", [404] = "Not Found",
+                  [405] = "Method Not Allowed", [408] = "Request Timeout", [409] = "Conflict",
+                  [431] = "Request Header Fields Too Large" }
 
--- A short page, and the connection closed. The callback URL carries the code: no referrer, no cache.
-local function respond(conn, status, title, text)
+-- A short page (or a redirect), and the connection closed. The addresses carry codes and secrets: no
+-- referrer, no cache.
+local function respond(conn, status, title, body_text, headers)
   local body = ('<!DOCTYPE html>\n<html><head><meta charset="utf-8"><title>freshbooks login</title></head>'
     .. '<body style="font-family: sans-serif"><h1>%s</h1><p>%s</p></body></html>\n'):format(escape(title),
-      escape(text))
-  conn:settimeout(2)
-  conn:send(table.concat({
-    ("HTTP/1.1 %d %s"):format(status, REASONS[status] or "Error"),
+      escape(body_text))
+  local head = { ("HTTP/1.1 %d %s"):format(status, REASONS[status] or "Error"),
     "Content-Type: text/html; charset=utf-8", "Content-Length: " .. #body, "Connection: close",
     "Cache-Control: no-store", "Referrer-Policy: no-referrer", "X-Content-Type-Options: nosniff",
-    "Content-Security-Policy: default-src 'none'; style-src 'unsafe-inline'", "", body }, "\r\n"))
+    "Content-Security-Policy: default-src 'none'; style-src 'unsafe-inline'" }
+  for _, h in ipairs(headers or {}) do head[#head + 1] = h end
+  head[#head + 1] = ""
+  head[#head + 1] = body
+  conn:settimeout(2)
+  conn:send(table.concat(head, "\r\n"))
   conn:shutdown("send")
   conn:close()
 end
 
--- A complete request head in `buf` -> {method, target, path, query, host} | nil (incomplete) | false, why
+-- A complete request head in `buf` -> {method, target, path, query, host, cookies} | nil (incomplete)
+-- | false, why
 local function parse_head(buf)
   local head = buf:match("^(.-)\r?\n\r?\n")
   if not head then
@@ -112,25 +193,95 @@ local function parse_head(buf)
   end
   local method, target = head:match("^(%u+) (%S+) HTTP/1%.[01]\r?\n?")
   if not method then return false, "malformed" end
-  local host = head:match("\n[Hh][Oo][Ss][Tt]:[ \t]*([^\r\n]-)[ \t]*\r?\n") or
-    head:match("\n[Hh][Oo][Ss][Tt]:[ \t]*([^\r\n]-)[ \t]*$")
+  local fields = {}
+  for name, value in head:gmatch("\n([%w%-]+):[ \t]*([^\r\n]*)") do
+    name = name:lower()
+    fields[name] = fields[name] and (fields[name] .. (name == "cookie" and "; " or ", ") .. value) or value
+  end
+  local host = fields.host and fields.host:gsub("[ \t]+$", ""):lower()
+  local cookies = {}
+  for pair in (fields.cookie or ""):gmatch("[^;]+") do
+    local k, v = pair:match("^%s*([^=]-)%s*=%s*(.-)%s*$")
+    if k then cookies[k] = v end
+  end
   local path, query = target:match("^([^?]*)%??(.*)$")
-  return { method = method, target = target, path = path, query = query, host = host and host:lower() }
+  return { method = method, target = target, path = path, query = query, host = host, cookies = cookies }
 end
 
--- What to tell a request that is not the callback; nil when it is the callback.
-function Listener:judge(req)
-  if req.method ~= "GET" then return 405, "Not the login callback", "Only the browser's GET comes here." end
+-- A note about the port, at most MAX_NOTES in all and each text once: a flood cannot fill the terminal.
+function Listener:say(note, line)
+  if self.said[line] then return end
+  self.said[line] = true
+  self.notes = self.notes + 1
+  if self.notes < MAX_NOTES then note(line)
+  elseif self.notes == MAX_NOTES then note("more requests reached the callback port; they are answered without a note")
+  end
+end
+
+-- The query's one state, or nil.
+local function state_of(query)
+  local state
+  for _, pair in ipairs(core.form_decode(query or "")) do
+    if pair[1] == "state" then
+      if state then return nil end
+      state = pair[2]
+    end
+  end
+  return state
+end
+
+local function shown(req) return text.clean(req.method .. " " .. req.path:sub(1, 60)) end
+
+-- What to do with a request: the callback -> true; anything else is answered here.
+function Listener:judge(conn, req, note)
   if not (req.host and self.hosts[req.host]) then
-    return 400, "Not the login callback", "This request was not addressed to this computer's login listener."
+    self:say(note, "answered " .. shown(req) .. " on the callback port with 400 (not addressed to this computer)")
+    return respond(conn, 400, "Not the login callback",
+      "This request was not addressed to this computer's login listener.")
+  end
+  local start = self.token and req.path:sub(1, #START) == START and core.equals(req.path:sub(#START + 1), self.token)
+  if req.method ~= "GET" then
+    self:say(note, "answered " .. shown(req) .. " on the callback port with 405 (not the login callback)")
+    return respond(conn, 405, "Not the login callback", "Only the browser's GET comes here.")
+  end
+  local cookie = req.cookies[self.cookie_name or ""]
+  local from_browser = self.cookie and cookie and core.equals(cookie, self.cookie)
+  if start then
+    if self.started and not from_browser then
+      self:say(note, "refused a second use of this login's start address (another browser, or a copy of it)")
+      return respond(conn, 403, "This login was started elsewhere",
+        "This login's address was opened already, in another browser. Run freshbooks login again.")
+    end
+    self.started = true
+    return respond(conn, 302, "Continue at FreshBooks", "Continue at FreshBooks.", {
+      "Location: " .. self.authorize_url,
+      ("Set-Cookie: %s=%s; Path=%s; Max-Age=%d; HttpOnly; SameSite=Lax"):format(self.cookie_name, self.cookie,
+        self.lb.path, math.max(60, math.floor(self.lifetime or 300))) })
   end
   if req.path ~= self.lb.path then
-    return 404, "Not the login callback", "freshbooks login waits for FreshBooks' answer at " .. self.lb.path .. "."
+    self:say(note, "answered " .. shown(req) .. " on the callback port with 404 (the callback is "
+      .. self.lb.path .. ")")
+    return respond(conn, 404, "Not the login callback",
+      "freshbooks login waits for FreshBooks' answer at " .. self.lb.path .. ".")
   end
+  if self.cookie and not from_browser then
+    self:say(note, "ignored a callback that did not come from the browser this login started (no login cookie);"
+      .. " still waiting")
+    return respond(conn, 403, "Not this login's browser",
+      "This answer did not come from the browser the login was started in, and was ignored.")
+  end
+  local state = state_of(req.query)
+  if not (state and self.state and core.equals(state, self.state)) then
+    self:say(note, "ignored a callback whose state does not match this login (an old tab, or a request that did"
+      .. " not come from FreshBooks' page); still waiting")
+    return respond(conn, 400, "Not this login",
+      "This answer belongs to another login (an old browser tab?) and was ignored. Return to the terminal.")
+  end
+  return true
 end
 
 local DESCRIBE = {
-  too_large = { 431, "request too large" }, malformed = { 400, "a request that is not HTTP" },
+  too_large = { 431, "a request too large" }, malformed = { 400, "a request that is not HTTP" },
   idle = { 408, "a connection that sent no request in time" },
 }
 
@@ -145,13 +296,53 @@ function Listener:feed(c, st, on_request, note)
     return on_request(c, req) == true
   elseif req == false then
     self.conns[c] = nil
-    note("answered " .. DESCRIBE[why][2] .. " on the callback port")
+    self:say(note, "answered " .. DESCRIBE[why][2] .. " on the callback port")
     respond(c, DESCRIBE[why][1], "Not the login callback", "This was not a request freshbooks login expected.")
   elseif err == "closed" then
     self.conns[c] = nil
     c:close()
   end
   return false
+end
+
+-- A new connection: another user's program is refused. When every slot is taken, what the open
+-- connections have sent is read first (a browser's request waiting there is served, not evicted), then
+-- the oldest silent one makes room (a newcomer is the browser more often than an idler is).
+-- -> its state, or nil; true as second value when on_request said to stop.
+function Listener:admit(c, now, tables, on_request, note)
+  local uid = self.uid and peer_uid(c, tables)
+  if uid and uid ~= self.uid then
+    self:say(note, ("refused connections from another user's programs (uid %d) on the callback port: the browser"
+      .. " must run as the user running freshbooks login"):format(uid))
+    respond(c, 403, "Not the login callback", "This login listens to its own user's browser only.")
+    return nil
+  end
+  local open, stop = {}, false
+  for conn in pairs(self.conns) do open[#open + 1] = conn end
+  if #open >= MAX_CONNS then
+    for _, conn in ipairs(socket.select(open, nil, 0) or {}) do
+      local st = self.conns[conn]
+      if st and not stop then stop = self:feed(conn, st, on_request, note) end
+    end
+    local victim, vst, n = nil, nil, 0
+    for conn, st in pairs(self.conns) do
+      n = n + 1
+      local silent, vsilent = st.buf == "", vst and vst.buf == ""
+      if not vst or (silent and not vsilent) or (silent == vsilent and st.serial < vst.serial) then
+        victim, vst = conn, st
+      end
+    end
+    if n >= MAX_CONNS and not stop then
+      self.conns[victim] = nil
+      victim:close()
+      self:say(note, "closed the oldest of " .. MAX_CONNS .. " open connections on the callback port to make room")
+    end
+  end
+  c:settimeout(0)
+  self.serial = self.serial + 1
+  local st = { buf = "", expires = now + CONN_LIFE, serial = self.serial }
+  self.conns[c] = st
+  return st, stop
 end
 
 -- Accept new connections and read the open ones for up to `timeout` seconds; expire idle ones.
@@ -161,49 +352,41 @@ function Listener:poll(timeout, on_request, note)
   for _, s in ipairs(self.servers) do set[#set + 1] = s end
   for c in pairs(self.conns) do set[#set + 1] = c end
   local readable = socket.select(set, nil, timeout)
-  local now = socket.gettime()
+  local now, tables = socket.gettime(), {}
   for _, s in ipairs(readable or {}) do
     local st = self.conns[s]
     if st then
       if self:feed(s, st, on_request, note) then return true end
-    else
-      local c = s:accept()
-      local n = 0
-      for _ in pairs(self.conns) do n = n + 1 end
-      if c and n >= MAX_CONNS then c:close()
-      elseif c then
-        c:settimeout(0)
-        st = { buf = "", expires = now + CONN_LIFE }
-        self.conns[c] = st
-        if self:feed(c, st, on_request, note) then return true end -- the request is often there already
+    elseif not self.conns[s] then
+      for _ = 1, MAX_ACCEPT do -- the whole queue: a flood cannot keep the browser waiting in it
+        local c = s:accept()
+        if not c then break end
+        local cst, stop = self:admit(c, now, tables, on_request, note)
+        if stop then return true end -- (cst waits in the slots: close() answers it)
+        if cst and self:feed(c, cst, on_request, note) then return true end -- the request is often there already
       end
     end
   end
   for c, st in pairs(self.conns) do
     if now >= st.expires then
       self.conns[c] = nil
-      if st.buf ~= "" then note("answered " .. DESCRIBE.idle[2] .. " on the callback port") end
+      if st.buf ~= "" then self:say(note, "answered " .. DESCRIBE.idle[2] .. " on the callback port") end
       respond(c, 408, "Not the login callback", "No request arrived in time.")
     end
   end
   return false
 end
 
--- Wait until `deadline` (socket.gettime() seconds) for the callback. -> request (answer it with
--- :answer) | nil, "timeout". Other requests are answered here and reported through note(line).
+-- Wait until `deadline` (socket.gettime() seconds) for the genuine callback. -> request (answer it with
+-- :answer) | nil, "timeout". Everything else is answered here and reported through note(line).
 function Listener:wait(deadline, note)
   local found
   local function on_request(conn, req)
-    local status, title, text = self:judge(req)
-    if not status then
+    if self:judge(conn, req, note) == true then
       req.conn, found = conn, req
       return true
     end
-    note(("answered %s %s on the callback port with %d (%s)"):format(req.method, req.path:sub(1, 60), status,
-      status == 404 and ("the callback is " .. self.lb.path) or title:lower()))
-    respond(conn, status, title, text)
   end
-  local core = require "freshbooks.core"
   while true do
     if core.interrupted() then error("interrupted!", 0) end -- Ctrl-C, trapped by the command
     local left = deadline - socket.gettime()
@@ -212,8 +395,8 @@ function Listener:wait(deadline, note)
   end
 end
 
-function Listener.answer(_, req, status, title, text)
-  if req.conn then respond(req.conn, status, title, text) end
+function Listener.answer(_, req, status, title, body_text)
+  if req.conn then respond(req.conn, status, title, body_text) end
   req.conn = nil
 end
 
@@ -222,8 +405,7 @@ end
 function Listener:close(note, grace)
   local deadline = socket.gettime() + (grace or 1)
   local function late(conn, req)
-    note(("answered a second request (%s %s): this login had already finished"):format(req.method,
-      req.path:sub(1, 60)))
+    self:say(note, ("answered a second request (%s): this login had already finished"):format(shown(req)))
     respond(conn, 409, "This login has finished", "Return to the terminal; run freshbooks login again if needed.")
   end
   self:poll(0, late, note)

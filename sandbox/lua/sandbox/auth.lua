@@ -277,10 +277,14 @@ end
 -- Accounting answers its legacy errno 1003 (google.rpc code 16 under X-API-VERSION), events their
 -- errno/message pair, identity the OAuth pair.
 local ACCOUNTING_401 = "The server could not verify that you are authorized to access the URL requested."
+-- google.rpc: the status in the message, the text in the metadata, whose values are strings ("" where
+-- there is none), as the Java SDK's recorded 401 shows.
+local RPC_STATUS = { [16] = 401, [7] = 403 }
 local function rpc(code, message, reason)
-  return { code = code, message = message, details = json.array { {
+  return { code = code, message = "Request failed with status_code: " .. RPC_STATUS[code], details = json.array { {
     ["@type"] = "type.googleapis.com/google.rpc.ErrorInfo", reason = reason,
-    domain = "accounting.api.freshbooks.com", metadata = {} } } }
+    domain = "accounting.api.freshbooks.com",
+    metadata = { field = "", message = message, object = "", value = "" } } } }
 end
 local unauth = {
   project = function(msg) return { message = msg } end,

@@ -1,15 +1,16 @@
 -- The resource catalogue and the deterministic seeded data. Records are plain tables of stored fields
 -- (money as integer cents); invoices are compact arrays behind a metatable so 100,000 of them stay small.
 local util = require "sandbox.util"
-local NULL = require("sandbox.json").null
+local json = require "sandbox.json"
+local NULL = json.null
 
 local data = {}
 
 -- Accounting resources: one row each; what their records hold is in sandbox/records.lua.
 -- verbs: l(ist) g(et) c(reate) u(pdate) d(HTTP DELETE: FreshBooks accepts it for these).
 -- errors: "legacy" (response.errors[]), "legacy200" (same body, HTTP 200), "rpc" (google.rpc details).
--- vis_key: the name its requests and answers give vis_state (default vis_state).
 -- id_key: the record's own id field (filters `search[<id_key>]`, `search[<id_key>s][]`, error fields).
+-- answer: the key one record is answered under when it is not `single`.
 -- lines: "invoice" or "bill" lines (answered by single GETs and with include[]=lines).
 -- sends: a PUT may carry action_email / action_mark_as_sent.
 data.accounting = {
@@ -23,7 +24,7 @@ data.accounting = {
   { name = "estimates", path = "estimates/estimates", plural = "estimates", single = "estimate", scope = "estimates",
     verbs = "lgcud", errors = "legacy", id_key = "estimateid", object = "estimate", lines = "invoice", sends = true,
     required = { "customerid", "create_date" }, refs = { customerid = "clients" },
-    aliases = { date = "create_date", customerids = "customerid" } },
+    aliases = { date = "create_date", customerids = "customerid", statusid = "status", statusids = "status" } },
   { name = "expenses", path = "expenses/expenses", plural = "expenses", single = "expense", scope = "expenses",
     verbs = "lgcu", errors = "legacy", id_key = "expenseid", object = "expense",
     required = { "categoryid", "staffid", "date", "amount" }, refs = { categoryid = "categories" } },
@@ -39,6 +40,9 @@ data.accounting = {
     verbs = "lgcud", errors = "legacy200", id_key = "taxid", object = "tax", required = { "name" } },
   { name = "credit_notes", path = "credit_notes/credit_notes", plural = "credit_notes", single = "credit_note",
     scope = "credit_notes", verbs = "lgcu", errors = "legacy", id_key = "creditid", object = "credit_note",
+    -- one credit note answers under `credit_notes` (the Node SDK's recorded answers and its reader); requests
+    -- take `credit_note` (postman, docs) or the `credit_notes` the Node SDK sends
+    answer = "credit_notes", wrapper_aliases = { "credit_notes" },
     lines = "invoice", required = { "clientid", "create_date" }, refs = { clientid = "clients" } },
   { name = "other_incomes", path = "other_incomes/other_incomes", plural = "other_income", single = "other_income",
     scope = "other_income", verbs = "lgcud", errors = "legacy", id_key = "incomeid", object = "other_income",
@@ -56,10 +60,12 @@ data.accounting = {
   { name = "invoice_profiles", path = "invoice_profiles/invoice_profiles", plural = "invoice_profiles",
     single = "invoice_profile", scope = "invoices", verbs = "lgcu", errors = "legacy", id_key = "profileid",
     object = "invoice_profile", lines = "invoice", required = { "customerid", "frequency" },
-    refs = { customerid = "clients" } },
-  -- Tasks write their vis_state in camel case, in answers and requests alike.
-  { name = "tasks", path = "projects/tasks", plural = "tasks", single = "task", scope = "projects", verbs = "lgcu",
-    errors = "legacy", id_key = "taskid", object = "task", required = { "name" }, vis_key = "visState" },
+    refs = { customerid = "clients" }, aliases = { clientid = "customerid", clientids = "customerid" } },
+  -- Tasks answer vis_state (docs:tasks, the Java and PHP SDKs' recorded tasks) and take the camel-case visState
+  -- the Node SDK sends as well; their scope is billable items (docs:tasks).
+  { name = "tasks", path = "projects/tasks", plural = "tasks", single = "task", scope = "billable_items",
+    verbs = "lgcu", errors = "legacy", id_key = "taskid", object = "task", required = { "name" },
+    aliases = { visState = "vis_state" }, request_aliases = { visState = "vis_state" } },
   { name = "staffs", path = "users/staffs", plural = "staffs", single = "staff", scope = "teams", verbs = "lgu",
     errors = "legacy", id_key = "userid", object = "staff" },
   { name = "gateways", path = "systems/gateways", plural = "gateways", single = "gateway",
@@ -100,20 +106,26 @@ local cities = { { "Springfield", "Illinois", "United States" }, { "Toronto", "O
 -- Clients billed in another currency than their business's (every ninth one): multi-currency books.
 local FOREIGN = { USD = "USD", CAD = "USD" }
 
--- One document line as FreshBooks answers it: invoices, estimates and profiles carry their document's
--- id, line id, dates and tax numbers; credit notes a shorter line.
+-- One document line as FreshBooks answers it; each kind of document has its own line fields:
+-- invoices (node:Invoice.test.ts, the Java SDK's recorded invoices), estimates (zerospam's recorded
+-- estimate), invoice profiles (zerospam's recorded profile), credit notes (node:CreditNote.test.ts).
 function data.line(kind, doc_id, i, name, qty, unit, code, t)
   local l = { amount = util.money(qty * unit, code), compounded_tax = false, description = name .. " services",
               name = name, qty = tostring(qty), taskno = i, taxAmount1 = "0", taxAmount2 = "0",
               unit_cost = util.money(unit, code) }
   if kind == "credit_notes" then
     l.creditid, l.taxName1, l.taxName2 = doc_id, NULL, NULL
-    return l
+  elseif kind == "estimates" then
+    l.estimateid, l.type, l.taxName1, l.taxName2, l.taxNumber1, l.taxNumber2 = doc_id, 0, "", "", NULL, NULL
+  elseif kind == "invoice_profiles" then
+    l.profileid, l.lineid, l.type, l.taxName1, l.taxName2 = doc_id, i, 0, NULL, NULL
+  else
+    l.invoiceid, l.lineid, l.type, l.expenseid, l.basecampid = doc_id, i, 0, 0, 0
+    l.retainer_id, l.retainer_period_id, l.modern_project_id = NULL, NULL, NULL
+    l.modern_time_entries = json.array()
+    l.taxName1, l.taxName2, l.taxNumber1, l.taxNumber2 = "", "", NULL, NULL
+    l.date, l.updated = NULL, util.eastern(t)
   end
-  l[kind == "estimates" and "estimateid" or kind == "invoice_profiles" and "profileid" or "invoiceid"] = doc_id
-  l.lineid, l.type, l.expenseid, l.retainer_id, l.retainer_period_id = i, 0, 0, NULL, NULL
-  l.taxName1, l.taxName2, l.taxNumber1, l.taxNumber2 = "", "", NULL, NULL
-  l.date, l.updated = util.eastern(t), util.eastern(t)
   return l
 end
 
@@ -266,7 +278,7 @@ local function seed_account(b, seed, n_invoices, n_clients)
     add(cols.tasks, { name = t[1], description = t[1] .. " work", billable = i ~= 3, rate = t[2], tdesc = "",
       vis_state = i == 3 and 2 or 0, updated_t = T0 - 86400 * (200 - i * 30) })
   end
-  add(cols.gateways, { gateway_name = "stripe", connection_id = 1, sgid = 1 })
+  add(cols.gateways, { gateway_name = "stripe", connectionid = string.format("%08x%024x", b.id, seed) })
   for i = 1, 3 do
     local t = T0 - 86400 * (300 - i * 40)
     add(cols.bill_vendors, { vendor_name = companies[i + 8] .. " Supplies", primary_contact_first_name = first_names[i],

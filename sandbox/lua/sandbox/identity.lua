@@ -20,6 +20,11 @@ end
 local PERMISSIONS = { ["advanced_accounting.access"] = true, ["attachments.access"] = true,
   ["client.limit"] = -1, ["staff.limit"] = -1, ["retainers.access"] = true, ["new_time_tracking.access"] = true }
 
+-- The identity's uuid, stable per user (the Python and Java SDKs' recorded identities carry one).
+local function identity_uuid(u)
+  return ("%08x-0002-4%03x-8%03x-%012x"):format(u.id * 2654435 % 0xffffffff, u.id % 4096, (u.id * 7) % 4096, u.id)
+end
+
 local function user_json(u)
   local memberships, roles, groups = json.array(), json.array(), json.array()
   local permissions, statuses = {}, {}
@@ -31,7 +36,7 @@ local function user_json(u)
                           userid = 1, accountid = b.account_id, created_at = "2024-01-15T09:30:00Z",
                           links = { destroy = "/service/auth/api/v1/users/role/" .. (m.id + 100) } }
     groups[#groups + 1] = { id = m.id, group_id = b.id + 4000000, business_id = b.id, identity_id = u.id,
-                            role = m.role, active = true }
+                            identity_uuid = identity_uuid(u), role = m.role, active = true }
     permissions[b.account_id] = PERMISSIONS
     statuses[b.account_id] = "active"
   end
@@ -39,14 +44,16 @@ local function user_json(u)
   local profession = first and { id = u.id + 7000, business_id = first.id, company = first.name,
     title = "Owner", designation = json.null } or json.null
   return {
-    id = u.id, identity_id = u.id, identity_origin = "magnum",
+    id = u.id, identity_id = u.id, identity_uuid = identity_uuid(u), identity_origin = "magnum",
+    unconfirmed_email = json.null,
     first_name = u.first_name, last_name = u.last_name, email = u.email, language = "en",
     confirmed_at = "2024-01-15T09:30:00Z", created_at = "2024-01-15T09:29:00Z", setup_complete = true,
     phone_numbers = json.array { { title = "", phone_number = json.null } }, addresses = json.array(),
     profession = profession, business_memberships = memberships, roles = roles, permissions = permissions,
     groups = groups, subscription_statuses = statuses, integrations = {},
     links = { me = "/service/auth/api/v1/users?id=" .. u.id, roles = "/service/auth/api/v1/users/role/" .. u.id },
-    profile = { setup_complete = true, first_name = u.first_name, last_name = u.last_name, email = u.email,
+    profile = { setup_complete = true, first_name = u.first_name, last_name = u.last_name, phone_number = json.null,
+                address = json.null, has_password = true,
                 professions = json.array { profession ~= json.null and profession or nil } },
   }
 end

@@ -23,6 +23,8 @@ local function build_routes()
   add(require("sandbox.auth").routes)
   add(require("sandbox.webhooks").routes)
   add(require("sandbox.resources").routes)
+  add(require("sandbox.reports").routes)
+  add(require("sandbox.team").routes)
   add(require("sandbox.payments").routes)
   add(require("sandbox.ledger").routes)
 end

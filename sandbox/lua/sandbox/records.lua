@@ -5,6 +5,7 @@
 --   money[field]    = true: held as integer cents, answered as {"amount": "12.50", "code": ...}
 --   types[field]    = "int" | "number" | "bool" | "string" for fields whose default is null
 --   stamps[field]   = "eastern" | "utc" | "iso": a time kept as epoch seconds in rec[field .. "_t"]
+--   unlisted[field] = true: answered for one record (get, create, update), not in lists
 local json = require "sandbox.json"
 local util = require "sandbox.util"
 
@@ -19,6 +20,21 @@ local function cur(rec, acct)
   return type(c) == "string" and c ~= "" and c or acct.currency_code
 end
 records.currency = cur
+
+-- A uuid of the record's own, the same for the same account and id (a small LCG: no state).
+local function uuid_of(rec, acct)
+  local x = tonumber(rec.id) or 0
+  for i = 1, #acct.account_id do x = (x * 31 + acct.account_id:byte(i)) % 2147483647 end
+  local function draw(n)
+    local out = {}
+    for _ = 1, n do
+      x = (x * 48271) % 2147483647
+      out[#out + 1] = string.format("%x", x % 16)
+    end
+    return table.concat(out)
+  end
+  return ("%s-%s-4%s-%x%s-%s"):format(draw(8), draw(4), draw(3), 8 + x % 4, draw(3), draw(12))
+end
 
 -- The client a record belongs to, for the copies FreshBooks puts on invoices, estimates and credits.
 local function client_of(key)
@@ -57,7 +73,8 @@ local vendor_defaults = {
 
 records.templates = {
   clients = {
-    defaults = { accounting_systemid = aid, allow_late_fees = true, allow_late_notifications = true,
+    defaults = { accounting_systemid = aid, allow_email_include_pdf = false, allow_late_fees = true,
+      allow_late_notifications = true,
       bus_phone = "", company_industry = NULL, company_size = NULL, currency_code = cur, direct_link_token = NULL,
       email = "", fax = "", fname = "", has_retainer = NULL, home_phone = NULL, id = function(r) return r.id end,
       language = "en", last_activity = NULL, last_login = NULL, level = 0, lname = "", mob_phone = "", note = NULL,
@@ -68,6 +85,8 @@ records.templates = {
       username = function(r) return r.username or ("client" .. r.id) end,
       uuid = function(r) return r.uuid end, vat_name = NULL, vat_number = NULL, vis_state = 0 },
     stamps = { updated = "eastern", signup_date = "utc" },
+    -- python's GET and create answer a client's uuid, its list and node's lists do not
+    unlisted = { uuid = true },
     types = { company_industry = "string", company_size = "string", home_phone = "string", note = "string",
               has_retainer = "bool", retainer_id = "int", vat_name = "string", vat_number = "string" },
   },
@@ -77,7 +96,10 @@ records.templates = {
       display_status = "draft", due_date = "", due_offset_days = 0, estimateid = 0, fulfillment_date = NULL,
       generation_date = NULL, gmail = false, id = function(r) return r.id end, invoice_number = "",
       invoiceid = function(r) return r.id end, parent = 0, payment_details = "", payment_status = "unpaid",
-      return_uri = NULL, show_attachments = false, status = 1, v3_status = "draft" }, of_customer),
+      return_uri = NULL, show_attachments = false, status = 1, v3_status = "draft", uuid = uuid_of,
+      net_paid_amount = function(r, acct) return util.money(tonumber(r.paid) or 0, cur(r, acct)) end,
+      version = function(r) return r.updated_t and util.eastern(r.updated_t) .. ".000000" or NULL end },
+      of_customer),
     money = { amount = 0, outstanding = 0, paid = 0, discount_total = 0 },
     stamps = { updated = "eastern", created_at = "eastern" },
     types = { deposit_amount = "string", deposit_percentage = "string", po_number = "string", terms = "string",
@@ -86,21 +108,26 @@ records.templates = {
   estimates = {
     defaults = document({ accepted = false, customerid = 0, create_date = "", display_status = "draft",
       estimate_number = "", estimateid = function(r) return r.id end, id = function(r) return r.id end,
-      invoiced = false, reply_status = NULL, rich_proposal = false, status = 1, ui_status = "draft" }, of_customer),
+      invoiced = false, reply_status = NULL, require_client_signature = false, rich_proposal = false, status = 1,
+      ui_status = "draft" }, of_customer),
     money = { amount = 0, discount_total = 0 },
     stamps = { updated = "eastern", created_at = "eastern" },
     types = { po_number = "string", terms = "string", reply_status = "string", vat_name = "string" },
+    drop = { discount_description = true, dispute_status = true, email = true, last_order_status = true },
   },
   expenses = {
-    defaults = { account_name = "", accountid = NULL, accounting_systemid = aid, bank_name = "", categoryid = 0,
-      clientid = 0, compounded_tax = false, date = "", expenseid = function(r) return r.id end, ext_invoiceid = 0,
-      ext_systemid = 0, from_bulk_import = false, has_receipt = false, id = function(r) return r.id end,
-      include_receipt = false, invoiceid = NULL, is_cogs = false, isduplicate = false, markup_percent = "0",
-      notes = "", profileid = NULL, projectid = 0, staffid = 1, status = 0, taxName1 = NULL, taxName2 = NULL,
+    defaults = { account_name = "", accountid = NULL, accounting_systemid = aid, attachment = NULL,
+      background_jobid = NULL, bank_name = "", bill_matches = ARRAY, billable = false, categoryid = 0, clientid = 0,
+      compounded_tax = false, converse_projectid = NULL, date = "", expenseid = function(r) return r.id end,
+      ext_accountid = NULL, ext_invoiceid = 0, ext_systemid = 0, from_bulk_import = false, has_receipt = false,
+      id = function(r) return r.id end, include_receipt = false, invoiceid = NULL, is_cogs = false,
+      isduplicate = false, markup_percent = "0", modern_projectid = NULL, notes = "", potential_bill_payment = false,
+      profileid = NULL, projectid = 0, staffid = 1, status = 0, taxName1 = NULL, taxName2 = NULL,
       taxPercent1 = NULL, taxPercent2 = NULL, transactionid = NULL, vendor = NULL, vis_state = 0 },
     money = { amount = 0, taxAmount1 = NULL, taxAmount2 = NULL },
     stamps = { updated = "eastern" },
     types = { accountid = "int", invoiceid = "int", profileid = "int", transactionid = "int", taxName1 = "string",
+              background_jobid = "int", converse_projectid = "int", ext_accountid = "int", modern_projectid = "int",
               taxName2 = "string", taxPercent1 = "number", taxPercent2 = "number", vendor = "string" },
   },
   categories = {
@@ -111,18 +138,20 @@ records.templates = {
   },
   items = {
     defaults = { accounting_systemid = aid, description = "", id = function(r) return r.id end, inventory = NULL,
-      name = "", qty = "0", sku = "", tax1 = 0, tax2 = 0, vis_state = 0 },
+      itemid = function(r) return r.id end, name = "", qty = "0", sku = "", tax1 = 0, tax2 = 0, vis_state = 0 },
     money = { unit_cost = 0 },
     stamps = { updated = "eastern" },
     types = { inventory = "string" },
   },
   payments = {
-    defaults = { accounting_systemid = aid, clientid = 0, creditid = NULL, date = "", from_credit = false,
-      gateway = NULL, id = function(r) return r.id end, invoiceid = 0, logid = function(r) return r.id end,
-      note = "", orderid = NULL, overpaymentid = NULL, transactionid = NULL, type = "Check", vis_state = 0 },
+    defaults = { accounting_systemid = aid, bulk_paymentid = NULL, clientid = 0, creditid = NULL, date = "",
+      from_credit = false, gateway = NULL, id = function(r) return r.id end, invoiceid = 0,
+      logid = function(r) return r.id end, note = "", orderid = NULL, overpaymentid = NULL,
+      send_client_notification = NULL, transactionid = NULL, type = "Check", vis_state = 0 },
     money = { amount = 0 },
     stamps = { updated = "eastern" },
-    types = { creditid = "int", gateway = "string", orderid = "int", overpaymentid = "int", transactionid = "int" },
+    types = { creditid = "int", gateway = "string", orderid = "int", overpaymentid = "int", transactionid = "int",
+              bulk_paymentid = "int", send_client_notification = "bool" },
   },
   taxes = {
     defaults = { accounting_systemid = aid, amount = "0", compound = false, id = function(r) return r.id end,
@@ -132,8 +161,8 @@ records.templates = {
   },
   credit_notes = {
     defaults = document({ clientid = 0, create_date = "", credit_number = "", credit_type = "goodwill",
-      creditid = function(r) return r.id end, display_status = "draft", id = function(r) return r.id end,
-      payment_status = "unpaid", payment_type = NULL, status = "draft" }, of_client),
+      creditid = function(r) return r.id end, display_status = "created", id = function(r) return r.id end,
+      payment_status = "unpaid", payment_type = NULL, status = "created" }, of_client),
     money = { amount = 0, paid = 0 },
     types = { payment_type = "string", terms = "string", vat_name = "string" },
     drop = { address = true, discount_value = true, discount_description = true, email = true, ownerid = true,
@@ -141,10 +170,10 @@ records.templates = {
   },
   other_incomes = {
     defaults = { category_name = "other", date = "", incomeid = function(r) return r.id end, note = "",
-      payment_type = NULL, source = "", taxes = ARRAY, vis_state = 0 },
+      payment_type = NULL, source = "", sourceid = NULL, taxes = ARRAY, userid = NULL, vis_state = 0 },
     money = { amount = 0 },
     stamps = { created_at = "eastern", updated_at = "eastern" },
-    types = { payment_type = "string" },
+    types = { payment_type = "string", sourceid = "int", userid = "int" },
   },
   bills = {
     defaults = { attachment = NULL, bill_number = NULL, bill_payments = ARRAY, currency_code = cur, due_date = "",
@@ -156,8 +185,8 @@ records.templates = {
     types = { bill_number = "string", overall_category = "string", overall_description = "string" },
   },
   bill_payments = {
-    defaults = { billid = 0, id = function(r) return r.id end, note = NULL, paid_date = "", payment_type = "Check",
-      vis_state = 0 },
+    defaults = { billid = 0, id = function(r) return r.id end, matched_with_expense = false, note = NULL,
+      paid_date = "", payment_type = "Check", vis_state = 0 },
     money = { amount = 0 },
     types = { note = "string" },
   },
@@ -170,36 +199,39 @@ records.templates = {
               website = "string" },
   },
   invoice_profiles = {
-    defaults = document({ auto_bill = false, create_date = "", customerid = 0, disable = false,
-      due_offset_days = 0, frequency = "m", id = function(r) return r.id end, include_unbilled_time = false,
-      numberRecurring = 0, occurrences_to_date = 0, profileid = function(r) return r.id end, send_email = true,
-      send_gmail = false }, of_customer),
+    defaults = document({ auto_bill = false, bill_gateway = NULL, create_date = "", customerid = 0, disable = false,
+      due_offset_days = 0, ext_archive = NULL, frequency = "m", id = function(r) return r.id end,
+      include_unbilled_time = false, numberRecurring = 0, occurrences_to_date = 0, payment_details = "",
+      profileid = function(r) return r.id end, require_auto_bill = false, retainer_id = NULL, send_email = true,
+      send_gmail = false, total_accrued_revenue = NULL }, of_customer),
     money = { amount = 0, discount_total = 0 },
     stamps = { updated = "eastern" },
-    types = { po_number = "string", terms = "string", vat_name = "string" },
-    drop = { address = true, dispute_status = true, email = true, last_order_status = true, sentid = true,
-             template = true, ext_archive = true },
+    types = { po_number = "string", terms = "string", vat_name = "string", bill_gateway = "string", ext_archive = "int",
+              retainer_id = "int", total_accrued_revenue = "string" },
+    drop = { current_organization = true, discount_description = true, dispute_status = true, email = true,
+             last_order_status = true, sentid = true, template = true },
   },
   tasks = {
     defaults = { billable = true, description = "", id = function(r) return r.id end, name = "",
-      taskid = function(r) return r.id end, tdesc = "", tname = function(r) return r.name or "" end,
-      visState = function(r) return r.vis_state or 0 end },
+      taskid = function(r) return r.id end, tax1 = 0, tax2 = 0, tdesc = "", tname = function(r) return r.name or "" end,
+      vis_state = 0 },
     money = { rate = 0 },
     stamps = { updated = "eastern" },
   },
   staffs = {
-    defaults = { address = "", api_token = NULL, bus_phone = "", business_phone = "", currency_code = cur,
+    defaults = { accounting_systemid = aid, api_token = NULL, bus_phone = "", currency_code = cur,
       display_name = function(r) return ((r.fname or "") .. " " .. (r.lname or "")):gsub("^ +", "") end,
-      email = "", fax = "", fname = "", home_phone = "", id = function(r) return r.id end, language = "en",
+      email = "", fax = "", fname = "", home_phone = NULL, id = function(r) return r.id end, language = "en",
       last_login = NULL, level = 0, lname = "", mob_phone = "", note = NULL, num_logins = 0, organization = "",
       p_city = "", p_code = "", p_country = "", p_province = "", p_street = "", p_street2 = "", rate = NULL,
       userid = function(r) return r.id end, username = "", vis_state = 0 },
     stamps = { signup_date = "eastern", updated = "eastern" },
-    types = { note = "string", rate = "string" },
+    types = { home_phone = "string", note = "string", rate = "string" },
   },
+  -- docs:gateways (fields and the list example): sgid, connectionid (a hex string), gateway_name, id = sgid
   gateways = {
-    defaults = { connection_id = 0, gateway_name = "", id = function(r) return r.id end, sgid = 0,
-      single_gateway_fee_enabled = false },
+    defaults = { connectionid = "", gateway_name = "", id = function(r) return r.id end,
+      sgid = function(r) return r.id end },
   },
   journal_entries = {
     defaults = { currency_code = cur, description = "", details = ARRAY, entryid = function(r) return r.id end,

@@ -1,6 +1,6 @@
 -- The accounting and project families, table-driven: one handler each for list/get/create/update/delete
 -- over the catalogue in sandbox.data and the record templates in sandbox.records. The system, the
--- invoice share link and the service-rates list live here too; reports in sandbox.reports.
+-- invoice share link and the service-rates list live here too; reports (and their routes) in sandbox.reports.
 local json = require "sandbox.json"
 local state = require "sandbox.state"
 local http = require "sandbox.http"
@@ -41,14 +41,18 @@ end
 -- Errors in the resource's own shape (google.rpc also whenever the request carries X-API-VERSION).
 -- Returns status, body.
 local rpc_code = { [400] = 3, [422] = 3, [404] = 5, [403] = 7, [409] = 6, [401] = 16 }
+local function text(v) if v == nil or v == NULL then return "" end return tostring(v) end
 local function fail(R, status, errno, field, message, value)
   local detail = { errno = errno, field = field or NULL, message = message, object = R and R.object or NULL,
                    value = value ~= nil and value ~= NULL and tostring(value) or NULL }
   if (R and R.errors == "rpc") or state.rpc_errors then
-    return status, { code = rpc_code[status] or 2, message = message, details = json.array { {
+    return status, { code = rpc_code[status] or 2, message = "Request failed with status_code: " .. status,
+      details = json.array { {
       ["@type"] = "type.googleapis.com/google.rpc.ErrorInfo", reason = tostring(errno),
       domain = "accounting.api.freshbooks.com",
-      metadata = { field = detail.field, message = message, object = detail.object, value = detail.value } } } }
+      -- metadata values are strings, empty where there is none (the Python and Java SDKs' recorded errors)
+      metadata = { field = text(detail.field), message = message, object = text(detail.object),
+                   value = text(detail.value) } } } }
   end
   local body = { response = { errors = json.array { detail } } }
   if R and R.errors == "legacy200" then return 200, body end
@@ -103,7 +107,11 @@ local function render_json(R, rec, acct, lines)
     rendered[rec] = c
   end
   local key = lines and tostring(lines) or "plain"
-  if not c[key] then c[key] = json.raw(json.encode(render(R, rec, acct, lines))) end
+  if not c[key] then
+    local out = render(R, rec, acct, lines)
+    for f in pairs(R.T.unlisted or {}) do out[f] = nil end
+    c[key] = json.raw(json.encode(out))
+  end
   return c[key]
 end
 
@@ -166,7 +174,8 @@ local function is_day_field(R, field)
   return DATE_FIELDS[field] or (R.T.stamps and R.T.stamps[field]) ~= nil
 end
 
--- The searches FreshBooks documents as "special" (docs:clients): name -> function(value, acct) -> predicate.
+-- The searches FreshBooks documents as "special" (docs:clients, docs:staff): name -> function(value, acct) ->
+-- predicate.
 local function contains_any(fields)
   return function(v)
     local needle = tostring(v):lower()
@@ -203,6 +212,11 @@ local SPECIAL = {
       end
       return function(rec) return set[rec.id] == true end
     end,
+  },
+  -- docs:staff: user_like over names and organization, phone_like over the phone numbers
+  staffs = {
+    user_like = contains_any { "fname", "lname", "organization" },
+    phone_like = contains_any { "mob_phone", "home_phone", "bus_phone", "fax" },
   },
 }
 
@@ -320,10 +334,18 @@ local function walk_key(args)
   return table.concat(keys, "&")
 end
 
+-- What an answer includes beyond the record: lines with include[]=lines (bills always carry theirs:
+-- node:Bills.test.ts), an expense's category with include[]=category. Lists, single GETs and the answers
+-- to POST and PUT alike (node:Invoice.test.ts and CreditNote.test.ts: no lines unless asked for).
+local function includes(R, req)
+  if R.lines == "bill" then return true end
+  if R.lines and has_include(req.args, "lines") then return true end
+  return R.name == "expenses" and has_include(req.args, "category") and "category" or nil
+end
+
 local function list_page(R, req, ctx, matched, p)
   local page, meta = slice(matched, p)
-  local lines = (R.lines and has_include(req.args, "lines")) or (R.name == "expenses"
-    and has_include(req.args, "category") and "category")
+  local lines = includes(R, req)
   for i, rec in ipairs(page) do page[i] = render_json(R, rec, ctx.account, lines) end
   local result = { [R.plural] = page, page = meta.page, pages = meta.pages, per_page = meta.per_page,
                    total = meta.total }
@@ -386,8 +408,8 @@ local function get(R, req, aid, id)
   if not ctx then return s, b, h end
   local rec, st, body = find(R, ctx, id)
   if not rec then return st, body end
-  local lines = R.lines and true or (R.name == "expenses" and has_include(req.args, "category") and "category")
-  return 200, { response = { result = { [R.single] = render(R, rec, ctx.account, lines) } } }
+  local lines = includes(R, req)
+  return 200, { response = { result = { [R.answer or R.single] = render(R, rec, ctx.account, lines) } } }
 end
 
 -- Lines in, lines + total out. Returns lines, total cents or nil, status, body.
@@ -415,13 +437,16 @@ local function build_lines(R, ctx, rec, lines, cur)
     else
       local line = data.line(R.name, rec.id or ctx.account.cols[R.name].next_id, i, tostring(l.name or ""),
         qty, unit, cur, t)
-      line.qty, line.amount = tostring(l.qty or 1), util.money(amount, cur)
-      line.description = tostring(l.description or "")
-      if R.name ~= "credit_notes" then
-        line.type = tonumber(l.type) or 0
-        line.taxName1, line.taxName2 = tostring(l.taxName1 or ""), tostring(l.taxName2 or "")
+      line.qty, line.amount = string.format("%.14g", qty), util.money(amount, cur)
+      line.description = type(l.description) == "string" and l.description or ""
+      if line.type then line.type = tonumber(l.type) or 0 end
+      for _, f in ipairs { "taxName1", "taxName2" } do
+        if type(l[f]) == "string" then line[f] = l[f] end
       end
-      line.taxAmount1, line.taxAmount2 = tostring(l.taxAmount1 or "0"), tostring(l.taxAmount2 or "0")
+      for _, f in ipairs { "taxAmount1", "taxAmount2" } do
+        local v = l[f]
+        if type(v) == "number" or type(v) == "string" and tonumber(v) then line[f] = tostring(v) end
+      end
       out[i] = line
     end
   end
@@ -445,7 +470,6 @@ local function apply_fields(R, ctx, rec, src)
   end
   for key, v in pairs(src) do
     local f = key
-    if f == R.vis_key then f = "vis_state" elseif f == "vis_state" and R.vis_key then f = nil end
     local known = f and (T.defaults[f] ~= nil or money[f] ~= nil or f == "lines" or f == "vis_state")
     local own_id = f == R.id_key and type(T.defaults[f]) == "function"
     if known and type(f) == "string" and not READONLY[f] and not own_id and v ~= nil then
@@ -543,7 +567,6 @@ end
 local function required_missing(R, rec, src)
   for _, f in ipairs(R.required or {}) do
     local v = src[f]
-    if v == nil and f == "vis_state" then v = src[R.vis_key] end
     if v == nil or v == "" or v == NULL or v == 0 then return f end
   end
   if R.required_any then
@@ -599,13 +622,27 @@ local function settle(R, ctx, rec, delta)
   elseif R.name == "bill_payments" then after_bill_payment(ctx, rec, delta) end
 end
 
+-- The record a POST or PUT carries: under the single name (or a wrapper the official SDKs also send),
+-- with the field names FreshBooks also takes (tasks: visState) read as the ones it answers.
+local function request_record(R, body)
+  local src = body[R.single]
+  for _, w in ipairs(R.wrapper_aliases or {}) do
+    if type(src) ~= "table" then src = body[w] end
+  end
+  if type(src) ~= "table" then return {} end
+  for from, to in pairs(R.request_aliases or {}) do
+    if src[from] ~= nil and src[to] == nil then src[to] = src[from] end
+    src[from] = nil
+  end
+  return src
+end
+
 local function create(R, req, aid)
   local ctx, s, b, h = account_ctx(req, aid, "user:" .. R.scope .. ":write")
   if not ctx then return s, b, h end
   local body = http.json_body(req)
   if not body then return fail(R, 400, 1004, NULL, "The request body must be JSON.", NULL) end
-  local src = body[R.single]
-  if type(src) ~= "table" then src = {} end
+  local src = request_record(R, body)
   local rec = new_record(R, ctx.account)
   local ok, st, eb = apply_fields(R, ctx, rec, src)
   if not ok then return st, eb end
@@ -645,7 +682,7 @@ local function create(R, req, aid)
   end
   settle(R, ctx, rec, rec.amount or 0)
   emit(aid, R.object .. ".create", rec.id, ctx.user)
-  return 200, { response = { result = { [R.single] = render(R, rec, ctx.account, true) } } }
+  return 200, { response = { result = { [R.answer or R.single] = render(R, rec, ctx.account, includes(R, req)) } } }
 end
 
 -- A change at time t: the stamps that say when a record last changed (`updated` or `updated_at`).
@@ -672,10 +709,13 @@ end
 -- ({email = {...}} or {mark_as_sent = true}), false when there is none, or nil, status, body.
 local function send_action(R, src)
   if not R.sends then return false end
-  for _, f in ipairs { "action_email", "action_mark_as_sent", "email_include_pdf" } do
-    if set_but_not(src[f], "boolean") then return nil, fail(R, 422, 1004, f, "Invalid value for " .. f .. ".",
-      scalar(src[f])) end
+  for _, f in ipairs { "action_email", "action_mark_as_sent", "email_include_pdf", "action_accept" } do
+    if (f ~= "action_accept" or R.name == "estimates") and set_but_not(src[f], "boolean") then
+      return nil, fail(R, 422, 1004, f, "Invalid value for " .. f .. ".", scalar(src[f]))
+    end
   end
+  -- Estimates take {"action_accept": true} (docs:estimates: status 5, ui_status accepted).
+  if src.action_email ~= true and R.name == "estimates" and src.action_accept == true then return { accept = true } end
   if src.action_email ~= true then return src.action_mark_as_sent == true and { mark_as_sent = true } end
   local to = src.email_recipients
   if type(to) ~= "table" or to[1] == nil then
@@ -701,6 +741,10 @@ end
 -- Sending moves a draft to sent (FreshBooks leaves viewed, paid and partial invoices as they are) and
 -- an e-mail lands in the admin-visible outbox.
 local function send(R, ctx, rec, action)
+  if action.accept then
+    rec.status, rec.ui_status, rec.display_status, rec.accepted = 5, "accepted", "accepted", true
+    return
+  end
   if rec.status == 1 or rec.status == nil then
     rec.status = 2
     if R.name == "estimates" then rec.ui_status = "sent" end
@@ -733,6 +777,38 @@ local function share_link(R, req, aid, id)
   } } }
 end
 
+-- GET .../invoices/invoices/{id}/pdf (postman:Invoices/Get Invoice PDF): the invoice as a one-page PDF.
+local function pdf(R, req, aid, id)
+  local ctx, s, b, h = account_ctx(req, aid, "user:" .. R.scope .. ":read")
+  if not ctx then return s, b, h end
+  local rec, st, body = find(R, ctx, id)
+  if not rec then return st, body end
+  local function esc(x) return (tostring(x):gsub("[()\\]", "\\%0"):gsub("[^\32-\126]", "?")) end
+  local lines = { ctx.account.business.name, "Invoice " .. rec.invoice_number, "Date " .. rec.create_date,
+    "Amount " .. util.money(rec.amount, rec.currency_code).amount .. " " .. rec.currency_code }
+  local text = { "BT /F1 14 Tf 72 720 Td" }
+  for i, l in ipairs(lines) do text[#text + 1] = (i > 1 and "0 -20 Td " or "") .. "(" .. esc(l) .. ") Tj" end
+  text[#text + 1] = "ET"
+  local stream = table.concat(text, "\n")
+  local objects = { "<< /Type /Catalog /Pages 2 0 R >>", "<< /Type /Pages /Kids [3 0 R] /Count 1 >>",
+    "<< /Type /Page /Parent 2 0 R /MediaBox [0 0 612 792] /Contents 4 0 R /Resources << /Font << /F1 5 0 R >> >> >>",
+    "<< /Length " .. #stream .. " >>\nstream\n" .. stream .. "\nendstream",
+    "<< /Type /Font /Subtype /Type1 /BaseFont /Helvetica >>" }
+  local out, offsets = { "%PDF-1.4\n" }, {}
+  local size = #out[1]
+  for i, o in ipairs(objects) do
+    offsets[i] = size
+    out[#out + 1] = i .. " 0 obj\n" .. o .. "\nendobj\n"
+    size = size + #out[#out]
+  end
+  local xref = { "xref\n0 " .. (#objects + 1) .. "\n0000000000 65535 f \n" }
+  for i = 1, #objects do xref[#xref + 1] = ("%010d 00000 n \n"):format(offsets[i]) end
+  out[#out + 1] = table.concat(xref) .. "trailer\n<< /Size " .. (#objects + 1) .. " /Root 1 0 R >>\nstartxref\n"
+    .. size .. "\n%%EOF\n"
+  return 200, table.concat(out), { ["Content-Type"] = "application/pdf",
+    ["Content-Disposition"] = 'inline; filename="invoice-' .. rec.invoice_number .. '.pdf"' }
+end
+
 local function update(R, req, aid, id)
   local ctx, s, b, h = account_ctx(req, aid, "user:" .. R.scope .. ":write")
   if not ctx then return s, b, h end
@@ -740,13 +816,11 @@ local function update(R, req, aid, id)
   if not rec then return st, eb end
   local body = http.json_body(req)
   if not body then return fail(R, 400, 1004, NULL, "The request body must be JSON.", NULL) end
-  local src = body[R.single]
-  if type(src) ~= "table" then src = {} end
+  local src = request_record(R, body)
   local event, action = ".update", false
-  local vis_key = R.vis_key or "vis_state"
-  if src[vis_key] ~= nil then
+  if src.vis_state ~= nil then
     -- A PUT that carries vis_state changes only vis_state: every other field is ignored.
-    local v = src[vis_key]
+    local v = src.vis_state
     if v ~= 0 and v ~= 1 and v ~= 2 then return fail(R, 422, 1004, "vis_state", "Invalid vis_state.", v) end
     if v == 1 and rec.vis_state ~= 1 then settle(R, ctx, rec, -(rec.amount or 0)) end
     rec.vis_state = v
@@ -764,11 +838,12 @@ local function update(R, req, aid, id)
   touch(rec, state.now())
   emit(aid, R.object .. event, rec.id, ctx.user)
   if action and action.email then emit(aid, R.object .. ".sendByEmail", rec.id, ctx.user) end
-  return 200, { response = { result = { [R.single] = render(R, rec, ctx.account, true) } } }
+  return 200, { response = { result = { [R.answer or R.single] = render(R, rec, ctx.account, includes(R, req)) } } }
 end
 
 -- HTTP DELETE: a record that has a vis_state becomes deleted (vis_state 1, still readable, as the PUT
--- does); the others (taxes, gateways) are gone. FreshBooks answers 200 with an empty object.
+-- does); the others (taxes, gateways) are gone. FreshBooks answers 200 {"response": {}} (the Python SDK's and
+-- zerospam's recorded tax deletes), other income 200 {} (node's).
 local function delete(R, req, aid, id)
   local ctx, s, b, h = account_ctx(req, aid, "user:" .. R.scope .. ":write")
   if not ctx then return s, b, h end
@@ -783,7 +858,8 @@ local function delete(R, req, aid, id)
     ctx.account.cols[R.name].by_id[rec.id] = nil
   end
   emit(aid, R.object .. ".delete", rec.id, ctx.user)
-  return 200, {}
+  if R.name == "other_incomes" then return 200, {} end
+  return 200, { response = {} }
 end
 
 -- GET .../systems/systems/{id}: the account's one system, whose id is the business's (the identity's
@@ -794,11 +870,19 @@ local function system(req, aid, id)
   if not ctx then return s, b, h end
   local biz = ctx.business
   if tonumber(id) ~= biz.id then return fail(SYSTEM, 404, 1012, "systemid", "System not found.", id) end
+  -- the fields postman's system answer carries (docs:systems describes them)
+  local cc = biz.currency_code
   return 200, { response = { result = { system = { id = biz.id, systemid = biz.id, accountid = biz.account_id,
-    business_uuid = biz.business_uuid, name = biz.name, currency_code = biz.currency_code, active = true,
-    modern_system = true, billing_status = "uptodate", country = "Canada", province = "Ontario", city = "Toronto",
-    street = "1 Sandbox Way", code = "M5V 1A1", email = ctx.user.email, info_email = ctx.user.email,
-    date = "2024-01-15 09:29:00", timezone = "US/Eastern", dst = true, test_system = true } } } }
+    business_uuid = biz.business_uuid, name = biz.name, currency_code = cc, active = true, auto_bill = 5,
+    modern_system = true, billing_status = "uptodate", bus_phone = "", business_type = NULL, country = "Canada",
+    province = "Ontario", city = "Toronto", street = "1 Sandbox Way", street2 = NULL, code = "M5V 1A1",
+    email = ctx.user.email, info_email = ctx.user.email, fax = "", mob_phone = "", date = "2024-01-15 09:29:00",
+    discountid = NULL, duration = 12, gst_amount = util.money(0, cc), payment_amount = util.money(0, cc),
+    payment_frequency = 1, heard_about_us_via = NULL, ip = "127.0.0.1", landing_url = NULL,
+    masterlock_billing = true, migrated_to_smux_at = NULL, num_clients = NULL, num_staff = NULL,
+    referralid = "multibiz", referring_url = NULL, salutation = NULL, size_limit = NULL, split_token = NULL,
+    timezone = "US/Eastern", timezoneid = 14, dst = true, test_system = true, vat_name = NULL,
+    vat_number = NULL } } } }
 end
 
 
@@ -809,7 +893,10 @@ local function project_ctx(req, bid, scope)
   return ctx, status, body, headers
 end
 
+-- Time entries stamp in ISO 8601 UTC with a Z (node, python and java SDKs' recorded entries); projects
+-- without the Z (postman, the Python and Java SDKs' recorded projects; node's edited bodies add it).
 local function iso(t) return t and (util.iso(t) .. "Z") or NULL end
+local function iso_bare(t) return t and util.iso(t) or NULL end
 
 local function service_json(rec)
   local billable, vis = rec.billable, rec.vis_state
@@ -819,7 +906,7 @@ end
 
 -- What a new record of each kind holds until a request says otherwise, and the type each field keeps.
 local PROJECT = { active = true, billed_amount = "0.00", billed_status = "unbilled", billing_method = NULL,
-  budget = NULL, client_id = NULL, complete = false, description = "", due_date = NULL, expense_markup = 0,
+  budget = NULL, client_id = NULL, complete = false, description = NULL, due_date = NULL, expense_markup = 0,
   fixed_price = NULL, internal = false, project_manager_id = NULL, project_type = "fixed_price", rate = NULL,
   retainer_id = NULL, sample = false, title = "" }
 local ENTRY = { active = false, billable = true, billed = false, client_id = NULL, duration = 0, internal = false,
@@ -836,9 +923,24 @@ local TYPES = {
 }
 local DEFAULTS = { projects = PROJECT, time_entries = ENTRY, services = SERVICE }
 
--- What the caller may do with one project: single-project answers carry it (a list of name/value pairs).
-local ABILITIES = { "can_edit", "can_archive", "can_delete", "can_log_time", "can_view_budget" }
+-- What the caller may do with one project: GET of one project answers them beside the project, as
+-- name/value pairs (the Python and Java SDKs' recorded answers; not in lists, creates or updates).
+local ABILITIES = { "can_edit", "can_archive", "-can_generate_invoice", "can_delete", "can_invite_team_member",
+  "can_manage_services", "can_view_team_time", "can_edit_hourly_budget", "can_edit_client",
+  "can_edit_project_manager", "can_view_invoices_tab", "can_view_fixed_price", "can_edit_fixed_price",
+  "can_edit_end_date", "can_edit_flat_rate", "can_edit_project_type", "can_edit_title", "can_view_review_tab",
+  "can_view_discuss_tab", "can_track_time", "can_create_comment" }
+local function abilities()
+  local out = json.array()
+  for i, a in ipairs(ABILITIES) do
+    local off = a:sub(1, 1) == "-"
+    out[i] = { name = off and a:sub(2) or a, value = not off }
+  end
+  return out
+end
 
+-- A project as a list answers it (group_id) or as one project is answered (its group, unless
+-- skip_group=true), the Python and Java SDKs' recorded lists and single projects.
 local function project_json(rec, ctx, args, single)
   local p = {}
   for k, d in pairs(PROJECT) do
@@ -846,8 +948,8 @@ local function project_json(rec, ctx, args, single)
     if v == nil then v = d end
     p[k] = v
   end
-  p.id, p.group_id, p.business_id = rec.id, rec.group_id, nil
-  p.created_at, p.updated_at = iso(rec.created_t), iso(rec.updated_t)
+  p.id, p.business_id = rec.id, nil
+  p.created_at, p.updated_at = iso_bare(rec.created_t), iso_bare(rec.updated_t)
   local services = json.array()
   for _, sid in ipairs(rec.service_ids or {}) do
     local svc = ctx.data.services.by_id[sid]
@@ -855,11 +957,9 @@ local function project_json(rec, ctx, args, single)
   end
   p.services = services
   p.logged_duration = args and args.include_logged_duration == "true" and (rec.logged or 0) or NULL
-  if single then
-    p.abilities = json.array()
-    for i, name in ipairs(ABILITIES) do p.abilities[i] = { name = name, value = true } end
-  end
-  if not (args and args.skip_group == "true") then
+  if not single then
+    p.group_id = rec.group_id
+  elseif not (args and args.skip_group == "true") then
     p.group = { id = rec.group_id, pending_invitations = json.array(), members = json.array { {
       id = rec.group_id * 10 + 1, identity_id = 1001, first_name = "Alice", last_name = "Sandbox",
       email = "alice@example.com", company = ctx.business.name, role = "owner", active = true } } }
@@ -875,6 +975,9 @@ local function entry_json(rec)
     e[k] = v
   end
   e.started_at, e.created_at = iso(rec.started_at_t), iso(rec.created_t)
+  -- where and when the entry started in the business's own zone (the Java SDK's recorded entries)
+  e.local_started_at = rec.started_at_t and (util.eastern(rec.started_at_t):gsub(" ", "T")) or NULL
+  e.local_timezone = "America/New_York"
   return e
 end
 
@@ -925,6 +1028,64 @@ local function project_filter(kind, records_, args)
   return out
 end
 
+-- A time-entry list's meta adds what the matched entries logged: in all, unbilled, per team member (per
+-- client and project, per day) and per client (per team member), as the Java SDK's recorded list shows.
+local function logged_totals(entries, meta)
+  local function bucket(into, index, key, id)
+    local k = id == NULL and "null" or tostring(id)
+    local b = index[k]
+    if not b then
+      b = { [key] = id, total_logged = 0 }
+      index[k] = b
+      into[#into + 1] = b
+    end
+    return b
+  end
+  local logged, unbilled = 0, 0
+  local members, member_ix, clients, client_ix = json.array(), {}, json.array(), {}
+  for _, rec in ipairs(entries) do
+    local d = rec.duration or 0
+    logged = logged + d
+    if rec.billable ~= false and not rec.billed then unbilled = unbilled + d end
+    local cid = rec.client_id == nil and NULL or rec.client_id
+    local pid = rec.project_id == nil and NULL or rec.project_id
+    local m = bucket(members, member_ix, "identity_id", rec.identity_id)
+    m.total_logged = m.total_logged + d
+    m.per_client, m.client_ix = m.per_client or json.array(), m.client_ix or {}
+    m.per_day, m.day_ix = m.per_day or json.array(), m.day_ix or {}
+    local mc = bucket(m.per_client, m.client_ix, "client_id", cid)
+    mc.total_logged = mc.total_logged + d
+    mc.per_project, mc.project_ix = mc.per_project or json.array(), mc.project_ix or {}
+    local mp = bucket(mc.per_project, mc.project_ix, "project_id", pid)
+    mp.total_logged = mp.total_logged + d
+    local day = rec.started_at_t and util.eastern(rec.started_at_t):sub(1, 10) or NULL
+    local md = bucket(m.per_day, m.day_ix, "date", day)
+    md.total_logged = md.total_logged + d
+    md.per_client, md.client_ix = md.per_client or json.array(), md.client_ix or {}
+    local mdc = bucket(md.per_client, md.client_ix, "client_id", cid)
+    mdc.total_logged = mdc.total_logged + d
+    local c = bucket(clients, client_ix, "client_id", cid)
+    c.total_logged = c.total_logged + d
+    c.per_member, c.member_ix = c.per_member or json.array(), c.member_ix or {}
+    local cm = bucket(c.per_member, c.member_ix, "identity_id", rec.identity_id)
+    cm.total_logged = cm.total_logged + d
+  end
+  -- the working indexes out, FreshBooks' names in
+  for _, m in ipairs(members) do
+    for _, mc in ipairs(m.per_client) do
+      mc.total_logged_per_project, mc.per_project, mc.project_ix = mc.per_project, nil, nil
+    end
+    for _, md in ipairs(m.per_day) do
+      md.total_logged_per_client, md.per_client, md.client_ix = md.per_client, nil, nil
+    end
+    m.total_logged_per_client, m.total_logged_per_day = m.per_client, m.per_day
+    m.per_client, m.client_ix, m.per_day, m.day_ix = nil, nil, nil, nil
+  end
+  for _, c in ipairs(clients) do c.total_logged_per_team_member, c.per_member, c.member_ix = c.per_member, nil, nil end
+  meta.total_logged, meta.total_unbilled = logged, unbilled
+  meta.total_logged_per_team_member, meta.total_logged_per_client = members, clients
+end
+
 local function project_list(kind, req, bid)
   local scope = kind == "time_entries" and "user:time_entries:read" or "user:projects:read"
   local ctx, s, b, h = project_ctx(req, bid, scope)
@@ -937,15 +1098,9 @@ local function project_list(kind, req, bid)
     page[i] = kind == "projects" and project_json(rec, ctx, req.args) or kind == "time_entries" and entry_json(rec)
       or service_json(rec)
   end
-  if kind == "time_entries" then
-    local logged, unbilled = 0, 0
-    for _, rec in ipairs(matched) do
-      logged = logged + (rec.duration or 0)
-      if rec.billable ~= false and not rec.billed then unbilled = unbilled + (rec.duration or 0) end
-    end
-    meta.total_logged, meta.total_unbilled = logged, unbilled
-  end
-  meta.sort = json.array()
+  if kind == "time_entries" then logged_totals(matched, meta) end
+  -- a project list's meta says how it is sorted (the Python and Java SDKs' recorded lists); the others' do not
+  if kind == "projects" then meta.sort = json.array() end
   return 200, { [kind] = page, meta = meta }
 end
 
@@ -971,7 +1126,10 @@ local function project_item(kind, req, bid, id)
       return project_fail(404, "Requested resource could not be found.")
     end
   end
-  if req.method == "GET" or req.method == "HEAD" then return 200, { [single] = answer(rec) } end
+  if req.method == "GET" or req.method == "HEAD" then
+    if kind == "projects" then return 200, { project = answer(rec), abilities = abilities() } end
+    return 200, { [single] = answer(rec) }
+  end
   if req.method == "DELETE" then
     -- Time entries stay readable through include_deleted; services are deleted by vis_state.
     if kind == "time_entries" then rec.deleted = true
@@ -1007,11 +1165,15 @@ local function project_item(kind, req, bid, id)
     end
   end
   if fresh then
+    -- every missing field at once (the Python SDK's recorded validation error)
+    local missing
     for _, f in ipairs(required_of[kind]) do
       if work[f] == nil and not (f == "started_at" and work.started_at_t) then
-        return project_fail(422, "This field is required.", f)
+        missing = missing or {}
+        missing[f] = "field required"
       end
     end
+    if missing then return 422, { errno = 2001, error = missing } end
     rec = { created_t = state.now(), business_id = ctx.business.id }
     if kind == "time_entries" then rec.identity_id = ctx.user.id end
     if kind == "projects" then rec.logged, rec.group_id, rec.service_ids = 0, 9900 + col.next_id, {} end
@@ -1080,16 +1242,9 @@ do
   routes[#routes + 1] = { method = "GET", path = ACC .. R.path .. "/(%d+)/share_link",
     name = "/accounting/account/{account_id}/" .. R.path .. "/{id}/share_link",
     handler = function(req, aid, id) return share_link(R, req, aid, id) end }
-end
--- Reports: one route per row of sandbox.reports.
-for _, kind in ipairs(require("sandbox.reports").kinds) do
-  routes[#routes + 1] = { method = "GET", path = ACC .. "reports/accounting/" .. kind,
-    name = "/accounting/account/{account_id}/reports/accounting/" .. kind,
-    handler = function(req, aid)
-      local ctx, s, b, h = account_ctx(req, aid, "user:reports:read")
-      if not ctx then return s, b, h end
-      return require("sandbox.reports").answer(kind, req, ctx)
-    end }
+  routes[#routes + 1] = { method = "GET", path = ACC .. R.path .. "/(%d+)/pdf",
+    name = "/accounting/account/{account_id}/" .. R.path .. "/{id}/pdf",
+    handler = function(req, aid, id) return pdf(R, req, aid, id) end }
 end
 
 local function padd(method, path, name, fn)
@@ -1104,6 +1259,9 @@ padd("POST", PB .. "projects", "/projects/business/{business_id}/projects",
   function(req, bid) return project_item("projects", req, bid) end)
 for _, m in ipairs { "GET", "PUT", "DELETE" } do
   padd(m, PB .. "project/(%d+)", "/projects/business/{business_id}/project/{id}",
+    function(req, bid, id) return project_item("projects", req, bid, id) end)
+  -- the plural item path the PHP SDK uses (and postman's create) reaches the same project
+  padd(m, PB .. "projects/(%d+)", "/projects/business/{business_id}/projects/{id}",
     function(req, bid, id) return project_item("projects", req, bid, id) end)
 end
 local TB = "/timetracking/business/(%d+)/time_entries"

@@ -242,18 +242,23 @@ local function upload(kind, req, aid)
   end
   local jwt = util.random_hex(24)
   state.data.uploads[kind .. "/" .. jwt] = file
+  -- {attachment|image: {filename, public_id, jwt, media_type, uuid}}; an image also answers the link it is
+  -- served at (the Python SDK's recorded uploads: an attachment has no link).
   local single = kind == "images" and "image" or "attachment"
-  local base = ngx.var.scheme .. "://" .. ngx.var.http_host
-  return 200, { [single] = { jwt = jwt, media_type = file.content_type or "application/octet-stream",
-                             filename = file.filename, uuid = jwt:sub(1, 32) },
-                link = base .. "/uploads/" .. kind .. "/" .. jwt }
+  local answer = { [single] = { jwt = jwt, public_id = jwt,
+                                media_type = file.content_type or "application/octet-stream",
+                                filename = file.filename, uuid = jwt:sub(1, 32) } }
+  if kind == "images" then
+    answer.link = ngx.var.scheme .. "://" .. ngx.var.http_host .. "/service/uploads/images/" .. jwt
+  end
+  return 200, answer
 end
 
 local function fetch_upload(kind, req, jwt)
   local ctx, s, b, h = auth.bearer(req, "accounting", "user:uploads:read")
   if not ctx then return s, b, h end
   local file = state.data.uploads[kind .. "/" .. jwt]
-  if not file then return 404, { error = "Not found." } end
+  if not file then return 404, { error = "File not found" } end
   return 200, file.content, { ["Content-Type"] = file.content_type or "application/octet-stream" }
 end
 
@@ -272,6 +277,8 @@ webhooks.routes = {
   { method = "GET", path = "/uploads/attachments/(%w+)", name = "/uploads/attachments/{jwt}",
     handler = function(req, jwt) return fetch_upload("attachments", req, jwt) end },
   { method = "GET", path = "/uploads/images/(%w+)", name = "/uploads/images/{jwt}",
+    handler = function(req, jwt) return fetch_upload("images", req, jwt) end },
+  { method = "GET", path = "/service/uploads/images/(%w+)", name = "/service/uploads/images/{jwt}",
     handler = function(req, jwt) return fetch_upload("images", req, jwt) end },
 }
 
