@@ -10,7 +10,9 @@
 --   vis         the record's vis_state field (tasks write visState); its deleted records are listed
 --               with search[vis_state]=1
 --   deleted     "include_deleted": time entries, whose deleted records only that flag lists
---   search_key  the accounting id filter (search[<key>s][]), for checking given ids in one request
+--   search_key  the accounting id filter (search[<key>s][]), for reading given records (webhook events,
+--               checks) in one request and in their list shape (a single GET answers more: a client's uuid)
+--   fetch       "list": given records are read in the whole list (a single project answers another shape)
 --   include     what lists must include for records equal to single GETs (lines)
 --   events      webhook object names (`invoice` in invoice.update)
 --   related     a webhook about this record also re-reads the record it changes (a payment, its invoice)
@@ -113,7 +115,7 @@ local KNOW = {
       { "customerid", "customerid", "int" }, { "frequency", "frequency", "text" },
       { "create_date", "create_date", "date" }, { "currency_code", { "currency_code", "amount.code" }, "text" },
       { "amount", "amount", "money" } } },
-  tasks = { stamp = { "updated", "eastern" }, sync = "updated_min", vis = "visState", search_key = "taskid",
+  tasks = { stamp = { "updated", "eastern" }, sync = "updated_min", vis = "vis_state", search_key = "taskid",
     events = { "task" }, columns = {
       { "name", "name", "text" }, { "billable", "billable", "bool" }, { "rate", "rate", "money" } } },
   journal_entries = { sync = "whole", search_key = "entryid", events = { "journal_entry" }, columns = {
@@ -130,7 +132,8 @@ local KNOW = {
       { "name", "name", "text" }, { "number", "number", "text" }, { "type", "type", "text" },
       { "sub_type", "sub_type", "text" }, { "parent_account", "parent_account", "text" },
       { "state", "state", "text" }, { "updated_at", "updated_at", "iso" } } },
-  projects = { stamp = { "updated_at", "iso" }, sync = "updated_since", events = { "project" }, columns = {
+  projects = { stamp = { "updated_at", "iso" }, sync = "updated_since", fetch = "list", events = { "project" },
+    columns = {
       { "title", "title", "text" }, { "client_id", "client_id", "int" }, { "active", "active", "bool" },
       { "complete", "complete", "bool" }, { "billing_method", "billing_method", "text" },
       { "project_type", "project_type", "text" }, { "rate", "rate", "decimal" }, { "budget", "budget", "text" },
@@ -175,7 +178,7 @@ for _, e in ipairs(catalogue.entries) do
     local r = { name = c.name, table = c.name, family = c.family, owner = c.owner, single = c.single,
       plural = c.plural, get = c.get, paged = c.paged, id = k.id or "id", id_type = k.id_type or "integer",
       stamp = k.stamp and k.stamp[1], zone = k.stamp and k.stamp[2], sync = k.sync, vis = k.vis,
-      deleted = k.deleted, search_key = k.search_key, include = k.include, events = k.events or {},
+      deleted = k.deleted, search_key = k.search_key, fetch = k.fetch, include = k.include, events = k.events or {},
       related = k.related, dependents = k.dependents, columns = k.columns }
     resources.list[#resources.list + 1] = r
     resources.by_name[r.name] = r

@@ -114,7 +114,7 @@ function schema.id(r, rec)
 end
 
 function schema.vis(r, rec)
-  local v = r.vis and rec[r.vis]
+  local v = r.vis and (rec[r.vis] or rec.visState) -- tasks have written visState
   if v == 0 or v == 1 or v == 2 then return v end
   return nil
 end

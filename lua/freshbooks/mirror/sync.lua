@@ -322,12 +322,32 @@ local function is_not_found(err)
   return err and (err.status == 404 or err.code == "not_found")
 end
 
--- Asks FreshBooks about rows it did not list: found ones are written (seen = `seen`), the rest marked
--- gone, in one transaction per request.
+-- Reads given records again as FreshBooks lists them: found ones are written (seen = `seen`), the rest
+-- marked gone. Accounting records by their id filter (100 a request, the live list, then the deleted
+-- one); projects by their whole list (a single project answers another shape); the others one GET each.
 local function verify(C, biz, r, ids, seen)
   if #ids == 0 then return true end
   local s = stats(C, biz, r)
   local h = resources.handle(C.fb, r, biz)
+  if r.fetch == "list" then
+    local got = {}
+    for _, list in ipairs(lists(r, nil)) do
+      local ok, err = walk(C, biz, r, list, 1, function(records)
+        for _, rec in ipairs(records) do got[schema.id(r, rec) or false] = true end
+        return write_page(C, biz, r, records, list, { seen = seen })
+      end)
+      if not ok then return nil, err end
+    end
+    return C.b:atomic(function()
+      for _, id in ipairs(ids) do
+        if not got[id] then
+          local done, err = mark_gone(C, biz, r, id)
+          if not done then return nil, err end
+        end
+      end
+      return true
+    end)
+  end
   if r.search_key then
     local key = r.search_key .. "s"
     for i = 1, #ids, 100 do
@@ -370,7 +390,7 @@ local function verify(C, biz, r, ids, seen)
       local e = C.budget.take(1)
       if e then return nil, e end
       s.requests = s.requests + 1
-      rec, err = h:get(id)
+      rec, err = h:get(id, r.include and { include = r.include } or nil)
       if not rec and not is_not_found(err) then return nil, err end
     end
     local ok, werr
@@ -728,35 +748,27 @@ function sync.event(b, fb, ev, opts)
   if not row then return { ignored = "not a mirrored business" } end
   local biz = { business_id = row[1], account_id = row[2], business_uuid = row[3], name = row[4] }
   C.now_iso = date.iso(opts.now or os.time())
-  local function fetch(res, rid)
-    local e = C.budget.take(1)
-    if e then return nil, e end
-    local h = resources.handle(fb, res, biz)
-    local rec, gerr = h:get(rid, res.include and { include = res.include } or nil)
-    if rec then
-      local ok, werr = write_page(C, biz, res, { rec }, { vis = res.vis and "record" or 0 }, {})
-      if not ok then return nil, werr end
-      return rec
-    end
-    if not is_not_found(gerr) then return nil, gerr end
-    local ok, werr = b:atomic(function() return mark_gone(C, biz, res, rid) end)
-    if not ok then return nil, werr end
-    return false
+  if not (r.search_key or r.get or r.fetch) then
+    return { ignored = "FreshBooks reads " .. r.name .. " only in lists" }
   end
-  local rec, ferr = fetch(r, id)
-  if rec == nil then return nil, ferr end
-  for rname, field in pairs(rec and r.related or {}) do
+  local ok, ferr = verify(C, biz, r, { id }, nil)
+  if not ok then return nil, ferr end
+  -- what the record changes too (a payment, its invoice)
+  local stored = r.related and b:first(("SELECT record FROM %s WHERE business_id = ? AND id = ? AND gone_at IS"
+    .. " NULL"):format(r.table), biz.business_id, id)
+  local rec = stored and core.json_decode(stored[1])
+  for rname, field in pairs(type(rec) == "table" and r.related or {}) do
     local rid = tonumber(rec[field])
     if rid then
-      local ok, rerr = fetch(resources.by_name[rname], rid)
-      if ok == nil then return nil, rerr end
+      ok, ferr = verify(C, biz, resources.by_name[rname], { rid }, nil)
+      if not ok then return nil, ferr end
     end
   end
-  local ok, derr = refresh_dependents(C, biz)
-  if not ok then return nil, derr end
-  local s = C.order[1] or {}
-  return { resource = r.name, id = id, written = s.written or 0, gone = s.gone or 0,
-           requests = C.budget.spent }
+  ok, ferr = refresh_dependents(C, biz)
+  if not ok then return nil, ferr end
+  local written, gone = 0, 0
+  for _, s in ipairs(C.order) do written, gone = written + s.written, gone + s.gone end
+  return { resource = r.name, id = id, written = written, gone = gone, requests = C.budget.spent }
 end
 
 return sync
