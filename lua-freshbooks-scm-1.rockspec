@@ -49,6 +49,7 @@ build = {
       ["freshbooks"] = "lua/freshbooks/init.lua",
       ["freshbooks.oauth"] = "lua/freshbooks/oauth.lua",
       ["freshbooks.mirror"] = "lua/freshbooks/mirror/init.lua",
+      ["freshbooks.mirror.reports"] = "lua/freshbooks/mirror/reports.lua",
       ["freshbooks.mirror.resources"] = "lua/freshbooks/mirror/resources.lua",
       ["freshbooks.mirror.schema"] = "lua/freshbooks/mirror/schema.lua",
       ["freshbooks.mirror.sqlite"] = "lua/freshbooks/mirror/sqlite.lua",

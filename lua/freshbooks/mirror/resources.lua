@@ -20,6 +20,7 @@
 --               its client's name and address, a bill its vendor and payments): when this one changes
 --               (in `fields`, when given), they are read again: {resource, filter key, from = the field
 --               of this record holding the value (default its id)}; no key: the whole list
+--   indexes     lists of columns an index covers (what a report reads, so it reads no record JSON)
 --   columns     typed columns: {column, field path(s), type}; types: int, text, bool (0/1), date
 --               (YYYY-MM-DD, empty -> NULL), money ({amount, code} -> column TEXT exact + column_cents
 --               INTEGER), decimal (a decimal string -> the same pair), eastern / utc / iso (a stamp ->
@@ -39,7 +40,11 @@ local KNOW = {
       { "email", "email", "text" }, { "currency_code", "currency_code", "text" },
       { "signup_date", "signup_date", "utc" } } },
   invoices = { stamp = { "updated", "eastern" }, sync = "updated_min", vis = "vis_state", search_key = "invoiceid",
-    include = LINES, events = { "invoice" }, columns = {
+    include = LINES, events = { "invoice" },
+    -- the billing report and days sales outstanding: what is owed, by client, aged
+    indexes = { { "vis_state", "outstanding_cents", "customerid", "currency_code", "due_date", "create_date",
+      "due_offset_days", "v3_status", "status", "amount_cents", "organization", "fname", "lname", "id" } },
+    columns = {
       { "customerid", "customerid", "int" }, { "invoice_number", "invoice_number", "text" },
       { "status", "status", "int" }, { "v3_status", "v3_status", "text" },
       { "payment_status", "payment_status", "text" }, { "display_status", "display_status", "text" },
@@ -179,7 +184,7 @@ for _, e in ipairs(catalogue.entries) do
       plural = c.plural, get = c.get, paged = c.paged, id = k.id or "id", id_type = k.id_type or "integer",
       stamp = k.stamp and k.stamp[1], zone = k.stamp and k.stamp[2], sync = k.sync, vis = k.vis,
       deleted = k.deleted, search_key = k.search_key, fetch = k.fetch, include = k.include, events = k.events or {},
-      related = k.related, dependents = k.dependents, columns = k.columns }
+      related = k.related, dependents = k.dependents, indexes = k.indexes or {}, columns = k.columns }
     resources.list[#resources.list + 1] = r
     resources.by_name[r.name] = r
     for _, ev in ipairs(r.events) do resources.by_event[ev] = r end

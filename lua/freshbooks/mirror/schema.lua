@@ -261,6 +261,11 @@ local function ensure(b)
         end
       end
     end
+    for i, cols in ipairs(r.indexes) do
+      local ok, err = b:exec(("CREATE INDEX IF NOT EXISTS %s_%d ON %s (business_id, %s)"):format(r.table, i, r.table,
+        table.concat(cols, ", ")))
+      if not ok then return nil, err end
+    end
   end
   return true
 end

@@ -14,7 +14,8 @@
 --                                      (one sync per mirror)                -> lease | nil, err
 --   backend:close()
 -- The dialect: types (integer, text, json), `distinct(a, b)` (a null-safe "differs"), `days(a, b)`
--- (days from date text b to date text a), `begin` (the statement opening a write transaction).
+-- (days from date text b to date text a), `add_days(d, n)` (date text n days after d), `begin` (the
+-- statement opening a write transaction).
 -- SQL is written with `?` parameters and SQLite/PostgreSQL's common upsert (ON CONFLICT ... DO UPDATE).
 local core = require "freshbooks.core"
 local errors = require "freshbooks.errors"
@@ -30,6 +31,7 @@ sqlite.dialect = {
   begin = "BEGIN IMMEDIATE",
   distinct = function(a, b) return a .. " IS NOT " .. b end,
   days = function(a, b) return "CAST(julianday(" .. a .. ") - julianday(" .. b .. ") AS INTEGER)" end,
+  add_days = function(d, n) return "date(" .. d .. ", printf('%+d days', " .. n .. "))" end,
 }
 
 local function fail(err, what)
