@@ -168,12 +168,14 @@ describe("freshbooks.mirror", function()
     local old = assert(mirror.open{ path = path })
     assert(old:sync(fb, { budget = false, businesses = { A }, resources = { "invoices" } }))
     local want = assert(old:query("SELECT id, outstanding_cents, due_date FROM invoices ORDER BY id")).rows
-    -- what an older mirror looks like: a version behind, without two typed columns
-    assert(old.backend:exec("ALTER TABLE invoices DROP COLUMN outstanding_cents; ALTER TABLE invoices DROP COLUMN"
+    -- what an older mirror looks like: a version behind, without two typed columns and the index over them
+    assert(old.backend:exec("DROP INDEX invoices_1; ALTER TABLE invoices DROP COLUMN outstanding_cents;"
+      .. " ALTER TABLE invoices DROP COLUMN"
       .. " due_date; UPDATE mirror_meta SET value = '0' WHERE key = 'schema_version'"))
     old:close()
     local ro = assert(mirror.open{ path = path, readonly = true }) -- a reader migrates it too
     assert.same(want, assert(ro:query("SELECT id, outstanding_cents, due_date FROM invoices ORDER BY id")).rows)
+    assert.equals(1, #assert(ro:query("SELECT name FROM sqlite_master WHERE name = 'invoices_1'")).rows)
     assert.same({ tostring(mirror.schema_version) },
       assert(ro:query("SELECT value FROM mirror_meta WHERE key = 'schema_version'")).rows[1])
     ro:close()
