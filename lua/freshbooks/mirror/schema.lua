@@ -136,17 +136,39 @@ local function guard(r, rec)
   return date.iso(t)
 end
 
+-- JSON with its keys sorted, so that the same record is the same text whatever order a Lua state's
+-- tables hold its keys in (Lua 5.4 seeds each state's hashes): records without a change stamp are
+-- compared by this text. Four times lua-cjson's cost, so stamped records (compared by stamp) use cjson.
+local encode, sort, concat = cjson.encode, table.sort, table.concat
+local function canonical(v)
+  if type(v) ~= "table" then return encode(v) end
+  if next(v) == nil then return "{}" end
+  local parts = {}
+  if v[1] ~= nil then
+    for i = 1, #v do parts[i] = canonical(v[i]) end
+    return "[" .. concat(parts, ",") .. "]"
+  end
+  local keys = {}
+  for k in pairs(v) do keys[#keys + 1] = tostring(k) end
+  sort(keys)
+  for i, k in ipairs(keys) do parts[i] = encode(k) .. ":" .. canonical(v[k]) end
+  return "{" .. concat(parts, ",") .. "}"
+end
+schema.canonical = canonical
+
 -- The parameters of the upsert (schema.upsert_sql) for one record: business, id, vis (nil: keep the
--- row's, 0 for a new one), updated, seen (nil: keep), synced_at, typed..., record JSON, the stamp guard.
+-- row's, 0 for a new one), updated, seen (nil: keep), synced_at, typed..., record JSON, the stamp guard,
+-- force (1: compare the JSON even when the stamps are equal: a record whose copies of another changed).
 -- -> array, count
-function schema.params(r, business_id, rec, vis, seen, now_iso)
+function schema.params(r, business_id, rec, vis, seen, now_iso, force)
   local p = { business_id, schema.id(r, rec), vis, schema.updated(r, rec), seen, now_iso }
   local typed = schema.typed(r)
   for i, c in ipairs(typed) do p[6 + i] = c[3](rec) end
   local n = 7 + #typed
-  p[n] = cjson.encode(rec)
+  p[n] = r.stamp and encode(rec) or canonical(rec)
   p[n + 1] = guard(r, rec)
-  return p, n + 1
+  p[n + 2] = force and 1 or 0
+  return p, n + 2
 end
 
 -- SQL -------------------------------------------------------------------------------------------
@@ -167,8 +189,9 @@ function schema.create_sql(r, d)
 end
 
 -- One statement writes a record whatever the mirror holds: new rows are inserted; a row is changed only
--- when the record or its vis_state differs (or it was marked gone), and never by an older version of
--- the record (an earlier stamp). changes() says whether it wrote.
+-- when the record changed - by its stamp (records are de-duplicated by id and stamp), by its JSON when
+-- it has no stamp or `force` says so - or its vis_state differs, or it was marked gone; and never by an
+-- older version of the record (an earlier stamp). changes() says whether it wrote.
 function schema.upsert_sql(r, d)
   local names, sets = {}, {}
   for _, c in ipairs(COMMON) do names[#names + 1] = c end
@@ -183,16 +206,17 @@ function schema.upsert_sql(r, d)
   n = n + 1
   names[#names + 1] = "record"
   values[#values + 1] = "?" .. n
-  local g = "?" .. (n + 1)
+  local g, f = "?" .. (n + 1), "?" .. (n + 2)
   local t = r.table
   return ("INSERT INTO %s (%s) VALUES (%s)\nON CONFLICT (business_id, id) DO UPDATE SET"
     .. " vis_state = COALESCE(?3, %s.vis_state), updated = excluded.updated, seen = COALESCE(?5, %s.seen),"
     .. " gone_at = NULL, synced_at = excluded.synced_at, %srecord = excluded.record\nWHERE (%s.updated IS NULL"
     .. " OR %s IS NULL OR %s >= %s.updated)"
-    .. " AND (%s OR %s OR %s.gone_at IS NOT NULL)"):format(t, table.concat(names, ", "),
-    table.concat(values, ", "), t, t, #sets > 0 and (table.concat(sets, ", ") .. ", ") or "", t, g, g, t,
-    d.distinct(t .. ".record", "excluded.record"), d.distinct(t .. ".vis_state", "COALESCE(?3, " .. t .. ".vis_state)"),
-    t)
+    .. " AND (%s OR ((excluded.updated IS NULL OR %s = 1) AND %s) OR %s OR %s.gone_at IS NOT NULL)")
+    :format(t, table.concat(names, ", "), table.concat(values, ", "), t, t,
+    #sets > 0 and (table.concat(sets, ", ") .. ", ") or "", t, g, g, t, d.distinct(t .. ".updated", "excluded.updated"),
+    f, d.distinct(t .. ".record", "excluded.record"),
+    d.distinct(t .. ".vis_state", "COALESCE(?3, " .. t .. ".vis_state)"), t)
 end
 
 local function base_sql(d)

@@ -195,8 +195,7 @@ end
 local function queue_dependents(C, biz, r, new, old)
   local deps = r.dependents
   if not deps then return true end
-  if deps.fields and new then -- a record gone changes what copies it, a new one nothing yet
-    if not old then return true end
+  if deps.fields and new and old then -- a record gone changes what copies it
     local differs = false
     for _, f in ipairs(deps.fields) do
       if tostring(old[f]) ~= tostring(new[f]) then differs = true end
@@ -207,7 +206,9 @@ local function queue_dependents(C, biz, r, new, old)
   for _, d in ipairs(deps) do
     local value = ""
     if d[2] then value = rec and rec[d.from or r.id] end
-    if value ~= nil and value ~= "" or not d[2] then
+    -- a new record is copied nowhere yet; a new child (a bill payment) changes its parent (its bill)
+    local wanted = old ~= nil or d.from ~= nil
+    if wanted and (value ~= nil and value ~= "" or not d[2]) then
       local ok, err = C.b:run("INSERT INTO pending (business_id, resource, filter, value) VALUES (?, ?, ?, ?)"
         .. " ON CONFLICT (business_id, resource, filter, value) DO NOTHING", biz.business_id, d[1], d[2] or "",
         tostring(value))
@@ -225,7 +226,7 @@ local function write_page(C, biz, r, records, list, opts)
     for _, rec in ipairs(records) do
       if type(rec) == "table" then
         local vis = vis_of(r, list, rec, opts.is_live, opts.started)
-        local p, n = schema.params(r, biz.business_id, rec, vis, opts.seen, C.now_iso)
+        local p, n = schema.params(r, biz.business_id, rec, vis, opts.seen, C.now_iso, opts.force)
         if p[2] ~= nil then
           local old = old_record(C, biz, r, p[2])
           local changed, err = C.b:run(sql, unpack(p, 1, n))
@@ -440,7 +441,7 @@ local function refresh_dependents(C, biz)
           one.query.search[g.filter .. "s"] = chunk
         end
         local ok, werr = walk(C, biz, d, one, 1, function(records)
-          return write_page(C, biz, d, records, one, {})
+          return write_page(C, biz, d, records, one, { force = true })
         end)
         if not ok then return nil, werr end
       end
