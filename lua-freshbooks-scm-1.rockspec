@@ -35,6 +35,7 @@ build = {
       ["freshbooks.cli.complete"] = "lua/freshbooks/cli/complete.lua",
       ["freshbooks.cli.config"] = "lua/freshbooks/cli/config.lua",
       ["freshbooks.cli.export"] = "lua/freshbooks/cli/export.lua",
+      ["freshbooks.cli.mirror"] = "lua/freshbooks/cli/mirror.lua",
       ["freshbooks.cli.login"] = "lua/freshbooks/cli/login.lua",
       ["freshbooks.cli.loopback"] = "lua/freshbooks/cli/loopback.lua",
       ["freshbooks.cli.progress"] = "lua/freshbooks/cli/progress.lua",
