@@ -147,7 +147,8 @@ $(RELEASE_ROCKSPEC): lua-freshbooks-scm-1.rockspec src/freshbooks.h
 
 # `make bench`: lua-freshbooks under lua5.4 and luajit against a raw libcurl loop in C and the official
 # Node SDK (installed into bench/node with npm when npm is there; skipped with a line otherwise), one
-# sandbox, interleaved rounds, medians and min-max (bench/run.lua says what is measured).
+# sandbox, interleaved rounds, medians and min-max (bench/run.lua says what is measured); then the mirror
+# (bench/mirror.lua: first sync next to export, an incremental sync after 100 changes, the offline report).
 BENCH_RAW := build/bench/raw_get
 $(BENCH_RAW): bench/raw_get.c
 	@mkdir -p $(dir $@)
@@ -160,3 +161,4 @@ bench: deps $(BENCH_RAW)
 	@if command -v npm >/dev/null; then [ -d bench/node/node_modules/@freshbooks/api ] || \
 	  (cd bench/node && npm ci --no-audit --no-fund --silent) || echo "bench: npm could not install the Node SDK"; fi
 	LUA_PATH="lua/?.lua;lua/?/init.lua;sandbox/?.lua;;" LUA_CPATH="build/lua5.4/?.so;;" lua5.4 bench/run.lua $(BENCH_RAW)
+	LUA_PATH="lua/?.lua;lua/?/init.lua;spec/?.lua;;" LUA_CPATH="build/lua5.4/?.so;;" lua5.4 bench/mirror.lua

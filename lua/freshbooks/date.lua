@@ -81,11 +81,16 @@ end
 -- The daylight-time interval of year y in UTC seconds: from 2:00 standard time to 2:00 daylight
 -- time, on the US rule of that year (2007 on: 2nd Sunday of March to 1st Sunday of November;
 -- 1987-2006: 1st Sunday of April to the last Sunday of October).
+local DAYLIGHT = {} -- year -> {from, to}: the mirror converts every record's stamps
 local function daylight(y)
+  local d = DAYLIGHT[y]
+  if d then return d[1], d[2] end
   local from, to
   if y >= 2007 then from, to = sunday(y, 3, 2), sunday(y, 11, 1)
   else from, to = sunday(y, 4, 1), sunday(y, 10, -1) end
-  return from * 86400 + 7 * 3600, to * 86400 + 6 * 3600
+  d = { from * 86400 + 7 * 3600, to * 86400 + 6 * 3600 }
+  DAYLIGHT[y] = d
+  return d[1], d[2]
 end
 
 -- date.eastern_offset(t) -> seconds to add to UTC epoch seconds t for US/Eastern wall time (-4 h or -5 h).

@@ -19,22 +19,28 @@ schema.migrations = {}
 
 -- Values ----------------------------------------------------------------------------------------
 
-local function field(rec, path)
-  local v = rec
-  for part in path:gmatch("[^.]+") do
-    if type(v) ~= "table" then return nil end
-    v = v[part]
+-- A getter for a field path ("amount.code"), or for the first of several that holds a value.
+local function getter(paths)
+  if type(paths) == "string" then paths = { paths } end
+  local gets = {}
+  for i, path in ipairs(paths) do
+    local a, b = path:match("^([^.]+)%.([^.]+)$")
+    if a then
+      gets[i] = function(rec)
+        local t = rec[a]
+        if type(t) == "table" then return t[b] end
+      end
+    else
+      gets[i] = function(rec) return rec[path] end
+    end
   end
-  return v
-end
-
-local function pick(rec, paths)
-  if type(paths) == "string" then return field(rec, paths) end
-  for _, p in ipairs(paths) do
-    local v = field(rec, p)
-    if v ~= nil and v ~= "" then return v end
+  if #gets == 1 then return gets[1] end
+  return function(rec)
+    for _, g in ipairs(gets) do
+      local v = g(rec)
+      if v ~= nil and v ~= "" then return v end
+    end
   end
-  return nil
 end
 
 -- "123.45" -> 12345 exactly (at most two decimals; anything else has no cents: NULL).
@@ -83,10 +89,11 @@ function schema.typed(r)
   if r.typed then return r.typed end
   local out = {}
   for _, c in ipairs(r.columns) do
-    local name, paths, kind = c[1], c[2], c[3]
+    local name, kind = c[1], c[3]
+    local get = getter(c[2])
     if kind == "money" or kind == "decimal" then
       local function amount(rec)
-        local v = pick(rec, paths)
+        local v = get(rec)
         if kind == "money" then v = type(v) == "table" and v.amount or nil end
         return type(v) == "string" and v or nil
       end
@@ -95,7 +102,7 @@ function schema.typed(r)
     else
       local conv = CONVERT[kind] or error("freshbooks.mirror: column type " .. tostring(kind))
       out[#out + 1] = { name, (kind == "int" or kind == "bool") and "integer" or "text",
-        function(rec) return conv(pick(rec, paths)) end }
+        function(rec) return conv(get(rec)) end }
     end
   end
   r.typed = out
@@ -123,17 +130,19 @@ function schema.updated(r, rec)
   return r.stamp and stamp(rec[r.stamp], r.zone) or nil
 end
 
--- The stamp an incoming record must reach to replace a row: its own, or an hour later when its Eastern
--- wall time is in the hour that repeats as daylight time ends (read as its first occurrence, it may be
--- the second: a later change must never look older).
-local function guard(r, rec)
+-- The record's change stamp (UTC ISO), and the stamp an incoming record must reach to replace a row:
+-- its own, or an hour later when its Eastern wall time is in the hour that repeats as daylight time
+-- ends (read as its first occurrence, it may be the second: a later change must never look older).
+local function stamps(r, rec)
   local v = r.stamp and rec[r.stamp]
-  if type(v) ~= "string" then return nil end
-  if r.zone ~= "eastern" then return stamp(v, r.zone) end
-  local t = date.from_eastern(v)
+  if type(v) ~= "string" or v == "" then return nil end
+  local t = r.zone == "eastern" and date.from_eastern(v) or date.from_utc(v)
   if not t then return nil end
-  if date.eastern_offset(t) == -4 * 3600 and date.eastern_offset(t + 3600) == -5 * 3600 then t = t + 3600 end
-  return date.iso(t)
+  local iso = date.iso(t)
+  if r.zone == "eastern" and date.eastern_offset(t) == -4 * 3600 and date.eastern_offset(t + 3600) == -5 * 3600 then
+    return iso, date.iso(t + 3600)
+  end
+  return iso, iso
 end
 
 -- JSON with its keys sorted, so that the same record is the same text whatever order a Lua state's
@@ -161,12 +170,13 @@ schema.canonical = canonical
 -- force (1: compare the JSON even when the stamps are equal: a record whose copies of another changed).
 -- -> array, count
 function schema.params(r, business_id, rec, vis, seen, now_iso, force)
-  local p = { business_id, schema.id(r, rec), vis, schema.updated(r, rec), seen, now_iso }
+  local updated, guard = stamps(r, rec)
+  local p = { business_id, schema.id(r, rec), vis, updated, seen, now_iso }
   local typed = schema.typed(r)
   for i, c in ipairs(typed) do p[6 + i] = c[3](rec) end
   local n = 7 + #typed
   p[n] = r.stamp and encode(rec) or canonical(rec)
-  p[n + 1] = guard(r, rec)
+  p[n + 1] = guard
   p[n + 2] = force and 1 or 0
   return p, n + 2
 end

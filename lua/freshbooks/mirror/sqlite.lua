@@ -59,8 +59,11 @@ function sqlite.open(path, opts)
   if not b.readonly then
     -- WAL: readers (reports, `freshbooks sql`) never wait for a sync, nor a sync for them. A killed
     -- process loses nothing committed; synchronous=NORMAL may lose the last commits on power loss
-    -- (a resume fetches them again), never consistency.
-    local ok, perr = db:exec("PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL; PRAGMA foreign_keys=OFF")
+    -- (a resume fetches them again), never consistency. The WAL is copied back (with an fsync) when it
+    -- holds 40 MB, not every 4: a first sync writes a page of records a transaction (measured: the
+    -- upsert of an invoice 38 -> 16 us).
+    local ok, perr = db:exec("PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL; PRAGMA foreign_keys=OFF;"
+      .. " PRAGMA wal_autocheckpoint=10000")
     if not ok then db:close() return fail(perr, path) end
   end
   return b

@@ -579,18 +579,15 @@ end
 function pass_of(C, biz, r)
   local st, err = load_state(C, biz, r)
   if not st then return nil, err end
-  local walked = false
+  -- A walk's checkpoint starts the next incremental pass where the walk began (less the overlap):
+  -- what changes while it runs is the next sync's.
   if r.sync == "whole" or st.phase == nil or st.phase == "walk" or C.opts.reconcile == "full" then
     if C.opts.reconcile == "full" and st.phase ~= "walk" then st.phase = "reconcile" end
-    local ok, werr = full_walk(C, biz, r, st)
-    if not ok then return nil, werr end
-    if r.sync == "whole" then return true end
-    walked = true
+    return full_walk(C, biz, r, st)
   end
-  -- after a walk: what changed while it ran
   local ok, ierr = incremental(C, biz, r, st)
   if not ok then return nil, ierr end
-  if walked or not reconcile_due(C, st) then return true end
+  if not reconcile_due(C, st) then return true end
   if C.progress then
     C.progress{ type = "resource", business_id = biz.business_id, resource = r.name, phase = "reconcile" }
   end
@@ -604,11 +601,7 @@ function pass_of(C, biz, r)
     if differ == nil then return nil, derr end
     if differ then
       st.phase = "reconcile"
-      ok, ierr = full_walk(C, biz, r, st)
-      if not ok then return nil, ierr end
-      ok, ierr = incremental(C, biz, r, st)
-      if not ok then return nil, ierr end
-      return true
+      return full_walk(C, biz, r, st)
     end
   end
   st.reconciled_at = C.now_iso
