@@ -281,6 +281,16 @@ local function operations(fb, allowed, budget, deadline)
     end
   end
   ops.me, ops.memberships, ops.find_business = identity("me"), identity("memberships"), identity("find_business")
+  -- mirror:query: read-only SQL on the host's mirror (opts.mirror), within the run's time and a bound
+  -- on what it may answer (its rows are copied into the guest, whose memory budget counts them too).
+  function ops.query(sql, params)
+    if not allowed.mirror then bad("mirror:query: this host gives scripts no mirror") end
+    if type(sql) ~= "string" then bad("mirror:query: sql must be a string") end
+    if params ~= nil and type(params) ~= "table" then bad("mirror:query: params must be a list") end
+    if not spend(1) then return nil, run.stop end
+    return allowed.mirror:query(sql, params, { deadline = math.max(0, deadline - core.now()),
+      max_rows = guest.mirror_rows, max_bytes = budget.memory })
+  end
   return ops, run
 end
 
@@ -312,12 +322,16 @@ local function drive(g, fb, ops, run, out)
   return kind, p
 end
 
-local OPTIONS = { print = "function", write = "boolean", budget = "table", usage = "table" }
+local OPTIONS = { print = "function", write = "boolean", budget = "table", usage = "table", mirror = "table" }
+
+-- Rows one mirror:query may answer.
+guest.mirror_rows = 10000
 
 -- guest.run(fb, source, chunkname, opts) -> true, results... | nil, err. The script is text (bytecode
 -- is refused); its results are copied (plain data only). opts: write (default false), print (where
 -- the script's print goes; default the host's print), budget (see guest.budget), usage (a table to
--- fill with what the run used). Bad arguments raise; a failed run returns nil, err with err.code one of
+-- fill with what the run used), mirror (a freshbooks.mirror the script may query, read-only, as
+-- `mirror:query(sql, params)`). Bad arguments raise; a failed run returns nil, err with err.code one of
 -- syntax, script_error, bad_result, budget_memory, budget_cpu, budget_time, budget_patterns,
 -- budget_calls, budget_output.
 function guest.run(fb, source, chunkname, opts)
@@ -345,7 +359,14 @@ function guest.run(fb, source, chunkname, opts)
   local g, err = core.guest(source, chunkname or "=guest", { memory = budget.memory,
     instructions = budget.instructions, time = budget.time, patterns = budget.patterns, output = budget.output })
   if not g then return nil, errors.new{ code = err.code, message = text(fb, err.message) } end
-  local ops, run = operations(fb, shape(opts.write == true), budget, core.now() + budget.time)
+  local allowed = shape(opts.write == true)
+  if opts.mirror then
+    if type(opts.mirror.query) ~= "function" then
+      error("freshbooks.guest.run: mirror must be a freshbooks.mirror", 2)
+    end
+    allowed = setmetatable({ mirror = opts.mirror }, { __index = allowed })
+  end
+  local ops, run = operations(fb, allowed, budget, core.now() + budget.time)
   local ok, kind, p = pcall(drive, g, fb, ops, run, opts.print or print)
   if opts.usage then
     for k, v in pairs(g:usage()) do opts.usage[k] = v end
