@@ -174,14 +174,16 @@ function Mirror:apply(fb, event, opts)
   return sync.event(live(self, "apply"), fb, ev, opts)
 end
 
--- m:query(sql, params, {deadline = seconds, max_rows = n, null = value}) -> {columns, rows} | nil, err
--- One statement that only reads (read_only otherwise).
+-- m:query(sql, params, {deadline = seconds, max_rows = n, max_bytes = n, null = value}) -> {columns, rows}
+-- | nil, err. One statement that only reads (read_only otherwise); too_many_rows, too_large,
+-- sqlite_deadline when it answers or runs past its bounds.
 function Mirror:query(sql, params, opts)
   if type(sql) ~= "string" then error("freshbooks.mirror: query: sql must be a string", 2) end
   if params ~= nil and type(params) ~= "table" then error("freshbooks.mirror: query: params must be a list", 2) end
-  opts = check(opts, { deadline = true, max_rows = true, null = true }, "query")
+  opts = check(opts, { deadline = true, max_rows = true, max_bytes = true, null = true }, "query")
   number_opt(opts, "deadline", 0, "query")
   number_opt(opts, "max_rows", 0, "query")
+  number_opt(opts, "max_bytes", 0, "query")
   return live(self, "query"):query(sql, params, opts)
 end
 

@@ -9,7 +9,7 @@
 --                                      value, rolled back when it returns nil, err or raises
 --   backend:columns(table)             the table's column names as a set, nil when there is no table
 --   backend:query(sql, params, opts)   a read-only query: {columns, rows} | nil, err (opts: deadline
---                                      seconds, max_rows, null)
+--                                      seconds, max_rows, max_bytes, null)
 --   backend:lease(name, wait)          an exclusive lease held until :release() or the process ends
 --                                      (one sync per mirror)                -> lease | nil, err
 --   backend:close()
@@ -183,7 +183,8 @@ function Backend:query(sql, params, opts)
       .. " or strings, one per ?" })
   end
   self.db:deadline(opts.deadline)
-  local rows, max = {}, opts.max_rows
+  local rows, max, bytes = {}, opts.max_rows, 0
+  local ncols = #st:columns()
   while true do
     local more, serr = st:step()
     if more == nil then return finish(fail(serr)) end
@@ -191,7 +192,16 @@ function Backend:query(sql, params, opts)
     if max and #rows >= max then
       return finish(nil, errors.new{ code = "too_many_rows", message = ("more than %d rows"):format(max) })
     end
-    rows[#rows + 1] = st:row(opts.null)
+    local row = st:row(opts.null)
+    if opts.max_bytes then
+      bytes = bytes + 16 + 8 * ncols
+      for i = 1, ncols do if type(row[i]) == "string" then bytes = bytes + #row[i] end end
+      if bytes > opts.max_bytes then
+        return finish(nil, errors.new{ code = "too_large", message = ("the answer passed %d bytes"):format(
+          opts.max_bytes) })
+      end
+    end
+    rows[#rows + 1] = row
   end
   return finish({ columns = st:columns(), rows = rows })
 end
