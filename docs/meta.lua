@@ -829,6 +829,96 @@ function report.table(out, biz, acc, as_of, width) end
 ---@param acc table its accumulator
 function report.csv(out, biz, acc) end
 
+---The report's writer: w.business(biz, acc) writes one business (table and CSV at once, JSON at
+---w.finish()); report.run and the mirror's offline report print through it.
+---@param out file*|{write:fun(self:any,s:string)}
+---@param format "table"|"csv"|"json"
+---@param as_of string YYYY-MM-DD
+---@param width? integer
+---@return {business:fun(biz:table,acc:table),finish:fun()}
+function report.writer(out, format, as_of, width) end
+
+---The mirror (`freshbooks.mirror`): FreshBooks in a local SQLite file (docs/mirror.md).
+---@class freshbooks.mirror
+---@field schema_version integer
+---@field resources string[] the resources a mirror keeps (each a table of the same name)
+local mirror = {}
+
+---Opens (creating or migrating forward) a mirror; a newer one is refused (mirror_too_new).
+---@param opts {path:string?,backend:table?,readonly:boolean?,busy_timeout:number?}
+---@return freshbooks.Mirror|nil
+---@return freshbooks.Error? err
+function mirror.open(opts) end
+
+---A mirror file.
+---@class freshbooks.Mirror
+local Mirror = {}
+
+---Everything the first time, then what changed: per (business, resource) checkpoints moved with the data.
+---@param fb freshbooks.Session
+---@param opts? {businesses:string[]?,resources:string[]?,parallel:integer?,budget:table|false|nil,
+---  progress:function?,reconcile:boolean|"full"|nil,reconcile_every:number?,overlap:number?,wait:number?}
+---@return table|nil summary {resources = {...}, requests, errors, now}
+---@return freshbooks.Error? err
+---@return table? summary what was done before the error
+function Mirror:sync(fb, opts) end
+
+---A webhook event: its record read again (or marked gone); other resources and businesses ignored.
+---@param fb freshbooks.Session
+---@param event table {name, object_id, account_id, business_id} or webhook.parse's pairs
+---@param opts? {budget:table|false|nil,progress:function?}
+---@return table|nil outcome {resource, id, written, gone, requests} or {ignored = why}
+---@return freshbooks.Error? err
+function Mirror:apply(fb, event, opts) end
+
+---One read-only SQL statement: read_only, too_many_rows, too_large, sqlite_deadline when refused.
+---@param sql string
+---@param params? any[]
+---@param opts? {deadline:number?,max_rows:integer?,max_bytes:integer?,null:any}
+---@return {columns:string[],rows:any[][]}|nil
+---@return freshbooks.Error? err
+function Mirror:query(sql, params, opts) end
+
+---The businesses and the checkpoint of every (business, resource), with row counts.
+---@return table|nil
+---@return freshbooks.Error? err
+function Mirror:status() end
+
+---Idempotent.
+function Mirror:close() end
+
+---Reports from a mirror (`freshbooks.mirror.reports`), by SQL: no request.
+---@class freshbooks.mirror.reports
+local mirror_reports = {}
+
+---The billing report per business, as report.accumulator's shape (report.writer prints it).
+---@param m freshbooks.Mirror
+---@param opts? {as_of:string?,business:string?}
+---@return table[]|nil {{business, acc}, ...}
+---@return string|freshbooks.Error as_of, or the error
+function mirror_reports.billing(m, opts) end
+
+---Revenue by client, currency and month: invoiced (sent invoices) or collected (payments).
+---@param m freshbooks.Mirror
+---@param opts? {from:string?,to:string?,basis:"invoiced"|"collected"|nil,business:string?}
+---@return {columns:string[],rows:any[][]}|nil
+---@return freshbooks.Error? err
+function mirror_reports.revenue(m, opts) end
+
+---Billable time not yet billed, by client and project, valued at the project's rate.
+---@param m freshbooks.Mirror
+---@param opts? {business:string?}
+---@return {columns:string[],rows:any[][]}|nil
+---@return freshbooks.Error? err
+function mirror_reports.unbilled_time(m, opts) end
+
+---Days sales outstanding per business and currency over the `days` (90) up to as_of.
+---@param m freshbooks.Mirror
+---@param opts? {as_of:string?,days:integer?,business:string?}
+---@return {columns:string[],rows:any[][]}|nil
+---@return freshbooks.Error? err
+function mirror_reports.dso(m, opts) end
+
 ---Options of core.client.
 ---@class freshbooks.core.ClientOptions
 ---@field connect_timeout? number seconds (10)

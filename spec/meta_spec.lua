@@ -40,7 +40,8 @@ describe("docs/meta.lua", function()
     redirect_uri = "https://example.com/cb" }, store = function() return { load = function() end } end }
   local db = assert(core.sqlite_open(":memory:"))
   local stmt = assert(db:prepare("SELECT 1"))
-  teardown(function() client:close() g:close() stmt:close() db:close() end)
+  local mir = assert(require("freshbooks.mirror").open{ path = ":memory:" })
+  teardown(function() client:close() g:close() stmt:close() db:close() mir:close() end)
 
   -- The objects behind each class: every public function of each must be documented.
   local real = {
@@ -63,6 +64,9 @@ describe("docs/meta.lua", function()
     ["freshbooks.core.Client"] = { t = getmetatable(client).__index },
     ["freshbooks.core.Guest"] = { t = getmetatable(g).__index },
     ["freshbooks.core.Sqlite"] = { t = getmetatable(db).__index },
+    ["freshbooks.mirror"] = { t = require "freshbooks.mirror" },
+    ["freshbooks.Mirror"] = { t = getmetatable(mir).__index },
+    ["freshbooks.mirror.reports"] = { t = require "freshbooks.mirror.reports" },
     ["freshbooks.core.SqliteStatement"] = { t = getmetatable(stmt).__index },
   }
 
