@@ -50,6 +50,7 @@ build = {
       ["freshbooks"] = "lua/freshbooks/init.lua",
       ["freshbooks.oauth"] = "lua/freshbooks/oauth.lua",
       ["freshbooks.mirror"] = "lua/freshbooks/mirror/init.lua",
+      ["freshbooks.mirror.feed"] = "lua/freshbooks/mirror/feed.lua",
       ["freshbooks.mirror.reports"] = "lua/freshbooks/mirror/reports.lua",
       ["freshbooks.mirror.resources"] = "lua/freshbooks/mirror/resources.lua",
       ["freshbooks.mirror.schema"] = "lua/freshbooks/mirror/schema.lua",
