@@ -144,10 +144,12 @@ local ok, err = pcall(function()
     table.insert(R.offline, (timed(function()
       run("report --offline --as-of 2025-06-30 --business aBcD1 --format csv --mirror " .. q(path))
     end)))
-    table.insert(R.api, (timed(function()
+    local function api_report()
       assert(require("freshbooks.report").run(fb, { as_of = "2025-06-30", business = "aBcD1", parallel = 8,
         format = "csv" }, { write = function(self) return self end }))
-    end)))
+    end
+    api_report() -- untimed: the sandbox renders the changed invoices again once
+    table.insert(R.api, (timed(api_report)))
     table.insert(R.api_cmd, (timed(function()
       run("report --as-of 2025-06-30 --business aBcD1 --format csv --parallel 8")
     end)))
@@ -177,7 +179,8 @@ local ok, err = pcall(function()
   for i, x in ipairs(R.sql) do ms[i] = x * 1000 end
   say("     offline, SQL in-process       %s ms", fmt(ms, "%.1f"))
   say("     freshbooks report --offline   %s s (the command, start-up included)", fmt(R.offline, "%.3f"))
-  say("     over the API, in-process      %s s", fmt(R.api, "%.2f"))
+  say("     over the API, in-process      %s s   offline SQL is %.0fx faster", fmt(R.api, "%.3f"),
+    median(R.api) / median(R.sql))
   say("     freshbooks report             %s s   offline is %.0fx faster", fmt(R.api_cmd, "%.2f"),
     median(R.api_cmd) / median(R.offline))
   w:cleanup()
