@@ -7,7 +7,8 @@
 --   3. the billing report over the 10,000 invoices: offline (SQL on the mirror, in-process, and the
 --      `report --offline` command) next to the report over the API.
 -- Rounds are interleaved; each figure is the median with the min-max of the rounds.
---   usage: LUA_PATH='lua/?.lua;lua/?/init.lua;spec/?.lua;;' LUA_CPATH='build/lua5.4/?.so;;' lua5.4 bench/mirror.lua [rounds]
+--   usage: LUA_PATH='lua/?.lua;lua/?/init.lua;spec/?.lua;;' LUA_CPATH='build/lua5.4/?.so;;' \
+--            lua5.4 bench/mirror.lua [rounds]
 -- (The sandbox is one nginx worker on the same cores: wall-clock figures are server-bound.)
 local cjson = require "cjson"
 local core = require "freshbooks.core"
@@ -138,7 +139,9 @@ local ok, err = pcall(function()
     -- 3. the billing report
     local m = assert(mirror.open{ path = path, readonly = true })
     for _ = 1, 5 do
-      table.insert(R.sql, (timed(function() assert(reports.billing(m, { as_of = "2025-06-30", business = "aBcD1" })) end)))
+      table.insert(R.sql, (timed(function()
+        assert(reports.billing(m, { as_of = "2025-06-30", business = "aBcD1" }))
+      end)))
     end
     m:close()
     table.insert(R.offline, (timed(function()
