@@ -83,6 +83,9 @@ describe("freshbooks sync, sql and report --offline", function()
     assert(C.until_true(function() return C.read(sock) ~= nil and require("lfs").attributes(sock, "mode") == "socket"
       end, 30), "no socket: " .. job:stderr())
     assert.equals("600", C.mode(sock))
+    -- after the watch's first sync, so that only the event can bring the change
+    assert(C.until_true(function() return C.read(job.out):find("synced", 1, true) ~= nil end, 60),
+      "no first sync: " .. job:stderr())
     assert(fb:account("aBcD1").clients:update(10011, { organization = "Watched Co." }))
     local unix = require "socket.unix"
     local c = (unix.stream or unix)()
