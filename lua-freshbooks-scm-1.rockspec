@@ -65,6 +65,7 @@ build = {
       ["freshbooks.store.file"] = "lua/freshbooks/store/file.lua",
       ["freshbooks.store.record"] = "lua/freshbooks/store/record.lua",
       ["freshbooks.store.redis"] = "lua/freshbooks/store/redis.lua",
+      ["freshbooks.store.redis_client"] = "lua/freshbooks/store/redis_client.lua",
       ["freshbooks.transport"] = "lua/freshbooks/transport.lua",
       ["freshbooks.webhook"] = "lua/freshbooks/webhook.lua",
     },
