@@ -57,6 +57,16 @@ describe("freshbooks sync, sql and report --offline", function()
     assert.truthy(err:find("another sync is running", 1, true), err)
   end)
 
+  it("shows FreshBooks' 429 and the wait its Retry-After asks for, then goes on", function()
+    sb:admin("POST", "/_sandbox/faults", { route = "/users/clients$", fault = "429", retry_after = 2, times = 1 })
+    local t = core.now()
+    local code, out, err = w:run("sync --business aBcD1 --resource clients --full", { timeout = 60 })
+    assert.equals(0, code, err)
+    assert.truthy(err:find("FreshBooks' rate limit: waiting 2 s", 1, true), err)
+    assert.truthy(out:find("synced", 1, true))
+    assert.is_true(core.now() - t >= 2)
+  end)
+
   it("stops at Ctrl-C (exit 130) and the next sync goes on to an equal mirror", function()
     local path = w.dir .. "/interrupted.db"
     M.slow_network(sb, true)

@@ -14,7 +14,7 @@ describe("freshbooks.mirror killed at any point", function()
   local sb, fb, dir, tokens_file
 
   setup(function()
-    sb = sandbox.start{ invoices = 1000, seed = M.seed % 991 + 1 }
+    sb = sandbox.start{ invoices = 600, seed = M.seed % 991 + 1 }
     dir = H.tmpdir()
     local t = sb:token{}
     fb = H.session(sb, { tokens = t })
@@ -98,7 +98,7 @@ describe("freshbooks.mirror killed at any point", function()
     assert(wait(pid, 120), "the timing run did not end")
     assert.truthy(H.read(out):find("synced", 1, true), H.read(out))
     local _, steps = H.read(out):gsub("\n", "")
-    local kills = M.slow and 40 or 6
+    local kills = M.slow and 40 or 4
     local killed, completed = 0, 0
     local acct = fb:account("aBcD1")
     for k = 1, kills do
@@ -122,9 +122,9 @@ describe("freshbooks.mirror killed at any point", function()
         consistent(path, ("after kill %d"):format(k))
       else
         -- then FreshBooks changes between runs: the resumed sync must pick those changes up as well
-        acct.invoices:update(rnd(1, 1000), { notes = "kill round " .. k })
+        acct.invoices:update(rnd(1, 600), { notes = "kill round " .. k })
         acct.clients:update(10000 + rnd(1, 50), { organization = "Killed " .. k })
-        acct.invoices:delete(rnd(1, 1000))
+        acct.invoices:delete(rnd(1, 600))
       end
     end
     pid, out = start(path)

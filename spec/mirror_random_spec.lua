@@ -129,7 +129,7 @@ describe("freshbooks.mirror under a random sequence of changes", function()
       function() return biz.services:create{ name = name() } end,
     }
 
-    local rounds = M.slow and 40 or 6
+    local rounds = M.slow and 40 or 4
     local done, failed = 0, 0
     for round = 1, rounds do
       for _ = 1, rnd(4, 10) do
