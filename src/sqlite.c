@@ -45,6 +45,11 @@ static int only_reads(void *p, int action, const char *a, const char *b, const c
 	case SQLITE_FUNCTION:
 	case SQLITE_RECURSIVE:
 		return SQLITE_OK;
+	case SQLITE_UPDATE:
+		/* a table-valued function's first use on a connection (json_each) declares its table and is
+		 * asked to update sqlite_master's columns; a statement that really writes fails
+		 * sqlite3_stmt_readonly */
+		return a != NULL && strcmp(a, "sqlite_master") == 0 ? SQLITE_OK : SQLITE_DENY;
 	case SQLITE_PRAGMA: {
 		int i;
 		for (i = 0; a != NULL && READ_PRAGMAS[i] != NULL; i++)
