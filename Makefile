@@ -16,8 +16,8 @@ WARN     := -Wall -Wextra -Werror -std=c99 -D_POSIX_C_SOURCE=200809L
 # `make check` install the packages first, and no target prints pkg-config noise before that.
 # The module links against libcurl/libssl/libcrypto but not liblua: the interpreter provides Lua's symbols.
 pkg      = $(shell pkg-config $(1) $(2) 2>/dev/null || echo PKG_CONFIG_MISSING)
-LUA_CFLAGS = $(call pkg,--cflags,$(LUA_PC) libcurl libssl libcrypto)
-LIBS     = $(call pkg,--libs,libcurl libssl libcrypto)
+LUA_CFLAGS = $(call pkg,--cflags,$(LUA_PC) libcurl libssl libcrypto sqlite3)
+LIBS     = $(call pkg,--libs,libcurl libssl libcrypto sqlite3)
 # What a missing -dev package looks like, said plainly.
 need_pkgs = @pkg-config --exists $(1) || { echo "missing development packages for: $(1)"; \
   echo "run 'make deps' (installs the Debian packages; as root) and try again"; exit 1; }
@@ -38,7 +38,7 @@ VM_LIBS   = $(call pkg,--libs,libcrypto)
 all: $(CORE) $(VM)
 
 $(CORE): $(CORE_SRC) $(HDR) Makefile
-	$(call need_pkgs,$(LUA_PC) libcurl libssl libcrypto)
+	$(call need_pkgs,$(LUA_PC) libcurl libssl libcrypto sqlite3)
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) $(WARN) -fPIC -shared $(LUA_CFLAGS) $(CORE_SRC) -o $@ $(LIBS)
 
@@ -138,10 +138,10 @@ ROCK_CORE := build/rock/freshbooks/core.so
 ROCK_VM  := build/rock/freshbooks/vm.so
 LIBFLAG  ?= -shared
 rock: build/rock/gen/guest_lua.h
-	$(call need_pkgs,libcurl libssl libcrypto)
+	$(call need_pkgs,libcurl libssl libcrypto sqlite3)
 	@mkdir -p $(dir $(ROCK_CORE))
 	$(CC) $(CFLAGS) $(WARN) -fPIC $(LIBFLAG) -I$(LUA_INCDIR) \
-	  $(call pkg,--cflags,libcurl libssl libcrypto) $(CORE_SRC) -o $(ROCK_CORE) $(LIBS)
+	  $(call pkg,--cflags,libcurl libssl libcrypto sqlite3) $(CORE_SRC) -o $(ROCK_CORE) $(LIBS)
 	$(CC) $(CFLAGS) $(WARN) -fPIC $(LIBFLAG) -I$(LUA_INCDIR) -Ibuild/rock/gen \
 	  $(call pkg,--cflags,libcurl libcrypto) $(VM_SRC) -o $(ROCK_VM) $(VM_LIBS)
 
@@ -163,7 +163,8 @@ $(RELEASE_ROCKSPEC): lua-freshbooks-scm-1.rockspec src/freshbooks.h
 
 # `make bench`: lua-freshbooks under lua5.4 and luajit against a raw libcurl loop in C and the official
 # Node SDK (installed into bench/node with npm when npm is there; skipped with a line otherwise), one
-# sandbox, interleaved rounds, medians and min-max (bench/run.lua says what is measured).
+# sandbox, interleaved rounds, medians and min-max (bench/run.lua says what is measured); then the mirror
+# (bench/mirror.lua: first sync next to export, an incremental sync after 100 changes, the offline report).
 BENCH_RAW := build/bench/raw_get
 $(BENCH_RAW): bench/raw_get.c
 	@mkdir -p $(dir $@)
@@ -176,6 +177,7 @@ bench: deps $(BENCH_RAW)
 	@if command -v npm >/dev/null; then [ -d bench/node/node_modules/@freshbooks/api ] || \
 	  (cd bench/node && npm ci --no-audit --no-fund --silent) || echo "bench: npm could not install the Node SDK"; fi
 	LUA_PATH="lua/?.lua;lua/?/init.lua;sandbox/?.lua;;" LUA_CPATH="build/lua5.4/?.so;;" lua5.4 bench/run.lua $(BENCH_RAW)
+	LUA_PATH="lua/?.lua;lua/?/init.lua;spec/?.lua;;" LUA_CPATH="build/lua5.4/?.so;;" lua5.4 bench/mirror.lua
 
 # `make bench-callgrind [CALLGRIND_LUAS="lua5.4 luajit"]`: instructions per GET under valgrind's
 # callgrind, a session's `acct.clients:get` against the raw libcurl loop (bench/callgrind.lua).

@@ -906,6 +906,96 @@ function report.table(out, biz, acc, as_of, width) end
 ---@param acc table its accumulator
 function report.csv(out, biz, acc) end
 
+---The report's writer: w.business(biz, acc) writes one business (table and CSV at once, JSON at
+---w.finish()); report.run and the mirror's offline report print through it.
+---@param out file*|{write:fun(self:any,s:string)}
+---@param format "table"|"csv"|"json"
+---@param as_of string YYYY-MM-DD
+---@param width? integer
+---@return {business:fun(biz:table,acc:table),finish:fun()}
+function report.writer(out, format, as_of, width) end
+
+---The mirror (`freshbooks.mirror`): FreshBooks in a local SQLite file (docs/mirror.md).
+---@class freshbooks.mirror
+---@field schema_version integer
+---@field resources string[] the resources a mirror keeps (each a table of the same name)
+local mirror = {}
+
+---Opens (creating or migrating forward) a mirror; a newer one is refused (mirror_too_new).
+---@param opts {path:string?,backend:table?,readonly:boolean?,busy_timeout:number?}
+---@return freshbooks.Mirror|nil
+---@return freshbooks.Error? err
+function mirror.open(opts) end
+
+---A mirror file.
+---@class freshbooks.Mirror
+local Mirror = {}
+
+---Everything the first time, then what changed: per (business, resource) checkpoints moved with the data.
+---@param fb freshbooks.Session
+---@param opts? {businesses:string[]?,resources:string[]?,parallel:integer?,budget:table|false|nil,
+---  progress:function?,reconcile:boolean|"full"|nil,reconcile_every:number?,overlap:number?,wait:number?}
+---@return table|nil summary {resources = {...}, requests, errors, now}
+---@return freshbooks.Error? err
+---@return table? summary what was done before the error
+function Mirror:sync(fb, opts) end
+
+---A webhook event: its record read again (or marked gone); other resources and businesses ignored.
+---@param fb freshbooks.Session
+---@param event table {name, object_id, account_id, business_id} or webhook.parse's pairs
+---@param opts? {budget:table|false|nil,progress:function?}
+---@return table|nil outcome {resource, id, written, gone, requests} or {ignored = why}
+---@return freshbooks.Error? err
+function Mirror:apply(fb, event, opts) end
+
+---One read-only SQL statement: read_only, too_many_rows, too_large, sqlite_deadline when refused.
+---@param sql string
+---@param params? any[]
+---@param opts? {deadline:number?,max_rows:integer?,max_bytes:integer?,null:any}
+---@return {columns:string[],rows:any[][]}|nil
+---@return freshbooks.Error? err
+function Mirror:query(sql, params, opts) end
+
+---The businesses and the checkpoint of every (business, resource), with row counts.
+---@return table|nil
+---@return freshbooks.Error? err
+function Mirror:status() end
+
+---Idempotent.
+function Mirror:close() end
+
+---Reports from a mirror (`freshbooks.mirror.reports`), by SQL: no request.
+---@class freshbooks.mirror.reports
+local mirror_reports = {}
+
+---The billing report per business, as report.accumulator's shape (report.writer prints it).
+---@param m freshbooks.Mirror
+---@param opts? {as_of:string?,business:string?}
+---@return table[]|nil {{business, acc}, ...}
+---@return string|freshbooks.Error as_of, or the error
+function mirror_reports.billing(m, opts) end
+
+---Revenue by client, currency and month: invoiced (sent invoices) or collected (payments).
+---@param m freshbooks.Mirror
+---@param opts? {from:string?,to:string?,basis:"invoiced"|"collected"|nil,business:string?}
+---@return {columns:string[],rows:any[][]}|nil
+---@return freshbooks.Error? err
+function mirror_reports.revenue(m, opts) end
+
+---Billable time not yet billed, by client and project, valued at the project's rate.
+---@param m freshbooks.Mirror
+---@param opts? {business:string?}
+---@return {columns:string[],rows:any[][]}|nil
+---@return freshbooks.Error? err
+function mirror_reports.unbilled_time(m, opts) end
+
+---Days sales outstanding per business and currency over the `days` (90) up to as_of.
+---@param m freshbooks.Mirror
+---@param opts? {as_of:string?,days:integer?,business:string?}
+---@return {columns:string[],rows:any[][]}|nil
+---@return freshbooks.Error? err
+function mirror_reports.dso(m, opts) end
+
 ---Options of core.http.client.
 ---@class freshbooks.core.ClientOptions
 ---@field connect_timeout? number seconds (10)
@@ -987,6 +1077,81 @@ function Guest:usage() end
 ---Idempotent.
 function Guest:close() end
 
+---A SQLite database (core.sqlite.open): the mirror's storage.
+---@class freshbooks.core.Sqlite
+local Sqlite = {}
+
+---Runs one or more statements that answer no rows (schema, BEGIN/COMMIT, pragmas).
+---@param sql string
+---@return true|nil ok
+---@return table? err {code, message, sqlite_code}: sqlite_busy, sqlite_readonly, sqlite_constraint, ...
+function Sqlite:exec(sql) end
+
+---One statement with `?` parameters (sqlite_multiple for more than one).
+---@param sql string
+---@return freshbooks.core.SqliteStatement|nil
+---@return table? err
+function Sqlite:prepare(sql) end
+
+---Rows changed by the last statement.
+---@return integer
+function Sqlite:changes() end
+
+---Whether a transaction is open.
+---@return boolean
+function Sqlite:in_transaction() end
+
+---Statements stop with sqlite_deadline once `seconds` have passed from now (nil: no deadline). Ctrl-C
+---stops them too (aborted) in programs that called core.signal.trap().
+---@param seconds? number
+function Sqlite:deadline(seconds) end
+
+---While on, statements prepared may only read (SELECT, functions, recursive CTEs, pragmas that describe
+---the schema): writes, ATTACH, DETACH, transactions fail to prepare (sqlite_code 23, SQLITE_AUTH).
+---@param on boolean
+function Sqlite:restrict(on) end
+
+---Idempotent; statements still open keep the connection until they are closed or collected.
+function Sqlite:close() end
+
+---A prepared statement.
+---@class freshbooks.core.SqliteStatement
+local SqliteStatement = {}
+
+---Resets the statement and binds ?1..?n: nil, booleans (0/1), integers (64-bit), floats, strings.
+---@return freshbooks.core.SqliteStatement
+function SqliteStatement:bind(...) end
+
+---true: a row is ready; false: done.
+---@return boolean|nil
+---@return table? err
+function SqliteStatement:step() end
+
+---The current row's column i (1-based); NULL is nil.
+---@param i integer
+---@return any
+function SqliteStatement:get(i) end
+
+---The current row as an array; NULL is `null` when given (e.g. cjson.null), else a hole.
+---@param null? any
+---@return any[]
+function SqliteStatement:row(null) end
+
+---The result's column names.
+---@return string[]
+function SqliteStatement:columns() end
+
+---Whether the statement only reads (sqlite3_stmt_readonly).
+---@return boolean
+function SqliteStatement:readonly() end
+
+---Back to the first row, bindings kept.
+---@return freshbooks.core.SqliteStatement
+function SqliteStatement:reset() end
+
+---Idempotent.
+function SqliteStatement:close() end
+
 ---The C core (`freshbooks.core`): one table per concern (docs/core.md).
 ---@class freshbooks.core
 ---@field version string FRESHBOOKS_VERSION
@@ -999,6 +1164,7 @@ function Guest:close() end
 ---@field clock freshbooks.core.clock
 ---@field signal freshbooks.core.signal
 ---@field process freshbooks.core.process
+---@field sqlite freshbooks.core.sqlite
 local core = {}
 
 ---The guest VM (`freshbooks.vm`, freshbooks/vm.so): untrusted scripts in Lua states of their own.
@@ -1143,6 +1309,17 @@ local json = {}
 ---@return any|nil value
 ---@return string? err
 function json.decode(s) end
+
+---The mirror's storage (src/sqlite.c, libsqlite3).
+---@class freshbooks.core.sqlite
+local sqlite = {}
+
+---Opens (or creates) a SQLite database; symbolic links are not followed.
+---@param path string a file, or ":memory:"
+---@param opts? {readonly?: boolean, create?: boolean, busy_timeout?: number}
+---@return freshbooks.core.Sqlite|nil
+---@return table? err sqlite_cantopen, sqlite_corrupt, ...
+function sqlite.open(path, opts) end
 
 ---The token file store's support (src/lockfile.c).
 ---@class freshbooks.core.fs

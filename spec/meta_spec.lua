@@ -40,7 +40,10 @@ describe("docs/meta.lua", function()
   local conns = freshbooks.connections{ app = { client_id = "id", client_secret = "s",
     redirect_uri = "https://example.com/cb" }, store = function() return { load = function() end } end }
   local stream = assert(fb:stream())
-  teardown(function() client:close() g:close() stream:close() end)
+  local db = assert(core.sqlite.open(":memory:"))
+  local stmt = assert(db:prepare("SELECT 1"))
+  local mir = assert(require("freshbooks.mirror").open{ path = ":memory:" })
+  teardown(function() client:close() g:close() stream:close() stmt:close() db:close() mir:close() end)
 
   -- The objects behind each class: every public function of each must be documented.
   local real = {
@@ -74,6 +77,12 @@ describe("docs/meta.lua", function()
     ["freshbooks.core.Client"] = { t = getmetatable(client).__index },
     ["freshbooks.vm"] = { t = vm },
     ["freshbooks.vm.Guest"] = { t = getmetatable(g).__index },
+    ["freshbooks.core.sqlite"] = { t = core.sqlite },
+    ["freshbooks.core.Sqlite"] = { t = getmetatable(db).__index },
+    ["freshbooks.core.SqliteStatement"] = { t = getmetatable(stmt).__index },
+    ["freshbooks.mirror"] = { t = require "freshbooks.mirror" },
+    ["freshbooks.Mirror"] = { t = getmetatable(mir).__index },
+    ["freshbooks.mirror.reports"] = { t = require "freshbooks.mirror.reports" },
   }
 
   -- Every miss is listed at once, sorted, so one run says all that is to fix.

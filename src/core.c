@@ -35,5 +35,6 @@ int luaopen_freshbooks_core(lua_State *L)
 	group(L, "clock", fb_open_clock);     /* clock.c: now, sleep */
 	group(L, "signal", fb_open_interrupt); /* interrupt.c: trap, interrupted */
 	group(L, "process", fb_open_fd);     /* fd.c: close_on_exec, guard_stdio */
+	group(L, "sqlite", fb_open_sqlite);   /* sqlite.c: open (the mirror's database) */
 	return 1;
 }

@@ -24,6 +24,7 @@ void fb_open_lockfile(lua_State *L);  /* core.fs     (lockfile.c): the token fil
 void fb_open_clock(lua_State *L);     /* core.clock  (clock.c): retries, benchmarks */
 void fb_open_interrupt(lua_State *L); /* core.signal (interrupt.c): the command */
 void fb_open_fd(lua_State *L);        /* core.process (fd.c): descriptors, for the command */
+void fb_open_sqlite(lua_State *L);    /* core.sqlite (sqlite.c): the mirror's database */
 
 /* interrupt.c: the signal that arrived since core.signal.trap() (0: none), and whether it runs. */
 int fb_interrupted(void);

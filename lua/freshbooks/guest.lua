@@ -167,7 +167,7 @@ local function scope_of(fb, list)
   local function listed(m)
     return want[idstr(m.business_id)] or want[idstr(m.account_id)] or (m.business_uuid ~= nil and want[m.business_uuid])
   end
-  local scope = {}
+  local scope = { list = list }
   function scope.memberships(refresh)
     local all, err = fb:memberships(refresh)
     if not all then return nil, err end
@@ -212,6 +212,22 @@ local function scope_of(fb, list)
     return identity.match(mine, key)
   end
   return scope
+end
+
+-- A run limited to some businesses may query a mirror only while the mirror holds no other business:
+-- its SQL reads any row of the file. -> true | false, why (another business) | nil, err (unreadable)
+local function mirror_within(m, list)
+  local st, err = m:status()
+  if not st then return nil, err end
+  local want = {}
+  for _, v in ipairs(list) do want[idstr(v)] = true end
+  for _, b in ipairs(st.businesses) do
+    if not (want[idstr(b.business_id)] or want[idstr(b.account_id)] or (b.business_uuid and want[b.business_uuid])) then
+      return false, "the mirror holds business " .. tostring(b.business_id) .. ", which is not among the"
+        .. " businesses this run may use (mirror only those: mirror:sync(fb, {businesses = ...}))"
+    end
+  end
+  return true
 end
 
 -- The operations a script can ask for. Resources are built on a stand-in for the session whose every
@@ -365,6 +381,21 @@ local function operations(fb, allowed, budget, deadline, scope)
     end
   end
   ops.me, ops.memberships, ops.find_business = asking("me"), asking("memberships"), asking("find_business")
+  -- mirror:query: read-only SQL on the host's mirror (opts.mirror), within the run's time and a bound
+  -- on what it may answer (its rows are copied into the guest, whose memory budget counts them too).
+  function ops.query(sql, params)
+    if not allowed.mirror then bad("mirror:query: this host gives scripts no mirror") end
+    if scope then
+      local ok, why = mirror_within(allowed.mirror, scope.list)
+      if ok == false then bad("mirror:query: " .. why) end
+      if not ok then return nil, why end
+    end
+    if type(sql) ~= "string" then bad("mirror:query: sql must be a string") end
+    if params ~= nil and type(params) ~= "table" then bad("mirror:query: params must be a list") end
+    if not spend(1) then return nil, run.stop end
+    return allowed.mirror:query(sql, params, { deadline = math.max(0, deadline - core.clock.now()),
+      max_rows = guest.mirror_rows, max_bytes = budget.memory })
+  end
   return ops, run
 end
 
@@ -397,14 +428,19 @@ local function drive(g, fb, ops, run, out)
 end
 
 local OPTIONS = options.spec{ print = { "function" }, write = { "boolean" }, budget = { "table" }, usage = { "table" },
-  businesses = { "table" } }
+  businesses = { "table" }, mirror = { "table" } }
+
+-- Rows one mirror:query may answer.
+guest.mirror_rows = 10000
 
 -- guest.run(fb, source, chunkname, opts) -> true, results... | nil, err. The script is text (bytecode
 -- is refused); its results are copied (plain data only). opts: write (default false), print (where
 -- the script's print goes; default the host's print), budget (see guest.budget), usage (a table to
 -- fill with what the run used), businesses (the ids of the businesses the script may touch: a
--- membership's business_id, account_id or business_uuid; default every business the token reaches).
--- Bad arguments raise; a failed run returns nil, err with err.code one of
+-- membership's business_id, account_id or business_uuid; default every business the token reaches),
+-- mirror (a freshbooks.mirror the script may query, read-only, as `mirror:query(sql, params)`; with
+-- businesses, the mirror must hold those businesses only). Bad arguments raise; a failed run returns
+-- nil, err with err.code one of
 -- syntax, script_error, bad_result, budget_memory, budget_cpu, budget_time, budget_patterns,
 -- budget_calls, budget_output.
 function guest.run(fb, source, chunkname, opts)
@@ -429,11 +465,22 @@ function guest.run(fb, source, chunkname, opts)
     budget[k] = v
   end
 
+  local allowed = shape(opts.write == true)
+  if opts.mirror then
+    if type(opts.mirror.query) ~= "function" then
+      error("freshbooks.guest.run: mirror must be a freshbooks.mirror", 2)
+    end
+    if opts.businesses then
+      local ok, why = mirror_within(opts.mirror, opts.businesses)
+      if ok == false then error("freshbooks.guest.run: " .. why, 2) end
+      if not ok then return nil, why end
+    end
+    allowed = setmetatable({ mirror = opts.mirror }, { __index = allowed })
+  end
   local g, err = vm.new(source, chunkname or "=guest", { memory = budget.memory,
     instructions = budget.instructions, time = budget.time, patterns = budget.patterns, output = budget.output })
   if not g then return nil, errors.new{ code = err.code, message = text(fb, err.message) } end
-  local ops, run = operations(fb, shape(opts.write == true), budget, core.clock.now() + budget.time,
-    scope_of(fb, opts.businesses))
+  local ops, run = operations(fb, allowed, budget, core.clock.now() + budget.time, scope_of(fb, opts.businesses))
   local ok, kind, p = pcall(drive, g, fb, ops, run, opts.print or print)
   if opts.usage then
     for k, v in pairs(g:usage()) do opts.usage[k] = v end

@@ -40,15 +40,31 @@ local function billing(ctx, fb, out, a)
   end
 end
 
+-- The mirror's kinds (freshbooks.cli.mirror) read the mirror only: `mirror = true`.
+local function from_mirror(name)
+  return function(...) return require("freshbooks.cli.mirror")[name](...) end
+end
+
 report.KINDS = {
   { name = "billing", summary = "Outstanding invoices by client and currency, aged (current, 1-30 ... 90+ days).",
-    formats = { "table", "csv", "json" }, options = { "as_of", "business", "parallel" }, run = billing },
+    formats = { "table", "csv", "json" }, options = { "as_of", "business", "parallel", "offline", "mirror" },
+    run = billing },
+  { name = "revenue", summary = "From the mirror: revenue by client by month (--basis invoiced or collected).",
+    formats = { "table", "csv", "json" }, options = { "business", "from", "to", "basis", "offline", "mirror" },
+    mirror = true, run = from_mirror("revenue") },
+  { name = "unbilled", summary = "From the mirror: billable time not yet billed, by client and project.",
+    formats = { "table", "csv", "json" }, options = { "business", "offline", "mirror" }, mirror = true,
+    run = from_mirror("unbilled") },
+  { name = "dso", summary = "From the mirror: days sales outstanding per currency (--days of sales, default 90).",
+    formats = { "table", "csv", "json" }, options = { "as_of", "business", "days", "offline", "mirror" },
+    mirror = true, run = from_mirror("dso") },
 }
 report.by_name = {}
 for _, k in ipairs(report.KINDS) do report.by_name[k.name] = k end
 
 -- Options of `report` and the kinds that take them (for the message when a kind does not).
-local OPTIONS = { as_of = "--as-of", business = "--business", parallel = "--parallel" }
+local OPTIONS = { as_of = "--as-of", business = "--business", parallel = "--parallel", offline = "--offline",
+  mirror = "--mirror", from = "--from", to = "--to", basis = "--basis", days = "--days" }
 
 function report.report(ctx)
   local a = ctx.args
@@ -63,7 +79,7 @@ function report.report(ctx)
   for _, o in ipairs(kind.options) do takes[o] = true end
   for key, flag in pairs(OPTIONS) do
     local default = key == "parallel" and 4 or nil
-    if a[key] ~= nil and a[key] ~= default and not takes[key] then
+    if a[key] ~= nil and a[key] ~= default and a[key] ~= false and not takes[key] then
       exit(2, "the %s report takes no %s", kind.name, flag)
     end
   end
@@ -72,10 +88,12 @@ function report.report(ctx)
   for _, f in ipairs(kind.formats) do fine = fine or f == a.format end
   if not fine then exit(2, "the %s report is written as %s, not %s", kind.name, table.concat(kind.formats, ", "),
     a.format) end
-  local fb = ctx:connected()
+  local offline = a.offline or kind.mirror
+  local fb = not offline and ctx:connected() or nil
   -- A table on a terminal goes through the pager, held until it is complete: progress bars draw meanwhile.
   local out = ctx:output(nil, { pager = a.format == "table" and "hold" or nil, utf8 = true })
-  kind.run(ctx, fb, out, a)
+  if offline and kind.name == "billing" then require("freshbooks.cli.mirror").billing(ctx, out, a)
+  else kind.run(ctx, fb, out, a) end
   out:commit()
 end
 
