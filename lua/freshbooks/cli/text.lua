@@ -196,6 +196,60 @@ function text.row(cells, cols, widths)
   return (concat(parts, " "):gsub("%s+$", ""))
 end
 
+-- One cell of text.rows: nothing for nil and null, numbers as FreshBooks writes them.
+local function cell(v)
+  if v == nil or v == require("cjson").null then return "" end
+  if type(v) == "number" then return require("freshbooks.query").number(v) end
+  return tostring(v)
+end
+
+-- text.rows(out, format, columns, rows): rows (arrays of values under `columns`) as a table for people
+-- (numbers and decimal amounts right-aligned, fitted to out.columns on a terminal; a block per row when
+-- it is too narrow), CSV (RFC 4180) or JSON (an array of objects, null as null). `freshbooks sql`, the
+-- mirror's reports and the API's reports write through it.
+function text.rows(out, format, columns, list)
+  if format == "json" then
+    local objects = {}
+    for i, row in ipairs(list) do
+      local obj = {}
+      for j, name in ipairs(columns) do obj[name] = row[j] end
+      objects[i] = obj
+    end
+    out:write(text.json(text.array(objects)), "\n") -- text.json writes cjson.null as null
+  elseif format == "csv" then
+    local csv_field = require("freshbooks.report").csv_field
+    local line = {}
+    for j, name in ipairs(columns) do line[j] = csv_field(name) end
+    out:write(concat(line, ","), "\n")
+    for _, row in ipairs(list) do
+      for j = 1, #columns do line[j] = csv_field(cell(row[j])) end
+      out:write(concat(line, ","), "\n")
+    end
+  else
+    local rows, layout = { columns }, {}
+    for j in ipairs(columns) do layout[j] = { min = 4 } end
+    for i, row in ipairs(list) do
+      local r = {}
+      for j = 1, #columns do
+        local v = row[j]
+        r[j] = text.clean(cell(v))
+        if type(v) == "number" or type(v) == "string" and v:match("^%-?%d+%.%d+$") then layout[j].right = true end
+      end
+      rows[i + 1] = r
+    end
+    local widths = text.grid(rows, layout, out.terminal and out.columns or nil, 0)
+    if widths then
+      for _, r in ipairs(rows) do out:write(text.row(r, layout, widths), "\n") end
+    else -- too narrow: a block per row
+      for i = 2, #rows do
+        for j, name in ipairs(columns) do out:write(text.clean(name), ": ", rows[i][j], "\n") end
+        out:write("\n")
+      end
+    end
+    if out.terminal then out:write(("(%d row%s)\n"):format(#list, #list == 1 and "" or "s")) end
+  end
+end
+
 -- JSON ---------------------------------------------------------------------------------------------
 
 -- Re-indented JSON text (the document is not decoded: member order, numbers and escapes stay as they
