@@ -905,7 +905,8 @@ describe("reports against the sandbox's own records", function()
     assert.equal(0, t:wait(), t:screen())
     local screen = t:screen()
     assert.truthy(screen:find("general ledger 2025-06-01 to 2025-06-30 (USD): Sandbox Widgets Inc.", 1, true), screen)
-    assert.truthy(screen:find("\nCash +1000 .- 2025%-06%-%d%d .- %d+%.%d%d +%d+%.%d%d\n"), screen) -- dates, amounts whole
+    -- dates and amounts whole
+    assert.truthy(screen:find("\nCash +1000 .- 2025%-06%-%d%d .- %d+%.%d%d +%d+%.%d%d\n"), screen)
     assert.truthy(screen:find("\nAccou%S* +Number +Sub%S* +Date +Type .- +Debit +Credit\n"), screen)
     local lines = 0
     for l in screen:gmatch("[^\n]+") do
