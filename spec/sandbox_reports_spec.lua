@@ -854,9 +854,9 @@ describe("reports against the sandbox's own records", function()
     assert.equal(assert(rep:download(rep:get{ start_date = "2025-01-01" }.download_token)),
       run("report trial_balance --business aBcD1 --from 2025-01-01 --download"))
 
-    -- Aging through the command, both currencies of the multi-currency business: each client's buckets
-    -- and the total are the spec's own.
-    for _, code in ipairs { "CAD", "USD" } do
+    -- Aging through the command, in the foreign currency of the multi-currency business (both are proven
+    -- through the library above): each client's buckets and the total are the spec's own.
+    for _, code in ipairs { "USD" } do
       local rows = cjson.decode(run("report accounts_aging --business xYz92 --format json --as-of 2025-06-30"
         .. " --currency " .. code))
       local want, sum = aging(X, code, TODAY), 0
