@@ -16,24 +16,36 @@ WARN     := -Wall -Wextra -Werror -std=c99 -D_POSIX_C_SOURCE=200809L
 # `make check` install the packages first, and no target prints pkg-config noise before that.
 # The module links against libcurl/libssl/libcrypto but not liblua: the interpreter provides Lua's symbols.
 pkg      = $(shell pkg-config $(1) $(2) 2>/dev/null || echo PKG_CONFIG_MISSING)
-LUA_CFLAGS = $(call pkg,--cflags,$(LUA_PC) libcurl libssl libcrypto)
-LIBS     = $(call pkg,--libs,libcurl libssl libcrypto)
+LUA_CFLAGS = $(call pkg,--cflags,$(LUA_PC) libcurl libssl libcrypto sqlite3)
+LIBS     = $(call pkg,--libs,libcurl libssl libcrypto sqlite3)
 # What a missing -dev package looks like, said plainly.
 need_pkgs = @pkg-config --exists $(1) || { echo "missing development packages for: $(1)"; \
   echo "run 'make deps' (installs the Debian packages; as root) and try again"; exit 1; }
-SRC      := $(wildcard src/*.c)
 HDR      := $(wildcard src/*.h)
-# The guest state's Lua parts (src/guest.c runs them in every guest state) are compiled into the core.
-GUEST_LUA := src/guest_env.lua src/guest_patterns.lua
+# Two C modules: freshbooks.core (HTTP over libcurl, codecs, crypto, secrets) and freshbooks.vm (guest
+# scripts in Lua states of their own: no libcurl; libcrypto only for wiping buffers). common.c and
+# buf.c go into both.
+COMMON_SRC := src/common.c src/buf.c
+VM_SRC   := src/guest.c src/plain.c $(COMMON_SRC)
+CORE_SRC := $(filter-out src/guest.c src/plain.c,$(wildcard src/*.c))
+# The guest state's Lua parts (src/guest.c runs them in every guest state) are compiled into the VM.
+GUEST_LUA := $(wildcard src/guest_*.lua)
 CORE     := $(BUILD)/freshbooks/core.so
+VM       := $(BUILD)/freshbooks/vm.so
+VM_LIBS   = $(call pkg,--libs,libcrypto)
 
 .PHONY: all deps check test lint valgrind asan demo sandbox crosscheck clean rock rock-install rockspec docs
-all: $(CORE)
+all: $(CORE) $(VM)
 
-$(CORE): $(SRC) $(HDR) $(BUILD)/gen/guest_lua.h Makefile
-	$(call need_pkgs,$(LUA_PC) libcurl libssl libcrypto)
+$(CORE): $(CORE_SRC) $(HDR) Makefile
+	$(call need_pkgs,$(LUA_PC) libcurl libssl libcrypto sqlite3)
 	@mkdir -p $(dir $@)
-	$(CC) $(CFLAGS) $(WARN) -fPIC -shared -I$(BUILD)/gen $(LUA_CFLAGS) $(SRC) -o $@ $(LIBS)
+	$(CC) $(CFLAGS) $(WARN) -fPIC -shared $(LUA_CFLAGS) $(CORE_SRC) -o $@ $(LIBS)
+
+$(VM): $(VM_SRC) $(HDR) $(BUILD)/gen/guest_lua.h Makefile
+	$(call need_pkgs,$(LUA_PC) libcurl libcrypto)
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) $(WARN) -fPIC -shared -I$(BUILD)/gen $(LUA_CFLAGS) $(VM_SRC) -o $@ $(VM_LIBS)
 
 # Each src/guest_<name>.lua becomes `static const char fb_guest_<name>_lua[]` ('?' escaped: no trigraphs).
 build/%/gen/guest_lua.h: $(GUEST_LUA) Makefile
@@ -123,16 +135,20 @@ docs:
 # the interpreter it builds for, LIBFLAG, and INST_LIBDIR. libcurl, libssl and libcrypto come from
 # pkg-config, which knows Debian's multiarch directories (LuaRocks' header search does not).
 ROCK_CORE := build/rock/freshbooks/core.so
+ROCK_VM  := build/rock/freshbooks/vm.so
 LIBFLAG  ?= -shared
 rock: build/rock/gen/guest_lua.h
-	$(call need_pkgs,libcurl libssl libcrypto)
+	$(call need_pkgs,libcurl libssl libcrypto sqlite3)
 	@mkdir -p $(dir $(ROCK_CORE))
+	$(CC) $(CFLAGS) $(WARN) -fPIC $(LIBFLAG) -I$(LUA_INCDIR) \
+	  $(call pkg,--cflags,libcurl libssl libcrypto sqlite3) $(CORE_SRC) -o $(ROCK_CORE) $(LIBS)
 	$(CC) $(CFLAGS) $(WARN) -fPIC $(LIBFLAG) -I$(LUA_INCDIR) -Ibuild/rock/gen \
-	  $(call pkg,--cflags,libcurl libssl libcrypto) $(SRC) -o $(ROCK_CORE) $(LIBS)
+	  $(call pkg,--cflags,libcurl libcrypto) $(VM_SRC) -o $(ROCK_VM) $(VM_LIBS)
 
 rock-install:
 	install -d $(INST_LIBDIR)/freshbooks
 	install -m 755 $(ROCK_CORE) $(INST_LIBDIR)/freshbooks/core.so
+	install -m 755 $(ROCK_VM) $(INST_LIBDIR)/freshbooks/vm.so
 
 # The checkout's rockspec is LuaRocks' development one (scm-1: whatever is checked out). A release's is
 # made from it with the version and tag from src/freshbooks.h, for the release to publish.
@@ -147,7 +163,8 @@ $(RELEASE_ROCKSPEC): lua-freshbooks-scm-1.rockspec src/freshbooks.h
 
 # `make bench`: lua-freshbooks under lua5.4 and luajit against a raw libcurl loop in C and the official
 # Node SDK (installed into bench/node with npm when npm is there; skipped with a line otherwise), one
-# sandbox, interleaved rounds, medians and min-max (bench/run.lua says what is measured).
+# sandbox, interleaved rounds, medians and min-max (bench/run.lua says what is measured); then the mirror
+# (bench/mirror.lua: first sync next to export, an incremental sync after 100 changes, the offline report).
 BENCH_RAW := build/bench/raw_get
 $(BENCH_RAW): bench/raw_get.c
 	@mkdir -p $(dir $@)
@@ -160,6 +177,7 @@ bench: deps $(BENCH_RAW)
 	@if command -v npm >/dev/null; then [ -d bench/node/node_modules/@freshbooks/api ] || \
 	  (cd bench/node && npm ci --no-audit --no-fund --silent) || echo "bench: npm could not install the Node SDK"; fi
 	LUA_PATH="lua/?.lua;lua/?/init.lua;sandbox/?.lua;;" LUA_CPATH="build/lua5.4/?.so;;" lua5.4 bench/run.lua $(BENCH_RAW)
+	LUA_PATH="lua/?.lua;lua/?/init.lua;spec/?.lua;;" LUA_CPATH="build/lua5.4/?.so;;" lua5.4 bench/mirror.lua
 
 # `make bench-callgrind [CALLGRIND_LUAS="lua5.4 luajit"]`: instructions per GET under valgrind's
 # callgrind, a session's `acct.clients:get` against the raw libcurl loop (bench/callgrind.lua).

@@ -17,8 +17,8 @@ OpenSSL (HMAC, CSPRNG) that connects programs to the FreshBooks accounting API.
 -- The Lua versions are the ones CI runs (spec/run: 5.1, 5.3, 5.4 and LuaJIT, which LuaRocks calls 5.1);
 -- 5.2 is not among them, so it is refused rather than installed untested.
 dependencies = { "lua >= 5.1, < 5.5, ~= 5.2", "lua-cjson", "argparse", "luasocket", "lua-term", "luafilesystem" }
--- libcurl, libssl and libcrypto are found by the Makefile through pkg-config (Debian keeps curl.h under the
--- multiarch include directory, where LuaRocks' own header search does not look).
+-- libcurl, libssl, libcrypto and libsqlite3 (the mirror) are found by the Makefile through pkg-config
+-- (Debian keeps curl.h under the multiarch include directory, where LuaRocks' own header search does not look).
 build = {
   type = "make",
   build_target = "rock",
@@ -36,6 +36,7 @@ build = {
       ["freshbooks.cli.complete"] = "lua/freshbooks/cli/complete.lua",
       ["freshbooks.cli.config"] = "lua/freshbooks/cli/config.lua",
       ["freshbooks.cli.export"] = "lua/freshbooks/cli/export.lua",
+      ["freshbooks.cli.mirror"] = "lua/freshbooks/cli/mirror.lua",
       ["freshbooks.cli.login"] = "lua/freshbooks/cli/login.lua",
       ["freshbooks.cli.loopback"] = "lua/freshbooks/cli/loopback.lua",
       ["freshbooks.cli.progress"] = "lua/freshbooks/cli/progress.lua",
@@ -49,6 +50,13 @@ build = {
       ["freshbooks.guest"] = "lua/freshbooks/guest.lua",
       ["freshbooks.identity"] = "lua/freshbooks/identity.lua",
       ["freshbooks.oauth"] = "lua/freshbooks/oauth.lua",
+      ["freshbooks.mirror"] = "lua/freshbooks/mirror/init.lua",
+      ["freshbooks.mirror.feed"] = "lua/freshbooks/mirror/feed.lua",
+      ["freshbooks.mirror.reports"] = "lua/freshbooks/mirror/reports.lua",
+      ["freshbooks.mirror.resources"] = "lua/freshbooks/mirror/resources.lua",
+      ["freshbooks.mirror.schema"] = "lua/freshbooks/mirror/schema.lua",
+      ["freshbooks.mirror.sqlite"] = "lua/freshbooks/mirror/sqlite.lua",
+      ["freshbooks.mirror.sync"] = "lua/freshbooks/mirror/sync.lua",
       ["freshbooks.options"] = "lua/freshbooks/options.lua",
       ["freshbooks.paging"] = "lua/freshbooks/paging.lua",
       ["freshbooks.pipeline"] = "lua/freshbooks/pipeline.lua",

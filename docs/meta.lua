@@ -199,12 +199,12 @@ function Session:find_business(key) end
 ---@return freshbooks.Account
 function Session:account(account_id) end
 
----The projects family of one business: projects, time_entries, services, service_rates.
+---The projects family of one business: projects, time_entries, services, service_rates, team_members.
 ---@param business_id integer|string
 ---@return freshbooks.Business
 function Session:business(business_id) end
 
----The accounting-business family, keyed by a membership's business_uuid: ledger_accounts.
+---The accounting-business family, keyed by a membership's business_uuid: ledger_accounts, reports.
 ---@param business_uuid string
 ---@return freshbooks.AccountingBusiness
 function Session:accounting_business(business_uuid) end
@@ -213,8 +213,8 @@ function Session:accounting_business(business_uuid) end
 ---@class freshbooks.Account
 ---@field account_id string
 ---@field clients freshbooks.Resource
----@field invoices freshbooks.Resource also share_link, send_by_email, mark_as_sent
----@field estimates freshbooks.Resource also send_by_email, mark_as_sent
+---@field invoices freshbooks.Resource also share_link, send_by_email, mark_as_sent, pdf
+---@field estimates freshbooks.Resource also send_by_email, mark_as_sent, accept
 ---@field expenses freshbooks.Resource
 ---@field expense_categories freshbooks.Resource
 ---@field items freshbooks.Resource
@@ -233,11 +233,23 @@ function Session:accounting_business(business_uuid) end
 ---@field journal_entry_details freshbooks.Resource
 ---@field journal_entry_accounts freshbooks.Resource
 ---@field callbacks freshbooks.Resource webhook callbacks: also verify, resend
----@field reports {profit_and_loss:freshbooks.Report,tax_summary:freshbooks.Report,payments_collected:freshbooks.Report}
+---@field reports freshbooks.AccountReports
 ---@field attachments freshbooks.Upload
 ---@field images freshbooks.Upload
 ---@field systems freshbooks.Resource the account's system (get)
 ---@field invoice_payment_options freshbooks.PaymentOptions
+
+---An account's reports (acct.reports.X:get{...}, :download(token)).
+---@class freshbooks.AccountReports
+---@field profit_and_loss freshbooks.Report
+---@field tax_summary freshbooks.Report
+---@field payments_collected freshbooks.Report
+---@field accounts_aging freshbooks.Report
+---@field balance_sheet freshbooks.Report
+---@field trial_balance freshbooks.Report
+---@field invoice_details freshbooks.Report
+---@field expense_details freshbooks.Report
+---@field manual_journal_entry freshbooks.Report
 
 ---One business's resources.
 ---@class freshbooks.Business
@@ -246,11 +258,13 @@ function Session:accounting_business(business_uuid) end
 ---@field time_entries freshbooks.Resource
 ---@field services freshbooks.Resource also rate, create_rate, update_rate
 ---@field service_rates freshbooks.Resource every service's rate (list)
+---@field team_members freshbooks.Resource the business's team (list, get by uuid; `active = true|false`)
 
 ---One accounting business's resources (by business_uuid).
 ---@class freshbooks.AccountingBusiness
 ---@field business_uuid string
 ---@field ledger_accounts freshbooks.Resource the chart of accounts (list, get, create, update)
+---@field reports {general_ledger:freshbooks.Report,cash_flow:freshbooks.Report,chart_of_accounts:freshbooks.Report}
 
 ---A query: page, per_page, search, include, sort, and any other key as a plain parameter (docs/api.md).
 ---@alias freshbooks.Query table|string
@@ -345,6 +359,18 @@ function Resource:send_by_email(id, opts) end
 ---@return freshbooks.Error? err
 function Resource:mark_as_sent(id) end
 
+---estimates: records the client's acceptance (status 5, "accepted").
+---@param id integer|string
+---@return table|nil estimate
+---@return freshbooks.Error? err
+function Resource:accept(id) end
+
+---invoices: the invoice as FreshBooks prints it (bad_response when the answer is no PDF).
+---@param id integer|string
+---@return string|nil bytes the PDF
+---@return string|freshbooks.Error content_type_or_err
+function Resource:pdf(id) end
+
 ---callbacks: confirms a webhook with the verifier of its verification delivery.
 ---@param id integer|string
 ---@param verifier string
@@ -378,15 +404,23 @@ function Resource:create_rate(id, fields) end
 ---@return freshbooks.Error? err
 function Resource:update_rate(id, fields) end
 
----A report (acct.reports.profit_and_loss, ...).
+---A report (acct.reports.profit_and_loss, fb:accounting_business(uuid).reports.general_ledger, ...).
 ---@class freshbooks.Report
 local Report = {}
 
----The report for a query (start_date, end_date, ...).
----@param q? freshbooks.Query
----@return table|nil report
+---The report for a query: the parameters the report takes (docs/api.md), checked (an unknown name, a
+---date that is no day, a currency outside ISO 4217, a start after the end raise); a string is sent as is.
+---@param q? table|string
+---@return table|nil report its result (the chart of accounts: the list of accounts)
 ---@return freshbooks.Error? err
 function Report:get(q) end
+
+---FreshBooks' CSV of a report, by the download_token its answer carries (every report but the chart of
+---accounts); computed as the report is now, with the parameters the token was given.
+---@param token string
+---@return string|nil csv
+---@return freshbooks.Error? err
+function Report:download(token) end
 
 ---Uploads (acct.attachments, acct.images).
 ---@class freshbooks.Upload
@@ -906,6 +940,96 @@ function report.table(out, biz, acc, as_of, width) end
 ---@param acc table its accumulator
 function report.csv(out, biz, acc) end
 
+---The report's writer: w.business(biz, acc) writes one business (table and CSV at once, JSON at
+---w.finish()); report.run and the mirror's offline report print through it.
+---@param out file*|{write:fun(self:any,s:string)}
+---@param format "table"|"csv"|"json"
+---@param as_of string YYYY-MM-DD
+---@param width? integer
+---@return {business:fun(biz:table,acc:table),finish:fun()}
+function report.writer(out, format, as_of, width) end
+
+---The mirror (`freshbooks.mirror`): FreshBooks in a local SQLite file (docs/mirror.md).
+---@class freshbooks.mirror
+---@field schema_version integer
+---@field resources string[] the resources a mirror keeps (each a table of the same name)
+local mirror = {}
+
+---Opens (creating or migrating forward) a mirror; a newer one is refused (mirror_too_new).
+---@param opts {path:string?,backend:table?,readonly:boolean?,busy_timeout:number?}
+---@return freshbooks.Mirror|nil
+---@return freshbooks.Error? err
+function mirror.open(opts) end
+
+---A mirror file.
+---@class freshbooks.Mirror
+local Mirror = {}
+
+---Everything the first time, then what changed: per (business, resource) checkpoints moved with the data.
+---@param fb freshbooks.Session
+---@param opts? {businesses:string[]?,resources:string[]?,parallel:integer?,budget:table|false|nil,
+---  progress:function?,reconcile:boolean|"full"|nil,reconcile_every:number?,overlap:number?,wait:number?}
+---@return table|nil summary {resources = {...}, requests, errors, now}
+---@return freshbooks.Error? err
+---@return table? summary what was done before the error
+function Mirror:sync(fb, opts) end
+
+---A webhook event: its record read again (or marked gone); other resources and businesses ignored.
+---@param fb freshbooks.Session
+---@param event table {name, object_id, account_id, business_id} or webhook.parse's pairs
+---@param opts? {budget:table|false|nil,progress:function?}
+---@return table|nil outcome {resource, id, written, gone, requests} or {ignored = why}
+---@return freshbooks.Error? err
+function Mirror:apply(fb, event, opts) end
+
+---One read-only SQL statement: read_only, too_many_rows, too_large, sqlite_deadline when refused.
+---@param sql string
+---@param params? any[]
+---@param opts? {deadline:number?,max_rows:integer?,max_bytes:integer?,null:any}
+---@return {columns:string[],rows:any[][]}|nil
+---@return freshbooks.Error? err
+function Mirror:query(sql, params, opts) end
+
+---The businesses and the checkpoint of every (business, resource), with row counts.
+---@return table|nil
+---@return freshbooks.Error? err
+function Mirror:status() end
+
+---Idempotent.
+function Mirror:close() end
+
+---Reports from a mirror (`freshbooks.mirror.reports`), by SQL: no request.
+---@class freshbooks.mirror.reports
+local mirror_reports = {}
+
+---The billing report per business, as report.accumulator's shape (report.writer prints it).
+---@param m freshbooks.Mirror
+---@param opts? {as_of:string?,business:string?}
+---@return table[]|nil {{business, acc}, ...}
+---@return string|freshbooks.Error as_of, or the error
+function mirror_reports.billing(m, opts) end
+
+---Revenue by client, currency and month: invoiced (sent invoices) or collected (payments).
+---@param m freshbooks.Mirror
+---@param opts? {from:string?,to:string?,basis:"invoiced"|"collected"|nil,business:string?}
+---@return {columns:string[],rows:any[][]}|nil
+---@return freshbooks.Error? err
+function mirror_reports.revenue(m, opts) end
+
+---Billable time not yet billed, by client and project, valued at the project's rate.
+---@param m freshbooks.Mirror
+---@param opts? {business:string?}
+---@return {columns:string[],rows:any[][]}|nil
+---@return freshbooks.Error? err
+function mirror_reports.unbilled_time(m, opts) end
+
+---Days sales outstanding per business and currency over the `days` (90) up to as_of.
+---@param m freshbooks.Mirror
+---@param opts? {as_of:string?,days:integer?,business:string?}
+---@return {columns:string[],rows:any[][]}|nil
+---@return freshbooks.Error? err
+function mirror_reports.dso(m, opts) end
+
 ---Options of core.http.client.
 ---@class freshbooks.core.ClientOptions
 ---@field connect_timeout? number seconds (10)
@@ -956,8 +1080,20 @@ function Client:close() end
 ---An opaque string: tostring shows freshbooks.secret(***), concatenation raises.
 ---@class freshbooks.core.Secret
 
----A guest state (core.guest): g:resume until "done" or "error".
----@class freshbooks.core.Guest
+---Secret values to mask in text (core.secret.masker).
+---@class freshbooks.core.Masker
+local Masker = {}
+
+---s with the values masked (the same string when none is found).
+---@param s string
+---@return string
+function Masker:mask(s) end
+
+---Wipes the values; idempotent (__gc and __close call it).
+function Masker:close() end
+
+---A guest state (vm.new): g:resume until "done" or "error".
+---@class freshbooks.vm.Guest
 local Guest = {}
 
 ---Runs the script until it asks the host something: "call", {n, op, args...} | "print", text |
@@ -975,6 +1111,81 @@ function Guest:usage() end
 ---Idempotent.
 function Guest:close() end
 
+---A SQLite database (core.sqlite.open): the mirror's storage.
+---@class freshbooks.core.Sqlite
+local Sqlite = {}
+
+---Runs one or more statements that answer no rows (schema, BEGIN/COMMIT, pragmas).
+---@param sql string
+---@return true|nil ok
+---@return table? err {code, message, sqlite_code}: sqlite_busy, sqlite_readonly, sqlite_constraint, ...
+function Sqlite:exec(sql) end
+
+---One statement with `?` parameters (sqlite_multiple for more than one).
+---@param sql string
+---@return freshbooks.core.SqliteStatement|nil
+---@return table? err
+function Sqlite:prepare(sql) end
+
+---Rows changed by the last statement.
+---@return integer
+function Sqlite:changes() end
+
+---Whether a transaction is open.
+---@return boolean
+function Sqlite:in_transaction() end
+
+---Statements stop with sqlite_deadline once `seconds` have passed from now (nil: no deadline). Ctrl-C
+---stops them too (aborted) in programs that called core.signal.trap().
+---@param seconds? number
+function Sqlite:deadline(seconds) end
+
+---While on, statements prepared may only read (SELECT, functions, recursive CTEs, pragmas that describe
+---the schema): writes, ATTACH, DETACH, transactions fail to prepare (sqlite_code 23, SQLITE_AUTH).
+---@param on boolean
+function Sqlite:restrict(on) end
+
+---Idempotent; statements still open keep the connection until they are closed or collected.
+function Sqlite:close() end
+
+---A prepared statement.
+---@class freshbooks.core.SqliteStatement
+local SqliteStatement = {}
+
+---Resets the statement and binds ?1..?n: nil, booleans (0/1), integers (64-bit), floats, strings.
+---@return freshbooks.core.SqliteStatement
+function SqliteStatement:bind(...) end
+
+---true: a row is ready; false: done.
+---@return boolean|nil
+---@return table? err
+function SqliteStatement:step() end
+
+---The current row's column i (1-based); NULL is nil.
+---@param i integer
+---@return any
+function SqliteStatement:get(i) end
+
+---The current row as an array; NULL is `null` when given (e.g. cjson.null), else a hole.
+---@param null? any
+---@return any[]
+function SqliteStatement:row(null) end
+
+---The result's column names.
+---@return string[]
+function SqliteStatement:columns() end
+
+---Whether the statement only reads (sqlite3_stmt_readonly).
+---@return boolean
+function SqliteStatement:readonly() end
+
+---Back to the first row, bindings kept.
+---@return freshbooks.core.SqliteStatement
+function SqliteStatement:reset() end
+
+---Idempotent.
+function SqliteStatement:close() end
+
 ---The C core (`freshbooks.core`): one table per concern (docs/core.md).
 ---@class freshbooks.core
 ---@field version string FRESHBOOKS_VERSION
@@ -987,15 +1198,20 @@ function Guest:close() end
 ---@field clock freshbooks.core.clock
 ---@field signal freshbooks.core.signal
 ---@field process freshbooks.core.process
+---@field sqlite freshbooks.core.sqlite
 local core = {}
+
+---The guest VM (`freshbooks.vm`, freshbooks/vm.so): untrusted scripts in Lua states of their own.
+---@class freshbooks.vm
+local vm = {}
 
 ---A guest state for untrusted source (text only), under budgets.
 ---@param source string
 ---@param chunkname? string
 ---@param budgets {memory:integer,instructions:integer,time:number,patterns:integer,output:integer}
----@return freshbooks.core.Guest|nil guest
+---@return freshbooks.vm.Guest|nil guest
 ---@return {code:string,message:string}? err syntax, budget_memory
-function core.guest(source, chunkname, budgets) end
+function vm.new(source, chunkname, budgets) end
 
 ---The numbers both transports apply (core.http.limits).
 ---@class freshbooks.core.Limits
@@ -1111,6 +1327,12 @@ function secret.reveal(s) end
 ---@return boolean
 function secret.is(v) end
 
+---A masker for secret values (freshbooks.redact.mask): every run of 16 or more of a value's letters and
+---digits, in order (case and the characters between them ignored), is replaced by "***".
+---@param values string[]
+---@return freshbooks.core.Masker
+function secret.masker(values) end
+
 ---FreshBooks' JSON (src/decode.c).
 ---@class freshbooks.core.json
 ---@field null lightuserdata JSON null in arrays (the same value as cjson.null)
@@ -1121,6 +1343,17 @@ local json = {}
 ---@return any|nil value
 ---@return string? err
 function json.decode(s) end
+
+---The mirror's storage (src/sqlite.c, libsqlite3).
+---@class freshbooks.core.sqlite
+local sqlite = {}
+
+---Opens (or creates) a SQLite database; symbolic links are not followed.
+---@param path string a file, or ":memory:"
+---@param opts? {readonly?: boolean, create?: boolean, busy_timeout?: number}
+---@return freshbooks.core.Sqlite|nil
+---@return table? err sqlite_cantopen, sqlite_corrupt, ...
+function sqlite.open(path, opts) end
 
 ---The token file store's support (src/lockfile.c).
 ---@class freshbooks.core.fs

@@ -2,12 +2,13 @@
 -- by running the core under ASan/UBSan (`make asan`) and is checked here in a way that fails without
 -- sanitizers too. spec/run also runs this file under valgrind.
 local core = require "freshbooks.core"
+local vm = require "freshbooks.vm"
 
 local BUDGET = { memory = 16 * 1024 * 1024, instructions = 1e8, time = 30, patterns = 1e6, output = 1e6 }
 
 -- Runs a guest script to its end, answering every call with `reply` -> kind, payload.
 local function run_guest(src, reply)
-  local g = assert(core.guest(src, "=cmem", BUDGET))
+  local g = assert(vm.new(src, "=cmem", BUDGET))
   local kind, p = g:resume()
   for _ = 1, 100 do
     if kind ~= "call" and kind ~= "print" then break end
@@ -42,14 +43,14 @@ end)
 describe("guest replies", function()
   it("a reply's n must be an integer in 0..8: NaN, fractions and numbers past 2^31 raise", function()
     for _, n in ipairs{ 0 / 0, 1.5, 2 ^ 32 + 1, 2 ^ 53 + 2, -1, 9, 1 / 0 } do
-      local g = assert(core.guest("local fb = ... return fb:me()", "=cmem", BUDGET))
+      local g = assert(vm.new("local fb = ... return fb:me()", "=cmem", BUDGET))
       assert.equal("call", (g:resume()))
       local ok, err = pcall(g.resume, g, { n = n, "ok", {} })
       assert.is_false(ok, tostring(n))
       assert.matches("a reply holds 0 to 8 values", err, 1, true)
       g:close()
     end
-    local g = assert(core.guest("local fb = ... return fb:me()", "=cmem", BUDGET))
+    local g = assert(vm.new("local fb = ... return fb:me()", "=cmem", BUDGET))
     g:resume()
     local kind, p = g:resume({ n = 2.0, "ok", { id = 7 } })
     assert.equal("done", kind)
@@ -91,7 +92,8 @@ describe("memory errors at every allocation", function()
   local function sweep(ops)
     local script = dir .. "/sweep.lua"
     local f = assert(io.open(script, "w"))
-    f:write("local core = require 'freshbooks.core'\nlocal dir = ", ("%q"):format(dir), "\nlocal OPS = ", ops, [[
+    f:write("local core = require 'freshbooks.core'\nlocal vm = require 'freshbooks.vm'\n",
+      "local dir = ", ("%q"):format(dir), "\nlocal OPS = ", ops, [[
 
 local names = {}
 for k in pairs(OPS) do names[#names + 1] = k end
@@ -165,7 +167,7 @@ end
         return core.crypto.hmac_sha256(s, "m"), core.crypto.equals(s, "x"), core.codec.hex(random), tostring(s)
       end,
       guest = function()
-        local g = core.guest("local fb = ... local x = fb:me() return 1, 'two', { three = x }", "=g",
+        local g = vm.new("local fb = ... local x = fb:me() return 1, 'two', { three = x }", "=g",
           { memory = 8e6, instructions = 1e8, time = 30, patterns = 1e6, output = 1e6 })
         local kind = g:resume()
         if kind == "call" then g:resume{ n = 2, "ok", { id = 1, name = ("n"):rep(100) } } end

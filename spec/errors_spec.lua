@@ -268,13 +268,14 @@ end)
 
 describe("redact.scrub", function()
   local redact = require "freshbooks.redact"
-  it("mask takes a value's head of 12+ bytes for the value, wherever a cut left it", function()
+  it("mask takes a run of 16+ of a value's letters and digits for the value, wherever a cut left it", function()
     local token = "Zq8vL2mN4pR6sT1uW3xY5zA7bC9dE0fG" -- mixed, but a run scrub alone cannot take once cut
-    local echo = "ERR unknown command 'evalsha', with args beginning with: '" .. token:sub(1, 14) .. "' "
+    local echo = "ERR unknown command 'evalsha', with args beginning with: '" .. token:sub(1, 18) .. "' "
     assert.equal("ERR unknown command 'evalsha', with args beginning with: '***' ", redact.mask(echo, { token }))
-    assert.equal("a *** b *** c", redact.mask("a " .. token .. " b " .. token:sub(1, 12) .. " c", { token }))
-    -- shorter than the head: only the value itself; short values only whole
-    assert.equal("keep " .. token:sub(1, 11) .. " / ***", redact.mask("keep " .. token:sub(1, 11) .. " / " .. token,
+    assert.equal("a *** b *** c", redact.mask("a " .. token .. " b " .. token:sub(9, 24) .. " c", { token }))
+    -- shorter than a run: kept (masking it would tell whoever sent it that a guess was right); short
+    -- values only whole
+    assert.equal("keep " .. token:sub(1, 15) .. " / ***", redact.mask("keep " .. token:sub(1, 15) .. " / " .. token,
       { token }))
     assert.equal("s*** and se", redact.mask("sshort and se", { "short" }))
   end)

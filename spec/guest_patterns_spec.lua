@@ -2,7 +2,7 @@
 -- answer exactly as this VM's own string library does (Lua 5.4's, or LuaJIT's 5.1 semantics), errors
 -- included. Curated cases and a seeded fuzz run in a real guest state and in the host, and every
 -- result is compared.
-local core = require "freshbooks.core"
+local vm = require "freshbooks.vm"
 local guest = require "freshbooks.guest"
 
 -- Runs src in a guest state of its own (no session needed: no API calls) -> kind, payload.
@@ -10,7 +10,7 @@ local function in_guest(src, budget)
   local b = {}
   for k, v in pairs(guest.budget) do b[k] = v end
   for k, v in pairs(budget or {}) do b[k] = v end
-  local g = assert(core.guest(src, "=patterns", b))
+  local g = assert(vm.new(src, "=patterns", b))
   local kind, p = g:resume()
   g:close()
   return kind, p
@@ -174,5 +174,68 @@ describe("guest patterns", function()
     print(("\nguest patterns (%s): plain find of 2 MB in 4 MB: %.3f s; gmatch + 2 gsub over %d bytes: %.3f s")
       :format(_VERSION, p[2], p[7], p[6]))
     assert.is_true(p[2] < 5)
+  end)
+end)
+
+-- table.sort, rebuilt in Lua (src/guest_sort.lua): the same order as the VM's own sort, element for
+-- element (the same algorithm: equal keys land in the same places), and the same errors.
+describe("the guest's table.sort", function()
+  local SORTS = [[
+    local inputs = ...
+    local out = {}
+    local function run(f, ...)
+      local ok, e = pcall(f, ...)
+      if ok then return "ok" end
+      if type(e) == "table" then return "ERR:a table, code " .. tostring(e.code) end
+      return "ERR:" .. tostring(e):gsub("^[^:]*:%d+: ", "")
+    end
+    for i, t in ipairs(inputs) do
+      local a, b, c = {}, {}, {}
+      for j, v in ipairs(t) do a[j], b[j], c[j] = v, { v % 7, j }, tostring(v) end
+      local r = { run(table.sort, a) }
+      r[2] = run(table.sort, b, function(x, y) return x[1] < y[1] end) -- equal keys: the ids say where
+      r[3] = run(table.sort, c, function(x, y) return x > y end)
+      local ids = {}
+      for j, v in ipairs(b) do ids[j] = v[2] end
+      out[i] = table.concat(r, " ") .. " | " .. table.concat(a, ",") .. " | " .. table.concat(ids, ",") .. " | "
+        .. table.concat(c, ",")
+    end
+    local errs = {}
+    for _, f in ipairs{
+      function() table.sort() end, function() table.sort(5) end, function() table.sort({ 2, 1 }, 3) end,
+      function() table.sort({ 3, 1, "x" }) end, function() table.sort({ {}, {} }) end,
+      function() table.sort({ 1, nil, 3 }) end,
+      function() local t = {} for i = 1, 50 do t[i] = i % 5 end table.sort(t, function() return true end) end,
+      function() table.sort({ 1, 2, 3 }, function(x) error({ code = x }) end) end,
+    } do errs[#errs + 1] = run(f) end
+    out[#out + 1] = table.concat(errs, "\n")
+    return table.concat(out, "\n")
+  ]]
+  it("sorts as the VM's own sort, errors included", function()
+    local seed, inputs = 20240101, {}
+    local function rand(n) seed = (seed * 1103515245 + 12345) % 2147483648 return seed % n end
+    for size = 0, 40 do
+      local t = {}
+      for i = 1, size do t[i] = rand(size + 3) end
+      inputs[#inputs + 1] = t
+    end
+    for _ = 1, 10 do
+      local t = {}
+      for i = 1, 120 do t[i] = rand(1000) end
+      inputs[#inputs + 1] = t
+    end
+    local sorted = {}
+    for i = 1, 120 do sorted[i] = i end
+    inputs[#inputs + 1] = sorted
+    local host = assert((loadstring or load)(SORTS))(inputs)
+    local hl = {}
+    for l in host:gmatch("[^\n]+") do hl[#hl + 1] = l end
+    for run = 1, 2 do -- the sort chunk compiled from its text, then loaded from its (stripped) bytecode
+      local kind, p = in_guest("local inputs = " .. lit(inputs) .. "\n" .. SORTS:gsub("local inputs = %.%.%.", ""))
+      assert.are.equal("done", kind, p and p.message)
+      local gl = {}
+      for l in p[1]:gmatch("[^\n]+") do gl[#gl + 1] = l end
+      for i = 1, math.max(#hl, #gl) do assert.are.equal(hl[i], gl[i], "run " .. run .. ", line " .. i) end
+    end
   end)
 end)

@@ -3,6 +3,7 @@
 -- so a new or renamed function cannot leave the annotations behind.
 local freshbooks = require "freshbooks"
 local core = require "freshbooks.core"
+local vm = require "freshbooks.vm"
 
 -- class name -> {function name = true}, from `---@class X` + `local L = {}` + `function L.f` / `L:f`.
 local function documented()
@@ -34,12 +35,15 @@ describe("docs/meta.lua", function()
     transport = function() return nil, { code = "connect" } end }
   local acct = fb:account("aBcD1")
   local client = core.http.client()
-  local g = assert(core.guest("return 1", "=meta", { memory = 1e6, instructions = 1e6, time = 1, patterns = 1e6,
+  local g = assert(vm.new("return 1", "=meta", { memory = 1e6, instructions = 1e6, time = 1, patterns = 1e6,
     output = 1e6 }))
   local conns = freshbooks.connections{ app = { client_id = "id", client_secret = "s",
     redirect_uri = "https://example.com/cb" }, store = function() return { load = function() end } end }
   local stream = assert(fb:stream())
-  teardown(function() client:close() g:close() stream:close() end)
+  local db = assert(core.sqlite.open(":memory:"))
+  local stmt = assert(db:prepare("SELECT 1"))
+  local mir = assert(require("freshbooks.mirror").open{ path = ":memory:" })
+  teardown(function() client:close() g:close() stream:close() stmt:close() db:close() mir:close() end)
 
   -- The objects behind each class: every public function of each must be documented.
   local real = {
@@ -71,7 +75,14 @@ describe("docs/meta.lua", function()
     ["freshbooks.core.signal"] = { t = core.signal },
     ["freshbooks.core.process"] = { t = core.process },
     ["freshbooks.core.Client"] = { t = getmetatable(client).__index },
-    ["freshbooks.core.Guest"] = { t = getmetatable(g).__index },
+    ["freshbooks.vm"] = { t = vm },
+    ["freshbooks.vm.Guest"] = { t = getmetatable(g).__index },
+    ["freshbooks.core.sqlite"] = { t = core.sqlite },
+    ["freshbooks.core.Sqlite"] = { t = getmetatable(db).__index },
+    ["freshbooks.core.SqliteStatement"] = { t = getmetatable(stmt).__index },
+    ["freshbooks.mirror"] = { t = require "freshbooks.mirror" },
+    ["freshbooks.Mirror"] = { t = getmetatable(mir).__index },
+    ["freshbooks.mirror.reports"] = { t = require "freshbooks.mirror.reports" },
   }
 
   -- Every miss is listed at once, sorted, so one run says all that is to fix.

@@ -469,4 +469,16 @@ describe("sandbox sync semantics", function()
     r = sb:http{ path = "/accounting/account/QmP57/users/clients", headers = h }
     assert.same({ 401, 1003 }, { r.status, r.json.response.errors[1].errno })
   end)
+
+  it("answers Date in its own time, which the clock moves (a mirror learns FreshBooks' now from it)", function()
+    local date = require "freshbooks.date"
+    local before = sb:admin("GET", "/_sandbox/clock")
+    sb:admin("POST", "/_sandbox/clock", { offset = -400 * 86400 })
+    local r = get(A .. "users/clients?per_page=1")
+    local now = sb:admin("GET", "/_sandbox/clock").now
+    local at = date.http(r.headers.date)
+    assert.is_true(math.abs(at - now) <= 2, r.headers.date)
+    sb:admin("POST", "/_sandbox/clock", { offset = before.offset })
+    assert.is_true(math.abs(date.http(get(A .. "users/clients?per_page=1").headers.date) - os.time()) <= 2)
+  end)
 end)

@@ -4,13 +4,6 @@
 #include <time.h>
 #include "fb_internal.h"
 
-double fb_now(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
-}
-
 /* core.clock.now() -> seconds (float) on a monotonic clock: for intervals, not dates. */
 static int l_now(lua_State *L)
 {

@@ -14,7 +14,7 @@
 #define FB_CLIENT_MT "freshbooks.client"
 
 /* Each file adds its functions to the table on the top of the stack: its concern's (core.c makes one
- * per concern), or the module's own (fb_open_guest). */
+ * per concern). */
 void fb_open_http(lua_State *L);      /* core.http   (client.c) */
 void fb_open_codec(lua_State *L);     /* core.codec  (codec.c) */
 void fb_open_crypto(lua_State *L);    /* core.crypto (crypto.c) */
@@ -24,22 +24,22 @@ void fb_open_lockfile(lua_State *L);  /* core.fs     (lockfile.c): the token fil
 void fb_open_clock(lua_State *L);     /* core.clock  (clock.c): retries, benchmarks */
 void fb_open_interrupt(lua_State *L); /* core.signal (interrupt.c): the command */
 void fb_open_fd(lua_State *L);        /* core.process (fd.c): descriptors, for the command */
-void fb_open_guest(lua_State *L);     /* core.guest  (guest.c): a Lua state of its own per guest script */
+void fb_open_sqlite(lua_State *L);    /* core.sqlite (sqlite.c): the mirror's database */
 
 /* interrupt.c: the signal that arrived since core.signal.trap() (0: none), and whether it runs. */
 int fb_interrupted(void);
 int fb_trapping_interrupts(void);
 
-/* Seconds on a monotonic clock (core.clock.now). */
+/* common.c, shared by both modules (freshbooks.core, freshbooks.vm): seconds on a monotonic clock
+ * (core.clock.now); {code =, message =}, the shape of every error a module returns, and `return fb_fail(L,
+ * code, fmt, ...)`, which returns `nil, {code, message}` from a C function; a userdata class (methods
+ * as __index, close as __gc/__close, __tostring); and pinning a module for the life of the process. */
 double fb_now(void);
-
-/* core.c: pushes {code =, message =}, the shape of every error the core returns; and `return
- * fb_fail(L, code, fmt, ...)` returns `nil, {code, message}` from a C function. */
 void fb_push_error(lua_State *L, const char *code, const char *message, size_t len);
 int fb_fail(lua_State *L, const char *code, const char *fmt, ...);
-/* core.c: registers a userdata class (methods as __index, close as __gc/__close, __tostring). */
 void fb_new_class(lua_State *L, const char *name, const luaL_Reg *methods, lua_CFunction close,
 		  lua_CFunction tostring);
+void fb_pin_module(void *symbol);
 
 /* The bytes of a string or of a secret at idx (NULL if it is neither). The pointer lives as long as
  * the value stays reachable from Lua. */

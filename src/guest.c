@@ -1,6 +1,9 @@
-/* Guest scripts in a Lua state of their own (freshbooks.guest is the Lua side, docs/guest.md the contract).
+/* freshbooks.vm: guest scripts in a Lua state of their own (freshbooks.guest is the Lua side, docs/guest.md
+ * the contract). A module of its own, apart from freshbooks.core: it needs no libcurl, and a host that
+ * only runs guests loads only this.
  *
- *   local g = core.guest(source, chunkname, { memory =, instructions =, time =, patterns =, output = })
+ *   local g = require("freshbooks.vm").new(source, chunkname, { memory =, instructions =, time =,
+ *                                                                 patterns =, output = })
  *   local kind, payload = g:resume(reply)   -- until kind is "done" or "error"
  *
  * Each run gets a new lua_State that holds only safe libraries, a prelude (guest_env.lua) and the
@@ -13,11 +16,16 @@
  * protected call on the host's state, and hands its reply back (FB_LUA51 below).
  *
  * Budgets, each ending the run with its own code (the state is closed at once, nothing of it runs
- * again): memory (the state's allocator refuses to grow past the cap), instructions (a count hook), time
- * (a monotonic deadline checked in the hook and at every crossing), pattern steps (the Lua matcher in
- * guest_patterns.lua charges them here), output (printed bytes and results). A stop is sticky: once a
- * budget is spent, the hook yields the script at its next instruction (on_count), so no pcall can
- * swallow it and nothing of the script runs again.
+ * again): memory (the state's allocator refuses to grow past the cap), instructions (a count hook, plus
+ * what library loops walk: charge()), time (a monotonic deadline checked in the hook, in the allocator,
+ * at every charge, resume and crossing), pattern steps (the Lua matcher in guest_patterns.lua charges
+ * them here), output (printed bytes and results). Budgets are the run's, not a thread's: every thread
+ * of the script is charged to the same counts, and a stop ends them all (halt()).
+ *
+ * The C stack: a run uses at most CSTACK bytes of the host thread's C stack below g:resume (checked at
+ * every resume of a coroutine, in the hook and before the wrapped library calls that may call Lua), on
+ * every VM and whatever the budgets (LuaJIT does not bound C recursion itself; Lua 5.x stops at 200 C
+ * levels, which 5.3's 8 KiB buffers make more than 1 MiB).
  *
  * Every operation on the guest state that may allocate (and so raise) runs inside a protected call on
  * that state; nothing raised in one state ever unwinds through the other. */
@@ -29,17 +37,28 @@
 #include <string.h>
 #include <lualib.h>
 #include "fb_internal.h"
-#include "guest_lua.h" /* generated from guest_env.lua and guest_patterns.lua (Makefile) */
+#include "guest_lua.h" /* generated from the src/guest_*.lua chunks (Makefile) */
 #ifdef FB_LUAJIT
 #include <luajit.h>
 #endif
 
 #define GUEST_MT "freshbooks.guest"
-#define HOOK_EVERY 1000          /* instructions between two budget checks */
+#define HOOK_EVERY 1000          /* instructions between two budget checks (at most: see hook_period) */
 #define MAX_CALL (1u << 20)      /* bytes of arguments in one call to the host */
 #define MAX_REPLY (16u << 20)    /* bytes of one answer from the host */
 #define MAX_MESSAGE 2000         /* bytes of an error message kept */
 #define MIN_MEMORY (256u << 10)  /* a smaller cap could not hold the libraries and the prelude */
+#define CSTACK (256u << 10)      /* bytes of C stack a run may use below g:resume (see too_deep) */
+#define ALLOC_CHECK (256u << 10) /* bytes allocated between two readings of the clock */
+#define BYTES_PER_UNIT 16        /* bytes a library function scans for one instruction of the budget */
+/* The most values a library function pushes at once (more: it raises "too many results"). */
+#if defined(LUAI_MAXSTACK)
+#define MAX_RESULTS LUAI_MAXSTACK
+#elif defined(FB_LUAJIT)
+#define MAX_RESULTS 65500 /* LJ_STACK_MAX */
+#else
+#define MAX_RESULTS LUAI_MAXCSTACK
+#endif
 
 enum { STOP_NONE, STOP_MEMORY, STOP_CPU, STOP_TIME, STOP_PATTERNS, STOP_OUTPUT, STOP_HOST };
 static const char *const STOP_CODE[] = {
@@ -57,12 +76,16 @@ enum { RAN_CALL = 1, RAN_PRINT, RAN_DONE, RAN_ERROR, RAN_BAD_RESULT };
 typedef struct {
 	lua_State *G;       /* the guest state; NULL once closed */
 	lua_State *T;       /* the script's thread (anchored in G's registry) */
+	lua_State *running; /* the script's thread running now (halt_running() stops it from C) */
 	int step_ref;       /* G's registry: the step function (made once, so a resume allocates nothing) */
 	lua_Alloc alloc;    /* G's own allocator, which capped_alloc wraps */
 	void *alloc_ud;
 	size_t used, peak, memory;
+	size_t allocated;   /* bytes allocated since the clock was last read */
 	int refused;        /* the last growing allocation was refused */
 	unsigned long long instructions, max_instructions, steps, max_steps;
+	unsigned long long unchecked; /* instructions charged since the clock was last read */
+	uintptr_t cstack_base; /* the C stack at g:resume */
 	size_t output, max_output;
 	double started, deadline, ended;
 	int stop;           /* STOP_*: which budget ran out (sticky) */
@@ -90,28 +113,48 @@ typedef struct {
 static fb_chunk env_chunk = {fb_guest_env_lua, "=freshbooks.guest", sizeof fb_guest_env_lua - 1, NULL, 0};
 static fb_chunk patterns_chunk = {fb_guest_patterns_lua, "=freshbooks.patterns", sizeof fb_guest_patterns_lua - 1,
 				  NULL, 0};
+static fb_chunk sort_chunk = {fb_guest_sort_lua, "=freshbooks.sort", sizeof fb_guest_sort_lua - 1, NULL, 0};
 static pthread_mutex_t chunk_lock = PTHREAD_MUTEX_INITIALIZER;
 
 /* ---- the guest state's allocator and hook ------------------------------------------------------ */
 
+static void halt_running(fb_guest *g);
+static void hook_sooner(fb_guest *g);
+
 /* Wraps the state's own allocator (lua_setallocf works on every VM; LuaJIT cannot take a custom
- * allocator in lua_newstate on x86_64 builds without GC64). */
+ * allocator in lua_newstate on x86_64 builds without GC64). It also reads the clock every ALLOC_CHECK
+ * bytes: a library function that makes strings (rep, concat, upper, format, ..) works in proportion to
+ * what it allocates, so past the deadline it gets no more memory. A stopped run gets none. */
 static void *capped_alloc(void *ud, void *ptr, size_t osize, size_t nsize)
 {
 	fb_guest *g = (fb_guest *)ud;
 	size_t old = ptr != NULL ? osize : 0; /* for a new block, Lua 5.4 passes the object type in osize */
 	void *p;
+	if (nsize > old && g->stop)
+		return NULL;
+	if (nsize > old && (g->allocated += nsize - old) >= ALLOC_CHECK) {
+		g->allocated = 0;
+		if (fb_now() >= g->deadline) {
+			g->stop = STOP_TIME;
+			halt_running(g);
+			return NULL;
+		}
+	}
 	if (nsize > old && nsize - old > g->memory - g->used) {
 #if LUA_VERSION_NUM >= 504
 		/* Lua 5.4 collects all garbage and asks again; refused twice, the budget is spent. (Its
 		 * lauxlib's buffers, which ask us directly, raise a memory error when refused.) */
-		if (g->refused && !g->stop)
+		if (g->refused && !g->stop) {
 			g->stop = STOP_MEMORY;
+			halt_running(g);
+		}
 		g->refused = 1;
 #else
 		/* LuaJIT and Lua 5.1 raise at once; Lua 5.3's lauxlib buffers raise a plain, catchable error. */
-		if (!g->stop)
+		if (!g->stop) {
 			g->stop = STOP_MEMORY;
+			halt_running(g);
+		}
 #endif
 		return NULL;
 	}
@@ -120,8 +163,11 @@ static void *capped_alloc(void *ud, void *ptr, size_t osize, size_t nsize)
 		g->used = g->used - old + nsize;
 		if (g->used > g->peak)
 			g->peak = g->used;
-		if (nsize > old)
+		if (nsize > old) {
 			g->refused = 0;
+			if (nsize - old >= ALLOC_CHECK)
+				hook_sooner(g);
+		}
 	}
 	return p;
 }
@@ -135,14 +181,84 @@ static fb_guest *guest_of(lua_State *L)
 
 static void on_count(lua_State *L, lua_Debug *ar);
 
-/* Ends the run from a C function of the guest state: raises (the host sees the budget's code), and
- * from now on the hook runs at every instruction of this thread, so the script gets no further. */
+/* Once the run is stopped, the hook runs at every instruction of the running thread (LuaJIT's hook is
+ * the state's, the others' the thread's): the allocator and charge() stop it so, between two of its
+ * instructions. Every other thread of the script is stopped where it next gets control: when what it
+ * resumed returns (tick) or when it is resumed (tick, spawn), both in the prelude's coroutine functions,
+ * the only ways from one thread to another. */
+static void halt_running(fb_guest *g)
+{
+	if (g->running != NULL)
+		lua_sethook(g->running, on_count, LUA_MASKCOUNT, 1);
+}
+
+/* Ends the run from a C function of the guest state: yields (nothing unwinds, see on_count), or raises
+ * where no yield is possible, and the hook runs at every instruction of this thread from now on, so the
+ * script gets no further. */
+static int halt(lua_State *L, fb_guest *g)
+{
+	lua_sethook(L, on_count, LUA_MASKCOUNT, 1);
+#if LUA_VERSION_NUM >= 503 || defined(FB_LUAJIT)
+	if (lua_isyieldable(L))
+		return lua_yield(L, 0);
+#endif
+	return luaL_error(L, "freshbooks.guest: %s", STOP_CODE[g->stop]);
+}
+
 static int stop(lua_State *L, fb_guest *g, int why)
 {
 	if (!g->stop)
 		g->stop = why;
-	lua_sethook(L, on_count, LUA_MASKCOUNT, 1);
-	return luaL_error(L, "freshbooks.guest: %s", STOP_CODE[g->stop]);
+	return halt(L, g);
+}
+
+/* Charges n instructions of work a library function is about to do (elements it walks, bytes it scans
+ * / BYTES_PER_UNIT), and reads the clock once HOOK_EVERY of them have gone by unchecked. -> whether the
+ * run may go on. */
+static int charge(fb_guest *g, lua_Number n)
+{
+	if (g->stop)
+		return 0;
+	if (n > 0) {
+		unsigned long long u = n >= 1e18 ? 1000000000000000000ull : (unsigned long long)n;
+		g->instructions += u;
+		g->unchecked += u;
+	}
+	if (g->instructions > g->max_instructions)
+		g->stop = STOP_CPU;
+	else if (g->unchecked >= HOOK_EVERY) {
+		g->unchecked = 0;
+		if (fb_now() >= g->deadline)
+			g->stop = STOP_TIME;
+	}
+	return !g->stop;
+}
+
+/* Instructions between two runs of the hook: HOOK_EVERY while the state holds at most 1 MiB, fewer as it
+ * holds more (down to 1). One instruction may cost time in proportion to the state's size (comparing
+ * two long strings, next() over a sparse table), so the time between two readings of the clock stays
+ * near what HOOK_EVERY instructions over 1 MiB cost, whatever the memory budget. */
+static int hook_period(const fb_guest *g)
+{
+	size_t p = (size_t)HOOK_EVERY * (1u << 20) / (g->used + 1);
+	return p >= HOOK_EVERY ? HOOK_EVERY : p < 1 ? 1 : (int)p;
+}
+
+/* The state grew: its hook runs at the shorter period from now on, not from its next run (the
+ * instructions up to then could each cost the new size). Only ever shortened here (lua_sethook starts
+ * the count afresh); the hook lengthens it again. */
+static void hook_sooner(fb_guest *g)
+{
+	if (g->running != NULL && !g->stop && hook_period(g) < lua_gethookcount(g->running))
+		lua_sethook(g->running, on_count, LUA_MASKCOUNT, hook_period(g));
+}
+
+/* Whether the C stack below g:resume is deeper than a run may use. The frame address is the real stack
+ * (a local's address may be on ASan's fake stack). */
+static int too_deep(fb_guest *g)
+{
+	uintptr_t here = (uintptr_t)__builtin_frame_address(0);
+	return g->cstack_base > here && g->cstack_base - here > CSTACK;
 }
 
 /* Once a budget is spent, the hook yields whatever coroutine is running (a hook may yield, with no
@@ -157,13 +273,22 @@ static void on_count(lua_State *L, lua_Debug *ar)
 	fb_guest *g = guest_of(L);
 	(void)ar;
 	if (!g->stop) {
-		g->instructions += HOOK_EVERY;
+		int period = lua_gethookcount(L);
+		g->instructions += (unsigned long long)period;
+		g->unchecked = 0;
 		if (g->instructions > g->max_instructions)
 			g->stop = STOP_CPU;
 		else if (fb_now() >= g->deadline)
 			g->stop = STOP_TIME;
-		else
+		else {
+			if (hook_period(g) != period)
+				lua_sethook(L, on_count, LUA_MASKCOUNT, hook_period(g));
+			/* C recursion through the script's Lua (a __tostring under string.format, a coroutine
+			 * resumed in a comparator) runs instructions at every level: it is seen here. */
+			if (too_deep(g))
+				luaL_error(L, "C stack overflow");
 			return;
+		}
 	}
 	lua_sethook(L, on_count, LUA_MASKCOUNT, 1);
 #if LUA_VERSION_NUM >= 503
@@ -261,7 +386,8 @@ static int g_call(lua_State *L)
 	return to_host(L, g, RAN_CALL);
 }
 
-/* print_host(text): the script's print, counted against the output budget. */
+/* print_host(text): the script's print, counted against the output budget: its text and its line's
+ * end, so every print costs (an empty one too: the host writes a line for it). */
 static int g_print(lua_State *L)
 {
 	fb_guest *g = guest_of(L);
@@ -269,9 +395,11 @@ static int g_print(lua_State *L)
 	fb_plain_out o;
 	luaL_checklstring(L, 1, &len);
 	lua_settop(L, 1);
-	if (g->stop || len > g->max_output - g->output)
-		return stop(L, g, g->stop ? g->stop : STOP_OUTPUT);
-	g->output += len;
+	if (g->stop || fb_now() >= g->deadline)
+		return stop(L, g, g->stop ? g->stop : STOP_TIME);
+	if (len >= g->max_output - g->output)
+		return stop(L, g, STOP_OUTPUT);
+	g->output += len + 1;
 	g->pending = 0;
 	g->msg.len = 0;
 	o.b = &g->msg;
@@ -300,10 +428,13 @@ static int g_find(lua_State *L)
 	const char *p = luaL_checklstring(L, 2, &lp);
 	lua_Integer init = luaL_optinteger(L, 3, 1);
 	const char *hit;
+	fb_guest *g = guest_of(L);
 	if (!lua_toboolean(L, 4) && has_specials(p, lp)) {
 		lua_pushboolean(L, 1);
 		return 1;
 	}
+	if (!charge(g, (lua_Number)(ls + lp) / BYTES_PER_UNIT))
+		return halt(L, g);
 #if LUA_VERSION_NUM >= 502
 	if (init > 0)
 		start = (size_t)init - 1;
@@ -341,6 +472,45 @@ static int g_stopped(lua_State *L)
 	return 1;
 }
 
+/* tick([co]): the prelude's coroutine.resume calls it before it resumes co, and with no argument when
+ * the resume has returned. A stopped run stops the calling thread here (a budget spent inside co ends
+ * its resumers too). Before a resume: the deadline (a coroutine may run HOOK_EVERY - 1 instructions
+ * before its hook fires), and the C stack, which each nested resume takes more of: -> false when too
+ * deep (the prelude answers as Lua 5.4 does: false, "C stack overflow"). */
+static int g_tick(lua_State *L)
+{
+	fb_guest *g = guest_of(L);
+	lua_State *co = lua_tothread(L, 1);
+	if (!g->stop && co != NULL && fb_now() >= g->deadline)
+		g->stop = STOP_TIME;
+	if (g->stop)
+		return halt(L, g);
+	if (co != NULL && too_deep(g)) {
+		lua_pushboolean(L, 0);
+		return 1;
+	}
+	g->running = co != NULL ? co : L;
+	hook_sooner(g); /* a thread made while the state was small runs at the period its size asks now */
+	lua_pushboolean(L, 1);
+	return 1;
+}
+
+/* spawn(f) -> coroutine: coroutine.create, charged HOOK_EVERY instructions, what a new thread may run
+ * before its first hook (in Lua 5.x the count is the thread's: a fresh thread starts it afresh). So the
+ * instruction budget holds for the run, however its work is spread over coroutines. */
+static int g_spawn(lua_State *L)
+{
+	fb_guest *g = guest_of(L);
+	lua_State *co;
+	luaL_checktype(L, 1, LUA_TFUNCTION);
+	if (!charge(g, HOOK_EVERY) || fb_now() >= g->deadline)
+		return stop(L, g, g->stop ? g->stop : STOP_TIME);
+	co = lua_newthread(L); /* inherits this thread's hook (LuaJIT: the state's) */
+	lua_pushvalue(L, 1);
+	lua_xmove(L, co, 1);
+	return 1;
+}
+
 /* charge(steps): the Lua matcher's steps, against the pattern budget. */
 static int g_charge(lua_State *L)
 {
@@ -351,6 +521,176 @@ static int g_charge(lua_State *L)
 	if (g->stop || g->steps > g->max_steps)
 		return stop(L, g, g->stop ? g->stop : STOP_PATTERNS);
 	return 0;
+}
+
+/* ---- library functions whose C loops the hook cannot see, charged before they run ---------------
+ * Each wraps the library's own function (its upvalue) and charges what it is about to walk: elements
+ * of a range or of a shift, bytes scanned. Ranges and lengths are read as the library reads them (an
+ * argument it will reject is charged nothing: the library raises its own error). Functions whose work
+ * is what they allocate (rep, concat's result, upper, format, ..) are seen by the allocator; sort runs
+ * in Lua (guest_sort.lua); comparisons of long strings and next() over a sparse table are single
+ * instructions of the VM, which the hook sees every HOOK_EVERY (docs/guest.md: the bound). */
+
+/* Calls the wrapped function, charged `units`. Some call the script's Lua from a large C frame
+ * (string.format's and table.concat's buffers: 8 KiB each on Lua 5.1 and 5.3), which a recursion through
+ * a __tostring or an __index repeats faster than the hook looks: the C stack is checked here too. */
+static int call_wrapped(lua_State *L, fb_guest *g, lua_Number units)
+{
+	if (!charge(g, units))
+		return halt(L, g);
+	if (too_deep(g))
+		return luaL_error(L, "C stack overflow");
+	lua_pushvalue(L, lua_upvalueindex(1));
+	lua_insert(L, 1);
+	lua_call(L, lua_gettop(L) - 1, LUA_MULTRET);
+	return lua_gettop(L);
+}
+
+static lua_Number num_or(lua_State *L, int idx, lua_Number dflt)
+{
+	return lua_type(L, idx) == LUA_TNUMBER ? lua_tonumber(L, idx) : dflt;
+}
+
+/* The length the table library reads: raw for a table without a metatable (or on 5.1/LuaJIT, whose
+ * table library is raw), else unknown (0: the prelude passes such tables through a stand-in whose
+ * every access is Lua). */
+static lua_Number table_len(lua_State *L, int idx)
+{
+	if (lua_type(L, idx) != LUA_TTABLE)
+		return 0;
+#if LUA_VERSION_NUM >= 502
+	if (lua_getmetatable(L, idx)) {
+		lua_pop(L, 1);
+		return 0;
+	}
+#endif
+	return (lua_Number)lua_rawlen(L, idx);
+}
+
+/* Elements from i to j (a range's count, 0 when empty). */
+static lua_Number span(lua_Number i, lua_Number j)
+{
+	return j >= i ? j - i + 1 : 0;
+}
+
+/* Values pushed for a range: past MAX_RESULTS the library raises before it pushes any. */
+static lua_Number results(lua_Number n)
+{
+	return n > MAX_RESULTS ? 0 : n;
+}
+
+/* unpack(t [, i [, j]]) / table.unpack: j - i + 1 values pushed. The length is read once, here, and
+ * passed on (a __len runs once, as in the library's own unpack). */
+static int g_unpack(lua_State *L)
+{
+	fb_guest *g = guest_of(L);
+	lua_Number i, j;
+#if LUA_VERSION_NUM >= 502
+	lua_Integer first = luaL_optinteger(L, 2, 1);
+	lua_Integer last = lua_isnoneornil(L, 3) ? luaL_len(L, 1) : luaL_checkinteger(L, 3);
+	lua_settop(L, 1);
+	lua_pushinteger(L, first);
+	lua_pushinteger(L, last);
+	i = (lua_Number)first;
+	j = (lua_Number)last;
+#else
+	luaL_checktype(L, 1, LUA_TTABLE);
+	i = num_or(L, 2, 1);
+	j = num_or(L, 3, (lua_Number)lua_rawlen(L, 1));
+#endif
+	return call_wrapped(L, g, results(span(i, j)));
+}
+
+/* table.concat(t [, sep [, i [, j]]]): j - i + 1 elements (the result's bytes: the allocator). */
+static int g_concat(lua_State *L)
+{
+	return call_wrapped(L, guest_of(L), span(num_or(L, 3, 1), num_or(L, 4, table_len(L, 1))));
+}
+
+/* table.insert(t, pos, v) / table.remove(t [, pos]): the elements shifted (none for a position the
+ * library refuses or sets without a shift). */
+static lua_Number shifted(lua_Number pos, lua_Number n)
+{
+	return pos >= 1 && pos <= n + 1 ? span(pos, n) : 1;
+}
+
+static int g_insert(lua_State *L)
+{
+	lua_Number n = table_len(L, 1);
+	return call_wrapped(L, guest_of(L), lua_gettop(L) == 3 ? shifted(num_or(L, 2, n + 1), n) : 1);
+}
+
+static int g_remove(lua_State *L)
+{
+	lua_Number n = table_len(L, 1);
+	return call_wrapped(L, guest_of(L), shifted(num_or(L, 2, n), n));
+}
+
+/* A string position as the string library reads it (negative: from the end), clamped to [0, len+1]. */
+static lua_Number position(lua_Number pos, lua_Number len)
+{
+	if (pos < 0)
+		pos = len + pos + 1;
+	return pos < 0 ? 0 : pos > len + 1 ? len + 1 : pos;
+}
+
+/* The bytes from i to j of the string at 1 (i, j as the string library reads them). */
+static lua_Number string_span(lua_State *L, lua_Number i, lua_Number j)
+{
+	size_t len = 0;
+	if (lua_type(L, 1) == LUA_TSTRING)
+		lua_tolstring(L, 1, &len);
+	i = position(i, (lua_Number)len);
+	j = position(j, (lua_Number)len);
+	return span(i < 1 ? 1 : i, j > (lua_Number)len ? (lua_Number)len : j);
+}
+
+/* string.byte(s [, i [, j]]) and utf8.codepoint: a value pushed per byte from i to j. */
+static int g_byte(lua_State *L)
+{
+	lua_Number i = num_or(L, 2, 1);
+	return call_wrapped(L, guest_of(L), results(string_span(L, i, num_or(L, 3, i))));
+}
+
+#if LUA_VERSION_NUM >= 503
+/* utf8.len(s [, i [, j]]): the bytes it decodes. */
+static int g_utf8_len(lua_State *L)
+{
+	return call_wrapped(L, guest_of(L), string_span(L, num_or(L, 2, 1), num_or(L, 3, -1)) / BYTES_PER_UNIT);
+}
+
+/* utf8.offset(s, n [, i]): at most 4 bytes for each of the |n| characters it moves over. */
+static int g_utf8_offset(lua_State *L)
+{
+	lua_Number n = fabs(num_or(L, 2, 0));
+	lua_Number all = string_span(L, 1, -1);
+	return call_wrapped(L, guest_of(L), (4 * n < all ? 4 * n : all) / BYTES_PER_UNIT);
+}
+#endif
+
+/* tonumber(s [, base]) and rawequal of two strings: their bytes. */
+static lua_Number string_units(lua_State *L, int idx)
+{
+	size_t len = 0;
+	if (lua_type(L, idx) == LUA_TSTRING)
+		lua_tolstring(L, idx, &len);
+	return (lua_Number)len / BYTES_PER_UNIT;
+}
+
+static int g_tonumber(lua_State *L)
+{
+	return call_wrapped(L, guest_of(L), string_units(L, 1));
+}
+
+/* string.format: what it makes is the allocator's; its %s calls a __tostring (C stack: call_wrapped). */
+static int g_format(lua_State *L)
+{
+	return call_wrapped(L, guest_of(L), 0);
+}
+
+static int g_rawequal(lua_State *L)
+{
+	return call_wrapped(L, guest_of(L), string_units(L, 1) + string_units(L, 2));
 }
 
 static int dump_writer(lua_State *L, const void *p, size_t sz, void *ud)
@@ -391,14 +731,18 @@ static void load_chunk(lua_State *L, fb_guest *g, fb_chunk *c)
 	fb_buf_free(&g->dump, 0);
 }
 
-/* patterns() -> the Lua matcher (guest_patterns.lua), loaded on first use only. */
-static int g_patterns(lua_State *L)
+/* library(name, raw) -> what our chunk `name` makes ("patterns": the Lua matcher; "sort": table.sort),
+ * loaded on first use only, given (find, charge, the VM's version, raw: the library's own functions). */
+static int g_library(lua_State *L)
 {
-	load_chunk(L, guest_of(L), &patterns_chunk);
+	const char *name = luaL_checkstring(L, 1);
+	luaL_checktype(L, 2, LUA_TTABLE);
+	load_chunk(L, guest_of(L), strcmp(name, "sort") == 0 ? &sort_chunk : &patterns_chunk);
 	lua_pushcfunction(L, g_find);
 	lua_pushcfunction(L, g_charge);
 	lua_pushinteger(L, LUA_VERSION_NUM);
-	lua_call(L, 3, 1);
+	lua_pushvalue(L, 2);
+	lua_call(L, 4, 1);
 	return 1;
 }
 
@@ -419,21 +763,22 @@ static int g_setmetatable(lua_State *L)
 	return lua_gettop(L);
 }
 
-/* string.rep: Lua loops n times even when there is nothing to copy ((""):rep(2^60), one C call). */
+/* string.rep: Lua loops n times even when there is nothing to copy ((""):rep(2^60), one C call), and
+ * LuaJIT makes a result it already has without allocating (its strings are interned): what it makes is
+ * charged first (its bytes; past the memory budget the allocator refuses it). */
 static int g_rep(lua_State *L)
 {
 	size_t l, lsep;
+	lua_Number n, bytes;
 	luaL_checklstring(L, 1, &l);
-	luaL_checkinteger(L, 2);
+	n = (lua_Number)luaL_checkinteger(L, 2);
 	luaL_optlstring(L, 3, "", &lsep);
 	if (l == 0 && lsep == 0) {
 		lua_pushliteral(L, "");
 		return 1;
 	}
-	lua_pushvalue(L, lua_upvalueindex(1));
-	lua_insert(L, 1);
-	lua_call(L, lua_gettop(L) - 1, 1);
-	return 1;
+	bytes = n > 0 ? n * (lua_Number)(l + lsep) : 0;
+	return call_wrapped(L, guest_of(L), bytes > (lua_Number)guest_of(L)->memory ? 0 : bytes / BYTES_PER_UNIT);
 }
 
 /* ---- building the guest state ------------------------------------------------------------------ */
@@ -468,10 +813,19 @@ static void keep_only(lua_State *G, int idx, const char *const *keep)
 	}
 }
 
-/* Replaces t[name] (t at idx) by f with the old value as its upvalue. */
-static void wrap_field(lua_State *G, int idx, const char *name, lua_CFunction f)
+/* Replaces t[name] (t at idx) by f with the old value as its upvalue; the old value also goes to the
+ * table at raw (0: none) under `name`, for our own chunks, which need no charge. */
+static void wrap_field(lua_State *G, int idx, const char *name, lua_CFunction f, int raw)
 {
 	lua_getfield(G, idx, name);
+	if (lua_isnil(G, -1)) { /* not on this VM (utf8, table.unpack on 5.1) */
+		lua_pop(G, 1);
+		return;
+	}
+	if (raw != 0) {
+		lua_pushvalue(G, -1);
+		lua_setfield(G, raw, name);
+	}
 	lua_pushcclosure(G, f, 1);
 	lua_setfield(G, idx, name);
 }
@@ -482,7 +836,10 @@ static void wrap_field(lua_State *G, int idx, const char *name, lua_CFunction f)
  * in Lua by the prelude: the pattern functions and table.move (C loops no hook could stop), and xpcall
  * and coroutine.close: when the count hook raises, both VMs run a message handler with hooks still
  * off (Lua 5.4 also the __close handlers of a coroutine that died that way, once it is closed). The
- * prelude's xpcall calls its handler after pcall returns; its close refuses once the run is stopped. */
+ * prelude's xpcall calls its handler after pcall returns; its close refuses once the run is stopped.
+ * Wrapped here, charged before they run: the functions whose C loops walk more than their arguments
+ * hold (see g_unpack and below). Leaves the stock coroutine.close (or nil) at 1 and the functions
+ * wrapped, unwrapped, at 2 (for the prelude only). */
 static void open_safe_libs(lua_State *G)
 {
 	static const char *const globals[] = {
@@ -493,7 +850,7 @@ static void open_safe_libs(lua_State *G)
 	static const char *const os_keep[] = {"time", "clock", "date", "difftime", NULL};
 	static const char *const string_drop[] = {"dump", "find", "match", "gmatch", "gsub", NULL};
 	const char *const *s;
-	int globals_idx;
+	int globals_idx, raw;
 
 	open_lib(G, "_G", luaopen_base); /* LuaJIT's base also opens coroutine */
 	open_lib(G, LUA_STRLIBNAME, luaopen_string);
@@ -506,8 +863,13 @@ static void open_safe_libs(lua_State *G)
 #endif
 	lua_getglobal(G, "_G");
 	globals_idx = lua_gettop(G);
+	lua_newtable(G);
+	raw = lua_gettop(G);
 	keep_only(G, globals_idx, globals);
-	wrap_field(G, globals_idx, "setmetatable", g_setmetatable);
+	wrap_field(G, globals_idx, "setmetatable", g_setmetatable, 0);
+	wrap_field(G, globals_idx, "unpack", g_unpack, raw);
+	wrap_field(G, globals_idx, "tonumber", g_tonumber, raw);
+	wrap_field(G, globals_idx, "rawequal", g_rawequal, raw);
 	lua_getglobal(G, LUA_OSLIBNAME);
 	keep_only(G, lua_gettop(G), os_keep);
 	lua_getglobal(G, LUA_STRLIBNAME);
@@ -515,16 +877,28 @@ static void open_safe_libs(lua_State *G)
 		lua_pushnil(G);
 		lua_setfield(G, -2, *s);
 	}
-	wrap_field(G, lua_gettop(G), "rep", g_rep);
+	wrap_field(G, lua_gettop(G), "rep", g_rep, raw);
+	wrap_field(G, lua_gettop(G), "byte", g_byte, raw);
+	wrap_field(G, lua_gettop(G), "format", g_format, raw);
 	lua_getglobal(G, LUA_TABLIBNAME);
 	lua_pushnil(G);
 	lua_setfield(G, -2, "move");
+	wrap_field(G, lua_gettop(G), "unpack", g_unpack, raw);
+	wrap_field(G, lua_gettop(G), "concat", g_concat, raw);
+	wrap_field(G, lua_gettop(G), "insert", g_insert, raw);
+	wrap_field(G, lua_gettop(G), "remove", g_remove, raw);
+#if LUA_VERSION_NUM >= 503
+	lua_getglobal(G, LUA_UTF8LIBNAME);
+	wrap_field(G, lua_gettop(G), "codepoint", g_byte, 0);
+	wrap_field(G, lua_gettop(G), "len", g_utf8_len, 0);
+	wrap_field(G, lua_gettop(G), "offset", g_utf8_offset, 0);
+#endif
 	lua_getglobal(G, LUA_COLIBNAME);
 	lua_getfield(G, -1, "close");
 	lua_replace(G, globals_idx); /* returned to the caller */
 	lua_pushnil(G);
 	lua_setfield(G, -2, "close");
-	lua_settop(G, globals_idx);
+	lua_settop(G, raw);
 }
 
 /* One step of the run, protected on the guest state's main thread: the host's answer (in g->msg) goes
@@ -542,6 +916,7 @@ static int g_step(lua_State *G)
 	g->first = 0;
 	g->msg.len = 0;
 	g->pending = 0;
+	g->running = T;
 #if LUA_VERSION_NUM >= 504
 	status = lua_resume(T, G, k, &nres);
 #elif LUA_VERSION_NUM >= 502
@@ -640,11 +1015,13 @@ static int g_setup(lua_State *G)
 		{"find", g_find},
 		{"charge", g_charge},
 		{"stopped", g_stopped},
-		{"patterns", g_patterns},
+		{"tick", g_tick},
+		{"spawn", g_spawn},
+		{"library", g_library},
 		{NULL, NULL},
 	};
 	lua_settop(G, 0);
-	open_safe_libs(G); /* leaves the stock coroutine.close (or nil) at 1, for the prelude only */
+	open_safe_libs(G); /* leaves the stock coroutine.close (or nil) at 1, the raw functions at 2 */
 	lua_pushlightuserdata(G, g);
 	lua_pushcclosure(G, g_step, 1);
 	g->step_ref = luaL_ref(G, LUA_REGISTRYINDEX);
@@ -654,6 +1031,8 @@ static int g_setup(lua_State *G)
 	luaL_setfuncs(G, bridge, 0);
 	lua_pushvalue(G, 1);
 	lua_setfield(G, -2, "close");
+	lua_pushvalue(G, 2);
+	lua_setfield(G, -2, "raw");
 	lua_call(G, 2, 1); /* -> the script's session object */
 	g->msg.len = 0;
 	if (luaL_loadbufferx(G, s->src, s->len, s->name, "t") != 0) {
@@ -703,7 +1082,7 @@ static double budget(lua_State *L, const char *name, double max)
 	double v;
 	lua_getfield(L, 3, name);
 	if (lua_type(L, -1) != LUA_TNUMBER || !(lua_tonumber(L, -1) > 0) || lua_tonumber(L, -1) > max)
-		luaL_error(L, "freshbooks.core.guest: %s must be a number > 0 (and <= %g)", name, max);
+		luaL_error(L, "freshbooks.vm.new: %s must be a number > 0 (and <= %g)", name, max);
 	v = (double)lua_tonumber(L, -1);
 	lua_pop(L, 1);
 	return v;
@@ -711,7 +1090,7 @@ static double budget(lua_State *L, const char *name, double max)
 
 #define push_error fb_push_error
 
-/* core.guest(source, chunkname, {memory, instructions, time, patterns, output}) -> guest
+/* vm.new(source, chunkname, {memory, instructions, time, patterns, output}) -> guest
  * | nil, {code = "syntax" | "budget_memory", message} */
 static int l_guest(lua_State *L)
 {
@@ -720,7 +1099,7 @@ static int l_guest(lua_State *L)
 	lua_State *G;
 	int status;
 	if (lua_type(L, 1) != LUA_TSTRING)
-		return luaL_error(L, "freshbooks.core.guest: source must be a string");
+		return luaL_error(L, "freshbooks.vm.new: source must be a string");
 	s.src = lua_tolstring(L, 1, &s.len);
 	s.name = luaL_optstring(L, 2, "=guest");
 	luaL_checktype(L, 3, LUA_TTABLE);
@@ -739,7 +1118,7 @@ static int l_guest(lua_State *L)
 
 	G = luaL_newstate();
 	if (G == NULL)
-		return luaL_error(L, "freshbooks.core.guest: cannot create a Lua state");
+		return luaL_error(L, "freshbooks.vm.new: cannot create a Lua state");
 	g->G = G;
 	g->alloc = lua_getallocf(G, &g->alloc_ud);
 	g->used = g->peak = (size_t)lua_gc(G, LUA_GCCOUNT, 0) * 1024 + (size_t)lua_gc(G, LUA_GCCOUNTB, 0);
@@ -856,6 +1235,7 @@ static int l_resume(lua_State *L)
 	if (!g->stop && fb_now() >= g->deadline)
 		g->stop = STOP_TIME;
 	if (!g->stop) {
+		g->cstack_base = (uintptr_t)__builtin_frame_address(0);
 #ifdef FB_LUA51
 		if (!lua_isnil(L, 3)) {
 			g->serve_ref = luaL_ref(L, LUA_REGISTRYINDEX); /* pops serve */
@@ -961,7 +1341,7 @@ static int l_tostring(lua_State *L)
 	return 1;
 }
 
-void fb_open_guest(lua_State *L)
+int luaopen_freshbooks_vm(lua_State *L)
 {
 	static const luaL_Reg methods[] = {
 		{"resume", l_resume},
@@ -969,7 +1349,10 @@ void fb_open_guest(lua_State *L)
 		{"close", l_close},
 		{NULL, NULL},
 	};
+	fb_pin_module((void *)&luaopen_freshbooks_vm); /* the chunks' bytecode is cached for the process */
 	fb_new_class(L, GUEST_MT, methods, l_close, l_tostring);
+	lua_newtable(L);
 	lua_pushcfunction(L, l_guest);
-	lua_setfield(L, -2, "guest");
+	lua_setfield(L, -2, "new");
+	return 1;
 }

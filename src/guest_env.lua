@@ -3,34 +3,52 @@
 -- needs no secrets and guards nothing: it gives scripts the library's shape (fb:me(), fb:businesses(),
 -- fb:account(id).invoices:list{...}, :each{...}, ...), a print that goes to the host, coroutines that
 -- can call the API, and string patterns written in Lua (guest_patterns.lua) so the budgets cover them.
--- Arguments: the marker a call to the host yields, and the bridge (C functions).
+-- Arguments: the marker a call to the host yields, and the bridge (C functions; `raw`: library functions
+-- as the VM has them, which src/guest.c wraps for scripts to charge their loops, for our own chunks).
 local MARK, bridge = ...
-local call, print_host, find, patterns, stopped = bridge.call, bridge.print, bridge.find, bridge.patterns,
-  bridge.stopped
-local type, tostring, select, error, pcall, pairs, setmetatable, rawequal =
-  type, tostring, select, error, pcall, pairs, setmetatable, rawequal
+local call, print_host, find, library, stopped, tick, spawn, raw = bridge.call, bridge.print, bridge.find,
+  bridge.library, bridge.stopped, bridge.tick, bridge.spawn, bridge.raw
+local type, tostring, select, error, pcall, pairs, setmetatable, rawequal, ipairs =
+  type, tostring, select, error, pcall, pairs, setmetatable, rawequal, ipairs
 local concat = table.concat
-local co_create, co_resume, co_yield, co_close, co_running = coroutine.create, coroutine.resume,
-  coroutine.yield, bridge.close, coroutine.running
+local co_resume, co_yield, co_close, co_running = coroutine.resume, coroutine.yield, bridge.close,
+  coroutine.running
+-- (our chunks load on first use, after the script may have changed the globals: they take these)
+for k, v in pairs{ tostring = tostring, type = type, error = error, pcall = pcall, select = select, rawget = rawget,
+    rawset = rawset, sub = string.sub, char = string.char, floor = math.floor, ceil = math.ceil,
+    tointeger = math.tointeger } do
+  raw[k] = v
+end
 
 -- Coroutines: a call to the host made inside a coroutine of the script yields MARK; each resume passes
--- it up (to the host) and hands the answer back down, so the script's coroutines never see it.
-local function pass(co, ok, ...)
-  if ok and rawequal((...), MARK) then return pass(co, co_resume(co, co_yield(MARK))) end
+-- it up (to the host) and hands the answer back down, so the script's coroutines never see it. Every
+-- resume goes through tick (src/guest.c), before and after: the budgets are the run's, so a stop inside
+-- a coroutine stops its resumers too, and nested resumes are bounded by the C stack they take.
+local pass
+local function resume(co, ...)
+  if not tick(co) then return false, "C stack overflow" end
+  return pass(co, co_resume(co, ...))
+end
+function pass(co, ok, ...)
+  tick()
+  if ok and rawequal((...), MARK) then return resume(co, co_yield(MARK)) end
   return ok, ...
 end
 
 function coroutine.resume(co, ...)
-  return pass(co, co_resume(co, ...))
+  if type(co) ~= "thread" then return co_resume(co, ...) end -- its own error
+  return resume(co, ...)
 end
 
--- The script's body runs in a coroutine too, but, as in a main chunk, cannot yield from it.
+-- The script's body runs in a coroutine too, but, as in a main chunk, cannot yield from it. A new
+-- coroutine is charged the instructions it may run before its first hook (spawn).
 local ours = setmetatable({}, { __mode = "k" })
-function coroutine.create(f)
-  local co = co_create(f)
+local function create(f)
+  local co = spawn(f)
   ours[co] = true
   return co
 end
+coroutine.create = create
 
 function coroutine.yield(...)
   if not ours[co_running()] then error("attempt to yield from outside a coroutine", 2) end
@@ -70,8 +88,8 @@ local function unwrap(co, ok, ...)
 end
 
 function coroutine.wrap(f)
-  local co = coroutine.create(f)
-  return function(...) return unwrap(co, pass(co, co_resume(co, ...))) end
+  local co = create(f)
+  return function(...) return unwrap(co, resume(co, ...)) end
 end
 
 -- xpcall on pcall: the handler runs once pcall has returned, under the budgets (Lua's own xpcall calls
@@ -99,7 +117,7 @@ end
 -- Patterns: literal ones in C (linear time), the rest through the Lua matcher, loaded on first use.
 local M
 local function matcher()
-  M = M or patterns()
+  M = M or library("patterns", raw)
   return M
 end
 
@@ -135,10 +153,19 @@ function table.move(a1, f, e, t, a2)
   return a2
 end
 
--- Lua 5.3+'s insert, remove, concat and sort read a table through __len, __index and __newindex from
--- one C loop: a __len of 2^53, or C functions as metamethods, would keep it going where no hook
--- fires. A table with a metatable reaches them behind a stand-in whose every access is Lua code
--- (hooked), with the same reads and writes in the same order.
+-- table.sort in Lua (guest_sort.lua, loaded on first use): the library's is one C loop no hook stops,
+-- whose comparisons may each take the length of a long string, and whose C comparator may be
+-- table.sort itself (C recursion until the host's C stack ends).
+local S
+function table.sort(...)
+  S = S or library("sort", raw)
+  return S(...)
+end
+
+-- Lua 5.3+'s insert, remove and concat read a table through __len, __index and __newindex from one C
+-- loop: a __len of 2^53, or C functions as metamethods, would keep it going where no hook fires. A
+-- table with a metatable reaches them behind a stand-in whose every access is Lua code (hooked), with
+-- the same reads and writes in the same order. (Without a metatable, src/guest.c charges the range.)
 if not LUA51 then
   local getmetatable = getmetatable
   local function hooked(t)
@@ -146,9 +173,43 @@ if not LUA51 then
     return setmetatable({}, { __len = function() return #t end, __index = function(_, k) return t[k] end,
       __newindex = function(_, k, v) t[k] = v end })
   end
-  for _, name in ipairs{ "insert", "remove", "concat", "sort" } do
+  for _, name in ipairs{ "insert", "remove", "concat" } do
     local f = table[name]
     table[name] = function(t, ...) return f(hooked(t), ...) end
+  end
+end
+
+-- tostring and os.time in Lua. LuaJIT's tostring calls a __tostring as a tail call: with tostring as
+-- its own __tostring (or a table's __call), that is a loop of no instruction at all. And LuaJIT's
+-- os.time reads a table's fields from C: an __index that is os.time again recurses in C until the
+-- host's C stack ends. Here each round is Lua (seen by the hook), and os.time gets a plain copy (whose
+-- fields go back to the table, as Lua 5.3+ normalises them).
+do
+  -- Its errors ("value expected", "'__tostring' must return a string") carry no position from inside
+  -- pcall: placed at the caller, as the library's are.
+  local tostring = tostring -- luacheck: ignore 421
+  local function placed(ok, s)
+    if ok then return s end
+    error(s, 3)
+  end
+  function _G.tostring(...)
+    if select("#", ...) == 0 then error("bad argument #1 to 'tostring' (value expected)", 2) end
+    return placed(pcall(tostring, (...)))
+  end
+  local time, FIELDS = os.time, { "year", "month", "day", "hour", "min", "sec", "isdst" }
+  local SET = not LUA51 and { "year", "month", "day", "hour", "min", "sec", "yday", "wday", "isdst" }
+  function os.time(...)
+    local t = ...
+    if t == nil then return (time()) end
+    if type(t) ~= "table" then error(("bad argument #1 to 'time' (table expected, got %s)"):format(type(t)), 2) end
+    local plain = {}
+    for _, k in ipairs(FIELDS) do plain[k] = t[k] end
+    local ok, r = pcall(time, plain) -- its errors carry no position (called from C): placed at our caller
+    if not ok then error(r, 2) end
+    if SET then
+      for _, k in ipairs(SET) do t[k] = plain[k] end
+    end
+    return r
   end
 end
 
@@ -283,6 +344,16 @@ function fb.businesses(_, refresh)
   end
 end
 setmetatable(fb, { __tostring = function() return "freshbooks.session(guest)" end })
+
+-- mirror:query(sql, params) -> {columns, rows} | nil, err: read-only SQL on the host's mirror (when the
+-- host gives the run one), one call of the budget.
+local mirror = {}
+function mirror.query(a, b, c)
+  if a == mirror then a, b = b, c end -- mirror:query(...) and mirror.query(...)
+  return answer(1, call("query", a, b))
+end
+setmetatable(mirror, { __tostring = function() return "freshbooks.mirror(guest)" end })
+_G.mirror = mirror
 
 _G.fb = fb
 return fb

@@ -6,11 +6,12 @@
 -- (`find`: memmem, linear time).
 -- The semantics are this VM's string library's: Lua 5.4's, or Lua 5.1's where LuaJIT differs (a start
 -- past the end, empty matches in gmatch and gsub, '%' in replacements, some messages).
-local find, charge, version = ...
-local byte, sub, char, format = string.byte, string.sub, string.char, string.format
-local concat, unpack = table.concat, table.unpack or unpack
-local type, tostring, tonumber, error, pcall, rawget = type, tostring, tonumber, error, pcall, rawget
-local floor, ceil, tointeger = math.floor, math.ceil, math.tointeger
+local find, charge, version, raw = ... -- raw: the library's own functions (the script's are charged)
+local byte, sub, char, format = raw.byte, raw.sub, raw.char, raw.format
+local concat, unpack = raw.concat, raw.unpack
+local type, tostring, tonumber, error, pcall, rawget = raw.type, raw.tostring, raw.tonumber, raw.error, raw.pcall,
+  raw.rawget
+local floor, ceil, tointeger = raw.floor, raw.ceil, raw.tointeger
 local V51 = version < 502
 
 local MAXCCALLS, MAXCAPTURES = 200, 32

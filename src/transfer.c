@@ -158,6 +158,12 @@ CURLcode fb_setup_request(CURL *e, const fb_client *c, fb_xfer *x)
 	x->errbuf[0] = '\0';
 	SET(CURLOPT_ERRORBUFFER, x->errbuf);
 	SET(CURLOPT_CURLU, x->curlu); /* the parse the policy checked */
+	/* A proxy from the environment (http_proxy, ALL_PROXY, ...) never gets a plain-http request: it
+	 * carries the bearer token, refresh token and client secret in clear (loopback api_url). "" turns
+	 * libcurl's environment proxies off; NULL lets https use them, through a CONNECT tunnel that sees
+	 * no header. The client's own `proxy` option (fb_setup_client) is used for both: the caller said so. */
+	if (c->proxy == NULL)
+		SET(CURLOPT_PROXY, x->https ? NULL : "");
 	SET(CURLOPT_TIMEOUT_MS, x->timeout_ms > 0 ? x->timeout_ms : c->timeout_ms);
 	SET(CURLOPT_FRESH_CONNECT, x->once ? 1L : 0L);
 	SET(CURLOPT_NOPROGRESS, fb_trapping_interrupts() && !x->finish ? 0L : 1L);

@@ -4,10 +4,13 @@
  * through plain data copied between the two states.
  *
  *   FB_API_URL=... FB_CLIENT_ID=... FB_CLIENT_SECRET=... FB_REDIRECT_URI=... FB_TOKENS=tokens.json \
- *   [FB_CAINFO=ca.pem] [FB_GUEST_WRITE=1] [FB_GUEST_<BUDGET>=n ...] embed-host user-script.lua
+ *   [FB_CAINFO=ca.pem] [FB_GUEST_WRITE=1] [FB_GUEST_BUSINESSES=id,id] [FB_GUEST_<BUDGET>=n ...] \
+ *   embed-host user-script.lua
  *
  * FB_GUEST_MEMORY, _INSTRUCTIONS, _TIME, _PATTERNS, _CALLS, _OUTPUT override the budgets (see
- * freshbooks.guest). The script's print goes to stdout; its return values are printed after it.
+ * freshbooks.guest). FB_GUEST_BUSINESSES lists the businesses the script may touch (a membership's
+ * business_id, account_id or business_uuid, comma-separated); unset, every business the token reaches.
+ * The script's print goes to stdout; its return values are printed after it.
  * Exit status: 0 when the script ran, 1 when it failed (its error, with its code, on stderr), 2 on bad
  * usage. */
 #include <stdio.h>
@@ -41,11 +44,17 @@ static const char *run_guest =
 	"for _, k in ipairs{ 'memory', 'instructions', 'time', 'patterns', 'calls', 'output' } do\n"
 	"  budget[k] = tonumber(os.getenv('FB_GUEST_' .. k:upper()))\n"
 	"end\n"
+	"local businesses\n"
+	"if os.getenv('FB_GUEST_BUSINESSES') then\n"
+	"  businesses = {}\n"
+	"  for id in os.getenv('FB_GUEST_BUSINESSES'):gmatch('[^,]+') do businesses[#businesses + 1] = id end\n"
+	"end\n"
 	"local function report(ok, ...)\n"
 	"  if not ok then error(tostring((...)), 0) end\n"
 	"  for i = 1, select('#', ...) do print('result: ' .. tostring((select(i, ...)))) end\n"
 	"end\n"
-	"report(require('freshbooks.guest').run(fb, source, '@' .. path, { write = write, budget = budget }))\n";
+	"report(require('freshbooks.guest').run(fb, source, '@' .. path, { write = write, budget = budget,\n"
+	"  businesses = businesses }))\n";
 
 static int fail(lua_State *L, const char *what)
 {

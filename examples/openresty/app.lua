@@ -27,11 +27,21 @@ local webhook = require "freshbooks.webhook"
 
 local app = {}
 local config
+-- init_worker_by_lua: the hand-off of webhook events to the mirror's watcher, when there is one.
+function app.init_worker()
+  if config and config.mirror_socket then
+    require("freshbooks.mirror.feed").start{ socket = config.mirror_socket }
+  end
+end
+
 local connections -- per worker, made on first use
 
 -- configure{client_id, client_secret, redirect_uri, session_secret, public_url, redis_host?, redis_port?,
--- redis_password?, prefix?, api_url?, auth_url?, scopes?, session_ttl? (s, 8 h), replay_window? (s, 600)}
+-- redis_password?, prefix?, api_url?, auth_url?, scopes?, session_ttl? (s, 8 h), replay_window? (s, 600),
+-- mirror_socket?}
 -- public_url: this app's own https origin (the webhook URI FreshBooks calls is public_url .. "/webhook").
+-- mirror_socket: where `freshbooks sync --watch --listen PATH` takes webhook events for a mirror
+-- (docs/mirror.md): verified deliveries are handed to it (app.init_worker starts the hand-off).
 function app.configure(c)
   for _, k in ipairs{ "client_id", "client_secret", "redirect_uri", "session_secret", "public_url" } do
     if type(c[k]) ~= "string" or c[k] == "" then error("app.configure: " .. k .. " is required", 2) end
@@ -344,6 +354,8 @@ function app.webhook()
       local n = shared():incr("events:" .. account_id, 1, 0) -- atomic across workers
       shared():set("event:" .. account_id .. ":" .. n, cjson.encode{ name = webhook.field(fields, "name"),
         object_id = webhook.field(fields, "object_id"), account_id = account_id })
+      -- the mirror: queued in memory here, written by `freshbooks sync --watch` (never in a worker)
+      if config.mirror_socket then require("freshbooks.mirror.feed").push(fields) end
       return reply(200, { received = "event" })
     end
   end

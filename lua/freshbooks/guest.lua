@@ -1,22 +1,25 @@
 -- Guest scripts: untrusted Lua (an embedding host's user scripts) run against a session, each run in a
--- Lua state of its own that the C core makes and closes (src/guest.c), under budgets. Nothing of this
+-- Lua state of its own that freshbooks.vm makes and closes (src/guest.c), under budgets. Nothing of this
 -- state exists in the guest's: no function, table, metatable, token or secret. The script's calls
 -- arrive here as plain data, run against the session, and go back as plain data; errors go back as
 -- plain tables {code, message, status, errno, errors} with secrets masked.
 --   local guest = require "freshbooks.guest"
 --   local ok, a, b = guest.run(fb, source, "=user.lua", { write = false, print = host_print,
---                                                          budget = { time = 5 }, usage = {} })
+--                                businesses = { "aBcD1" }, budget = { time = 5 }, usage = {} })
 -- The script sees the library's shape: `local fb = ...` (also the global `fb`), fb:me(),
 -- fb:memberships(), for m in fb:businesses(), fb:find_business(key), fb:account(id).invoices:list{...},
 -- fb:business(id), fb:accounting_business(uuid),
 -- for inv in acct.invoices:each{...}, acct.reports.profit_and_loss:get{...}; with write = true also
 -- create/update/delete/archive/send_by_email. docs/guest.md has the whole contract.
 local core = require "freshbooks.core"
+local vm = require "freshbooks.vm"
 local errors = require "freshbooks.errors"
 local options = require "freshbooks.options"
 local redact = require "freshbooks.redact"
+local identity = require "freshbooks.identity"
 local catalogue = require "freshbooks.catalogue"
 local resource = require "freshbooks.resource"
+local number = require("freshbooks.query").number
 
 local guest = {}
 
@@ -29,6 +32,7 @@ guest.budget = {
 }
 
 local MAX_ITERATORS = 64 -- open each() loops per run (each holds a page in the host)
+local MAX_OWNERS = 256   -- accounts and businesses named per run (each holds its resources in the host)
 local MAX_PARALLEL = 8
 
 local unpack = table.unpack or rawget(_G, "unpack")
@@ -41,7 +45,7 @@ local WRITES = { "create", "update", "delete", "archive" }
 local function verbs_of(e, write)
   local v = {}
   if e.verbs.report then
-    v.get = true
+    v.get, v.download = true, e.verbs.download -- a report's CSV is a read too
   elseif not e.verbs.upload then
     if e.verbs.list then v.list, v.each, v.all = true, true, true end
     if e.verbs.get then v.get = true end
@@ -141,9 +145,94 @@ end
 
 local function bad(msg) error("freshbooks: " .. msg, 0) end
 
+-- Ids compare as strings (JSON numbers may decode as floats: 12345.0).
+local function idstr(v)
+  if type(v) == "number" then return number(v) end
+  return v
+end
+
+-- The owner kinds and the membership field that names each.
+local MEMBERSHIP_FIELD = { account = "account_id", business = "business_id", accounting_business = "business_uuid" }
+
+-- The businesses a run may touch (opts.businesses: ids, each a membership's business_id, account_id or
+-- business_uuid), resolved against the session's memberships on first use -> an object whose
+-- allows(kind, id) guards every owner the script names, and whose memberships/me/find_business answer
+-- with the listed businesses only (the others do not exist for the script). nil: no list, every
+-- business the token reaches.
+local function scope_of(fb, list)
+  if list == nil then return nil end
+  local want = {}
+  for _, v in ipairs(list) do want[idstr(v)] = true end
+  local ids -- kind -> {id = true}
+  local function listed(m)
+    return want[idstr(m.business_id)] or want[idstr(m.account_id)] or (m.business_uuid ~= nil and want[m.business_uuid])
+  end
+  local scope = { list = list }
+  function scope.memberships(refresh)
+    local all, err = fb:memberships(refresh)
+    if not all then return nil, err end
+    local out = {}
+    for _, m in ipairs(all) do
+      if listed(m) then out[#out + 1] = m end
+    end
+    return out
+  end
+  function scope.allows(kind, id)
+    if not ids then
+      local mine, err = scope.memberships()
+      if not mine then bad("cannot read the businesses this script may use: " .. tostring(err)) end
+      ids = {}
+      for k, field in pairs(MEMBERSHIP_FIELD) do
+        ids[k] = {}
+        for _, m in ipairs(mine) do
+          if m[field] ~= nil then ids[k][idstr(m[field])] = true end
+        end
+      end
+    end
+    return ids[kind][idstr(id)] == true
+  end
+  function scope.me(refresh)
+    local me, err = fb:me(refresh)
+    if type(me) ~= "table" then return me, err end
+    local copy, kept = {}, {}
+    for k, v in pairs(me) do copy[k] = v end
+    for _, m in ipairs(type(me.business_memberships) == "table" and me.business_memberships or {}) do
+      local b = type(m) == "table" and type(m.business) == "table" and m.business or {}
+      if listed{ business_id = b.id, account_id = b.account_id, business_uuid = b.business_uuid } then
+        kept[#kept + 1] = m
+      end
+    end
+    copy.business_memberships = kept
+    return copy
+  end
+  -- The library's own matching, over the listed memberships only.
+  function scope.find_business(key)
+    local mine, err = scope.memberships()
+    if not mine then return nil, err end
+    return identity.match(mine, key)
+  end
+  return scope
+end
+
+-- A run limited to some businesses may query a mirror only while the mirror holds no other business:
+-- its SQL reads any row of the file. -> true | false, why (another business) | nil, err (unreadable)
+local function mirror_within(m, list)
+  local st, err = m:status()
+  if not st then return nil, err end
+  local want = {}
+  for _, v in ipairs(list) do want[idstr(v)] = true end
+  for _, b in ipairs(st.businesses) do
+    if not (want[idstr(b.business_id)] or want[idstr(b.account_id)] or (b.business_uuid and want[b.business_uuid])) then
+      return false, "the mirror holds business " .. tostring(b.business_id) .. ", which is not among the"
+        .. " businesses this run may use (mirror only those: mirror:sync(fb, {businesses = ...}))"
+    end
+  end
+  return true
+end
+
 -- The operations a script can ask for. Resources are built on a stand-in for the session whose every
 -- request counts against the call budget and gets no more time than the run has left.
-local function operations(fb, allowed, budget, deadline)
+local function operations(fb, allowed, budget, deadline, scope)
   local run = { calls = 0, stop = nil }
   -- -> whether n more requests fit in the budgets (spend(n) takes them, or stops the run)
   local function affordable(n)
@@ -207,7 +296,7 @@ local function operations(fb, allowed, budget, deadline)
     end,
   }
 
-  local owners, iters, handles, live = {}, {}, 0, 0
+  local owners, named, iters, handles, live = {}, 0, {}, 0, 0
   local function kind_of(kind)
     if not catalogue.owners[kind] then bad("no such owner: " .. tostring(kind)) end
     return kind
@@ -215,8 +304,15 @@ local function operations(fb, allowed, budget, deadline)
   local function owner(kind, id)
     kind_of(kind)
     local key = kind .. ":" .. tostring(id)
-    owners[key] = owners[key] or resource[kind](session, id) -- raises on a bad id (resource.lua's rule)
-    return owners[key]
+    if owners[key] then return owners[key] end
+    local o = resource[kind](session, id) -- raises on a bad id (resource.lua's rule)
+    if scope and not scope.allows(kind, id) then
+      bad(("%s: %s is not among the businesses this script may use"):format(kind, tostring(id)))
+    end
+    if named >= MAX_OWNERS then bad(("more than %d accounts and businesses named in one run"):format(MAX_OWNERS)) end
+    named = named + 1
+    owners[key] = o
+    return o
   end
   local function target(kind, id, name, verb)
     local verbs = allowed.verbs[kind_of(kind)][name]
@@ -228,7 +324,7 @@ local function operations(fb, allowed, budget, deadline)
     return e.group and o[e.group][e.name] or o[e.name], e
   end
   local function check_query(e, verb, ...)
-    local at = e.verbs.report and 1 or QUERY[verb]
+    local at = e.verbs.report and (verb == "get" and 1 or nil) or QUERY[verb]
     local q = at and select(at, ...)
     if q ~= nil and type(q) ~= "table" then
       bad(("%s:%s: the query must be a table (guest scripts cannot send query strings)"):format(e.name, verb))
@@ -277,13 +373,29 @@ local function operations(fb, allowed, budget, deadline)
     if not v then iters[h], live = nil, live - 1 end
     return v, err
   end
-  local function identity(method)
+  local function asking(method)
     return function(...)
       if not spend(1) then return nil, run.stop end
+      if scope then return scope[method](...) end
       return fb[method](fb, ...)
     end
   end
-  ops.me, ops.memberships, ops.find_business = identity("me"), identity("memberships"), identity("find_business")
+  ops.me, ops.memberships, ops.find_business = asking("me"), asking("memberships"), asking("find_business")
+  -- mirror:query: read-only SQL on the host's mirror (opts.mirror), within the run's time and a bound
+  -- on what it may answer (its rows are copied into the guest, whose memory budget counts them too).
+  function ops.query(sql, params)
+    if not allowed.mirror then bad("mirror:query: this host gives scripts no mirror") end
+    if scope then
+      local ok, why = mirror_within(allowed.mirror, scope.list)
+      if ok == false then bad("mirror:query: " .. why) end
+      if not ok then return nil, why end
+    end
+    if type(sql) ~= "string" then bad("mirror:query: sql must be a string") end
+    if params ~= nil and type(params) ~= "table" then bad("mirror:query: params must be a list") end
+    if not spend(1) then return nil, run.stop end
+    return allowed.mirror:query(sql, params, { deadline = math.max(0, deadline - core.clock.now()),
+      max_rows = guest.mirror_rows, max_bytes = budget.memory })
+  end
   return ops, run
 end
 
@@ -315,12 +427,20 @@ local function drive(g, fb, ops, run, out)
   return kind, p
 end
 
-local OPTIONS = options.spec{ print = { "function" }, write = { "boolean" }, budget = { "table" }, usage = { "table" } }
+local OPTIONS = options.spec{ print = { "function" }, write = { "boolean" }, budget = { "table" }, usage = { "table" },
+  businesses = { "table" }, mirror = { "table" } }
+
+-- Rows one mirror:query may answer.
+guest.mirror_rows = 10000
 
 -- guest.run(fb, source, chunkname, opts) -> true, results... | nil, err. The script is text (bytecode
 -- is refused); its results are copied (plain data only). opts: write (default false), print (where
 -- the script's print goes; default the host's print), budget (see guest.budget), usage (a table to
--- fill with what the run used). Bad arguments raise; a failed run returns nil, err with err.code one of
+-- fill with what the run used), businesses (the ids of the businesses the script may touch: a
+-- membership's business_id, account_id or business_uuid; default every business the token reaches),
+-- mirror (a freshbooks.mirror the script may query, read-only, as `mirror:query(sql, params)`; with
+-- businesses, the mirror must hold those businesses only). Bad arguments raise; a failed run returns
+-- nil, err with err.code one of
 -- syntax, script_error, bad_result, budget_memory, budget_cpu, budget_time, budget_patterns,
 -- budget_calls, budget_output.
 function guest.run(fb, source, chunkname, opts)
@@ -332,6 +452,11 @@ function guest.run(fb, source, chunkname, opts)
     error("freshbooks.guest.run: chunkname must be a string", 2)
   end
   opts = options.check("freshbooks.guest.run", OPTIONS, opts, 2)
+  for i, v in pairs(opts.businesses or {}) do
+    if type(i) ~= "number" or (type(v) ~= "string" and type(v) ~= "number") then
+      error("freshbooks.guest.run: businesses must be a list of business, account or business_uuid ids", 2)
+    end
+  end
   local budget = {}
   for k, v in pairs(guest.budget) do budget[k] = v end
   for k, v in pairs(opts.budget or {}) do
@@ -340,10 +465,22 @@ function guest.run(fb, source, chunkname, opts)
     budget[k] = v
   end
 
-  local g, err = core.guest(source, chunkname or "=guest", { memory = budget.memory,
+  local allowed = shape(opts.write == true)
+  if opts.mirror then
+    if type(opts.mirror.query) ~= "function" then
+      error("freshbooks.guest.run: mirror must be a freshbooks.mirror", 2)
+    end
+    if opts.businesses then
+      local ok, why = mirror_within(opts.mirror, opts.businesses)
+      if ok == false then error("freshbooks.guest.run: " .. why, 2) end
+      if not ok then return nil, why end
+    end
+    allowed = setmetatable({ mirror = opts.mirror }, { __index = allowed })
+  end
+  local g, err = vm.new(source, chunkname or "=guest", { memory = budget.memory,
     instructions = budget.instructions, time = budget.time, patterns = budget.patterns, output = budget.output })
   if not g then return nil, errors.new{ code = err.code, message = text(fb, err.message) } end
-  local ops, run = operations(fb, shape(opts.write == true), budget, core.clock.now() + budget.time)
+  local ops, run = operations(fb, allowed, budget, core.clock.now() + budget.time, scope_of(fb, opts.businesses))
   local ok, kind, p = pcall(drive, g, fb, ops, run, opts.print or print)
   if opts.usage then
     for k, v in pairs(g:usage()) do opts.usage[k] = v end

@@ -74,14 +74,21 @@ local function idstr(v)
   if type(v) == "string" then return v end
 end
 
--- identity.find_business(fb, name_or_id, level) -> membership | nil, err. Matches business_id,
--- account_id or business_uuid exactly, else the name (exact first, then case-insensitive).
+-- identity.find_business(fb, name_or_id, level) -> membership | nil, err: identity.match over the
+-- session's memberships.
 function identity.find_business(fb, key, level)
   if type(key) ~= "string" and type(key) ~= "number" then
     error("freshbooks: find_business: expected a business name or id", level + 1)
   end
   local list, err = identity.memberships(fb)
   if not list then return nil, err end
+  return identity.match(list, key)
+end
+
+-- identity.match(memberships, name_or_id) -> membership | nil, err. Matches business_id, account_id or
+-- business_uuid exactly, else the name (exact first, then case-insensitive). Guest runs match over the
+-- memberships they may use.
+function identity.match(list, key)
   local s = idstr(key)
   -- An id that names two businesses (a business_id that is another's account_id, one id listed with
   -- two account_ids) is ambiguous: the first hit would mix their accounting and projects.

@@ -240,6 +240,26 @@ local function json_business(biz, acc)
     json_list(acc.rows()), json_list(acc.currency_totals()))
 end
 
+-- report.writer(out, format, as_of, width) -> w: w.business(biz, acc) writes one business (streamed:
+-- table and CSV at once, JSON at w.finish()). The API report and the mirror's (freshbooks.mirror.reports)
+-- print through it.
+function report.writer(out, format, as_of, width)
+  local docs = {}
+  if format == "csv" then out:write(report.CSV_HEADER, "\n") end
+  return {
+    business = function(biz, acc)
+      if format == "csv" then report.csv(out, biz, acc)
+      elseif format == "json" then docs[#docs + 1] = json_business(biz, acc)
+      else report.table(out, biz, acc, as_of, width) end
+    end,
+    finish = function()
+      if format == "json" then
+        out:write('{"as_of":', require("cjson").encode(as_of), ',"businesses":[', table.concat(docs, ","), "]}\n")
+      end
+    end,
+  }
+end
+
 -- Running --------------------------------------------------------------------------------------
 
 -- Errors after which no other business can do better: stop at once.
@@ -278,8 +298,7 @@ function report.run(fb, opts, out, log)
   end
   if not list then return nil, err end
   if #list == 0 then log("this user belongs to no business: nothing to report") end
-  if format == "csv" then out:write(report.CSV_HEADER, "\n") end
-  local docs, failed = {}, nil
+  local w, failed = report.writer(out, format, as_of, opts.width), nil
   for i, biz in ipairs(list) do
     local acc = report.accumulator(as_of_day)
     -- Streamed: one window of `parallel` pages in memory, whatever the number of invoices.
@@ -302,17 +321,11 @@ function report.run(fb, opts, out, log)
       if FATAL[ierr.code] then return nil, ierr end
       log(("%s: %s"):format(biz.name or "?", tostring(ierr)))
       failed = ierr
-    elseif format == "csv" then
-      report.csv(out, biz, acc)
-    elseif format == "json" then
-      docs[#docs + 1] = json_business(biz, acc)
     else
-      report.table(out, biz, acc, as_of, opts.width)
+      w.business(biz, acc)
     end
   end
-  if format == "json" then
-    out:write('{"as_of":', require("cjson").encode(as_of), ',"businesses":[', table.concat(docs, ","), "]}\n")
-  end
+  w.finish()
   if failed then return nil, failed end
   return true
 end

@@ -1,7 +1,9 @@
 /* A minimal embedding host for core_spec.lua: it initialises libcurl itself, hands the module its own
  * CURLSH through freshbooks.h, runs a Lua request, then makes its own request through the same share.
  * Prints "lua=<nginx connection> host=<nginx connection>": equal numbers prove the Lua client used the
- * host's share (one kept-alive connection). Usage: embed_host <url of /echo> */
+ * host's share (one kept-alive connection). Both modules are linked in and registered in
+ * package.preload, as a host that builds them into its binary does; a guest run through freshbooks.vm
+ * must answer 42 first (else the host exits 1). Usage: embed_host <url of /echo> */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -32,6 +34,12 @@ static const char *script =
 	"c:close()\n"
 	"return (body:match('\"connection\":(%d+)'))\n";
 
+static const char *guest_script =
+	"local g = require('freshbooks.vm').new('return 6 * 7', '=g', { memory = 1e6, instructions = 1e6,\n"
+	"  time = 5, patterns = 1e6, output = 1e6 })\n"
+	"local kind, p = g:resume()\n"
+	"assert(kind == 'done' and p[1] == 42, 'the guest VM did not answer 42')\n";
+
 int main(int argc, char **argv)
 {
 	CURLSH *share;
@@ -53,7 +61,13 @@ int main(int argc, char **argv)
 	lua_getfield(L, -1, "preload");
 	lua_pushcfunction(L, luaopen_freshbooks_core);
 	lua_setfield(L, -2, "freshbooks.core");
+	lua_pushcfunction(L, luaopen_freshbooks_vm);
+	lua_setfield(L, -2, "freshbooks.vm");
 	lua_pop(L, 2);
+	if (luaL_dostring(L, guest_script) != 0) {
+		fprintf(stderr, "guest: %s\n", lua_tostring(L, -1));
+		goto done;
+	}
 	if (luaL_loadstring(L, script) != 0 || (lua_pushstring(L, argv[1]), lua_pcall(L, 1, 1, 0)) != 0) {
 		fprintf(stderr, "lua: %s\n", lua_tostring(L, -1));
 		goto done;

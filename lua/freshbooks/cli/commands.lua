@@ -16,6 +16,9 @@ local function whole(min, max, what)
   end
 end
 
+local MIRROR = { "--mirror", "The mirror file (default: $FB_MIRROR, else $XDG_DATA_HOME/freshbooks/mirror.db,"
+  .. " a profile's under profiles/NAME/).", argname = "<file>", complete = "file" }
+
 local BUSINESS = { "--business", "The business: its name, business_id or account_id (default: the profile's,"
   .. " set by `freshbooks use`, else the first).", argname = "<name|id>", complete = "business" }
 
@@ -74,17 +77,35 @@ commands.LIST = {
   { name = "report", module = "freshbooks.cli.report",
     summary = "A report: the billing report (outstanding invoices by client, aged) by default.",
     description = "Run a report (KIND, default billing) as a table (on a terminal through the pager), CSV or "
-      .. "JSON. Kinds:\n%KINDS%",
+      .. "JSON. FreshBooks' reports run for one business (--business, else the profile's); --param sets any "
+      .. "other parameter a report takes (docs/api.md), --download fetches FreshBooks' own CSV. Kinds:\n%KINDS%",
     examples = { "freshbooks report", "freshbooks report billing --as-of 2025-06-30",
       "freshbooks report --format csv > aging.csv",
-      "freshbooks report --business 'Sandbox Widgets Inc.' --format json" },
+      "freshbooks report --business 'Sandbox Widgets Inc.' --format json",
+      "freshbooks report accounts_aging --as-of 2025-06-30 --currency USD",
+      "freshbooks report profit_and_loss --from 2025-01-01 --to 2025-06-30 --param resolution=m",
+      "freshbooks report trial_balance --download > trial_balance.csv" },
     arguments = { { "kind", "The report (default: billing).", args = "?", complete = "kind" } },
     options = {
-      { "--as-of", "Aging reference date, YYYY-MM-DD (default: today).", argname = "<date>" },
+      { "--as-of", "The day, YYYY-MM-DD: aging reference (billing, accounts_aging; default today), the balance"
+        .. " sheet's day.", argname = "<date>" },
       { "--business", "Only this business (name, business_id or account_id).", argname = "<name|id>",
         complete = "business" },
       { "--format", "Output format (default: table).", argname = "<format>", choices = { "table", "csv", "json" } },
       { "--parallel", "Pages fetched at once.", convert = whole(1, 32, "--parallel"), default = "4", argname = "<n>" },
+      { "--offline", "From the mirror (`freshbooks sync`), not the API: no network, in milliseconds.", flag = true },
+      MIRROR,
+      { "--from", "First day, YYYY-MM-DD (revenue and FreshBooks' reports).", argname = "<date>" },
+      { "--to", "Last day, YYYY-MM-DD (revenue and FreshBooks' reports).", argname = "<date>" },
+      { "--currency", "The currency of FreshBooks' report, e.g. USD (default: the business's).", argname = "<code>" },
+      { "--param", "Another parameter of FreshBooks' report, e.g. resolution=3m or clientids=1,2 (repeatable).",
+        count = "*", argname = "<name=value>" },
+      { "--download", "FreshBooks' own CSV of the report (its download_token), not the rows written here.",
+        flag = true },
+      { "--basis", "invoiced (sent invoices) or collected (payments) (revenue; default invoiced).",
+        argname = "<basis>", choices = { "invoiced", "collected" } },
+      { "--days", "The sales window in days (dso; default 90).", convert = whole(1, 3660, "--days"),
+        argname = "<n>" },
     } },
   { name = "export", module = "freshbooks.cli.export",
     summary = "Stream every record of a list resource as JSON lines or CSV.",
@@ -102,6 +123,58 @@ commands.LIST = {
       { "--parallel", "Pages fetched at once.", convert = whole(1, 32, "--parallel"), default = "4", argname = "<n>" },
       { "-o --output", "Write to this file (replaced only when the export is complete).", argname = "<file>",
         complete = "file" },
+    } },
+  { name = "sync", module = "freshbooks.cli.mirror",
+    summary = "Mirror FreshBooks into a local SQLite file: everything first, then what changed.",
+    description = "Copy every business (or --business) and every resource FreshBooks lists into the mirror, "
+      .. "then on later runs only what changed (deletes included). Safe to interrupt or kill: the next run goes "
+      .. "on where it stopped. --watch keeps it current: a sync every --interval seconds, and between them the "
+      .. "webhook events handed to --listen (a Unix socket) re-read exactly their record. docs/mirror.md.",
+    examples = { "freshbooks sync", "freshbooks sync --business 'Sandbox Widgets Inc.' --resource invoices",
+      "freshbooks sync --watch --interval 300 --listen /run/user/1000/freshbooks-events",
+      "freshbooks sync --full     # read everything again (finds records gone without a trace)" },
+    options = {
+      { "--business", "Only this business (repeatable; name, business_id or account_id).", count = "*",
+        argname = "<name|id>", complete = "business" },
+      { "--resource", "Only this resource (repeatable): invoices, clients, time_entries, ...", count = "*",
+        argname = "<name>", complete = "resource" },
+      MIRROR,
+      { "--parallel", "Pages fetched at once while reading whole lists.", convert = whole(1, 32, "--parallel"),
+        default = "4", argname = "<n>" },
+      { "--rate", "Request budget: requests per second (default 3).", convert = whole(1, 1000, "--rate"),
+        argname = "<n>" },
+      { "--burst", "Request budget: requests at once before the rate applies (default 120).",
+        convert = whole(1, 100000, "--burst"), argname = "<n>" },
+      { "--max-requests", "Stop after this many requests (the next run goes on).",
+        convert = whole(1, 100000000, "--max-requests"), argname = "<n>" },
+      { "--no-budget", "No request budget (FreshBooks' 429s are still honoured).", flag = true },
+      { "--reconcile", "Compare FreshBooks' counts with the mirror's now (else daily).", flag = true },
+      { "--full", "Read every list whole again, checking every record the mirror holds.", flag = true },
+      { "--watch", "Keep syncing until interrupted.", flag = true },
+      { "--interval", "Seconds between syncs with --watch (default 60).", convert = whole(1, 86400, "--interval"),
+        default = "60", argname = "<s>" },
+      { "--listen", "With --watch: apply webhook events written to this Unix socket, a JSON object a line.",
+        argname = "<path>", complete = "file" },
+      { "--json", "The summary as one JSON document.", flag = true },
+      { "-v --verbose", "Every resource in the summary, also those without changes.", flag = true },
+    } },
+  { name = "sql", module = "freshbooks.cli.mirror",
+    summary = "Ask the mirror in SQL (read-only): a table, CSV or JSON.",
+    description = "Run one read-only SQL statement on the mirror (`freshbooks sync` fills it; docs/mirror.md has "
+      .. "its tables). ? placeholders take --param values in order.",
+    examples = { "freshbooks sql 'SELECT count(*) FROM invoices WHERE vis_state <> 1'",
+      "freshbooks sql \"SELECT organization, sum(outstanding_cents) / 100.0 FROM invoices GROUP BY 1\" --format csv",
+      "freshbooks sql 'SELECT * FROM clients WHERE id = ?' --param 10001 --format json" },
+    arguments = { { "query", "One SELECT (or WITH ... SELECT)." } },
+    options = {
+      { "--param", "A value for the next ? (repeatable).", count = "*", argname = "<value>" },
+      { "--format", "Output format (default: table).", argname = "<format>", choices = { "table", "csv", "json" } },
+      { "--max-rows", "Refuse answers longer than this.", convert = whole(1, 100000000, "--max-rows"),
+        default = "1000000", argname = "<n>" },
+      { "--timeout", "Stop the query after this many seconds.", convert = whole(1, 86400, "--timeout"),
+        default = "60", argname = "<s>" },
+      { "-o --output", "Write to this file (replaced only when complete).", argname = "<file>", complete = "file" },
+      MIRROR,
     } },
   { name = "api", module = "freshbooks.cli.api",
     summary = "One authenticated request to any API path; prints the JSON answer.",
@@ -181,9 +254,10 @@ local function epilog(row)
 end
 
 local function kinds_text()
-  local lines = {}
-  for _, k in ipairs(require("freshbooks.cli.report").KINDS) do
-    lines[#lines + 1] = ("   %-10s %s"):format(k.name, k.summary)
+  local kinds, lines, width = require("freshbooks.cli.report").KINDS, {}, 0
+  for _, k in ipairs(kinds) do width = math.max(width, #k.name) end
+  for _, k in ipairs(kinds) do
+    lines[#lines + 1] = ("   %-" .. width .. "s  %s"):format(k.name, k.summary)
   end
   return table.concat(lines, "\n")
 end

@@ -170,6 +170,8 @@ function http.send(req, status, body, headers, fault)
     end
   end
   ngx.status = status
+  -- Date says the sandbox's time (its clock may be moved): clients learn FreshBooks' "now" from it.
+  ngx.header["Date"] = ngx.http_time(math.floor(require("sandbox.state").now()))
   if ctype and not headers["Content-Type"] then ngx.header["Content-Type"] = ctype end
   for k, v in pairs(headers) do ngx.header[k] = v end
   if status ~= 204 and status ~= 304 then ngx.header["Content-Length"] = #data end

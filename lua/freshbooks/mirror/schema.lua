@@ -1,0 +1,336 @@
+-- The mirror's schema (docs/mirror.md): a table per resource with typed columns for reports and joins
+-- plus the whole record as JSON, the businesses, the sync checkpoints; its version and the forward
+-- migrations. Typed columns are derived from the record, so a column a newer version adds is filled
+-- from the JSON already stored: an upgrade never needs a sync.
+local cjson = require "cjson"
+local core = require "freshbooks.core"
+local date = require "freshbooks.date"
+local errors = require "freshbooks.errors"
+local number = require("freshbooks.query").number
+local resources = require "freshbooks.mirror.resources"
+
+local schema = {}
+
+schema.VERSION = 1
+
+-- Migrations from version k - 1 to k: migrations[k](backend) -> true | nil, err, in the upgrade's
+-- transaction. Columns and tables the resource list adds need none (ensure() adds and fills them).
+schema.migrations = {}
+
+-- Values ----------------------------------------------------------------------------------------
+
+-- A getter for a field path ("amount.code"), or for the first of several that holds a value.
+local function getter(paths)
+  if type(paths) == "string" then paths = { paths } end
+  local gets = {}
+  for i, path in ipairs(paths) do
+    local a, b = path:match("^([^.]+)%.([^.]+)$")
+    if a then
+      gets[i] = function(rec)
+        local t = rec[a]
+        if type(t) == "table" then return t[b] end
+      end
+    else
+      gets[i] = function(rec) return rec[path] end
+    end
+  end
+  if #gets == 1 then return gets[1] end
+  return function(rec)
+    for _, g in ipairs(gets) do
+      local v = g(rec)
+      if v ~= nil and v ~= "" then return v end
+    end
+  end
+end
+
+-- "123.45" -> 12345 exactly (at most two decimals; anything else has no cents: NULL).
+function schema.cents(s)
+  if type(s) ~= "string" then return nil end
+  local sign, int, frac = s:match("^%s*([%-+]?)(%d+)%.?(%d?%d?)%s*$")
+  if not sign or #int > 15 then return nil end
+  local c = tonumber(int) * 100 + tonumber((frac .. "00"):sub(1, 2))
+  return sign == "-" and -c or c
+end
+
+local function stamp(v, zone)
+  if type(v) ~= "string" or v == "" then return nil end
+  local t = zone == "eastern" and date.from_eastern(v) or date.from_utc(v)
+  return t and date.iso(t)
+end
+schema.stamp = stamp
+
+local CONVERT = {
+  int = function(v)
+    if type(v) == "number" and v == math.floor(v) then return v end
+    if type(v) == "string" and v:match("^%-?%d+$") and #v < 16 then return tonumber(v) end
+    return nil
+  end,
+  text = function(v)
+    if type(v) == "string" then return v end
+    if type(v) == "number" then return number(v) end
+    if type(v) == "boolean" then return tostring(v) end
+    return nil
+  end,
+  bool = function(v)
+    if v == true then return 1 elseif v == false then return 0 end
+    return nil
+  end,
+  date = function(v)
+    return type(v) == "string" and v:match("^%d%d%d%d%-%d%d%-%d%d") or nil
+  end,
+  eastern = function(v) return stamp(v, "eastern") end,
+  utc = function(v) return stamp(v, "utc") end,
+  iso = function(v) return stamp(v, "iso") end,
+}
+
+-- The typed columns of a resource, money and decimals as two (exact text, integer cents):
+-- {{name, sqltype_key, value(rec)}, ...}
+function schema.typed(r)
+  if r.typed then return r.typed end
+  local out = {}
+  for _, c in ipairs(r.columns) do
+    local name, kind = c[1], c[3]
+    local get = getter(c[2])
+    if kind == "money" or kind == "decimal" then
+      local function amount(rec)
+        local v = get(rec)
+        if kind == "money" then v = type(v) == "table" and v.amount or nil end
+        return type(v) == "string" and v or nil
+      end
+      out[#out + 1] = { name, "text", amount }
+      out[#out + 1] = { name .. "_cents", "integer", function(rec) return schema.cents(amount(rec)) end }
+    else
+      local conv = CONVERT[kind] or error("freshbooks.mirror: column type " .. tostring(kind))
+      out[#out + 1] = { name, (kind == "int" or kind == "bool") and "integer" or "text",
+        function(rec) return conv(get(rec)) end }
+    end
+  end
+  r.typed = out
+  return out
+end
+
+-- The record's id, its vis_state (nil when it has none) and its change stamp (UTC ISO).
+function schema.id(r, rec)
+  local id = rec[r.id]
+  if r.id_type == "integer" then
+    id = CONVERT.int(id)
+  elseif type(id) ~= "string" or id == "" then
+    id = nil
+  end
+  return id
+end
+
+function schema.vis(r, rec)
+  local v = r.vis and (rec[r.vis] or rec.visState) -- tasks have written visState
+  if v == 0 or v == 1 or v == 2 then return v end
+  return nil
+end
+
+function schema.updated(r, rec)
+  return r.stamp and stamp(rec[r.stamp], r.zone) or nil
+end
+
+-- The record's change stamp (UTC ISO), and the stamp an incoming record must reach to replace a row:
+-- its own, or an hour later when its Eastern wall time is in the hour that repeats as daylight time
+-- ends (read as its first occurrence, it may be the second: a later change must never look older).
+local function stamps(r, rec)
+  local v = r.stamp and rec[r.stamp]
+  if type(v) ~= "string" or v == "" then return nil end
+  local t = r.zone == "eastern" and date.from_eastern(v) or date.from_utc(v)
+  if not t then return nil end
+  local iso = date.iso(t)
+  if r.zone == "eastern" and date.eastern_offset(t) == -4 * 3600 and date.eastern_offset(t + 3600) == -5 * 3600 then
+    return iso, date.iso(t + 3600)
+  end
+  return iso, iso
+end
+
+-- JSON with its keys sorted, so that the same record is the same text whatever order a Lua state's
+-- tables hold its keys in (Lua 5.4 seeds each state's hashes): records without a change stamp are
+-- compared by this text. Four times lua-cjson's cost, so stamped records (compared by stamp) use cjson.
+local encode, sort, concat = cjson.encode, table.sort, table.concat
+local function canonical(v)
+  if type(v) ~= "table" then return encode(v) end
+  if next(v) == nil then return "{}" end
+  local parts = {}
+  if v[1] ~= nil then
+    for i = 1, #v do parts[i] = canonical(v[i]) end
+    return "[" .. concat(parts, ",") .. "]"
+  end
+  local keys = {}
+  for k in pairs(v) do keys[#keys + 1] = tostring(k) end
+  sort(keys)
+  for i, k in ipairs(keys) do parts[i] = encode(k) .. ":" .. canonical(v[k]) end
+  return "{" .. concat(parts, ",") .. "}"
+end
+schema.canonical = canonical
+
+-- The parameters of the upsert (schema.upsert_sql) for one record: business, id, vis (nil: keep the
+-- row's, 0 for a new one), updated, seen (nil: keep), synced_at, typed..., record JSON, the stamp guard,
+-- force (1: compare the JSON even when the stamps are equal: a record whose copies of another changed).
+-- -> array, count
+function schema.params(r, business_id, rec, vis, seen, now_iso, force)
+  local updated, guard = stamps(r, rec)
+  local p = { business_id, schema.id(r, rec), vis, updated, seen, now_iso }
+  local typed = schema.typed(r)
+  for i, c in ipairs(typed) do p[6 + i] = c[3](rec) end
+  local n = 7 + #typed
+  p[n] = r.stamp and encode(rec) or canonical(rec)
+  p[n + 1] = guard
+  p[n + 2] = force and 1 or 0
+  return p, n + 2
+end
+
+-- SQL -------------------------------------------------------------------------------------------
+
+local COMMON = { "business_id", "id", "vis_state", "updated", "seen", "gone_at", "synced_at" }
+
+function schema.create_sql(r, d)
+  local cols = {
+    "business_id " .. d.integer .. " NOT NULL",
+    "id " .. (r.id_type == "text" and d.text or d.integer) .. " NOT NULL",
+    "vis_state " .. d.integer .. " NOT NULL DEFAULT 0",
+    "updated " .. d.text, "seen " .. d.integer, "gone_at " .. d.text, "synced_at " .. d.text .. " NOT NULL",
+  }
+  for _, c in ipairs(schema.typed(r)) do cols[#cols + 1] = c[1] .. " " .. d[c[2]] end
+  cols[#cols + 1] = "record " .. d.json .. " NOT NULL"
+  cols[#cols + 1] = "PRIMARY KEY (business_id, id)"
+  return ("CREATE TABLE IF NOT EXISTS %s (\n  %s\n)"):format(r.table, table.concat(cols, ",\n  "))
+end
+
+-- One statement writes a record whatever the mirror holds: new rows are inserted; a row is changed only
+-- when the record changed - by its stamp (records are de-duplicated by id and stamp), by its JSON when
+-- it has no stamp or `force` says so - or its vis_state differs, or it was marked gone; and never by an
+-- older version of the record (an earlier stamp). changes() says whether it wrote.
+function schema.upsert_sql(r, d)
+  local names, sets = {}, {}
+  for _, c in ipairs(COMMON) do names[#names + 1] = c end
+  local values = { "?1", "?2", "COALESCE(?3, 0)", "?4", "?5", "NULL", "?6" }
+  local n = 6
+  for _, c in ipairs(schema.typed(r)) do
+    n = n + 1
+    names[#names + 1] = c[1]
+    values[#values + 1] = "?" .. n
+    sets[#sets + 1] = c[1] .. " = excluded." .. c[1]
+  end
+  n = n + 1
+  names[#names + 1] = "record"
+  values[#values + 1] = "?" .. n
+  local g, f = "?" .. (n + 1), "?" .. (n + 2)
+  local t = r.table
+  return ("INSERT INTO %s (%s) VALUES (%s)\nON CONFLICT (business_id, id) DO UPDATE SET"
+    .. " vis_state = COALESCE(?3, %s.vis_state), updated = excluded.updated, seen = COALESCE(?5, %s.seen),"
+    .. " gone_at = NULL, synced_at = excluded.synced_at, %srecord = excluded.record\nWHERE (%s.updated IS NULL"
+    .. " OR %s IS NULL OR %s >= %s.updated)"
+    .. " AND (%s OR ((excluded.updated IS NULL OR %s = 1) AND %s) OR %s OR %s.gone_at IS NOT NULL)")
+    :format(t, table.concat(names, ", "), table.concat(values, ", "), t, t,
+    #sets > 0 and (table.concat(sets, ", ") .. ", ") or "", t, g, g, t, d.distinct(t .. ".updated", "excluded.updated"),
+    f, d.distinct(t .. ".record", "excluded.record"),
+    d.distinct(t .. ".vis_state", "COALESCE(?3, " .. t .. ".vis_state)"), t)
+end
+
+local function base_sql(d)
+  local i, t = d.integer, d.text
+  return {
+    "CREATE TABLE IF NOT EXISTS mirror_meta (key " .. t .. " PRIMARY KEY, value " .. t .. ")",
+    "CREATE TABLE IF NOT EXISTS businesses (business_id " .. i .. " PRIMARY KEY, account_id " .. t
+      .. ", business_uuid " .. t .. ", name " .. t .. ", role " .. t .. ", record " .. d.json .. ", synced_at "
+      .. t .. ")",
+    "CREATE TABLE IF NOT EXISTS sync_state (business_id " .. i .. " NOT NULL, resource " .. t .. " NOT NULL, phase "
+      .. t .. ", list " .. i .. ", page " .. i .. ", gen " .. i .. ", walk_started " .. t .. ", since " .. t
+      .. ", reconciled_at " .. t .. ", synced_at " .. t .. ", status " .. t .. ", error " .. t
+      .. ", PRIMARY KEY (business_id, resource))",
+    -- records to read again because a record they copy changed (written with that change)
+    "CREATE TABLE IF NOT EXISTS pending (business_id " .. i .. " NOT NULL, resource " .. t .. " NOT NULL, filter "
+      .. t .. " NOT NULL, value " .. t .. " NOT NULL, PRIMARY KEY (business_id, resource, filter, value))",
+  }
+end
+
+-- Version and migration -------------------------------------------------------------------------
+
+function schema.version(b)
+  if not b:columns("mirror_meta") then return nil end
+  local row, err = b:first("SELECT value FROM mirror_meta WHERE key = 'schema_version'")
+  if row == nil then return nil, err end
+  return row and tonumber(row[1]) or nil
+end
+
+-- Adds the tables and typed columns the resource list has and the file lacks, filling new columns from
+-- the stored records.
+local function ensure(b)
+  local d = b.dialect
+  for _, sql in ipairs(base_sql(d)) do
+    local ok, err = b:exec(sql)
+    if not ok then return nil, err end
+  end
+  for _, r in ipairs(resources.list) do
+    local have = b:columns(r.table)
+    if not have then
+      local ok, err = b:exec(schema.create_sql(r, d))
+      if not ok then return nil, err end
+    else
+      local missing = {}
+      for _, c in ipairs(schema.typed(r)) do
+        if not have[c[1]] then
+          local ok, err = b:exec(("ALTER TABLE %s ADD COLUMN %s %s"):format(r.table, c[1], d[c[2]]))
+          if not ok then return nil, err end
+          missing[#missing + 1] = c
+        end
+      end
+      if #missing > 0 then
+        local rows, err = b:rows(("SELECT business_id, id, record FROM %s"):format(r.table))
+        if not rows then return nil, err end
+        local sets = {}
+        for i, c in ipairs(missing) do sets[i] = c[1] .. " = ?" end
+        local sql = ("UPDATE %s SET %s WHERE business_id = ? AND id = ?"):format(r.table, table.concat(sets, ", "))
+        for _, row in ipairs(rows) do
+          local rec = core.json.decode(row[3])
+          if type(rec) == "table" then
+            local p = {}
+            for i, c in ipairs(missing) do p[i] = c[3](rec) end
+            p[#p + 1], p[#p + 2] = row[1], row[2]
+            local ok, uerr = b:run(sql, (table.unpack or unpack)(p, 1, #missing + 2))
+            if not ok then return nil, uerr end
+          end
+        end
+      end
+    end
+    for i, cols in ipairs(r.indexes) do
+      local ok, err = b:exec(("CREATE INDEX IF NOT EXISTS %s_%d ON %s (business_id, %s)"):format(r.table, i, r.table,
+        table.concat(cols, ", ")))
+      if not ok then return nil, err end
+    end
+  end
+  return true
+end
+
+function schema.too_new(v)
+  return errors.new{ code = "mirror_too_new", message = ("the mirror has schema version %d; this lua-freshbooks"
+    .. " knows up to %d: upgrade lua-freshbooks"):format(v, schema.VERSION) }
+end
+
+-- schema.migrate(backend) -> version | nil, err: a new file gets the current schema; an older one is
+-- brought forward in one transaction; a newer one (written by a later version) is refused.
+function schema.migrate(b)
+  local v, err = schema.version(b)
+  if err then return nil, err end
+  if v and v > schema.VERSION then return nil, schema.too_new(v) end
+  local ok, merr = b:atomic(function()
+    local done, e = ensure(b)
+    if not done then return nil, e end
+    for k = (v or schema.VERSION) + 1, schema.VERSION do
+      if schema.migrations[k] then
+        done, e = schema.migrations[k](b)
+        if not done then return nil, e end
+      end
+    end
+    done, e = b:run("INSERT INTO mirror_meta (key, value) VALUES ('schema_version', ?) ON CONFLICT (key)"
+      .. " DO UPDATE SET value = excluded.value", tostring(schema.VERSION))
+    if not done then return nil, e end
+    return true
+  end)
+  if not ok then return nil, merr end
+  return schema.VERSION
+end
+
+return schema
