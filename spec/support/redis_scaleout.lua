@@ -54,13 +54,13 @@ local function flush_counts(final)
 end
 
 local events = assert(io.open(out .. ".events", "a"))
-local function outcome(id, ok, code)
+local function outcome(id, ok, code, why)
   if ok then
     counts.requests = counts.requests + 1
   else
     counts.errors[code] = (counts.errors[code] or 0) + 1
     if code == "reauth_required" then
-      events:write(("%.3f %s\n"):format(wall(), id))
+      events:write(("%.3f %s %s\n"):format(wall(), id, tostring(why):gsub("%s+", "_"):sub(1, 120)))
       events:flush()
     end
   end
@@ -93,7 +93,7 @@ if mode == "plain" then
       res, err = fb:request{ path = "/auth/api/v1/users/me" }
       ok = res ~= nil
     end
-    outcome(id, ok, err and err.code)
+    outcome(id, ok, err and err.code, err and (err.message .. " [" .. tostring(err.cause and err.cause.code) .. "] " .. trace:match("[^/]+$")))
     flush_counts(false)
     core.clock.sleep(0.01)
   end
@@ -113,7 +113,7 @@ elseif mode == "driver" then
     local id = of[sid]
     of[sid] = nil
     local r = status == 200 and cjson.decode(body) or nil
-    if r then outcome(id, r.ok, r.code) else outcome(id, false, "http_" .. tostring(status or "failed")) end
+    if r then outcome(id, r.ok, r.code, r.message and (r.message .. " [" .. tostring(r.cause) .. "] pid " .. r.pid)) else outcome(id, false, "http_" .. tostring(status or "failed")) end
     flush_counts(false)
     if not exists(c.stop) then add() end
   end

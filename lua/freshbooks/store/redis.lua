@@ -100,9 +100,23 @@ rec.saved_at = tonumber(redis.call('TIME')[1])
 redis.call('SET', KEYS[1], cjson.encode(rec))
 return 1]],
   -- The store's generation: a random value set once; a Redis that lost its data has another (or none).
+  -- A process that finds it changed marks it (ARGV[2] = 'wiped': "<generation> <ms on Redis's clock>"),
+  -- so processes that never saw the one before learn it too. -> {generation, ms since the mark | -1}
   generation = [[
-if redis.call('SET', KEYS[1], ARGV[1], 'NX') then return ARGV[1] end
-return redis.call('GET', KEYS[1])]],
+local t = redis.call('TIME')
+local now = t[1] * 1000 + math.floor(t[2] / 1000)
+local cur = redis.call('GET', KEYS[1])
+if not cur then
+  cur = ARGV[1]
+  redis.call('SET', KEYS[1], cur)
+end
+local g, at = string.match(cur, '^(%S+) (%d+)$')
+if not g then g = cur end
+if ARGV[2] == 'wiped' then
+  at = now
+  redis.call('SET', KEYS[1], g .. ' ' .. now)
+end
+return {g, at and now - tonumber(at) or -1}]],
   -- The lock key holds "<owner> <deadline in ms>". Taken when absent, past its deadline, or already
   -- ours (a repeated attempt whose first answer was lost); its TTL is the deadline plus ARGV[3] ms,
   -- so a lock never released stays readable after its deadline. A value of another shape (the layout
@@ -375,15 +389,20 @@ local function wipes(o, script, generation_key)
     if not force and ks.checked and now - ks.checked < o.wipe_check then return end
     ks.checked = now
     local mine = core.codec.hex(core.crypto.random_bytes(16))
-    local g, err = script("generation", generation_key, { mine, n = 1 })
+    local r, err = script("generation", generation_key, { mine, "", n = 2 })
     if err and err.code ~= "store_corrupt" then return err end -- (the operation would fail the same way)
-    if type(g) ~= "string" then return end
+    local g, since = type(r) == "table" and r[1], type(r) == "table" and tonumber(r[2])
+    if type(g) ~= "string" or not since then return end
+    -- Marked wiped by a process that found it so (this one may hold nothing, or be new).
+    if since >= 0 then ks.wiped_at = math.max(ks.wiped_at or 0, now - since / 1000) end
     local before = ks.seen
     ks.seen = g
     -- Another generation than the one seen, or none at all (ours was just set): Redis lost its data,
     -- or is new (then nothing is held).
     if before == g or (not before and g ~= mine) then return end
-    if before or next(ks.held) then ks.wiped_at = now end -- (else a new namespace, not a wipe)
+    if not before and not next(ks.held) then return end -- a new namespace, not a wipe
+    ks.wiped_at = now
+    script("generation", generation_key, { mine, "wiped", n = 2 })
     local newest = {} -- several live store objects may name one key: its newest pair
     for store, mem in pairs(ks.held) do
       local best = newest[store.key]
@@ -547,10 +566,18 @@ local function build(o, keys, script, ks)
       end
     end
     if err then return nil, err end
-    if v == nil and ks.held[store] then -- ours: deleted elsewhere, or lost by Redis?
+    -- None: never stored, deleted, or lost by Redis? After a wipe, holders write their pairs back on
+    -- their next use of Redis (or their node's flush timer): read again until then.
+    if v == nil then
       ks.check(true)
-      v, err = script("load", key, { MAX_RECORD, n = 1 })
-      if err then return nil, err end
+      local until_ = ks.wiped_at and ks.wiped_at + SETTLE or 0
+      local first = true
+      while v == nil and (first and ks.held[store] or core.clock.now() < until_) do
+        if not first then sleep(0.1) end
+        first = false
+        v, err = script("load", key, { MAX_RECORD, n = 1 })
+        if err then return nil, err end
+      end
     end
     if v == nil and keys.legacy then
       local moved, lerr = legacy()
@@ -808,7 +835,11 @@ function redis_store.keyspace(opts)
   -- Writes back every pair this node keeps pending for this keyspace (option `pending`) -> how many
   -- went back | nil, err (Redis still away). For a timer (an idle node writes them back too) and at
   -- start-up (a process that died left them).
-  function stores.flush() return ks.flush(true) end
+  function stores.flush()
+    local err = ks.check(false) -- an idle node writes back what it holds after a wipe too
+    if err then return nil, err end
+    return ks.flush(true)
+  end
   return setmetatable(stores, {
     __call = function(_, id)
       check_key(id, "connection id", 3)
