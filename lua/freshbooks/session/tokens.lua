@@ -260,7 +260,9 @@ local function await_late_pair(p, handle)
   log(p, { type = "refresh", outcome = "awaiting", line = ("refresh token refused while the lock was contested:"
     .. " reading the store for %.1f s"):format(deadline - now()) })
   while now() < deadline do
-    handle_call(handle, "extend", deadline - now() + 5)
+    -- renewed a little at a time: an extension is also what a lock says a token call may take
+    -- (store.redis's contested window after a wipe grows with it)
+    handle_call(handle, "extend", 2)
     pcall(sleep, 0.1)
     if reload(p, true) then return true end
   end

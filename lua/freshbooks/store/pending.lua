@@ -13,6 +13,8 @@
 --   local place = pending.new{ shared_dict = "freshbooks_pending", dir = "/var/lib/app/freshbooks" }
 --   place.get(key) -> entry | nil;  place.all() -> {key = entry};  place.put(key, entry) -> true | nil, err
 --   place.settle(key, test): the entry removed when test(entry) says it is settled
+-- (store.redis also keeps one entry of another shape per namespace: {generation =}, the Redis
+-- generation the node saw last, so a process started after a wipe knows of it.)
 local cjson = require "cjson.safe"
 local core = require "freshbooks.core"
 local env = require "freshbooks.env"

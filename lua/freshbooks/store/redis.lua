@@ -389,14 +389,23 @@ local function wipes(o, script, generation_key)
     if not force and ks.checked and now - ks.checked < o.wipe_check then return end
     ks.checked = now
     local mine = core.codec.hex(core.crypto.random_bytes(16))
-    local r, err = script("generation", generation_key, { mine, "", n = 2 })
+    local gen, err = script("generation", generation_key, { mine, "", n = 2 })
     if err and err.code ~= "store_corrupt" then return err end -- (the operation would fail the same way)
-    local g, since = type(r) == "table" and r[1], type(r) == "table" and tonumber(r[2])
+    local g, since = type(gen) == "table" and gen[1], type(gen) == "table" and tonumber(gen[2])
     if type(g) ~= "string" or not since then return end
     -- Marked wiped by a process that found it so (this one may hold nothing, or be new).
     if since >= 0 then ks.wiped_at = math.max(ks.wiped_at or 0, now - since / 1000) end
+    -- The node remembers the generation too: a worker started after a reload or a crash knows it.
+    local place, node_key = o.place, "generation " .. generation_key
     local before = ks.seen
+    if not before and place then
+      local e = place.get(node_key)
+      before = type(e) == "table" and type(e.generation) == "string" and e.generation or nil
+    end
     ks.seen = g
+    if place and before ~= g then
+      place.put(node_key, { generation = g }, function(cur) return cur.generation == g end)
+    end
     -- Another generation than the one seen, or none at all (ours was just set): Redis lost its data,
     -- or is new (then nothing is held).
     if before == g or (not before and g ~= mine) then return end
