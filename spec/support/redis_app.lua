@@ -57,14 +57,28 @@ function app.traced(send, trace, clock)
   end
 end
 
+-- A log hook writing each refresh's outcome down beside the calls: "L <connection> <outcome> <time>".
+function app.logger(trace, clock)
+  return function(event)
+    if event.type ~= "refresh" and event.type ~= "load_failed" then return end
+    local f = io.open(trace, "a")
+    if f then
+      f:write(("L %s %s %.3f\n"):format(tostring(event.connection), tostring(event.outcome or event.error), clock()))
+      f:close()
+    end
+  end
+end
+
 local function connections()
   if conns then return conns end
   local c = config
   local o = { client_id = c.client_id, client_secret = c.client_secret, redirect_uri = c.redirect_uri,
     api_url = c.api_url, timeout = c.timeout, retry = false }
   if c.trace then
-    o.transport = app.traced(freshbooks.transport.default{ timeout = c.timeout }, c.trace .. "." .. ngx.worker.pid(),
-      function() ngx.update_time() return ngx.now() end)
+    local clock = function() ngx.update_time() return ngx.now() end
+    local trace = c.trace .. "." .. ngx.worker.pid()
+    o.transport = app.traced(freshbooks.transport.default{ timeout = c.timeout }, trace, clock)
+    o.log = app.logger(trace, clock)
   end
   conns = freshbooks.connections{ app = o, store = app.keyspace() }
   return conns

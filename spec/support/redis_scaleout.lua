@@ -7,7 +7,7 @@
 --   LUA spec/support/redis_scaleout.lua prober CONFIG OUT         GET /health of both nginx every 20 ms: how
 --       long each answer took, in tenths of a millisecond (counts.health)
 -- OUT gets the process's counts (JSON, rewritten every second, so a killed process leaves its last
--- ones), and OUT.events one line per reauth_required: "<epoch seconds> <connection id>".
+-- ones), and OUT.events one line per reauth_required: "<epoch seconds> <connection id> <its message>".
 -- CONFIG (JSON): the app (api_url, client_id, client_secret, redirect_uri), redis_port, prefix, ids,
 -- node (the plain processes' pending directory), timeout, lock_ttl, lock_timeout, store_timeout,
 -- refresh_rate, nginx (base URLs), concurrency, stop (a file), seed.
@@ -76,11 +76,13 @@ if mode == "plain" then
   local redis = require("support.redis").client_module()
   local stores = freshbooks.store.redis.keyspace{ prefix = c.prefix, lock_ttl = c.lock_ttl,
     lock_timeout = c.lock_timeout, timeout = c.store_timeout, pending = { dir = c.node },
-    redis = function() return redis.connect{ host = "127.0.0.1", port = c.redis_port, timeout = c.store_timeout } end }
+    redis = function() -- (a whole port: cjson gives Lua 5.4 a float, which luasocket refuses)
+      return redis.connect{ host = "127.0.0.1", port = math.floor(c.redis_port), timeout = c.store_timeout }
+    end }
   local send = require("support.redis_app").traced(freshbooks.transport.default{ timeout = c.timeout }, trace, wall)
   local conns = freshbooks.connections{ store = stores, app = { client_id = c.client_id,
     client_secret = c.client_secret, redirect_uri = c.redirect_uri, api_url = c.api_url, timeout = c.timeout,
-    retry = false, transport = send } }
+    retry = false, transport = send, log = require("support.redis_app").logger(trace, wall) } }
   stores.flush() -- what a process of this node left pending when it died goes back first
   while not exists(c.stop) do
     local id, op = pick()
@@ -93,7 +95,8 @@ if mode == "plain" then
       res, err = fb:request{ path = "/auth/api/v1/users/me" }
       ok = res ~= nil
     end
-    outcome(id, ok, err and err.code, err and (err.message .. " [" .. tostring(err.cause and err.cause.code) .. "] " .. trace:match("[^/]+$")))
+    outcome(id, ok, err and err.code,
+      err and (err.message .. " [" .. tostring(err.cause and err.cause.code) .. "] " .. trace:match("[^/]+$")))
     flush_counts(false)
     core.clock.sleep(0.01)
   end
@@ -104,16 +107,20 @@ elseif mode == "driver" then
   local function add()
     local id, op = pick()
     local base = c.nginx[math.random(#c.nginx)]
-    of[stream:add{ url = base .. "/call?c=" .. id .. "&op=" .. op }] = id
+    of[stream:add{ url = base .. "/call?c=" .. id .. "&op=" .. op }] = { id = id }
   end
   for _ = 1, c.concurrency do add() end
   while true do
     local sid, status, _, body = stream:next()
     if not sid then break end
-    local id = of[sid]
+    local id = of[sid].id
     of[sid] = nil
     local r = status == 200 and cjson.decode(body) or nil
-    if r then outcome(id, r.ok, r.code, r.message and (r.message .. " [" .. tostring(r.cause) .. "] pid " .. r.pid)) else outcome(id, false, "http_" .. tostring(status or "failed")) end
+    if r then
+      outcome(id, r.ok, r.code, r.message and (r.message .. " [" .. tostring(r.cause) .. "] pid " .. r.pid))
+    else
+      outcome(id, false, "http_" .. tostring(status or "failed"))
+    end
     flush_counts(false)
     if not exists(c.stop) then add() end
   end
