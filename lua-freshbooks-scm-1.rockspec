@@ -70,6 +70,7 @@ build = {
       ["freshbooks.session.tokens"] = "lua/freshbooks/session/tokens.lua",
       ["freshbooks.store.file"] = "lua/freshbooks/store/file.lua",
       ["freshbooks.store.record"] = "lua/freshbooks/store/record.lua",
+      ["freshbooks.store.pending"] = "lua/freshbooks/store/pending.lua",
       ["freshbooks.store.redis"] = "lua/freshbooks/store/redis.lua",
       ["freshbooks.store.redis_client"] = "lua/freshbooks/store/redis_client.lua",
       ["freshbooks.transport"] = "lua/freshbooks/transport/init.lua",
