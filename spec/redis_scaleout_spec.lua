@@ -52,6 +52,24 @@ do
   now_wall = function() return base + core.clock.now() - mono end
 end
 
+-- The sandbox's names of many tokens (H.hash's), by one sha256sum; the tokens go through files in a
+-- 0700 directory, never a command line.
+local function hashes(tokens)
+  local d = H.tmpdir()
+  local names = {}
+  for i, t in ipairs(tokens) do
+    names[i] = tostring(i)
+    write(d .. "/" .. i, t)
+  end
+  local out = {}
+  if #names > 0 then
+    local text = sh("cd " .. q(d) .. " && sha256sum " .. table.concat(names, " "))
+    for hex, name in text:gmatch("(%x+)%s+(%d+)") do out[tonumber(name)] = hex:sub(1, 12) end
+  end
+  H.rmdir(d)
+  return out
+end
+
 describe("scale-out: 2 nginx x 2 workers and plain processes, one Redis, faults", function()
   local sb, srv, dir
   local nginx, plain, procs = {}, {}, {}
@@ -75,14 +93,16 @@ describe("scale-out: 2 nginx x 2 workers and plain processes, one Redis, faults"
     -- Connections: one sandbox user each (a grant is one app and one user).
     local ids, roots = {}, {} -- roots[id] = { {hash, time}, ... }: the initial grant, then each re-authorization
     local stores = freshbooks.store.redis.keyspace{ redis = R.factory(srv, 2), prefix = "so:" }
+    local granted_at, tokens = {}, {}
     for i = 1, CONNECTIONS do
       local id = ("sc%02d"):format(i)
       ids[i] = id
       assert(sb:admin("POST", "/_sandbox/users", { login = id }).id)
       local t = sb:token{ user = id }
       assert(stores(id).save(t, nil))
-      roots[id] = { { hash = H.hash(t.refresh_token), time = now_wall() } }
+      granted_at[i], tokens[i] = now_wall(), t.refresh_token
     end
+    for i, h in ipairs(hashes(tokens)) do roots[ids[i]] = { { hash = h, time = granted_at[i] } } end
     local posts, last_seq = {}, H.last_seq(sb) -- (before anything else can rotate)
     local node = dir .. "/node"
     os.execute("mkdir -m 700 " .. q(node))
@@ -240,8 +260,8 @@ describe("scale-out: 2 nginx x 2 workers and plain processes, one Redis, faults"
       local out = {}
       for _, p in ipairs(procs) do
         for line in (H.read(p.out .. ".events") or ""):gmatch("[^\n]+") do
-          local t, id, why = line:match("^(%S+) (%S+) ?(.*)$")
-          out[#out + 1] = { time = tonumber(t), id = id, why = why }
+          local began, t, id, why = line:match("^(%S+) (%S+) (%S+) ?(.*)$")
+          out[#out + 1] = { began = tonumber(began), time = tonumber(t), id = id, why = why }
         end
       end
       return out
@@ -264,12 +284,12 @@ describe("scale-out: 2 nginx x 2 workers and plain processes, one Redis, faults"
         local key = ev.id .. "@" .. ev.time
         if not events_seen[key] then
           events_seen[key] = true
-          reauths[ev.id] = math.max(reauths[ev.id] or 0, ev.time)
+          reauths[ev.id] = math.max(reauths[ev.id] or 0, ev.began)
         end
       end
       for id, t in pairs(reauths) do
         local root = roots[id][#roots[id]]
-        if granted[id] or (t > root.time + 1 and now - last_rotation(id) > 3) then
+        if granted[id] or (t > root.time and now - last_rotation(id) > 3) then
           local fresh = granted[id] or sb:token{ user = id }
           granted[id] = fresh
           if stores(id).save(fresh, nil) then -- (else Redis is away: saved on a later round)
@@ -369,11 +389,52 @@ describe("scale-out: 2 nginx x 2 workers and plain processes, one Redis, faults"
       return "preventable"
     end
 
+    -- What happened to connection id between t0 and t1, for a failure's message: its refresh outcomes
+    -- (L), its token calls as their callers saw them (B/E) and as the sandbox answered them (FB),
+    -- refresh tokens by the first 6 digits of their hash.
+    local owner = {}
+    for id, rs in pairs(roots) do
+      for _, r in ipairs(rs) do
+        local h = r.hash
+        while h and not owner[h] do owner[h] = id; h = next_of[h] end
+      end
+    end
+    local function story(id, t0, t1)
+      local out = {}
+      local function add(t, text) if t and t >= t0 and t <= t1 then out[#out + 1] = { t, text } end end
+      for _, file in ipairs(trace_files()) do
+        local name, hash_of = file:match("trace%.(.*)$"), {}
+        for line in (H.read(file) or ""):gmatch("[^\n]+") do
+          local kind, a, b, at = line:match("^(%u) (%S+) (%S+) (%S+)$")
+          if kind == "L" and a == id then add(tonumber(at), name .. " " .. b) end
+          if kind == "B" then
+            hash_of[a] = b
+            if owner[b] == id then add(tonumber(at), name .. " sends " .. b:sub(1, 6)) end
+          end
+          if kind == "E" and owner[hash_of[a] or ""] == id then add(tonumber(at), name .. " got " .. b) end
+        end
+      end
+      for _, e in ipairs(posts) do
+        if owner[e.refresh_token] == id then
+          add(e.time, ("FB %s %s->%s"):format(tostring(e.status), e.refresh_token:sub(1, 6),
+            tostring(e.issued_refresh_token):sub(1, 6)))
+        end
+      end
+      table.sort(out, function(a, b) return a[1] < b[1] end)
+      for k, x in ipairs(out) do out[k] = ("    %.3f %s"):format(x[1], x[2]) end
+      return table.concat(out, "\n")
+    end
     local lost, losses, dead_at = { wire = 0, killed = 0, wiped = 0, preventable = 0 }, {}, {}
     local alive, dead = {}, {} -- by connection: its newest chain ends in the stored pair, or was lost
-    for _, id in ipairs(ids) do
-      local stored = stores(id).load()
-      local stored_hash = stored and H.hash(stored.refresh_token)
+    local stored_of, stored_tokens = {}, {}
+    for k, id in ipairs(ids) do
+      stored_of[id] = stores(id).load()
+      stored_tokens[k] = stored_of[id] and stored_of[id].refresh_token or ""
+    end
+    local stored_hashes = hashes(stored_tokens)
+    for k, id in ipairs(ids) do
+      local stored = stored_of[id]
+      local stored_hash = stored and stored_hashes[k]
       for j, root in ipairs(roots[id]) do
         local h = root.hash
         while next_of[h] do h = next_of[h] end
@@ -398,20 +459,12 @@ describe("scale-out: 2 nginx x 2 workers and plain processes, one Redis, faults"
             who[#who + 1] = ("%s %s %.3f-%s"):format(c.file:match("[^/]+$"), tostring(c.outcome), c.began,
               tostring(c.ended))
           end
-          local logged = {}
-          for _, file in ipairs(trace_files()) do
-            for line in (H.read(file) or ""):gmatch("[^\n]+") do
-              local cid, what, at = line:match("^L (%S+) (%S+) (%S+)$")
-              if cid == id then logged[#logged + 1] = { tonumber(at), file:match("[^/]+$") .. " " .. what } end
-            end
+          if why == "preventable" then
+            losses[#losses + 1] = ("%s: chain %d of %d; %d pairs, stored is pair %s, version %s; issued at %.3f"
+              .. " by [%s]; gone %s; wipes %s\n%s"):format(id, j, #roots[id], n, tostring(in_chain),
+              tostring(stored and stored.version), e and e.time or 0, table.concat(who, "; "),
+              cjson.encode(gone), cjson.encode(wipes), story(id, (e and e.time or root.time) - 8, math.huge))
           end
-          table.sort(logged, function(a, b) return a[1] < b[1] end)
-          for k, l in ipairs(logged) do logged[k] = ("%.3f %s"):format(l[1], l[2]) end
-          losses[#losses + 1] = "  " .. table.concat(logged, ", ")
-          losses[#losses + 1] = ("%s: %s (chain %d of %d; %d pairs, stored is pair %s, version %s; issued at %.3f"
-            .. " by [%s]; gone %s; wipes %s)"):format(id, why, j, #roots[id], n, tostring(in_chain),
-            tostring(stored and stored.version), e and e.time or 0, table.concat(who, "; "),
-            cjson.encode(gone), cjson.encode(wipes))
           -- From the lost pair's issue on, the connection was dead until its next grant.
           dead_at[id .. "#" .. j] = issued_by[h] and issued_by[h].time or root.time
         end
@@ -420,14 +473,15 @@ describe("scale-out: 2 nginx x 2 workers and plain processes, one Redis, faults"
     -- A reauth_required while the connection's chain was alive is false.
     local false_reauth, genuine, falses = 0, 0, {}
     for _, ev in ipairs(events()) do
-      local j = 1 -- (an answer written just after a new grant was decided before it)
-      for k, root in ipairs(roots[ev.id]) do if root.time <= ev.time - 0.5 then j = k end end
+      local j = 1 -- the grant in force when the call began (a call may outlast a new grant)
+      for k, root in ipairs(roots[ev.id]) do if root.time <= ev.began then j = k end end
       local lost_at = dead_at[ev.id .. "#" .. j]
       if lost_at and ev.time >= lost_at - 0.05 then
         genuine = genuine + 1
       else
         false_reauth = false_reauth + 1
-        falses[#falses + 1] = ("%s at %.3f: %s"):format(ev.id, ev.time, ev.why or "")
+        falses[#falses + 1] = ("%s at %.3f: %s\n%s"):format(ev.id, ev.time, ev.why or "", story(ev.id, ev.time - 8,
+          ev.time + 1))
       end
     end
     -- Counts of every process.

@@ -7,7 +7,8 @@
 --   LUA spec/support/redis_scaleout.lua prober CONFIG OUT         GET /health of both nginx every 20 ms: how
 --       long each answer took, in tenths of a millisecond (counts.health)
 -- OUT gets the process's counts (JSON, rewritten every second, so a killed process leaves its last
--- ones), and OUT.events one line per reauth_required: "<epoch seconds> <connection id> <its message>".
+-- ones), and OUT.events one line per reauth_required: "<call began> <answer came> <connection id> <its
+-- message>" (epoch seconds).
 -- CONFIG (JSON): the app (api_url, client_id, client_secret, redirect_uri), redis_port, prefix, ids,
 -- node (the plain processes' pending directory), timeout, lock_ttl, lock_timeout, store_timeout,
 -- refresh_rate, nginx (base URLs), concurrency, stop (a file), seed.
@@ -54,13 +55,13 @@ local function flush_counts(final)
 end
 
 local events = assert(io.open(out .. ".events", "a"))
-local function outcome(id, ok, code, why)
+local function outcome(id, ok, code, why, began)
   if ok then
     counts.requests = counts.requests + 1
   else
     counts.errors[code] = (counts.errors[code] or 0) + 1
     if code == "reauth_required" then
-      events:write(("%.3f %s %s\n"):format(wall(), id, tostring(why):gsub("%s+", "_"):sub(1, 120)))
+      events:write(("%.3f %.3f %s %s\n"):format(began, wall(), id, (tostring(why):gsub("%s+", "_"):sub(1, 120))))
       events:flush()
     end
   end
@@ -86,6 +87,7 @@ if mode == "plain" then
   stores.flush() -- what a process of this node left pending when it died goes back first
   while not exists(c.stop) do
     local id, op = pick()
+    local began = wall()
     local fb = conns:session(id)
     local ok, err
     if op == "refresh" then
@@ -96,7 +98,7 @@ if mode == "plain" then
       ok = res ~= nil
     end
     outcome(id, ok, err and err.code,
-      err and (err.message .. " [" .. tostring(err.cause and err.cause.code) .. "] " .. trace:match("[^/]+$")))
+      err and (err.message .. " [" .. tostring(err.cause and err.cause.code) .. "] " .. trace:match("[^/]+$")), began)
     flush_counts(false)
     core.clock.sleep(0.01)
   end
@@ -107,19 +109,19 @@ elseif mode == "driver" then
   local function add()
     local id, op = pick()
     local base = c.nginx[math.random(#c.nginx)]
-    of[stream:add{ url = base .. "/call?c=" .. id .. "&op=" .. op }] = { id = id }
+    of[stream:add{ url = base .. "/call?c=" .. id .. "&op=" .. op }] = { id = id, began = wall() }
   end
   for _ = 1, c.concurrency do add() end
   while true do
     local sid, status, _, body = stream:next()
     if not sid then break end
-    local id = of[sid].id
+    local id, began = of[sid].id, of[sid].began
     of[sid] = nil
     local r = status == 200 and cjson.decode(body) or nil
     if r then
-      outcome(id, r.ok, r.code, r.message and (r.message .. " [" .. tostring(r.cause) .. "] pid " .. r.pid))
+      outcome(id, r.ok, r.code, r.message and (r.message .. " [" .. tostring(r.cause) .. "] pid " .. r.pid), began)
     else
-      outcome(id, false, "http_" .. tostring(status or "failed"))
+      outcome(id, false, "http_" .. tostring(status or "failed"), began)
     end
     flush_counts(false)
     if not exists(c.stop) then add() end
