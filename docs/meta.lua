@@ -567,6 +567,7 @@ function redis_store.keyspace(opts) end
 ---@field replicas? integer WAIT for this many replicas before a save counts (0)
 ---@field replica_timeout? number seconds WAIT waits (1)
 ---@field wipe_check? number|false seconds between checks that Redis kept its data (1)
+---@field pending? {shared_dict?:string,dir?:string} where the node keeps pairs a save could not write
 ---@field release? fun(client:table,healthy:boolean) give a client back (resty.redis: set_keepalive)
 ---@field sleep? fun(seconds:number)
 ---@field keepalive? number resty.redis pool idle seconds (60)
@@ -584,6 +585,7 @@ function redis_store.keyspace(opts) end
 ---@field replicas? integer WAIT for this many replicas before a save counts (0)
 ---@field replica_timeout? number seconds WAIT waits (1)
 ---@field wipe_check? number|false seconds between checks that Redis kept its data (1)
+---@field pending? {shared_dict?:string,dir?:string} where the node keeps pairs a save could not write
 ---@field release? fun(client:table,healthy:boolean) give a client back (resty.redis: set_keepalive)
 ---@field sleep? fun(seconds:number)
 ---@field keepalive? number resty.redis pool idle seconds (60)
@@ -629,6 +631,12 @@ function RedisKeyspace.migrate() end
 ---The pairs this process wrote back after finding the store wiped.
 ---@return integer
 function RedisKeyspace.restored() end
+
+---Writes back every pair this node keeps pending (option pending), after the wipe check: for a timer,
+---and at a process's start.
+---@return integer|nil written_back
+---@return freshbooks.Error? err
+function RedisKeyspace.flush() end
 
 ---Options of freshbooks.connections{...}.
 ---@class freshbooks.ConnectionsOptions
