@@ -48,14 +48,12 @@ local function businesses(m, key)
   return out
 end
 
-local WS = "' ' || char(9, 10, 11, 12, 13)" -- what Lua's %s trims
-
 -- An invoice's client as the billing report names it: organization, else first and last name, else
 -- "Client <id>" (`t` prefixes the columns).
-local function client(t)
-  local name = ("trim(COALESCE(%sfname, '') || ' ' || COALESCE(%slname, ''), %s)"):format(t, t, WS)
+local function client(d, t)
+  local name = d.trim(("COALESCE(%sfname, '') || ' ' || COALESCE(%slname, '')"):format(t, t))
   return ("CASE WHEN COALESCE(%sorganization, '') <> '' THEN %sorganization WHEN %s <> '' THEN %s"
-    .. " ELSE 'Client ' || COALESCE(%scustomerid, '?') END"):format(t, t, name, name, t)
+    .. " ELSE 'Client ' || COALESCE(CAST(%scustomerid AS TEXT), '?') END"):format(t, t, name, name, t)
 end
 
 -- Owed: sent (not a draft), not deleted, something outstanding; aged from the due date (or the create
@@ -74,7 +72,7 @@ local function billing_sql(d)
     .. " %s AS b4, min(id) AS first FROM (SELECT owed.*, %s AS age FROM (%s) owed) GROUP BY customerid, cur")
     :format(part(), part(0, 30), part(30, 60), part(60, 90), part(90), d.days("?2", "due"), owed)
   return ("SELECT g.customerid, g.cur, %s, g.n, g.total, g.b0, g.b1, g.b2, g.b3, g.b4 FROM (%s) g JOIN invoices i ON"
-    .. " i.business_id = ?1 AND i.id = g.first"):format(client("i."), groups)
+    .. " i.business_id = ?1 AND i.id = g.first"):format(client(d, "i."), groups)
 end
 
 local BUCKETS = { "current", "1-30", "31-60", "61-90", "90+" }
@@ -98,7 +96,7 @@ local function billing_one(m, biz, as_of)
     local rows, rerr = b:rows("SELECT record FROM invoices WHERE business_id = ? AND vis_state <> 1 ORDER BY id",
       biz.business_id)
     if not rows then return nil, rerr end
-    local decode = require("freshbooks.core").json_decode
+    local decode = require("freshbooks.core").json.decode
     for _, r in ipairs(rows) do acc.add(decode(r[1])) end
     return acc
   end
@@ -145,8 +143,10 @@ local function tabular(m, sql, params, columns, money_columns)
   return { columns = columns, rows = res.rows }
 end
 
-local CLIENT_NAME = ("CASE WHEN COALESCE(c.organization, '') <> '' THEN c.organization"
-  .. " ELSE trim(COALESCE(c.fname, '') || ' ' || COALESCE(c.lname, ''), %s) END"):format(WS)
+local function client_name(d)
+  return ("CASE WHEN COALESCE(c.organization, '') <> '' THEN c.organization ELSE %s END")
+    :format(d.trim("COALESCE(c.fname, '') || ' ' || COALESCE(c.lname, '')"))
+end
 
 local function where_business(key, params)
   if key == nil then return "" end
@@ -172,13 +172,15 @@ function reports.revenue(m, opts)
       .. " sum(x.amount_cents) FROM invoices x LEFT JOIN clients c ON c.business_id = x.business_id AND c.id ="
       .. " x.customerid WHERE x.vis_state <> 1 AND COALESCE(x.v3_status, '') <> 'draft' AND COALESCE(x.status, 0)"
       .. " <> 1 AND x.create_date >= ?1 AND x.create_date <= ?2%s GROUP BY x.business_id, x.customerid,"
-      .. " x.currency_code, month ORDER BY x.business_id, month, x.currency_code, x.customerid"):format(CLIENT_NAME,
+      .. " x.currency_code, month ORDER BY x.business_id, month, x.currency_code, x.customerid"):format(
+      client_name(m.backend.dialect),
       where_business(opts.business, params))
   else
     sql = ("SELECT x.business_id, x.clientid, %s, x.currency_code, substr(x.date, 1, 7) AS month, count(*),"
       .. " sum(x.amount_cents) FROM payments x LEFT JOIN clients c ON c.business_id = x.business_id AND c.id ="
       .. " x.clientid WHERE x.vis_state <> 1 AND x.date >= ?1 AND x.date <= ?2%s GROUP BY x.business_id, x.clientid,"
-      .. " x.currency_code, month ORDER BY x.business_id, month, x.currency_code, x.clientid"):format(CLIENT_NAME,
+      .. " x.currency_code, month ORDER BY x.business_id, month, x.currency_code, x.clientid"):format(
+      client_name(m.backend.dialect),
       where_business(opts.business, params))
   end
   return tabular(m, sql, params, { "business_id", "client_id", "client", "currency", "month",
@@ -190,13 +192,15 @@ end
 function reports.unbilled_time(m, opts)
   opts = opts or {}
   local params = {}
+  local d = m.backend.dialect
   local sql = ("SELECT x.business_id, x.client_id, %s, x.project_id, p.title, count(*), sum(x.duration),"
     .. " sum(x.duration), CASE WHEN p.rate_cents IS NULL THEN NULL ELSE"
-    .. " (p.rate_cents * sum(x.duration) + 1800) / 3600 END FROM time_entries x LEFT JOIN clients c ON"
+    .. " %s END FROM time_entries x LEFT JOIN clients c ON"
     .. " c.business_id = x.business_id AND c.id = x.client_id LEFT JOIN projects p ON p.business_id = x.business_id"
     .. " AND p.id = x.project_id WHERE x.vis_state <> 1 AND x.gone_at IS NULL AND COALESCE(x.billable, 1) = 1 AND"
     .. " COALESCE(x.billed, 0) = 0 AND COALESCE(x.is_logged, 1) = 1%s GROUP BY x.business_id, x.client_id,"
-    .. " x.project_id ORDER BY x.business_id, 3, p.title, x.project_id"):format(CLIENT_NAME,
+    .. " x.project_id ORDER BY x.business_id, 3, p.title, x.project_id"):format(client_name(d),
+    d.div("p.rate_cents * sum(x.duration) + 1800", "3600"),
     where_business(opts.business, params))
   local res, err = tabular(m, sql, params, { "business_id", "client_id", "client", "project_id", "project",
     "entries", "seconds", "hours", "value" }, { 9 })

@@ -14,8 +14,11 @@
 --                                      (one sync per mirror)                -> lease | nil, err
 --   backend:close()
 -- The dialect: types (integer, text, json), `distinct(a, b)` (a null-safe "differs"), `days(a, b)`
--- (days from date text b to date text a), `add_days(d, n)` (date text n days after d), `begin` (the
--- statement opening a write transaction).
+-- (days from date text b to date text a), `add_days(d, n)` (date text n days after d), `div(a, b)`
+-- (integer division, toward zero), `trim(x)` (the whitespace Lua's %s trims, both ends), `begin` (the
+-- statement opening a write transaction), `rowid` (a row's own address, for migrations), `key(cols)`
+-- (a key's columns: a database holding several connections puts the connection first) and `scope`
+-- (nil here; see postgres.lua).
 -- SQL is written with `?` parameters and SQLite/PostgreSQL's common upsert (ON CONFLICT ... DO UPDATE).
 local core = require "freshbooks.core"
 local errors = require "freshbooks.errors"
@@ -29,9 +32,13 @@ sqlite.dialect = {
   name = "sqlite",
   integer = "INTEGER", text = "TEXT", json = "TEXT",
   begin = "BEGIN IMMEDIATE",
+  rowid = "rowid",
+  key = function(cols) return cols end, -- one file, one connection: no connection key
   distinct = function(a, b) return a .. " IS NOT " .. b end,
   days = function(a, b) return "CAST(julianday(" .. a .. ") - julianday(" .. b .. ") AS INTEGER)" end,
   add_days = function(d, n) return "date(" .. d .. ", printf('%+d days', " .. n .. "))" end,
+  div = function(a, b) return "(" .. a .. ") / (" .. b .. ")" end,
+  trim = function(x) return "trim(" .. x .. ", ' ' || char(9, 10, 11, 12, 13))" end,
 }
 
 local function fail(err, what)
