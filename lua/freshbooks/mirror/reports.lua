@@ -11,9 +11,26 @@
 -- The tabular ones answer {columns = {...}, rows = {{...}, ...}}: money as exact decimal strings.
 local date = require "freshbooks.date"
 local errors = require "freshbooks.errors"
+local options = require "freshbooks.options"
 local report = require "freshbooks.report"
 
 local reports = {}
+
+local DAY = { "string", say = "a date YYYY-MM-DD" }
+local BUSINESS = { "string|number", say = "a business_id, account_id, business uuid or name" }
+local OPTS = {
+  billing = options.spec{ as_of = DAY, business = BUSINESS },
+  revenue = options.spec{ from = DAY, to = DAY, basis = { "string", say = "invoiced or collected" },
+    business = BUSINESS },
+  unbilled_time = options.spec{ business = BUSINESS },
+  dso = options.spec{ as_of = DAY, days = { "number", integer = true, min = 1 }, business = BUSINESS },
+}
+local function check(name, m, opts)
+  if type(m) ~= "table" or type(m.query) ~= "function" or not m.backend then
+    error("freshbooks.mirror.reports: " .. name .. ": a mirror (freshbooks.mirror.open) is required", 3)
+  end
+  return options.check("freshbooks.mirror.reports: " .. name, OPTS[name], opts, 3)
+end
 
 local function money(cents)
   if cents == nil then return nil end
@@ -121,8 +138,8 @@ end
 
 -- reports.billing(m, {as_of = "YYYY-MM-DD", business = key}) -> {{business = {...}, acc = acc}, ...} | nil, err
 function reports.billing(m, opts)
-  opts = opts or {}
-  local as_of = day_of(opts.as_of, "as_of")
+  opts = check("billing", m, opts)
+  local as_of = day_of(opts.as_of, "billing: as_of")
   local list, err = businesses(m, opts.business)
   if not list then return nil, err end
   local out = {}
@@ -158,12 +175,12 @@ end
 -- reports.revenue(m, {from, to, basis = "invoiced" | "collected", business}) -> {columns, rows}
 -- invoiced: sent invoices (not drafts, not deleted) by their date; collected: payments by theirs.
 function reports.revenue(m, opts)
-  opts = opts or {}
-  local from = opts.from and day_of(opts.from, "from") or "0000-01-01"
-  local to = opts.to and day_of(opts.to, "to") or "9999-12-31"
+  opts = check("revenue", m, opts)
+  local from = opts.from and day_of(opts.from, "revenue: from") or "0000-01-01"
+  local to = opts.to and day_of(opts.to, "revenue: to") or "9999-12-31"
   local basis = opts.basis or "invoiced"
   if basis ~= "invoiced" and basis ~= "collected" then
-    error("freshbooks.mirror.reports: basis must be invoiced or collected", 2)
+    error("freshbooks.mirror.reports: revenue: basis must be invoiced or collected", 2)
   end
   local params = { from, to }
   local sql
@@ -190,7 +207,7 @@ end
 -- reports.unbilled_time(m, {business}) -> {columns, rows}: logged, billable, not billed, not deleted;
 -- the value at the project's rate (hours x rate, to the cent) when the project has one.
 function reports.unbilled_time(m, opts)
-  opts = opts or {}
+  opts = check("unbilled_time", m, opts)
   local params = {}
   local d = m.backend.dialect
   local sql = ("SELECT x.business_id, x.client_id, %s, x.project_id, p.title, count(*), sum(x.duration),"
@@ -213,12 +230,9 @@ end
 -- owed now (the billing report's outstanding), the sales of the `days` days up to as_of (sent invoices
 -- by date), and DSO = owed / sales x days (one decimal; none without sales).
 function reports.dso(m, opts)
-  opts = opts or {}
-  local as_of = day_of(opts.as_of, "as_of")
+  opts = check("dso", m, opts)
+  local as_of = day_of(opts.as_of, "dso: as_of")
   local days = opts.days or 90
-  if type(days) ~= "number" or days < 1 or days ~= math.floor(days) then
-    error("freshbooks.mirror.reports: days must be a whole number >= 1", 2)
-  end
   local from = date.format(date.exact(as_of) - days + 1)
   local params = { from, as_of }
   local sent = "x.vis_state <> 1 AND COALESCE(x.v3_status, '') <> 'draft' AND COALESCE(x.status, 0) <> 1"

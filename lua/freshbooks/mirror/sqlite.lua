@@ -22,6 +22,7 @@
 -- SQL is written with `?` parameters and SQLite/PostgreSQL's common upsert (ON CONFLICT ... DO UPDATE).
 local core = require "freshbooks.core"
 local errors = require "freshbooks.errors"
+local options = require "freshbooks.options"
 
 local sqlite = {}
 
@@ -51,15 +52,17 @@ end
 
 -- sqlite.open(path, {readonly = false, busy_timeout = 5}) -> backend | nil, err
 -- A new file is made 0600 first (business data; SQLite's -wal and -shm files take its mode).
+local OPEN = options.spec{ readonly = { "boolean" }, busy_timeout = { "number", min = 0, max = 3600, default = 5 } }
+
 function sqlite.open(path, opts)
-  opts = opts or {}
-  if type(path) ~= "string" or path == "" then error("freshbooks.mirror: path must be a file name", 3) end
+  if type(path) ~= "string" or path == "" then error("freshbooks.mirror.sqlite.open: path must be a file name", 2) end
+  opts = options.check("freshbooks.mirror.sqlite.open", OPEN, opts, 2)
   if not opts.readonly and path ~= ":memory:" and not io.open(path, "rb") then
     local ok, err = core.fs.write_atomic(path, "", 384) -- 0600
     if not ok then return fail(err, path) end
   end
   local db, err = core.sqlite.open(path, { readonly = opts.readonly == true, create = false,
-    busy_timeout = opts.busy_timeout or 5 })
+    busy_timeout = opts.busy_timeout })
   if not db then return fail(err) end
   local b = setmetatable({ db = db, path = path, stmts = {}, readonly = opts.readonly == true,
     dialect = sqlite.dialect }, Backend)

@@ -14,6 +14,7 @@
 -- "Now" is FreshBooks' (the Date of its answer), never the local clock.
 local core = require "freshbooks.core"
 local date = require "freshbooks.date"
+local env = require "freshbooks.env"
 local errors = require "freshbooks.errors"
 local resources = require "freshbooks.mirror.resources"
 local schema = require "freshbooks.mirror.schema"
@@ -33,7 +34,8 @@ local function interrupted()
   if core.signal.interrupted() then return errors.new{ code = "aborted", message = "interrupted" } end
 end
 
--- The request budget: a token bucket (rate per second, burst); waits are shown through progress.
+-- The request budget: a token bucket (rate per second, burst); waits are shown through progress and
+-- sleep on nginx's event loop there (env.sleep).
 function sync.budget(opts, progress)
   local unlimited = opts == false
   opts = opts or {}
@@ -52,7 +54,7 @@ function sync.budget(opts, progress)
     if b.tokens < n then
       local wait = (n - b.tokens) / rate
       if progress then progress{ type = "wait", seconds = wait, reason = "budget" } end
-      core.clock.sleep(wait)
+      env.sleep(wait)
       b.tokens, b.at = n, core.clock.now()
     end
     b.tokens = b.tokens - n
