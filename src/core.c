@@ -42,5 +42,6 @@ int luaopen_freshbooks_core(lua_State *L)
 	group(L, "signal", fb_open_interrupt); /* interrupt.c: trap, interrupted */
 	group(L, "process", fb_open_fd);     /* fd.c: close_on_exec, guard_stdio */
 	group(L, "sqlite", fb_open_sqlite);   /* sqlite.c: open (the mirror's database) */
+	group(L, "pg", fb_open_pg);           /* pg.c: connect (the mirror's PostgreSQL, libpq) */
 	return 1;
 }

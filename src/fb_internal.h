@@ -26,6 +26,7 @@ void fb_open_clock(lua_State *L);     /* core.clock  (clock.c): retries, benchma
 void fb_open_interrupt(lua_State *L); /* core.signal (interrupt.c): the command */
 void fb_open_fd(lua_State *L);        /* core.process (fd.c): descriptors, for the command */
 void fb_open_sqlite(lua_State *L);    /* core.sqlite (sqlite.c): the mirror's database */
+void fb_open_pg(lua_State *L);        /* core.pg     (pg.c): the mirror's PostgreSQL */
 
 /* interrupt.c: the signal that arrived since core.signal.trap() (0: none), and whether it runs. */
 int fb_interrupted(void);
