@@ -26,15 +26,52 @@ Mirror.__index = Mirror
 local OPEN = options.spec{
   path = { "string", nonempty = true, say = "a file name" },
   backend = { "table", say = "a mirror backend (freshbooks.mirror.sqlite.open, freshbooks.mirror.postgres.open)" },
+  postgres = { "string|table", say = "a libpq connection string or URI, or a freshbooks.mirror.postgres.session" },
+  connection = { "string", nonempty = true, say = "a connection id (freshbooks.connections')" },
   readonly = { "boolean" },
   busy_timeout = { "number", min = 0, max = 3600 },
 }
--- mirror.open{path = file | backend = object, readonly = false} -> mirror | nil, err
+
+-- The PostgreSQL mirror of one connection: on a session of the caller's, or on one of its own (closed
+-- with the mirror); inside nginx, read-only over cosockets (freshbooks.mirror.pgwire).
+local function open_postgres(opts)
+  if not opts.connection then error("freshbooks.mirror: open: postgres needs connection (whose mirror)", 3) end
+  if env.nginx() then
+    if not opts.readonly or type(opts.postgres) ~= "string" then
+      error("freshbooks.mirror: open: inside nginx a PostgreSQL mirror is read-only (readonly = true) and"
+        .. " named by a connection string (writes belong to the sync workers)", 3)
+    end
+    return require("freshbooks.mirror.pgwire").open(opts.postgres, opts.connection)
+  end
+  local pg = require "freshbooks.mirror.postgres"
+  local session, owned = opts.postgres, false
+  if type(session) == "string" then
+    local err
+    session, err = pg.session(session)
+    if not session then return nil, err end
+    owned = true
+  end
+  local b = pg.open(session, opts.connection)
+  if owned then b.close = function() session:close() end end
+  return b
+end
+
+-- mirror.open{path = file | postgres = conninfo or session, connection = id | backend = object,
+-- readonly = false} -> mirror | nil, err
 -- A new file gets the current schema, an older one is migrated forward (also when opened read-only:
 -- a writable connection does it first), a newer one is refused (mirror_too_new).
 function mirror.open(opts)
   opts = options.check("freshbooks.mirror: open", OPEN, opts, 2)
-  if (opts.path == nil) == (opts.backend == nil) then error("freshbooks.mirror: open: give path or backend", 2) end
+  local given = (opts.path and 1 or 0) + (opts.backend and 1 or 0) + (opts.postgres and 1 or 0)
+  if given ~= 1 then error("freshbooks.mirror: open: give one of path, postgres or backend", 2) end
+  if opts.connection and not opts.postgres then
+    error("freshbooks.mirror: open: connection goes with postgres (a file holds one connection)", 2)
+  end
+  if opts.postgres then
+    local b, err = open_postgres(opts)
+    if not b then return nil, err end
+    opts.backend = b
+  end
   if opts.path and env.nginx() then
     -- SQLite waits on its locks and the disk in the calling thread: in nginx, the whole worker
     error("freshbooks.mirror: open: SQLite would block the nginx worker: open the PostgreSQL mirror there"

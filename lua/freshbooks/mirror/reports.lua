@@ -86,7 +86,7 @@ local function billing_sql(d)
   end
   -- per client and currency, named as their first invoice (in list order) names the client
   local groups = ("SELECT customerid, cur, count(*) AS n, sum(o) AS total, %s AS b0, %s AS b1, %s AS b2, %s AS b3,"
-    .. " %s AS b4, min(id) AS first FROM (SELECT owed.*, %s AS age FROM (%s) owed) GROUP BY customerid, cur")
+    .. " %s AS b4, min(id) AS first FROM (SELECT owed.*, %s AS age FROM (%s) owed) aged GROUP BY customerid, cur")
     :format(part(), part(0, 30), part(30, 60), part(60, 90), part(90), d.days("?2", "due"), owed)
   return ("SELECT g.customerid, g.cur, %s, g.n, g.total, g.b0, g.b1, g.b2, g.b3, g.b4 FROM (%s) g JOIN invoices i ON"
     .. " i.business_id = ?1 AND i.id = g.first"):format(client(d, "i."), groups)
@@ -160,8 +160,9 @@ local function tabular(m, sql, params, columns, money_columns)
   return { columns = columns, rows = res.rows }
 end
 
+-- (min: one client per group, and PostgreSQL wants every column grouped or aggregated)
 local function client_name(d)
-  return ("CASE WHEN COALESCE(c.organization, '') <> '' THEN c.organization ELSE %s END")
+  return ("min(CASE WHEN COALESCE(c.organization, '') <> '' THEN c.organization ELSE %s END)")
     :format(d.trim("COALESCE(c.fname, '') || ' ' || COALESCE(c.lname, '')"))
 end
 
@@ -210,14 +211,14 @@ function reports.unbilled_time(m, opts)
   opts = check("unbilled_time", m, opts)
   local params = {}
   local d = m.backend.dialect
-  local sql = ("SELECT x.business_id, x.client_id, %s, x.project_id, p.title, count(*), sum(x.duration),"
-    .. " sum(x.duration), CASE WHEN p.rate_cents IS NULL THEN NULL ELSE"
+  local sql = ("SELECT x.business_id, x.client_id, %s, x.project_id, min(p.title), count(*), sum(x.duration),"
+    .. " sum(x.duration), CASE WHEN min(p.rate_cents) IS NULL THEN NULL ELSE"
     .. " %s END FROM time_entries x LEFT JOIN clients c ON"
     .. " c.business_id = x.business_id AND c.id = x.client_id LEFT JOIN projects p ON p.business_id = x.business_id"
     .. " AND p.id = x.project_id WHERE x.vis_state <> 1 AND x.gone_at IS NULL AND COALESCE(x.billable, 1) = 1 AND"
     .. " COALESCE(x.billed, 0) = 0 AND COALESCE(x.is_logged, 1) = 1%s GROUP BY x.business_id, x.client_id,"
-    .. " x.project_id ORDER BY x.business_id, 3, p.title, x.project_id"):format(client_name(d),
-    d.div("p.rate_cents * sum(x.duration) + 1800", "3600"),
+    .. " x.project_id ORDER BY x.business_id, 3, 5, x.project_id"):format(client_name(d),
+    d.div("min(p.rate_cents) * sum(x.duration) + 1800", "3600"),
     where_business(opts.business, params))
   local res, err = tabular(m, sql, params, { "business_id", "client_id", "client", "project_id", "project",
     "entries", "seconds", "hours", "value" }, { 9 })

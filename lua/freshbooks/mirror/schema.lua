@@ -209,7 +209,7 @@ function schema.upsert_sql(r, d)
   n = n + 1
   names[#names + 1] = "record"
   values[#values + 1] = "?" .. n
-  local g = "?" .. (n + 1)
+  local g = "CAST(?" .. (n + 1) .. " AS " .. d.text .. ")" -- (PostgreSQL infers no type from IS NULL)
   local t = r.table
   return ("INSERT INTO %s (%s) VALUES (%s)\nON CONFLICT (%s) DO UPDATE SET"
     .. " vis_state = COALESCE(?3, %s.vis_state), updated = excluded.updated, seen = COALESCE(?5, %s.seen),"
@@ -327,11 +327,28 @@ end
 
 -- schema.migrate(backend) -> version | nil, err: a new file gets the current schema; an older one is
 -- brought forward in one transaction; a newer one (written by a later version) is refused.
+-- What ensure() would make, as a digest: a mirror at the current version with this layout needs no
+-- transaction to open (a worker opens one per connection it serves).
+local function layout(d)
+  local parts = base_sql(d)
+  for _, r in ipairs(resources.list) do
+    for _, sql in ipairs(schema.create_sql(r, d)) do parts[#parts + 1] = sql end
+    for _, cols in ipairs(r.indexes) do parts[#parts + 1] = table.concat(cols, ",") end
+  end
+  return core.codec.hex(core.crypto.hmac_sha256("freshbooks.mirror", table.concat(parts, "\n")))
+end
+
 function schema.migrate(b)
   local v, err = schema.version(b)
   if err then return nil, err end
   if v and v > schema.VERSION then return nil, schema.too_new(v) end
-  local ok, merr = b:atomic(function()
+  local want = layout(b.dialect)
+  if v == schema.VERSION then
+    local row, lerr = b:first("SELECT value FROM mirror_meta WHERE key = 'layout'")
+    if row == nil then return nil, lerr end
+    if row and row[1] == want then return schema.VERSION end
+  end
+  local ok, merr = (b.migration or b.atomic)(b, function()
     local done, e = ensure(b)
     if not done then return nil, e end
     for k = (v or schema.VERSION) + 1, schema.VERSION do
@@ -340,9 +357,11 @@ function schema.migrate(b)
         if not done then return nil, e end
       end
     end
-    done, e = b:run("INSERT INTO mirror_meta (key, value) VALUES ('schema_version', ?) ON CONFLICT (key)"
-      .. " DO UPDATE SET value = excluded.value", tostring(schema.VERSION))
-    if not done then return nil, e end
+    for key, value in pairs { schema_version = tostring(schema.VERSION), layout = want } do
+      done, e = b:run("INSERT INTO mirror_meta (key, value) VALUES (?, ?) ON CONFLICT (key) DO UPDATE SET value ="
+        .. " excluded.value", key, value)
+      if not done then return nil, e end
+    end
     return true
   end)
   if not ok then return nil, merr end
