@@ -140,6 +140,14 @@ describe("PostgreSQL", function()
       -- a write as one connection changes none of another's rows
       assert.is_true(assert(other.backend:run("UPDATE clients SET fname = 'other'")) > 0)
       assert.equals(0, assert(m:query("SELECT count(*) FROM clients WHERE fname = 'other'")).rows[1][1])
+      -- SQL through query() cannot change whose rows it sees: it can write nothing, the scope included
+      for _, sql in ipairs { "WITH x AS (UPDATE mirror_scope SET connection_id = 'alice' RETURNING 1) SELECT count(*)"
+        .. " FROM clients", "SELECT count(*) FROM clients WHERE set_config('x.y', 'z', true) IS NOT NULL AND"
+        .. " (SELECT count(*) FROM mirror_scope) >= 0" } do
+        local res, qerr = other:query(sql)
+        if res then assert.equals(count(other), res.rows[1][1], sql) else assert.equals("read_only", qerr.code, sql) end
+      end
+      assert.equals(0, assert(other:query("SELECT count(*) FROM clients WHERE fname <> 'other'")).rows[1][1])
       -- a statement for no connection finds nothing and writes nothing
       local db = assert(core.pg.connect(pg.conninfo))
       assert.same({ { 0 } }, assert(db:query("SELECT count(*) FROM clients")).rows)
@@ -195,10 +203,14 @@ describe("PostgreSQL", function()
 
     it("answers read-only SQL only, bounded by a deadline and a row limit", function()
       for _, sql in ipairs { "DELETE FROM invoices", "UPDATE clients SET fname = 'x'", "DROP TABLE invoices",
-        "CREATE TABLE x (a int)", "SELECT set_config('default_transaction_read_only', 'off', false)" } do
+        "CREATE TABLE x (a int)", "SELECT set_config('default_transaction_read_only', 'off', false)",
+        "SELECT set_config('transaction_read_only', 'off', true)" } do
         local res, err = m:query(sql)
-        if sql:match("^SELECT") then
-          assert(res) -- a setting only: the transaction stays read-only
+        if sql:match("default_transaction") then
+          assert(res) -- a setting for later transactions only: this one stays read-only
+        elseif sql:match("^SELECT") then
+          assert.is_nil(res, sql)
+          assert.equals("pg", err.code, sql) -- "transaction read-write mode must be set before any query"
         else
           assert.is_nil(res, sql)
           assert.equals("read_only", err.code, sql)

@@ -6,18 +6,19 @@
 --   local b = pg.open(session, "customer-7")                             -- that connection's mirror
 --   local m = assert(require("freshbooks.mirror").open{ backend = b })
 -- Tenancy: one set of tables; every table of a connection's data leads with `connection_id` (its key
--- and every index lead with it too), filled by default from the session's `freshbooks.connection_id`
--- setting, and row-level security (FORCE: the owner too) keeps each statement to the rows of the
--- connection the session is set to: the mirror's SQL (sync, reports, status) is the same text on both
--- backends, and a statement run for the wrong connection finds nothing rather than another
--- customer's rows. Why not a schema per connection: thousands of customers would be thousands of
--- copies of ~30 tables with their indexes and TOAST tables (catalog bloat, a relcache per backend
--- that grows with every customer a worker touches, a migration per customer), and one set of
--- prepared statements could not serve them all. RLS needs a role that is neither a superuser nor
--- BYPASSRLS (they skip it): such a role is refused at open.
--- A lease (one writer per connection) is a session advisory lock: released when the holder's session
--- ends however it ends (a killed worker's socket closes and the server drops it at once), and tied to
--- the session that writes: a worker whose session was lost has lost its lease and cannot commit.
+-- and every index lead with it too), filled by default with the connection the session acts for, and
+-- row-level security (FORCE: the owner too) keeps each statement to that connection's rows: the
+-- mirror's SQL (sync, reports, status) is the same text on both backends, and a statement run for the
+-- wrong connection finds nothing rather than another customer's rows. The connection a session acts
+-- for is a row of `mirror_scope` (its backend pid -> connection id), written before the statements
+-- for a connection and read once per statement by the policy: SQL from users and guests runs in a READ
+-- ONLY transaction, which can write no table, so it cannot change whose rows it sees (a setting could
+-- be changed by set_config in the query itself).
+-- Why not a schema per connection: thousands of customers would be thousands of copies of ~30 tables
+-- with their indexes and TOAST tables (catalog bloat, a relcache per backend that grows with every
+-- customer a worker touches, a migration per customer), and one set of prepared statements could not
+-- serve them all. RLS needs a role that is neither a superuser nor BYPASSRLS (they skip it): such a
+-- role is refused.
 local core = require "freshbooks.core"
 local env = require "freshbooks.env"
 local errors = require "freshbooks.errors"
@@ -25,19 +26,27 @@ local options = require "freshbooks.options"
 
 local postgres = {}
 
-local SETTING = "freshbooks.connection_id"
 local LOCK_SPACE = 1179796050 -- 'FRMR': the mirror's advisory locks, apart from the application's own
 
+-- The scope: which connection each session acts for, and the function that reads it (a subquery in a
+-- policy is evaluated once per statement; a column default may only call a function).
+local SCOPE = {
+  "CREATE UNLOGGED TABLE IF NOT EXISTS mirror_scope (pid INTEGER PRIMARY KEY, connection_id TEXT NOT NULL)",
+  "CREATE OR REPLACE FUNCTION mirror_connection() RETURNS TEXT LANGUAGE sql STABLE AS"
+    .. " $$ SELECT connection_id FROM mirror_scope WHERE pid = pg_backend_pid() $$",
+}
+
 local function scope_statements(t)
+  local mine = "connection_id = (SELECT mirror_connection())"
   return {
     "ALTER TABLE " .. t .. " ENABLE ROW LEVEL SECURITY",
     "ALTER TABLE " .. t .. " FORCE ROW LEVEL SECURITY",
     ("DO $$ BEGIN IF NOT EXISTS (SELECT 1 FROM pg_policies WHERE schemaname = current_schema() AND tablename = '%s'"
-      .. " AND policyname = 'connection') THEN CREATE POLICY connection ON %s USING (connection_id ="
-      .. " current_setting('%s', true)) WITH CHECK (connection_id = current_setting('%s', true)); END IF; END $$")
-      :format(t, t, SETTING, SETTING),
+      .. " AND policyname = 'connection') THEN CREATE POLICY connection ON %s USING (%s) WITH CHECK (%s); END IF;"
+      .. " END $$"):format(t, t, mine, mine),
   }
 end
+postgres.SCOPE = SCOPE
 
 postgres.dialect = {
   name = "postgres",
@@ -45,8 +54,8 @@ postgres.dialect = {
   begin = "BEGIN",
   rowid = "ctid",
   key = function(cols) return "connection_id, " .. cols end,
-  scope = { column = ("connection_id TEXT NOT NULL DEFAULT current_setting('%s')"):format(SETTING),
-            statements = scope_statements },
+  scope = { column = "connection_id TEXT NOT NULL DEFAULT mirror_connection()", statements = scope_statements,
+            before = SCOPE },
   distinct = function(a, b) return a .. " IS DISTINCT FROM " .. b end,
   days = function(a, b) return "(CAST(" .. a .. " AS date) - CAST(" .. b .. " AS date))" end,
   add_days = function(d, n)
@@ -161,6 +170,8 @@ function Session:connect()
       .. " its own (CREATE ROLE mirror LOGIN; a database it owns)" }
   end
   db:deadline(self.statement_timeout > 0 and self.statement_timeout or nil)
+  -- scopes of sessions that ended: a later session given the same pid must not act for them
+  db:exec("DELETE FROM mirror_scope WHERE pid NOT IN (SELECT pid FROM pg_stat_activity)")
   self.db = db
   self.generation = self.generation + 1
   return true
@@ -194,8 +205,12 @@ end
 -- Sets the connection the next statements act for (outside a transaction: a rollback would undo it).
 function Session:act_for(connection)
   if self.tenant == connection then return true end
-  local db, name = self:prepared("SELECT set_config('" .. SETTING .. "', ?, false)")
-  if not db then return nil, name end
+  local db, name = self:prepared("INSERT INTO mirror_scope (pid, connection_id) VALUES (pg_backend_pid(), ?)"
+    .. " ON CONFLICT (pid) DO UPDATE SET connection_id = excluded.connection_id")
+  if not db then
+    if name and name.sqlstate == "42P01" then return true end -- no mirror here yet: the migration makes it
+    return nil, name
+  end
   local rows, err = db:run(name, connection)
   if not rows then return fail(self, err) end
   self.tenant = connection
@@ -203,6 +218,7 @@ function Session:act_for(connection)
 end
 
 function Session:close()
+  if self.db and self.db:ok() then self.db:exec("DELETE FROM mirror_scope WHERE pid = pg_backend_pid()") end
   if self.db then self.db:close() end
   self.db = nil
 end
@@ -341,8 +357,9 @@ end
 
 -- A read-only query, as the connection: a READ ONLY transaction (PostgreSQL refuses every write in it:
 -- read_only), stopped at `deadline` (pg_deadline), its rows bounded as they arrive (max_rows,
--- max_bytes). Row-level security keeps it to the connection's rows; it is the application's own SQL
--- (set_config could name another connection): guests get no PostgreSQL mirror.
+-- max_bytes). Row-level security keeps it to the connection's rows, and the transaction can write
+-- nothing, so not whose rows those are. Session advisory locks it took are let go after it (they
+-- outlive a rollback) unless the session holds a lease of its own.
 function Backend:query(sql, params, opts)
   opts = opts or {}
   local s = self.session
@@ -359,7 +376,10 @@ function Backend:query(sql, params, opts)
   local res, qerr = db:query(placeholders(sql), params or {}, { max_rows = opts.max_rows, max_bytes = opts.max_bytes,
     null = opts.null })
   db:deadline(s.statement_timeout > 0 and s.statement_timeout or nil)
-  if db:ok() then db:exec("ROLLBACK") end
+  if db:ok() then
+    db:exec("ROLLBACK")
+    if s.leases == 0 then db:exec("SELECT pg_advisory_unlock_all()") end
+  end
   if not res then return fail(s, qerr) end
   return res
 end

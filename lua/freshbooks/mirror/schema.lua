@@ -225,6 +225,7 @@ local function base_sql(d)
   local i, t = d.integer, d.text
   local out = { "CREATE TABLE IF NOT EXISTS mirror_meta (key " .. t .. " PRIMARY KEY, value " .. t .. ")" }
   local function add(list) for _, sql in ipairs(list) do out[#out + 1] = sql end end
+  add(d.scope and d.scope.before or {})
   add(scoped_table(d, "businesses", { "business_id " .. i .. " NOT NULL", "account_id " .. t, "business_uuid " .. t,
     "name " .. t, "role " .. t, "record " .. d.json, "synced_at " .. t }, "business_id"))
   add(scoped_table(d, "sync_state", { "business_id " .. i .. " NOT NULL", "resource " .. t .. " NOT NULL",
