@@ -199,12 +199,12 @@ function Session:find_business(key) end
 ---@return freshbooks.Account
 function Session:account(account_id) end
 
----The projects family of one business: projects, time_entries, services, service_rates.
+---The projects family of one business: projects, time_entries, services, service_rates, team_members.
 ---@param business_id integer|string
 ---@return freshbooks.Business
 function Session:business(business_id) end
 
----The accounting-business family, keyed by a membership's business_uuid: ledger_accounts.
+---The accounting-business family, keyed by a membership's business_uuid: ledger_accounts, reports.
 ---@param business_uuid string
 ---@return freshbooks.AccountingBusiness
 function Session:accounting_business(business_uuid) end
@@ -213,8 +213,8 @@ function Session:accounting_business(business_uuid) end
 ---@class freshbooks.Account
 ---@field account_id string
 ---@field clients freshbooks.Resource
----@field invoices freshbooks.Resource also share_link, send_by_email, mark_as_sent
----@field estimates freshbooks.Resource also send_by_email, mark_as_sent
+---@field invoices freshbooks.Resource also share_link, send_by_email, mark_as_sent, pdf
+---@field estimates freshbooks.Resource also send_by_email, mark_as_sent, accept
 ---@field expenses freshbooks.Resource
 ---@field expense_categories freshbooks.Resource
 ---@field items freshbooks.Resource
@@ -233,11 +233,23 @@ function Session:accounting_business(business_uuid) end
 ---@field journal_entry_details freshbooks.Resource
 ---@field journal_entry_accounts freshbooks.Resource
 ---@field callbacks freshbooks.Resource webhook callbacks: also verify, resend
----@field reports {profit_and_loss:freshbooks.Report,tax_summary:freshbooks.Report,payments_collected:freshbooks.Report}
+---@field reports freshbooks.AccountReports
 ---@field attachments freshbooks.Upload
 ---@field images freshbooks.Upload
 ---@field systems freshbooks.Resource the account's system (get)
 ---@field invoice_payment_options freshbooks.PaymentOptions
+
+---An account's reports (acct.reports.X:get{...}, :download(token)).
+---@class freshbooks.AccountReports
+---@field profit_and_loss freshbooks.Report
+---@field tax_summary freshbooks.Report
+---@field payments_collected freshbooks.Report
+---@field accounts_aging freshbooks.Report
+---@field balance_sheet freshbooks.Report
+---@field trial_balance freshbooks.Report
+---@field invoice_details freshbooks.Report
+---@field expense_details freshbooks.Report
+---@field manual_journal_entry freshbooks.Report
 
 ---One business's resources.
 ---@class freshbooks.Business
@@ -246,11 +258,13 @@ function Session:accounting_business(business_uuid) end
 ---@field time_entries freshbooks.Resource
 ---@field services freshbooks.Resource also rate, create_rate, update_rate
 ---@field service_rates freshbooks.Resource every service's rate (list)
+---@field team_members freshbooks.Resource the business's team (list, get by uuid; `active = true|false`)
 
 ---One accounting business's resources (by business_uuid).
 ---@class freshbooks.AccountingBusiness
 ---@field business_uuid string
 ---@field ledger_accounts freshbooks.Resource the chart of accounts (list, get, create, update)
+---@field reports {general_ledger:freshbooks.Report,cash_flow:freshbooks.Report,chart_of_accounts:freshbooks.Report}
 
 ---A query: page, per_page, search, include, sort, and any other key as a plain parameter (docs/api.md).
 ---@alias freshbooks.Query table|string
@@ -345,6 +359,18 @@ function Resource:send_by_email(id, opts) end
 ---@return freshbooks.Error? err
 function Resource:mark_as_sent(id) end
 
+---estimates: records the client's acceptance (status 5, "accepted").
+---@param id integer|string
+---@return table|nil estimate
+---@return freshbooks.Error? err
+function Resource:accept(id) end
+
+---invoices: the invoice as FreshBooks prints it (bad_response when the answer is no PDF).
+---@param id integer|string
+---@return string|nil bytes the PDF
+---@return string|freshbooks.Error content_type_or_err
+function Resource:pdf(id) end
+
 ---callbacks: confirms a webhook with the verifier of its verification delivery.
 ---@param id integer|string
 ---@param verifier string
@@ -378,15 +404,23 @@ function Resource:create_rate(id, fields) end
 ---@return freshbooks.Error? err
 function Resource:update_rate(id, fields) end
 
----A report (acct.reports.profit_and_loss, ...).
+---A report (acct.reports.profit_and_loss, fb:accounting_business(uuid).reports.general_ledger, ...).
 ---@class freshbooks.Report
 local Report = {}
 
----The report for a query (start_date, end_date, ...).
----@param q? freshbooks.Query
----@return table|nil report
+---The report for a query: the parameters the report takes (docs/api.md), checked (an unknown name, a
+---date that is no day, a currency outside ISO 4217, a start after the end raise); a string is sent as is.
+---@param q? table|string
+---@return table|nil report its result (the chart of accounts: the list of accounts)
 ---@return freshbooks.Error? err
 function Report:get(q) end
+
+---FreshBooks' CSV of a report, by the download_token its answer carries (every report but the chart of
+---accounts); computed as the report is now, with the parameters the token was given.
+---@param token string
+---@return string|nil csv
+---@return freshbooks.Error? err
+function Report:download(token) end
 
 ---Uploads (acct.attachments, acct.images).
 ---@class freshbooks.Upload

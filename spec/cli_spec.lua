@@ -112,7 +112,7 @@ describe("freshbooks, the command", function()
       assert.truthy(o:find("^freshbooks %d+%.%d+%.%d+ %(lua%-freshbooks, [^)]*libcurl/[%d.]+%)\n$"), o)
       -- The report's help lists its kinds (from the same rows `report` runs).
       local _, ro = w:run("report --help")
-      assert.truthy(ro:find("\n   billing    Outstanding invoices by client", 1, true), ro)
+      assert.truthy(ro:find("\n   billing +Outstanding invoices by client"), ro)
       -- --help on a closed stdout is a failure, not a silent 0.
       c, _, e = w:run("--help", { suffix = ">&-" })
       assert.equal(1, c)

@@ -189,7 +189,10 @@ describe("resources against the sandbox", function()
     assert.equal("Net Profit (USD)", pl.net_profit.description)
     assert.is_table(assert(acct.reports.tax_summary:get{}).taxes)
     assert.is_table(assert(acct.reports.payments_collected:get{ start_date = "2023-01-01" }).payments)
-    local _, err = acct.reports.profit_and_loss:get{ start_date = "not-a-date" }
+    -- a bad date raises before anything is sent; sent as a string query, FreshBooks refuses it
+    assert.has_error(function() acct.reports.profit_and_loss:get{ start_date = "not-a-date" } end,
+      "freshbooks: profit_and_loss:get: start_date must be a date YYYY-MM-DD")
+    local _, err = acct.reports.profit_and_loss:get("start_date=not-a-date")
     assert.equal("validation", err.code)
   end)
 

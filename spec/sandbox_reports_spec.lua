@@ -1,8 +1,10 @@
 -- Every report the sandbox serves, checked against the sandbox's own records: the spec reads the
 -- records through the API (the library's raw fb:request), keeps its own books from them and computes
--- each report's figures itself, then compares them with what the report answers, figure by figure, in
--- both currencies of a multi-currency business and on the edges of date ranges. Then each report's
--- parameter checks, the CSV download, team members, estimate acceptance and the invoice PDF.
+-- each report's figures itself, then compares them with what the report answers through the library's
+-- catalogue objects (acct.reports.X:get) and through the command (`freshbooks report KIND`), figure by
+-- figure, in both currencies of a multi-currency business and on the edges of date ranges. Then each
+-- report's parameter checks, the CSV download (and the command's CSV against it, report by report),
+-- team members, estimate acceptance and the invoice PDF.
 -- The books (docs/sandbox.md, "Reports"): a sent invoice debits Accounts Receivable and credits Sales
 -- on its date; a payment debits Cash and credits Receivable; an expense debits the expense account and
 -- credits Cash; other income debits Cash and credits Sales; a bill debits the expense account and
@@ -10,6 +12,9 @@
 -- each line on the account its sub_accountid names. Each currency keeps its own books.
 local sandbox = require "support.sandbox"
 local H = require "support.fbtest"
+local C = require "support.cli"
+local cjson = require "cjson"
+local catalogue = require "freshbooks.catalogue"
 local date = require "freshbooks.date"
 
 local TODAY = date.days(2025, 6, 30)
@@ -36,9 +41,22 @@ describe("reports against the sandbox's own records", function()
     return res
   end
   local function get(path, query) return request(path, query).data end
-  local function report(aid, kind, query)
+  -- A report as sent by hand (what FreshBooks answers whatever the library checks)
+  local function raw_report(aid, kind, query)
     local key = kind == "profitloss_entity" and "profitloss" or kind
     return get("/accounting/account/" .. aid .. "/reports/accounting/" .. kind, query).response.result[key]
+  end
+  -- ... and through the library's catalogue objects: acct.reports.X, or by business uuid.
+  local NAME = { profitloss_entity = "profit_and_loss", taxsummary = "tax_summary" }
+  local function reporter(aid, name)
+    local owner = catalogue.owner_of(catalogue.by_name[name]) == "account" and fb:account(aid)
+      or fb:accounting_business(UUID[aid])
+    return owner.reports[name]
+  end
+  local function report(aid, kind, query)
+    local r, err = reporter(aid, NAME[kind] or kind):get(query)
+    assert(r, err and tostring(err))
+    return r
   end
   local function refused(path, query)
     local res, err = fb:request{ path = path, query = query }
@@ -371,7 +389,8 @@ describe("reports against the sandbox's own records", function()
       local path = "/accounting/businesses/" .. UUID[aid] .. "/reports/general_ledger"
       local r = get(path, { currency_code = code, start_date = fmt(from), end_date = fmt(to) }).response.result
         .general_ledger
-      local same = report(aid, "general_ledger", { currency_code = code, start_date = fmt(from), end_date = fmt(to) })
+      local same = raw_report(aid, "general_ledger", { currency_code = code, start_date = fmt(from),
+        end_date = fmt(to) })
       assert.same(r.data, same.data)
       local tdr, tcr = 0, 0
       for _, a in ipairs(r.data) do
@@ -416,8 +435,8 @@ describe("reports against the sandbox's own records", function()
       assert.equal(want, invoices)
     end
     -- one account only, and a manual journal entry's lines on the accounts their sub_accountids name
-    local only = get("/accounting/businesses/" .. UUID.aBcD1 .. "/reports/general_ledger", { accountid =
-      A.roles.Cash.uuid, start_date = "2025-05-15", end_date = "2025-05-15" }).response.result.general_ledger
+    local only = report("aBcD1", "general_ledger", { accountid = A.roles.Cash.uuid, start_date = "2025-05-15",
+      end_date = "2025-05-15" })
     assert.equal(1, #only.data)
     local found
     for _, s in ipairs(only.data[1].sub_accounts) do
@@ -433,8 +452,7 @@ describe("reports against the sandbox's own records", function()
     for _, case in ipairs { { "aBcD1", A, "USD" }, { "xYz92", X, "CAD" }, { "xYz92", X, "USD" } } do
       local aid, B, code = case[1], case[2], case[3]
       local from, to = TODAY - 180, TODAY
-      local r = get("/accounting/businesses/" .. UUID[aid] .. "/reports/cash_flow", { currency_code = code,
-        start_date = fmt(from), end_date = fmt(to) }).response.result.cash_flow
+      local r = report(aid, "cash_flow", { currency_code = code, start_date = fmt(from), end_date = fmt(to) })
       local cash = B.roles.Cash
       assert.equal(B.balance(cash, code, nil, from - 1, true), cents(r.summary.starting_balance))
       assert.equal(B.balance(cash, code, nil, to, true), cents(r.summary.ending_balance))
@@ -474,10 +492,9 @@ describe("reports against the sandbox's own records", function()
   end)
 
   it("chart of accounts: balances over the range, parents as their sub-accounts, filters and sort", function()
-    local path = "/accounting/businesses/" .. UUID.aBcD1 .. "/reports/chart_of_accounts"
     local from, to = TODAY - 90, TODAY
-    local list = get(path, { start_date = fmt(from), end_date = fmt(to), currency_code = "USD" }).response.result
-      .journal_entry_accounts
+    local list = report("aBcD1", "chart_of_accounts", { start_date = fmt(from), end_date = fmt(to),
+      currency_code = "USD" })
     local tops = 0
     for _, a in ipairs(A.chart) do if not a.parent_account then tops = tops + 1 end end
     assert.equal(tops, #list)
@@ -492,8 +509,7 @@ describe("reports against the sandbox's own records", function()
         assert.equal(a.name .. " (general)", x.sub_accounts[1].account_name)
       end
     end
-    local assets = get(path, { account_type = "asset", sort = "account_number_desc" }).response.result
-      .journal_entry_accounts
+    local assets = report("aBcD1", "chart_of_accounts", { account_type = "asset", sort = "-account_number" })
     assert.is_true(#assets >= 2)
     for i, x in ipairs(assets) do
       assert.equal("asset", x.account_type)
@@ -715,8 +731,8 @@ describe("reports against the sandbox's own records", function()
     local chart = "/accounting/businesses/" .. UUID.aBcD1 .. "/reports/chart_of_accounts"
     assert.equal("account_type", refused(chart, { account_type = "cash" }).errors[1].field)
     -- unknown parameters change nothing
-    local plain = report("aBcD1", "trial_balance")
-    local extra = report("aBcD1", "trial_balance", { colour = "blue", ["search[amount_min]"] = "5" })
+    local plain = raw_report("aBcD1", "trial_balance")
+    local extra = raw_report("aBcD1", "trial_balance", { colour = "blue", ["search[amount_min]"] = "5" })
     assert.same(plain.data, extra.data)
     -- no reports scope; a business the user is not in (by id and by uuid)
     local narrow = H.session(sb, { tokens = sb:token{ scope = "user:profile:read" } })
@@ -728,7 +744,7 @@ describe("reports against the sandbox's own records", function()
     assert.equal(403, err.status)
   end)
 
-  -- A CSV document -> rows of fields (RFC 4180: quotes, doubled quotes, CRLF).
+  -- A CSV document -> rows of fields (RFC 4180: quotes, doubled quotes, CRLF; the command's LF too).
   local function parse_csv(text)
     local rows, row, field, i, quoted = {}, {}, {}, 1, false
     while i <= #text do
@@ -739,8 +755,9 @@ describe("reports against the sandbox's own records", function()
         else field[#field + 1] = ch end
       elseif ch == '"' then quoted = true
       elseif ch == "," then row[#row + 1] = table.concat(field); field = {}
-      elseif ch == "\r" and text:sub(i + 1, i + 1) == "\n" then
-        row[#row + 1] = table.concat(field); rows[#rows + 1] = row; row, field = {}, {}; i = i + 1
+      elseif ch == "\r" and text:sub(i + 1, i + 1) == "\n" or ch == "\n" then
+        row[#row + 1] = table.concat(field); rows[#rows + 1] = row; row, field = {}, {}
+        if ch == "\r" then i = i + 1 end
       else field[#field + 1] = ch end
       i = i + 1
     end
@@ -793,6 +810,110 @@ describe("reports against the sandbox's own records", function()
     local _, err = fb:request{ path = P .. "links/reports/" .. t .. "/accounts_aging.csv" }
     sb:admin("POST", "/_sandbox/clock", { offset = 0 })
     assert.equal(404, err.status)
+  end)
+
+  it("the command: each report's rows are FreshBooks' own CSV of it, and its figures are the spec's", function()
+    local w, t = C.world(sb), nil
+    finally(function() if t then t:close() end w:cleanup() end)
+    os.execute("mkdir -p -m 700 " .. sandbox.shell_quote(w.config_home .. "/freshbooks"))
+    assert(require("freshbooks.store.file")(w.tokens).save(sb:token{ user = "alice" }))
+    local function run(args)
+      local code, out, err = w:run(args)
+      assert.equal(0, code, args .. ": " .. err)
+      return out
+    end
+    -- Every report with a download: the command's CSV (the library's values laid out by the command)
+    -- is the download of the same report (the sandbox's own layout), row for row; options and --param
+    -- become the report's parameters.
+    for _, c in ipairs {
+      { "aBcD1", "accounts_aging", "--as-of 2025-05-31 --currency usd",
+        { end_date = "2025-05-31", currency_code = "USD" } },
+      { "aBcD1", "balance_sheet", "--as-of 2025-03-31", { dates = { "2025-03-31" } } },
+      { "xYz92", "cash_flow", "--from 2025-01-01 --to 2025-06-30 --currency USD",
+        { start_date = "2025-01-01", end_date = "2025-06-30", currency_code = "USD" } },
+      { "aBcD1", "expense_details", "--param group_by=vendor", { group_by = "vendor" } },
+      { "aBcD1", "general_ledger", "--from 2025-05-01", { start_date = "2025-05-01" } },
+      { "aBcD1", "invoice_details", "--param statusids=paid,sent", { statusids = { "paid", "sent" } } },
+      { "aBcD1", "manual_journal_entry", "--from 2024-01-01", { start_date = "2024-01-01" } },
+      { "xYz92", "payments_collected", "", {} },
+      { "aBcD1", "profit_and_loss", "--param resolution=3m --param cash_based=true", { resolution = "3m",
+        cash_based = true } },
+      { "aBcD1", "tax_summary", "--from 2025-06-01", { start_date = "2025-06-01" } },
+      { "xYz92", "trial_balance", "--to 2025-04-30 --currency CAD",
+        { end_date = "2025-04-30", currency_code = "CAD" } },
+    } do
+      local aid, name = c[1], c[2]
+      local mine = parse_csv(run(("report %s --business %s --format csv %s"):format(name, aid, c[3])))
+      local rep = reporter(aid, name)
+      local theirs = parse_csv(assert(rep:download(assert(rep:get(c[4])).download_token)))
+      assert.is_true(#theirs >= 2, name .. " has rows")
+      assert.same(theirs, mine, name)
+    end
+    -- --download writes FreshBooks' CSV itself, byte for byte
+    local rep = reporter("aBcD1", "trial_balance")
+    assert.equal(assert(rep:download(rep:get{ start_date = "2025-01-01" }.download_token)),
+      run("report trial_balance --business aBcD1 --from 2025-01-01 --download"))
+
+    -- Aging through the command, in the foreign currency of the multi-currency business (both are proven
+    -- through the library above): each client's buckets and the total are the spec's own.
+    for _, code in ipairs { "USD" } do
+      local rows = cjson.decode(run("report accounts_aging --business xYz92 --format json --as-of 2025-06-30"
+        .. " --currency " .. code))
+      local want, sum = aging(X, code, TODAY), 0
+      for _, row in ipairs(rows) do
+        if row.Client ~= "Total" then
+          local id
+          for cid, c in pairs(X.client) do if c.organization == row.Client then id = cid end end
+          for _, b in ipairs { "0-30", "31-60", "61-90", "91+" } do
+            assert.equal(want[id] and want[id][b] or 0, cents(row[b]), code .. " " .. row.Client .. " " .. b)
+            sum = sum + cents(row[b])
+          end
+        end
+      end
+      assert.is_true(sum > 0, code)
+      assert.equal(sum, cents(rows[#rows].Total), code .. ": the Total row")
+    end
+    -- The balance sheet on a day in CAD: assets are the spec's, and equal liabilities and equity.
+    local on = TODAY - 31
+    local rows = cjson.decode(run("report balance_sheet --business xYz92 --format json --currency CAD --as-of "
+      .. fmt(on)))
+    local assets = 0
+    for _, a in ipairs(X.chart) do
+      if a.type == "asset" and not a.parent_account then assets = assets + X.balance(a, "CAD", nil, on, true) end
+    end
+    local totals = {}
+    for _, row in ipairs(rows) do if row.Type == "" then totals[row.Account] = cents(row[fmt(on)]) end end
+    assert.equal(assets, totals["Total Assets"])
+    assert.equal(assets, totals["Total Liabilities and Equity"])
+    -- The chart of accounts (no download): each account's balance over the range is the spec's.
+    rows = cjson.decode(run("report chart_of_accounts --business aBcD1 --format json --currency USD --from "
+      .. fmt(TODAY - 90) .. " --to " .. fmt(TODAY)))
+    local tops = 0
+    for _, row in ipairs(rows) do
+      if not row.Account:find("^ ") then
+        tops = tops + 1
+        local a
+        for _, l in ipairs(A.chart) do if l.number == row.Number and not l.parent_account then a = l end end
+        assert.matches("^%-?%d+%.%d%d%d$", row.Balance)
+        assert.equal(A.balance(a, "USD", TODAY - 90, TODAY, true), cents(row.Balance), row.Account)
+      end
+    end
+    assert.equal(#report("aBcD1", "chart_of_accounts"), tops)
+
+    -- On a terminal: a table fitted to its width (80 columns for the general ledger's ten).
+    t = w:tmux("report general_ledger --business aBcD1 --from 2025-06-01 --no-pager", { width = 80 })
+    assert.equal(0, t:wait(), t:screen())
+    local screen = t:screen()
+    assert.truthy(screen:find("general ledger 2025-06-01 to 2025-06-30 (USD): Sandbox Widgets Inc.", 1, true), screen)
+    -- dates and amounts whole
+    assert.truthy(screen:find("\nCash +1000 .- 2025%-06%-%d%d .- %d+%.%d%d +%d+%.%d%d\n"), screen)
+    assert.truthy(screen:find("\nAccou%S* +Number +Sub%S* +Date +Type .- +Debit +Credit\n"), screen)
+    local lines = 0
+    for l in screen:gmatch("[^\n]+") do
+      assert.truthy(require("freshbooks.cli.text").width(l) <= 80, l)
+      if l:find("^Cash ") then lines = lines + 1 end
+    end
+    assert.is_true(lines >= 2, screen)
   end)
 
   it("team members: a business's team, paged, filtered by active; one by uuid; members only", function()

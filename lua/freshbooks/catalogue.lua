@@ -16,11 +16,14 @@
 --   extras   extra verbs resource.lua implements (invoice share link, send by email, ...)
 --   group    a sub-table of the owner object (acct.reports)
 --   paged    false for lists FreshBooks answers whole, without paging (service rates, ledger accounts)
+--   params   a report's parameters (their kinds: catalogue.report_params); `single` is its result key
+--            and the name of its CSV download (verb `download`)
 local catalogue = {}
 
 catalogue.owners = { account = "account_id", business = "business_id", accounting_business = "business_uuid" }
 
--- envelope "response": answers are {"response": {"result": ...}}; otherwise the body is the payload.
+-- envelope "response": answers are {"response": {"result": ...}}; "identity": {"response": <the record or
+-- the list>, "meta": {page, per_page, total}} (no `pages`); otherwise the body is the payload.
 -- dialect: "accounting" (search[k]=v, sort=f_asc) or "project" (k=v, sort=-f): see query.lua.
 -- create "item": the family creates at the item URL (`project`, `service`), the others at the list.
 catalogue.families = {
@@ -35,6 +38,11 @@ catalogue.families = {
     item = "/payments/account/{owner}/{path}", dialect = "accounting" },
   accounting_business = { owner = "accounting_business", list = "/accounting/businesses/{owner}/{path}",
     dialect = "accounting" },
+  -- the reports FreshBooks serves by business uuid answer in the accounting envelope, not in {"data"}
+  business_reports = { owner = "accounting_business", list = "/accounting/businesses/{owner}/{path}",
+    envelope = "response", dialect = "accounting" },
+  identity = { owner = "business", list = "/auth/api/v1/businesses/{owner}/{path}", envelope = "identity",
+    dialect = "project" },
   project = { owner = "business", list = "/{base}/business/{owner}/{path}", item = "/{base}/business/{owner}/{item}",
     dialect = "project", create = "item" },
 }
@@ -45,9 +53,9 @@ local rows = {
   { name = "clients", family = "accounting", path = "users/clients", single = "client", plural = "clients",
     verbs = CRUD, delete = "vis_state" },
   { name = "invoices", family = "accounting", path = "invoices/invoices", single = "invoice", plural = "invoices",
-    verbs = CRUD, delete = "vis_state", extras = { "share_link", "send_by_email", "mark_as_sent" } },
+    verbs = CRUD, delete = "vis_state", extras = { "share_link", "send_by_email", "mark_as_sent", "pdf" } },
   { name = "estimates", family = "accounting", path = "estimates/estimates", single = "estimate",
-    plural = "estimates", verbs = CRUD, delete = "vis_state", extras = { "send_by_email", "mark_as_sent" } },
+    plural = "estimates", verbs = CRUD, delete = "vis_state", extras = { "send_by_email", "mark_as_sent", "accept" } },
   { name = "expenses", family = "accounting", path = "expenses/expenses", single = "expense", plural = "expenses",
     verbs = CRUD, delete = "vis_state" },
   { name = "expense_categories", family = "accounting", path = "expenses/categories", single = "category",
@@ -83,13 +91,35 @@ local rows = {
     single = "journal_entry_detail", plural = "journal_entry_details", verbs = "list" },
   { name = "journal_entry_accounts", family = "accounting", path = "journal_entry_accounts/journal_entry_accounts",
     single = "journal_entry_account", plural = "journal_entry_accounts", verbs = "list" },
-  -- Reports: GET with start_date/end_date/currency_code; the result is unwrapped from its one key.
+  -- Reports: GET with the parameters their row names; the result is unwrapped from its one key, and
+  -- those that answer a download_token download as CSV.
   { name = "profit_and_loss", family = "accounting", path = "reports/accounting/profitloss_entity",
-    single = "profitloss", verbs = "report", group = "reports" },
+    single = "profitloss", verbs = "report download", group = "reports",
+    params = "start_date end_date currency_code resolution cash_based" },
   { name = "tax_summary", family = "accounting", path = "reports/accounting/taxsummary", single = "taxsummary",
-    verbs = "report", group = "reports" },
+    verbs = "report download", group = "reports", params = "start_date end_date currency_code cash_based" },
   { name = "payments_collected", family = "accounting", path = "reports/accounting/payments_collected",
-    single = "payments_collected", verbs = "report", group = "reports" },
+    single = "payments_collected", verbs = "report download", group = "reports",
+    params = "start_date end_date currency_code currency_codes clientids payment_methods payment_method" },
+  -- end_date is the day the invoices are aged on; start_date keeps those created on or after it
+  { name = "accounts_aging", family = "accounting", path = "reports/accounting/accounts_aging",
+    single = "accounts_aging", verbs = "report download", group = "reports",
+    params = "start_date end_date currency_code" },
+  { name = "balance_sheet", family = "accounting", path = "reports/accounting/balance_sheet",
+    single = "balance_sheet", verbs = "report download", group = "reports", params = "dates currency_code" },
+  { name = "trial_balance", family = "accounting", path = "reports/accounting/trial_balance",
+    single = "trial_balance", verbs = "report download", group = "reports",
+    params = "start_date end_date currency_code" },
+  { name = "invoice_details", family = "accounting", path = "reports/accounting/invoice_details",
+    single = "invoice_details", verbs = "report download", group = "reports",
+    params = "start_date end_date currency_code clientids statusids date_type summary_only" },
+  { name = "expense_details", family = "accounting", path = "reports/accounting/expense_details",
+    single = "expense_details", verbs = "report download", group = "reports",
+    params = "start_date end_date currency_code group_by exclude_personal include_project client_id project_id"
+      .. " locale" },
+  { name = "manual_journal_entry", family = "accounting", path = "reports/accounting/manual_journal_entry",
+    single = "manual_journal_entry", verbs = "report download", group = "reports",
+    params = "start_date end_date currency_code" },
 
   -- Webhook callbacks: /events/account/{account_id}/events/callbacks[/{id}]
   { name = "callbacks", family = "events", path = "events/callbacks", single = "callback", plural = "callbacks",
@@ -109,6 +139,17 @@ local rows = {
   -- {"data": ...}; the whole chart of accounts comes in one answer.
   { name = "ledger_accounts", family = "accounting_business", path = "ledger_accounts/accounts", single = "data",
     plural = "data", verbs = "list get create update", paged = false },
+  -- Reports by business uuid: /accounting/businesses/{business_uuid}/reports/{kind}, in the accounting
+  -- envelope. Their CSV downloads at the account's path (resource.lua finds the account).
+  { name = "general_ledger", family = "business_reports", path = "reports/general_ledger", single = "general_ledger",
+    verbs = "report download", group = "reports",
+    params = "start_date end_date currency_code accountid locale summary_only" },
+  { name = "cash_flow", family = "business_reports", path = "reports/cash_flow", single = "cash_flow",
+    verbs = "report download", group = "reports", params = "start_date end_date currency_code" },
+  -- the chart itself, a list; balances as 3-decimal strings ("925.000"); no download
+  { name = "chart_of_accounts", family = "business_reports", path = "reports/chart_of_accounts",
+    single = "journal_entry_accounts", verbs = "report", group = "reports",
+    params = "start_date end_date currency_code account_type state sort use_ledger_entries" },
 
   -- Projects: /{base}/business/{business_id}/{path} and /{item}[/{id}]
   { name = "projects", family = "project", base = "projects", path = "projects", item = "project",
@@ -121,7 +162,37 @@ local rows = {
   -- Every service's rate at once (one service's: services:rate); not paged.
   { name = "service_rates", family = "project", base = "comments", path = "service_rates", single = "service_rate",
     plural = "service_rates", verbs = "list", paged = false },
+
+  -- Team members (superseding staff): /auth/api/v1/businesses/{business_id}/team_members[/{uuid}]; the
+  -- record or the list is `response` itself (single and plural name nothing in the body).
+  { name = "team_members", family = "identity", path = "team_members", single = "team_member",
+    plural = "team_members", verbs = "list get" },
 }
+
+-- What a report's parameters take: "date" (YYYY-MM-DD, a real day), "currency" (catalogue.currencies),
+-- "boolean", "id" (a whole number >= 1), "text" (a non-empty string), "uuid", "resolution" (m, 3m, y:
+-- months or years per period); "dates", "currencies", "ids", "texts": a non-empty list of those (or
+-- one); a list of strings: one of them (with sort = true: a sort field, f or -f, f_asc or f_desc).
+catalogue.report_params = {
+  start_date = "date", end_date = "date", dates = "dates", currency_code = "currency",
+  currency_codes = "currencies", resolution = "resolution", cash_based = "boolean", summary_only = "boolean",
+  clientids = "ids", payment_methods = "texts", payment_method = "text", statusids = "texts",
+  date_type = { "issue", "paid" }, group_by = { "parent_category", "clients", "vendor", "author" },
+  exclude_personal = "boolean", include_project = "boolean", client_id = "id", project_id = "id", locale = "text",
+  accountid = "uuid", account_type = { "asset", "liability", "equity", "income", "expense" },
+  state = { "active", "inactive" }, use_ledger_entries = "boolean",
+  sort = { "account_name", "account_number", "account_type", "balance", sort = true },
+}
+
+-- ISO 4217 codes (Debian's iso-codes 4.15, which spec/reports_spec.lua checks this list holds, and ZWG,
+-- issued since): a report's currency_code outside them is a bad argument.
+catalogue.currencies = "AED AFN ALL AMD ANG AOA ARS AUD AWG AZN BAM BBD BDT BGN BHD BIF BMD BND BOB BOV BRL BSD BTN"
+  .. " BWP BYN BZD CAD CDF CHE CHF CHW CLF CLP CNY COP COU CRC CUC CUP CVE CZK DJF DKK DOP DZD EGP ERN ETB EUR FJD"
+  .. " FKP GBP GEL GHS GIP GMD GNF GTQ GYD HKD HNL HRK HTG HUF IDR ILS INR IQD IRR ISK JMD JOD JPY KES KGS KHR KMF"
+  .. " KPW KRW KWD KYD KZT LAK LBP LKR LRD LSL LYD MAD MDL MGA MKD MMK MNT MOP MRU MUR MVR MWK MXN MXV MYR MZN NAD"
+  .. " NGN NIO NOK NPR NZD OMR PAB PEN PGK PHP PKR PLN PYG QAR RON RSD RUB RWF SAR SBD SCR SDG SEK SGD SHP SLE SLL"
+  .. " SOS SRD SSP STN SVC SYP SZL THB TJS TMT TND TOP TRY TTD TWD TZS UAH UGX USD USN UYI UYU UYW UZS VED VES VND"
+  .. " VUV WST XAF XAG XAU XBA XBB XBC XBD XCD XDR XOF XPD XPF XPT XSU XTS XUA XXX YER ZAR ZMW ZWG ZWL"
 
 catalogue.entries = {}
 catalogue.by_name = {}
@@ -129,12 +200,17 @@ for _, r in ipairs(rows) do
   assert(catalogue.families[r.family], r.name)
   local verbs = {}
   for v in r.verbs:gmatch("%S+") do verbs[v] = true end
-  r.verbs, r.extras, r.paged = verbs, r.extras or {}, r.paged ~= false
+  local params = {}
+  for p in (r.params or ""):gmatch("%S+") do params[#params + 1] = assert(catalogue.report_params[p] and p, p) end
+  r.verbs, r.extras, r.paged, r.params = verbs, r.extras or {}, r.paged ~= false, r.params and params
   catalogue.entries[#catalogue.entries + 1] = r
   catalogue.by_name[r.name] = r
 end
 
 function catalogue.owner_of(entry) return catalogue.families[entry.family].owner end
+
+-- A report's CSV, by its download_token, at the account that holds the business (any report's family).
+catalogue.download = "/accounting/account/{owner}/links/reports/{token}/{key}.csv"
 
 -- catalogue.urls(entry, owner) -> the list URL and the item URL (without the id) of `entry` under the
 -- owner id `owner` (already one encoded path segment).

@@ -45,7 +45,7 @@ local WRITES = { "create", "update", "delete", "archive" }
 local function verbs_of(e, write)
   local v = {}
   if e.verbs.report then
-    v.get = true
+    v.get, v.download = true, e.verbs.download -- a report's CSV is a read too
   elseif not e.verbs.upload then
     if e.verbs.list then v.list, v.each, v.all = true, true, true end
     if e.verbs.get then v.get = true end
@@ -324,7 +324,7 @@ local function operations(fb, allowed, budget, deadline, scope)
     return e.group and o[e.group][e.name] or o[e.name], e
   end
   local function check_query(e, verb, ...)
-    local at = e.verbs.report and 1 or QUERY[verb]
+    local at = e.verbs.report and (verb == "get" and 1 or nil) or QUERY[verb]
     local q = at and select(at, ...)
     if q ~= nil and type(q) ~= "table" then
       bad(("%s:%s: the query must be a table (guest scripts cannot send query strings)"):format(e.name, verb))

@@ -1,12 +1,13 @@
 -- The owner objects and their resources, built from the catalogue:
 --   local acct = fb:account(account_id)      -- accounting, webhook callbacks, uploads, reports, payments
---   local biz  = fb:business(business_id)    -- projects, time entries, services
---   local ab   = fb:accounting_business(business_uuid)   -- ledger accounts
+--   local biz  = fb:business(business_id)    -- projects, time entries, services, team members
+--   local ab   = fb:accounting_business(business_uuid)   -- ledger accounts, reports by business uuid
 -- Verbs (list/get/create/update/delete/archive and the extras) send through the session's request;
 -- bodies are wrapped in the resource's singular key and answers unwrapped from the family's envelope:
 -- a verb returns the record (or the records and the paging meta), or nil, err. each/all: paging.lua.
 local catalogue = require "freshbooks.catalogue"
 local core = require "freshbooks.core"
+local date = require "freshbooks.date"
 local errors = require "freshbooks.errors"
 local options = require "freshbooks.options"
 local query = require "freshbooks.query"
@@ -64,11 +65,19 @@ local function payload(data, entry)
   return data
 end
 
+-- The identity family answers the record or the list as `response` itself, its meta beside it.
+local function identity(entry) return catalogue.families[entry.family].envelope == "identity" end
+
 -- A record is an object, a list an array (decoded, both are tables): the wrong one is no answer.
 local function unwrap_one(st, res)
   local e = st.entry
-  local p = payload(res.data, e)
-  local v = p and (p[e.single] or e.answer and p[e.answer])
+  local v
+  if identity(e) then
+    v = type(res.data) == "table" and res.data.response
+  else
+    local p = payload(res.data, e)
+    v = p and (p[e.single] or e.answer and p[e.answer])
+  end
   if type(v) ~= "table" or v[1] ~= nil then
     return nil, bad_response("no '" .. e.single .. "' in the response", res)
   end
@@ -78,15 +87,27 @@ end
 -- -> items, meta {page, pages, per_page, total}; a list FreshBooks does not page is one whole page.
 local function unwrap_list(st, res)
   local e = st.entry
-  local p = payload(res.data, e)
-  local items = p and p[e.plural]
+  local items, m
+  if identity(e) then
+    local d = type(res.data) == "table" and res.data or {}
+    items, m = d.response, d.meta
+  else
+    local p = payload(res.data, e)
+    items = p and p[e.plural]
+    m = p and (type(p.meta) == "table" and p.meta or p)
+  end
   if type(items) ~= "table" or (items[1] == nil and next(items) ~= nil) then
     return nil, bad_response("no '" .. e.plural .. "' list in the response", res)
   end
   if not e.paged then return items, { page = 1, pages = 1, per_page = #items, total = #items } end
-  local m = type(p.meta) == "table" and p.meta or p
-  return items, { page = tonumber(m.page), pages = tonumber(m.pages), per_page = tonumber(m.per_page),
-                  total = tonumber(m.total) }
+  m = type(m) == "table" and m or {}
+  local meta = { page = tonumber(m.page), pages = tonumber(m.pages), per_page = tonumber(m.per_page),
+                 total = tonumber(m.total) }
+  -- The identity family says no `pages`: the last page is where `total` ends.
+  if identity(e) and not meta.pages and meta.total and meta.per_page and meta.per_page >= 1 then
+    meta.pages = math.max(1, math.ceil(meta.total / meta.per_page))
+  end
+  return items, meta
 end
 resource.unwrap_list = unwrap_list
 
@@ -240,6 +261,29 @@ function Resource:mark_as_sent(id)
   return put(st, id, { action_mark_as_sent = true }, self.name .. ":mark_as_sent", nil, nil, 2)
 end
 
+-- Estimates: the client's acceptance, recorded (status 5, "accepted") -> the estimate.
+function Resource:accept(id)
+  local st = extra(self, "accept")
+  return put(st, id, { action_accept = true }, self.name .. ":accept", nil, nil, 2)
+end
+
+local function content_type(res)
+  local ct = res.headers and res.headers["content-type"]
+  return type(ct) == "table" and ct[1] or ct
+end
+
+-- Invoices: the invoice as FreshBooks prints it -> the PDF's bytes, its content type.
+function Resource:pdf(id)
+  local st = extra(self, "pdf")
+  local res, err = request(st, "GET", item(st, id, self.name .. ":pdf", 3) .. "/pdf")
+  if not res then return nil, err end
+  local body, ct = res.body, content_type(res)
+  if type(body) ~= "string" or body:sub(1, 5) ~= "%PDF-" then
+    return nil, bad_response("not a PDF (" .. tostring(ct) .. ")", res)
+  end
+  return body, ct
+end
+
 -- Webhook callbacks: confirm with the verifier of the verification delivery, or ask for a new one.
 function Resource:verify(id, verifier)
   local st = extra(self, "verify")
@@ -279,13 +323,136 @@ end
 local Report = { __tostring = Resource.__tostring }
 Report.__index = Report
 
+-- A report's query, checked against its row's parameters (catalogue.report_params): an unknown name, a
+-- value of the wrong type or form (a date that is no day, a currency outside ISO 4217), an empty list
+-- or a start after the end raise, as bad arguments do. A string query is sent as it is.
+local CURRENCY = {}
+for c in catalogue.currencies:gmatch("%u+") do CURRENCY[c] = true end
+
+local KINDS = {
+  date = { "string", "a date YYYY-MM-DD", function(v) return date.exact(v) ~= nil end },
+  currency = { "string", "an ISO 4217 currency code such as USD", function(v) return CURRENCY[v] end },
+  boolean = { "boolean", "a boolean" },
+  id = { "number", "a whole number >= 1", function(v) return v >= 1 and v == math.floor(v) and v < 2 ^ 53 end },
+  text = { "string", "a non-empty string", function(v) return v ~= "" end },
+  uuid = { "string", "a UUID", function(v) return v:match("^%x+%-%x+%-%x+%-%x+%-%x+$") and #v == 36 end },
+  resolution = { "string", "a period such as m, 3m or y", function(v)
+    local n = v:match("^(%d*)[my]$")
+    return n and (n == "" or tonumber(n) >= 1) end },
+}
+local LISTS = { dates = "date", currencies = "currency", ids = "id", texts = "text" }
+
+local function choice(set)
+  local names = table.concat(set, ", ")
+  return { "string", (set.sort and "a sort field (f, -f, f_asc or f_desc) of " or "one of ") .. names,
+    function(v)
+      if set.sort then v = v:gsub("^%-", ""):gsub("_asc$", ""):gsub("_desc$", "") end
+      for _, x in ipairs(set) do if x == v then return true end end
+    end }
+end
+
+local function fits(kind, v)
+  return type(v) == kind[1] and (not kind[3] or kind[3](v))
+end
+
+-- One spec per report, made when first used: name -> {kind, list = true?}.
+local SPECS = setmetatable({}, { __mode = "k" })
+local function spec_of(e)
+  local spec = SPECS[e]
+  if not spec then
+    spec = {}
+    for _, name in ipairs(e.params) do
+      local k = catalogue.report_params[name]
+      if type(k) == "table" then spec[name] = { choice(k) }
+      elseif LISTS[k] then spec[name] = { KINDS[LISTS[k]], list = true }
+      else spec[name] = { KINDS[k] } end
+    end
+    SPECS[e] = spec
+  end
+  return spec
+end
+
+-- resource.check_report(entry, q, who, level) -> the query to send (lists of one given as one value
+-- become lists); raises at `level` on a bad one.
+function resource.check_report(e, q, who, level)
+  level = level + 1
+  if type(q) == "string" then return q end
+  if q == nil then return nil end
+  if type(q) ~= "table" then error(who .. ": query must be a table or a string", level) end
+  local spec, out = spec_of(e), {}
+  for k, v in pairs(q) do
+    local rule = type(k) == "string" and spec[k]
+    if not rule then
+      local names = {}
+      for n in pairs(spec) do names[#names + 1] = n end
+      table.sort(names)
+      error(("%s: unknown parameter '%s' (this report takes %s)"):format(who, tostring(k),
+        table.concat(names, ", ")), level)
+    end
+    local kind = rule[1]
+    if rule.list then
+      if type(v) ~= "table" then v = { v } end
+      local ok = #v > 0
+      for i, x in pairs(v) do ok = ok and type(i) == "number" and i >= 1 and i <= #v and fits(kind, x) end
+      if not ok then error(("%s: %s must be %s, or a non-empty list of them"):format(who, k, kind[2]), level) end
+    elseif not fits(kind, v) then
+      error(("%s: %s must be %s"):format(who, k, kind[2]), level)
+    end
+    out[k] = v
+  end
+  if out.start_date and out.end_date and date.exact(out.start_date) > date.exact(out.end_date) then
+    error(who .. ": start_date must not be after end_date", level)
+  end
+  return out
+end
+
+-- get(query) -> the report (its result key unwrapped: the chart of accounts is the list itself) | nil, err
 function Report:get(q)
   local st = P[self]
+  q = resource.check_report(st.entry, q, "freshbooks: " .. self.name .. ":get", 2)
   local res, err = request(st, "GET", st.list_path, q)
   if not res then return nil, err end
   local p = payload(res.data, st.entry)
   if type(p) ~= "table" then return nil, bad_response("no report in the response", res) end
   return type(p[st.entry.single]) == "table" and p[st.entry.single] or p
+end
+
+-- The account of a report served by business uuid: the membership that has that uuid (the session
+-- caches its memberships).
+local function account_of(st)
+  if catalogue.owner_of(st.entry) == "account" then return st.owner_id end
+  local list, err = st.session:memberships()
+  if not list then return nil, err end
+  for _, m in ipairs(list) do
+    if m.business_uuid == st.owner_id and m.account_id ~= nil then return m.account_id end
+  end
+  return nil, errors.new{ code = "not_found",
+    message = "no business of this user has business_uuid " .. tostring(st.owner_id) .. ": its account is unknown" }
+end
+
+-- download(download_token) -> the report as FreshBooks' CSV text, as the report is now with the
+-- parameters the token was given with | nil, err
+function Report:download(token)
+  local st = P[self]
+  local where = self.name .. ":download"
+  if not st.entry.verbs.download then
+    error(("freshbooks: %s: FreshBooks has no download for this report"):format(where), 2)
+  end
+  if type(token) ~= "string" or not token:match("^[%w_%-%.]+$") or token:match("^%.+$") then
+    error(("freshbooks: %s: token must be the download_token of a report"):format(where), 2)
+  end
+  local account, err = account_of(st)
+  if not account then return nil, err end
+  local path = catalogue.download:gsub("{(%w+)}", { owner = check_id(account, where, 2), token = token,
+    key = st.entry.single })
+  local res
+  res, err = st.session:request{ method = "GET", path = path }
+  if not res then return nil, err end
+  local ct = content_type(res) or ""
+  if type(res.body) ~= "string" or ct:find("json", 1, true) or ct:find("html", 1, true) then
+    return nil, bad_response("not a CSV (" .. ct .. ")", res)
+  end
+  return res.body
 end
 
 -- Uploads: acct.attachments:upload(bytes, {filename =, content_type =}) -> {jwt, ...}, link
@@ -323,8 +490,7 @@ function Upload:get(jwt)
   local st = P[self]
   local res, err = st.session:request{ method = "GET", path = item(st, jwt, self.name .. ":get", 3) }
   if not res then return nil, err end
-  local ct = res.headers and res.headers["content-type"]
-  return res.body, type(ct) == "table" and ct[1] or ct
+  return res.body, content_type(res)
 end
 
 -- Payment options: acct.invoice_payment_options:get(invoice_id), :create(invoice_id, fields) (the

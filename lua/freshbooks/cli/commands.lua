@@ -77,21 +77,31 @@ commands.LIST = {
   { name = "report", module = "freshbooks.cli.report",
     summary = "A report: the billing report (outstanding invoices by client, aged) by default.",
     description = "Run a report (KIND, default billing) as a table (on a terminal through the pager), CSV or "
-      .. "JSON. Kinds:\n%KINDS%",
+      .. "JSON. FreshBooks' reports run for one business (--business, else the profile's); --param sets any "
+      .. "other parameter a report takes (docs/api.md), --download fetches FreshBooks' own CSV. Kinds:\n%KINDS%",
     examples = { "freshbooks report", "freshbooks report billing --as-of 2025-06-30",
       "freshbooks report --format csv > aging.csv",
-      "freshbooks report --business 'Sandbox Widgets Inc.' --format json" },
+      "freshbooks report --business 'Sandbox Widgets Inc.' --format json",
+      "freshbooks report accounts_aging --as-of 2025-06-30 --currency USD",
+      "freshbooks report profit_and_loss --from 2025-01-01 --to 2025-06-30 --param resolution=m",
+      "freshbooks report trial_balance --download > trial_balance.csv" },
     arguments = { { "kind", "The report (default: billing).", args = "?", complete = "kind" } },
     options = {
-      { "--as-of", "Aging reference date, YYYY-MM-DD (default: today).", argname = "<date>" },
+      { "--as-of", "The day, YYYY-MM-DD: aging reference (billing, accounts_aging; default today), the balance"
+        .. " sheet's day.", argname = "<date>" },
       { "--business", "Only this business (name, business_id or account_id).", argname = "<name|id>",
         complete = "business" },
       { "--format", "Output format (default: table).", argname = "<format>", choices = { "table", "csv", "json" } },
       { "--parallel", "Pages fetched at once.", convert = whole(1, 32, "--parallel"), default = "4", argname = "<n>" },
       { "--offline", "From the mirror (`freshbooks sync`), not the API: no network, in milliseconds.", flag = true },
       MIRROR,
-      { "--from", "First day, YYYY-MM-DD (revenue).", argname = "<date>" },
-      { "--to", "Last day, YYYY-MM-DD (revenue).", argname = "<date>" },
+      { "--from", "First day, YYYY-MM-DD (revenue and FreshBooks' reports).", argname = "<date>" },
+      { "--to", "Last day, YYYY-MM-DD (revenue and FreshBooks' reports).", argname = "<date>" },
+      { "--currency", "The currency of FreshBooks' report, e.g. USD (default: the business's).", argname = "<code>" },
+      { "--param", "Another parameter of FreshBooks' report, e.g. resolution=3m or clientids=1,2 (repeatable).",
+        count = "*", argname = "<name=value>" },
+      { "--download", "FreshBooks' own CSV of the report (its download_token), not the rows written here.",
+        flag = true },
       { "--basis", "invoiced (sent invoices) or collected (payments) (revenue; default invoiced).",
         argname = "<basis>", choices = { "invoiced", "collected" } },
       { "--days", "The sales window in days (dso; default 90).", convert = whole(1, 3660, "--days"),
@@ -244,9 +254,10 @@ local function epilog(row)
 end
 
 local function kinds_text()
-  local lines = {}
-  for _, k in ipairs(require("freshbooks.cli.report").KINDS) do
-    lines[#lines + 1] = ("   %-10s %s"):format(k.name, k.summary)
+  local kinds, lines, width = require("freshbooks.cli.report").KINDS, {}, 0
+  for _, k in ipairs(kinds) do width = math.max(width, #k.name) end
+  for _, k in ipairs(kinds) do
+    lines[#lines + 1] = ("   %-" .. width .. "s  %s"):format(k.name, k.summary)
   end
   return table.concat(lines, "\n")
 end

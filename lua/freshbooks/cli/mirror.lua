@@ -250,57 +250,6 @@ end
 
 -- sql -------------------------------------------------------------------------------------------
 
-local function cell(v)
-  if v == nil or v == cjson.null then return "" end
-  if type(v) == "number" then return number(v) end
-  return tostring(v)
-end
-
--- Rows as a table for people (numbers and decimal amounts right-aligned; a block per row when the
--- terminal is too narrow), CSV (RFC 4180) or JSON (an array of objects, NULL as null).
-local function write_rows(out, format, res)
-  if format == "json" then
-    local list = {}
-    for i, row in ipairs(res.rows) do
-      local obj = {}
-      for j, name in ipairs(res.columns) do obj[name] = row[j] end
-      list[i] = obj
-    end
-    out:write(text.json(text.array(list)), "\n") -- text.json writes cjson.null as null
-  elseif format == "csv" then
-    local csv_field = require("freshbooks.report").csv_field
-    local line = {}
-    for j, name in ipairs(res.columns) do line[j] = csv_field(name) end
-    out:write(table.concat(line, ","), "\n")
-    for _, row in ipairs(res.rows) do
-      for j = 1, #res.columns do line[j] = csv_field(cell(row[j])) end
-      out:write(table.concat(line, ","), "\n")
-    end
-  else
-    local rows, layout = { res.columns }, {}
-    for j in ipairs(res.columns) do layout[j] = { min = 4 } end
-    for i, row in ipairs(res.rows) do
-      local r = {}
-      for j = 1, #res.columns do
-        local v = row[j]
-        r[j] = text.clean(cell(v))
-        if type(v) == "number" or type(v) == "string" and v:match("^%-?%d+%.%d+$") then layout[j].right = true end
-      end
-      rows[i + 1] = r
-    end
-    local widths = text.grid(rows, layout, out.terminal and out.columns or nil, 0)
-    if widths then
-      for _, r in ipairs(rows) do out:write(text.row(r, layout, widths), "\n") end
-    else -- too narrow: a block per row
-      for i = 2, #rows do
-        for j, name in ipairs(res.columns) do out:write(text.clean(name), ": ", rows[i][j], "\n") end
-        out:write("\n")
-      end
-    end
-    if out.terminal then out:write(("(%d row%s)\n"):format(#res.rows, #res.rows == 1 and "" or "s")) end
-  end
-end
-
 function M.sql(ctx)
   local a = ctx.args
   local m = open(ctx, true)
@@ -317,7 +266,7 @@ function M.sql(ctx)
   end
   local format = a.format or "table"
   local out = ctx:output(a.output, { pager = format == "table" and "hold" or nil, utf8 = true })
-  write_rows(out, format, res)
+  text.rows(out, format, res.columns, res.rows)
   out.commit()
 end
 
@@ -338,7 +287,7 @@ end
 -- A tabular report (revenue, unbilled, dso) as a table, CSV or JSON.
 local function tabular(ctx, out, a, res)
   if #res.rows == 0 and a.format ~= "json" and a.format ~= "csv" then out:write("nothing to report\n")
-  else write_rows(out, a.format or "table", res) end
+  else text.rows(out, a.format or "table", res.columns, res.rows) end
   ctx:note("from the mirror, synced %s", M.synced_at or "?")
 end
 

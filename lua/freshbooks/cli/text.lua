@@ -169,7 +169,7 @@ end
 
 -- rows: arrays of cells (cleaned by the caller); cols: { {right = bool, min = n (may shrink to n)} }.
 -- -> the widths of the columns (natural, or shrunk so the lines fit in `width` with `indent` and one
--- space between columns), or nil when even the smallest layout does not fit.
+-- space between columns, the widest first), or nil when even the smallest layout does not fit.
 function text.grid(rows, cols, width, indent)
   local widths, total = {}, indent or 0
   for i = 1, #cols do
@@ -179,14 +179,17 @@ function text.grid(rows, cols, width, indent)
     total = total + w + (i > 1 and 1 or 0)
   end
   if not width or total <= width then return widths end
-  for i, c in ipairs(cols) do
-    if c.min and widths[i] > c.min then
-      local cut = math.min(widths[i] - c.min, total - width)
-      widths[i], total = widths[i] - cut, total - cut
+  -- The widest column that may shrink gives up one character at a time: long columns level down
+  -- together and short ones keep their text.
+  while total > width do
+    local widest
+    for i, c in ipairs(cols) do
+      if c.min and widths[i] > c.min and (not widest or widths[i] > widths[widest]) then widest = i end
     end
+    if not widest then return nil end
+    widths[widest], total = widths[widest] - 1, total - 1
   end
-  if total <= width then return widths end
-  return nil
+  return widths
 end
 
 -- A row of cells laid out in `widths` (one space between columns).
@@ -194,6 +197,63 @@ function text.row(cells, cols, widths)
   local parts = {}
   for i, w in ipairs(widths) do parts[i] = text.pad(text.fit(cells[i] or "", w), w, cols[i].right) end
   return (concat(parts, " "):gsub("%s+$", ""))
+end
+
+-- One cell of text.rows: nothing for nil and null, numbers as FreshBooks writes them.
+local function cell(v)
+  if v == nil or v == require("cjson").null then return "" end
+  if type(v) == "number" then return require("freshbooks.query").number(v) end
+  return tostring(v)
+end
+
+-- text.rows(out, format, columns, rows): rows (arrays of values under `columns`) as a table for people
+-- (numbers and decimal amounts right-aligned, fitted to out.columns on a terminal; a block per row when
+-- it is too narrow), CSV (RFC 4180) or JSON (an array of objects, null as null). `freshbooks sql`, the
+-- mirror's reports and the API's reports write through it.
+function text.rows(out, format, columns, list)
+  if format == "json" then
+    local objects = {}
+    for i, row in ipairs(list) do
+      local obj = {}
+      for j, name in ipairs(columns) do obj[name] = row[j] end
+      objects[i] = obj
+    end
+    out:write(text.json(text.array(objects)), "\n") -- text.json writes cjson.null as null
+  elseif format == "csv" then
+    local csv_field = require("freshbooks.report").csv_field
+    local line = {}
+    for j, name in ipairs(columns) do line[j] = csv_field(name) end
+    out:write(concat(line, ","), "\n")
+    for _, row in ipairs(list) do
+      for j = 1, #columns do line[j] = csv_field(cell(row[j])) end
+      out:write(concat(line, ","), "\n")
+    end
+  else
+    -- Numbers and amounts are right-aligned; they and dates are never cut to fit, other text may be.
+    local rows, layout, dates = { columns }, {}, {}
+    for j in ipairs(columns) do layout[j], dates[j] = { min = 4 }, true end
+    for i, row in ipairs(list) do
+      local r = {}
+      for j = 1, #columns do
+        local v = row[j]
+        r[j] = text.clean(cell(v))
+        if type(v) == "number" or type(v) == "string" and v:match("^%-?%d+%.%d+$") then layout[j].right = true end
+        if r[j] ~= "" and not r[j]:match("^%d%d%d%d%-%d%d%-%d%d$") then dates[j] = false end
+      end
+      rows[i + 1] = r
+    end
+    for j, c in ipairs(layout) do if c.right or dates[j] and #list > 0 then c.min = nil end end
+    local widths = text.grid(rows, layout, out.terminal and out.columns or nil, 0)
+    if widths then
+      for _, r in ipairs(rows) do out:write(text.row(r, layout, widths), "\n") end
+    else -- too narrow: a block per row
+      for i = 2, #rows do
+        for j, name in ipairs(columns) do out:write(text.clean(name), ": ", rows[i][j], "\n") end
+        out:write("\n")
+      end
+    end
+    if out.terminal then out:write(("(%d row%s)\n"):format(#list, #list == 1 and "" or "s")) end
+  end
 end
 
 -- JSON ---------------------------------------------------------------------------------------------
