@@ -53,6 +53,7 @@ build = {
       ["freshbooks.mirror"] = "lua/freshbooks/mirror/init.lua",
       ["freshbooks.mirror.feed"] = "lua/freshbooks/mirror/feed.lua",
       ["freshbooks.mirror.postgres"] = "lua/freshbooks/mirror/postgres.lua",
+      ["freshbooks.mirror.pgwire"] = "lua/freshbooks/mirror/pgwire.lua",
       ["freshbooks.mirror.reports"] = "lua/freshbooks/mirror/reports.lua",
       ["freshbooks.mirror.resources"] = "lua/freshbooks/mirror/resources.lua",
       ["freshbooks.mirror.schema"] = "lua/freshbooks/mirror/schema.lua",

@@ -21,6 +21,9 @@
  * deadlock: the transaction may be tried again), pg_constraint, pg_full, pg_denied, read_only,
  * pg_deadline, aborted (Ctrl-C), too_many_rows, too_large, pg. */
 #include <libpq-fe.h>
+#include <openssl/evp.h>
+#include <openssl/hmac.h>
+#include <openssl/sha.h>
 #include <poll.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -639,6 +642,49 @@ static int l_pid(lua_State *L)
 	return 1;
 }
 
+/* core.pg.code_of(sqlstate) -> the error code the binding gives it (one table for both clients). */
+static int l_code_of(lua_State *L)
+{
+	lua_pushstring(L, code_of_state(luaL_optstring(L, 1, NULL)));
+	return 1;
+}
+
+/* core.pg.scram(password, salt, iterations, auth_message) -> client_proof, server_signature (raw
+ * bytes): SCRAM-SHA-256 (RFC 5802, 7677) as PostgreSQL's SASL authentication asks it, for the mirror's
+ * reader over nginx cosockets (lua/freshbooks/mirror/pgwire.lua), which has no libpq. */
+static int l_scram(lua_State *L)
+{
+	size_t plen, slen, alen;
+	const char *pw = fb_checkbytes(L, 1, &plen, "freshbooks.core.pg.scram: password");
+	const char *salt = luaL_checklstring(L, 2, &slen);
+	lua_Integer iter = luaL_checkinteger(L, 3);
+	const char *auth = luaL_checklstring(L, 4, &alen);
+	unsigned char salted[32], client_key[32], stored_key[32], server_key[32], sig[32], proof[32];
+	unsigned int n = 32;
+	int i;
+	if (iter < 1 || iter > 10000000)
+		return luaL_argerror(L, 3, "1..10000000 iterations expected");
+	if (PKCS5_PBKDF2_HMAC(pw, (int)plen, (const unsigned char *)salt, (int)slen, (int)iter, EVP_sha256(), 32,
+			      salted) != 1)
+		return fb_fail(L, "pg_auth", "PBKDF2 failed");
+	if (HMAC(EVP_sha256(), salted, 32, (const unsigned char *)"Client Key", 10, client_key, &n) == NULL)
+		return fb_fail(L, "pg_auth", "HMAC failed");
+	SHA256(client_key, 32, stored_key);
+	if (HMAC(EVP_sha256(), stored_key, 32, (const unsigned char *)auth, alen, sig, &n) == NULL)
+		return fb_fail(L, "pg_auth", "HMAC failed");
+	for (i = 0; i < 32; i++)
+		proof[i] = client_key[i] ^ sig[i];
+	if (HMAC(EVP_sha256(), salted, 32, (const unsigned char *)"Server Key", 10, server_key, &n) == NULL
+	    || HMAC(EVP_sha256(), server_key, 32, (const unsigned char *)auth, alen, sig, &n) == NULL)
+		return fb_fail(L, "pg_auth", "HMAC failed");
+	lua_pushlstring(L, (const char *)proof, 32);
+	lua_pushlstring(L, (const char *)sig, 32);
+	OPENSSL_cleanse(salted, sizeof salted);
+	OPENSSL_cleanse(client_key, sizeof client_key);
+	OPENSSL_cleanse(server_key, sizeof server_key);
+	return 2;
+}
+
 void fb_open_pg(lua_State *L)
 {
 	static const luaL_Reg methods[] = {
@@ -655,6 +701,10 @@ void fb_open_pg(lua_State *L)
 	fb_new_class(L, DB_MT, methods, l_close, l_tostring);
 	lua_pushcfunction(L, l_connect);
 	lua_setfield(L, -2, "connect");
+	lua_pushcfunction(L, l_scram);
+	lua_setfield(L, -2, "scram");
+	lua_pushcfunction(L, l_code_of);
+	lua_setfield(L, -2, "code_of");
 	lua_pushinteger(L, PQlibVersion());
 	lua_setfield(L, -2, "libpq_version");
 }

@@ -80,8 +80,27 @@ function Server:launch()
   return true
 end
 
--- opts: none yet. Starts a new cluster with database and role `mirror`.
-function PG.start()
+-- A CA and a server certificate for localhost (TLS cases: srv.ca_file).
+local function make_certs(dir)
+  local ec = "-newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes"
+  local d = q(dir)
+  for _, cmd in ipairs {
+    "openssl req -x509 " .. ec .. " -days 2 -subj /CN=fb-pg-ca -addext basicConstraints=critical,CA:TRUE"
+      .. " -addext keyUsage=critical,keyCertSign,cRLSign -keyout " .. d .. "/ca.key -out " .. d .. "/ca.crt",
+    "openssl req " .. ec .. " -subj /CN=localhost -keyout " .. d .. "/server.key -out " .. d .. "/server.csr",
+    "printf 'subjectAltName=DNS:localhost,IP:127.0.0.1\\nextendedKeyUsage=serverAuth\\n' > " .. d .. "/server.ext",
+    "openssl x509 -req -days 2 -in " .. d .. "/server.csr -CA " .. d .. "/ca.crt -CAkey " .. d .. "/ca.key"
+      .. " -CAcreateserial -extfile " .. d .. "/server.ext -out " .. d .. "/server.crt",
+  } do
+    local out, ok = run(cmd)
+    if not ok then error("openssl failed: " .. cmd .. "\n" .. out, 3) end
+  end
+end
+
+-- opts: tls (the server also speaks TLS with a certificate for localhost: srv.ca_file). Starts a new
+-- cluster with database and role `mirror`.
+function PG.start(opts)
+  opts = opts or {}
   local dir = run("mktemp -d /tmp/fb-pg.XXXXXX"):match("[^\n]+")
   run("chmod 755 " .. q(dir))
   if root then run("chown nobody " .. q(dir)) end
@@ -99,7 +118,15 @@ function PG.start()
   run(as_owner("cat >> " .. q(dir .. "/data/postgresql.conf") .. " <<'EOF'\nshared_buffers = 32MB\n"
     .. "max_connections = 60\nlog_min_messages = warning\nlisten_addresses = '127.0.0.1'\n"
     .. "synchronous_commit = on\nfull_page_writes = on\nEOF"))
-  local srv = setmetatable({ dir = dir, password = password }, Server)
+  if opts.tls then
+    make_certs(dir)
+    run("cp " .. q(dir .. "/server.crt") .. " " .. q(dir .. "/server.key") .. " " .. q(dir .. "/data/"))
+    run((root and "chown nobody " or "true ") .. q(dir .. "/data/server.crt") .. " " .. q(dir .. "/data/server.key")
+      .. " && chmod 600 " .. q(dir .. "/data/server.key"))
+    run(as_owner("printf \"ssl = on\\nssl_cert_file = 'server.crt'\\nssl_key_file = 'server.key'\\n\" >> "
+      .. q(dir .. "/data/postgresql.conf")))
+  end
+  local srv = setmetatable({ dir = dir, password = password, ca_file = opts.tls and dir .. "/ca.crt" or nil }, Server)
   local why
   for _ = 1, 10 do
     srv.port = random_port()
