@@ -301,7 +301,7 @@ local function run_tabular(name)
     local days = a.days and tonumber(a.days)
     local ok, res, err = pcall(require("freshbooks.mirror.reports")[name], m, { as_of = a.as_of, business = a.business,
       from = a.from, to = a.to, basis = a.basis, days = days })
-    if not ok then exit(2, "%s", tostring(res):gsub("^.-freshbooks%.mirror%.reports: ", "")) end
+    if not ok then exit(2, "%s", tostring(res):gsub("^.-freshbooks%.mirror%.reports: [%w_]+: ", "")) end
     if not res then
       if err.code == "unknown_business" then exit(1, "%s", err.message) end
       cli.fail(err, "report")
