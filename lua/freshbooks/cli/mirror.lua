@@ -213,12 +213,12 @@ end
 
 function M.sync(ctx)
   local a = ctx.args
+  if a.listen and not a.watch then exit(2, "--listen serves events while --watch runs") end
   local fb = ctx:connected()
   local m, path = open(ctx, false)
   local out = ctx:output(nil)
   local opts = sync_opts(ctx, out)
   local srv = a.listen and listen(ctx, a.listen)
-  if a.listen and not a.watch then exit(2, "--listen serves events while --watch runs") end
   local first = true
   while true do
     local t0 = core.clock.now()
