@@ -13,8 +13,9 @@
 --   local place = pending.new{ shared_dict = "freshbooks_pending", dir = "/var/lib/app/freshbooks" }
 --   place.get(key) -> entry | nil;  place.all() -> {key = entry};  place.put(key, entry) -> true | nil, err
 --   place.settle(key, test): the entry removed when test(entry) says it is settled
--- (store.redis also keeps one entry of another shape per namespace: {generation =}, the Redis
--- generation the node saw last, so a process started after a wipe knows of it.)
+--   place.note(name, value), place.noted(name) -> value | nil: a short string the node remembers
+--   beside the entries (store.redis: the Redis generation it saw last, so a process started after a
+--   wipe knows of it); never counted as a pending pair
 local cjson = require "cjson.safe"
 local core = require "freshbooks.core"
 local env = require "freshbooks.env"
@@ -23,7 +24,7 @@ local errors = require "freshbooks.errors"
 local pending = {}
 
 local MAX_FILE = 16 * 1024 * 1024
-local ENTRY, MUTEX = "p:", "m:" -- dictionary key prefixes: an entry, its key's short mutex
+local ENTRY, MUTEX, NOTE = "p:", "m:", "n:" -- dictionary key prefixes: an entry, its key's short mutex, a note
 
 local function unavailable(place, why)
   return nil, errors.new{ code = "pending_failed", message = "could not keep the pair in " .. place .. ": " .. why }
@@ -71,6 +72,8 @@ local function dictionary(dict, name)
       return true
     end)
   end
+  function place.note(what, value) dict:safe_set(NOTE .. what, value) end -- (never evicts a pending pair)
+  function place.noted(what) return dict:get(NOTE .. what) end
   function place.settle(key, test)
     if not dict:get(ENTRY .. key) then return true end
     return locked(key, function()
@@ -84,7 +87,7 @@ end
 
 -- A directory of the app's: all entries in one small file, changed under an flock.
 local function directory(dir)
-  local file, lock_path = dir .. "/pending.json", dir .. "/pending.lock"
+  local file, lock_path, notes = dir .. "/pending.json", dir .. "/pending.lock", dir .. "/notes.json"
   local where = "the pending file " .. file
   local function read()
     local text, err = core.fs.read(file, MAX_FILE)
@@ -116,6 +119,22 @@ local function directory(dir)
     return true
   end
   local place = { where = where }
+  function place.noted(what)
+    local text = core.fs.read(notes, MAX_FILE)
+    local t = text and cjson.decode(text)
+    return type(t) == "table" and type(t[what]) == "string" and t[what] or nil
+  end
+  function place.note(what, value)
+    return locked(function()
+      local text = core.fs.read(notes, MAX_FILE)
+      local t = text and cjson.decode(text)
+      if type(t) ~= "table" then t = {} end
+      t[what] = value
+      local ok, err = core.fs.write_atomic(notes, cjson.encode(t), 384) -- 0600
+      if not ok then return unavailable(where, err.message) end
+      return true
+    end)
+  end
   function place.get(key)
     local all = read()
     return all and all[key] or nil
@@ -165,6 +184,8 @@ function pending.new(o)
       return p.put(key, entry, keep)
     end,
     settle = function(key, test) local p = choose(); return p and p.settle(key, test) or true end,
+    note = function(what, value) local p = choose(); if p then p.note(what, value) end end,
+    noted = function(what) local p = choose(); return p and p.noted(what) or nil end,
   }
 end
 

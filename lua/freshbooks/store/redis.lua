@@ -396,16 +396,10 @@ local function wipes(o, script, generation_key)
     -- Marked wiped by a process that found it so (this one may hold nothing, or be new).
     if since >= 0 then ks.wiped_at = math.max(ks.wiped_at or 0, now - since / 1000) end
     -- The node remembers the generation too: a worker started after a reload or a crash knows it.
-    local place, node_key = o.place, "generation " .. generation_key
-    local before = ks.seen
-    if not before and place then
-      local e = place.get(node_key)
-      before = type(e) == "table" and type(e.generation) == "string" and e.generation or nil
-    end
+    local place = o.place
+    local before = ks.seen or (place and place.noted(generation_key))
     ks.seen = g
-    if place and before ~= g then
-      place.put(node_key, { generation = g }, function(cur) return cur.generation == g end)
-    end
+    if place and before ~= g then place.note(generation_key, g) end
     -- Another generation than the one seen, or none at all (ours was just set): Redis lost its data,
     -- or is new (then nothing is held).
     if before == g or (not before and g ~= mine) then return end
