@@ -118,6 +118,40 @@ describe("a pending pair", function()
     assert.equal("r-real", real.load().refresh_token) -- nothing planted reached Redis
   end)
 
+  -- A store object is a process's view: a new one has seen no generation, as a process started after
+  -- a wipe (a respawned worker, a plain process restarted).
+  it("tells a process started after a wipe (its node saw the generation before) to wait for the holders", function()
+    local node, other = dir .. "/gen-node", dir .. "/gen-other"
+    os.execute("mkdir -m 700 " .. q(node) .. " " .. q(other))
+    local k = "fb:pending:generation"
+    local function store(place)
+      return freshbooks.store.redis{ redis = R.factory(srv), key = k, pending = { dir = place } }
+    end
+    local holder = store(node)
+    local pair = sb:token{}
+    assert(holder.save(pair, nil)) -- the node saw the generation, and the holder holds the pair
+    assert.is_truthy(H.read(node .. "/notes.json"))
+    assert.is_nil(H.read(node .. "/pending.json")) -- a note is no pending pair
+    srv:cli("FLUSHALL")
+    -- A process of another node, which never saw Redis before: a new namespace to it, nothing to wait for.
+    local t0 = core.clock.now()
+    assert.is_nil(store(other).load())
+    assert.is_true(core.clock.now() - t0 < 1)
+    -- A process started on the holder's node: the node's note says Redis lost its data; it marks the
+    -- generation for every process and reads the key again until the holders have had their chance.
+    t0 = core.clock.now()
+    assert.is_nil(store(node).load())
+    local waited = core.clock.now() - t0
+    assert.is_true(waited > 4 and waited < 8, ("waited %.2f s"):format(waited))
+    assert.truthy(srv:cli("GET", k .. ":generation"):match("^%x+ %d+"))
+    -- Now the other node's processes learn of the wipe from Redis, and the holder writes its pair back
+    -- on its next use of Redis.
+    local late = store(other)
+    assert.is_nil(late.load()) -- (waits out what is left of the window)
+    assert.equal(pair.refresh_token, holder.load().refresh_token)
+    assert.equal(pair.refresh_token, late.load().refresh_token)
+  end)
+
   it("in nginx survives a reload (HUP) in the shared dict; the new workers write it back and use it", function()
     local config = dir .. "/nginx.json"
     write(config, cjson.encode{ api_url = sb.url, client_id = sb.app.client_id, client_secret = sb.app.client_secret,
