@@ -104,17 +104,19 @@ end
 
 local function reply(t) ngx.say(cjson.encode(t)) end
 
+-- One call of the specs' load on a session: "refresh" (forced) or "me" (a request). -> ok, err
+function app.run(fb, op)
+  if op == "refresh" then
+    local ok, err = fb:refresh()
+    return ok == true, err
+  end
+  local res, err = fb:request{ path = "/auth/api/v1/users/me" }
+  return res ~= nil, err
+end
+
 function app.call()
   local id, op = ngx.var.arg_c, ngx.var.arg_op or "me"
-  local fb = connections():session(id)
-  local ok, err
-  if op == "refresh" then
-    ok, err = fb:refresh()
-  else
-    local res
-    res, err = fb:request{ path = "/auth/api/v1/users/me" }
-    ok = res ~= nil
-  end
+  local ok, err = app.run(connections():session(id), op)
   reply{ ok = ok == true, code = err and err.code, cause = err and err.cause and err.cause.code,
     message = err and tostring(err), pid = ngx.worker.pid() }
 end

@@ -88,15 +88,7 @@ if mode == "plain" then
   while not exists(c.stop) do
     local id, op = pick()
     local began = wall()
-    local fb = conns:session(id)
-    local ok, err
-    if op == "refresh" then
-      ok, err = fb:refresh()
-    else
-      local res
-      res, err = fb:request{ path = "/auth/api/v1/users/me" }
-      ok = res ~= nil
-    end
+    local ok, err = require("support.redis_app").run(conns:session(id), op)
     outcome(id, ok, err and err.code,
       err and (err.message .. " [" .. tostring(err.cause and err.cause.code) .. "] " .. trace:match("[^/]+$")), began)
     flush_counts(false)

@@ -395,17 +395,22 @@ local function wipes(o, script, generation_key)
     if type(g) ~= "string" or not since then return end
     -- Marked wiped by a process that found it so (this one may hold nothing, or be new).
     if since >= 0 then ks.wiped_at = math.max(ks.wiped_at or 0, now - since / 1000) end
-    -- The node remembers the generation too: a worker started after a reload or a crash knows it.
+    -- The node remembers the generation too: a worker started after a reload or a crash knows it. It
+    -- learns a new one only once Redis holds the wipe's mark, so a process that reads the node's
+    -- generation also finds the mark.
     local place = o.place
     local before = ks.seen or (place and place.noted(generation_key))
-    ks.seen = g
-    if place and before ~= g then place.note(generation_key, g) end
+    local function seen()
+      ks.seen = g
+      if place and before ~= g then place.note(generation_key, g) end
+    end
     -- Another generation than the one seen, or none at all (ours was just set): Redis lost its data,
     -- or is new (then nothing is held).
-    if before == g or (not before and g ~= mine) then return end
-    if not before and not next(ks.held) then return end -- a new namespace, not a wipe
+    if before == g or (not before and g ~= mine) or (not before and not next(ks.held)) then return seen() end
     ks.wiped_at = now
-    script("generation", generation_key, { mine, "wiped", n = 2 })
+    local _, merr = script("generation", generation_key, { mine, "wiped", n = 2 })
+    if merr then return end -- (not seen yet: the next check finds the wipe again)
+    seen()
     local newest = {} -- several live store objects may name one key: its newest pair
     for store, mem in pairs(ks.held) do
       local best = newest[store.key]
