@@ -13,7 +13,7 @@
 -- only holders were gone when Redis came back empty (no persistence), or none of these: a loss a client
 -- could have prevented. A reauth_required while the connection's chain was alive is a false one. The
 -- spec prints one line and fails on any preventable loss and any false reauth_required.
--- Quick by default (one round of every fault, 11 s of load); FB_SLOW=1 runs the round over and over
+-- Quick by default (one round of every fault, 10 s of load); FB_SLOW=1 runs the round over and over
 -- for 5 minutes, with more connections and processes.
 local cjson = require "cjson"
 local core = require "freshbooks.core"
@@ -26,8 +26,8 @@ local W = require "support.redis_worker"
 
 local q = sandbox.shell_quote
 local SLOW = os.getenv("FB_SLOW") == "1"
-local ROUND = 11                       -- seconds: every fault once, then a quiet second
-local LOAD = SLOW and 27 * ROUND or ROUND -- seconds of load
+local ROUND = 10                       -- seconds: every fault once, then a second and a half of quiet
+local LOAD = SLOW and 30 * ROUND or ROUND -- seconds of load
 local CONNECTIONS = SLOW and 40 or 16
 local PLAIN = SLOW and 4 or 2           -- plain processes
 local TIMEOUT, LOCK_TTL = 2, 1          -- the session's timeout (the lock covers a call: 4 s), the lock's TTL
