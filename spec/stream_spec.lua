@@ -63,8 +63,8 @@ describe("webhook events through a Redis stream and sync workers", function()
             ngx.req.read_body()
             -- (the app verifies the delivery's signature first: examples/openresty/app.lua)
             local fields = require("freshbooks.webhook").parse(ngx.req.get_body_data() or "")
-            local events = require("freshbooks.mirror.stream").new{ key = ngx.unescape_uri(ngx.var.arg_key), timeout = 0.5,
-              redis = { host = "127.0.0.1", port = tonumber(ngx.var.redis_port) } }
+            local events = require("freshbooks.mirror.stream").new{ key = ngx.unescape_uri(ngx.var.arg_key),
+              timeout = 0.5, redis = { host = "127.0.0.1", port = tonumber(ngx.var.redis_port) } }
             local id, err = events:push(ngx.var.arg_c, fields)
             ngx.update_time()
             ngx.status = id and 200 or 503
