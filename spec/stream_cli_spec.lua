@@ -75,6 +75,15 @@ describe("freshbooks sync --daemon", function()
       business_id = 1000001 }))
     assert(C.until_true(function() return organization("globex", 10003) == "Daemon Co." end, 20),
       "the event was not applied")
+    -- (acknowledged right after the commit that the mirror already shows)
+    local function settled()
+      return C.until_true(function()
+        local st = status()
+        for _, id in ipairs(IDS) do if st[id].pending ~= 0 then return false end end
+        return true
+      end, 10)
+    end
+    assert(settled(), "events still pending")
     -- one worker killed: the other goes on alone
     daemons[1]:signal("KILL")
     daemons[1]:wait(10)
@@ -84,13 +93,8 @@ describe("freshbooks sync --daemon", function()
     assert(C.until_true(function() return organization("acme", 10004) == "Survivor Ltd." end, 20),
       "the surviving worker did not apply the event: " .. daemons[2]:stderr())
     events:close()
-    -- (acknowledged right after the commit that the mirror already shows)
-    local st
-    assert(C.until_true(function()
-      st = status()
-      for _, id in ipairs(IDS) do if st[id].pending ~= 0 then return false end end
-      return true
-    end, 10), "events still pending")
+    assert(settled(), "events still pending")
+    local st = status()
     for _, id in ipairs(IDS) do
       assert.equals(cjson.null, st[id].last_error)
       assert.is_true(st[id].lag_s >= 0 and st[id].lag_s < 120)

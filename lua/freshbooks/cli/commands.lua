@@ -163,6 +163,8 @@ commands.LIST = {
         argname = "<file>", complete = "file" },
       { "--concurrency", "With --daemon: connections synced at once by all workers of the database (default 4).",
         convert = whole(1, 1000, "--concurrency"), argname = "<n>" },
+      { "--claim-after", "With --daemon: seconds an event read by a worker that died stays pending before "
+        .. "another claims it (default 30).", convert = whole(1, 3600, "--claim-after"), argname = "<s>" },
       { "--metrics", "With --daemon: write Prometheus' text format here every second.", argname = "<file>",
         complete = "file" },
       { "--status", "With --daemon: each connection's last sync, lag, pending events and last error; then exit.",

@@ -250,7 +250,7 @@ local function daemon(ctx)
       store = stores }
     local events = require("freshbooks.mirror.stream").new{ redis = c.redis, key = c.stream, group = c.group }
     local opts = { postgres = c.postgres, connections = conns, events = events, interval = a.interval,
-      concurrency = a.concurrency, budget = budget(a), sync = { parallel = a.parallel, businesses = a.business[1]
+      concurrency = a.concurrency, claim_after = a.claim_after, budget = budget(a), sync = { parallel = a.parallel, businesses = a.business[1]
         and a.business or nil, resources = a.resource[1] and a.resource or nil },
       log = function(ev)
         if ev.error then ctx:note("%s %s %s: %s", os.date("%H:%M:%S"), ev.type, tostring(ev.connection or ""),
@@ -291,8 +291,8 @@ end
 function M.sync(ctx)
   local a = ctx.args
   if a.daemon then return daemon(ctx) end
-  if a.status or a.cluster or a.metrics or a.concurrency then
-    exit(2, "--cluster, --status, --metrics and --concurrency go with --daemon")
+  if a.status or a.cluster or a.metrics or a.concurrency or a.claim_after then
+    exit(2, "--cluster, --status, --metrics, --concurrency and --claim-after go with --daemon")
   end
   local fb = ctx:connected()
   local m, path = open(ctx, false)
