@@ -250,8 +250,9 @@ local function daemon(ctx)
       store = stores }
     local events = require("freshbooks.mirror.stream").new{ redis = c.redis, key = c.stream, group = c.group }
     local opts = { postgres = c.postgres, connections = conns, events = events, interval = a.interval,
-      concurrency = a.concurrency, claim_after = a.claim_after, budget = budget(a), sync = { parallel = a.parallel, businesses = a.business[1]
-        and a.business or nil, resources = a.resource[1] and a.resource or nil },
+      concurrency = a.concurrency, claim_after = a.claim_after, budget = budget(a),
+      sync = { parallel = a.parallel, businesses = a.business[1] and a.business or nil,
+        resources = a.resource[1] and a.resource or nil },
       log = function(ev)
         if ev.error then ctx:note("%s %s %s: %s", os.date("%H:%M:%S"), ev.type, tostring(ev.connection or ""),
           ev.error) end
