@@ -256,6 +256,12 @@ local function daemon(ctx)
       log = function(ev)
         if ev.error then ctx:note("%s %s %s: %s", os.date("%H:%M:%S"), ev.type, tostring(ev.connection or ""),
           ev.error) end
+        -- each sync's span on the wall clock, to the millisecond (--verbose)
+        if a.verbose and (ev.type == "synced" or ev.type == "sync_error") then
+          ctx:note("sync %s %.3f %.3f %s", ev.connection, ev.started, ev.finished, ev.error or "ok")
+        elseif a.verbose and ev.type == "sync" then
+          ctx:note("sync %s %.3f start", ev.connection, ev.started)
+        end
       end }
     return require("freshbooks.mirror.worker").new(opts)
   end)
@@ -279,8 +285,7 @@ local function daemon(ctx)
   end
   ctx:note("serving the connections of %s as worker %s", a.cluster, w.name)
   local last_metrics = -math.huge
-  w:run{ stop = function() return core.signal.interrupted() end, after = function(self, res)
-    if res and res.synced and not res.error then ctx:note("%s synced %s", os.date("%H:%M:%S"), res.synced) end
+  w:run{ stop = function() return core.signal.interrupted() end, after = function(self)
     if a.metrics and core.clock.now() - last_metrics >= 1 then
       last_metrics = core.clock.now()
       core.fs.write_atomic(a.metrics, self:metrics(), 420)

@@ -126,7 +126,9 @@ end
 local function all_status(self)
   local key = status_key(self)
   if not key then return self.local_status or {} end
-  local flat = self.events:command(0, "hgetall", key) or {}
+  local flat, err = self.events:command(0, "hgetall", key)
+  if err then return nil, err end
+  flat = flat or {}
   local out = {}
   local function put(k, v)
     local ok, st = pcall(cjson.decode, v)
@@ -190,7 +192,7 @@ local function apply_connection(self, id, entries)
       if aerr and (aerr.code or ""):match("^pg") then break end -- the database, not the event
     end
   end
-  local acked, aerr = true, nil
+  local acked, aerr = 0, nil
   if done[1] then acked, aerr = self.events:ack(done) end
   lease.release()
   if not acked then
@@ -199,7 +201,8 @@ local function apply_connection(self, id, entries)
   end
   local now = wall()
   for _, e in ipairs(done) do if e.at then lag(self, math.max(0, now - e.at)) end end
-  self.counters.events = self.counters.events + #done
+  -- (an event another worker claimed and acknowledged first is not counted twice)
+  self.counters.events = self.counters.events + (tonumber(acked) or 0)
   return done, failed
 end
 
@@ -252,7 +255,7 @@ function Worker:sync_connection(id, force)
     return nil, errors.new{ code = "concurrency", message = "every sync slot is taken" }
   end
   local started = wall()
-  log(self, { type = "sync", connection = id })
+  log(self, { type = "sync", connection = id, started = started })
   local so = {}
   for k, v in pairs(self.o.sync or {}) do so[k] = v end
   so.budget = self.o.budget
@@ -265,11 +268,18 @@ function Worker:sync_connection(id, force)
   local change = { attempted_at = started, worker = self.name, requests = spent }
   if summary then
     self.counters.syncs = self.counters.syncs + 1
-    change.synced_at, change.last_error, change.duration = wall(), cjson.null, wall() - started
+    change.synced_at, change.last_error, change.duration, change.failures = wall(), cjson.null, wall() - started,
+      cjson.null
+    log(self, { type = "synced", connection = id, started = started, finished = change.synced_at })
   else
     self.counters.sync_failures = self.counters.sync_failures + 1
+    -- tried again sooner than the interval: 5 s, doubling with each failure in a row, up to the interval
+    local failures = (load_status(self, id).failures or 0) + 1
+    change.failures = failures
+    change.attempted_at = started - self.o.interval + math.min(self.o.interval, 5 * 2 ^ math.min(failures - 1, 16))
     change.last_error, change.last_error_at = err_code(serr), wall()
-    log(self, { type = "sync_error", connection = id, error = err_code(serr) })
+    log(self, { type = "sync_error", connection = id, error = err_code(serr), started = started,
+      finished = wall() })
   end
   save_status(self, id, change)
   taken.release()
@@ -282,7 +292,10 @@ end
 function Worker:due()
   local ids, err = self.conns:list()
   if not ids then return nil, err end
-  local st, now, due = all_status(self), wall(), {}
+  local st
+  st, err = all_status(self)
+  if not st then return nil, err end
+  local now, due = wall(), {}
   for _, id in ipairs(ids) do
     local at = st[id] and st[id].attempted_at or 0
     if at + self.o.interval <= now then due[#due + 1] = { id = id, at = at } end
@@ -295,14 +308,15 @@ end
 -- it, the next due one). -> {events = n, synced = id or nil} | nil, err
 function Worker:step(block)
   self.counters.steps = self.counters.steps + 1
-  local n, err = self:drain(block)
+  local due, err = self:due()
+  if not due then return nil, err end
+  -- (waits for events only when no connection is due)
+  local n
+  n, err = self:drain(due[1] and 0 or block)
   if not n then
     log(self, { type = "stream_error", error = err_code(err) })
     n = 0
   end
-  local due
-  due, err = self:due()
-  if not due then return nil, err end
   for _, d in ipairs(due) do
     local summary, serr = self:sync_connection(d.id)
     if summary or (serr and serr.code ~= "sync_in_progress" and serr.code ~= "not_due") then
@@ -349,7 +363,9 @@ end
 function Worker:statuses()
   local ids, err = self.conns:list()
   if not ids then return nil, err end
-  local st, pending = all_status(self), self.events and self.events:pending() or {}
+  local st, serr = all_status(self)
+  if not st then return nil, serr end
+  local pending = self.events and self.events:pending() or {}
   local out, now = {}, wall()
   table.sort(ids)
   for _, id in ipairs(ids) do
