@@ -308,19 +308,32 @@ end
 -- it, the next due one). -> {events = n, synced = id or nil} | nil, err
 function Worker:step(block)
   self.counters.steps = self.counters.steps + 1
-  local due, err = self:due()
-  if not due then return nil, err end
-  -- (waits for events only when no connection is due)
-  local n
-  n, err = self:drain(due[1] and 0 or block)
+  -- The due list costs a SCAN of the token keyspace and every status (work that grows with the
+  -- connections): it is read again when used up or a few seconds old; sync_connection checks each
+  -- connection again under its lease.
+  local now, cache = wall(), self.due_cache
+  if not cache or cache.i > #cache.list or now - cache.at >= math.min(5, self.o.interval) then
+    local list, err = self:due()
+    if not list then return nil, err end
+    cache = { list = list, i = 1, at = now }
+    self.due_cache = cache
+  end
+  -- (waits for events only when no connection is due, or every sync slot was taken)
+  local n, err = self:drain((cache.i <= #cache.list and not cache.slots_full) and 0 or block)
+  cache.slots_full = nil
   if not n then
     log(self, { type = "stream_error", error = err_code(err) })
     n = 0
   end
-  for _, d in ipairs(due) do
+  while cache.i <= #cache.list do
+    local d = cache.list[cache.i]
     local summary, serr = self:sync_connection(d.id)
+    if serr and serr.code == "concurrency" then -- (tried again next step)
+      cache.slots_full = true
+      break
+    end
+    cache.i = cache.i + 1
     if summary or (serr and serr.code ~= "sync_in_progress" and serr.code ~= "not_due") then
-      if serr and serr.code == "concurrency" then break end
       return { events = n, synced = d.id, error = serr }
     end
   end
