@@ -8,6 +8,7 @@ local core = require "freshbooks.core"
 local sandbox = require "support.sandbox"
 local testserver = require "support.testserver"
 local H = require "support.fbtest"
+local C = require "support.cli"
 local PG = require "support.postgres"
 local mirror = require "freshbooks.mirror"
 local reports = require "freshbooks.mirror.reports"
@@ -39,6 +40,18 @@ local LOCATIONS = [[
         out[tostring(b.business.business_id)] = { totals = b.acc.totals, count = b.acc.count }
       end
       ngx.say(require("cjson").encode(out))
+    }
+  }
+  location = /hostile {
+    content_by_lua_block {
+      local b = require("freshbooks.mirror.pgwire").open(("postgresql://u:pw@127.0.0.1:%s/%s?sslmode=%s")
+        :format(ngx.var.arg_port, ngx.var.arg_db, ngx.var.arg_ssl or "prefer"), "alice", { timeout = 0.5 })
+      ngx.update_time()
+      local started = ngx.now()
+      local res, err = b:query("SELECT 1")
+      ngx.update_time()
+      ngx.say(require("cjson").encode{ ok = res ~= nil, code = err and err.code, message = err and err.message,
+        seconds = ngx.now() - started })
     }
   }
   location = /ping {
@@ -164,5 +177,34 @@ describe("the PostgreSQL mirror read from OpenResty", function()
     local r = cjson.decode(b)
     assert.equals("pg_auth", r.code)
     assert.is_nil(b:find("Wr0ngPassw0rd", 1, true))
+  end)
+
+  it("refuses a server that proves nothing, and answers hostile servers with codes, within the timeout", function()
+    local port = C.free_port()
+    local dir = H.tmpdir()
+    local pid = tonumber(io.popen(("spec/env %s %s spec/support/fake_pg.lua %d %s >/dev/null 2>&1 & echo $!")
+      :format(H.lua, H.lua, port, sandbox.shell_quote(dir .. "/ready"))):read("*l"))
+    finally(function()
+      os.execute("kill -KILL " .. pid .. " 2>/dev/null")
+      H.rmdir(dir)
+    end)
+    assert(C.until_true(function() return H.read(dir .. "/ready") end, 10), "the fake server did not start")
+    local function hostile(db, ssl)
+      local r = get(("/hostile?port=%d&db=%s&ssl=%s"):format(port, db, ssl or "prefer"))
+      assert.is_false(r.ok, db)
+      assert.is_true(r.seconds < 3, db .. ": " .. r.seconds)
+      return r
+    end
+    local r = hostile("badsig")
+    assert.equals("pg_auth", r.code)
+    assert.matches("did not prove", r.message)
+    r = hostile("nonce")
+    assert.equals("pg_auth", r.code)
+    assert.matches("nonce is not ours", r.message)
+    assert.equals("pg_tls", hostile("badsig", "require").code) -- TLS refused where it is required
+    assert.equals("pg_connection", hostile("huge").code)
+    assert.equals("pg_connection", hostile("garbage").code)
+    assert.equals("pg_connection", hostile("silent").code) -- the timeout, 0.5 s
+    assert.equals(1, read("alice", "SELECT 1").rows[1][1]) -- and the worker goes on
   end)
 end)
