@@ -249,5 +249,43 @@ describe("the mirror at scale", function()
       .. " lag p50 %.3f s p99 %.3f s (worst worker), %.2f requests per changed record, %d syncs, %.1f s; faults: %s")
       :format(N, #deliveries, #ids * #changed, applied, p50, p99, requests / (#ids * #changed), syncs,
         core.clock.now() - t0, table.concat(faults, ", ")))
+    -- what an operator sees: --status (every connection synced, nothing pending, no error) and the
+    -- metrics a scraper reads
+    local code, out, err = w:run("sync --daemon --status --json --cluster " .. q(file))
+    assert.equals(0, code, err)
+    local seen = 0
+    for _, r in ipairs(cjson.decode(out)) do
+      seen = seen + 1
+      assert.equals(0, r.pending, r.connection)
+      assert.equals(cjson.null, r.last_error, r.connection)
+      assert.is_true(r.lag_s >= 0 and r.lag_s < 300, r.connection)
+      assert.matches("^%d%d%d%d%-%d%d%-%d%dT", r.synced_at)
+    end
+    assert.equals(N, seen)
+    code, out = w:run("sync --daemon --status --cluster " .. q(file))
+    assert.equals(0, code)
+    assert.matches("conn01", out, 1, true)
+    local prom = C.read(w.dir .. "/m" .. #daemons .. ".prom")
+    assert.matches('freshbooks_mirror_connection_pending_events{connection="conn01"} 0\n', prom, nil, nil,
+      daemons[#daemons]:stderr())
+    assert.matches('freshbooks_mirror_connection_failing{connection="conn01"} 0\n', prom)
+    assert.matches('# TYPE freshbooks_mirror_event_lag_seconds summary\n', prom)
+    -- Ctrl-C stops a worker between steps (exit 130)
+    daemons[3]:signal("INT")
+    assert.equals(130, (daemons[3]:wait(10)))
+  end)
+
+  it("refuses a cluster file others may read, and --daemon's options without --daemon", function()
+    local open_file = w.dir .. "/open.json"
+    C.write(open_file, cjson.encode{ postgres = pg.conninfo, redis = { host = "127.0.0.1", port = srv.port } }, "644")
+    local code, _, err = w:run("sync --daemon --status --cluster " .. q(open_file))
+    assert.equals(1, code, err)
+    assert.matches("open.json can be read or changed by other users", err, 1, true)
+    code, _, err = w:run("sync --status")
+    assert.equals(2, code)
+    assert.matches("go with --daemon", err, 1, true)
+    code, _, err = w:run("sync --daemon")
+    assert.equals(2, code)
+    assert.matches("--cluster", err, 1, true)
   end)
 end)

@@ -243,7 +243,7 @@ local function daemon(ctx)
   -- Debian installs lua-redis for Lua 5.1-5.3 only; the same file runs on 5.4
   if not pcall(require, "redis") then package.path = package.path .. ";/usr/share/lua/5.3/?.lua" end
   local freshbooks = require "freshbooks"
-  local made, w, werr = pcall(function()
+  local made, opts = pcall(function()
     local stores = freshbooks.store.redis.keyspace{ redis = c.redis, prefix = c.prefix }
     local conns = freshbooks.connections{ app = { client_id = s.client_id, client_secret = s.client_secret,
       redirect_uri = s.redirect_uri, api_url = s.api_url, auth_url = s.auth_url, cainfo = s.ca_file },
@@ -263,9 +263,20 @@ local function daemon(ctx)
           ctx:note("sync %s %.3f start", ev.connection, ev.started)
         end
       end }
-    return require("freshbooks.mirror.worker").new(opts)
+    return opts
   end)
-  if not made then exit(2, "%s", text.clean(tostring(w))) end
+  if not made then exit(2, "%s", text.clean(tostring(opts))) end
+  local w, werr
+  -- a worker starting while PostgreSQL is down (a restart, a failover) waits for it: 1 s, doubling to 30
+  local delay = 1
+  while true do
+    w, werr = require("freshbooks.mirror.worker").new(opts)
+    if w or a.status or werr.code ~= "pg_connection" then break end
+    ctx:note("%s PostgreSQL: %s; trying again in %d s", os.date("%H:%M:%S"), cli.describe_error(werr), delay)
+    core.clock.sleep(delay)
+    cli.check_interrupt()
+    delay = math.min(delay * 2, 30)
+  end
   if not w then cli.fail(werr, "sync --daemon") end
   ctx.cleanups[#ctx.cleanups + 1] = function() w:close() end
   if a.status then

@@ -173,7 +173,7 @@ local function apply_connection(self, id, entries)
     end
     table.insert(by_key[k], e)
   end
-  local failed = 0
+  local failed, erred = 0, false
   for _, k in ipairs(order) do
     local list = by_key[k]
     local ok, out, aerr = pcall(m.apply, m, fb, list[1].event, { budget = self.o.budget })
@@ -181,6 +181,7 @@ local function apply_connection(self, id, entries)
     if out then
       self.counters.requests = self.counters.requests + (out.requests or 0)
     end
+    erred = erred or aerr ~= nil
     if out or FINAL[err_code(aerr)] or (aerr and aerr.status == 403) then
       for _, e in ipairs(list) do done[#done + 1] = e end
       if aerr then save_status(self, id, { last_error = err_code(aerr), last_error_at = wall() }) end
@@ -198,6 +199,10 @@ local function apply_connection(self, id, entries)
   if not acked then
     log(self, { type = "ack_error", connection = id, error = err_code(aerr) })
     return {}, failed
+  end
+  -- a connection whose events went through again is no longer failing (last_error_at stays)
+  if not erred and done[1] and load_status(self, id).last_error then
+    save_status(self, id, { last_error = cjson.null })
   end
   local now = wall()
   for _, e in ipairs(done) do if e.at then lag(self, math.max(0, now - e.at)) end end
