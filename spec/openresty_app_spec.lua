@@ -33,7 +33,7 @@ describe("the OpenResty example application", function()
     for _ = 1, 10 do
       hook_port = math.random(20000, 32000)
       local cfg = ("{ client_id = %q, client_secret = %q, redirect_uri = %q, session_secret = %q, redis_port = %d,"
-        .. " api_url = %q, auth_url = %q, public_url = %q, session_ttl = %d }")
+        .. " api_url = %q, auth_url = %q, public_url = %q, session_ttl = %d, mirror_stream = true }")
         :format(sb.app.client_id, sb.app.client_secret, sb.app.redirect_uri,
         core.codec.hex(core.crypto.random_bytes(32)), srv.port, sb.url, sb.auth_url,
         "http://127.0.0.1:" .. hook_port, SESSION_TTL)
@@ -232,12 +232,17 @@ describe("the OpenResty example application", function()
       end
     end)
     assert.equal("aBcD1", seen.account_id)
+    -- and is appended to the mirror's stream for ann's connection (mirror_stream)
+    local entries = srv:cli("XRANGE", "freshbooks:{mirror}:events", "-", "+")
+    assert.matches("connection\nann\nname\ninvoice.create\nobject_id\n" .. inv.id .. "\n", entries)
+    local appended = srv:cli("XLEN", "freshbooks:{mirror}:events")
     -- A forged delivery (right fields, wrong signature) is refused and not recorded.
     local forged = "name=invoice.create&object_id=424242&account_id=aBcD1&business_id=1000001"
     status = hook(forged, { ["X-FreshBooks-Hmac-SHA256"] = core.codec.base64(string.rep("x", 32)) })
     assert.equal(401, status)
     local _, _, ev = get("/events", { Cookie = signin("ann") })
     for _, e in ipairs(cjson.decode(ev).events) do assert.are_not.equal("424242", e.object_id) end
+    assert.equal(appended, srv:cli("XLEN", "freshbooks:{mirror}:events"))
   end)
 
   it("makes no call to FreshBooks for an unauthenticated verification, whatever it guesses", function()
