@@ -39,7 +39,8 @@ end
 local root = run("id -u"):match("^0%s") ~= nil
 -- as the cluster's owner: nobody when we are root
 local function as_owner(cmd)
-  if root then return "runuser -u nobody -- sh -c " .. q(cmd) end
+  -- from / : the checkout may sit in a directory nobody cannot enter (CI's is mode 0700)
+  if root then return "runuser -u nobody -- sh -c " .. q("cd / && " .. cmd) end
   return cmd
 end
 

@@ -311,12 +311,12 @@ function M.sync(ctx)
   if a.status or a.cluster or a.metrics or a.concurrency or a.claim_after then
     exit(2, "--cluster, --status, --metrics, --concurrency and --claim-after go with --daemon")
   end
+  if a.listen and not a.watch then exit(2, "--listen serves events while --watch runs") end
   local fb = ctx:connected()
   local m, path = open(ctx, false)
   local out = ctx:output(nil)
   local opts = sync_opts(ctx, out)
   local srv = a.listen and listen(ctx, a.listen)
-  if a.listen and not a.watch then exit(2, "--listen serves events while --watch runs") end
   local first = true
   while true do
     local t0 = core.clock.now()
