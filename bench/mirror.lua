@@ -52,7 +52,7 @@ local ok, err = pcall(function()
     return out
   end
   say("mirror benchmark: %d rounds, sandbox with %d invoices (%s; SQLite %s)", ROUNDS, INVOICES, _VERSION,
-    core.sqlite_version)
+    core.sqlite.sqlite_version)
   -- One untimed walk first: the sandbox keeps each record's rendering while nothing changes.
   run("sync --business aBcD1 --parallel 8 --no-budget --mirror " .. q(w.dir .. "/warm.db"))
   local R = { sync = { [0] = {}, [50] = {} }, export = { [0] = {}, [50] = {} }, inv_sync = { [0] = {}, [50] = {} },
