@@ -353,12 +353,8 @@ function app.webhook()
       if not shared():add("delivery:" .. seen, true, config.replay_window) then
         return reply(200, { received = "duplicate" })
       end
-      local n = shared():incr("events:" .. account_id, 1, 0) -- atomic across workers
-      shared():set("event:" .. account_id .. ":" .. n, cjson.encode{ name = webhook.field(fields, "name"),
-        object_id = webhook.field(fields, "object_id"), account_id = account_id })
-      -- the mirror: queued in memory here, written by `freshbooks sync --watch` (never in a worker)
-      if config.mirror_socket then require("freshbooks.mirror.feed").push(fields) end
-      -- or appended to the stream the sync workers read; not appended, not received (FreshBooks sends it again)
+      -- the mirror's stream, which the sync workers read (mirror_stream): first, since a delivery not
+      -- appended is not received (503: FreshBooks sends it again)
       local subscriber = config.mirror_stream and shared():get("subscriber:" .. account_id)
       if subscriber then
         local appended = require("freshbooks.mirror.stream").new{ key = type(config.mirror_stream) == "string"
@@ -369,6 +365,11 @@ function app.webhook()
           return reply(503, { error = "unavailable", message = "the event could not be queued; deliver it again" })
         end
       end
+      local n = shared():incr("events:" .. account_id, 1, 0) -- atomic across workers
+      shared():set("event:" .. account_id .. ":" .. n, cjson.encode{ name = webhook.field(fields, "name"),
+        object_id = webhook.field(fields, "object_id"), account_id = account_id })
+      -- the mirror: queued in memory here, written by `freshbooks sync --watch` (never in a worker)
+      if config.mirror_socket then require("freshbooks.mirror.feed").push(fields) end
       return reply(200, { received = "event" })
     end
   end
