@@ -29,6 +29,15 @@ local KEY = "freshbooks:{mirror}:events"
 local RESOURCES = not SLOW and { "clients", "invoices", "payments", "estimates", "credit_notes", "invoice_profiles" }
   or nil
 
+-- make check's budget: by default under Lua 5.4 only (the workers' Lua is the same on every interpreter,
+-- and spec/stream_spec.lua runs the stream and the worker under LuaJIT too); FB_SLOW=1 under both.
+if rawget(_G, "jit") and not SLOW then
+  describe("the mirror at scale", function()
+    it("runs under Lua 5.4 (FB_SLOW=1: under LuaJIT too)", function() pending("Lua 5.4 runs it") end)
+  end)
+  return
+end
+
 describe("the mirror at scale", function()
   local pg, srv, sb, w, fb, file, session, client
   local apps, daemons, killed = {}, {}, {}
