@@ -148,6 +148,7 @@ local function err_code(err) return errors.is(err) and err.code or "error" end
 
 -- Applies one connection's entries under its lease -> acked, deferred
 local function apply_connection(self, id, entries)
+  local fb = self.conns:session(id) -- (before the lease: nothing between taking and letting go raises)
   local m, err = self:mirror(id)
   local lease
   if m then lease, err = m.backend:lease("sync", 0) end
@@ -160,7 +161,6 @@ local function apply_connection(self, id, entries)
     log(self, { type = "event_error", connection = id, error = err_code(err) })
     return {}, #entries
   end
-  local fb = self.conns:session(id)
   local done, by_key, order = {}, {}, {}
   for _, e in ipairs(entries) do
     local ev = e.event
@@ -244,6 +244,7 @@ end
 
 -- Syncs connection `id` if no other worker does -> summary | nil, err
 function Worker:sync_connection(id, force)
+  local fb = self.conns:session(id) -- (before the lease: nothing between taking and letting go raises)
   local m, err = self:mirror(id)
   if not m then return nil, err end
   local lease
@@ -265,7 +266,6 @@ function Worker:sync_connection(id, force)
   for k, v in pairs(self.o.sync or {}) do so[k] = v end
   so.budget = self.o.budget
   -- the lease is ours: Mirror:sync's own is taken again on the same session (advisory locks nest)
-  local fb = self.conns:session(id)
   local ok, summary, serr, partial = pcall(m.sync, m, fb, so)
   if not ok then summary, serr = nil, errors.new{ code = "error", message = tostring(summary) } end
   local spent = (summary or partial or {}).requests or 0
@@ -351,9 +351,11 @@ function Worker:run(opts)
   local i = 0
   while not (opts.steps and i >= opts.steps) and not (opts.stop and opts.stop()) do
     i = i + 1
-    local res, err = self:step()
+    -- a step that raises (a store or hook of the program's own) is logged; the worker goes on
+    local ok, res, err = pcall(self.step, self)
+    if not ok then res, err = nil, errors.new{ code = "error", message = tostring(res) } end
     if not res then
-      log(self, { type = "step_error", error = err_code(err) })
+      log(self, { type = "step_error", error = err_code(err), message = err and err.message })
       env.sleep(1)
     end
     if opts.after then opts.after(self, res, err) end
