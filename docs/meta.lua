@@ -985,6 +985,14 @@ function Mirror:sync(fb, opts) end
 ---@return freshbooks.Error? err
 function Mirror:apply(fb, event, opts) end
 
+---A batch of events: the objects of one business and resource read together (100 a request).
+---@param fb freshbooks.Session
+---@param events table[] each as Mirror:apply takes it
+---@param opts? {budget:table|false|nil,progress:function?}
+---@return table|nil outcome {written, gone, requests, ignored}
+---@return freshbooks.Error? err
+function Mirror:apply_events(fb, events, opts) end
+
 ---One read-only SQL statement: read_only, too_many_rows, too_large, sqlite_deadline when refused.
 ---@param sql string
 ---@param params? any[]

@@ -121,11 +121,12 @@ describe("webhook events through a Redis stream and sync workers", function()
     assert.same({ c1 = 8 }, assert(w.events:pending()))
     assert.equals(8, drain(w))
     assert.equals(4, w.counters.events_coalesced)
-    -- one read per object (and its dependents' refresh: the records that copy a client's fields), as
-    -- the worker counted them
+    -- the four clients read together, in one request (a hundred a request), and the records that copy a
+    -- client's fields refreshed once for them all, as the worker counted
     local spent, by = M.requests(sb, before)
-    assert.equals(4, by["/accounting/account/{account_id}/users/clients"], cjson.encode(by))
+    assert.equals(1, by["/accounting/account/{account_id}/users/clients"], cjson.encode(by))
     assert.equals(w.counters.requests - counted, spent)
+    for route, count in pairs(by) do assert.is_true(count <= 2, route .. ": " .. count) end
     M.assert_equal(mirror_of(w, "c1"), fb, BIZ, "after the events")
     assert.same({}, assert(w.events:pending()))
     assert.equals("0", srv:cli("XLEN", key))
@@ -133,6 +134,30 @@ describe("webhook events through a Redis stream and sync workers", function()
     local p50, p99, count = w:lag()
     assert.equals(8, count)
     assert.is_true(p50 > 0 and p99 >= p50 and p99 < 30, p50 .. " " .. p99)
+  end)
+
+  it("applies a batch that fails event by event: an object that keeps failing holds back no other", function()
+    new_key()
+    local w = new_worker()
+    local m = mirror_of(w, "c1")
+    local item = assert(m:query("SELECT id FROM items WHERE business_id = 1000001 ORDER BY id LIMIT 1")).rows[1][1]
+    local acct = fb:account("aBcD1")
+    for i = 11, 12 do assert(acct.clients:update(10000 + i, { organization = "Held back? " .. i })) end
+    sb:admin("POST", "/_sandbox/faults", { route = "/items/items", fault = "500", times = 1000 })
+    finally(function() sb:admin("DELETE", "/_sandbox/faults") end)
+    for _, d in ipairs { { "client.update", 10011 }, { "item.update", item }, { "client.update", 10012 } } do
+      assert.truthy(deliver("c1", d[1], d[2]).id)
+    end
+    assert.equals(2, assert(w:drain(0.05)))
+    assert.equals(1, w.counters.events_failed)
+    assert.same({ c1 = 1 }, assert(w.events:pending()))
+    assert.equals("Held back? 12", assert(m:query("SELECT organization FROM clients WHERE business_id = 1000001"
+      .. " AND id = 10012")).rows[1][1])
+    assert.equals("server_error", assert(w:status("c1")).last_error)
+    sb:admin("DELETE", "/_sandbox/faults")
+    assert.equals(1, drain(w, 40)) -- claimed once idle, applied, and the connection no longer failing
+    assert.is_nil(assert(w:status("c1")).last_error)
+    M.assert_equal(m, fb, BIZ, "after the held-back event")
   end)
 
   it("answers deliveries and pings while Redis does not answer (503 within the timeout), then appends", function()

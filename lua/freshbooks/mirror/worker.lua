@@ -8,9 +8,9 @@
 --   w:run()                        -- or w:step() in a loop of the program's own
 --   w:status(id), w:statuses(), w:metrics() (Prometheus' text format)
 -- One step: the stream's events (each connection's batch applied under its lease, acknowledged after
--- the commit; one read per distinct object however many deliveries named it), then one connection
--- due for a sync. Leases are PostgreSQL session advisory locks: one holder per connection across every
--- worker, free the moment the holder's session ends (a killed worker's connection is synced by the
+-- the commit; the objects of a resource read together, a request per hundred, however many deliveries
+-- named them), then one connection due for a sync. Leases are PostgreSQL session advisory locks: one
+-- holder per connection across every worker, free the moment the holder's session ends (a killed worker's connection is synced by the
 -- next worker that asks). `concurrency` is a limit for all workers sharing the database: that many
 -- slot locks, one held during each sync.
 local core = require "freshbooks.core"
@@ -174,23 +174,41 @@ local function apply_connection(self, id, entries)
     table.insert(by_key[k], e)
   end
   local failed, erred = 0, false
-  for _, k in ipairs(order) do
-    local list = by_key[k]
-    local ok, out, aerr = pcall(m.apply, m, fb, list[1].event, { budget = self.o.budget })
-    if not ok then out, aerr = nil, errors.new{ code = "error", message = tostring(out) } end
-    if out then
-      self.counters.requests = self.counters.requests + (out.requests or 0)
-    end
+  local function settle(list, out, aerr)
+    if out then self.counters.requests = self.counters.requests + (out.requests or 0) end
     erred = erred or aerr ~= nil
     if out or FINAL[err_code(aerr)] or (aerr and aerr.status == 403) then
       for _, e in ipairs(list) do done[#done + 1] = e end
       if aerr then save_status(self, id, { last_error = err_code(aerr), last_error_at = wall() }) end
-    else
-      failed = failed + #list
-      self.counters.events_failed = self.counters.events_failed + #list
-      save_status(self, id, { last_error = err_code(aerr), last_error_at = wall() })
-      log(self, { type = "event_error", connection = id, error = err_code(aerr) })
-      if aerr and (aerr.code or ""):match("^pg") then break end -- the database, not the event
+      return true
+    end
+    failed = failed + #list
+    self.counters.events_failed = self.counters.events_failed + #list
+    save_status(self, id, { last_error = err_code(aerr), last_error_at = wall() })
+    log(self, { type = "event_error", connection = id, error = err_code(aerr) })
+    return false
+  end
+  local function apply(method, arg)
+    local ok, out, aerr = pcall(method, m, fb, arg, { budget = self.o.budget })
+    if not ok then return nil, errors.new{ code = "error", message = tostring(out) } end
+    return out, aerr
+  end
+  -- the batch's objects read together (a request per hundred of a resource); if that fails, each event
+  -- alone, so one that keeps failing holds back no other
+  local firsts, all = {}, {}
+  for i, k in ipairs(order) do
+    firsts[i] = by_key[k][1].event
+    for _, e in ipairs(by_key[k]) do all[#all + 1] = e end
+  end
+  local out, berr = apply(m.apply_events, firsts)
+  if out or FINAL[err_code(berr)] or (berr and berr.status == 403) or #order == 1
+    or (berr and (berr.code or ""):match("^pg")) then -- (the database, not an event)
+    settle(all, out, berr)
+  else
+    for _, k in ipairs(order) do
+      local list = by_key[k]
+      local one, aerr = apply(m.apply, list[1].event)
+      if not settle(list, one, aerr) and aerr and (aerr.code or ""):match("^pg") then break end
     end
   end
   local acked, aerr = 0, nil
