@@ -10,9 +10,9 @@
 -- One step: the stream's events (each connection's batch applied under its lease, acknowledged after
 -- the commit; the objects of a resource read together, a request per hundred, however many deliveries
 -- named them), then one connection due for a sync. Leases are PostgreSQL session advisory locks: one
--- holder per connection across every worker, free the moment the holder's session ends (a killed worker's connection is synced by the
--- next worker that asks). `concurrency` is a limit for all workers sharing the database: that many
--- slot locks, one held during each sync.
+-- holder per connection across every worker, free the moment the holder's session ends (a killed
+-- worker's connection is synced by the next worker that asks). `concurrency` is a limit for all
+-- workers sharing the database: that many slot locks, one held during each sync.
 local core = require "freshbooks.core"
 local cjson = require "cjson"
 local env = require "freshbooks.env"
