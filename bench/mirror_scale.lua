@@ -2,9 +2,9 @@
 --   1. the first sync of the invoices into PostgreSQL (core.pg, a connection's rows under row-level
 --      security) next to SQLite: seconds and invoices per second;
 --   2. webhook events through the Redis stream into the PostgreSQL mirror: appends per second (XADD
---      from one client), then a worker's drain of 1,000 events naming 1,000 invoices, and of 1,000
---      events naming 200 (each five times in a row: one read per object in a batch): events per second and
---      requests per event.
+--      from one client, Redis with appendfsync always), then a worker's drain of 1,000 events naming
+--      1,000 invoices, and of 1,000 naming 200 (five times each): events per second and requests per
+--      event (a batch's invoices are read together, 100 a request).
 -- Rounds are interleaved; each figure is the median with the min-max of the rounds.
 --   usage: LUA_PATH='lua/?.lua;lua/?/init.lua;spec/?.lua;;' LUA_CPATH='build/lua5.4/?.so;;' \
 --            lua5.4 bench/mirror_scale.lua [rounds]
