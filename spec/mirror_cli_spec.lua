@@ -47,7 +47,7 @@ describe("freshbooks sync, sql and report --offline", function()
     M.assert_equal(m, fb, M.businesses, "after the command's syncs")
     m:close()
     -- usage errors and a busy mirror say so
-    code, _, err = w:run("sync --listen /tmp/x")
+    code, _, err = w:run("sync --listen " .. w.dir .. "/events.sock")
     assert.equals(2, code)
     assert.truthy(err:find("--watch", 1, true), err)
     local lock = assert(core.fs.lock(db() .. "-sync.lock", 0))
