@@ -16,8 +16,8 @@ WARN     := -Wall -Wextra -Werror -std=c99 -D_POSIX_C_SOURCE=200809L
 # `make check` install the packages first, and no target prints pkg-config noise before that.
 # The module links against libcurl/libssl/libcrypto but not liblua: the interpreter provides Lua's symbols.
 pkg      = $(shell pkg-config $(1) $(2) 2>/dev/null || echo PKG_CONFIG_MISSING)
-LUA_CFLAGS = $(call pkg,--cflags,$(LUA_PC) libcurl libssl libcrypto sqlite3)
-LIBS     = $(call pkg,--libs,libcurl libssl libcrypto sqlite3)
+LUA_CFLAGS = $(call pkg,--cflags,$(LUA_PC) libcurl libssl libcrypto sqlite3 libpq)
+LIBS     = $(call pkg,--libs,libcurl libssl libcrypto sqlite3 libpq)
 # What a missing -dev package looks like, said plainly.
 need_pkgs = @pkg-config --exists $(1) || { echo "missing development packages for: $(1)"; \
   echo "run 'make deps' (installs the Debian packages; as root) and try again"; exit 1; }
@@ -38,7 +38,7 @@ VM_LIBS   = $(call pkg,--libs,libcrypto)
 all: $(CORE) $(VM)
 
 $(CORE): $(CORE_SRC) $(HDR) Makefile
-	$(call need_pkgs,$(LUA_PC) libcurl libssl libcrypto sqlite3)
+	$(call need_pkgs,$(LUA_PC) libcurl libssl libcrypto sqlite3 libpq)
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) $(WARN) -fPIC -shared $(LUA_CFLAGS) $(CORE_SRC) -o $@ $(LIBS)
 
@@ -138,10 +138,10 @@ ROCK_CORE := build/rock/freshbooks/core.so
 ROCK_VM  := build/rock/freshbooks/vm.so
 LIBFLAG  ?= -shared
 rock: build/rock/gen/guest_lua.h
-	$(call need_pkgs,libcurl libssl libcrypto sqlite3)
+	$(call need_pkgs,libcurl libssl libcrypto sqlite3 libpq)
 	@mkdir -p $(dir $(ROCK_CORE))
 	$(CC) $(CFLAGS) $(WARN) -fPIC $(LIBFLAG) -I$(LUA_INCDIR) \
-	  $(call pkg,--cflags,libcurl libssl libcrypto sqlite3) $(CORE_SRC) -o $(ROCK_CORE) $(LIBS)
+	  $(call pkg,--cflags,libcurl libssl libcrypto sqlite3 libpq) $(CORE_SRC) -o $(ROCK_CORE) $(LIBS)
 	$(CC) $(CFLAGS) $(WARN) -fPIC $(LIBFLAG) -I$(LUA_INCDIR) -Ibuild/rock/gen \
 	  $(call pkg,--cflags,libcurl libcrypto) $(VM_SRC) -o $(ROCK_VM) $(VM_LIBS)
 

@@ -17,7 +17,7 @@ OpenSSL (HMAC, CSPRNG) that connects programs to the FreshBooks accounting API.
 -- The Lua versions are the ones CI runs (spec/run: 5.1, 5.3, 5.4 and LuaJIT, which LuaRocks calls 5.1);
 -- 5.2 is not among them, so it is refused rather than installed untested.
 dependencies = { "lua >= 5.1, < 5.5, ~= 5.2", "lua-cjson", "argparse", "luasocket", "lua-term", "luafilesystem" }
--- libcurl, libssl, libcrypto and libsqlite3 (the mirror) are found by the Makefile through pkg-config
+-- libcurl, libssl, libcrypto, libsqlite3 and libpq (the mirror) are found by the Makefile through pkg-config
 -- (Debian keeps curl.h under the multiarch include directory, where LuaRocks' own header search does not look).
 build = {
   type = "make",
@@ -52,6 +52,8 @@ build = {
       ["freshbooks.oauth"] = "lua/freshbooks/oauth.lua",
       ["freshbooks.mirror"] = "lua/freshbooks/mirror/init.lua",
       ["freshbooks.mirror.feed"] = "lua/freshbooks/mirror/feed.lua",
+      ["freshbooks.mirror.postgres"] = "lua/freshbooks/mirror/postgres.lua",
+      ["freshbooks.mirror.pgwire"] = "lua/freshbooks/mirror/pgwire.lua",
       ["freshbooks.mirror.reports"] = "lua/freshbooks/mirror/reports.lua",
       ["freshbooks.mirror.resources"] = "lua/freshbooks/mirror/resources.lua",
       ["freshbooks.mirror.schema"] = "lua/freshbooks/mirror/schema.lua",

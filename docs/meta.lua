@@ -1333,7 +1333,7 @@ function secret.is(v) end
 ---@return freshbooks.core.Masker
 function secret.masker(values) end
 
----FreshBooks' JSON (src/decode.c).
+---FreshBooks' JSON (src/decode.c, src/encode.c).
 ---@class freshbooks.core.json
 ---@field null lightuserdata JSON null in arrays (the same value as cjson.null)
 local json = {}
@@ -1343,6 +1343,15 @@ local json = {}
 ---@return any|nil value
 ---@return string? err
 function json.decode(s) end
+
+---Canonical JSON (src/encode.c): object members in byte order of their keys, so the same value is the
+---same text in every Lua state (the mirror stores and compares records this way). Whole numbers are
+---written whole, others with 17 significant digits; NaN, infinities, functions and non-string keys
+---are refused (`bad_value`).
+---@param v any
+---@return string|nil text
+---@return table? err
+function json.encode(v) end
 
 ---The mirror's storage (src/sqlite.c, libsqlite3).
 ---@class freshbooks.core.sqlite

@@ -311,9 +311,12 @@ describe("freshbooks, the command", function()
       local job = w:spawn("login --no-browser")
       local start = job:url()
       local shared = shared_dir()
-      for _, hog in ipairs{ { "", "mine" }, { as_nobody(""), "theirs" } } do
+      -- The other user's copy of the client: the checkout may sit in a directory only its owner can enter.
+      local theirs = shared .. "/rawclient.lua"
+      C.write(theirs, C.read(C.root .. "/spec/support/rawclient.lua"), "644")
+      for _, hog in ipairs{ { C.raw, "mine" }, { as_nobody(C.lua .. " " .. q(theirs)), "theirs" } } do
         local ready = shared .. "/" .. hog[2]
-        w:background(("%s%s hog 127.0.0.1 %d 48 20 %s"):format(hog[1], C.raw, port, q(ready)))
+        w:background(("%s hog 127.0.0.1 %d 48 20 %s"):format(hog[1], port, q(ready)))
         assert.truthy(C.until_true(function() return H.read(ready) ~= nil end, 10), "the hog did not start")
       end
       local page = browse(start)

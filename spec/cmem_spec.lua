@@ -147,7 +147,7 @@ end
     each_clean(out, 3)
   end)
 
-  it("codecs, json_decode, secrets and guest states raise cleanly at every allocation", function()
+  it("codecs, json_decode, secrets, SQLite statements and guest states raise cleanly at every allocation", function()
     local out = sweep([[{
       json = function()
         return core.json.decode('{"a":[' .. ('1.5,"x\\u00e9y",'):rep(300) .. '2],"b":{"c":null,"d":"'
@@ -166,6 +166,17 @@ end
         local random = core.crypto.random_bytes(64)
         return core.crypto.hmac_sha256(s, "m"), core.crypto.equals(s, "x"), core.codec.hex(random), tostring(s)
       end,
+      sqlite = function()
+        local db = core.sqlite.open(dir .. "/m.db")
+        if not db then return end
+        db:exec("CREATE TABLE IF NOT EXISTS t (id INTEGER PRIMARY KEY, v TEXT)")
+        local st = db:prepare("INSERT OR REPLACE INTO t (id, v) VALUES (?, ?)")
+        if st then st:bind(7, ("v"):rep(200)); st:step(); st:close() end
+        local rows = db:prepare("SELECT id, v FROM t")
+        local r = rows and rows:step() and rows:row()
+        db:close()
+        return r
+      end,
       guest = function()
         local g = vm.new("local fb = ... local x = fb:me() return 1, 'two', { three = x }", "=g",
           { memory = 8e6, instructions = 1e8, time = 30, patterns = 1e6, output = 1e6 })
@@ -174,7 +185,7 @@ end
         g:close()
       end,
     }]])
-    each_clean(out, 7)
+    each_clean(out, 8)
   end)
 
   it("http_request and the client free libcurl's memory and keep no socket", function()

@@ -52,6 +52,12 @@ describe("OpenResty feeding webhook events to the mirror", function()
         location = /ping {
           content_by_lua_block { ngx.update_time(); ngx.say(require("cjson").encode{ at = ngx.now() }) }
         }
+        location = /sqlite {
+          content_by_lua_block {
+            local ok, err = pcall(require("freshbooks.mirror").open, { path = ngx.var.arg_path })
+            ngx.say(ok and "opened" or tostring(err))
+          }
+        }
       ]],
     }
     client = core.http.client{ timeout = 20 }
@@ -102,6 +108,14 @@ describe("OpenResty feeding webhook events to the mirror", function()
     assert(C.until_true(function() return organization(10008) == "Held 8" end, 30),
       "not delivered after the watcher came back: " .. watcher:stderr())
     for i = 3, 7 do assert.equals("Held " .. i, organization(10000 + i)) end
+  end)
+
+  it("refuses to open a SQLite mirror inside nginx, whose waits would block the worker", function()
+    local status, _, body = client:request{ url = app.url .. "/sqlite?path=" .. core.codec.urlencode(w.dir
+      .. "/in-nginx.db") }
+    assert.equals(200, status)
+    assert.matches("freshbooks.mirror: open: SQLite would block the nginx worker", body, 1, true)
+    assert.is_nil(io.open(w.dir .. "/in-nginx.db", "rb"))
   end)
 
   it("keeps events queued while no watcher runs, and delivers them to the next one", function()

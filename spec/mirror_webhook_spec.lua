@@ -126,6 +126,41 @@ describe("freshbooks.mirror fed by webhooks", function()
     M.assert_equal(m, fb, { M.businesses[1] }, "after late deliveries")
   end)
 
+  -- FreshBooks' stamps have one-second granularity: a record changed twice within a second, read between
+  -- the changes, keeps its stamp while its content moves on.
+  it("writes a change made within the second of the version it read (equal stamps, other content)", function()
+    -- (later than any change the other cases made: an earlier stamp would be an older version)
+    local T = os.time() + 600
+    local function notes(id)
+      return assert(m:query("SELECT json_extract(record, '$.notes') FROM invoices WHERE business_id = 1000001"
+        .. " AND id = ?", { id })).rows[1][1]
+    end
+    local function change(id, text)
+      local res = sb:admin("POST", "/_sandbox/change", { account_id = A, resource = "invoices", id = id, at = T,
+        set = { notes = text } })
+      assert.equals(T, res.updated_t)
+    end
+    -- through webhook events
+    change(11, "first of the second")
+    assert(m:apply(fb, { name = "invoice.update", object_id = "11", account_id = A }))
+    assert.equals("first of the second", notes(11))
+    change(11, "second of the second")
+    local out = assert(m:apply(fb, { name = "invoice.update", object_id = "11", account_id = A }))
+    assert.equals(1, out.written)
+    assert.equals("second of the second", notes(11))
+    -- the same record again: nothing to write
+    assert.equals(0, assert(m:apply(fb, { name = "invoice.update", object_id = "11", account_id = A })).written)
+    -- through incremental syncs (their boundary day is read again)
+    change(12, "first of the second")
+    assert(m:sync(fb, { budget = false, businesses = { A }, resources = { "invoices" }, reconcile = false }))
+    assert.equals("first of the second", notes(12))
+    change(12, "second of the second")
+    local s = assert(m:sync(fb, { budget = false, businesses = { A }, resources = { "invoices" }, reconcile = false }))
+    assert.equals(1, s.resources[1].written)
+    assert.equals("second of the second", notes(12))
+    M.assert_equal(m, fb, { M.businesses[1] }, "after changes within one second")
+  end)
+
   it("never lets an older version replace a newer row (a re-read that commits late)", function()
     local schema = require "freshbooks.mirror.schema"
     local r = require("freshbooks.mirror.resources").by_name.invoices

@@ -213,3 +213,53 @@ describe("core.sqlite.open", function()
     collectgarbage()
   end)
 end)
+
+-- core.json.encode (src/encode.c): how the mirror stores records, so that the same record is the same
+-- text in every process (its comparisons are text comparisons).
+describe("core.json.encode", function()
+  local encode, decode, null = core.json.encode, core.json.decode, core.json.null
+
+  it("writes members in byte order of their keys, whatever order the table holds them in", function()
+    local keys = {}
+    for i = 1, 300 do keys[i] = ("k%03d"):format((i * 7919) % 1000) end
+    local a, b = {}, {}
+    for i = 1, #keys do a[keys[i]] = i end
+    for i = #keys, 1, -1 do b[keys[i]] = i end
+    assert.equals(encode(a), encode(b))
+    assert.equals('{"B":1,"a":{"x":[1,2,{"p":true,"q":false}]},"a b":"","aa":null}',
+      encode{ aa = null, a = { x = { 1, 2, { q = false, p = true } } }, ["a b"] = "", B = 1 })
+    -- byte order: shorter prefixes first, bytes compared unsigned
+    assert.equals('{"a":1,"a\\u0000":2,"ab":3,"\195\169":4}', encode{ ["\195\169"] = 4, ab = 3, ["a\0"] = 2, a = 1 })
+  end)
+
+  it("round-trips what the decoder reads: strings with any bytes, whole and fractional numbers, nulls in arrays",
+    function()
+    local text = '{"a":"q\\"b\\\\s\\n\\t\\u0001\\u001f\255","big":9007199254740993,"f":0.1,"n":[1,null,-3],'
+      .. '"neg":-2.5e-07,"o":{},"t":true}'
+    local v = assert(decode(text))
+    local once = encode(v)
+    assert.equals(once, encode(assert(decode(once))))
+    assert.equals(0.1, decode(once).f)
+    assert.equals(-2.5e-07, decode(once).neg)
+    assert.matches('"a":"q\\"b\\\\s\\n\\t\\u0001\\u001f\255"', once, 1, true)
+    assert.matches('"n":[1,null,-3]', once, 1, true)
+    assert.equals("{}", encode({})) -- an empty table is an object
+    assert.equals("3000000000", encode(3000000000))
+    assert.equals('"x"', encode("x"))
+  end)
+
+  it("refuses what has no JSON with bad_value, never raising", function()
+    for _, v in ipairs { { f = function() end }, { [true] = 1 }, { [2] = 1 }, 0 / 0, math.huge,
+      { a = { b = -math.huge } }, { [1.5] = 1 } } do
+      local out, err = encode(v)
+      assert.is_nil(out)
+      assert.equals("bad_value", err.code)
+    end
+    local deep = {}
+    local t = deep
+    for _ = 1, 1100 do t.x = {} t = t.x end
+    local out, err = encode(deep)
+    assert.is_nil(out)
+    assert.matches("deep", err.message)
+  end)
+end)

@@ -283,11 +283,13 @@ int fb_client_stream(lua_State *L)
 	memset(s, 0, sizeof *s);
 	luaL_getmetatable(L, FB_STREAM_MT);
 	lua_setmetatable(L, -2);
+	s->client_ref = LUA_NOREF;
 	if (engine_init(&s->e, c, limit) != 0)
 		return luaL_error(L, "%s: curl_multi_init failed", fn);
+	/* open before the reference: luaL_ref may raise (out of memory), and __gc must then free the engine */
+	s->open = 1;
 	lua_pushvalue(L, 1);
 	s->client_ref = luaL_ref(L, LUA_REGISTRYINDEX);
-	s->open = 1;
 	return 1;
 }
 

@@ -15,6 +15,12 @@ static void group(lua_State *L, const char *name, void (*open)(lua_State *L))
 	lua_setfield(L, -2, name);
 }
 
+static void fb_open_json(lua_State *L)
+{
+	fb_open_decode(L);
+	fb_open_encode(L);
+}
+
 int luaopen_freshbooks_core(lua_State *L)
 {
 	int rc = fb_curl_global_init();
@@ -30,11 +36,12 @@ int luaopen_freshbooks_core(lua_State *L)
 	group(L, "codec", fb_open_codec);     /* codec.c: url and form encodings, query, base64, hex */
 	group(L, "crypto", fb_open_crypto);   /* crypto.c: hmac_sha256, equals, random_bytes */
 	group(L, "secret", fb_open_secret);   /* secret.c: new, reveal, is, masker */
-	group(L, "json", fb_open_decode);     /* decode.c: decode, null */
+	group(L, "json", fb_open_json);       /* decode.c, encode.c: decode, null, encode */
 	group(L, "fs", fb_open_lockfile);     /* lockfile.c: lock, read, write_atomic, overwrite */
 	group(L, "clock", fb_open_clock);     /* clock.c: now, sleep */
 	group(L, "signal", fb_open_interrupt); /* interrupt.c: trap, interrupted */
 	group(L, "process", fb_open_fd);     /* fd.c: close_on_exec, guard_stdio */
 	group(L, "sqlite", fb_open_sqlite);   /* sqlite.c: open (the mirror's database) */
+	group(L, "pg", fb_open_pg);           /* pg.c: connect (the mirror's PostgreSQL, libpq) */
 	return 1;
 }

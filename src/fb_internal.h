@@ -20,11 +20,13 @@ void fb_open_codec(lua_State *L);     /* core.codec  (codec.c) */
 void fb_open_crypto(lua_State *L);    /* core.crypto (crypto.c) */
 void fb_open_secret(lua_State *L);    /* core.secret (secret.c) */
 void fb_open_decode(lua_State *L);    /* core.json   (decode.c): FreshBooks' answers */
+void fb_open_encode(lua_State *L);    /* core.json   (encode.c): canonical JSON (the mirror's records) */
 void fb_open_lockfile(lua_State *L);  /* core.fs     (lockfile.c): the token file store */
 void fb_open_clock(lua_State *L);     /* core.clock  (clock.c): retries, benchmarks */
 void fb_open_interrupt(lua_State *L); /* core.signal (interrupt.c): the command */
 void fb_open_fd(lua_State *L);        /* core.process (fd.c): descriptors, for the command */
 void fb_open_sqlite(lua_State *L);    /* core.sqlite (sqlite.c): the mirror's database */
+void fb_open_pg(lua_State *L);        /* core.pg     (pg.c): the mirror's PostgreSQL */
 
 /* interrupt.c: the signal that arrived since core.signal.trap() (0: none), and whether it runs. */
 int fb_interrupted(void);

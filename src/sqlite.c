@@ -267,6 +267,16 @@ static int l_prepare(lua_State *L)
 	int rc;
 	if (strlen(sql) != len)
 		return luaL_error(L, "freshbooks.sqlite: the statement contains a zero byte");
+	/* The statement's userdata and its hold on the db come first: they may raise (out of memory),
+	 * and then nothing prepared is left without an owner. */
+	s = lua_newuserdata(L, sizeof *s);
+	s->stmt = NULL;
+	s->owner = d;
+	s->owner_ref = LUA_NOREF;
+	luaL_getmetatable(L, STMT_MT);
+	lua_setmetatable(L, -2);
+	lua_pushvalue(L, 1);
+	s->owner_ref = luaL_ref(L, LUA_REGISTRYINDEX);
 	d->stopped_by = 0;
 	rc = sqlite3_prepare_v2(d->db, sql, (int)len + 1, &stmt, &tail);
 	if (rc != SQLITE_OK)
@@ -290,13 +300,7 @@ static int l_prepare(lua_State *L)
 		fb_push_error(L, "sqlite_multiple", "one statement at a time", 23);
 		return 2;
 	}
-	s = lua_newuserdata(L, sizeof *s);
 	s->stmt = stmt;
-	s->owner = d;
-	luaL_getmetatable(L, STMT_MT);
-	lua_setmetatable(L, -2);
-	lua_pushvalue(L, 1);
-	s->owner_ref = luaL_ref(L, LUA_REGISTRYINDEX);
 	return 1;
 }
 
@@ -345,9 +349,9 @@ static int l_stmt_close(lua_State *L)
 	if (s->stmt != NULL) {
 		sqlite3_finalize(s->stmt);
 		s->stmt = NULL;
-		luaL_unref(L, LUA_REGISTRYINDEX, s->owner_ref);
-		s->owner_ref = LUA_NOREF;
 	}
+	luaL_unref(L, LUA_REGISTRYINDEX, s->owner_ref); /* nothing for LUA_NOREF */
+	s->owner_ref = LUA_NOREF;
 	return 0;
 }
 

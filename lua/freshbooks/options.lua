@@ -6,9 +6,9 @@
 --   local o = options.check("freshbooks.new", SPEC, opts, 2)   -- 2: raise at the caller's caller
 -- A rule: { types, min =, max =, integer = true, nonempty = true, default =, say = }. `types` is one
 -- type name or several joined by "|": string, number, boolean, table, function (a function or a
--- callable table), false (the value false itself). nonempty: a string must not be "". say: what the
--- message says the value must be ("an http(s) URL"), for a rule its caller checks further. Checks
--- that need more than a type (URLs, ids) stay with their caller.
+-- callable table), userdata (full or light), false (the value false itself). nonempty: a string must
+-- not be "". say: what the message says the value must be ("an http(s) URL"), for a rule its caller
+-- checks further. Checks that need more than a type (URLs, ids) stay with their caller.
 local options = {}
 
 local function callable(v)
@@ -23,7 +23,7 @@ local TEST = {
   ["false"] = function(v) return v == false end,
 }
 local NOUN = { ["function"] = "a function", table = "a table", string = "a string", boolean = "a boolean",
-  number = "a number", ["false"] = "false" }
+  number = "a number", ["false"] = "false", userdata = "a userdata" }
 
 -- options.spec{name = rule} -> the compiled spec (types split once, the message made once).
 function options.spec(rules)

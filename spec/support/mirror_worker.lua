@@ -1,6 +1,6 @@
 -- A sync in a process of its own, for the specs that kill it: mirror_worker.lua API_URL TOKENS_FILE MIRROR
--- [PARALLEL]. Prints a line per progress event, "synced" and exits 0 when the sync completes, else the
--- error and exits 1.
+-- [PARALLEL] (MIRROR: a file, or pg:CONNECTION for a PostgreSQL mirror at $FB_PG). Prints a line per
+-- progress event, "synced" and exits 0 when the sync completes, else the error and exits 1.
 local cjson = require "cjson"
 local freshbooks = require "freshbooks"
 local mirror = require "freshbooks.mirror"
@@ -13,7 +13,14 @@ local fb = freshbooks.new{ client_id = tokens.client_id, client_secret = tokens.
   redirect_uri = tokens.redirect_uri, api_url = api_url, auth_url = api_url, timeout = 20,
   tokens = { access_token = tokens.access_token, refresh_token = tokens.refresh_token, expires_in = 43200 },
   save = function() return true end }
-local m, err = mirror.open{ path = path }
+-- MIRROR "pg:CONNECTION": that connection's mirror in the PostgreSQL of $FB_PG (a conninfo)
+local pg_connection = path:match("^pg:(.+)$")
+local m, err
+if pg_connection then
+  m, err = mirror.open{ postgres = os.getenv("FB_PG"), connection = pg_connection }
+else
+  m, err = mirror.open{ path = path }
+end
 if not m then
   io.stdout:write("open failed: ", tostring(err), "\n")
   os.exit(1)

@@ -213,12 +213,12 @@ end
 
 function M.sync(ctx)
   local a = ctx.args
+  if a.listen and not a.watch then exit(2, "--listen serves events while --watch runs") end
   local fb = ctx:connected()
   local m, path = open(ctx, false)
   local out = ctx:output(nil)
   local opts = sync_opts(ctx, out)
   local srv = a.listen and listen(ctx, a.listen)
-  if a.listen and not a.watch then exit(2, "--listen serves events while --watch runs") end
   local first = true
   while true do
     local t0 = core.clock.now()
@@ -301,7 +301,7 @@ local function run_tabular(name)
     local days = a.days and tonumber(a.days)
     local ok, res, err = pcall(require("freshbooks.mirror.reports")[name], m, { as_of = a.as_of, business = a.business,
       from = a.from, to = a.to, basis = a.basis, days = days })
-    if not ok then exit(2, "%s", tostring(res):gsub("^.-freshbooks%.mirror%.reports: ", "")) end
+    if not ok then exit(2, "%s", tostring(res):gsub("^.-freshbooks%.mirror%.reports: [%w_]+: ", "")) end
     if not res then
       if err.code == "unknown_business" then exit(1, "%s", err.message) end
       cli.fail(err, "report")

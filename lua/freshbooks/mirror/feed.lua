@@ -11,6 +11,7 @@
 --   }
 --   -- in the handler, after webhook.verify:  require("freshbooks.mirror.feed").push(fields)
 local cjson = require "cjson"
+local options = require "freshbooks.options"
 
 local feed = {}
 
@@ -87,16 +88,22 @@ end
 
 -- feed.start{socket = path, dict = "freshbooks_events", interval = 0.2, batch = 100, timeout = 5} in
 -- init_worker_by_lua: the first worker drains the queue every `interval` seconds.
+local START = options.spec{
+  socket = { "string", nonempty = true, say = "the watcher's --listen path" },
+  dict = { "string", nonempty = true }, interval = { "number", min = 0.001, default = 0.2 },
+  batch = { "number", integer = true, min = 1, default = 100 }, timeout = { "number", min = 0.001, default = 5 },
+}
+
 function feed.start(opts)
-  if type(opts) ~= "table" or type(opts.socket) ~= "string" or opts.socket == "" then
+  opts = options.check("freshbooks.mirror.feed.start", START, opts, 2)
+  if opts.socket == nil then
     error("freshbooks.mirror.feed.start: socket (the watcher's --listen path) is required", 2)
   end
   shared(opts.dict)
   if ngx.worker.id() ~= 0 then return true end
-  local o = { socket = opts.socket, dict = opts.dict, batch = opts.batch or 100,
-              timeout = (opts.timeout or 5) * 1000 }
+  local o = { socket = opts.socket, dict = opts.dict, batch = opts.batch, timeout = opts.timeout * 1000 }
   local busy = false
-  return ngx.timer.every(opts.interval or 0.2, function(premature)
+  return ngx.timer.every(opts.interval, function(premature)
     if premature or busy then return end
     busy = true
     local ok, err = pcall(drain, o)

@@ -6,7 +6,9 @@
 --   local res = m:query("SELECT count(*) FROM invoices WHERE vis_state <> 1")        -- read-only SQL
 --   m:close()
 -- Bad arguments raise; run-time failures return nil, err (an errors object with a stable code).
+local env = require "freshbooks.env"
 local errors = require "freshbooks.errors"
+local options = require "freshbooks.options"
 local resources = require "freshbooks.mirror.resources"
 local schema = require "freshbooks.mirror.schema"
 local sync = require "freshbooks.mirror.sync"
@@ -21,32 +23,60 @@ for i, r in ipairs(resources.list) do mirror.resources[i] = r.name end
 local Mirror = {}
 Mirror.__index = Mirror
 
-local function check(opts, allowed, where)
-  if opts == nil then return {} end
-  if type(opts) ~= "table" then error("freshbooks.mirror: " .. where .. ": options must be a table", 3) end
-  for k in pairs(opts) do
-    if not allowed[k] then error(("freshbooks.mirror: %s: unknown option '%s'"):format(where, tostring(k)), 3) end
+local OPEN = options.spec{
+  path = { "string", nonempty = true, say = "a file name" },
+  backend = { "table", say = "a mirror backend (freshbooks.mirror.sqlite.open, freshbooks.mirror.postgres.open)" },
+  postgres = { "string|table", say = "a libpq connection string or URI, or a freshbooks.mirror.postgres.session" },
+  connection = { "string", nonempty = true, say = "a connection id (freshbooks.connections')" },
+  readonly = { "boolean" },
+  busy_timeout = { "number", min = 0, max = 3600 },
+}
+
+-- The PostgreSQL mirror of one connection: on a session of the caller's, or on one of its own (closed
+-- with the mirror); inside nginx, read-only over cosockets (freshbooks.mirror.pgwire).
+local function open_postgres(opts)
+  if not opts.connection then error("freshbooks.mirror: open: postgres needs connection (whose mirror)", 3) end
+  if env.nginx() then
+    if not opts.readonly or type(opts.postgres) ~= "string" then
+      error("freshbooks.mirror: open: inside nginx a PostgreSQL mirror is read-only (readonly = true) and"
+        .. " named by a connection string (writes belong to the sync workers)", 3)
+    end
+    return require("freshbooks.mirror.pgwire").open(opts.postgres, opts.connection)
   end
-  return opts
+  local pg = require "freshbooks.mirror.postgres"
+  local session, owned = opts.postgres, false
+  if type(session) == "string" then
+    local err
+    session, err = pg.session(session)
+    if not session then return nil, err end
+    owned = true
+  end
+  local b = pg.open(session, opts.connection)
+  if owned then b.close = function() session:close() end end
+  return b
 end
 
-local function number_opt(opts, k, min, where)
-  local v = opts[k]
-  if v ~= nil and (type(v) ~= "number" or v ~= v or v < min) then
-    error(("freshbooks.mirror: %s: %s must be a number >= %s"):format(where, k, min), 3)
-  end
-end
-
--- mirror.open{path = file | backend = object, readonly = false} -> mirror | nil, err
+-- mirror.open{path = file | postgres = conninfo or session, connection = id | backend = object,
+-- readonly = false} -> mirror | nil, err
 -- A new file gets the current schema, an older one is migrated forward (also when opened read-only:
 -- a writable connection does it first), a newer one is refused (mirror_too_new).
 function mirror.open(opts)
-  opts = check(opts, { path = true, backend = true, readonly = true, busy_timeout = true }, "open")
-  if (opts.path == nil) == (opts.backend == nil) then error("freshbooks.mirror: open: give path or backend", 2) end
-  if opts.path ~= nil and (type(opts.path) ~= "string" or opts.path == "") then
-    error("freshbooks.mirror: open: path must be a file name", 2)
+  opts = options.check("freshbooks.mirror: open", OPEN, opts, 2)
+  local given = (opts.path and 1 or 0) + (opts.backend and 1 or 0) + (opts.postgres and 1 or 0)
+  if given ~= 1 then error("freshbooks.mirror: open: give one of path, postgres or backend", 2) end
+  if opts.connection and not opts.postgres then
+    error("freshbooks.mirror: open: connection goes with postgres (a file holds one connection)", 2)
   end
-  number_opt(opts, "busy_timeout", 0, "open")
+  if opts.postgres then
+    local b, err = open_postgres(opts)
+    if not b then return nil, err end
+    opts.backend = b
+  end
+  if opts.path and env.nginx() then
+    -- SQLite waits on its locks and the disk in the calling thread: in nginx, the whole worker
+    error("freshbooks.mirror: open: SQLite would block the nginx worker: open the PostgreSQL mirror there"
+      .. " (freshbooks.mirror.postgres), or hand events to a watcher (freshbooks.mirror.feed)", 2)
+  end
   local b, err = opts.backend
   if not b then
     local sqlite = require "freshbooks.mirror.sqlite"
@@ -92,8 +122,20 @@ local function live(self, where)
   return self.backend
 end
 
-local SYNC = { businesses = true, resources = true, parallel = true, budget = true, progress = true, reconcile = true,
-               reconcile_every = true, overlap = true, wait = true, refresh_memberships = true }
+local BUDGET = options.spec{
+  rate = { "number", min = 0.001 }, burst = { "number", min = 1 }, max = { "number", integer = true, min = 1 },
+}
+local SYNC = options.spec{
+  businesses = { "table", say = "a non-empty list" }, resources = { "table", say = "a non-empty list" },
+  parallel = { "number", integer = true, min = 1, max = 32 },
+  budget = { "table|false", say = "a table {rate, burst, max} or false" },
+  progress = { "function" },
+  reconcile = { "boolean|string", say = 'true, false or "full"' },
+  reconcile_every = { "number", min = 0 }, overlap = { "number", min = 0 }, wait = { "number", min = 0 },
+  refresh_memberships = { "boolean" },
+}
+local APPLY = options.spec{ budget = { "table|false", say = "a table {rate, burst, max} or false" },
+  progress = { "function" } }
 
 local function check_session(fb, where)
   if type(fb) ~= "table" or type(fb.request) ~= "function" then
@@ -101,14 +143,9 @@ local function check_session(fb, where)
   end
 end
 
+-- The budget table, checked like options (a table of its own: {rate, burst, max}).
 local function check_budget(b, where)
-  if b == nil or b == false then return end
-  if type(b) ~= "table" then error("freshbooks.mirror: " .. where .. ": budget must be a table or false", 3) end
-  for k, v in pairs(b) do
-    if (k ~= "rate" and k ~= "burst" and k ~= "max") or type(v) ~= "number" or v ~= v or v <= 0 then
-      error("freshbooks.mirror: " .. where .. ": budget takes rate, burst and max, numbers > 0", 3)
-    end
-  end
+  if type(b) == "table" then options.check("freshbooks.mirror: " .. where .. ": budget", BUDGET, b, 3) end
 end
 
 -- m:sync(fb, opts) -> summary | nil, err, summary
@@ -122,18 +159,10 @@ end
 --   wait        seconds to wait for another sync of this mirror to end (default 0: sync_in_progress)
 function Mirror:sync(fb, opts)
   check_session(fb, "sync")
-  opts = check(opts, SYNC, "sync")
+  opts = options.check("freshbooks.mirror: sync", SYNC, opts, 2)
   if self.readonly then error("freshbooks.mirror: sync: the mirror was opened read-only", 2) end
-  number_opt(opts, "parallel", 1, "sync")
-  number_opt(opts, "reconcile_every", 0, "sync")
-  number_opt(opts, "overlap", 0, "sync")
-  number_opt(opts, "wait", 0, "sync")
   check_budget(opts.budget, "sync")
-  if opts.progress ~= nil and type(opts.progress) ~= "function" then
-    error("freshbooks.mirror: sync: progress must be a function", 2)
-  end
-  local r = opts.reconcile
-  if r ~= nil and r ~= true and r ~= false and r ~= "full" then
+  if type(opts.reconcile) == "string" and opts.reconcile ~= "full" then
     error("freshbooks.mirror: sync: reconcile must be true, false or \"full\"", 2)
   end
   for _, k in ipairs { "businesses", "resources" } do
@@ -162,7 +191,7 @@ end
 function Mirror:apply(fb, event, opts)
   check_session(fb, "apply")
   if type(event) ~= "table" then error("freshbooks.mirror: apply: event must be a table", 2) end
-  opts = check(opts, { budget = true, progress = true }, "apply")
+  opts = options.check("freshbooks.mirror: apply", APPLY, opts, 2)
   check_budget(opts.budget, "apply")
   if self.readonly then error("freshbooks.mirror: apply: the mirror was opened read-only", 2) end
   local ev = {}
@@ -174,16 +203,19 @@ function Mirror:apply(fb, event, opts)
   return sync.event(live(self, "apply"), fb, ev, opts)
 end
 
+local QUERY = options.spec{
+  deadline = { "number", min = 0 }, max_rows = { "number", integer = true, min = 0 },
+  max_bytes = { "number", integer = true, min = 0 },
+  null = { "userdata|table|string|number|boolean", say = "the value NULL reads as (e.g. cjson.null)" },
+}
+
 -- m:query(sql, params, {deadline = seconds, max_rows = n, max_bytes = n, null = value}) -> {columns, rows}
 -- | nil, err. One statement that only reads (read_only otherwise); too_many_rows, too_large,
 -- sqlite_deadline when it answers or runs past its bounds.
 function Mirror:query(sql, params, opts)
   if type(sql) ~= "string" then error("freshbooks.mirror: query: sql must be a string", 2) end
   if params ~= nil and type(params) ~= "table" then error("freshbooks.mirror: query: params must be a list", 2) end
-  opts = check(opts, { deadline = true, max_rows = true, max_bytes = true, null = true }, "query")
-  number_opt(opts, "deadline", 0, "query")
-  number_opt(opts, "max_rows", 0, "query")
-  number_opt(opts, "max_bytes", 0, "query")
+  opts = options.check("freshbooks.mirror: query", QUERY, opts, 2)
   return live(self, "query"):query(sql, params, opts)
 end
 

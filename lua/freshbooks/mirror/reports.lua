@@ -11,9 +11,26 @@
 -- The tabular ones answer {columns = {...}, rows = {{...}, ...}}: money as exact decimal strings.
 local date = require "freshbooks.date"
 local errors = require "freshbooks.errors"
+local options = require "freshbooks.options"
 local report = require "freshbooks.report"
 
 local reports = {}
+
+local DAY = { "string", say = "a date YYYY-MM-DD" }
+local BUSINESS = { "string|number", say = "a business_id, account_id, business uuid or name" }
+local OPTS = {
+  billing = options.spec{ as_of = DAY, business = BUSINESS },
+  revenue = options.spec{ from = DAY, to = DAY, basis = { "string", say = "invoiced or collected" },
+    business = BUSINESS },
+  unbilled_time = options.spec{ business = BUSINESS },
+  dso = options.spec{ as_of = DAY, days = { "number", integer = true, min = 1 }, business = BUSINESS },
+}
+local function check(name, m, opts)
+  if type(m) ~= "table" or type(m.query) ~= "function" or not m.backend then
+    error("freshbooks.mirror.reports: " .. name .. ": a mirror (freshbooks.mirror.open) is required", 3)
+  end
+  return options.check("freshbooks.mirror.reports: " .. name, OPTS[name], opts, 3)
+end
 
 local function money(cents)
   if cents == nil then return nil end
@@ -48,14 +65,12 @@ local function businesses(m, key)
   return out
 end
 
-local WS = "' ' || char(9, 10, 11, 12, 13)" -- what Lua's %s trims
-
 -- An invoice's client as the billing report names it: organization, else first and last name, else
 -- "Client <id>" (`t` prefixes the columns).
-local function client(t)
-  local name = ("trim(COALESCE(%sfname, '') || ' ' || COALESCE(%slname, ''), %s)"):format(t, t, WS)
+local function client(d, t)
+  local name = d.trim(("COALESCE(%sfname, '') || ' ' || COALESCE(%slname, '')"):format(t, t))
   return ("CASE WHEN COALESCE(%sorganization, '') <> '' THEN %sorganization WHEN %s <> '' THEN %s"
-    .. " ELSE 'Client ' || COALESCE(%scustomerid, '?') END"):format(t, t, name, name, t)
+    .. " ELSE 'Client ' || COALESCE(CAST(%scustomerid AS TEXT), '?') END"):format(t, t, name, name, t)
 end
 
 -- Owed: sent (not a draft), not deleted, something outstanding; aged from the due date (or the create
@@ -71,10 +86,10 @@ local function billing_sql(d)
   end
   -- per client and currency, named as their first invoice (in list order) names the client
   local groups = ("SELECT customerid, cur, count(*) AS n, sum(o) AS total, %s AS b0, %s AS b1, %s AS b2, %s AS b3,"
-    .. " %s AS b4, min(id) AS first FROM (SELECT owed.*, %s AS age FROM (%s) owed) GROUP BY customerid, cur")
+    .. " %s AS b4, min(id) AS first FROM (SELECT owed.*, %s AS age FROM (%s) owed) aged GROUP BY customerid, cur")
     :format(part(), part(0, 30), part(30, 60), part(60, 90), part(90), d.days("?2", "due"), owed)
   return ("SELECT g.customerid, g.cur, %s, g.n, g.total, g.b0, g.b1, g.b2, g.b3, g.b4 FROM (%s) g JOIN invoices i ON"
-    .. " i.business_id = ?1 AND i.id = g.first"):format(client("i."), groups)
+    .. " i.business_id = ?1 AND i.id = g.first"):format(client(d, "i."), groups)
 end
 
 local BUCKETS = { "current", "1-30", "31-60", "61-90", "90+" }
@@ -98,7 +113,7 @@ local function billing_one(m, biz, as_of)
     local rows, rerr = b:rows("SELECT record FROM invoices WHERE business_id = ? AND vis_state <> 1 ORDER BY id",
       biz.business_id)
     if not rows then return nil, rerr end
-    local decode = require("freshbooks.core").json_decode
+    local decode = require("freshbooks.core").json.decode
     for _, r in ipairs(rows) do acc.add(decode(r[1])) end
     return acc
   end
@@ -123,8 +138,8 @@ end
 
 -- reports.billing(m, {as_of = "YYYY-MM-DD", business = key}) -> {{business = {...}, acc = acc}, ...} | nil, err
 function reports.billing(m, opts)
-  opts = opts or {}
-  local as_of = day_of(opts.as_of, "as_of")
+  opts = check("billing", m, opts)
+  local as_of = day_of(opts.as_of, "billing: as_of")
   local list, err = businesses(m, opts.business)
   if not list then return nil, err end
   local out = {}
@@ -145,8 +160,11 @@ local function tabular(m, sql, params, columns, money_columns)
   return { columns = columns, rows = res.rows }
 end
 
-local CLIENT_NAME = ("CASE WHEN COALESCE(c.organization, '') <> '' THEN c.organization"
-  .. " ELSE trim(COALESCE(c.fname, '') || ' ' || COALESCE(c.lname, ''), %s) END"):format(WS)
+-- (min: one client per group, and PostgreSQL wants every column grouped or aggregated)
+local function client_name(d)
+  return ("min(CASE WHEN COALESCE(c.organization, '') <> '' THEN c.organization ELSE %s END)")
+    :format(d.trim("COALESCE(c.fname, '') || ' ' || COALESCE(c.lname, '')"))
+end
 
 local function where_business(key, params)
   if key == nil then return "" end
@@ -158,12 +176,12 @@ end
 -- reports.revenue(m, {from, to, basis = "invoiced" | "collected", business}) -> {columns, rows}
 -- invoiced: sent invoices (not drafts, not deleted) by their date; collected: payments by theirs.
 function reports.revenue(m, opts)
-  opts = opts or {}
-  local from = opts.from and day_of(opts.from, "from") or "0000-01-01"
-  local to = opts.to and day_of(opts.to, "to") or "9999-12-31"
+  opts = check("revenue", m, opts)
+  local from = opts.from and day_of(opts.from, "revenue: from") or "0000-01-01"
+  local to = opts.to and day_of(opts.to, "revenue: to") or "9999-12-31"
   local basis = opts.basis or "invoiced"
   if basis ~= "invoiced" and basis ~= "collected" then
-    error("freshbooks.mirror.reports: basis must be invoiced or collected", 2)
+    error("freshbooks.mirror.reports: revenue: basis must be invoiced or collected", 2)
   end
   local params = { from, to }
   local sql
@@ -172,13 +190,15 @@ function reports.revenue(m, opts)
       .. " sum(x.amount_cents) FROM invoices x LEFT JOIN clients c ON c.business_id = x.business_id AND c.id ="
       .. " x.customerid WHERE x.vis_state <> 1 AND COALESCE(x.v3_status, '') <> 'draft' AND COALESCE(x.status, 0)"
       .. " <> 1 AND x.create_date >= ?1 AND x.create_date <= ?2%s GROUP BY x.business_id, x.customerid,"
-      .. " x.currency_code, month ORDER BY x.business_id, month, x.currency_code, x.customerid"):format(CLIENT_NAME,
+      .. " x.currency_code, month ORDER BY x.business_id, month, x.currency_code, x.customerid"):format(
+      client_name(m.backend.dialect),
       where_business(opts.business, params))
   else
     sql = ("SELECT x.business_id, x.clientid, %s, x.currency_code, substr(x.date, 1, 7) AS month, count(*),"
       .. " sum(x.amount_cents) FROM payments x LEFT JOIN clients c ON c.business_id = x.business_id AND c.id ="
       .. " x.clientid WHERE x.vis_state <> 1 AND x.date >= ?1 AND x.date <= ?2%s GROUP BY x.business_id, x.clientid,"
-      .. " x.currency_code, month ORDER BY x.business_id, month, x.currency_code, x.clientid"):format(CLIENT_NAME,
+      .. " x.currency_code, month ORDER BY x.business_id, month, x.currency_code, x.clientid"):format(
+      client_name(m.backend.dialect),
       where_business(opts.business, params))
   end
   return tabular(m, sql, params, { "business_id", "client_id", "client", "currency", "month",
@@ -188,15 +208,17 @@ end
 -- reports.unbilled_time(m, {business}) -> {columns, rows}: logged, billable, not billed, not deleted;
 -- the value at the project's rate (hours x rate, to the cent) when the project has one.
 function reports.unbilled_time(m, opts)
-  opts = opts or {}
+  opts = check("unbilled_time", m, opts)
   local params = {}
-  local sql = ("SELECT x.business_id, x.client_id, %s, x.project_id, p.title, count(*), sum(x.duration),"
-    .. " sum(x.duration), CASE WHEN p.rate_cents IS NULL THEN NULL ELSE"
-    .. " (p.rate_cents * sum(x.duration) + 1800) / 3600 END FROM time_entries x LEFT JOIN clients c ON"
+  local d = m.backend.dialect
+  local sql = ("SELECT x.business_id, x.client_id, %s, x.project_id, min(p.title), count(*), sum(x.duration),"
+    .. " sum(x.duration), CASE WHEN min(p.rate_cents) IS NULL THEN NULL ELSE"
+    .. " %s END FROM time_entries x LEFT JOIN clients c ON"
     .. " c.business_id = x.business_id AND c.id = x.client_id LEFT JOIN projects p ON p.business_id = x.business_id"
     .. " AND p.id = x.project_id WHERE x.vis_state <> 1 AND x.gone_at IS NULL AND COALESCE(x.billable, 1) = 1 AND"
     .. " COALESCE(x.billed, 0) = 0 AND COALESCE(x.is_logged, 1) = 1%s GROUP BY x.business_id, x.client_id,"
-    .. " x.project_id ORDER BY x.business_id, 3, p.title, x.project_id"):format(CLIENT_NAME,
+    .. " x.project_id ORDER BY x.business_id, 3, 5, x.project_id"):format(client_name(d),
+    d.div("min(p.rate_cents) * sum(x.duration) + 1800", "3600"),
     where_business(opts.business, params))
   local res, err = tabular(m, sql, params, { "business_id", "client_id", "client", "project_id", "project",
     "entries", "seconds", "hours", "value" }, { 9 })
@@ -209,12 +231,9 @@ end
 -- owed now (the billing report's outstanding), the sales of the `days` days up to as_of (sent invoices
 -- by date), and DSO = owed / sales x days (one decimal; none without sales).
 function reports.dso(m, opts)
-  opts = opts or {}
-  local as_of = day_of(opts.as_of, "as_of")
+  opts = check("dso", m, opts)
+  local as_of = day_of(opts.as_of, "dso: as_of")
   local days = opts.days or 90
-  if type(days) ~= "number" or days < 1 or days ~= math.floor(days) then
-    error("freshbooks.mirror.reports: days must be a whole number >= 1", 2)
-  end
   local from = date.format(date.exact(as_of) - days + 1)
   local params = { from, as_of }
   local sent = "x.vis_state <> 1 AND COALESCE(x.v3_status, '') <> 'draft' AND COALESCE(x.status, 0) <> 1"

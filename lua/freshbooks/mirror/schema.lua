@@ -2,16 +2,17 @@
 -- plus the whole record as JSON, the businesses, the sync checkpoints; its version and the forward
 -- migrations. Typed columns are derived from the record, so a column a newer version adds is filled
 -- from the JSON already stored: an upgrade never needs a sync.
-local cjson = require "cjson"
 local core = require "freshbooks.core"
 local date = require "freshbooks.date"
 local errors = require "freshbooks.errors"
 local number = require("freshbooks.query").number
 local resources = require "freshbooks.mirror.resources"
 
+local encode = core.json.encode
+
 local schema = {}
 
-schema.VERSION = 1
+schema.VERSION = 2
 
 -- Migrations from version k - 1 to k: migrations[k](backend) -> true | nil, err, in the upgrade's
 -- transaction. Columns and tables the resource list adds need none (ensure() adds and fills them).
@@ -145,45 +146,37 @@ local function stamps(r, rec)
   return iso, iso
 end
 
--- JSON with its keys sorted, so that the same record is the same text whatever order a Lua state's
--- tables hold its keys in (Lua 5.4 seeds each state's hashes): records without a change stamp are
--- compared by this text. Four times lua-cjson's cost, so stamped records (compared by stamp) use cjson.
-local encode, sort, concat = cjson.encode, table.sort, table.concat
-local function canonical(v)
-  if type(v) ~= "table" then return encode(v) end
-  if next(v) == nil then return "{}" end
-  local parts = {}
-  if v[1] ~= nil then
-    for i = 1, #v do parts[i] = canonical(v[i]) end
-    return "[" .. concat(parts, ",") .. "]"
-  end
-  local keys = {}
-  for k in pairs(v) do keys[#keys + 1] = tostring(k) end
-  sort(keys)
-  for i, k in ipairs(keys) do parts[i] = encode(k) .. ":" .. canonical(v[k]) end
-  return "{" .. concat(parts, ",") .. "}"
-end
-schema.canonical = canonical
-
 -- The parameters of the upsert (schema.upsert_sql) for one record: business, id, vis (nil: keep the
--- row's, 0 for a new one), updated, seen (nil: keep), synced_at, typed..., record JSON, the stamp guard,
--- force (1: compare the JSON even when the stamps are equal: a record whose copies of another changed).
--- -> array, count
-function schema.params(r, business_id, rec, vis, seen, now_iso, force)
+-- row's, 0 for a new one), updated, seen (nil: keep), synced_at, typed..., the record as canonical JSON
+-- (core.json.encode: keys in byte order, so equal records are equal text in every Lua state), the
+-- stamp guard. -> array, count
+function schema.params(r, business_id, rec, vis, seen, now_iso)
   local updated, guard = stamps(r, rec)
   local p = { business_id, schema.id(r, rec), vis, updated, seen, now_iso }
   local typed = schema.typed(r)
   for i, c in ipairs(typed) do p[6 + i] = c[3](rec) end
   local n = 7 + #typed
-  p[n] = r.stamp and encode(rec) or canonical(rec)
+  p[n] = encode(rec)
   p[n + 1] = guard
-  p[n + 2] = force and 1 or 0
-  return p, n + 2
+  return p, n + 1
 end
 
 -- SQL -------------------------------------------------------------------------------------------
 
 local COMMON = { "business_id", "id", "vis_state", "updated", "seen", "gone_at", "synced_at" }
+
+-- A table of a connection's data: in a database holding several connections (d.scope: PostgreSQL),
+-- the connection's key leads the columns and the primary key, and the backend's d.scope(table) says
+-- what keeps each connection to its own rows. -> the statements that make it
+local function scoped_table(d, name, cols, key)
+  local all = {}
+  if d.scope then all[1] = d.scope.column end
+  for _, c in ipairs(cols) do all[#all + 1] = c end
+  all[#all + 1] = "PRIMARY KEY (" .. d.key(key) .. ")"
+  local out = { ("CREATE TABLE IF NOT EXISTS %s (\n  %s\n)"):format(name, table.concat(all, ",\n  ")) }
+  for _, sql in ipairs(d.scope and d.scope.statements(name) or {}) do out[#out + 1] = sql end
+  return out
+end
 
 function schema.create_sql(r, d)
   local cols = {
@@ -194,14 +187,14 @@ function schema.create_sql(r, d)
   }
   for _, c in ipairs(schema.typed(r)) do cols[#cols + 1] = c[1] .. " " .. d[c[2]] end
   cols[#cols + 1] = "record " .. d.json .. " NOT NULL"
-  cols[#cols + 1] = "PRIMARY KEY (business_id, id)"
-  return ("CREATE TABLE IF NOT EXISTS %s (\n  %s\n)"):format(r.table, table.concat(cols, ",\n  "))
+  return scoped_table(d, r.table, cols, "business_id, id")
 end
 
 -- One statement writes a record whatever the mirror holds: new rows are inserted; a row is changed only
--- when the record changed - by its stamp (records are de-duplicated by id and stamp), by its JSON when
--- it has no stamp or `force` says so - or its vis_state differs, or it was marked gone; and never by an
--- older version of the record (an earlier stamp). changes() says whether it wrote.
+-- when the record changed - its canonical JSON differs (FreshBooks' stamps have one-second granularity:
+-- two changes within a second share a stamp, so an equal stamp says nothing) - or its vis_state
+-- differs, or it was marked gone; and never by an older version of the record (an earlier stamp: a
+-- re-read that commits late). changes() says whether it wrote.
 function schema.upsert_sql(r, d)
   local names, sets = {}, {}
   for _, c in ipairs(COMMON) do names[#names + 1] = c end
@@ -216,34 +209,32 @@ function schema.upsert_sql(r, d)
   n = n + 1
   names[#names + 1] = "record"
   values[#values + 1] = "?" .. n
-  local g, f = "?" .. (n + 1), "?" .. (n + 2)
+  local g = "CAST(?" .. (n + 1) .. " AS " .. d.text .. ")" -- (PostgreSQL infers no type from IS NULL)
   local t = r.table
-  return ("INSERT INTO %s (%s) VALUES (%s)\nON CONFLICT (business_id, id) DO UPDATE SET"
+  return ("INSERT INTO %s (%s) VALUES (%s)\nON CONFLICT (%s) DO UPDATE SET"
     .. " vis_state = COALESCE(?3, %s.vis_state), updated = excluded.updated, seen = COALESCE(?5, %s.seen),"
     .. " gone_at = NULL, synced_at = excluded.synced_at, %srecord = excluded.record\nWHERE (%s.updated IS NULL"
-    .. " OR %s IS NULL OR %s >= %s.updated)"
-    .. " AND (%s OR ((excluded.updated IS NULL OR %s = 1) AND %s) OR %s OR %s.gone_at IS NOT NULL)")
-    :format(t, table.concat(names, ", "), table.concat(values, ", "), t, t,
-    #sets > 0 and (table.concat(sets, ", ") .. ", ") or "", t, g, g, t, d.distinct(t .. ".updated", "excluded.updated"),
-    f, d.distinct(t .. ".record", "excluded.record"),
+    .. " OR %s IS NULL OR %s >= %s.updated) AND (%s OR %s OR %s.gone_at IS NOT NULL)")
+    :format(t, table.concat(names, ", "), table.concat(values, ", "), d.key("business_id, id"), t, t,
+    #sets > 0 and (table.concat(sets, ", ") .. ", ") or "", t, g, g, t,
+    d.distinct(t .. ".record", "excluded.record"),
     d.distinct(t .. ".vis_state", "COALESCE(?3, " .. t .. ".vis_state)"), t)
 end
 
 local function base_sql(d)
   local i, t = d.integer, d.text
-  return {
-    "CREATE TABLE IF NOT EXISTS mirror_meta (key " .. t .. " PRIMARY KEY, value " .. t .. ")",
-    "CREATE TABLE IF NOT EXISTS businesses (business_id " .. i .. " PRIMARY KEY, account_id " .. t
-      .. ", business_uuid " .. t .. ", name " .. t .. ", role " .. t .. ", record " .. d.json .. ", synced_at "
-      .. t .. ")",
-    "CREATE TABLE IF NOT EXISTS sync_state (business_id " .. i .. " NOT NULL, resource " .. t .. " NOT NULL, phase "
-      .. t .. ", list " .. i .. ", page " .. i .. ", gen " .. i .. ", walk_started " .. t .. ", since " .. t
-      .. ", reconciled_at " .. t .. ", synced_at " .. t .. ", status " .. t .. ", error " .. t
-      .. ", PRIMARY KEY (business_id, resource))",
-    -- records to read again because a record they copy changed (written with that change)
-    "CREATE TABLE IF NOT EXISTS pending (business_id " .. i .. " NOT NULL, resource " .. t .. " NOT NULL, filter "
-      .. t .. " NOT NULL, value " .. t .. " NOT NULL, PRIMARY KEY (business_id, resource, filter, value))",
-  }
+  local out = { "CREATE TABLE IF NOT EXISTS mirror_meta (key " .. t .. " PRIMARY KEY, value " .. t .. ")" }
+  local function add(list) for _, sql in ipairs(list) do out[#out + 1] = sql end end
+  add(d.scope and d.scope.before or {})
+  add(scoped_table(d, "businesses", { "business_id " .. i .. " NOT NULL", "account_id " .. t, "business_uuid " .. t,
+    "name " .. t, "role " .. t, "record " .. d.json, "synced_at " .. t }, "business_id"))
+  add(scoped_table(d, "sync_state", { "business_id " .. i .. " NOT NULL", "resource " .. t .. " NOT NULL",
+    "phase " .. t, "list " .. i, "page " .. i, "gen " .. i, "walk_started " .. t, "since " .. t,
+    "reconciled_at " .. t, "synced_at " .. t, "status " .. t, "error " .. t }, "business_id, resource"))
+  -- records to read again because a record they copy changed (written with that change)
+  add(scoped_table(d, "pending", { "business_id " .. i .. " NOT NULL", "resource " .. t .. " NOT NULL",
+    "filter " .. t .. " NOT NULL", "value " .. t .. " NOT NULL" }, "business_id, resource, filter, value"))
+  return out
 end
 
 -- Version and migration -------------------------------------------------------------------------
@@ -253,6 +244,36 @@ function schema.version(b)
   local row, err = b:first("SELECT value FROM mirror_meta WHERE key = 'schema_version'")
   if row == nil then return nil, err end
   return row and tonumber(row[1]) or nil
+end
+
+-- Every stored record of `r` (every connection's, in a database that holds several), decoded, through
+-- `values(rec) -> params, n`, into the statement `sql`, whose last parameter is the row's d.rowid (the
+-- row's own address, whatever its key).
+local function each_record(b, r, sql, values)
+  local rows, err = b:rows(("SELECT %s, record FROM %s"):format(b.dialect.rowid, r.table))
+  if not rows then return nil, err end
+  for _, row in ipairs(rows) do
+    local rec = core.json.decode(row[2])
+    if type(rec) == "table" then
+      local p, n = values(rec)
+      p[n + 1] = row[1]
+      local ok, uerr = b:run(sql, (table.unpack or unpack)(p, 1, n + 1))
+      if not ok then return nil, uerr end
+    end
+  end
+  return true
+end
+
+-- Version 2: records are stored as canonical JSON (keys in byte order) and compared as text, so an
+-- equal stamp with other content is written; version 1 stored lua-cjson's order, which differs from
+-- one Lua state to the next.
+schema.migrations[2] = function(b)
+  for _, r in ipairs(resources.list) do
+    local ok, err = each_record(b, r, ("UPDATE %s SET record = ? WHERE %s = ?"):format(r.table, b.dialect.rowid),
+      function(rec) return { encode(rec) }, 1 end)
+    if not ok then return nil, err end
+  end
+  return true
 end
 
 -- Adds the tables and typed columns the resource list has and the file lacks, filling new columns from
@@ -266,8 +287,10 @@ local function ensure(b)
   for _, r in ipairs(resources.list) do
     local have = b:columns(r.table)
     if not have then
-      local ok, err = b:exec(schema.create_sql(r, d))
-      if not ok then return nil, err end
+      for _, sql in ipairs(schema.create_sql(r, d)) do
+        local ok, err = b:exec(sql)
+        if not ok then return nil, err end
+      end
     else
       local missing = {}
       for _, c in ipairs(schema.typed(r)) do
@@ -278,26 +301,20 @@ local function ensure(b)
         end
       end
       if #missing > 0 then
-        local rows, err = b:rows(("SELECT business_id, id, record FROM %s"):format(r.table))
-        if not rows then return nil, err end
         local sets = {}
         for i, c in ipairs(missing) do sets[i] = c[1] .. " = ?" end
-        local sql = ("UPDATE %s SET %s WHERE business_id = ? AND id = ?"):format(r.table, table.concat(sets, ", "))
-        for _, row in ipairs(rows) do
-          local rec = core.json.decode(row[3])
-          if type(rec) == "table" then
+        local ok, err = each_record(b, r, ("UPDATE %s SET %s WHERE %s = ?"):format(r.table, table.concat(sets, ", "),
+          d.rowid), function(rec)
             local p = {}
             for i, c in ipairs(missing) do p[i] = c[3](rec) end
-            p[#p + 1], p[#p + 2] = row[1], row[2]
-            local ok, uerr = b:run(sql, (table.unpack or unpack)(p, 1, #missing + 2))
-            if not ok then return nil, uerr end
-          end
-        end
+            return p, #missing
+          end)
+        if not ok then return nil, err end
       end
     end
     for i, cols in ipairs(r.indexes) do
-      local ok, err = b:exec(("CREATE INDEX IF NOT EXISTS %s_%d ON %s (business_id, %s)"):format(r.table, i, r.table,
-        table.concat(cols, ", ")))
+      local ok, err = b:exec(("CREATE INDEX IF NOT EXISTS %s_%d ON %s (%s)"):format(r.table, i, r.table,
+        d.key("business_id, " .. table.concat(cols, ", "))))
       if not ok then return nil, err end
     end
   end
@@ -311,11 +328,28 @@ end
 
 -- schema.migrate(backend) -> version | nil, err: a new file gets the current schema; an older one is
 -- brought forward in one transaction; a newer one (written by a later version) is refused.
+-- What ensure() would make, as a digest: a mirror at the current version with this layout needs no
+-- transaction to open (a worker opens one per connection it serves).
+local function layout(d)
+  local parts = base_sql(d)
+  for _, r in ipairs(resources.list) do
+    for _, sql in ipairs(schema.create_sql(r, d)) do parts[#parts + 1] = sql end
+    for _, cols in ipairs(r.indexes) do parts[#parts + 1] = table.concat(cols, ",") end
+  end
+  return core.codec.hex(core.crypto.hmac_sha256("freshbooks.mirror", table.concat(parts, "\n")))
+end
+
 function schema.migrate(b)
   local v, err = schema.version(b)
   if err then return nil, err end
   if v and v > schema.VERSION then return nil, schema.too_new(v) end
-  local ok, merr = b:atomic(function()
+  local want = layout(b.dialect)
+  if v == schema.VERSION then
+    local row, lerr = b:first("SELECT value FROM mirror_meta WHERE key = 'layout'")
+    if row == nil then return nil, lerr end
+    if row and row[1] == want then return schema.VERSION end
+  end
+  local ok, merr = (b.migration or b.atomic)(b, function()
     local done, e = ensure(b)
     if not done then return nil, e end
     for k = (v or schema.VERSION) + 1, schema.VERSION do
@@ -324,9 +358,11 @@ function schema.migrate(b)
         if not done then return nil, e end
       end
     end
-    done, e = b:run("INSERT INTO mirror_meta (key, value) VALUES ('schema_version', ?) ON CONFLICT (key)"
-      .. " DO UPDATE SET value = excluded.value", tostring(schema.VERSION))
-    if not done then return nil, e end
+    for key, value in pairs { schema_version = tostring(schema.VERSION), layout = want } do
+      done, e = b:run("INSERT INTO mirror_meta (key, value) VALUES (?, ?) ON CONFLICT (key) DO UPDATE SET value ="
+        .. " excluded.value", key, value)
+      if not done then return nil, e end
+    end
     return true
   end)
   if not ok then return nil, merr end

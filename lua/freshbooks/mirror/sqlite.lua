@@ -14,11 +14,15 @@
 --                                      (one sync per mirror)                -> lease | nil, err
 --   backend:close()
 -- The dialect: types (integer, text, json), `distinct(a, b)` (a null-safe "differs"), `days(a, b)`
--- (days from date text b to date text a), `add_days(d, n)` (date text n days after d), `begin` (the
--- statement opening a write transaction).
+-- (days from date text b to date text a), `add_days(d, n)` (date text n days after d), `div(a, b)`
+-- (integer division, toward zero), `trim(x)` (the whitespace Lua's %s trims, both ends), `begin` (the
+-- statement opening a write transaction), `rowid` (a row's own address, for migrations), `key(cols)`
+-- (a key's columns: a database holding several connections puts the connection first) and `scope`
+-- (nil here; see postgres.lua).
 -- SQL is written with `?` parameters and SQLite/PostgreSQL's common upsert (ON CONFLICT ... DO UPDATE).
 local core = require "freshbooks.core"
 local errors = require "freshbooks.errors"
+local options = require "freshbooks.options"
 
 local sqlite = {}
 
@@ -29,9 +33,13 @@ sqlite.dialect = {
   name = "sqlite",
   integer = "INTEGER", text = "TEXT", json = "TEXT",
   begin = "BEGIN IMMEDIATE",
+  rowid = "rowid",
+  key = function(cols) return cols end, -- one file, one connection: no connection key
   distinct = function(a, b) return a .. " IS NOT " .. b end,
   days = function(a, b) return "CAST(julianday(" .. a .. ") - julianday(" .. b .. ") AS INTEGER)" end,
   add_days = function(d, n) return "date(" .. d .. ", printf('%+d days', " .. n .. "))" end,
+  div = function(a, b) return "(" .. a .. ") / (" .. b .. ")" end,
+  trim = function(x) return "trim(" .. x .. ", ' ' || char(9, 10, 11, 12, 13))" end,
 }
 
 local function fail(err, what)
@@ -44,15 +52,17 @@ end
 
 -- sqlite.open(path, {readonly = false, busy_timeout = 5}) -> backend | nil, err
 -- A new file is made 0600 first (business data; SQLite's -wal and -shm files take its mode).
+local OPEN = options.spec{ readonly = { "boolean" }, busy_timeout = { "number", min = 0, max = 3600, default = 5 } }
+
 function sqlite.open(path, opts)
-  opts = opts or {}
-  if type(path) ~= "string" or path == "" then error("freshbooks.mirror: path must be a file name", 3) end
+  if type(path) ~= "string" or path == "" then error("freshbooks.mirror.sqlite.open: path must be a file name", 2) end
+  opts = options.check("freshbooks.mirror.sqlite.open", OPEN, opts, 2)
   if not opts.readonly and path ~= ":memory:" and not io.open(path, "rb") then
     local ok, err = core.fs.write_atomic(path, "", 384) -- 0600
     if not ok then return fail(err, path) end
   end
   local db, err = core.sqlite.open(path, { readonly = opts.readonly == true, create = false,
-    busy_timeout = opts.busy_timeout or 5 })
+    busy_timeout = opts.busy_timeout })
   if not db then return fail(err) end
   local b = setmetatable({ db = db, path = path, stmts = {}, readonly = opts.readonly == true,
     dialect = sqlite.dialect }, Backend)

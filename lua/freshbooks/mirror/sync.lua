@@ -14,6 +14,7 @@
 -- "Now" is FreshBooks' (the Date of its answer), never the local clock.
 local core = require "freshbooks.core"
 local date = require "freshbooks.date"
+local env = require "freshbooks.env"
 local errors = require "freshbooks.errors"
 local resources = require "freshbooks.mirror.resources"
 local schema = require "freshbooks.mirror.schema"
@@ -33,7 +34,8 @@ local function interrupted()
   if core.signal.interrupted() then return errors.new{ code = "aborted", message = "interrupted" } end
 end
 
--- The request budget: a token bucket (rate per second, burst); waits are shown through progress.
+-- The request budget: a token bucket (rate per second, burst); waits are shown through progress and
+-- sleep on nginx's event loop there (env.sleep).
 function sync.budget(opts, progress)
   local unlimited = opts == false
   opts = opts or {}
@@ -52,7 +54,7 @@ function sync.budget(opts, progress)
     if b.tokens < n then
       local wait = (n - b.tokens) / rate
       if progress then progress{ type = "wait", seconds = wait, reason = "budget" } end
-      core.clock.sleep(wait)
+      env.sleep(wait)
       b.tokens, b.at = n, core.clock.now()
     end
     b.tokens = b.tokens - n
@@ -75,19 +77,20 @@ local function load_state(C, biz, r)
   return st
 end
 
-local SAVE = ("INSERT INTO sync_state (business_id, resource, %s) VALUES (?, ?, %s) ON CONFLICT (business_id,"
-  .. " resource) DO UPDATE SET %s"):format(table.concat(STATE, ", "), ("?, "):rep(#STATE - 1) .. "?",
-  (function()
-    local s = {}
-    for i, k in ipairs(STATE) do s[i] = k .. " = excluded." .. k end
-    return table.concat(s, ", ")
-  end)())
+local function save_sql(d)
+  local s = {}
+  for i, k in ipairs(STATE) do s[i] = k .. " = excluded." .. k end
+  return ("INSERT INTO sync_state (business_id, resource, %s) VALUES (?, ?, %s) ON CONFLICT (%s) DO UPDATE SET %s")
+    :format(table.concat(STATE, ", "), ("?, "):rep(#STATE - 1) .. "?", d.key("business_id, resource"),
+    table.concat(s, ", "))
+end
 
 -- Inside a transaction (the one writing the data the checkpoint describes).
 local function save_state(C, biz, r, st)
   local p = { biz.business_id, r.name }
   for i, k in ipairs(STATE) do p[i + 2] = st[k] end
-  return C.b:run(SAVE, unpack(p, 1, #STATE + 2))
+  C.save_sql = C.save_sql or save_sql(C.b.dialect)
+  return C.b:run(C.save_sql, unpack(p, 1, #STATE + 2))
 end
 
 local function save_alone(C, biz, r, st)
@@ -210,7 +213,8 @@ local function queue_dependents(C, biz, r, new, old)
     local wanted = old ~= nil or d.from ~= nil
     if wanted and (value ~= nil and value ~= "" or not d[2]) then
       local ok, err = C.b:run("INSERT INTO pending (business_id, resource, filter, value) VALUES (?, ?, ?, ?)"
-        .. " ON CONFLICT (business_id, resource, filter, value) DO NOTHING", biz.business_id, d[1], d[2] or "",
+        .. " ON CONFLICT (" .. C.b.dialect.key("business_id, resource, filter, value") .. ") DO NOTHING",
+        biz.business_id, d[1], d[2] or "",
         tostring(value))
       if not ok then return nil, err end
     end
@@ -226,7 +230,7 @@ local function write_page(C, biz, r, records, list, opts)
     for _, rec in ipairs(records) do
       if type(rec) == "table" then
         local vis = vis_of(r, list, rec, opts.is_live, opts.started)
-        local p, n = schema.params(r, biz.business_id, rec, vis, opts.seen, C.now_iso, opts.force)
+        local p, n = schema.params(r, biz.business_id, rec, vis, opts.seen, C.now_iso)
         if p[2] ~= nil then
           local old = old_record(C, biz, r, p[2])
           local changed, err = C.b:run(sql, unpack(p, 1, n))
@@ -441,7 +445,7 @@ local function refresh_dependents(C, biz)
           one.query.search[g.filter .. "s"] = chunk
         end
         local ok, werr = walk(C, biz, d, one, 1, function(records)
-          return write_page(C, biz, d, records, one, { force = true })
+          return write_page(C, biz, d, records, one, {})
         end)
         if not ok then return nil, werr end
       end
@@ -630,11 +634,12 @@ local function save_businesses(C, list)
       local id = tonumber(m.business_id)
       if id then
         local ok, err = C.b:run("INSERT INTO businesses (business_id, account_id, business_uuid, name, role, record,"
-          .. " synced_at) VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (business_id) DO UPDATE SET account_id ="
+          .. " synced_at) VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (" .. C.b.dialect.key("business_id")
+          .. ") DO UPDATE SET account_id ="
           .. " excluded.account_id, business_uuid = excluded.business_uuid, name = excluded.name, role ="
           .. " excluded.role, record = excluded.record, synced_at = excluded.synced_at", id,
           m.account_id ~= nil and tostring(m.account_id) or nil, m.business_uuid, m.name, m.role,
-          require("cjson").encode(type(m.business) == "table" and m.business or {}), C.now_iso)
+          core.json.encode(type(m.business) == "table" and m.business or {}), C.now_iso)
         if not ok then return nil, err end
       end
     end
