@@ -9,8 +9,8 @@ local H = require "support.fbtest"
 describe("sandbox sync semantics", function()
   local sb, auth
   local A = "/accounting/account/aBcD1/"
-  local function get(path) return sb:http{ path = path, headers = auth } end
-  local function send(method, path, tbl) return sb:http{ method = method, path = path, headers = auth, json = tbl } end
+  local function get(path) return sb:fetch{ path = path, headers = auth } end
+  local function send(method, path, tbl) return sb:fetch{ method = method, path = path, headers = auth, json = tbl } end
   local function result(r) assert(r.status == 200, r.body) return r.json.response.result end
   local function ids(list, key)
     local out = {}
