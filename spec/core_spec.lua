@@ -477,7 +477,8 @@ describe("freshbooks.h embedding", function()
     local dir = ts.dir
     local cc = "cc -std=c99 -D_POSIX_C_SOURCE=200809L -Wall -Wextra -Werror -Isrc -Ibuild/" .. pc .. "/gen" ..
       " $(pkg-config --cflags " .. pc .. " libcurl libssl libcrypto sqlite3 libpq) spec/support/embed_host.c src/*.c" ..
-      " -o " .. dir .. "/embed_host $(pkg-config --libs " .. pc .. " libcurl libssl libcrypto sqlite3 libpq) -lm -ldl 2>&1"
+      " -o " .. dir .. "/embed_host $(pkg-config --libs " .. pc .. " libcurl libssl libcrypto sqlite3 libpq)" ..
+      " -lm -ldl 2>&1"
     local p = assert(io.popen(cc))
     local out = p:read("*a")
     p:close()
