@@ -228,8 +228,6 @@ local function cluster(ctx, path)
   if type(c.postgres) ~= "string" or type(c.redis) ~= "table" then
     exit(2, "%s: postgres (a connection string) and redis (connection settings) are required", path)
   end
-  -- (JSON's numbers decode as floats under Lua 5.4: 6379.0 is no port for LuaSocket)
-  if type(c.redis.port) == "number" then c.redis.port = math.floor(c.redis.port) end
   return c
 end
 
