@@ -164,7 +164,9 @@ $(RELEASE_ROCKSPEC): lua-freshbooks-scm-1.rockspec src/freshbooks.h
 # `make bench`: lua-freshbooks under lua5.4 and luajit against a raw libcurl loop in C and the official
 # Node SDK (installed into bench/node with npm when npm is there; skipped with a line otherwise), one
 # sandbox, interleaved rounds, medians and min-max (bench/run.lua says what is measured); then the mirror
-# (bench/mirror.lua: first sync next to export, an incremental sync after 100 changes, the offline report).
+# (bench/mirror.lua: first sync next to export, an incremental sync after 100 changes, the offline report),
+# and the mirror at scale (bench/mirror_scale.lua: the first sync into PostgreSQL next to SQLite, events
+# per second through the Redis stream into the mirror).
 BENCH_RAW := build/bench/raw_get
 $(BENCH_RAW): bench/raw_get.c
 	@mkdir -p $(dir $@)
@@ -178,6 +180,7 @@ bench: deps $(BENCH_RAW)
 	  (cd bench/node && npm ci --no-audit --no-fund --silent) || echo "bench: npm could not install the Node SDK"; fi
 	LUA_PATH="lua/?.lua;lua/?/init.lua;sandbox/?.lua;;" LUA_CPATH="build/lua5.4/?.so;;" lua5.4 bench/run.lua $(BENCH_RAW)
 	LUA_PATH="lua/?.lua;lua/?/init.lua;spec/?.lua;;" LUA_CPATH="build/lua5.4/?.so;;" lua5.4 bench/mirror.lua
+	LUA_PATH="lua/?.lua;lua/?/init.lua;spec/?.lua;;" LUA_CPATH="build/lua5.4/?.so;;" lua5.4 bench/mirror_scale.lua
 
 # `make bench-callgrind [CALLGRIND_LUAS="lua5.4 luajit"]`: instructions per GET under valgrind's
 # callgrind, a session's `acct.clients:get` against the raw libcurl loop (bench/callgrind.lua).

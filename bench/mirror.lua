@@ -21,25 +21,10 @@ local resources = require "freshbooks.mirror.resources"
 local ROUNDS = tonumber(arg[1]) or 3
 local INVOICES = 10000
 local q = sandbox.shell_quote
-local function say(fmt, ...) io.write(string.format(fmt, ...), "\n") io.flush() end
-
-local function median(t)
-  local s = {}
-  for i, x in ipairs(t) do s[i] = x end
-  table.sort(s)
-  if #s % 2 == 1 then return s[(#s + 1) / 2] end
-  return (s[#s / 2] + s[#s / 2 + 1]) / 2
-end
-local function fmt(t, f)
-  local lo, hi = math.huge, -math.huge
-  for _, x in ipairs(t) do lo, hi = math.min(lo, x), math.max(hi, x) end
-  return (f .. " (" .. f .. "-" .. f .. ")"):format(median(t), lo, hi)
-end
-local function timed(f)
-  local t0 = core.clock.now()
-  local a, b, c = f()
-  return core.clock.now() - t0, a, b, c
-end
+-- (bench/ is on package.path: make bench runs from the checkout)
+package.path = "bench/?.lua;" .. package.path
+local stats = require "stats"
+local median, fmt, timed, say = stats.median, stats.fmt, stats.timed, stats.say
 
 -- The exports that read what a first sync of one business reads: every list of every resource.
 local function exports()
@@ -67,7 +52,7 @@ local ok, err = pcall(function()
     return out
   end
   say("mirror benchmark: %d rounds, sandbox with %d invoices (%s; SQLite %s)", ROUNDS, INVOICES, _VERSION,
-    core.sqlite_version)
+    core.sqlite.sqlite_version)
   -- One untimed walk first: the sandbox keeps each record's rendering while nothing changes.
   run("sync --business aBcD1 --parallel 8 --no-budget --mirror " .. q(w.dir .. "/warm.db"))
   local R = { sync = { [0] = {}, [50] = {} }, export = { [0] = {}, [50] = {} }, inv_sync = { [0] = {}, [50] = {} },

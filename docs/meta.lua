@@ -957,14 +957,17 @@ function report.csv(out, biz, acc) end
 ---@return {business:fun(biz:table,acc:table),finish:fun()}
 function report.writer(out, format, as_of, width) end
 
----The mirror (`freshbooks.mirror`): FreshBooks in a local SQLite file (docs/mirror.md).
+---The mirror (`freshbooks.mirror`): FreshBooks in a local SQLite file, or PostgreSQL (docs/mirror.md).
 ---@class freshbooks.mirror
 ---@field schema_version integer
 ---@field resources string[] the resources a mirror keeps (each a table of the same name)
 local mirror = {}
 
 ---Opens (creating or migrating forward) a mirror; a newer one is refused (mirror_too_new).
----@param opts {path:string?,backend:table?,readonly:boolean?,busy_timeout:number?}
+---PostgreSQL: `postgres` (a conninfo or a freshbooks.mirror.postgres.session) and `connection` (whose
+---rows); inside nginx read-only over cosockets (`readonly = true`, a conninfo).
+---@param opts {path:string?,postgres:string|table|nil,connection:string?,backend:table?,readonly:boolean?,
+---  busy_timeout:number?}
 ---@return freshbooks.Mirror|nil
 ---@return freshbooks.Error? err
 function mirror.open(opts) end
@@ -989,6 +992,14 @@ function Mirror:sync(fb, opts) end
 ---@return table|nil outcome {resource, id, written, gone, requests} or {ignored = why}
 ---@return freshbooks.Error? err
 function Mirror:apply(fb, event, opts) end
+
+---A batch of events: the objects of one business and resource read together (100 a request).
+---@param fb freshbooks.Session
+---@param events table[] each as Mirror:apply takes it
+---@param opts? {budget:table|false|nil,progress:function?}
+---@return table|nil outcome {written, gone, requests, ignored}
+---@return freshbooks.Error? err
+function Mirror:apply_events(fb, events, opts) end
 
 ---One read-only SQL statement: read_only, too_many_rows, too_large, sqlite_deadline when refused.
 ---@param sql string
@@ -1037,6 +1048,84 @@ function mirror_reports.unbilled_time(m, opts) end
 ---@return {columns:string[],rows:any[][]}|nil
 ---@return freshbooks.Error? err
 function mirror_reports.dso(m, opts) end
+
+---Webhook events through a Redis stream (`freshbooks.mirror.stream`; docs/deployment.md).
+---@class freshbooks.mirror.stream
+local mirror_stream = {}
+
+---@param opts {redis:table,key:string?,group:string?,timeout:number?,keepalive:number?,
+---  pool_size:integer?}
+---@return freshbooks.mirror.Stream
+function mirror_stream.new(opts) end
+
+---A stream of webhook events, read by one consumer group.
+---@class freshbooks.mirror.Stream
+local EventStream = {}
+
+---Appends a verified delivery's event for `connection` (XADD; a cosocket inside nginx).
+---@param connection string
+---@param fields table webhook.parse's pairs or {name, object_id, account_id, business_id}
+---@return string|nil id
+---@return freshbooks.Error? err store_unavailable, bad_event
+function EventStream:push(connection, fields) end
+
+---Events pending `claim_after` seconds under other consumers (XAUTOCLAIM), then new ones (XREADGROUP).
+---@param consumer string
+---@param opts? {count:integer?,block:number?,claim_after:number?}
+---@return table[]|nil {{id, connection, event, at, claimed}, ...}
+---@return freshbooks.Error? err
+function EventStream:read(consumer, opts) end
+
+---Acknowledges (and deletes) entries after their commit.
+---@param entries table[]
+---@return integer|nil how many were still pending
+---@return freshbooks.Error? err
+function EventStream:ack(entries) end
+
+---@return table<string,integer>|nil events pushed and not yet acknowledged, per connection
+---@return freshbooks.Error? err
+function EventStream:pending() end
+
+---Idempotent.
+function EventStream:close() end
+
+---A sync worker for many connections (`freshbooks.mirror.worker`; `freshbooks sync --daemon`).
+---@class freshbooks.mirror.worker
+local mirror_worker = {}
+
+---@param opts {postgres:string,connections:table,events:freshbooks.mirror.Stream?,name:string?,
+---  interval:number?,concurrency:integer?,budget:table|false|nil,batch:integer?,block:number?,
+---  claim_after:number?,sync:table?,log:function?}
+---@return freshbooks.mirror.Worker|nil
+---@return freshbooks.Error? err
+function mirror_worker.new(opts) end
+
+---@class freshbooks.mirror.Worker
+local Worker = {}
+
+---A batch of events, then one connection due synced. -> {events, synced, error}
+function Worker:step(block) end
+---Steps until opts.stop() or opts.steps.
+function Worker:run(opts) end
+---Applies one batch of events. -> acknowledged count
+function Worker:drain(block) end
+---Syncs one connection unless another worker holds it (sync_in_progress) or every slot is taken (concurrency).
+function Worker:sync_connection(id, force) end
+---The connections due, the longest waiting first.
+function Worker:due() end
+---The connection's mirror on this worker's session.
+function Worker:mirror(id) end
+---{connection, synced_at, attempted_at, lag, pending, last_error, last_error_at, worker, requests,
+---businesses, resources}
+function Worker:status(id) end
+---Every connection's status.
+function Worker:statuses() end
+---Prometheus' text format.
+function Worker:metrics() end
+---p50, p99 and count of the last 1000 events' lag (receipt to commit), seconds.
+function Worker:lag() end
+---Idempotent.
+function Worker:close() end
 
 ---Options of core.http.client.
 ---@class freshbooks.core.ClientOptions
@@ -1417,6 +1506,10 @@ function clock.now() end
 ---Sleeps (blocking).
 ---@param seconds number
 function clock.sleep(seconds) end
+
+---Seconds since the epoch, to the microsecond: times compared across processes and machines.
+---@return number
+function clock.time() end
 
 ---Ctrl-C as a flag, for programs that own their process (src/interrupt.c).
 ---@class freshbooks.core.signal

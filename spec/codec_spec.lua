@@ -223,3 +223,32 @@ describe("core.crypto.equals, core.crypto.random_bytes, core.codec.hex", functio
     assert.error_matches(function() core.codec.hex(1) end, "string expected")
   end)
 end)
+
+describe("core.pg.scram (SCRAM-SHA-256 for pgwire), core.clock.time", function()
+  -- RFC 7677's example exchange: user "user", password "pencil"
+  local first_bare = "n=user,r=rOprNGfwEbeRWgbNEkqO"
+  local server_first = "r=rOprNGfwEbeRWgbNEkqO%hvYDpWUa2RaTCAfuxFIlj)hNlF$k0,s=W22ZaJ0SNY7soEsUEjb6gQ==,i=4096"
+  local without_proof = "c=biws,r=rOprNGfwEbeRWgbNEkqO%hvYDpWUa2RaTCAfuxFIlj)hNlF$k0"
+
+  it("gives RFC 7677's client proof and server signature", function()
+    local proof, signature = core.pg.scram("pencil", core.codec.unbase64("W22ZaJ0SNY7soEsUEjb6gQ=="), 4096,
+      first_bare .. "," .. server_first .. "," .. without_proof)
+    assert.equals("dHzbZapWIk4jUhN+Ute9ytag9zjfMHgsqmmiz7AndVQ=", core.codec.base64(proof))
+    assert.equals("6rriTRBi23WpRR/wtup+mMhUZUn/dB5nLTJRsjl95G4=", core.codec.base64(signature))
+    local other = core.pg.scram("pencil!", "salt", 4096, "m")
+    assert.are_not.equal(proof, other)
+  end)
+
+  it("raises on bad iterations and arguments", function()
+    assert.has_error(function() core.pg.scram("pw", "salt", 0, "m") end)
+    assert.has_error(function() core.pg.scram("pw", "salt", 1e8, "m") end)
+    assert.has_error(function() core.pg.scram("pw", nil, 1, "m") end)
+    assert.has_error(function() core.pg.scram(nil, "salt", 1, "m") end)
+  end)
+
+  it("tells the wall clock to the microsecond", function()
+    local t = core.clock.time()
+    assert.is_true(math.abs(t - os.time()) < 2)
+    assert.is_true(t ~= math.floor(t) or core.clock.time() ~= t)
+  end)
+end)

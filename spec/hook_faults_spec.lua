@@ -20,7 +20,7 @@ local function faulty(kind, point, normal)
     if kind == "nil_err" then return nil, "the " .. point .. " hook said no" end
     if kind == "garbage" then return GARBAGE[point] end
     if kind == "yield" then coroutine.yield("stalled in " .. point) end
-    if kind == "slow" then core.clock.sleep(0.2) end
+    if kind == "slow" then core.clock.sleep(0.05) end
     return normal(...)
   end
 end

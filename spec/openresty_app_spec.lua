@@ -25,7 +25,7 @@ end
 
 describe("the OpenResty example application", function()
   local sb, app, client, srv, hook_port
-  local SESSION_TTL = 2
+  local SESSION_TTL = 3
   setup(function()
     sb = sandbox.start{ invoices = 120 }
     srv = R.start{}
@@ -33,7 +33,7 @@ describe("the OpenResty example application", function()
     for _ = 1, 10 do
       hook_port = math.random(20000, 32000)
       local cfg = ("{ client_id = %q, client_secret = %q, redirect_uri = %q, session_secret = %q, redis_port = %d,"
-        .. " api_url = %q, auth_url = %q, public_url = %q, session_ttl = %d }")
+        .. " api_url = %q, auth_url = %q, public_url = %q, session_ttl = %d, mirror_stream = true }")
         :format(sb.app.client_id, sb.app.client_secret, sb.app.redirect_uri,
         core.codec.hex(core.crypto.random_bytes(32)), srv.port, sb.url, sb.auth_url,
         "http://127.0.0.1:" .. hook_port, SESSION_TTL)
@@ -92,9 +92,17 @@ describe("the OpenResty example application", function()
     return { cookie = hdrs["set-cookie"]:match("^(__Host%-session=[^;]+)"), csrf = cjson.decode(body).csrf,
       set_cookie = hdrs["set-cookie"] }
   end
+  -- A session lives SESSION_TTL seconds: one is reused while it has at least half of that left (a loaded
+  -- machine can spend seconds between two tests), then `name` signs in again.
   local function session(name)
-    sessions[name] = sessions[name] or fresh_session(name)
-    return sessions[name]
+    local s = sessions[name]
+    if not s or core.clock.now() - s.at > SESSION_TTL / 2 then
+      local at = core.clock.now()
+      s = fresh_session(name)
+      s.at = at
+      sessions[name] = s
+    end
+    return s
   end
   local function signin(name) return session(name).cookie end
   local function post(name, path, extra)
@@ -232,12 +240,17 @@ describe("the OpenResty example application", function()
       end
     end)
     assert.equal("aBcD1", seen.account_id)
+    -- and is appended to the mirror's stream for ann's connection (mirror_stream)
+    local entries = srv:cli("XRANGE", "freshbooks:{mirror}:events", "-", "+")
+    assert.matches("connection\nann\nname\ninvoice.create\nobject_id\n" .. inv.id .. "\n", entries)
+    local appended = srv:cli("XLEN", "freshbooks:{mirror}:events")
     -- A forged delivery (right fields, wrong signature) is refused and not recorded.
     local forged = "name=invoice.create&object_id=424242&account_id=aBcD1&business_id=1000001"
     status = hook(forged, { ["X-FreshBooks-Hmac-SHA256"] = core.codec.base64(string.rep("x", 32)) })
     assert.equal(401, status)
     local _, _, ev = get("/events", { Cookie = signin("ann") })
     for _, e in ipairs(cjson.decode(ev).events) do assert.are_not.equal("424242", e.object_id) end
+    assert.equal(appended, srv:cli("XLEN", "freshbooks:{mirror}:events"))
   end)
 
   it("makes no call to FreshBooks for an unauthenticated verification, whatever it guesses", function()

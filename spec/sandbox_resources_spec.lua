@@ -4,8 +4,8 @@ local sandbox = require "support.sandbox"
 describe("sandbox resources", function()
   local sb, auth
   local A = "/accounting/account/aBcD1/"
-  local function get(path) return sb:http{ path = path, headers = auth } end
-  local function send(method, path, tbl) return sb:http{ method = method, path = path, headers = auth, json = tbl } end
+  local function get(path) return sb:fetch{ path = path, headers = auth } end
+  local function send(method, path, tbl) return sb:fetch{ method = method, path = path, headers = auth, json = tbl } end
   local function result(r) return r.json.response.result end
 
   setup(function()

@@ -38,10 +38,12 @@ local connections -- per worker, made on first use
 
 -- configure{client_id, client_secret, redirect_uri, session_secret, public_url, redis_host?, redis_port?,
 -- redis_password?, prefix?, api_url?, auth_url?, scopes?, session_ttl? (s, 8 h), replay_window? (s, 600),
--- mirror_socket?}
+-- mirror_socket?, mirror_stream?}
 -- public_url: this app's own https origin (the webhook URI FreshBooks calls is public_url .. "/webhook").
 -- mirror_socket: where `freshbooks sync --watch --listen PATH` takes webhook events for a mirror
 -- (docs/mirror.md): verified deliveries are handed to it (app.init_worker starts the hand-off).
+-- mirror_stream: true, or the stream's key: verified deliveries are appended to a Redis stream (the app's
+-- Redis) for the subscriber's connection, for `freshbooks sync --daemon` (docs/deployment.md).
 function app.configure(c)
   for _, k in ipairs{ "client_id", "client_secret", "redirect_uri", "session_secret", "public_url" } do
     if type(c[k]) ~= "string" or c[k] == "" then error("app.configure: " .. k .. " is required", 2) end
@@ -350,6 +352,18 @@ function app.webhook()
       local seen = core.codec.hex(core.crypto.hmac_sha256(v, raw))
       if not shared():add("delivery:" .. seen, true, config.replay_window) then
         return reply(200, { received = "duplicate" })
+      end
+      -- the mirror's stream, which the sync workers read (mirror_stream): first, since a delivery not
+      -- appended is not received (503: FreshBooks sends it again)
+      local subscriber = config.mirror_stream and shared():get("subscriber:" .. account_id)
+      if subscriber then
+        local appended = require("freshbooks.mirror.stream").new{ key = type(config.mirror_stream) == "string"
+          and config.mirror_stream or nil, redis = { host = config.redis_host or "127.0.0.1",
+          port = tonumber(config.redis_port) or 6379, password = config.redis_password } }:push(subscriber, fields)
+        if not appended then
+          shared():delete("delivery:" .. seen)
+          return reply(503, { error = "unavailable", message = "the event could not be queued; deliver it again" })
+        end
       end
       local n = shared():incr("events:" .. account_id, 1, 0) -- atomic across workers
       shared():set("event:" .. account_id .. ":" .. n, cjson.encode{ name = webhook.field(fields, "name"),

@@ -28,6 +28,7 @@ local BACKLOG = 128
 local MAX_ACCEPT = 256      -- connections taken from the queue per round, so the loop stays responsive
 local MAX_NOTES = 20        -- notes on stderr about strays; then they are answered silently
 local SLICE = 0.25          -- longest wait in C, so Ctrl-C is seen promptly
+local EVICT_WAIT = 0.02     -- before a full house makes room: a browser just let in may still be sending
 local START = "/freshbooks-login/"
 
 -- http://localhost[:PORT][/path] or http://127.0.0.1[:PORT][/path] -> {host, port, path, addresses}
@@ -307,8 +308,10 @@ function Listener:feed(c, st, on_request, note)
 end
 
 -- A new connection: another user's program is refused. When every slot is taken, what the open
--- connections have sent is read first (a browser's request waiting there is served, not evicted), then
--- the oldest silent one makes room (a newcomer is the browser more often than an idler is).
+-- connections send within EVICT_WAIT is read first (a browser's request on its way is served, not
+-- evicted: on a loaded machine its bytes may trail its connection), then the oldest silent one makes
+-- room (a newcomer is the browser more often than an idler is). The wait also paces a flood of
+-- reconnecting idlers, so a browser let in lives through many of them.
 -- -> its state, or nil; true as second value when on_request said to stop.
 function Listener:admit(c, now, tables, on_request, note)
   local uid = self.uid and peer_uid(c, tables)
@@ -321,7 +324,7 @@ function Listener:admit(c, now, tables, on_request, note)
   local open, stop = {}, false
   for conn in pairs(self.conns) do open[#open + 1] = conn end
   if #open >= MAX_CONNS then
-    for _, conn in ipairs(socket.select(open, nil, 0) or {}) do
+    for _, conn in ipairs(socket.select(open, nil, EVICT_WAIT) or {}) do
       local st = self.conns[conn]
       if st and not stop then stop = self:feed(conn, st, on_request, note) end
     end
@@ -360,6 +363,7 @@ function Listener:poll(timeout, on_request, note)
       if self:feed(s, st, on_request, note) then return true end
     elseif not self.conns[s] then
       for _ = 1, MAX_ACCEPT do -- the whole queue: a flood cannot keep the browser waiting in it
+        if socket.gettime() - now > SLICE then break end -- (the rest next round: Ctrl-C is seen)
         local c = s:accept()
         if not c then break end
         local cst, stop = self:admit(c, now, tables, on_request, note)

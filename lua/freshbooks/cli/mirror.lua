@@ -211,8 +211,104 @@ local function serve(ctx, srv, m, fb, opts, seconds)
   for _, cl in ipairs(clients) do cl.sock:close() end
 end
 
+-- The cluster file of --daemon: JSON, private (0600), since it holds the database's and Redis'
+-- credentials: {"postgres": conninfo, "redis": {host, port, tls, username, password, sentinel},
+-- "prefix": the token keyspace's (default "freshbooks:"), "stream": the events' key, "group"}.
+local function cluster(ctx, path)
+  if not ctx.cfg.check_private(path, "the cluster file") then exit(2, "no cluster file at %s", path) end
+  local f = io.open(path, "rb")
+  local ok, c = pcall(cjson.decode, f and f:read("*a") or "")
+  if f then f:close() end
+  if not ok or type(c) ~= "table" then exit(2, "%s: not a JSON object", path) end
+  for k in pairs(c) do
+    if not ({ postgres = true, redis = true, prefix = true, stream = true, group = true })[k] then
+      exit(2, "%s: unknown key %q", path, tostring(k))
+    end
+  end
+  if type(c.postgres) ~= "string" or type(c.redis) ~= "table" then
+    exit(2, "%s: postgres (a connection string) and redis (connection settings) are required", path)
+  end
+  return c
+end
+
+-- freshbooks sync --daemon --cluster FILE: a sync worker for every connection of the set whose tokens
+-- the cluster's Redis keeps (freshbooks.mirror.worker); --status prints each connection's and exits.
+local function daemon(ctx)
+  local a = ctx.args
+  if not a.cluster then exit(2, "--daemon needs --cluster FILE (the database and Redis to serve)") end
+  local c = cluster(ctx, a.cluster)
+  local s = ctx:credentials(false)
+  -- Debian installs lua-redis for Lua 5.1-5.3 only; the same file runs on 5.4
+  if not pcall(require, "redis") then package.path = package.path .. ";/usr/share/lua/5.3/?.lua" end
+  local freshbooks = require "freshbooks"
+  local made, opts = pcall(function()
+    local stores = freshbooks.store.redis.keyspace{ redis = c.redis, prefix = c.prefix }
+    local conns = freshbooks.connections{ app = { client_id = s.client_id, client_secret = s.client_secret,
+      redirect_uri = s.redirect_uri, api_url = s.api_url, auth_url = s.auth_url, cainfo = s.ca_file },
+      store = stores }
+    local events = require("freshbooks.mirror.stream").new{ redis = c.redis, key = c.stream, group = c.group }
+    local opts = { postgres = c.postgres, connections = conns, events = events, interval = a.interval,
+      concurrency = a.concurrency, claim_after = a.claim_after, budget = budget(a),
+      sync = { parallel = a.parallel, businesses = a.business[1] and a.business or nil,
+        resources = a.resource[1] and a.resource or nil },
+      log = function(ev)
+        if ev.error then ctx:note("%s %s %s: %s", os.date("%H:%M:%S"), ev.type, tostring(ev.connection or ""),
+          ev.error) end
+        -- each sync's span on the wall clock, to the millisecond (--verbose)
+        if a.verbose and (ev.type == "synced" or ev.type == "sync_error") then
+          ctx:note("sync %s %.3f %.3f %s", ev.connection, ev.started, ev.finished, ev.error or "ok")
+        elseif a.verbose and ev.type == "sync" then
+          ctx:note("sync %s %.3f start", ev.connection, ev.started)
+        end
+      end }
+    return opts
+  end)
+  if not made then exit(2, "%s", text.clean(tostring(opts))) end
+  local w, werr
+  -- a worker starting while PostgreSQL is down (a restart, a failover) waits for it: 1 s, doubling to 30
+  local delay = 1
+  while true do
+    w, werr = require("freshbooks.mirror.worker").new(opts)
+    if w or a.status or werr.code ~= "pg_connection" then break end
+    ctx:note("%s PostgreSQL: %s; trying again in %d s", os.date("%H:%M:%S"), cli.describe_error(werr), delay)
+    core.clock.sleep(delay)
+    cli.check_interrupt()
+    delay = math.min(delay * 2, 30)
+  end
+  if not w then cli.fail(werr, "sync --daemon") end
+  ctx.cleanups[#ctx.cleanups + 1] = function() w:close() end
+  if a.status then
+    local list, err = w:statuses()
+    if not list then cli.fail(err, "status") end
+    local rows = {}
+    for i, st in ipairs(list) do
+      local null = cjson.null
+      rows[i] = { st.connection, st.synced_at and os.date("!%Y-%m-%dT%H:%M:%SZ", math.floor(st.synced_at)) or null,
+        st.lag and math.floor(st.lag) or null, st.pending, st.last_error or null, st.worker or null }
+    end
+    local out = ctx:output(nil)
+    text.rows(out, a.json and "json" or "table", { "connection", "synced_at", "lag_s", "pending", "last_error",
+      "worker" }, rows)
+    out.commit()
+    return
+  end
+  ctx:note("serving the connections of %s as worker %s", a.cluster, w.name)
+  local last_metrics = -math.huge
+  w:run{ stop = function() return core.signal.interrupted() end, after = function(self)
+    if a.metrics and core.clock.now() - last_metrics >= 1 then
+      last_metrics = core.clock.now()
+      core.fs.write_atomic(a.metrics, self:metrics(), 420)
+    end
+  end }
+  cli.check_interrupt()
+end
+
 function M.sync(ctx)
   local a = ctx.args
+  if a.daemon then return daemon(ctx) end
+  if a.status or a.cluster or a.metrics or a.concurrency or a.claim_after then
+    exit(2, "--cluster, --status, --metrics, --concurrency and --claim-after go with --daemon")
+  end
   if a.listen and not a.watch then exit(2, "--listen serves events while --watch runs") end
   local fb = ctx:connected()
   local m, path = open(ctx, false)

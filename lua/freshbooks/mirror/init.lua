@@ -184,6 +184,14 @@ function Mirror:sync(fb, opts)
   return res, serr, summary
 end
 
+-- An event's fields: webhook.parse's ordered {name, value} pairs, or a table of them.
+local function fields_of(event)
+  if event[1] == nil then return event end
+  local ev = {}
+  for _, p in ipairs(event) do if type(p) == "table" then ev[p[1]] = p[2] end end
+  return ev
+end
+
 -- m:apply(fb, event, opts) -> outcome | nil, err. `event`: {name, object_id, account_id, business_id}
 -- as a webhook delivers it (the delivery's form fields, verified by the caller). The object is read
 -- again (it or its deletion is what counts, whatever order events arrive in, however often); events
@@ -194,13 +202,24 @@ function Mirror:apply(fb, event, opts)
   opts = options.check("freshbooks.mirror: apply", APPLY, opts, 2)
   check_budget(opts.budget, "apply")
   if self.readonly then error("freshbooks.mirror: apply: the mirror was opened read-only", 2) end
-  local ev = {}
-  if event[1] ~= nil then -- webhook.parse's ordered {name, value} pairs
-    for _, p in ipairs(event) do if type(p) == "table" then ev[p[1]] = p[2] end end
-  else
-    ev = event
+  return sync.event(live(self, "apply"), fb, fields_of(event), opts)
+end
+
+-- m:apply_events(fb, events, opts) -> outcome | nil, err: a batch of events as m:apply takes them;
+-- the objects of one business and resource are read together (100 a request). outcome: {written,
+-- gone, requests, ignored = how many events named nothing the mirror keeps}. opts: budget, progress.
+function Mirror:apply_events(fb, events, opts)
+  check_session(fb, "apply_events")
+  if type(events) ~= "table" then error("freshbooks.mirror: apply_events: events must be a list", 2) end
+  opts = options.check("freshbooks.mirror: apply_events", APPLY, opts, 2)
+  check_budget(opts.budget, "apply_events")
+  if self.readonly then error("freshbooks.mirror: apply_events: the mirror was opened read-only", 2) end
+  local list = {}
+  for i, event in ipairs(events) do
+    if type(event) ~= "table" then error("freshbooks.mirror: apply_events: event " .. i .. " is not a table", 2) end
+    list[i] = fields_of(event)
   end
-  return sync.event(live(self, "apply"), fb, ev, opts)
+  return sync.events(live(self, "apply_events"), fb, list, opts)
 end
 
 local QUERY = options.spec{

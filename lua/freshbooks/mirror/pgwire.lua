@@ -375,15 +375,7 @@ function Backend:first(sql, ...)
   return rows[1] or false
 end
 
-function Backend:columns(tbl)
-  local rows, err = self:rows("SELECT column_name FROM information_schema.columns WHERE table_schema ="
-    .. " current_schema() AND table_name = ?", tbl)
-  if not rows then return nil, err end
-  if #rows == 0 then return nil end
-  local set = {}
-  for _, r in ipairs(rows) do set[r[1]] = true end
-  return set
-end
+Backend.columns = postgres.columns
 
 local function read_only()
   error("freshbooks.mirror.pgwire: this mirror reads only (nginx): the sync workers write it", 3)

@@ -354,6 +354,7 @@ function Backend:columns(tbl)
   for _, r in ipairs(rows) do set[r[1]] = true end
   return set
 end
+postgres.columns = Backend.columns -- (pgwire's too: it needs only rows)
 
 -- A read-only query, as the connection: a READ ONLY transaction (PostgreSQL refuses every write in it:
 -- read_only), stopped at `deadline` (pg_deadline), its rows bounded as they arrive (max_rows,

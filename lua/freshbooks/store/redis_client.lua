@@ -158,7 +158,7 @@ end
 local function check_port(v, name, level)
   local p = tonumber(v)
   if not p or p ~= math.floor(p) or p < 1 or p > 65535 then bad(name .. " must be a port number", level + 1) end
-  return p
+  return math.floor(p) -- an integer: LuaSocket refuses 6379.0 (a JSON number under Lua 5.3+)
 end
 
 local function address(s, level)
