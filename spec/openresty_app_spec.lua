@@ -42,7 +42,9 @@ describe("the OpenResty example application", function()
         http = table.concat({
           testserver.lua_paths{ "examples/openresty", "build/deps/lua" },
           "lua_shared_dict freshbooks 1m;",
+          "lua_shared_dict freshbooks_pending 1m;",
           "init_by_lua_block { require('app').configure(" .. cfg .. ") }",
+          "init_worker_by_lua_block { require('app').init_worker() }",
           -- (the spec also keeps a copy of the last event delivered, as a wiretap would: the replay case)
           "server { listen 127.0.0.1:" .. hook_port .. "; location = /webhook { content_by_lua_block {"
             .. " ngx.req.read_body()"

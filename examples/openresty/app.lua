@@ -18,7 +18,8 @@
 --   location = /subscribe   { content_by_lua_block { require("app").subscribe() } }   POST, CSRF
 --   location = /webhook     { content_by_lua_block { require("app").webhook() } }     POST (FreshBooks)
 --   location = /events      { content_by_lua_block { require("app").events() } }      GET, the user's own
--- Webhook verifiers, pending verifications and received events live in `lua_shared_dict freshbooks 1m;`.
+-- Webhook verifiers, pending verifications and received events live in `lua_shared_dict freshbooks 1m;`,
+-- token pairs Redis could not take yet in `lua_shared_dict freshbooks_pending 1m;`.
 local cjson = require "cjson.safe"
 local core = require "freshbooks.core"
 local freshbooks = require "freshbooks"
@@ -27,8 +28,16 @@ local webhook = require "freshbooks.webhook"
 
 local app = {}
 local config
--- init_worker_by_lua: the hand-off of webhook events to the mirror's watcher, when there is one.
+local stores -- the Redis keyspace of every connection's tokens, per worker, made on first use
+local keyspace -- () -> stores
+
+-- init_worker_by_lua: every second, what the node's pending place holds (token pairs Redis could not
+-- take when FreshBooks issued them) goes back to Redis, on an idle node and at once after a reload
+-- too; and the hand-off of webhook events to the mirror's watcher, when there is one.
 function app.init_worker()
+  ngx.timer.every(1, function(premature)
+    if not premature then keyspace().flush() end
+  end)
   if config and config.mirror_socket then
     require("freshbooks.mirror.feed").start{ socket = config.mirror_socket }
   end
@@ -75,12 +84,20 @@ local function redis_client()
   return r
 end
 
+-- pending: a pair Redis could not take outlives this worker and is seen by the node's other workers
+-- (lua_shared_dict freshbooks_pending; docs/deployment.md)
+function keyspace()
+  stores = stores or freshbooks.store.redis.keyspace{ redis = redis_client, prefix = config.prefix or "fb-app:",
+    pending = { shared_dict = "freshbooks_pending" } }
+  return stores
+end
+
 local function conns()
   if not connections then
     connections = freshbooks.connections{
       app = { client_id = config.client_id, client_secret = config.client_secret, redirect_uri = config.redirect_uri,
         api_url = config.api_url, auth_url = config.auth_url, scopes = config.scopes },
-      store = freshbooks.store.redis.keyspace{ redis = redis_client, prefix = config.prefix or "fb-app:" },
+      store = keyspace(),
     }
   end
   return connections
