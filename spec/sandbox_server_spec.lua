@@ -27,6 +27,17 @@ describe("sandbox server", function()
     assert.equals("1 0 ", out) -- the second request reused the first one's connection
   end)
 
+  it("never shares its port with another server: a second sandbox asked for it does not start", function()
+    -- (two sandboxes on one port would each answer part of a spec's requests: tokens of one unknown to
+    -- the other, logs empty; random ports under parallel spec jobs made that a rare flake)
+    local port = tonumber(sb.url:match(":(%d+)$"))
+    local ok, err = pcall(sandbox.start, { port = port, invoices = 1 })
+    if ok then err:stop() end
+    assert.is_false(ok)
+    assert.truthy(tostring(err):find("in use", 1, true), tostring(err))
+    assert.equals(401, sb:http{ path = "/auth/api/v1/users/me" }.status) -- the first one still answers
+  end)
+
   it("has no /_sandbox endpoints without --admin, and stops for good", function()
     local plain = sandbox.start{ admin = false, auto_consent = false }
     assert.equals(404, plain:http{ path = "/_sandbox/counters" }.status)
