@@ -82,7 +82,9 @@ describe("store.redis behind Sentinel", function()
     end
     assert.is_true(ok_after >= 3 * #users, "the connections did not come back after the failover")
     for code in pairs(codes) do
-      assert.truthy(code == "store_unavailable" or code == "save_failed", "unexpected " .. code)
+      -- (lock_lost: a lock taken on the killed primary that the promoted replica never received; the
+      -- holder's next extension finds it gone and stops before FreshBooks is called)
+      assert.truthy(code == "store_unavailable" or code == "save_failed" or code == "lock_lost", "unexpected " .. code)
     end
     for _, u in ipairs(users) do assert.is_true(conns:session(u):refresh(), u) end
     -- Nothing lost: each stored pair is the one the session holds, and FreshBooks takes it.
