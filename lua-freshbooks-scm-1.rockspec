@@ -77,6 +77,7 @@ build = {
       ["freshbooks.store.pending"] = "lua/freshbooks/store/pending.lua",
       ["freshbooks.store.redis"] = "lua/freshbooks/store/redis.lua",
       ["freshbooks.store.redis_client"] = "lua/freshbooks/store/redis_client.lua",
+      ["freshbooks.store.redis_scripts"] = "lua/freshbooks/store/redis_scripts.lua",
       ["freshbooks.transport"] = "lua/freshbooks/transport/init.lua",
       ["freshbooks.transport.cosocket"] = "lua/freshbooks/transport/cosocket.lua",
       ["freshbooks.transport.curl"] = "lua/freshbooks/transport/curl.lua",
