@@ -73,6 +73,9 @@ describe("PostgreSQL", function()
       assert.equals("pg_deadline", (code(db:exec("SELECT pg_sleep(5)"))))
       assert.is_true(core.clock.now() - t0 < 2)
       db:deadline(nil)
+      for _, bad in ipairs{ -1, 0 / 0, -math.huge } do
+        assert.has_error(function() db:deadline(bad) end, nil, tostring(bad))
+      end
       assert.same({ columns = { "x" }, rows = { { 2 } } }, db:query("SELECT 1 + $1 AS x", { 1 }))
       assert.equals("too_many_rows", (code(db:query("SELECT generate_series(1, 10)", nil, { max_rows = 3 }))))
       assert.equals("too_large", (code(db:query("SELECT repeat('x', 1000)", nil, { max_bytes = 100 }))))

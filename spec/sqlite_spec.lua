@@ -155,6 +155,9 @@ describe("core.sqlite.open", function()
     assert.is_true(core.clock.now() - t < 5)
     db:deadline(nil)
     assert.same({ 2 }, one(db, "SELECT 1 + 1"))
+    for _, bad in ipairs{ -1, 0 / 0, -math.huge } do
+      assert.has_error(function() db:deadline(bad) end, nil, tostring(bad))
+    end
     db:deadline(0) -- no time left at all
     ok, err = db:exec("WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM c) SELECT count(*) FROM c")
     assert.is_nil(ok)

@@ -72,3 +72,14 @@ double fb_now(void)
 	clock_gettime(CLOCK_MONOTONIC, &ts);
 	return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
 }
+
+double fb_optseconds(lua_State *L, int idx)
+{
+	lua_Number s;
+	if (lua_isnoneornil(L, idx))
+		return -1;
+	s = luaL_checknumber(L, idx);
+	if (!(s >= 0))
+		luaL_argerror(L, idx, "seconds >= 0 expected");
+	return (double)s;
+}

@@ -37,6 +37,8 @@ int fb_trapping_interrupts(void);
  * code, fmt, ...)`, which returns `nil, {code, message}` from a C function; a userdata class (methods
  * as __index, close as __gc/__close, __tostring); and pinning a module for the life of the process. */
 double fb_now(void);
+/* An optional duration argument: -1 for none/nil, else its seconds (raises unless a number >= 0). */
+double fb_optseconds(lua_State *L, int idx);
 void fb_push_error(lua_State *L, const char *code, const char *message, size_t len);
 int fb_fail(lua_State *L, const char *code, const char *fmt, ...);
 void fb_new_class(lua_State *L, const char *name, const luaL_Reg *methods, lua_CFunction close,

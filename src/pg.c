@@ -615,14 +615,8 @@ static int l_query(lua_State *L)
 static int l_deadline(lua_State *L)
 {
 	fb_pg *d = check_db(L, 1);
-	if (lua_isnoneornil(L, 2)) {
-		d->deadline = 0;
-	} else {
-		lua_Number s = luaL_checknumber(L, 2);
-		if (!(s >= 0))
-			return luaL_argerror(L, 2, "seconds >= 0 expected");
-		d->deadline = s > 0 ? (double)s : 1e-9;
-	}
+	double s = fb_optseconds(L, 2);
+	d->deadline = s < 0 ? 0 : s > 0 ? s : 1e-9;
 	return 0;
 }
 

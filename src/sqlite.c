@@ -322,16 +322,8 @@ static int l_in_transaction(lua_State *L)
 static int l_deadline(lua_State *L)
 {
 	fb_db *d = check_db(L, 1);
-	if (lua_isnoneornil(L, 2)) {
-		d->deadline = 0;
-	} else {
-		lua_Number s = luaL_checknumber(L, 2);
-		if (!(s >= 0))
-			return luaL_argerror(L, 2, "seconds >= 0 expected");
-		d->deadline = fb_now() + (double)s;
-		if (d->deadline <= 0)
-			d->deadline = 1e-9;
-	}
+	double s = fb_optseconds(L, 2);
+	d->deadline = s < 0 ? 0 : fb_now() + s; /* the monotonic clock is past 0 */
 	return 0;
 }
 
