@@ -72,6 +72,11 @@ describe("PostgreSQL", function()
       local t0 = core.clock.now()
       assert.equals("pg_deadline", (code(db:exec("SELECT pg_sleep(5)"))))
       assert.is_true(core.clock.now() - t0 < 2)
+      -- rows that trickle in (each one big enough to be sent as it is made) do not restart the clock
+      t0 = core.clock.now()
+      assert.equals("pg_deadline", (code(db:query("SELECT pg_sleep(0.05), repeat('x', 20000)"
+        .. " FROM generate_series(1, 100)"))))
+      assert.is_true(core.clock.now() - t0 < 2)
       db:deadline(nil)
       for _, bad in ipairs{ -1, 0 / 0, -math.huge } do
         assert.has_error(function() db:deadline(bad) end, nil, tostring(bad))

@@ -35,6 +35,7 @@
 typedef struct {
 	PGconn *conn;
 	double deadline; /* seconds a statement may run; 0: none */
+	double until;    /* when the statement in flight passes its deadline (fb_now); 0: never */
 	int stopped_by;  /* why the last statement was cancelled: 1 deadline, 2 signal */
 	int closed;      /* db:close() was called (a lost connection is conn == NULL, closed == 0) */
 } fb_pg;
@@ -145,13 +146,20 @@ static int wait_socket(fb_pg *d, int for_write, int ms, double until, int signal
 	return 0;
 }
 
+/* A PQsend*'s outcome; its statement's deadline counts from now, however many waits it takes. */
+static int sent(fb_pg *d, int ok)
+{
+	d->until = ok && d->deadline > 0 ? fb_now() + d->deadline : 0;
+	return ok;
+}
+
 /* After a PQsend*: flushes, then reads until the first result is ready (or every result, when
  * `single` is 0 the caller takes them one by one). Cancels the statement at the deadline or on Ctrl-C
  * and goes on reading its (error) answer, so the connection stays usable. -> 0, or -1 (the connection
  * failed: PQerrorMessage says why). */
 static int await(fb_pg *d)
 {
-	double until = d->deadline > 0 ? fb_now() + d->deadline : 0;
+	double until = d->until;
 	int cancelled = 0;
 	for (;;) {
 		int flushed = PQflush(d->conn);
@@ -299,7 +307,7 @@ static int l_exec(lua_State *L)
 	const char *sql = luaL_checkstring(L, 2);
 	int rc;
 	d->stopped_by = 0;
-	if (!PQsendQuery(d->conn, sql))
+	if (!sent(d, PQsendQuery(d->conn, sql)))
 		return fail_pg(L, d, NULL);
 	rc = drain(L, d);
 	if (rc)
@@ -317,7 +325,7 @@ static int l_prepare(lua_State *L)
 	const char *sql = luaL_checkstring(L, 3);
 	int rc;
 	d->stopped_by = 0;
-	if (!PQsendPrepare(d->conn, name, sql, 0, NULL))
+	if (!sent(d, PQsendPrepare(d->conn, name, sql, 0, NULL)))
 		return fail_pg(L, d, NULL);
 	rc = drain(L, d);
 	if (rc)
@@ -459,7 +467,7 @@ static int l_run(lua_State *L)
 	top = lua_gettop(L);
 	params(L, 3, 2 + n, vals);
 	d->stopped_by = 0;
-	if (!PQsendQueryPrepared(d->conn, name, n, vals, NULL, NULL, 0))
+	if (!sent(d, PQsendQueryPrepared(d->conn, name, n, vals, NULL, NULL, 0)))
 		return fail_pg(L, d, NULL);
 	lua_settop(L, top);
 	if (await(d) != 0)
@@ -552,7 +560,7 @@ static int l_query(lua_State *L)
 		params(L, base + 1, base + n, vals);
 	}
 	d->stopped_by = 0;
-	if (!PQsendQueryParams(d->conn, sql, n, NULL, vals, NULL, NULL, 0))
+	if (!sent(d, PQsendQueryParams(d->conn, sql, n, NULL, vals, NULL, NULL, 0)))
 		return fail_pg(L, d, NULL);
 	if (!PQsetSingleRowMode(d->conn)) {
 		discard(d);
