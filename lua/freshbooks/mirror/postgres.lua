@@ -106,8 +106,10 @@ postgres.placeholders = placeholders
 -- The password of a conninfo string or URI, to mask in every message (libpq's name the host, and a
 -- malformed string may be quoted back).
 local function password_of(info)
+  if info:match("^%a+://") then -- a URI: in its user part, or a query parameter up to the next one
+    return info:match("^%a+://[^:/@]*:([^@]*)@") or info:match("[?&]password=([^&#]*)")
+  end
   return info:match("password%s*=%s*'([^']*)'") or info:match("password%s*=%s*([^%s']+)")
-    or info:match("^%a+://[^:/@]*:([^@]*)@")
 end
 
 local function masked(self, text)
