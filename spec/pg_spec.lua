@@ -83,6 +83,8 @@ describe("PostgreSQL", function()
       end
       assert.same({ columns = { "x" }, rows = { { 2 } } }, db:query("SELECT 1 + $1 AS x", { 1 }))
       assert.equals("too_many_rows", (code(db:query("SELECT generate_series(1, 10)", nil, { max_rows = 3 }))))
+      assert.has_error(function() db:query("SELECT 1", nil, { max_rows = 0 / 0 }) end)
+      assert.same({ { 2 ^ 53 } }, assert(db:query("SELECT $1::float8", { 2 ^ 53 })).rows)
       assert.equals("too_large", (code(db:query("SELECT repeat('x', 1000)", nil, { max_bytes = 100 }))))
       assert.is_true(db:exec("SELECT 1")) -- still usable after each
       db:close()

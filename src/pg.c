@@ -359,7 +359,8 @@ static void params(lua_State *L, int first, int last, const char **vals)
 				double x = (double)lua_tonumber(L, i);
 				if (x != x || x == 1.0 / 0.0 || x == -1.0 / 0.0)
 					luaL_argerror(L, i, "NaN and infinity cannot be stored");
-				if (x == (double)(long long)x && x > -9007199254740992.0 && x < 9007199254740992.0)
+				/* range first: casting a double outside long long's is undefined */
+				if (x > -9007199254740992.0 && x < 9007199254740992.0 && x == (double)(long long)x)
 					snprintf(tmp, sizeof tmp, "%lld", (long long)x);
 				else
 					snprintf(tmp, sizeof tmp, "%.17g", x);
@@ -502,9 +503,10 @@ static int opt_int(lua_State *L, int t, const char *k, lua_Integer dflt)
 	lua_Integer v = dflt;
 	lua_getfield(L, t, k);
 	if (!lua_isnil(L, -1)) {
-		if (lua_type(L, -1) != LUA_TNUMBER || lua_tonumber(L, -1) < 0)
+		lua_Number n = lua_tonumber(L, -1);
+		if (lua_type(L, -1) != LUA_TNUMBER || !(n >= 0))
 			return luaL_error(L, "freshbooks.pg: query: %s must be a number >= 0", k);
-		v = (lua_Integer)lua_tonumber(L, -1);
+		v = n > 2147483647 ? 2147483647 : (lua_Integer)n; /* (cast within range only) */
 	}
 	lua_pop(L, 1);
 	return (int)(v > 2147483647 ? 2147483647 : v);
