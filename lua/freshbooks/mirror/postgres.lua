@@ -330,8 +330,8 @@ function Backend:migration(fn)
     local ok, err = self:run("SELECT pg_advisory_xact_lock(?, 0)", LOCK_SPACE)
     if not ok then return nil, err end
     local tables
-    tables, err = self:rows("SELECT quote_ident(relname) FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace WHERE"
-      .. " n.nspname = current_schema() AND c.relkind = 'r' AND c.relforcerowsecurity")
+    tables, err = self:rows("SELECT quote_ident(relname) FROM pg_class c JOIN pg_namespace n"
+      .. " ON n.oid = c.relnamespace WHERE n.nspname = current_schema() AND c.relkind = 'r' AND c.relforcerowsecurity")
     if not tables then return nil, err end
     for _, t in ipairs(tables) do
       ok, err = self:exec("ALTER TABLE " .. t[1] .. " NO FORCE ROW LEVEL SECURITY")
