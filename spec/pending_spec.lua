@@ -99,6 +99,17 @@ describe("a pending pair", function()
     assert.is_nil(H.read(node .. "/pending.json")) -- gone once Redis took it
   end)
 
+  it("leaves with its connection: after a delete nothing of it is written back", function()
+    local node = dir .. "/node-delete"
+    os.execute("mkdir -m 700 " .. q(node))
+    local k = "fb:pending:deleted"
+    orphan(k, node)
+    local s = freshbooks.store.redis{ redis = R.factory(srv), key = k, pending = { dir = node } }
+    assert.is_true(s.delete())
+    assert.is_nil(s.load()) -- (it came back from the node's place before)
+    assert.is_nil(freshbooks.store.redis{ redis = R.factory(srv), key = k }.load())
+  end)
+
   it("is never read through a symlink, nor from a file of the wrong shape", function()
     local node = dir .. "/hostile"
     os.execute("mkdir -m 700 " .. q(node))

@@ -40,7 +40,7 @@ local function dictionary(dict, name)
   local where = "lua_shared_dict " .. name
   local function locked(key, f)
     for _ = 1, 500 do
-      if dict:add(MUTEX .. key, true, 1) then
+      if dict:safe_add(MUTEX .. key, true, 1) then -- (add may evict: another connection's pair)
         local ok, a, b = pcall(f)
         dict:delete(MUTEX .. key)
         if not ok then return unavailable(where, tostring(a)) end
@@ -98,8 +98,11 @@ local function directory(dir)
   local function locked(f)
     local yielding = env.yielding()
     local lock, err
-    for _ = 1, yielding and 500 or 1 do -- inside nginx never a blocking flock: try, sleep on the loop
-      lock, err = core.fs.lock(lock_path, yielding and 0 or 1)
+    -- inside nginx never a blocking flock: try, then sleep on the event loop (or, where nothing may
+    -- yield, give up at once)
+    local wait = (yielding or env.nginx()) and 0 or 1
+    for _ = 1, yielding and 500 or 1 do
+      lock, err = core.fs.lock(lock_path, wait)
       if lock or err.code ~= "lock_timeout" then break end
       pause()
     end

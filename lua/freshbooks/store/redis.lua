@@ -607,6 +607,8 @@ local function build(o, keys, script, ks)
 
   -- Forget the tokens (a disconnected connection). -> true | nil, err
   function store.delete()
+    -- first: a pair of it kept on this node would be written back (also by the flush after the DEL)
+    ks.settled(key, nil, "")
     local _, err = run("del", key, { n = 0 })
     if err then return nil, err end
     ks.held[store] = nil
