@@ -665,27 +665,29 @@ static int l_scram(lua_State *L)
 	const char *auth = luaL_checklstring(L, 4, &alen);
 	unsigned char salted[32], client_key[32], stored_key[32], server_key[32], sig[32], proof[32];
 	unsigned int n = 32;
-	int i;
+	int i, ok;
 	if (iter < 1 || iter > 10000000)
 		return luaL_argerror(L, 3, "1..10000000 iterations expected");
-	if (PKCS5_PBKDF2_HMAC(pw, (int)plen, (const unsigned char *)salt, (int)slen, (int)iter, EVP_sha256(), 32,
-			      salted) != 1)
-		return fb_fail(L, "pg_auth", "PBKDF2 failed");
-	if (HMAC(EVP_sha256(), salted, 32, (const unsigned char *)"Client Key", 10, client_key, &n) == NULL)
-		return fb_fail(L, "pg_auth", "HMAC failed");
-	SHA256(client_key, 32, stored_key);
-	if (HMAC(EVP_sha256(), stored_key, 32, (const unsigned char *)auth, alen, sig, &n) == NULL)
-		return fb_fail(L, "pg_auth", "HMAC failed");
-	for (i = 0; i < 32; i++)
-		proof[i] = client_key[i] ^ sig[i];
-	if (HMAC(EVP_sha256(), salted, 32, (const unsigned char *)"Server Key", 10, server_key, &n) == NULL
-	    || HMAC(EVP_sha256(), server_key, 32, (const unsigned char *)auth, alen, sig, &n) == NULL)
-		return fb_fail(L, "pg_auth", "HMAC failed");
-	lua_pushlstring(L, (const char *)proof, 32);
-	lua_pushlstring(L, (const char *)sig, 32);
+	ok = PKCS5_PBKDF2_HMAC(pw, (int)plen, (const unsigned char *)salt, (int)slen, (int)iter, EVP_sha256(), 32,
+			       salted) == 1
+	     && HMAC(EVP_sha256(), salted, 32, (const unsigned char *)"Client Key", 10, client_key, &n) != NULL
+	     && SHA256(client_key, 32, stored_key) != NULL
+	     && HMAC(EVP_sha256(), stored_key, 32, (const unsigned char *)auth, alen, sig, &n) != NULL;
+	if (ok) {
+		for (i = 0; i < 32; i++)
+			proof[i] = client_key[i] ^ sig[i];
+		ok = HMAC(EVP_sha256(), salted, 32, (const unsigned char *)"Server Key", 10, server_key, &n) != NULL
+		     && HMAC(EVP_sha256(), server_key, 32, (const unsigned char *)auth, alen, sig, &n) != NULL;
+	}
+	/* the keys derived from the password go before anything that may raise or return */
 	OPENSSL_cleanse(salted, sizeof salted);
 	OPENSSL_cleanse(client_key, sizeof client_key);
+	OPENSSL_cleanse(stored_key, sizeof stored_key);
 	OPENSSL_cleanse(server_key, sizeof server_key);
+	if (!ok)
+		return fb_fail(L, "pg_auth", "PBKDF2 or HMAC failed");
+	lua_pushlstring(L, (const char *)proof, 32);
+	lua_pushlstring(L, (const char *)sig, 32);
 	return 2;
 }
 
