@@ -23,9 +23,6 @@ end
 
 -- sb:fetch(req): sb:http's request and answer, through libcurl in this process (no multipart), for the
 -- specs that drive the sandbox itself by the hundred (its conformance to FreshBooks' shapes).
-local function urlencode(v)
-  return (tostring(v):gsub("[^%w%-%._~]", function(c) return ("%%%02X"):format(c:byte()) end))
-end
 local function fetch(self, req)
   assert(not req.multipart, "sb:fetch sends no multipart: use sb:http")
   local headers, body = {}, req.body
@@ -34,9 +31,7 @@ local function fetch(self, req)
     body = cjson.encode(req.json)
     headers["Content-Type"] = headers["Content-Type"] or "application/json"
   elseif req.form then
-    local parts = {}
-    for _, p in ipairs(req.form) do parts[#parts + 1] = urlencode(p[1]) .. "=" .. urlencode(p[2]) end
-    body = table.concat(parts, "&")
+    body = core.codec.form(req.form) -- ({name, value} pairs, in order)
     headers["Content-Type"] = "application/x-www-form-urlencoded"
   end
   local url = req.url or (self.url .. (req.path or "/"))
