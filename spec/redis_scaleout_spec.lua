@@ -441,9 +441,8 @@ describe("scale-out: 2 nginx x 2 workers and plain processes, one Redis, faults"
         local current = j == #roots[id]
         if current and h == stored_hash then
           alive[id] = stored
-        elseif current then
-          dead[id] = true
-        else
+        else -- a lost chain, the current one included: its cause is counted (a preventable one fails)
+          dead[id] = dead[id] or current
           local why = cause(issued_by[h], root.time)
           lost[why] = lost[why] + 1
           local e = issued_by[h]
