@@ -231,22 +231,6 @@ describe("store.redis against a hostile Redis", function()
     for _, u in ipairs(users) do assert.is_true(accepted(sb, bks(u).load().refresh_token), u) end
   end)
 
-  it("never writes a held pair back over a new authorization saved after a delete", function()
-    local function node() return freshbooks.store.redis.keyspace{ redis = R.factory(srv), prefix = "fb:redo:" } end
-    local a, b = node()("alice"), node()("alice") -- one connection's store in two processes
-    local first = sb:token{ user = "alice" }
-    assert(a.save(first, nil))
-    local second = sb:token{ user = "alice" }
-    assert(a.save(second, first.refresh_token))
-    assert.equal(2, a.load().version) -- held by a, version 2
-    assert.is_true(b.delete()) -- disconnected elsewhere, then authorized again: version 1
-    local again = sb:token{ user = "alice" }
-    assert(b.save(again, nil))
-    local seen = assert(a.load())
-    assert.equal(H.hash(again.refresh_token), H.hash(seen.refresh_token)) -- a's pair came back before
-    assert.equal(H.hash(again.refresh_token), H.hash(b.load().refresh_token))
-  end)
-
   it("reads and moves keys of the previous layout, and never through an id shaped like one", function()
     local record = require("freshbooks.store.record")
     for i = 1, 5 do

@@ -487,13 +487,9 @@ local function build(o, keys, script, ks)
     local tokens, derr = decode(v, where)
     if not tokens then return nil, derr end
     -- An older pair than the one this process holds: Redis lost data and got an older pair back from
-    -- another process. Ours goes back (never over a newer one), and is what Redis holds now. Only after
-    -- a wipe: otherwise a lower version is a new authorization after a delete (versions start again),
-    -- and the pair held here is the revoked grant's.
+    -- another process. Ours goes back (never over a newer one), and is what Redis holds now.
     local mem = ks.held[store]
-    local older = mem and mem.version > (tokens.version or 0) and mem.refresh_token ~= tokens.refresh_token
-    if older and not ks.wiped_at then ks.check(true) end
-    if older and ks.wiped_at then
+    if mem and mem.version > (tokens.version or 0) and mem.refresh_token ~= tokens.refresh_token then
       local r = script("restore", key, { mem.text, mem.version, "", n = 3 }, true)
       local ours = r == 1 and record.decode(mem.text, where)
       if ours then
