@@ -258,6 +258,29 @@ function Tmux:type(text)
   os.execute(("tmux -S %s send-keys -t 0 Enter"):format(q(self.sock)))
 end
 
+-- Whether the pane's terminal echoed at the moment `text` first appeared in its output: a watcher
+-- on the pane's output stream asks stty the instant the last byte of `text` passes, faster than
+-- anyone could type. Call before the text can appear. -> function() -> true/false (nil: not seen)
+function Tmux:echoing_when(text)
+  local file = self.rc:gsub("%.rc$", ".echo")
+  os.remove(file)
+  local watcher = ("export out=%s tty=$(tmux -S %s display -p -t 0 '#{pane_tty}'); exec lua5.4 -e %s"):format(
+    q(file), q(self.sock),
+    q(([[local want, seen = %q, ""
+      repeat
+        local c = io.read(1)
+        seen = (seen .. (c or "")):sub(-#want)
+      until not c or seen == want
+      if seen == want then os.execute('stty -a -F "$tty" >"$out" 2>&1') end
+      io.read("a")]]):format(text)))
+  assert(H.run(("tmux -S %s pipe-pane -O -t 0 %s"):format(q(self.sock), q(watcher))))
+  return function()
+    if not C.until_true(function() return C.read(file):find("echo", 1, true) end, 10) then return nil end
+    local s = C.read(file)
+    return s:find("[ ;\n]echo[ ;\n]") ~= nil or s:find("^echo[ ;\n]") ~= nil
+  end
+end
+
 function Tmux:wait(seconds)
   C.until_true(function() return C.read(self.rc):match("%d+") end, seconds or 20)
   return tonumber(C.read(self.rc):match("%d+"))

@@ -202,23 +202,26 @@ end
 -- Terminal prompts ------------------------------------------------------------------------------
 
 -- On a terminal the shell reads the line: it can turn echo off for a secret and, whatever happens
--- (Ctrl-C included, which LuaJIT only notices after Enter), put the terminal back as it was.
-local READ = [[IFS= read -r line && printf 'ok:%s' "$line"]]
+-- (Ctrl-C included, which LuaJIT only notices after Enter), put the terminal back as it was. It
+-- writes the prompt itself, after echo is off: a person (or a program) answering the prompt the
+-- moment it appears never has the secret shown.
+local READ = [[printf '%%s' %s >&2; IFS= read -r line && printf 'ok:%%s' "$line"]]
 local READ_SECRET = [[old=$(stty -g 2>/dev/null); trap 'stty "$old" 2>/dev/null; exit 130' INT TERM HUP
-stty -echo 2>/dev/null; IFS= read -r line && printf 'ok:%s' "$line"; stty "$old" 2>/dev/null]]
+stty -echo 2>/dev/null; printf '%%s' %s >&2; IFS= read -r line && printf 'ok:%%s' "$line"; stty "$old" 2>/dev/null]]
 
 local function trim(s) return s and (s:gsub("^%s+", ""):gsub("%s+$", "")) end
 
 -- Read one line (nil at end of input); `secret`: without echo.
 function config.ask(prompt, secret)
-  io.stderr:write(prompt)
-  io.stderr:flush()
   if not require("term").isatty(io.stdin) then
+    io.stderr:write(prompt)
+    io.stderr:flush()
     local line = io.read("*l")
     io.stderr:write("\n")
     return trim(line)
   end
-  local p = spawn.popen(secret and READ_SECRET or READ, "r")
+  io.stderr:flush()
+  local p = spawn.popen((secret and READ_SECRET or READ):format(spawn.quote(prompt)), "r")
   local out = p:read("*a") or ""
   p:close()
   local line = out:match("^ok:(.*)$")
