@@ -23,9 +23,14 @@ local LOCATIONS = [[
       ngx.update_time()
       local started = ngx.now()
       local res, err = m:query(ngx.unescape_uri(ngx.var.arg_q or ""), nil,
-        { deadline = tonumber(ngx.var.arg_deadline) or 10 })
+        { deadline = tonumber(ngx.var.arg_deadline) or 10, max_rows = tonumber(ngx.var.arg_max_rows) })
       ngx.update_time()
-      ngx.say(require("cjson").encode{ rows = res and res.rows, columns = res and res.columns,
+      -- the first row with each number in full (JSON here keeps 14 digits) and a mark on text
+      local first = {}
+      for i, v in ipairs(res and res.rows[1] or {}) do
+        first[i] = type(v) == "number" and ("%.17g"):format(v) or "text:" .. tostring(v)
+      end
+      ngx.say(require("cjson").encode{ rows = res and res.rows, first = first, columns = res and res.columns,
         code = err and err.code, message = err and err.message, started = started, finished = ngx.now() })
     }
   }
@@ -172,6 +177,20 @@ describe("the PostgreSQL mirror read from OpenResty", function()
     assert.is_true(core.clock.now() - t0 < 3)
     assert.equals("pg", read("alice", "SELEC 1").code)
     assert.equals(1, read("alice", "SELECT 1").rows[1][1])
+  end)
+
+  it("stops reading an answer at its row limit, and gives integers as exactly as libpq's reader", function()
+    local t0 = core.clock.now()
+    local r = get("/read?c=alice&max_rows=3&q=" .. core.codec.urlencode("SELECT generate_series(1, 20000000)"))
+    assert.equals("too_many_rows", r.code)
+    -- the rest is never read: the connection closes (reading twenty million rows takes seconds)
+    io.stderr:write(("    over the row limit: answered in %.2f s\n"):format(core.clock.now() - t0))
+    assert.is_true(core.clock.now() - t0 < 1.5, core.clock.now() - t0)
+    assert.equals(1, read("alice", "SELECT 1").rows[1][1])
+    local first = read("alice", "SELECT 9007199254740991::bigint, -9007199254740991::bigint, 1234567890123456::bigint,"
+      .. " 9007199254740992::bigint, 12345678901234567890::numeric, 2.5::numeric").first
+    assert.same({ "9007199254740991", "-9007199254740991", "1234567890123456", "text:9007199254740992",
+      "text:12345678901234567890", "text:2.5" }, first)
   end)
 
   it("refuses a phase that cannot yield, and a wrong password, with codes", function()

@@ -248,13 +248,17 @@ end
 local SCOPE = "INSERT INTO mirror_scope (pid, connection_id) VALUES (pg_backend_pid(), $1) ON CONFLICT (pid) DO"
   .. " UPDATE SET connection_id = excluded.connection_id"
 
--- Values as core.pg gives them, by type: integers, whole numerics and floats as numbers (beyond 2^53 a
--- number would round: its text instead), booleans, the rest as text.
+-- Values as core.pg gives them under LuaJIT, by type: integers, whole numerics and floats as numbers
+-- (from 2^53 on a number would round: its text instead), booleans, the rest as text.
 local NUMERIC = { [20] = true, [21] = true, [23] = true, [26] = true, [1700] = true }
+local EXACT = 2 ^ 53
 local function value(oid, v)
   if oid == 16 then return v == "t" end
   if oid == 700 or oid == 701 then return tonumber(v) end
-  if NUMERIC[oid] and #v < 16 and not v:find("[^%-%d]") then return tonumber(v) end
+  if NUMERIC[oid] and #v < 20 and v:find("^%-?%d+$") then
+    local x = tonumber(v)
+    if x > -EXACT and x < EXACT then return x end
+  end
   return v
 end
 
@@ -277,7 +281,7 @@ local function exchange(self, sql, params, n, opts)
   }
   local sent, serr = conn.sock:send(concat(out))
   if not sent then conn.sock:close() return lost(serr) end
-  local ready, done, failure, too = 0, 0, nil, nil
+  local ready, done, failure = 0, 0, nil
   local columns, types, rows, bytes = nil, nil, {}, 0
   local null = opts.null
   while ready < 3 do
@@ -290,7 +294,7 @@ local function exchange(self, sql, params, n, opts)
       failure = failure or e
     elseif kind == "C" then
       done = done + 1
-    elseif kind == "T" and not too then
+    elseif kind == "T" then
       local nf = get16(body, 1)
       columns, types = {}, {}
       local i = 3
@@ -300,7 +304,7 @@ local function exchange(self, sql, params, n, opts)
         types[c] = get32(body, z + 7)
         i = z + 19
       end
-    elseif kind == "D" and not too then
+    elseif kind == "D" then
       local nf, i, row = get16(body, 1), 3, {}
       for c = 1, nf do
         local len = get32(body, i)
@@ -314,16 +318,19 @@ local function exchange(self, sql, params, n, opts)
         end
       end
       rows[#rows + 1] = row
+      local too
       if opts.max_rows and #rows > opts.max_rows then
         too = errors.new{ code = "too_many_rows", message = ("more than %d rows"):format(opts.max_rows) }
       elseif opts.max_bytes and bytes > opts.max_bytes then
         too = errors.new{ code = "too_large", message = ("the answer passed %d bytes"):format(opts.max_bytes) }
       end
+      -- The rest of an answer over the limit is never read: the connection closes (the server rolls
+      -- the read-only transaction back), so a huge answer costs no more than the limit.
+      if too then conn.sock:close() return nil, too end
     end
   end
   conn.sock:setkeepalive(self.keepalive * 1000, self.pool_size)
   if failure then return nil, failure end
-  if too then return nil, too end
   if done < 5 or not columns then -- (BEGIN, scope, read only, timeout, the statement)
     return fail("pg", "the statement answered no rows")
   end
