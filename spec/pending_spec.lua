@@ -110,6 +110,29 @@ describe("a pending pair", function()
     assert.is_nil(freshbooks.store.redis{ redis = R.factory(srv), key = k }.load())
   end)
 
+  it("of a new authorization replaces the node's pair of the grant before, and is what Redis gets", function()
+    local node = dir .. "/node-regrant"
+    os.execute("mkdir -m 700 " .. q(node))
+    local k = "fb:pending:regrant"
+    local s = freshbooks.store.redis{ redis = R.factory(srv, 0.3), key = k, pending = { dir = node } }
+    assert(s.save(sb:token{}, nil))
+    local before = assert(s.load())
+    srv:kill() -- Redis away (no command of ours waits in it): a refresh of that grant, then a new
+    -- authorization, both kept on the node
+    local ok, err = s.save(sb:token{}, before)
+    assert.is_nil(ok)
+    assert.truthy(err.message:find("kept pending on this node", 1, true), err.message)
+    local again = sb:token{}
+    ok, err = s.save(again, nil)
+    assert.is_nil(ok)
+    assert.truthy(err.message:find("kept pending on this node", 1, true), err.message)
+    srv:restart()
+    local next_process = freshbooks.store.redis{ redis = R.factory(srv), key = k, pending = { dir = node } }
+    assert.equal(H.hash(again.refresh_token), H.hash(next_process.load().refresh_token))
+    assert.equal(H.hash(again.refresh_token), H.hash(freshbooks.store.redis{ redis = R.factory(srv), key = k }
+      .load().refresh_token))
+  end)
+
   it("is never read through a symlink, nor from a file of the wrong shape", function()
     local node = dir .. "/hostile"
     os.execute("mkdir -m 700 " .. q(node))

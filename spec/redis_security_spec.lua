@@ -231,6 +231,56 @@ describe("store.redis against a hostile Redis", function()
     for _, u in ipairs(users) do assert.is_true(accepted(sb, bks(u).load().refresh_token), u) end
   end)
 
+  -- One connection's store in two processes of the app (each its own keyspace: its own held pairs).
+  local function two(prefix)
+    local function node() return freshbooks.store.redis.keyspace{ redis = R.factory(srv), prefix = prefix } end
+    return node()("alice"), node()("alice")
+  end
+
+  it("never writes a held pair back over a new authorization saved after a delete", function()
+    local a, b = two("fb:redo:")
+    local first = sb:token{ user = "alice" }
+    assert(a.save(first, nil))
+    local second = sb:token{ user = "alice" }
+    assert(a.save(second, a.load()))
+    assert.equal(H.hash(second.refresh_token), H.hash(a.load().refresh_token)) -- a holds the refreshed pair
+    assert.is_true(b.delete()) -- disconnected elsewhere, then authorized again
+    local again = sb:token{ user = "alice" }
+    assert(b.save(again, nil))
+    local seen = assert(a.load())
+    assert.equal(H.hash(again.refresh_token), H.hash(seen.refresh_token)) -- a's old pair came back before
+    assert.equal(H.hash(again.refresh_token), H.hash(b.load().refresh_token))
+    -- and a refresh a made from its old pair is refused, not written over the new grant
+    local ok, err = a.save(sb:token{ user = "alice" }, second)
+    assert.is_nil(ok)
+    assert.equal("conflict", err.code)
+    assert.equal(H.hash(again.refresh_token), H.hash(b.load().refresh_token))
+  end)
+
+  it("never writes a held pair back over a new authorization made after Redis lost everything", function()
+    local a, b = two("fb:regrant:")
+    assert(a.save(sb:token{ user = "alice" }, nil))
+    assert(a.save(sb:token{ user = "alice" }, a.load()))
+    srv:cli("FLUSHALL")
+    local again = sb:token{ user = "alice" } -- the user authorized again before a touched Redis
+    assert(b.save(again, nil))
+    assert.equal(H.hash(again.refresh_token), H.hash(assert(a.load()).refresh_token))
+    assert.equal(H.hash(again.refresh_token), H.hash(b.load().refresh_token))
+  end)
+
+  it("writes a held pair back over an older pair of the same grant (Redis restarted from an older state)", function()
+    local a, b = two("fb:older:")
+    assert(a.save(sb:token{ user = "alice" }, nil))
+    local k = "fb:older:{alice}:tokens"
+    local old = srv:cli("GET", k)
+    local newer = sb:token{ user = "alice" }
+    assert(a.save(newer, a.load()))
+    srv:cli("SET", k, old) -- what an older snapshot holds
+    assert.equal(H.hash(newer.refresh_token), H.hash(assert(a.load()).refresh_token))
+    assert.equal(H.hash(newer.refresh_token), H.hash(b.load().refresh_token))
+    assert.is_true(accepted(sb, b.load().refresh_token))
+  end)
+
   it("reads and moves keys of the previous layout, and never through an id shaped like one", function()
     local record = require("freshbooks.store.record")
     for i = 1, 5 do

@@ -515,6 +515,8 @@ local function build(o, keys, script, ks)
     local mem = ks.held[store]
     local known = mem and mem.refresh_token == fence and mem.version
       or (type(previous) == "table" and whole(previous.version)) or 0
+    -- A new authorization outranks every pair before it (the save script's rule), on the node too.
+    if fence == "" then known = math.max(known, mem and mem.version or 0, math.floor(core.clock.time() * 1000)) end
     -- Not written, or not known to be: this process holds the pair, and the node keeps it pending,
     -- until a save or a write-back goes through.
     local function keep(err)

@@ -10,14 +10,19 @@ local n = redis.call('STRLEN', KEYS[1])
 if n > tonumber(ARGV[1]) then return n end
 return redis.call('GET', KEYS[1])]],
   -- ARGV: previous refresh token ('' for a new authorization), the new refresh token, the new record
-  -- (JSON), the size limit, the version the caller knows `previous` had. -> {1, version, absent}
+  -- (JSON), the size limit, the version the caller knows `previous` had (for a new authorization: the
+  -- least version it may have). -> {1, version, absent}
   -- written (or already written: repeating it is harmless; absent = 1 when nothing was stored, or
   -- only a pair older than `previous`), {0, version} refused because the stored refresh token is
   -- another, newer one, {2, version} refused because the record with its version and saved_at is
   -- over the limit (load would refuse it). What is not a token record (garbage, oversized) holds no
   -- token to protect and is replaced. Versions go on from the caller's when nothing is stored (a
   -- wiped Redis), so a newer pair always has the higher one; a stored version below the caller's
-  -- `previous` is a pair Redis lost and got back from a process that held an older one.
+  -- `previous` is a pair Redis lost and got back from a process that held an older one. A new
+  -- authorization starts at Redis's clock in milliseconds, never below what is stored: every pair of a
+  -- later authorization outranks every pair of an earlier one (its refreshes take over a millisecond
+  -- each), a delete in between included, so a process holding the earlier grant's pair never writes
+  -- it back over the later grant's.
   save = [[
 local known = tonumber(ARGV[5]) or 0
 local version, cur, absent = known, nil, 1
@@ -32,6 +37,10 @@ if cur then
       version, absent = known, 1
     end
   end
+end
+if ARGV[1] == '' then
+  local t = redis.call('TIME')
+  version = math.max(version, known, t[1] * 1000 + math.floor(t[2] / 1000))
 end
 local rec = cjson.decode(ARGV[3])
 rec.version = version + 1
