@@ -222,4 +222,41 @@ end
     }]])
     each_clean(out, 5)
   end)
+
+  -- A PostgreSQL answer is libpq's memory while Lua reads it into tables: a memory error half-way must
+  -- not lose it. valgrind counts what is lost (the host's allocator alone cannot see libpq's).
+  it("a PostgreSQL answer read into Lua is freed when Lua runs out of memory half-way (valgrind)", function()
+    local pg = require("support.postgres").start()
+    finally(function() pg:stop() end)
+    local script = dir .. "/pg_oom.lua"
+    local f = assert(io.open(script, "w"))
+    f:write(("local core = require 'freshbooks.core'\nlocal db = assert(core.pg.connect(%q))\n"):format(pg.conninfo), [[
+local sql = "SELECT g, repeat('x', 20) AS v FROM generate_series(1, 300) g"
+assert(db:prepare("rows", sql))
+local refused = 0
+for n = 25, 1000, 25 do
+  for _, read in ipairs { function() return db:run("rows") end, function() return db:query(sql) end } do
+    oom(n)
+    local ok = pcall(read)
+    if oom_failed() and not ok then refused = refused + 1 end
+    oom(0)
+    collectgarbage()
+  end
+end
+-- and the connection still answers, in full
+local rows, err = db:run("rows")
+assert(type(rows) == "table" and #rows == 300, type(err) == "table" and err.message or "run: " .. #(rows or {}))
+local res, qerr = db:query(sql)
+assert(res and #res.rows == 300, type(qerr) == "table" and qerr.message or "query")
+db:close()
+print("refused=" .. refused)
+]])
+    f:close()
+    local p = io.popen(("valgrind -q --leak-check=full --errors-for-leak-kinds=definite --error-exitcode=99 %s %s 2>&1;"
+      .. " echo exit=$?"):format(host, script))
+    local out = p:read("*a")
+    p:close()
+    assert.truthy(out:find("exit=0\n", 1, true), out)
+    assert.is_true(tonumber(out:match("refused=(%d+)")) >= 20, out) -- the errors came while rows were read
+  end)
 end)

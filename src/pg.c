@@ -38,7 +38,23 @@ typedef struct {
 	double until;    /* when the statement in flight passes its deadline (fb_now); 0: never */
 	int stopped_by;  /* why the last statement was cancelled: 1 deadline, 2 signal */
 	int closed;      /* db:close() was called (a lost connection is conn == NULL, closed == 0) */
+	PGresult *held;  /* the result being read into Lua: a Lua error (out of memory) leaves it here, for
+	                    the next call or the close to free */
 } fb_pg;
+
+static void let_go(fb_pg *d)
+{
+	if (d->held != NULL)
+		PQclear(d->held);
+	d->held = NULL;
+}
+
+static PGresult *hold(fb_pg *d, PGresult *res)
+{
+	let_go(d);
+	d->held = res;
+	return res;
+}
 
 /* How long a cancelled statement's answer is awaited before the connection is given up. */
 #define CANCEL_GRACE 5.0
@@ -103,11 +119,20 @@ static int fail_pg(lua_State *L, fb_pg *d, PGresult *res)
 	return 2;
 }
 
+static void discard(fb_pg *d);
+
+/* The connection, ready for a statement: what a Lua error (out of memory) left half-read before is
+ * freed, and the rest of its answer cancelled and read away. */
 static fb_pg *check_db(lua_State *L, int idx)
 {
 	fb_pg *d = luaL_checkudata(L, idx, DB_MT);
 	if (d->closed)
 		luaL_error(L, "freshbooks.pg: the connection is closed");
+	let_go(d);
+	if (d->conn != NULL && PQtransactionStatus(d->conn) == PQTRANS_ACTIVE) {
+		d->until = fb_now() + CANCEL_GRACE;
+		discard(d);
+	}
 	return d;
 }
 
@@ -264,6 +289,7 @@ static int l_close(lua_State *L)
 {
 	fb_pg *d = luaL_checkudata(L, 1, DB_MT);
 	give_up(d);
+	let_go(d);
 	d->closed = 1;
 	return 0;
 }
@@ -282,14 +308,14 @@ static int drain(lua_State *L, fb_pg *d)
 	int failed = 0;
 	if (await(d) != 0)
 		return fail_pg(L, d, NULL);
-	while ((res = PQgetResult(d->conn)) != NULL) {
+	while ((res = hold(d, PQgetResult(d->conn))) != NULL) {
 		ExecStatusType st = PQresultStatus(res);
 		if (!failed && st != PGRES_COMMAND_OK && st != PGRES_TUPLES_OK && st != PGRES_EMPTY_QUERY
 		    && st != PGRES_SINGLE_TUPLE) {
 			fail_pg(L, d, res);
 			failed = 1;
 		}
-		PQclear(res);
+		let_go(d);
 		if (await(d) != 0) {
 			if (failed)
 				lua_pop(L, 2);
@@ -474,11 +500,9 @@ static int l_run(lua_State *L)
 	if (await(d) != 0)
 		return fail_pg(L, d, NULL);
 	while ((res = PQgetResult(d->conn)) != NULL) {
-		if (last != NULL)
-			PQclear(last);
-		last = res;
+		last = hold(d, res);
 		if (await(d) != 0) {
-			PQclear(last);
+			let_go(d);
 			return fail_pg(L, d, NULL);
 		}
 	}
@@ -486,7 +510,7 @@ static int l_run(lua_State *L)
 		return fail_pg(L, d, NULL);
 	if (PQresultStatus(last) != PGRES_COMMAND_OK && PQresultStatus(last) != PGRES_TUPLES_OK) {
 		rc = fail_pg(L, d, last);
-		PQclear(last);
+		let_go(d);
 		return rc;
 	}
 	push_rows(L, last, 0);
@@ -494,7 +518,7 @@ static int l_run(lua_State *L)
 		const char *t = PQcmdTuples(last);
 		lua_pushinteger(L, (lua_Integer)(t != NULL && *t ? atoll(t) : 0));
 	}
-	PQclear(last);
+	let_go(d);
 	return 2;
 }
 
@@ -574,13 +598,13 @@ static int l_query(lua_State *L)
 		ExecStatusType st;
 		if (await(d) != 0)
 			return fail_pg(L, d, NULL);
-		res = PQgetResult(d->conn);
+		res = hold(d, PQgetResult(d->conn));
 		if (res == NULL)
 			break;
 		st = PQresultStatus(res);
 		if (st != PGRES_SINGLE_TUPLE && st != PGRES_TUPLES_OK && st != PGRES_COMMAND_OK) {
 			int rc = fail_pg(L, d, res);
-			PQclear(res);
+			let_go(d);
 			while (await(d) == 0 && (res = PQgetResult(d->conn)) != NULL)
 				PQclear(res);
 			return rc;
@@ -598,7 +622,7 @@ static int l_query(lua_State *L)
 		if (st == PGRES_SINGLE_TUPLE) {
 			int nc = PQnfields(res), c;
 			if (max_rows > 0 && count >= max_rows) {
-				PQclear(res);
+				let_go(d);
 				discard(d);
 				return fb_fail(L, "too_many_rows", "more than %d rows", max_rows);
 			}
@@ -609,13 +633,13 @@ static int l_query(lua_State *L)
 				lua_rawseti(L, -2, c + 1);
 			}
 			if (max_bytes > 0 && bytes > max_bytes) {
-				PQclear(res);
+				let_go(d);
 				discard(d);
 				return fb_fail(L, "too_large", "the answer passed %d bytes", max_bytes);
 			}
 			lua_rawseti(L, -2, ++count);
 		}
-		PQclear(res);
+		let_go(d);
 	}
 	lua_setfield(L, -2, "rows");
 	return 1;
