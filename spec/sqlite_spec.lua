@@ -265,4 +265,18 @@ describe("core.json.encode", function()
     assert.is_nil(out)
     assert.matches("deep", err.message)
   end)
+
+  it("escapes a long string in slices: memory for its text, never six times its length", function()
+    -- 80 MiB of text under a 600 MB address-space limit: reserving the worst case for the whole
+    -- string at once (480 MiB, rounded up to 512) ran out of memory here.
+    local vm = rawget(_G, "jit") and "luajit" or ("lua" .. _VERSION:match("%d+%.%d+"))
+    local function q(x) return "'" .. x:gsub("'", "'\\''") .. "'" end
+    local code = "local s = ('x'):rep(80 * 1024 * 1024) .. '\\n'"
+      .. " local ok, r = pcall(require('freshbooks.core').json.encode, { s }) print(ok, ok and #r or r)"
+    local p = io.popen(("sh -c 'ulimit -v 600000; exec \"$0\" -e \"$1\"' %s %s 2>&1"):format(q(vm), q(code)))
+    local out = p:read("*a")
+    p:close()
+    assert.equal("true\t" .. (80 * 1024 * 1024 + 6) .. "\n", out)
+    assert.equal('["a\\nb\\"\\\\\\u0001' .. ("y"):rep(9000) .. '"]', encode{ "a\nb\"\\\1" .. ("y"):rep(9000) })
+  end)
 end)

@@ -6,24 +6,32 @@
 #include <openssl/crypto.h>
 #include "fb_internal.h"
 
-int fb_buf_add(fb_buf *b, const char *s, size_t n)
+char *fb_buf_room(fb_buf *b, size_t n)
 {
 	if (n > b->cap - b->len) {
 		size_t cap = b->cap ? b->cap : 256;
 		char *p;
 		while (cap - b->len < n) {
 			if (cap > SIZE_MAX / 2)
-				return -1;
+				return NULL;
 			cap *= 2;
 		}
 		p = (char *)realloc(b->p, cap);
 		if (p == NULL)
-			return -1;
+			return NULL;
 		b->p = p;
 		b->cap = cap;
 	}
+	return b->p + b->len;
+}
+
+int fb_buf_add(fb_buf *b, const char *s, size_t n)
+{
+	char *at = fb_buf_room(b, n);
+	if (at == NULL)
+		return -1;
 	if (n > 0)
-		memcpy(b->p + b->len, s, n);
+		memcpy(at, s, n);
 	b->len += n;
 	return 0;
 }

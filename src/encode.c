@@ -34,70 +34,63 @@ typedef struct {
 	int at; /* its stack slot */
 } key;
 
-/* Room for n more bytes at the end of the buffer -> where they go (the caller advances e->b.len). */
+/* Room for n more bytes at the end of the buffer -> where they go (the caller advances e->b.len). The
+ * common case stays here, inlined; growth is fb_buf's (a record's text starts at 4 KB). */
 static char *room(enc *e, size_t n)
 {
-	if (n > e->b.cap - e->b.len) {
-		size_t cap = e->b.cap ? e->b.cap : 4096;
-		char *p;
-		while (cap - e->b.len < n) {
-			if (cap > (size_t)-1 / 2) {
-				e->oom = 1;
-				return NULL;
-			}
-			cap *= 2;
-		}
-		p = (char *)realloc(e->b.p, cap);
-		if (p == NULL) {
-			e->oom = 1;
-			return NULL;
-		}
-		e->b.p = p;
-		e->b.cap = cap;
-	}
-	return e->b.p + e->b.len;
+	char *at;
+	if (n <= e->b.cap - e->b.len)
+		return e->b.p + e->b.len;
+	at = fb_buf_room(&e->b, e->b.cap == 0 && n < 4096 ? 4096 : n);
+	if (at == NULL)
+		e->oom = 1;
+	return at;
 }
 
 #define ADD(e, s, n) do { char *at_ = room((e), (n)); if (at_ == NULL) return -1; \
 	memcpy(at_, (s), (n)); (e)->b.len += (n); } while (0)
 #define FAIL(e, what) return ((e)->err = (what), -1)
 
+/* A string's input is escaped a slice at a time: room for the worst case (6 bytes a byte) of one
+ * slice, never of the whole string (a 100 MB string would ask for 600 MB). */
+#define SLICE 4096
+
 static int add_string(enc *e, const char *s, size_t n)
 {
 	static const char hex[] = "0123456789abcdef";
-	char *o, *start;
-	size_t i;
-	if (n > ((size_t)-1 - 2) / 6)
-		return (e->oom = 1, -1);
-	o = start = room(e, 6 * n + 2);
-	if (o == NULL)
-		return -1;
-	*o++ = '"';
-	for (i = 0; i < n; i++) {
-		unsigned char c = (unsigned char)s[i];
-		if (c >= 0x20 && c != '"' && c != '\\') {
-			*o++ = (char)c;
-			continue;
+	size_t i = 0;
+	ADD(e, "\"", 1);
+	while (i < n) {
+		size_t end = n - i > SLICE ? i + SLICE : n;
+		char *o = room(e, 6 * (end - i) + 1), *start = o;
+		if (o == NULL)
+			return -1;
+		for (; i < end; i++) {
+			unsigned char c = (unsigned char)s[i];
+			if (c >= 0x20 && c != '"' && c != '\\') {
+				*o++ = (char)c;
+				continue;
+			}
+			*o++ = '\\';
+			switch (c) {
+			case '"': *o++ = '"'; break;
+			case '\\': *o++ = '\\'; break;
+			case '\b': *o++ = 'b'; break;
+			case '\f': *o++ = 'f'; break;
+			case '\n': *o++ = 'n'; break;
+			case '\r': *o++ = 'r'; break;
+			case '\t': *o++ = 't'; break;
+			default:
+				*o++ = 'u';
+				*o++ = '0';
+				*o++ = '0';
+				*o++ = hex[c >> 4];
+				*o++ = hex[c & 15];
+			}
 		}
-		*o++ = '\\';
-		switch (c) {
-		case '"': *o++ = '"'; break;
-		case '\\': *o++ = '\\'; break;
-		case '\b': *o++ = 'b'; break;
-		case '\f': *o++ = 'f'; break;
-		case '\n': *o++ = 'n'; break;
-		case '\r': *o++ = 'r'; break;
-		case '\t': *o++ = 't'; break;
-		default:
-			*o++ = 'u';
-			*o++ = '0';
-			*o++ = '0';
-			*o++ = hex[c >> 4];
-			*o++ = hex[c & 15];
-		}
+		e->b.len += (size_t)(o - start);
 	}
-	*o++ = '"';
-	e->b.len += (size_t)(o - start);
+	ADD(e, "\"", 1);
 	return 0;
 }
 
