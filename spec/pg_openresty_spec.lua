@@ -229,6 +229,12 @@ describe("the PostgreSQL mirror read from OpenResty", function()
     r = hostile("nonce")
     assert.equals("pg_auth", r.code)
     assert.matches("nonce is not ours", r.message)
+    -- PBKDF2 runs on the worker, as many rounds as the server asks: a bounded number, else pg_auth
+    for _, db in ipairs { "slowhash", "hugehash" } do
+      r = hostile(db)
+      assert.equals("pg_auth", r.code, db)
+      assert.matches("SCRAM iterations; this reader does 1 to 100000", r.message, 1, true)
+    end
     assert.equals("pg_tls", hostile("badsig", "require").code) -- TLS refused where it is required
     assert.equals("pg_connection", hostile("huge").code)
     assert.equals("pg_connection", hostile("garbage").code)

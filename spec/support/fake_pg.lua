@@ -2,6 +2,7 @@
 -- another (plain TCP; it refuses TLS), each as its startup message's database name says:
 --   badsig  SCRAM with a server signature that proves nothing
 --   nonce   SCRAM whose server nonce does not extend the client's
+--   slowhash, hugehash  SCRAM asking for 9,999,999 and 10^20 iterations (the work is the server's choice)
 --   huge    a message announcing 2 GB
 --   silent  reads the startup message and never answers
 --   garbage a stream of bytes that is no protocol at all
@@ -49,7 +50,8 @@ local function serve(c)
   local first = kind and c:receive(n - 4) or ""
   local nonce = first:match("r=([^,%z]+)") or ""
   local server_nonce = db == "nonce" and "someone-elses-nonce" or (nonce .. "server")
-  c:send(message("R", int32(11) .. "r=" .. server_nonce .. ",s=c2FsdHNhbHRzYWx0,i=4096"))
+  local rounds = db == "slowhash" and "9999999" or db == "hugehash" and "99999999999999999999" or "4096"
+  c:send(message("R", int32(11) .. "r=" .. server_nonce .. ",s=c2FsdHNhbHRzYWx0,i=" .. rounds))
   kind = c:receive(1)
   n = get32(c:receive(4) or "\0\0\0\4")
   if kind then c:receive(n - 4) end
