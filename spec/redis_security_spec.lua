@@ -281,6 +281,27 @@ describe("store.redis against a hostile Redis", function()
     assert.is_true(accepted(sb, b.load().refresh_token))
   end)
 
+  it("saves a pair again after a failed save with the version it came from, so older pairs never come back", function()
+    local oauth = require "freshbooks.oauth" -- a session hands save token fields only (oauth.copy)
+    local function node(check)
+      return freshbooks.store.redis.keyspace{ redis = R.factory(srv), prefix = "fb:again:", wipe_check = check }
+    end
+    local a, b = node(60)("alice"), node(0)("alice")
+    local first = sb:token{ user = "alice" }
+    assert(a.save(first, nil))
+    local second = sb:token{ user = "alice" }
+    assert(a.save(second, oauth.copy(first)))
+    assert.equal(H.hash(second.refresh_token), H.hash(b.load().refresh_token)) -- b holds the second pair
+    srv:kill()
+    local third = sb:token{ user = "alice" }
+    assert.is_nil(a.save(third, oauth.copy(second))) -- Redis away: a keeps the third pair
+    srv:restart{ wipe = true } -- back, empty; a has not checked for a wipe yet
+    assert.is_true(a.save(third, oauth.copy(second))) -- the session offers its kept pair again
+    b.load() -- b finds the wipe and writes back the older pair it holds: refused
+    assert.equal(H.hash(third.refresh_token), H.hash(node(false)("alice").load().refresh_token))
+    assert.is_true(accepted(sb, node(false)("alice").load().refresh_token))
+  end)
+
   it("reads and moves keys of the previous layout, and never through an id shaped like one", function()
     local record = require("freshbooks.store.record")
     for i = 1, 5 do

@@ -512,8 +512,12 @@ local function build(o, keys, script, ks)
     if #text > MAX_RECORD then return oversized() end
     local fence = type(previous) == "table" and type(previous.refresh_token) == "string"
       and previous.refresh_token or ""
+    -- The version `previous` has: from what this process holds (the session's copy of `previous`
+    -- carries token fields only). Held already, this pair is being saved again (its first save
+    -- failed): it came from the version before its own.
     local mem = ks.held[store]
     local known = mem and mem.refresh_token == fence and mem.version
+      or mem and fence ~= "" and mem.refresh_token == tokens.refresh_token and mem.version - 1
       or (type(previous) == "table" and whole(previous.version)) or 0
     -- A new authorization outranks every pair before it (the save script's rule), on the node too.
     if fence == "" then known = math.max(known, mem and mem.version or 0, math.floor(core.clock.time() * 1000)) end
