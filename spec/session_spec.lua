@@ -407,6 +407,28 @@ describe("session against the sandbox", function()
       assert(fb:me())
     end)
 
+    it("invalid_grant when the store cannot be read again: the store's code, never reauth_required", function()
+      local path = dir .. "/ig3.json"
+      local store = freshbooks.store.file(path)
+      local stale = sb:token{}
+      assert(store.save(stale))
+      assert.is_true(H.session(sb, { store = store }):refresh()) -- another worker rotated it
+      local loads = 0
+      local fb = H.session(sb, { tokens = stale, save = store.save, load = function()
+        loads = loads + 1
+        if loads == 1 then return stale end -- (read before the other worker's write landed)
+        return nil, freshbooks.errors.new{ code = "store_unavailable", message = "Redis is away" }
+      end })
+      local ok, err = fb:refresh()
+      assert.is_nil(ok)
+      assert.equal("store_unavailable", err.code)
+      assert.truthy(err.message:find("invalid_grant", 1, true), err.message)
+      -- once the store answers again, the newer pair is adopted: the grant was alive all along
+      fb = H.session(sb, { tokens = stale, store = store })
+      assert.is_true(fb:refresh())
+      assert(fb:me())
+    end)
+
     it("invalid_grant with nothing newer stored: reauth_required, the store untouched", function()
       local path = dir .. "/ig2.json"
       local store = freshbooks.store.file(path)

@@ -252,6 +252,7 @@ end
 -- store again, keeping the lock. -> true once a newer pair was adopted.
 local function await_late_pair(p, handle)
   if not handle then return false end
+  local adopted, lerr
   local window = handle_call(handle, "contested")
   if type(window) ~= "number" or window <= 0 then return false end
   core = core or require "freshbooks.core"
@@ -264,9 +265,10 @@ local function await_late_pair(p, handle)
     -- (store.redis's contested window after a wipe grows with it)
     handle_call(handle, "extend", 2)
     pcall(sleep, 0.1)
-    if reload(p, true) then return true end
+    adopted, lerr = reload(p, true)
+    if adopted then return true end
   end
-  return false
+  return false, lerr
 end
 
 -- A pair whose access token cannot be sent was saved; the call that got it fails with a code.
@@ -309,7 +311,20 @@ local function refresh_locked(handle, p, seen)
     if not stale and not rerr.ambiguous then return nil, rerr end
     -- Never spend the same refresh token twice: go round again only with a different stored one
     -- (after invalid_grant, any: ours is dead).
-    adopted = attempt == 1 and (reload(p, stale) or (stale and await_late_pair(p, handle)))
+    local lerr
+    adopted = false
+    if attempt == 1 then
+      adopted, lerr = reload(p, stale)
+      if not adopted and stale and not lerr then adopted, lerr = await_late_pair(p, handle) end
+    end
+    -- A store that could not be read cannot say whether a newer pair is there: no verdict on the grant.
+    if not adopted and stale and lerr then
+      log(p, { type = "refresh", outcome = "load_failed", line = "refresh failed: invalid_grant, and the store"
+        .. " could not be read" })
+      return nil, errors.new{ code = lerr.code, cause = lerr, status = lerr.status, message = "the refresh token"
+        .. " was refused (invalid_grant), and the store, which may hold newer tokens, could not be read ("
+        .. lerr.message .. ")" }
+    end
     if not adopted then
       log(p, { type = "refresh", outcome = stale and "reauth_required" or "refresh_uncertain",
         line = "refresh failed: " .. rerr.code })
