@@ -785,17 +785,22 @@ function sync.events(b, fb, evs, opts)
   for _, g in ipairs(order) do
     local ok, ferr = verify(C, g.biz, g.r, g.ids, nil)
     if not ok then return nil, ferr end
-    -- what the records change too (a payment, its invoice)
+    -- what the records change too (a payment, its invoice), read a hundred ids a statement
     local rel = {}
-    for _, id in ipairs(g.r.related and g.ids or {}) do
-      local stored = b:first(("SELECT record FROM %s WHERE business_id = ? AND id = ? AND gone_at IS NULL")
-        :format(g.r.table), g.biz.business_id, id)
-      local rec = stored and core.json.decode(stored[1])
-      for rname, field in pairs(type(rec) == "table" and g.r.related or {}) do
-        local rid = tonumber(rec[field])
-        if rid then
-          rel[rname] = rel[rname] or {}
-          table.insert(rel[rname], rid)
+    local mine = g.r.related and g.ids or {}
+    for from = 1, #mine, 100 do
+      local chunk, marks = { unpack(mine, from, math.min(from + 99, #mine)) }, {}
+      for k = 1, #chunk do marks[k] = "?" end
+      local stored = b:rows(("SELECT record FROM %s WHERE business_id = ? AND gone_at IS NULL AND id IN (%s)")
+        :format(g.r.table, table.concat(marks, ", ")), g.biz.business_id, unpack(chunk))
+      for _, row in ipairs(stored or {}) do
+        local rec = core.json.decode(row[1])
+        for rname, field in pairs(type(rec) == "table" and g.r.related or {}) do
+          local rid = tonumber(rec[field])
+          if rid then
+            rel[rname] = rel[rname] or {}
+            table.insert(rel[rname], rid)
+          end
         end
       end
     end
