@@ -6,22 +6,20 @@
 #include <openssl/crypto.h>
 #include "fb_internal.h"
 
-char *fb_buf_room(fb_buf *b, size_t n)
+char *fb_buf_grow(fb_buf *b, size_t n)
 {
-	if (n > b->cap - b->len) {
-		size_t cap = b->cap ? b->cap : 256;
-		char *p;
-		while (cap - b->len < n) {
-			if (cap > SIZE_MAX / 2)
-				return NULL;
-			cap *= 2;
-		}
-		p = (char *)realloc(b->p, cap);
-		if (p == NULL)
+	size_t cap = b->cap ? b->cap : 256;
+	char *p;
+	while (cap - b->len < n) {
+		if (cap > SIZE_MAX / 2)
 			return NULL;
-		b->p = p;
-		b->cap = cap;
+		cap *= 2;
 	}
+	p = (char *)realloc(b->p, cap);
+	if (p == NULL)
+		return NULL;
+	b->p = p;
+	b->cap = cap;
 	return b->p + b->len;
 }
 

@@ -34,14 +34,10 @@ typedef struct {
 	int at; /* its stack slot */
 } key;
 
-/* Room for n more bytes at the end of the buffer -> where they go (the caller advances e->b.len). The
- * common case stays here, inlined; growth is fb_buf's (a record's text starts at 4 KB). */
+/* Room for n more bytes at the end of the buffer -> where they go (the caller advances e->b.len). */
 static char *room(enc *e, size_t n)
 {
-	char *at;
-	if (n <= e->b.cap - e->b.len)
-		return e->b.p + e->b.len;
-	at = fb_buf_room(&e->b, e->b.cap == 0 && n < 4096 ? 4096 : n);
+	char *at = fb_buf_room(&e->b, n);
 	if (at == NULL)
 		e->oom = 1;
 	return at;
@@ -285,6 +281,8 @@ static int l_encode(lua_State *L)
 	luaL_checkany(L, 1);
 	lua_settop(L, 1);
 	memset(&e, 0, sizeof e);
+	if (fb_buf_grow(&e.b, 4096) == NULL) /* a record's text fits at once */
+		return luaL_error(L, "freshbooks.core.json.encode: out of memory");
 	lua_pushcfunction(L, encode_protected);
 	lua_pushlightuserdata(L, &e);
 	lua_pushvalue(L, 1);

@@ -67,7 +67,12 @@ typedef struct {
 	size_t len, cap;
 } fb_buf;
 int fb_buf_add(fb_buf *b, const char *s, size_t n); /* 0 ok, -1 out of memory */
-char *fb_buf_room(fb_buf *b, size_t n); /* where n more bytes go (the caller adds them to len) | NULL: out of memory */
+char *fb_buf_grow(fb_buf *b, size_t n); /* fb_buf_room's slow path: doubles the capacity until n more fit */
+/* Where n more bytes go (the caller adds them to len) | NULL: out of memory. Inline: per value encoded. */
+static inline char *fb_buf_room(fb_buf *b, size_t n)
+{
+	return n <= b->cap - b->len ? b->p + b->len : fb_buf_grow(b, n);
+}
 void fb_buf_free(fb_buf *b, int wipe);
 
 /* plain.c: plain data copied between two Lua states as bytes (guest scripts). fb_plain_put_seq appends
