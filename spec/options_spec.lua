@@ -148,6 +148,16 @@ describe("unknown options raise, naming the caller", function()
     refuses("freshbooks.mirror: apply: unknown option 'budgte'", function()
       m:apply(fb, { name = "invoice.update" }, { budgte = false })
     end)
+    -- apply and apply_events share their checks: each still points at its own caller
+    for _, call in ipairs {
+      function() m:apply(nil, {}) end,
+      function() m:apply_events(fb, {}, { budget = { bogus = 1 } }) end,
+      function() m:apply_events(fb, {}, { budgte = false }) end,
+    } do
+      local ok, err = pcall(call)
+      assert.is_false(ok)
+      assert.truthy(tostring(err):find("^[^:]*options_spec%.lua:%d+: freshbooks%.mirror: apply"), tostring(err))
+    end
     refuses("freshbooks.mirror: query: unknown option 'max_row'", function()
       m:query("SELECT 1", nil, { max_row = 1 })
     end)

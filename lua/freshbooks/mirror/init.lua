@@ -137,15 +137,16 @@ local SYNC = options.spec{
 local APPLY = options.spec{ budget = { "table|false", say = "a table {rate, burst, max} or false" },
   progress = { "function" } }
 
-local function check_session(fb, where)
+-- (level: where the error points, 3 by default: the caller of the method that checks)
+local function check_session(fb, where, level)
   if type(fb) ~= "table" or type(fb.request) ~= "function" then
-    error("freshbooks.mirror: " .. where .. ": a session (freshbooks.new) is required", 3)
+    error("freshbooks.mirror: " .. where .. ": a session (freshbooks.new) is required", level or 3)
   end
 end
 
 -- The budget table, checked like options (a table of its own: {rate, burst, max}).
-local function check_budget(b, where)
-  if type(b) == "table" then options.check("freshbooks.mirror: " .. where .. ": budget", BUDGET, b, 3) end
+local function check_budget(b, where, level)
+  if type(b) == "table" then options.check("freshbooks.mirror: " .. where .. ": budget", BUDGET, b, level or 3) end
 end
 
 -- m:sync(fb, opts) -> summary | nil, err, summary
@@ -196,12 +197,18 @@ end
 -- as a webhook delivers it (the delivery's form fields, verified by the caller). The object is read
 -- again (it or its deletion is what counts, whatever order events arrive in, however often); events
 -- of other resources or businesses are ignored ({ignored = why}). opts: budget, progress.
+-- What apply and apply_events check before anything (errors at their caller's caller). -> opts
+local function check_apply(self, fb, what, opts)
+  check_session(fb, what, 4)
+  opts = options.check("freshbooks.mirror: " .. what, APPLY, opts, 3)
+  check_budget(opts.budget, what, 4)
+  if self.readonly then error("freshbooks.mirror: " .. what .. ": the mirror was opened read-only", 3) end
+  return opts
+end
+
 function Mirror:apply(fb, event, opts)
-  check_session(fb, "apply")
   if type(event) ~= "table" then error("freshbooks.mirror: apply: event must be a table", 2) end
-  opts = options.check("freshbooks.mirror: apply", APPLY, opts, 2)
-  check_budget(opts.budget, "apply")
-  if self.readonly then error("freshbooks.mirror: apply: the mirror was opened read-only", 2) end
+  opts = check_apply(self, fb, "apply", opts)
   return sync.event(live(self, "apply"), fb, fields_of(event), opts)
 end
 
@@ -209,11 +216,8 @@ end
 -- the objects of one business and resource are read together (100 a request). outcome: {written,
 -- gone, requests, ignored = how many events named nothing the mirror keeps}. opts: budget, progress.
 function Mirror:apply_events(fb, events, opts)
-  check_session(fb, "apply_events")
   if type(events) ~= "table" then error("freshbooks.mirror: apply_events: events must be a list", 2) end
-  opts = options.check("freshbooks.mirror: apply_events", APPLY, opts, 2)
-  check_budget(opts.budget, "apply_events")
-  if self.readonly then error("freshbooks.mirror: apply_events: the mirror was opened read-only", 2) end
+  opts = check_apply(self, fb, "apply_events", opts)
   local list = {}
   for i, event in ipairs(events) do
     if type(event) ~= "table" then error("freshbooks.mirror: apply_events: event " .. i .. " is not a table", 2) end
